@@ -1,0 +1,306 @@
+/* spawn: every exec (argv, parent, return value) and the exit of every
+ * process that exec'd (exit code, lifetime). execsnoop + exitsnoop on
+ * tracepoints only, so it runs on kernels without kprobes.
+ *
+ * Knobs (-D): MAX_ARGS, ARG_LEN, RINGBUF_PAGES, MAX_PENDING, MAX_TRACKED,
+ * TASK_OFF_REAL_PARENT, TASK_OFF_TGID, TASK_OFF_EXIT_CODE,
+ * TASK_OFF_START_TIME (byte offsets into task_struct read from the running
+ * kernel's BTF, because the installed headers may not match the kernel).
+ * Without them, KTOP_NO_TASK_OFFSETS leaves ppid, exit code and lifetime to
+ * user space. FILTER_TGID limits events to one process and its children.
+ * HAVE_EXECVEAT attaches the execveat tracepoints where they exist.
+ */
+#include <uapi/linux/ptrace.h>
+#include "ktop.h"
+
+#ifndef MAX_ARGS
+#define MAX_ARGS 20
+#endif
+#ifndef ARG_LEN
+#define ARG_LEN 128
+#endif
+#define ARGS_BUF (MAX_ARGS * ARG_LEN)
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 64
+#endif
+#ifndef MAX_PENDING
+#define MAX_PENDING 1024
+#endif
+#ifndef MAX_TRACKED
+#define MAX_TRACKED 32768
+#endif
+
+#define PATH_LEN 256
+
+/* Counter slots in `stats` (per CPU, summed and cleared by user space). */
+#define ST_FORKS 0      /* sched_process_fork: every new task */
+#define ST_EXECS 1      /* successful execs */
+#define ST_EXEC_FAILS 2 /* failed execve/execveat */
+#define ST_EXITS 3      /* process (thread group leader) exits */
+#define ST_LOST 4       /* ring buffer reservation failed: event dropped */
+#define ST_PENDING_FULL 5 /* pending-exec map full: argv not captured */
+#define ST_TRACKED_FULL 6 /* tracked map full: exit of an exec'd process not reported */
+#define ST_ARGS_TRUNC 7  /* execs whose argv was truncated */
+#define ST_NR 8
+
+/* Flags on an exec record. */
+#define F_ARGS_TRUNCATED 1
+#define F_NO_ARGV 2
+
+struct pending_exec {
+    u64 ts;
+    u32 argc;       /* arguments captured */
+    u32 args_size;  /* bytes used in args */
+    u32 flags;
+    u32 pad;
+    char filename[PATH_LEN];
+    char args[ARGS_BUF]; /* NUL-separated */
+};
+
+struct exec_event {
+    u32 type;       /* KTOP_EV_EXEC */
+    u32 pid;
+    u32 ppid;
+    u32 uid;
+    s32 retval;
+    u32 argc;
+    u32 args_size;
+    u32 flags;
+    u64 ts;
+    char comm[TASK_COMM_LEN];
+    char filename[PATH_LEN];
+    char args[ARGS_BUF];
+};
+
+struct exit_event {
+    u32 type;       /* KTOP_EV_EXIT */
+    u32 pid;
+    u32 ppid;
+    s32 exit_code;  /* wait status: code << 8 | signal, -1 when unknown */
+    u64 ts;
+    u64 lifetime_ns; /* 0 when unknown */
+    char comm[TASK_COMM_LEN];
+};
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_PERCPU_ARRAY(stats, u64, ST_NR);
+BPF_PERCPU_ARRAY(scratch, struct pending_exec, 1);
+/* tid -> argv captured at execve entry, until the exec succeeds or fails */
+BPF_HASH(pending, u32, struct pending_exec, MAX_PENDING);
+/* tgid of processes that exec'd while ktop watched -> 1; their exits are reported */
+BPF_HASH(tracked, u32, u8, MAX_TRACKED);
+
+static __always_inline void count(int slot)
+{
+    int k = slot;
+    u64 *v = stats.lookup(&k);
+    if (v)
+        (*v)++;
+}
+
+static __always_inline u32 parent_tgid(void)
+{
+#ifdef KTOP_NO_TASK_OFFSETS
+    return 0;
+#else
+    u64 task = bpf_get_current_task();
+    u64 parent = 0;
+    u32 tgid = 0;
+    bpf_probe_read_kernel(&parent, sizeof(parent), (void *)(task + TASK_OFF_REAL_PARENT));
+    if (parent)
+        bpf_probe_read_kernel(&tgid, sizeof(tgid), (void *)(parent + TASK_OFF_TGID));
+    return tgid;
+#endif
+}
+
+#ifdef FILTER_TGID
+/* Scope to one process: itself and any task whose parent is it. */
+static __always_inline int filtered_out(void)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    return tgid != FILTER_TGID && parent_tgid() != FILTER_TGID;
+}
+#else
+static __always_inline int filtered_out(void) { return 0; }
+#endif
+
+static __always_inline int enter_exec(const char *filename, const char *const *argv)
+{
+    if (filtered_out())
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    int zero = 0;
+    struct pending_exec *p = scratch.lookup(&zero);
+    if (!p)
+        return 0;
+    p->ts = bpf_ktime_get_ns();
+    p->argc = 0;
+    p->args_size = 0;
+    p->flags = 0;
+    p->filename[0] = 0;
+    bpf_probe_read_user_str(p->filename, sizeof(p->filename), filename);
+
+    const char *argp = 0;
+#pragma unroll
+    for (int i = 0; i < MAX_ARGS; i++) {
+        argp = 0;
+        bpf_probe_read_user(&argp, sizeof(argp), &argv[i]);
+        if (!argp)
+            break;
+        u32 off = p->args_size;
+        if (off > ARGS_BUF - ARG_LEN)
+            break;
+        int n = bpf_probe_read_user_str(&p->args[off], ARG_LEN, argp);
+        if (n <= 0)
+            break;
+        if (n == ARG_LEN)
+            p->flags |= F_ARGS_TRUNCATED;
+        p->args_size = off + n;
+        p->argc++;
+    }
+    if (p->argc == MAX_ARGS) {
+        argp = 0;
+        bpf_probe_read_user(&argp, sizeof(argp), &argv[MAX_ARGS]);
+        if (argp)
+            p->flags |= F_ARGS_TRUNCATED;
+    }
+    if (p->argc == 0)
+        p->flags |= F_NO_ARGV;
+    if (p->flags & F_ARGS_TRUNCATED)
+        count(ST_ARGS_TRUNC);
+    if (pending.update(&tid, p) != 0)
+        count(ST_PENDING_FULL);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    return enter_exec(args->filename, args->argv);
+}
+
+#ifdef HAVE_EXECVEAT
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+    return enter_exec(args->filename, args->argv);
+}
+#endif
+
+static __always_inline void emit_exec(struct pending_exec *p, u32 pid, s32 retval)
+{
+    struct exec_event *e = events.ringbuf_reserve(sizeof(struct exec_event));
+    if (!e) {
+        count(ST_LOST);
+        return;
+    }
+    e->type = KTOP_EV_EXEC;
+    e->pid = pid;
+    e->ppid = parent_tgid();
+    e->uid = (u32)bpf_get_current_uid_gid();
+    e->retval = retval;
+    e->ts = bpf_ktime_get_ns();
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    if (p) {
+        e->argc = p->argc;
+        e->args_size = p->args_size;
+        e->flags = p->flags;
+        bpf_probe_read_kernel(e->filename, sizeof(e->filename), p->filename);
+        bpf_probe_read_kernel(e->args, sizeof(e->args), p->args);
+    } else {
+        e->argc = 0;
+        e->args_size = 0;
+        e->flags = F_NO_ARGV;
+        e->filename[0] = 0;
+    }
+    events.ringbuf_submit(e, 0);
+}
+
+/* Success: the new image is in place (comm already updated), still inside
+ * execve. old_pid differs from pid when a non-leader thread exec'd. */
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u32 old_pid = args->old_pid;
+    u32 pid = args->pid;
+    if (filtered_out())
+        return 0;
+    count(ST_EXECS);
+    struct pending_exec *p = pending.lookup(&old_pid);
+    emit_exec(p, pid, 0);
+    if (p)
+        pending.delete(&old_pid);
+    u8 one = 1;
+    if (tracked.update(&pid, &one) != 0)
+        count(ST_TRACKED_FULL);
+    return 0;
+}
+
+static __always_inline int exit_exec(long ret)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct pending_exec *p = pending.lookup(&tid);
+    if (!p)
+        return 0; /* succeeded (handled at sched_process_exec) or not watched */
+    if (ret < 0) {
+        count(ST_EXEC_FAILS);
+        emit_exec(p, bpf_get_current_pid_tgid() >> 32, (s32)ret);
+    }
+    pending.delete(&tid);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+    return exit_exec(args->ret);
+}
+
+#ifdef HAVE_EXECVEAT
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+{
+    return exit_exec(args->ret);
+}
+#endif
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    count(ST_FORKS);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    u32 tid = (u32)id;
+    if (tgid != tid)
+        return 0; /* a thread, not the process */
+    count(ST_EXITS);
+    pending.delete(&tid); /* an exec that never returned */
+    if (!tracked.lookup(&tgid))
+        return 0;
+    tracked.delete(&tgid);
+
+    struct exit_event *e = events.ringbuf_reserve(sizeof(struct exit_event));
+    if (!e) {
+        count(ST_LOST);
+        return 0;
+    }
+    e->type = KTOP_EV_EXIT;
+    e->pid = tgid;
+    e->ts = bpf_ktime_get_ns();
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+#ifdef KTOP_NO_TASK_OFFSETS
+    e->ppid = 0;
+    e->exit_code = -1;
+    e->lifetime_ns = 0;
+#else
+    u64 task = bpf_get_current_task();
+    int code = -1;
+    u64 start = 0;
+    bpf_probe_read_kernel(&code, sizeof(code), (void *)(task + TASK_OFF_EXIT_CODE));
+    bpf_probe_read_kernel(&start, sizeof(start), (void *)(task + TASK_OFF_START_TIME));
+    e->ppid = parent_tgid();
+    e->exit_code = code;
+    e->lifetime_ns = start ? e->ts - start : 0;
+#endif
+    events.ringbuf_submit(e, 0);
+    return 0;
+}

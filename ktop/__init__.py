@@ -1,0 +1,3 @@
+"""ktop: a top-like terminal dashboard fed by eBPF probes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,332 @@
+"""Command line: ``ktop [options] [interval [count]]`` and its subcommands.
+
+BCC's conventions: positional ``interval`` and ``count``, ``-p PID``,
+examples in ``--help``, a hidden ``--ebpf`` that prints the programs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Optional
+
+from ktop import __version__
+from ktop.probes import registry
+
+EXAMPLES = """examples:
+    sudo ktop                  # the dashboard, refreshed every second
+    sudo ktop 2                # refresh every 2 seconds
+    sudo ktop 1 30             # 30 refreshes, then exit
+    sudo ktop -p 1234          # scope the probes and the table to PID 1234 and its children
+    sudo ktop --probes spawn   # only these probes (comma-separated; 'none' for psutil only)
+    sudo ktop snapshot --duration 5 --json   # collect 5 s headless, print one JSON document
+    sudo ktop doctor           # what this kernel offers and what each probe needs
+"""
+
+SNAPSHOT_EXAMPLES = """examples:
+    sudo ktop snapshot --duration 5 --json         # 5 s of every default probe, as JSON
+    sudo ktop snapshot --duration 10 --json -p 42  # only PID 42 and its children
+    sudo ktop snapshot --probes spawn --duration 2 # a text summary
+"""
+
+SUBCOMMANDS = ("snapshot", "doctor")
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line on stderr, exit code 2."""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer: {text!r}")
+    return v
+
+
+def _pid(text: str) -> int:
+    v = _positive_int(text)
+    import psutil
+
+    if not psutil.pid_exists(v):
+        raise argparse.ArgumentTypeError(f"no process with PID {v}")
+    return v
+
+
+def _probe_list(text: str) -> list[str]:
+    try:
+        return registry.parse_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--pid", type=_pid, metavar="PID",
+                   help="trace only this process and its children")
+    p.add_argument("--probes", type=_probe_list, metavar="LIST", default=None,
+                   help=f"probes to run, comma-separated (default: {','.join(registry.default_names())}; "
+                        f"known: {','.join(registry.PROBES)}; 'none' for psutil only)")
+    p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
+
+
+def main_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ktop",
+        description="A top-like dashboard of what the kernel sees, fed by eBPF probes. "
+                    f"Subcommands: {', '.join(SUBCOMMANDS)} (ktop SUBCOMMAND --help).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("interval", nargs="?", type=_positive_float, default=1.0,
+                   help="seconds between refreshes (default 1)")
+    p.add_argument("count", nargs="?", type=_positive_int, default=None,
+                   help="number of refreshes, then exit (default: run until q)")
+    _common(p)
+    p.add_argument("--theme", default="textual-dark", help="Textual theme name (default textual-dark)")
+    p.add_argument("--version", action="version", version=f"ktop {__version__}")
+    return p
+
+
+def snapshot_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ktop snapshot",
+        description="Run the collectors headless for a while and print what they saw.",
+        epilog=SNAPSHOT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("interval", nargs="?", type=_positive_float, default=None,
+                   help="seconds between samples (default: 1, or the duration if shorter)")
+    p.add_argument("-d", "--duration", type=_positive_float, default=1.0,
+                   help="seconds to collect once the probes are live (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON document (the scripting interface)")
+    p.add_argument("--max-events", type=_positive_int, default=100_000,
+                   help="spawn events kept (default 100000)")
+    _common(p)
+    return p
+
+
+def doctor_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ktop doctor",
+        description="Report what this kernel offers, and start each probe to show its status.")
+    p.add_argument("--probes", type=_probe_list, metavar="LIST", default=None)
+    p.add_argument("--no-start", action="store_true", help="only check features, start no probe")
+    return p
+
+
+def _probe_names(args) -> list[str]:
+    return args.probes if args.probes is not None else registry.default_names()
+
+
+def print_ebpf(names: list[str], pid: Optional[int]) -> int:
+    from ktop.probes.base import ProbeOptions
+
+    opts = ProbeOptions(pid=pid)
+    for n in names:
+        cls = registry.probe_class(n)
+        probe = cls(opts)
+        print(f"// ===== probe {n}: {probe.source()}")
+        print(f"// cflags: {' '.join(probe.cflags())}")
+        with open(probe.source()) as f:
+            sys.stdout.write(f.read())
+        print()
+    return 0
+
+
+class _SignalStop:
+    """Turns SIGINT/SIGTERM/SIGHUP into a flag for headless commands."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.signum: Optional[int] = None
+        self._old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        self.signum = signum
+        self.event.set()
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def run_snapshot(args) -> int:
+    from ktop.model import build_model, snapshot_document
+    from ktop.probes import diag
+    from ktop.probes.base import ProbeOptions
+    from ktop.sources.live import LiveSource
+
+    names = _probe_names(args)
+    if args.ebpf:
+        return print_ebpf(names, args.pid)
+    interval = args.interval or min(1.0, args.duration)
+    diag.start()
+    source = LiveSource(names, ProbeOptions(pid=args.pid), registry.PROBES)
+    model = None
+    with _SignalStop() as stop:
+        try:
+            source.start()
+            source.wait_settled(60)
+            live = [s for s in source.statuses() if s.status == "live"]
+            print(f"ktop: collecting for {args.duration:g} s (live probes: "
+                  f"{', '.join(s.name for s in live) or 'none'})", file=sys.stderr, flush=True)
+            t0 = time.monotonic()
+            model = build_model(None, source.tick(), args.max_events)
+            end = t0 + args.duration
+            while not stop.event.is_set():
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                stop.event.wait(min(interval, left))
+                model = build_model(model, source.tick(), args.max_events)
+            elapsed = time.monotonic() - t0
+        finally:
+            source.stop()
+            diag.stop()
+    doc = snapshot_document(model, elapsed)
+    if args.json:
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_summary(doc)
+    sys.stdout.flush()
+    if stop.signum in (signal.SIGTERM, signal.SIGHUP):
+        return 128 + stop.signum
+    return 0
+
+
+def print_summary(doc: dict) -> None:
+    from ktop.model.format import exit_text, human_bytes
+    from ktop.model.text import clean, join_argv
+
+    h = doc["host"]
+    print(f"{clean(h['hostname'])}  Linux {h['kernel']}  {h['cpu_count']} CPUs  ktop {h['ktop_version']}")
+    for name, p in doc["probes"].items():
+        print(f"probe {name:<10} {p['status']:<12} {clean(p['detail'])}")
+    procs = sorted(doc["processes"], key=lambda p: -p["cpu_percent"])[:10]
+    print(f"\n{'PID':>7} {'USER':<10} {'CPU%':>5} {'RSS':>7}  COMMAND")
+    for p in procs:
+        cmd = join_argv(p["cmdline"]) or f"[{p['comm']}]"
+        print(f"{p['pid']:>7} {clean(p['user'], 10):<10} {p['cpu_percent']:>5.1f} "
+              f"{human_bytes(p['rss']):>7}  {clean(cmd, 100)}")
+    sp = doc.get("spawns")
+    if sp:
+        r = sp["rates"]
+        print(f"\nspawns: {len(sp['events'])} execs ({r['execs_per_s']:.1f}/s), "
+              f"{r['forks_per_s']:.1f} forks/s, lost {sp['lost']}")
+        for e in sp["events"][-20:]:
+            print(f"{e['pid']:>7} {e['ppid']:>7} {e['retval']:>4} "
+                  f"{exit_text(e['exit_code'], e['exit_signal']):>8}  {clean(join_argv(e['argv']), 100)}")
+
+
+def run_doctor(args) -> int:
+    from ktop.probes import diag, features
+    from ktop.probes.base import ProbeOptions
+    from ktop.sources.live import LiveSource
+
+    print(f"ktop {__version__} doctor: kernel {os.uname().release}")
+    for c in features.checks():
+        mark = "ok  " if c.ok else "MISS"
+        line = f"  [{mark}] {c.name:<15} {c.detail}"
+        if not c.ok and c.remedy:
+            line += f"  -> {c.remedy}"
+        print(line)
+    names = args.probes if args.probes is not None else registry.default_names()
+    print("probes:")
+    for n in names:
+        info = registry.PROBES[n]
+        cls = registry.probe_class(n)
+        print(f"  {n:<10} {info.summary}")
+        print(f"  {'':<10} tracepoints: {', '.join(cls.tracepoints)}")
+    if args.no_start:
+        return 0 if all(c.ok for c in features.checks() if c.name in ("root", "bpf syscall", "tracefs", "bcc")) else 1
+    diag.start()
+    source = LiveSource(names, ProbeOptions())
+    try:
+        source.start()
+        source.wait_settled(60)
+        statuses = source.statuses()
+    finally:
+        source.stop()
+        diag.stop()
+    print("probe status (started for real):")
+    ok = True
+    for s in statuses:
+        print(f"  {s.name:<10} {s.status:<12} {s.detail}")
+        if s.name in registry.default_names() and s.status != "live":
+            ok = False
+            print(f"  {'':<10} remedy: {remedy_for(s)}")
+    return 0 if ok else 1
+
+
+def remedy_for(status) -> str:
+    if status.status == "needs-root":
+        return "run as root: sudo ktop doctor"
+    if status.status == "unsupported":
+        return "this kernel lacks a feature the probe needs (see above); the other probes still run"
+    return "see the error above; make install sets up BCC, headers and tracefs"
+
+
+def run_ui(args) -> int:
+    from ktop.probes import diag
+    from ktop.probes.base import ProbeOptions
+    from ktop.sources.live import LiveSource
+
+    names = _probe_names(args)
+    if args.ebpf:
+        return print_ebpf(names, args.pid)
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        raise UsageError("the dashboard needs a terminal; for scripts use: ktop snapshot --json")
+    from ktop.app import KtopApp
+
+    diag.start()
+    source = LiveSource(names, ProbeOptions(pid=args.pid), registry.PROBES)
+    app = KtopApp(source, interval=args.interval, count=args.count, theme_name=args.theme)
+    try:
+        app.run()
+    finally:
+        app.stop_collecting()
+        source.stop()
+        diag.stop()
+    if app.exit_signal:
+        return 128 + app.exit_signal
+    return app.return_code or 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "snapshot":
+            return run_snapshot(snapshot_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "doctor":
+            return run_doctor(doctor_parser().parse_args(argv[1:]))
+        return run_ui(main_parser().parse_args(argv))
+    except UsageError as exc:
+        print(f"ktop: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

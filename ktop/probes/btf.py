@@ -1,0 +1,118 @@
+"""Struct member offsets from the running kernel's BTF.
+
+BCC compiles against kernel headers, and on machines whose headers do not
+match the running kernel (see HOST.md) struct layouts from the headers are
+wrong. The kernel describes its own layout in ``/sys/kernel/btf/vmlinux``;
+this reads member offsets from there so a probe can read a field by byte
+offset (passed as a ``-D`` integer), a small CO-RE of our own.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from pathlib import Path
+
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+
+_KIND_STRUCT = 4
+_KIND_UNION = 5
+# Bytes that follow each btf_type header, by kind: (fixed, per vlen entry).
+_EXTRA = {
+    1: (4, 0), 2: (0, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8),
+    7: (0, 0), 8: (0, 0), 9: (0, 0), 10: (0, 0), 11: (0, 0), 12: (0, 0),
+    13: (0, 8), 14: (4, 0), 15: (0, 12), 16: (0, 0), 17: (4, 0), 18: (0, 0),
+    19: (0, 12),
+}
+
+
+class BTFError(Exception):
+    """The BTF blob is missing, malformed or lacks what was asked for."""
+
+
+class BTF:
+    """A minimal reader of a BTF blob: struct and union members only."""
+
+    def __init__(self, data: bytes):
+        if len(data) < 24:
+            raise BTFError("BTF blob too short")
+        magic, _ver, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
+        if magic != 0xEB9F:
+            raise BTFError("not a BTF blob (bad magic)")
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
+        self._data = data
+        self._types_start = hdr_len + type_off
+        self._strs = hdr_len + str_off
+        self._str_end = self._strs + str_len
+        # Index of every type id -> (kind, kind_flag, name_off, body offset, vlen).
+        self._types: list[tuple[int, int, int, int, int]] = [(0, 0, 0, 0, 0)]
+        pos, end = self._types_start, self._types_start + type_len
+        unpack = struct.unpack_from
+        while pos < end:
+            name_off, info, _size = unpack("<III", data, pos)
+            kind = (info >> 24) & 0x1F
+            vlen = info & 0xFFFF
+            try:
+                fixed, per = _EXTRA[kind]
+            except KeyError as exc:
+                raise BTFError(f"unknown BTF kind {kind}") from exc
+            self._types.append((kind, info >> 31, name_off, pos + 12, vlen))
+            pos += 12 + fixed + per * vlen
+
+    def _name(self, off: int) -> str:
+        start = self._strs + off
+        end = self._data.index(b"\0", start, self._str_end)
+        return self._data[start:end].decode()
+
+    def find_struct(self, name: str) -> int:
+        """Returns the type id of the complete struct called ``name``."""
+        for tid, (kind, _kf, name_off, _body, vlen) in enumerate(self._types):
+            if kind == _KIND_STRUCT and vlen and name_off and self._name(name_off) == name:
+                return tid
+        raise BTFError(f"struct {name} not found in BTF")
+
+    def members(self, tid: int, base_bits: int = 0) -> dict[str, int]:
+        """Byte offsets of the members of a struct or union, anonymous ones flattened."""
+        kind, kind_flag, _n, body, vlen = self._types[tid]
+        out: dict[str, int] = {}
+        for i in range(vlen):
+            name_off, mtype, moff = struct.unpack_from("<III", self._data, body + 12 * i)
+            bits = base_bits + (moff & 0xFFFFFF if kind_flag else moff)
+            if name_off:
+                if bits % 8 == 0:
+                    out.setdefault(self._name(name_off), bits // 8)
+                continue
+            # Anonymous member: skip modifiers/typedefs to find the struct/union.
+            inner = self._resolve(mtype)
+            if self._types[inner][0] in (_KIND_STRUCT, _KIND_UNION):
+                for k, v in self.members(inner, bits).items():
+                    out.setdefault(k, v)
+        return out
+
+    def _resolve(self, tid: int) -> int:
+        for _ in range(16):
+            kind = self._types[tid][0]
+            if kind not in (8, 9, 10, 11, 18):
+                return tid
+            body = self._types[tid][3]
+            tid = struct.unpack_from("<I", self._data, body - 4)[0]
+        return tid
+
+
+@functools.lru_cache(maxsize=4)
+def struct_offsets(struct_name: str, fields: tuple[str, ...], path: str = str(VMLINUX_BTF)) -> dict[str, int]:
+    """Returns {field: byte offset} for ``fields`` of ``struct_name`` in the kernel's BTF.
+
+    Raises:
+        BTFError: when BTF is unavailable or a field is missing.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise BTFError(f"cannot read {path}: {exc.strerror}") from exc
+    btf = BTF(data)
+    members = btf.members(btf.find_struct(struct_name))
+    missing = [f for f in fields if f not in members]
+    if missing:
+        raise BTFError(f"struct {struct_name} has no {', '.join(missing)} in BTF")
+    return {f: members[f] for f in fields}

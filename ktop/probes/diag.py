@@ -1,0 +1,65 @@
+"""Keeping BCC's and clang's stderr off the terminal.
+
+libbcc prints compile diagnostics straight to file descriptor 2, which would
+tear through a full-screen UI. While collectors run, fd 2 points at an
+unlinked temporary file; the terminal keeps a duplicate that
+``sys.__stderr__`` (Textual's output) writes to. Probe failures quote the
+captured text in their status.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+import threading
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def start() -> None:
+    """Redirects fd 2 into a capture file; idempotent."""
+    with _lock:
+        if _state:
+            return
+        try:
+            sys.stderr.flush()
+        except Exception:
+            pass
+        tmp = tempfile.TemporaryFile(prefix="ktop-stderr-")
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        terminal = io.TextIOWrapper(io.FileIO(saved, "w", closefd=False), line_buffering=True)
+        _state.update(tmp=tmp, saved=saved, terminal=terminal,
+                      old_dunder=sys.__stderr__, old_stderr=sys.stderr)
+        sys.__stderr__ = terminal  # Textual draws on sys.__stderr__
+        sys.stderr = terminal
+
+
+def stop() -> None:
+    """Puts fd 2 back."""
+    with _lock:
+        if not _state:
+            return
+        try:
+            _state["terminal"].flush()
+        except Exception:
+            pass
+        os.dup2(_state["saved"], 2)
+        os.close(_state["saved"])
+        sys.__stderr__ = _state["old_dunder"]
+        sys.stderr = _state["old_stderr"]
+        _state["tmp"].close()
+        _state.clear()
+
+
+def recent_stderr(limit: int = 16384) -> str:
+    """The last ``limit`` bytes written to fd 2 since :func:`start`."""
+    with _lock:
+        tmp = _state.get("tmp")
+        if tmp is None:
+            return ""
+        size = os.fstat(tmp.fileno()).st_size
+        return os.pread(tmp.fileno(), min(limit, size), max(0, size - limit)).decode("utf-8", "replace")

@@ -1,0 +1,187 @@
+"""What the running kernel offers: features checked, not versions.
+
+Every check is a plain function returning data, used by the probe workers
+(before they compile anything) and by ``ktop doctor``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import importlib.util
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+# bpf(2) syscall numbers; the rest of the world is not supported by BCC anyway.
+_BPF_NR = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
+_BPF_MAP_CREATE = 0
+_MAP_ARRAY = 2
+_MAP_RINGBUF = 27
+
+# Capability bits (linux/capability.h).
+_CAP_SYS_ADMIN = 21
+_CAP_PERFMON = 38
+_CAP_BPF = 39
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    remedy: str = ""
+
+
+def tracefs() -> Path | None:
+    """The mounted tracefs, or None."""
+    for p in TRACEFS_CANDIDATES:
+        if (p / "events").is_dir():
+            return p
+    return None
+
+
+def tracepoint_exists(category: str, event: str) -> bool:
+    t = tracefs()
+    return bool(t and (t / "events" / category / event / "format").is_file())
+
+
+def missing_tracepoints(names: tuple[str, ...]) -> list[str]:
+    """Which of ``category:event`` names this kernel lacks."""
+    return [n for n in names if not tracepoint_exists(*n.split(":", 1))]
+
+
+def kprobes_available() -> bool:
+    if Path("/sys/bus/event_source/devices/kprobe").exists():
+        return True
+    t = tracefs()
+    return bool(t and (t / "kprobe_events").exists())
+
+
+def uprobes_available() -> bool:
+    if Path("/sys/bus/event_source/devices/uprobe").exists():
+        return True
+    t = tracefs()
+    return bool(t and (t / "uprobe_events").exists())
+
+
+def btf_available() -> bool:
+    return Path("/sys/kernel/btf/vmlinux").is_file()
+
+
+def kernel_headers() -> tuple[bool, str]:
+    """(usable, description) of the headers BCC will compile against."""
+    rel = platform.release()
+    build = Path("/lib/modules") / rel / "build"
+    if (build / "include").is_dir():
+        target = os.path.realpath(build)
+        if rel in target:
+            return True, f"{build} -> {target}"
+        return True, f"{build} -> {target} (not built for {rel}: only tracepoint fields are read)"
+    if Path("/sys/kernel/kheaders.tar.xz").exists():
+        return True, "/sys/kernel/kheaders.tar.xz (CONFIG_IKHEADERS)"
+    return False, f"{build} missing"
+
+
+def capabilities() -> int:
+    """The effective capability mask of this process."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def can_trace() -> bool:
+    """Root, or the capabilities BPF tracing needs."""
+    if os.geteuid() == 0:
+        return True
+    caps = capabilities()
+    has = lambda bit: bool(caps >> bit & 1)  # noqa: E731
+    return has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and has(_CAP_PERFMON))
+
+
+def _bpf_map_create(map_type: int, key_size: int, value_size: int, max_entries: int) -> int:
+    """Creates and closes a map; returns 0 or the errno."""
+    nr = _BPF_NR.get(platform.machine())
+    if nr is None:
+        return errno.ENOSYS
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = (ctypes.c_uint32 * 32)()
+    attr[0], attr[1], attr[2], attr[3] = map_type, key_size, value_size, max_entries
+    fd = libc.syscall(nr, _BPF_MAP_CREATE, ctypes.byref(attr), ctypes.sizeof(attr))
+    if fd < 0:
+        return ctypes.get_errno()
+    os.close(fd)
+    return 0
+
+
+@functools.lru_cache(maxsize=1)
+def bpf_syscall() -> int:
+    """0 when bpf(2) works for us, else the errno (EPERM when not root)."""
+    return _bpf_map_create(_MAP_ARRAY, 4, 8, 1)
+
+
+@functools.lru_cache(maxsize=1)
+def ringbuf_supported() -> bool | None:
+    """True/False, or None when it cannot be told (no bpf(2) for us)."""
+    if bpf_syscall() != 0:
+        return None
+    return _bpf_map_create(_MAP_RINGBUF, 0, 0, 4096) == 0
+
+
+def bcc_available() -> bool:
+    return importlib.util.find_spec("bcc") is not None
+
+
+def bpf_stats_enabled() -> bool | None:
+    try:
+        return Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip() == "1"
+    except OSError:
+        return None
+
+
+def checks() -> list[Check]:
+    """Everything ``ktop doctor`` reports about the kernel and this process."""
+    out: list[Check] = []
+    root = can_trace()
+    out.append(Check("root", root, "running as root" if os.geteuid() == 0 else
+                     ("tracing capabilities present" if root else f"uid {os.geteuid()}, no CAP_BPF/CAP_PERFMON"),
+                     "" if root else "run ktop as root: sudo ktop"))
+    err = bpf_syscall()
+    if err == 0:
+        out.append(Check("bpf syscall", True, "bpf(2) works"))
+    else:
+        out.append(Check("bpf syscall", False, f"bpf(2) failed: {os.strerror(err)}",
+                         "run as root" if err == errno.EPERM else "kernel needs CONFIG_BPF_SYSCALL"))
+    jit = Path("/proc/sys/net/core/bpf_jit_enable")
+    out.append(Check("BPF JIT", jit.exists() and jit.read_text().strip() != "0",
+                     "enabled" if jit.exists() else "no bpf_jit_enable", "sysctl net.core.bpf_jit_enable=1"))
+    out.append(Check("BTF", btf_available(), "/sys/kernel/btf/vmlinux" if btf_available() else "no /sys/kernel/btf/vmlinux",
+                     "kernel needs CONFIG_DEBUG_INFO_BTF (spawn then lacks ppid/exit code/lifetime)"))
+    t = tracefs()
+    out.append(Check("tracefs", t is not None, f"mounted at {t}" if t else "not mounted",
+                     "mount -t tracefs nodev /sys/kernel/tracing"))
+    ok, detail = kernel_headers()
+    out.append(Check("kernel headers", ok, detail, "make install (links the distribution's headers)"))
+    out.append(Check("bcc", bcc_available(), "python3-bpfcc importable" if bcc_available() else "python module bcc not found",
+                     "apt-get install python3-bpfcc (and use a venv with --system-site-packages)"))
+    rb = ringbuf_supported()
+    out.append(Check("ring buffer", bool(rb), {True: "BPF_MAP_TYPE_RINGBUF works", False: "not supported",
+                                               None: "cannot tell without bpf(2)"}[rb],
+                     "kernel 5.8+ needed for spawn events"))
+    out.append(Check("kprobes", kprobes_available(), "available" if kprobes_available() else
+                     "this kernel has no kprobes (CONFIG_KPROBES is not set)",
+                     "kernel-function targets need CONFIG_KPROBES"))
+    out.append(Check("uprobes", uprobes_available(), "available" if uprobes_available() else "not available",
+                     "user-function targets need CONFIG_UPROBE_EVENTS"))
+    st = bpf_stats_enabled()
+    out.append(Check("bpf stats", st is not None, "supported (currently " + ("on" if st else "off") + ")"
+                     if st is not None else "kernel.bpf_stats_enabled missing"))
+    return out

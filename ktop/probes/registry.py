@@ -1,0 +1,50 @@
+"""The probes ktop knows, by their one short name."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    name: str
+    module: str
+    cls: str
+    default: bool
+    summary: str
+
+
+PROBES: dict[str, ProbeInfo] = {
+    p.name: p
+    for p in (
+        ProbeInfo("spawn", "ktop.probes.spawn", "SpawnProbe", True,
+                  "every exec (argv, parent, return) and exit (code, lifetime); execsnoop + exitsnoop"),
+    )
+}
+
+
+def default_names() -> list[str]:
+    return [n for n, p in PROBES.items() if p.default]
+
+
+def parse_list(text: str) -> list[str]:
+    """Parses ``--probes`` (comma-separated names, ``all``, ``none``).
+
+    Raises:
+        ValueError: naming the unknown probes and the known ones.
+    """
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(PROBES)
+    if names == ["none"]:
+        return []
+    unknown = [n for n in names if n not in PROBES]
+    if unknown:
+        raise ValueError(f"unknown probe {', '.join(unknown)!s} (known: {', '.join(PROBES)})")
+    return list(dict.fromkeys(names))
+
+
+def probe_class(name: str):
+    info = PROBES[name]
+    return getattr(importlib.import_module(info.module), info.cls)

@@ -1,0 +1,263 @@
+"""spawn: every exec and the exit of every exec'd process (execsnoop + exitsnoop).
+
+Tracepoints only, so it runs without kprobes: ``syscalls:sys_enter_execve``
+captures argv, ``sched:sched_process_exec`` reports a successful exec,
+``syscalls:sys_exit_execve`` a failed one, ``sched:sched_process_exit`` the
+exit code and lifetime, ``sched:sched_process_fork`` counts forks. Parent
+PID, exit code and start time are read from ``task_struct`` at offsets
+taken from the kernel's BTF (the installed headers may not match).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import threading
+import time
+from typing import Any, Optional
+
+from ktop.probes import features
+from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
+from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample
+
+NAME = "spawn"
+EV_EXEC = 1
+EV_EXIT = 2
+
+MAX_ARGS = 20
+ARG_LEN = 128
+RINGBUF_PAGES = 256
+# Decoded events waiting for the next tick; beyond this they count as lost.
+MAX_QUEUED = 200_000
+
+F_ARGS_TRUNCATED = 1
+F_NO_ARGV = 2
+
+# Slots of the per-CPU `stats` array (bpf/spawn.bpf.c).
+STAT_SLOTS = ("forks", "exec_count", "exec_failures", "exit_count", "lost",
+              "pending_full", "tracked_full", "args_truncated")
+
+_EXEC_HEAD = struct.Struct("<IIIIiIIIQ16s256s")
+_EXIT = struct.Struct("<IIIiQQ16s")
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+
+
+def decode_argv(buf: bytes, argc: int, args_size: int) -> tuple[str, ...]:
+    """NUL-separated arguments, as the kernel program packed them."""
+    parts = buf[:args_size].split(b"\0")
+    return tuple(p.decode("utf-8", "backslashreplace") for p in parts[:argc])
+
+
+def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
+    """An exec record (struct exec_event) to an ExecEvent.
+
+    Args:
+        raw: the record's bytes.
+        clock_offset: wall clock minus CLOCK_MONOTONIC, in seconds.
+    """
+    (_t, pid, ppid, uid, retval, argc, args_size, flags, ts, comm,
+     filename) = _EXEC_HEAD.unpack_from(raw, 0)
+    args = raw[_EXEC_HEAD.size:]
+    args_size = min(args_size, len(args))
+    return ExecEvent(
+        time=ts / 1e9 + clock_offset,
+        pid=pid,
+        ppid=ppid,
+        uid=uid,
+        comm=_cstr(comm),
+        filename=_cstr(filename),
+        argv=decode_argv(args, argc, args_size),
+        argv_truncated=bool(flags & F_ARGS_TRUNCATED),
+        retval=retval,
+    )
+
+
+def decode_wait_status(status: int) -> tuple[Optional[int], Optional[int]]:
+    """task->exit_code (a wait status) to (exit_code, signal).
+
+    exit_code follows Python's returncode: the status, or -N when killed by
+    signal N. (None, None) when the kernel program could not read it.
+    """
+    if status < 0:
+        return None, None
+    sig = status & 0x7F
+    if sig:
+        return -sig, sig
+    return (status >> 8) & 0xFF, None
+
+
+def decode_exit(raw: bytes, clock_offset: float) -> ExitEvent:
+    _t, pid, ppid, status, ts, lifetime_ns, comm = _EXIT.unpack_from(raw, 0)
+    code, sig = decode_wait_status(status)
+    return ExitEvent(
+        time=ts / 1e9 + clock_offset,
+        pid=pid,
+        ppid=ppid,
+        comm=_cstr(comm),
+        exit_code=code,
+        exit_signal=sig,
+        lifetime_ms=lifetime_ns / 1e6 if lifetime_ns else None,
+    )
+
+
+def decode_event(raw: bytes, clock_offset: float) -> ExecEvent | ExitEvent | None:
+    """Any spawn ring-buffer record; None for an unknown type."""
+    if len(raw) < 4:
+        return None
+    kind = struct.unpack_from("<I", raw)[0]
+    if kind == EV_EXEC and len(raw) >= _EXEC_HEAD.size:
+        return decode_exec(raw, clock_offset)
+    if kind == EV_EXIT and len(raw) >= _EXIT.size:
+        return decode_exit(raw, clock_offset)
+    return None
+
+
+def stat_deltas(current: dict[str, int], previous: dict[str, int]) -> dict[str, int]:
+    """Per-interval counts from cumulative counters."""
+    return {k: max(0, current.get(k, 0) - previous.get(k, 0)) for k in STAT_SLOTS}
+
+
+def build_sample(interval_s: float, execs: list, exits: list, deltas: dict[str, int],
+                 user_lost: int = 0) -> SpawnSample:
+    return SpawnSample(
+        interval_s=interval_s,
+        execs=tuple(execs),
+        exits=tuple(exits),
+        forks=deltas["forks"],
+        exec_count=deltas["exec_count"],
+        exec_failures=deltas["exec_failures"],
+        exit_count=deltas["exit_count"],
+        lost=deltas["lost"] + user_lost,
+        pending_full=deltas["pending_full"],
+        tracked_full=deltas["tracked_full"],
+        args_truncated=deltas["args_truncated"],
+    )
+
+
+def _ppid_from_proc(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class SpawnProbe(ProbeWorker):
+    name = NAME
+    title = "Spawns"
+    tracepoints = ("sched:sched_process_exec", "sched:sched_process_exit", "sched:sched_process_fork",
+                   "syscalls:sys_enter_execve", "syscalls:sys_exit_execve")
+    needs_ringbuf = True
+
+    def __init__(self, options: ProbeOptions | None = None, on_status=None):
+        super().__init__(options, on_status)
+        self._events_lock = threading.Lock()
+        self._execs: list[ExecEvent] = []
+        self._exits: list[ExitEvent] = []
+        self._user_lost = 0
+        self._prev: dict[str, int] = {}
+        self._clock_offset = time.time() - time.monotonic()
+        self._task_offsets: Optional[dict[str, int]] = None
+        self._offsets_error = ""
+
+    def cflags(self) -> list[str]:
+        flags = super().cflags()
+        x = self.options.extra
+        flags += [
+            f"-DMAX_ARGS={int(x.get('spawn_max_args', MAX_ARGS))}",
+            f"-DARG_LEN={int(x.get('spawn_arg_len', ARG_LEN))}",
+            f"-DRINGBUF_PAGES={int(x.get('spawn_ringbuf_pages', RINGBUF_PAGES))}",
+        ]
+        if features.tracepoint_exists("syscalls", "sys_enter_execveat") and \
+                features.tracepoint_exists("syscalls", "sys_exit_execveat"):
+            flags.append("-DHAVE_EXECVEAT")
+        if self.options.pid is not None:
+            flags.append(f"-DFILTER_TGID={int(self.options.pid)}")
+        offs = self.task_offsets()
+        if offs:
+            flags += [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
+        else:
+            flags.append("-DKTOP_NO_TASK_OFFSETS")
+        return flags
+
+    def task_offsets(self) -> Optional[dict[str, int]]:
+        if self._task_offsets is None and not self._offsets_error:
+            from ktop.probes.btf import BTFError, struct_offsets
+
+            try:
+                self._task_offsets = struct_offsets(
+                    "task_struct", ("real_parent", "tgid", "exit_code", "start_time"))
+            except BTFError as exc:
+                self._offsets_error = str(exc)
+        return self._task_offsets
+
+    def live_detail(self) -> str:
+        if self._offsets_error:
+            return f"no BTF ({self._offsets_error}): exit codes and lifetimes unknown"
+        return ""
+
+    def build(self) -> Any:
+        from bcc import BPF
+
+        b = BPF(src_file=self.source().encode(), cflags=self.cflags())
+        try:
+            b["events"].open_ring_buffer(self._on_event)
+        except Exception as exc:
+            b.cleanup()
+            raise ProbeUnavailable(UNSUPPORTED, f"ring buffer unavailable: {exc}") from exc
+        self._prev = self._read_stats(b)
+        return b
+
+    def _on_event(self, _ctx, data, size) -> None:
+        raw = ctypes.string_at(data, size)
+        ev = decode_event(raw, self._clock_offset)
+        if ev is None:
+            return
+        with self._events_lock:
+            if len(self._execs) + len(self._exits) >= MAX_QUEUED:
+                self._user_lost += 1
+                return
+            if isinstance(ev, ExecEvent):
+                if ev.ppid == 0 and self._task_offsets is None:
+                    ev = ExecEvent(**{**ev.__dict__, "ppid": _ppid_from_proc(ev.pid)})
+                self._execs.append(ev)
+            else:
+                self._exits.append(ev)
+
+    def drain(self, timeout_ms: int) -> None:
+        self.bpf.ring_buffer_poll(timeout_ms)
+
+    @staticmethod
+    def _read_stats(b) -> dict[str, int]:
+        table = b["stats"]
+        out = {}
+        for i, name in enumerate(STAT_SLOTS):
+            out[name] = int(sum(table.getvalue(table.Key(i))))
+        return out
+
+    def collect(self, interval_s: float) -> SpawnSample:
+        self.bpf.ring_buffer_consume()
+        cur = self._read_stats(self.bpf)
+        deltas = stat_deltas(cur, self._prev)
+        self._prev = cur
+        with self._events_lock:
+            execs, self._execs = self._execs, []
+            exits, self._exits = self._exits, []
+            user_lost, self._user_lost = self._user_lost, 0
+        sample = build_sample(interval_s, execs, exits, deltas, user_lost)
+        self.add_lost(sample.lost)
+        return sample
+
+
+def ebpf_text(options: ProbeOptions | None = None) -> str:
+    """The C program and the flags it would be compiled with (``--ebpf``)."""
+    probe = SpawnProbe(options)
+    return f"// {probe.source()}\n// cflags: {' '.join(probe.cflags())}\n" + \
+        open(probe.source()).read()
+
+
+__all__ = ["SpawnProbe", "decode_event", "decode_exec", "decode_exit", "ebpf_text"]

@@ -1,0 +1,1 @@
+"""Where snapshots come from: live collectors, or (later) a recording."""

@@ -1,0 +1,139 @@
+"""Live data: psutil plus one background worker per probe.
+
+The :class:`LiveSource` starts every probe worker at once (they compile in
+parallel), and each :meth:`LiveSource.tick` asks them all for a sample,
+scans processes with psutil meanwhile, and returns one :class:`Snapshot`.
+:class:`Collector` runs ticks on a thread and hands snapshots to a callback.
+No Textual here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Iterable, Optional
+
+from ktop.probes.base import ProbeOptions, ProbeWorker
+from ktop.probes.registry import probe_class
+from ktop.snapshot import DISABLED, FAILED, STARTING, ProbeStatus, Snapshot
+from ktop.system import host, procs
+
+
+class LiveSource:
+    def __init__(self, probe_names: Iterable[str], options: ProbeOptions | None = None,
+                 all_probe_names: Iterable[str] = ()):
+        self.options = options or ProbeOptions()
+        self.probe_names = list(probe_names)
+        self.disabled = [n for n in all_probe_names if n not in self.probe_names]
+        self.workers: dict[str, ProbeWorker] = {}
+        self.host = host.host_info()
+        self._last_tick = time.monotonic()
+        self.started_at = time.monotonic()
+
+    def start(self) -> None:
+        """Starts every probe worker; returns at once (compiles run in the background)."""
+        self.started_at = time.monotonic()
+        for name in self.probe_names:
+            try:
+                worker = probe_class(name)(self.options)
+            except Exception as exc:  # an import error in one adapter
+                self.workers[name] = _Broken(name, f"cannot load: {type(exc).__name__}: {exc}")
+                continue
+            self.workers[name] = worker
+            worker.start()
+
+    def statuses(self) -> tuple[ProbeStatus, ...]:
+        out = [w.status for w in self.workers.values()]
+        out += [ProbeStatus(n, DISABLED, "not selected (--probes)") for n in self.disabled]
+        return tuple(out)
+
+    def settled(self) -> bool:
+        """True once no probe is still starting."""
+        return all(w.status.status != STARTING for w in self.workers.values())
+
+    def wait_settled(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.settled():
+                return True
+            time.sleep(0.02)
+        return self.settled()
+
+    def tick(self) -> Snapshot:
+        live = list(self.workers.values())
+        for w in live:
+            w.request()
+        system = host.system_sample()
+        processes = procs.scan(self.options.pid)
+        samples = {w.name: w.take() for w in live}
+        now = time.monotonic()
+        interval, self._last_tick = now - self._last_tick, now
+        return Snapshot(
+            time=time.time(),
+            interval_s=interval,
+            host=self.host,
+            system=system,
+            probes=self.statuses(),
+            processes=processes,
+            spawns=samples.get("spawn"),
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stops every worker and waits for each to detach."""
+        for w in self.workers.values():
+            w.stop()
+        end = time.monotonic() + timeout
+        for w in self.workers.values():
+            if w.is_alive():
+                w.join(max(0.0, end - time.monotonic()))
+
+
+class _Broken:
+    """Stands in for a probe whose adapter could not even be constructed."""
+
+    def __init__(self, name: str, detail: str):
+        self.name = name
+        self.status = ProbeStatus(name, FAILED, detail)
+
+    def request(self) -> None: ...
+    def take(self, timeout: float = 0.0) -> None: return None
+    def stop(self) -> None: ...
+    def is_alive(self) -> bool: return False
+
+
+class Collector(threading.Thread):
+    """Ticks a source every ``interval`` seconds and calls ``on_snapshot``."""
+
+    def __init__(self, source: LiveSource, interval: float,
+                 on_snapshot: Callable[[Snapshot], None],
+                 on_error: Optional[Callable[[BaseException], None]] = None,
+                 count: Optional[int] = None):
+        super().__init__(name="ktop-collector", daemon=True)
+        self.source = source
+        self.interval = interval
+        self.on_snapshot = on_snapshot
+        self.on_error = on_error
+        self.count = count
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        next_at = time.monotonic()
+        while not self._stop_event.is_set():
+            try:
+                self.on_snapshot(self.source.tick())
+            except Exception as exc:
+                if self.on_error:
+                    self.on_error(exc)
+            n += 1
+            if self.count is not None and n >= self.count:
+                break
+            next_at += self.interval
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind: do not burst to catch up
+                next_at = time.monotonic()
+                delay = 0
+            self._stop_event.wait(delay)
+
+    def stop(self) -> None:
+        self._stop_event.set()

@@ -1,0 +1,1 @@
+"""psutil-based collectors: host facts, CPU and memory, the process table."""

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Idempotent host set-up for ktop: BCC from the distribution, kernel headers
+# where BCC looks, tracefs/debugfs mounted. Run as root. Fast when done.
+set -euo pipefail
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo make install)"
+command -v apt-get >/dev/null || die "only Debian/Ubuntu (apt) are supported by this script; install BCC (python3-bpfcc) and kernel headers by hand"
+
+export DEBIAN_FRONTEND=noninteractive
+rel=$(uname -r)
+arch=$(dpkg --print-architecture)
+
+# Packages ktop needs at run time and for its tests. EXTRA_PKGS adds more.
+pkgs=(python3-bpfcc libbpfcc bpfcc-tools python3-venv bpftool bpftrace tmux
+      htop btop fio sudo librsvg2-bin gcc libc6-dev make ${EXTRA_PKGS:-})
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+# Kernel headers: the exact ones when the archive has them, else the
+# distribution's, linked where BCC looks.
+build="/lib/modules/$rel/build"
+need_headers=0
+[ -e "$build/include/linux/kconfig.h" ] || need_headers=1
+
+updated=0
+apt_update() { [ $updated -eq 1 ] || { say "apt-get update"; apt-get update -qq; updated=1; }; }
+
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_update
+  say "installing ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ $need_headers -eq 1 ]; then
+  apt_update
+  if apt-cache show "linux-headers-$rel" >/dev/null 2>&1; then
+    say "installing linux-headers-$rel"
+    apt-get install -y -qq --no-install-recommends "linux-headers-$rel" >/dev/null
+  fi
+fi
+
+if [ ! -e "$build/include/linux/kconfig.h" ]; then
+  meta="linux-headers-$arch"
+  if ! apt-cache show "$meta" >/dev/null 2>&1; then meta=linux-headers-generic; fi
+  if ! ls -d /usr/src/linux-headers-*-"$arch" >/dev/null 2>&1; then
+    apt_update
+    say "no headers for $rel in the archive; installing the distribution's ($meta)"
+    apt-get install -y -qq --no-install-recommends "$meta" >/dev/null
+  fi
+  hdr=$(ls -d /usr/src/linux-headers-*-"$arch" 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$hdr" ] || die "could not find installed kernel headers under /usr/src"
+  common="${hdr%-"$arch"}-common"
+  mkdir -p "/lib/modules/$rel"
+  ln -sfn "$hdr" "/lib/modules/$rel/build"
+  [ -d "$common" ] && ln -sfn "$common" "/lib/modules/$rel/source"
+  say "linked $build -> $hdr (headers do not match $rel: ktop reads only tracepoint fields)"
+fi
+
+# tracefs and debugfs: BCC and tracepoints need them.
+if [ ! -d /sys/kernel/tracing/events ]; then
+  mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || say "warning: could not mount tracefs"
+fi
+if [ ! -d /sys/kernel/debug/tracing ] && ! mountpoint -q /sys/kernel/debug; then
+  mount -t debugfs nodev /sys/kernel/debug 2>/dev/null || say "warning: could not mount debugfs"
+fi
+say "host ready"
