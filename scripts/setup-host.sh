@@ -24,8 +24,9 @@ done
 # Kernel headers: the exact ones when the archive has them, else the
 # distribution's, linked where BCC looks.
 build="/lib/modules/$rel/build"
+headers_ok() { [ -e "$build/include/generated/autoconf.h" ] || [ -e "$build/include/linux/kconfig.h" ]; }
 need_headers=0
-[ -e "$build/include/linux/kconfig.h" ] || need_headers=1
+headers_ok || need_headers=1
 
 updated=0
 apt_update() { [ $updated -eq 1 ] || { say "apt-get update"; apt-get update -qq; updated=1; }; }
@@ -44,7 +45,7 @@ if [ $need_headers -eq 1 ]; then
   fi
 fi
 
-if [ ! -e "$build/include/linux/kconfig.h" ]; then
+if ! headers_ok; then
   meta="linux-headers-$arch"
   if ! apt-cache show "$meta" >/dev/null 2>&1; then meta=linux-headers-generic; fi
   if ! ls -d /usr/src/linux-headers-*-"$arch" >/dev/null 2>&1; then

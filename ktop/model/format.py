@@ -62,6 +62,8 @@ def exit_text(exit_code: int | None, exit_signal: int | None) -> str:
     return str(exit_code)
 
 
-def retval_text(retval: int) -> str:
-    """0 -> '0'; -2 -> '-2 ENOENT'."""
-    return "0" if retval == 0 else f"{retval} {errno_name(-retval)}"
+def retval_text(retval: int, short: bool = False) -> str:
+    """0 -> '0'; -2 -> '-2 ENOENT' (short: 'ENOENT')."""
+    if retval == 0:
+        return "0"
+    return errno_name(-retval) if short else f"{retval} {errno_name(-retval)}"

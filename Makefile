@@ -1,0 +1,49 @@
+# ktop: `make run` starts it, `make test` runs every test. Both set up first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ktop-installed
+LAUNCHER := /usr/local/bin/ktop
+PYTEST_ARGS ?=
+
+.PHONY: install host venv launcher run test test-fast bench lint clean
+
+install: host venv launcher
+
+host:
+	@bash scripts/setup-host.sh
+
+$(PY):
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@$(PY) -c "import bcc" 2>/dev/null || { echo "install: the venv cannot import bcc (python3-bpfcc)"; exit 1; }
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+launcher: $(STAMP)
+	@printf '#!/bin/sh\nexec %s "$$@"\n' "$(abspath $(VENV))/bin/ktop" > $(LAUNCHER).tmp
+	@chmod 755 $(LAUNCHER).tmp && mv $(LAUNCHER).tmp $(LAUNCHER)
+
+run: install
+	$(VENV)/bin/ktop
+
+# The whole suite, real probes included (they need root).
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Without the real-probe tests.
+test-fast: venv
+	$(PY) -m pytest -m "not real" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/run.py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache

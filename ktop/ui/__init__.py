@@ -1,0 +1,1 @@
+"""Textual screens and widgets. They draw the model; they never collect."""

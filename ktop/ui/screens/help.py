@@ -1,0 +1,41 @@
+"""F1 / ?: every key."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = [
+    ("Tab / Shift-Tab", "move focus between panels"),
+    ("↑ ↓ PgUp PgDn Home End, j k g G", "move the cursor"),
+    ("F6", "sort menu for the focused table"),
+    ("< >", "sort by the previous / next column"),
+    ("I", "invert the sort order"),
+    ("click a header", "sort by that column (again: invert)"),
+    ("/ or F3", "filter the focused table (command, user, PID); Esc clears"),
+    ("F1 or ?", "this help"),
+    ("Ctrl-P", "command palette"),
+    ("q, F10, Ctrl-C", "quit"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,f1,question_mark", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 80; height: auto; max-height: 90%; border: round $accent; background: $surface; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        t = Table(show_header=True, box=None, expand=True)
+        t.add_column("key", style="bold", no_wrap=True)
+        t.add_column("does")
+        for k, d in KEYS:
+            t.add_row(k, d)
+        with VerticalScroll():
+            yield Static("ktop keys (Esc closes)")
+            yield Static(t)

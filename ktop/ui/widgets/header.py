@@ -1,0 +1,72 @@
+"""The header: host, kernel, uptime, load, per-CPU and memory sparklines."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from textual.widget import Widget
+
+from ktop.model import Model
+from ktop.model.format import human_bytes, uptime
+from ktop.model.text import clean
+from ktop.ui.widgets.sparkline import spark
+
+CELL = 34  # width of one CPU meter
+
+
+class HostHeader(Widget):
+    DEFAULT_CSS = """
+    HostHeader { height: auto; max-height: 12; }
+    """
+    COMPONENT_CLASSES = {"header--ok", "header--warn", "header--crit", "header--title"}
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.model: Model | None = None
+
+    def update_from(self, model: Model) -> None:
+        self.model = model
+        self.refresh(layout=True)
+
+    def render(self):
+        m = self.model
+        if m is None:
+            return Text("ktop: starting…", style="bold")
+        h, s = m.host, m.system
+        live = sum(1 for p in m.probes.values() if p.status == "live")
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(" ktop ", style=self.get_component_rich_style("header--title"))
+        line.append(f" {clean(h.hostname)}", style="bold")
+        line.append(f"  Linux {clean(h.kernel)}  up {uptime(s.uptime_s)}  "
+                    f"load {s.load[0]:.2f} {s.load[1]:.2f} {s.load[2]:.2f}  "
+                    f"tasks {len(m.processes)}  probes {live}/{len(m.probes)} live")
+        width = max(self.size.width, CELL)
+        per_row = max(1, width // CELL)
+        spark_w = CELL - 15
+        lines = [line]
+        row = Text(no_wrap=True)
+        for i, (pct, hist) in enumerate(zip(s.cpu_percent, m.cpu_history)):
+            cell = Text(no_wrap=True)
+            cell.append(f" cpu{i:<3}", style="bold")
+            cell.append(spark(hist, spark_w, 100.0), style=self._load_style(pct))
+            cell.append(f" {pct:5.1f}%")
+            cell.pad_right(CELL - cell.cell_len)
+            row.append_text(cell)
+            if (i + 1) % per_row == 0:
+                lines.append(row)
+                row = Text(no_wrap=True)
+        if row.plain:
+            lines.append(row)
+        mem = Text(no_wrap=True)
+        pct = 100.0 * s.mem_used / s.mem_total if s.mem_total else 0.0
+        mem.append(" mem    ", style="bold")
+        mem.append(spark(m.mem_history, spark_w, 100.0), style=self._load_style(pct))
+        mem.append(f" {human_bytes(s.mem_used)}/{human_bytes(s.mem_total)} ({pct:.0f}%)")
+        if s.swap_total:
+            mem.append(f"   swap {human_bytes(s.swap_used)}/{human_bytes(s.swap_total)}")
+        lines.append(mem)
+        return Group(*lines)
+
+    def _load_style(self, pct: float):
+        name = "header--crit" if pct >= 90 else "header--warn" if pct >= 60 else "header--ok"
+        return self.get_component_rich_style(name)

@@ -1,0 +1,89 @@
+"""A panel: a titled box around a table, with a status line and a filter input."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Input, Static
+
+from ktop.model import Model
+from ktop.model.text import clean
+from ktop.snapshot import ProbeStatus
+from ktop.ui.widgets.table import KTable
+
+
+def status_line(status: ProbeStatus | None, extra: str = "") -> Text:
+    """One line saying what a probe is doing, never a traceback."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    if status is None:
+        t.append("probe not loaded")
+        return t
+    label = {"live": "live", "starting": "starting…", "needs-root": "needs root",
+             "unsupported": "unsupported", "failed": "failed", "stopped": "stopped",
+             "disabled": "off"}.get(status.status, status.status)
+    t.append(f"{status.name}: {label}", style="bold")
+    if status.status == "needs-root":
+        t.append(" — probes need root: run sudo ktop")
+    elif status.detail:
+        t.append(f" — {status.detail}")
+    if status.lost:
+        t.append(f"  lost {status.lost}", style="bold")
+    if extra:
+        t.append(f"  {extra}")
+    return t
+
+
+class Panel(Vertical):
+    """Base class: subclasses compose their widgets and implement update_from."""
+
+    can_focus = False
+    panel_title = ""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.border_title = self.panel_title
+
+    def filter_input(self) -> ComposeResult:
+        yield Input(placeholder="filter: command, user or PID (Enter keeps, Esc clears)",
+                    classes="filter", id=f"{self.id}-filter")
+
+    @property
+    def table(self) -> KTable:
+        return self.query(KTable).first()
+
+    def open_filter(self) -> None:
+        inp = self.query_one(Input)
+        inp.display = True
+        inp.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.table.set_filter(event.value)
+        self._show_filter_state()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        event.input.display = bool(event.value)
+        self.table.focus()
+
+    def on_key(self, event) -> None:
+        inp = self.query_one(Input)
+        if event.key == "escape" and inp.has_focus:
+            event.stop()
+            inp.value = ""
+            inp.display = False
+            self.table.set_filter("")
+            self._show_filter_state()
+            self.table.focus()
+
+    def _show_filter_state(self) -> None:
+        f = self.table.filter_text
+        self.border_subtitle = Text("filter: " + clean(f)) if f else ""
+
+    def update_from(self, model: Model) -> None:
+        raise NotImplementedError
+
+
+class StatusLine(Static):
+    """A one-line status (text is set as a Text: never markup)."""

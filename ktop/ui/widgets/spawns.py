@@ -1,0 +1,104 @@
+"""The Spawns panel: every exec, newest first, with exits filled in as they
+happen; an exec/s sparkline and the top parents of the interval."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline
+
+from ktop.model import Model, SpawnRow
+from ktop.model.format import duration_ms, exit_text, retval_text
+from ktop.model.text import clean, join_argv, safe_text
+from ktop.ui.widgets.panel import Panel, StatusLine, status_line
+from ktop.ui.widgets.table import Column, KTable, Row
+
+COLUMNS = (
+    Column("time", "TIME", 8),
+    Column("pid", "PID", 7, numeric=True),
+    Column("ppid", "PPID", 7, numeric=True),
+    Column("user", "USER", 8),
+    Column("comm", "COMM", 15),
+    Column("ret", "RET", 7, numeric=True),
+    Column("exit", "EXIT", 7, numeric=True),
+    Column("life", "LIFE", 7, numeric=True),
+    Column("argv", "ARGV", None),
+)
+
+PARENT_COLUMNS = (
+    Column("ppid", "PPID", 7, numeric=True),
+    Column("comm", "PARENT", 12),
+    Column("n", "EXECS", 6, numeric=True),
+)
+
+
+def _num(text: str) -> Text:
+    return Text(text, justify="right", no_wrap=True)
+
+
+def spawn_cells(r: SpawnRow) -> tuple[Text, ...]:
+    argv = join_argv(r.argv) + (" …" if r.argv_truncated else "")
+    if not r.argv:
+        argv = r.filename
+    return (
+        Text(time.strftime("%H:%M:%S", time.localtime(r.time))),
+        _num(str(r.pid)), _num(str(r.ppid)), safe_text(r.user, limit=8), safe_text(r.comm),
+        _num(retval_text(r.retval, short=True)), _num(exit_text(r.exit_code, r.exit_signal)),
+        _num(duration_ms(r.lifetime_ms) if r.exited else ""), safe_text(argv, limit=600),
+    )
+
+
+def spawn_rows(model: Model) -> list[Row]:
+    return [Row(key=r.seq, cells=spawn_cells(r),
+                sort_values=(r.time, r.pid, r.ppid, r.user, r.comm, r.retval, r.exit_code,
+                             r.lifetime_ms, " ".join(r.argv)),
+                search=f"{r.pid} {clean(r.user)} {clean(r.comm)} {clean(' '.join(r.argv))}".lower())
+            for r in model.spawns]
+
+
+def parent_rows(model: Model) -> list[Row]:
+    return [Row(key=ppid, cells=(_num(str(ppid)), safe_text(comm), _num(str(n))),
+                sort_values=(ppid, comm, n), search=f"{ppid} {clean(comm)}".lower())
+            for ppid, comm, n in model.top_parents]
+
+
+class SpawnsPanel(Panel):
+    panel_title = "Spawns"
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="spawn-status", classes="status")
+        with Horizontal():
+            with Vertical(id="spawn-main"):
+                yield KTable(COLUMNS, id="spawn-table", keep_order=True)
+                yield from self.filter_input()
+            with Vertical(id="spawn-side"):
+                yield StatusLine(id="spawn-rate", classes="rate")
+                yield Sparkline([], id="spawn-spark")
+                yield KTable(PARENT_COLUMNS, sort_column=2, reverse=True, id="parent-table")
+
+    @property
+    def table(self) -> KTable:
+        return self.query_one("#spawn-table", KTable)
+
+    def update_from(self, model: Model) -> None:
+        st = model.probes.get("spawn")
+        t = model.spawn_totals
+        extra = ""
+        drops = t.pending_full + t.tracked_full
+        if drops:
+            extra = f"map full {drops}"
+        self.query_one("#spawn-status", StatusLine).update(status_line(st, extra))
+        r = model.spawn_rates
+        self.query_one("#spawn-rate", StatusLine).update(Text(
+            f"exec/s {r.execs_per_s:.1f}  fork/s {r.forks_per_s:.1f}  fail/s {r.exec_failures_per_s:.1f}",
+            no_wrap=True))
+        spark = self.query_one("#spawn-spark", Sparkline)
+        data = list(model.exec_rate_history) or [0.0]
+        if list(spark.data or []) != data:
+            spark.data = data
+        self.table.update_rows(spawn_rows(model))
+        self.query_one("#parent-table", KTable).update_rows(parent_rows(model))
+        self.border_title = f"Spawns ({t.execs} execs)"
