@@ -42,9 +42,12 @@ class KtopApp(App):
     .filter { display: none; height: 3; }
     .status, .rate { height: 1; }
     #spawn-side { width: 30; }
-    #spawn-spark { height: 3; }
+    #spawn-spark { height: 2; }
+    .-narrow #spawn-side { display: none; }
+    KTable { scrollbar-size-horizontal: 1; }
     #parent-table { height: 1fr; }
     """
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS = [
         Binding("q,f10", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
@@ -185,7 +188,7 @@ class KtopApp(App):
 
         def picked(index: int | None) -> None:
             if index is not None and index >= 0:
-                table.set_sort(index, table.columns_spec[index].numeric)
+                table.set_sort(index, table.columns_spec[index].desc)
             table.focus()
 
         self.push_screen(SortScreen(labels, table.sort_column), picked)

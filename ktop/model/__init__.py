@@ -13,8 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Optional
 
-from ktop.snapshot import (ExecEvent, ExitEvent, HostInfo, ProbeStatus, ProcessInfo, Snapshot,
-                           SpawnSample, SystemSample)
+from ktop.snapshot import ExecEvent, ExitEvent, HostInfo, ProbeStatus, ProcessInfo, Snapshot, SpawnSample, SystemSample
 
 HISTORY = 120  # ticks kept for sparklines
 SPAWN_ROWS = 1000  # spawn events kept for the panel

@@ -163,14 +163,16 @@ def checks() -> list[Check]:
     jit = Path("/proc/sys/net/core/bpf_jit_enable")
     out.append(Check("BPF JIT", jit.exists() and jit.read_text().strip() != "0",
                      "enabled" if jit.exists() else "no bpf_jit_enable", "sysctl net.core.bpf_jit_enable=1"))
-    out.append(Check("BTF", btf_available(), "/sys/kernel/btf/vmlinux" if btf_available() else "no /sys/kernel/btf/vmlinux",
+    btf = btf_available()
+    out.append(Check("BTF", btf, "/sys/kernel/btf/vmlinux" if btf else "no /sys/kernel/btf/vmlinux",
                      "kernel needs CONFIG_DEBUG_INFO_BTF (spawn then lacks ppid/exit code/lifetime)"))
     t = tracefs()
     out.append(Check("tracefs", t is not None, f"mounted at {t}" if t else "not mounted",
                      "mount -t tracefs nodev /sys/kernel/tracing"))
     ok, detail = kernel_headers()
     out.append(Check("kernel headers", ok, detail, "make install (links the distribution's headers)"))
-    out.append(Check("bcc", bcc_available(), "python3-bpfcc importable" if bcc_available() else "python module bcc not found",
+    bcc = bcc_available()
+    out.append(Check("bcc", bcc, "python3-bpfcc importable" if bcc else "python module bcc not found",
                      "apt-get install python3-bpfcc (and use a venv with --system-site-packages)"))
     rb = ringbuf_supported()
     out.append(Check("ring buffer", bool(rb), {True: "BPF_MAP_TYPE_RINGBUF works", False: "not supported",

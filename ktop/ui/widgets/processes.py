@@ -15,10 +15,10 @@ COLUMNS = (
     Column("pid", "PID", 8, numeric=True),
     Column("ppid", "PPID", 8, numeric=True),
     Column("user", "USER", 10),
-    Column("cpu", "CPU%", 6, numeric=True),
-    Column("rss", "RSS", 7, numeric=True),
+    Column("cpu", "CPU%", 6, numeric=True, desc=True),
+    Column("rss", "RSS", 7, numeric=True, desc=True),
     Column("state", "S", 2),
-    Column("threads", "THR", 4, numeric=True),
+    Column("threads", "THR", 4, numeric=True, desc=True),
     Column("command", "COMMAND", None),
 )
 

@@ -8,12 +8,12 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Sparkline
 
 from ktop.model import Model, SpawnRow
 from ktop.model.format import duration_ms, exit_text, retval_text
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
+from ktop.ui.widgets.sparkline import spark as spark_text
 from ktop.ui.widgets.table import Column, KTable, Row
 
 COLUMNS = (
@@ -31,7 +31,7 @@ COLUMNS = (
 PARENT_COLUMNS = (
     Column("ppid", "PPID", 7, numeric=True),
     Column("comm", "PARENT", 12),
-    Column("n", "EXECS", 6, numeric=True),
+    Column("n", "EXECS", 6, numeric=True, desc=True),
 )
 
 
@@ -76,7 +76,7 @@ class SpawnsPanel(Panel):
                 yield from self.filter_input()
             with Vertical(id="spawn-side"):
                 yield StatusLine(id="spawn-rate", classes="rate")
-                yield Sparkline([], id="spawn-spark")
+                yield StatusLine(id="spawn-spark")
                 yield KTable(PARENT_COLUMNS, sort_column=2, reverse=True, id="parent-table")
 
     @property
@@ -95,10 +95,11 @@ class SpawnsPanel(Panel):
         self.query_one("#spawn-rate", StatusLine).update(Text(
             f"exec/s {r.execs_per_s:.1f}  fork/s {r.forks_per_s:.1f}  fail/s {r.exec_failures_per_s:.1f}",
             no_wrap=True))
-        spark = self.query_one("#spawn-spark", Sparkline)
-        data = list(model.exec_rate_history) or [0.0]
-        if list(spark.data or []) != data:
-            spark.data = data
+        spark = self.query_one("#spawn-spark", StatusLine)
+        width = max(4, spark.size.width)
+        hist = model.exec_rate_history
+        spark.update(Text(spark_text(hist, width) + "\n" + f"peak {max(hist, default=0):.1f}/s".rjust(width),
+                          no_wrap=True))
         self.table.update_rows(spawn_rows(model))
         self.query_one("#parent-table", KTable).update_rows(parent_rows(model))
         self.border_title = f"Spawns ({t.execs} execs)"

@@ -21,7 +21,8 @@ class Column:
     key: str
     label: str
     width: Optional[int] = None
-    numeric: bool = False  # right-aligned; sorts descending first
+    numeric: bool = False  # right-aligned
+    desc: bool = False  # sorts descending first (CPU%, RSS, counts)
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,13 @@ class KTable(DataTable):
     # -- sorting -------------------------------------------------------
     def _label(self, c: Column) -> Text:
         if self.keep_order:
-            return Text(c.label, justify="right" if c.numeric else "left")
+            return Text(c.label.rjust(c.width) if c.numeric and c.width else c.label)
         idx = self.columns_spec.index(c)
         arrow = ("▼" if self.sort_reverse else "▲") if idx == self.sort_column else ""
-        return Text(c.label + arrow, justify="right" if c.numeric else "left")
+        label = c.label + arrow
+        if c.numeric and c.width:
+            label = label.rjust(c.width)
+        return Text(label)
 
     def _relabel(self) -> None:
         for c in self.columns_spec:
@@ -107,7 +111,7 @@ class KTable(DataTable):
             if column == self.sort_column:
                 reverse = not self.sort_reverse
             else:
-                reverse = self.columns_spec[column].numeric
+                reverse = self.columns_spec[column].desc
         self.sort_column, self.sort_reverse = column, reverse
         self._held_until = 0.0
         self._relabel()
@@ -201,11 +205,11 @@ class KTable(DataTable):
                 shown = tuple((c.plain, str(c.style)) for c in r.cells)
                 old = self._shown.get(r.key)
                 if old is None:
-                    self.add_row(*r.cells, key=str(r.key))
+                    self.add_row(*[self._fit(ci, c) for ci, c in enumerate(r.cells)], key=str(r.key))
                 elif old != shown:
                     for ci, (a, b) in enumerate(zip(old, shown)):
                         if a != b:
-                            self.update_cell(str(r.key), col_keys[ci], r.cells[ci])
+                            self.update_cell(str(r.key), col_keys[ci], self._fit(ci, r.cells[ci]))
                 self._shown[r.key] = shown
             position = {str(r.key): i for i, r in enumerate(rows)}
             holding = time.monotonic() < self._held_until and not force_order
@@ -216,6 +220,15 @@ class KTable(DataTable):
                 index = self.get_row_index(str(cursor_key))
                 if index != self.cursor_row:
                     self.move_cursor(row=index, animate=False)
+
+    def _fit(self, ci: int, cell: Text) -> Text:
+        """Right-aligns numeric cells to their column's width."""
+        spec = self.columns_spec[ci]
+        if spec.numeric and spec.width and cell.cell_len < spec.width:
+            out = cell.copy()
+            out.pad_left(spec.width - cell.cell_len)
+            return out
+        return cell
 
     def _in_order(self, position: dict[str, int]) -> bool:
         return all(position.get(row.key.value, -1) == i for i, row in enumerate(self.ordered_rows))

@@ -1,0 +1,226 @@
+"""Pilot tests: keys, focus, sort, filter and cursor of the dashboard."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input
+
+from ktop.app import KtopApp
+from ktop.model import build_model
+from ktop.ui.widgets.table import KTable
+from tests.ui import fakes
+
+SIZE = (140, 44)
+
+
+def make_app(*snaps):
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    return app
+
+
+async def show(app, pilot, *snaps):
+    model = None
+    for s in snaps:
+        model = build_model(model, s)
+        app.show_model(model)
+    await pilot.pause()
+    return model
+
+
+def keys(table: KTable) -> list:
+    return [int(r.key.value) for r in table.ordered_rows]
+
+
+def plain_rows(table: KTable) -> list[list[str]]:
+    return [[c.plain.strip() for c in table.get_row(r.key)] for r in table.ordered_rows]
+
+
+async def test_process_table_sorted_by_cpu_descending():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        t = app.query_one("#proc-table", KTable)
+        assert keys(t) == [300, 200, 400, 1]
+
+
+async def test_sort_keys_change_column_and_invert():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        t = app.query_one("#proc-table", KTable)
+        await pilot.press("less_than_sign", "less_than_sign", "less_than_sign")  # CPU% -> PID
+        assert t.sort_column == 0
+        assert keys(t) == [1, 200, 300, 400]
+        await pilot.press("I")
+        assert keys(t) == [400, 300, 200, 1]
+        await pilot.press("greater_than_sign", "greater_than_sign")  # -> USER
+        assert t.sort_column == 2
+        assert [plain_rows(t)[i][2] for i in range(4)] == ["alice", "bob", "root", "www-data"]
+
+
+async def test_click_header_sorts_and_second_click_inverts():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        t = app.query_one("#proc-table", KTable)
+        t.set_sort(4)  # RSS, descending first
+        await pilot.pause()
+        assert keys(t) == [300, 200, 1, 400]
+        t.post_message(KTable.HeaderSelected(t, "rss", 4, label=None))
+        await pilot.pause()
+        assert t.sort_reverse is False
+        assert keys(t) == [400, 1, 200, 300]
+
+
+async def test_f6_sort_menu_picks_a_column():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        await pilot.press("f6")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "SortScreen"
+        await pilot.press("home", "enter")  # PID
+        await pilot.pause()
+        t = app.query_one("#proc-table", KTable)
+        assert t.sort_column == 0
+        assert keys(t) == [1, 200, 300, 400]
+
+
+async def test_filter_by_user_command_or_pid_and_escape_clears():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        t = app.query_one("#proc-table", KTable)
+        await pilot.press("slash")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"nginx")
+        assert keys(t) == [200]
+        await pilot.press("enter")
+        assert app.focused is t
+        assert keys(t) == [200]  # the filter stays
+        await pilot.press("f3")
+        for _ in range(5):
+            await pilot.press("backspace")
+        await pilot.press(*"bob")
+        assert keys(t) == [400]
+        await pilot.press("escape")
+        assert keys(t) == [300, 200, 400, 1]
+
+
+async def test_tab_moves_focus_between_panels_and_back():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot(spawn=fakes.spawn_sample()))
+        assert app.focused.id == "proc-table"
+        await pilot.press("tab")
+        assert app.focused.id == "spawn-table"
+        await pilot.press("tab")
+        assert app.focused.id == "parent-table"
+        await pilot.press("shift+tab", "shift+tab")
+        assert app.focused.id == "proc-table"
+
+
+async def test_cursor_stays_on_pid_across_updates_and_resorts():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        model = await show(app, pilot, fakes.snapshot())
+        t = app.query_one("#proc-table", KTable)
+        await pilot.press("j", "j")  # python3(300) -> nginx(200) -> sshd(400)
+        assert t.cursor_key == "400"
+        # sshd becomes the busiest: the order changes, the cursor follows PID 400
+        procs = [p if p.pid != 400 else fakes.proc(400, 1, user="bob", comm="sshd", cmdline=["sshd: bob"],
+                                                     cpu=99.0) for p in fakes.PROCESSES]
+        t._held_until = 0  # the user stopped moving
+        app.show_model(build_model(model, fakes.snapshot(processes=procs)))
+        await pilot.pause()
+        assert keys(t)[0] == 400
+        assert t.cursor_key == "400"
+        assert t.cursor_row == 0
+
+
+async def test_order_holds_while_the_user_moves():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        model = await show(app, pilot, fakes.snapshot())
+        t = app.query_one("#proc-table", KTable)
+        await pilot.press("j")  # just moved: hold the order
+        procs = [p if p.pid != 1 else fakes.proc(1, 0, comm="init", cmdline=["/sbin/init"], cpu=99.0)
+                 for p in fakes.PROCESSES]
+        app.show_model(build_model(model, fakes.snapshot(processes=procs)))
+        await pilot.pause()
+        assert keys(t) == [300, 200, 400, 1]  # held
+        assert [r[3] for r in plain_rows(t)][-1] == "99.0"  # but values update
+        t._held_until = 0
+        app.show_model(build_model(model, fakes.snapshot(processes=procs)))
+        await pilot.pause()
+        assert keys(t)[0] == 1
+
+
+async def test_spawns_panel_shows_exits_failures_and_parents():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot(spawn=fakes.spawn_sample()))
+        t = app.query_one("#spawn-table", KTable)
+        rows = plain_rows(t)
+        assert [r[1] for r in rows] == ["1003", "1002", "1001"]  # newest first
+        by_pid = {r[1]: r for r in rows}
+        assert by_pid["1002"][5] == "ENOENT"
+        assert by_pid["1001"][6] == "0" and by_pid["1001"][7] == "4ms"
+        assert by_pid["1003"][6] == "SIGKILL"
+        parents = plain_rows(app.query_one("#parent-table", KTable))
+        assert parents[0][:3] == ["300", "python3", "2"]
+
+
+async def test_probe_status_sentences():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot(status="needs-root"))
+        text = str(app.query_one("#spawn-status").render())
+        assert "needs root" in text and "sudo ktop" in text
+        await show(app, pilot, fakes.snapshot(status="unsupported",
+                                              detail="this kernel lacks tracepoint sched:sched_process_exec"))
+        assert "sched_process_exec" in str(app.query_one("#spawn-status").render())
+
+
+HOSTILE = [
+    "\x1b[31mred\x1b[0m", "\x1b]0;pwned\x07", "\x1b]52;c;ZXZpbA==\x07", "a\x9bb", "del\x7f",
+    "\u202eevil", "[@click=app.quit]x", "[bold]b", "[/", "trail\\",
+]
+
+
+async def test_hostile_names_show_literally_and_click_does_nothing():
+    procs = [fakes.proc(500 + i, 1, user="eve", comm=name[:15], cmdline=[name, "arg"], cpu=50.0 - i)
+             for i, name in enumerate(HOSTILE)]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot(processes=procs))
+        t = app.query_one("#proc-table", KTable)
+        commands = [r[7] for r in plain_rows(t)]
+        assert any("[@click=app.quit]x" in c for c in commands)
+        assert any("[bold]b" in c for c in commands)
+        for c in commands:
+            assert "\x1b" not in c and "\x07" not in c and "\x9b" not in c and "\x7f" not in c
+            assert "\u202e" not in c
+        await pilot.click("#proc-table", offset=(60, 3))
+        await pilot.pause()
+        assert app.is_running
+
+
+async def test_q_quits():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+@pytest.mark.parametrize("key", ["f1", "question_mark"])
+async def test_help_lists_keys(key):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(key)
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "HelpScreen"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ != "HelpScreen"
