@@ -27,6 +27,7 @@ class LiveSource:
         self.disabled = [n for n in all_probe_names if n not in self.probe_names]
         self.workers: dict[str, ProbeWorker] = {}
         self.host = host.host_info()
+        self.scanner = procs.ProcScanner()
         self._last_tick = time.monotonic()
         self.started_at = time.monotonic()
 
@@ -64,7 +65,7 @@ class LiveSource:
         for w in live:
             w.request()
         system = host.system_sample()
-        processes = procs.scan(self.options.pid)
+        processes = self.scanner.scan(self.options.pid)
         samples = {w.name: w.take() for w in live}
         now = time.monotonic()
         interval, self._last_tick = now - self._last_tick, now

@@ -58,6 +58,7 @@ class KTable(DataTable):
         self._rows: dict[Hashable, Row] = {}
         self._shown: dict[Hashable, tuple] = {}  # key -> (plain, style) per cell, as shown
         self._order: list[Hashable] = []
+        self._last_row_obj: dict[Hashable, Row] = {}
         self._held_until = 0.0
         self.on_sort_changed: Optional[Callable[[], None]] = None
 
@@ -201,7 +202,11 @@ class KTable(DataTable):
             for key in [k for k in self._shown if k not in wanted]:
                 self.remove_row(str(key))
                 del self._shown[key]
+                self._last_row_obj.pop(key, None)
+            last = self._last_row_obj
             for r in rows:
+                if last.get(r.key) is r:
+                    continue  # the very same row object: nothing changed
                 shown = tuple((c.plain, str(c.style)) for c in r.cells)
                 old = self._shown.get(r.key)
                 if old is None:
@@ -211,6 +216,7 @@ class KTable(DataTable):
                         if a != b:
                             self.update_cell(str(r.key), col_keys[ci], self._fit(ci, r.cells[ci]))
                 self._shown[r.key] = shown
+            self._last_row_obj = {r.key: r for r in rows}
             position = {str(r.key): i for i, r in enumerate(rows)}
             holding = time.monotonic() < self._held_until and not force_order
             if not holding and not self._in_order(position):
