@@ -11,7 +11,7 @@ from typing import Optional
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input
 
 from ktop.messages import CollectorFailed, ModelReady
@@ -34,6 +34,10 @@ class KtopApp(App):
     CSS_PATH = [str(themes_dir() / "default.tcss")]
     CSS = """
     #panels { height: 1fr; }
+    #left { width: 3fr; }
+    #right { width: 2fr; display: none; }
+    #right.-has-panels { display: block; }
+    #right > Panel { height: 1fr; }
     ProcessPanel { height: 3fr; }
     SpawnsPanel { height: 2fr; }
     Panel { border: round $panel-lighten-2; }
@@ -79,9 +83,13 @@ class KtopApp(App):
 
     def compose(self) -> ComposeResult:
         yield HostHeader(id="header")
-        with Vertical(id="panels"):
-            yield ProcessPanel(id="processes")
-            yield SpawnsPanel(id="spawns")
+        with Horizontal(id="panels"):
+            with Vertical(id="left"):
+                yield ProcessPanel(id="processes")
+                yield SpawnsPanel(id="spawns")
+            with Vertical(id="right"):
+                # one panel per further probe (bio, syscalls, funcs), each `height: 1fr`
+                pass
         yield Footer()
 
     # -- lifecycle ---------------------------------------------------------
@@ -92,6 +100,8 @@ class KtopApp(App):
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (ValueError, RuntimeError, NotImplementedError):
                 pass  # not the main thread (tests)
+        right = self.query_one("#right")
+        right.set_class(bool(right.children), "-has-panels")
         self.query_one("#proc-table", KTable).focus()
         if self.autostart:
             self.start_collecting()

@@ -116,7 +116,11 @@ class Snapshot:
     system: SystemSample
     probes: tuple[ProbeStatus, ...]
     processes: tuple[ProcessInfo, ...]
+    # One field per probe (its registry `section`), None when the probe is not live.
     spawns: Optional[SpawnSample] = None
+    bio: Optional[Any] = None  # ktop.probes.bio
+    funcs: Optional[Any] = None  # ktop.probes.funcs
+    syscalls: Optional[Any] = None  # ktop.probes.syscalls
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -11,7 +11,7 @@ import pwd
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Optional
+from typing import Any, Optional
 
 from ktop.snapshot import ExecEvent, ExitEvent, HostInfo, ProbeStatus, ProcessInfo, Snapshot, SpawnSample, SystemSample
 
@@ -95,6 +95,10 @@ class Model:
     spawn_totals: SpawnTotals = field(default_factory=SpawnTotals)
     next_seq: int = 0
     ticks: int = 0
+    # Models of the other probes, built by ktop/model/<section>.py.
+    bio: Any = None
+    funcs: Any = None
+    syscalls: Any = None
 
 
 def _push(hist: tuple, value, limit: int = HISTORY) -> tuple:
@@ -158,6 +162,7 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         spawn_totals=prev.spawn_totals if prev else SpawnTotals(),
         next_seq=prev.next_seq if prev else 0, ticks=(prev.ticks + 1) if prev else 1,
     )
+    model = _other_sections(prev, model, snap)
     s = snap.spawns
     if s is None:
         return model
@@ -171,6 +176,15 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
     return replace(model, spawns=rows, next_seq=seq, spawn_rates=rates,
                    exec_rate_history=_push(model.exec_rate_history, rates.execs_per_s),
                    top_parents=top_parents(s.execs, names), spawn_totals=_totals(model.spawn_totals, s))
+
+
+def _other_sections(prev: Optional[Model], model: Model, snap: Snapshot) -> Model:
+    """Each probe's own model module updates its field (one line per probe)."""
+    return model
+
+
+def _other_documents(model: Model, doc: dict, duration_s: float) -> None:
+    """Each probe's own model module adds its section (one line per probe)."""
 
 
 def snapshot_document(model: Model, duration_s: float) -> dict:
@@ -194,6 +208,7 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
             for p in model.processes
         ],
     }
+    _other_documents(model, doc, duration_s)
     if spawn_status is not None:
         d = duration_s if duration_s > 0 else 1.0
         doc["spawns"] = {

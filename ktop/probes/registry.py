@@ -13,13 +13,15 @@ class ProbeInfo:
     cls: str
     default: bool
     summary: str
+    section: str  # the Snapshot field its samples go to
 
 
 PROBES: dict[str, ProbeInfo] = {
     p.name: p
     for p in (
         ProbeInfo("spawn", "ktop.probes.spawn", "SpawnProbe", True,
-                  "every exec (argv, parent, return) and exit (code, lifetime); execsnoop + exitsnoop"),
+                  "every exec (argv, parent, return) and exit (code, lifetime); execsnoop + exitsnoop",
+                  "spawns"),
     )
 }
 

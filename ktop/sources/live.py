@@ -14,7 +14,7 @@ import time
 from typing import Callable, Iterable, Optional
 
 from ktop.probes.base import ProbeOptions, ProbeWorker
-from ktop.probes.registry import probe_class
+from ktop.probes.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, STARTING, ProbeStatus, Snapshot
 from ktop.system import host, procs
 
@@ -76,7 +76,7 @@ class LiveSource:
             system=system,
             probes=self.statuses(),
             processes=processes,
-            spawns=samples.get("spawn"),
+            **{PROBES[n].section: s for n, s in samples.items() if n in PROBES},
         )
 
     def stop(self, timeout: float = 5.0) -> None:
