@@ -4,7 +4,7 @@
  *
  * Knobs (-D): MAX_ARGS, ARG_LEN, RINGBUF_PAGES, MAX_PENDING, MAX_TRACKED,
  * TASK_OFF_REAL_PARENT, TASK_OFF_TGID, TASK_OFF_EXIT_CODE,
- * TASK_OFF_START_TIME (byte offsets into task_struct read from the running
+ * TASK_OFF_START_TIME, TASK_OFF_COMM (byte offsets into task_struct read from the running
  * kernel's BTF, because the installed headers may not match the kernel).
  * Without them, KTOP_NO_TASK_OFFSETS leaves ppid, exit code and lifetime to
  * user space. FILTER_TGID limits events to one process and its children.
@@ -68,6 +68,7 @@ struct exec_event {
     u32 flags;
     u64 ts;
     char comm[TASK_COMM_LEN];
+    char pcomm[TASK_COMM_LEN]; /* the parent's comm: it may be gone by the time user space looks */
     char filename[PATH_LEN];
     char args[ARGS_BUF];
 };
@@ -98,15 +99,25 @@ static __always_inline void count(int slot)
         (*v)++;
 }
 
-static __always_inline u32 parent_tgid(void)
+static __always_inline u64 parent_task(void)
 {
 #ifdef KTOP_NO_TASK_OFFSETS
     return 0;
 #else
     u64 task = bpf_get_current_task();
     u64 parent = 0;
-    u32 tgid = 0;
     bpf_probe_read_kernel(&parent, sizeof(parent), (void *)(task + TASK_OFF_REAL_PARENT));
+    return parent;
+#endif
+}
+
+static __always_inline u32 parent_tgid(void)
+{
+#ifdef KTOP_NO_TASK_OFFSETS
+    return 0;
+#else
+    u64 parent = parent_task();
+    u32 tgid = 0;
     if (parent)
         bpf_probe_read_kernel(&tgid, sizeof(tgid), (void *)(parent + TASK_OFF_TGID));
     return tgid;
@@ -195,6 +206,12 @@ static __always_inline void emit_exec(struct pending_exec *p, u32 pid, s32 retva
     e->type = KTOP_EV_EXEC;
     e->pid = pid;
     e->ppid = parent_tgid();
+    e->pcomm[0] = 0;
+#ifndef KTOP_NO_TASK_OFFSETS
+    u64 parent = parent_task();
+    if (parent)
+        bpf_probe_read_kernel_str(e->pcomm, sizeof(e->pcomm), (void *)(parent + TASK_OFF_COMM));
+#endif
     e->uid = (u32)bpf_get_current_uid_gid();
     e->retval = retval;
     e->ts = bpf_ktime_get_ns();

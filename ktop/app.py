@@ -58,6 +58,7 @@ class KtopApp(App):
         Binding("f1,question_mark", "help", "Help"),
         Binding("slash,f3", "filter", "Filter"),
         Binding("f6", "sort_menu", "Sort"),
+        Binding("f12", "save_svg", "Screenshot", show=False),
         Binding("tab", "app.focus_next", "Next panel", show=False),
         Binding("shift+tab", "app.focus_previous", "Prev panel", show=False),
     ]
@@ -202,6 +203,17 @@ class KtopApp(App):
             table.focus()
 
         self.push_screen(SortScreen(labels, table.sort_column), picked)
+
+    def action_save_svg(self) -> None:
+        """Saves an SVG screenshot to $KTOP_SCREENSHOT_DIR (default: the current folder)."""
+        folder = os.environ.get("KTOP_SCREENSHOT_DIR", ".")
+        name = time.strftime("ktop-%Y%m%d-%H%M%S.svg")
+        try:
+            path = self.save_screenshot(filename=name, path=folder)
+        except OSError as exc:
+            self.notify(f"screenshot not saved: {exc.strerror}", severity="error")
+            return
+        self.notify(f"saved {path}")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -78,6 +78,7 @@ class ExecEvent:
     argv: tuple[str, ...]
     argv_truncated: bool
     retval: int  # 0, or the negative errno of a failed exec
+    parent_comm: str = ""  # read in the kernel at exec time ("" when unknown)
 
 
 @dataclass(frozen=True)

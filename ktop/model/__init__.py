@@ -18,6 +18,7 @@ from ktop.snapshot import ExecEvent, ExitEvent, HostInfo, ProbeStatus, ProcessIn
 HISTORY = 120  # ticks kept for sparklines
 SPAWN_ROWS = 1000  # spawn events kept for the panel
 TOP_PARENTS = 10
+PARENT_WINDOW = 10  # ticks over which top parents are counted
 
 
 @lru_cache(maxsize=4096)
@@ -43,6 +44,7 @@ class SpawnRow:
     argv: tuple[str, ...]
     argv_truncated: bool
     retval: int
+    parent_comm: str = ""
     exit_code: Optional[int] = None
     exit_signal: Optional[int] = None
     lifetime_ms: Optional[float] = None
@@ -51,7 +53,7 @@ class SpawnRow:
     def to_json(self) -> dict:
         return {
             "time": self.time, "pid": self.pid, "ppid": self.ppid, "uid": self.uid,
-            "user": self.user, "comm": self.comm, "filename": self.filename,
+            "user": self.user, "comm": self.comm, "parent_comm": self.parent_comm, "filename": self.filename,
             "argv": list(self.argv), "argv_truncated": self.argv_truncated,
             "retval": self.retval, "exited": self.exited, "exit_code": self.exit_code,
             "exit_signal": self.exit_signal, "lifetime_ms": self.lifetime_ms,
@@ -91,7 +93,8 @@ class Model:
     spawns: tuple[SpawnRow, ...] = ()  # newest first
     spawn_rates: SpawnRates = field(default_factory=SpawnRates)
     exec_rate_history: tuple[float, ...] = ()
-    top_parents: tuple[tuple[int, str, int], ...] = ()  # (ppid, comm, execs) this interval
+    top_parents: tuple[tuple[int, str, int], ...] = ()  # (ppid, comm, execs) over the window
+    parent_window: tuple[tuple[tuple[int, str, int], ...], ...] = ()  # per tick, last PARENT_WINDOW
     spawn_totals: SpawnTotals = field(default_factory=SpawnTotals)
     next_seq: int = 0
     ticks: int = 0
@@ -112,7 +115,8 @@ def join_spawns(rows: tuple[SpawnRow, ...], execs: tuple[ExecEvent, ...], exits:
     for ev in execs:
         new.append(SpawnRow(seq=next_seq, time=ev.time, pid=ev.pid, ppid=ev.ppid, uid=ev.uid,
                             user=user_name(ev.uid), comm=ev.comm, filename=ev.filename,
-                            argv=ev.argv, argv_truncated=ev.argv_truncated, retval=ev.retval))
+                            argv=ev.argv, argv_truncated=ev.argv_truncated, retval=ev.retval,
+                            parent_comm=ev.parent_comm))
         next_seq += 1
     merged = list(reversed(new)) + list(rows)
     if exits:
@@ -134,7 +138,19 @@ def top_parents(execs: tuple[ExecEvent, ...], names: dict[int, str],
                 k: int = TOP_PARENTS) -> tuple[tuple[int, str, int], ...]:
     """The parents with the most execs, with the parent's command name."""
     counts = Counter(ev.ppid for ev in execs)
-    return tuple((ppid, names.get(ppid, "?"), n) for ppid, n in counts.most_common(k))
+    kernel_names = {ev.ppid: ev.parent_comm for ev in execs if ev.parent_comm}
+    return tuple((ppid, kernel_names.get(ppid) or names.get(ppid, "?"), n) for ppid, n in counts.most_common(k))
+
+
+def merge_parents(window, k: int = TOP_PARENTS) -> tuple[tuple[int, str, int], ...]:
+    """Sums per-tick parent counts; the newest name of a PID wins."""
+    counts: Counter = Counter()
+    names: dict[int, str] = {}
+    for tick in window:
+        for ppid, name, n in tick:
+            counts[ppid] += n
+            names[ppid] = name
+    return tuple((ppid, names[ppid], n) for ppid, n in counts.most_common(k))
 
 
 def _totals(t: SpawnTotals, s: SpawnSample) -> SpawnTotals:
@@ -159,6 +175,7 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         spawns=prev.spawns if prev else (), spawn_rates=prev.spawn_rates if prev else SpawnRates(),
         exec_rate_history=prev.exec_rate_history if prev else (),
         top_parents=prev.top_parents if prev else (),
+        parent_window=prev.parent_window if prev else (),
         spawn_totals=prev.spawn_totals if prev else SpawnTotals(),
         next_seq=prev.next_seq if prev else 0, ticks=(prev.ticks + 1) if prev else 1,
     )
@@ -173,9 +190,11 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
     names = {p.pid: p.comm for p in snap.processes}
     for r in rows:  # parents that already exited: the name they exec'd as
         names.setdefault(r.pid, r.comm)
+    window = _push(model.parent_window, top_parents(s.execs, names, k=1 << 30), PARENT_WINDOW)
     return replace(model, spawns=rows, next_seq=seq, spawn_rates=rates,
                    exec_rate_history=_push(model.exec_rate_history, rates.execs_per_s),
-                   top_parents=top_parents(s.execs, names), spawn_totals=_totals(model.spawn_totals, s))
+                   parent_window=window, top_parents=merge_parents(window),
+                   spawn_totals=_totals(model.spawn_totals, s))
 
 
 def _other_sections(prev: Optional[Model], model: Model, snap: Snapshot) -> Model:

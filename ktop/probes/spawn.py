@@ -37,7 +37,7 @@ F_NO_ARGV = 2
 STAT_SLOTS = ("forks", "exec_count", "exec_failures", "exit_count", "lost",
               "pending_full", "tracked_full", "args_truncated")
 
-_EXEC_HEAD = struct.Struct("<IIIIiIIIQ16s256s")
+_EXEC_HEAD = struct.Struct("<IIIIiIIIQ16s16s256s")
 _EXIT = struct.Struct("<IIIiQQ16s")
 
 
@@ -58,7 +58,7 @@ def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
         raw: the record's bytes.
         clock_offset: wall clock minus CLOCK_MONOTONIC, in seconds.
     """
-    (_t, pid, ppid, uid, retval, argc, args_size, flags, ts, comm,
+    (_t, pid, ppid, uid, retval, argc, args_size, flags, ts, comm, pcomm,
      filename) = _EXEC_HEAD.unpack_from(raw, 0)
     args = raw[_EXEC_HEAD.size:]
     args_size = min(args_size, len(args))
@@ -68,6 +68,7 @@ def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
         ppid=ppid,
         uid=uid,
         comm=_cstr(comm),
+        parent_comm=_cstr(pcomm),
         filename=_cstr(filename),
         argv=decode_argv(args, argc, args_size),
         argv_truncated=bool(flags & F_ARGS_TRUNCATED),
@@ -190,7 +191,7 @@ class SpawnProbe(ProbeWorker):
 
             try:
                 self._task_offsets = struct_offsets(
-                    "task_struct", ("real_parent", "tgid", "exit_code", "start_time"))
+                    "task_struct", ("real_parent", "tgid", "exit_code", "start_time", "comm"))
             except BTFError as exc:
                 self._offsets_error = str(exc)
         return self._task_offsets

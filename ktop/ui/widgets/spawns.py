@@ -31,7 +31,7 @@ COLUMNS = (
 PARENT_COLUMNS = (
     Column("ppid", "PPID", 7, numeric=True),
     Column("comm", "PARENT", 12),
-    Column("n", "EXECS", 6, numeric=True, desc=True),
+    Column("n", "EXECS", 6, numeric=True, desc=True),  # over the last PARENT_WINDOW ticks
 )
 
 

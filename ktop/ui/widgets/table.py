@@ -221,8 +221,13 @@ class KTable(DataTable):
             holding = time.monotonic() < self._held_until and not force_order
             if not holding and not self._in_order(position):
                 self._sort_by_position(rows)
-            # Keep the cursor on the same row key across updates and re-sorts.
-            if cursor_key is not None and str(cursor_key) in wanted_str(wanted):
+            # Keep the cursor on the same row key across updates and re-sorts;
+            # a stream whose cursor sits on the newest row keeps following the newest.
+            follow_newest = self.keep_order and self.cursor_row == 0 and not holding
+            if follow_newest:
+                if self.row_count:
+                    self.move_cursor(row=0, animate=False)
+            elif cursor_key is not None and str(cursor_key) in wanted_str(wanted):
                 index = self.get_row_index(str(cursor_key))
                 if index != self.cursor_row:
                     self.move_cursor(row=index, animate=False)
