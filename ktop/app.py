@@ -7,17 +7,22 @@ import json
 import os
 import signal
 import time
+from functools import partial
 from typing import Optional
 
-from textual.app import App, ComposeResult
+from rich.text import Text
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Input
+from textual.widgets import Footer, Input, Static
 
 from ktop.messages import CollectorFailed, ModelReady
 from ktop.model import Model, build_model
+from ktop.model.text import safe_text
 from ktop.resources import themes_dir
 from ktop.ui.screens.help import HelpScreen
+from ktop.ui.screens.pick import ConfirmScreen, PickScreen
+from ktop.ui.screens.pid import PidScreen
 from ktop.ui.screens.sort import SortScreen
 from ktop.ui.widgets.header import HostHeader
 from ktop.ui.widgets.panel import Panel
@@ -48,6 +53,12 @@ class KtopApp(App):
     #spawn-side { width: 30; }
     #spawn-spark { height: 2; }
     .-narrow #spawn-side { display: none; }
+    #tabs { height: 1; display: none; }
+    .-compact Panel { display: none; }
+    .-compact Panel.-active { display: block; height: 1fr; }
+    .-has-maximized Panel { display: none; }
+    .-has-maximized Panel.-maximized { display: block; height: 1fr; }
+    .-compact HostHeader { max-height: 4; }
     KTable { scrollbar-size-horizontal: 1; }
     #parent-table { height: 1fr; }
     """
@@ -57,10 +68,33 @@ class KtopApp(App):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("f1,question_mark", "help", "Help"),
         Binding("slash,f3", "filter", "Filter"),
+        Binding("f4", "user_filter", "User"),
+        Binding("f5", "tree", "Tree"),
         Binding("f6", "sort_menu", "Sort"),
+        Binding("f7", "nice(-1)", "Nice-", show=False),
+        Binding("f8", "nice(1)", "Nice+", show=False),
+        Binding("f9", "kill", "Kill"),
+        Binding("space", "pause", "Pause"),
+        Binding("z", "maximize_panel", "Max", show=False),
         Binding("f12", "save_svg", "Screenshot", show=False),
-        Binding("tab", "app.focus_next", "Next panel", show=False),
-        Binding("shift+tab", "app.focus_previous", "Prev panel", show=False),
+        Binding("tab", "next_panel", "Next panel", show=False, priority=True),
+        Binding("shift+tab", "previous_panel", "Prev panel", show=False, priority=True),
+    ] + [Binding(str(i), f"jump({i})", f"Panel {i}", show=False) for i in range(1, 10)]
+
+    # Keys, also offered in the command palette.
+    COMMANDS_HELP = [
+        ("Filter", "filter the focused table (/ or F3)", "filter"),
+        ("Filter by user", "show one user's processes (F4)", "user_filter"),
+        ("Tree view", "process tree on/off (F5)", "tree"),
+        ("Sort", "sort menu for the focused table (F6)", "sort_menu"),
+        ("Nice -1", "raise the priority of the selected process (F7)", "nice(-1)"),
+        ("Nice +1", "lower the priority of the selected process (F8)", "nice(1)"),
+        ("Kill", "send a signal to the selected process (F9)", "kill"),
+        ("Pause", "freeze the display; collection goes on (Space)", "pause"),
+        ("Maximise panel", "the focused panel fills the screen, again restores (z)", "maximize_panel"),
+        ("Drill into PID", "everything ktop knows about the selected process (Enter)", "drill"),
+        ("Screenshot", "save an SVG of the screen (F12)", "save_svg"),
+        ("Help", "every key (F1 or ?)", "help"),
     ]
 
     def __init__(self, source, interval: float = 1.0, count: Optional[int] = None,
@@ -77,6 +111,9 @@ class KtopApp(App):
         self._settled_logged = False
         self._first_frame_logged = False
         self._ticks = 0
+        self.paused = False
+        self.compact = False
+        self.focus_stack: list[int] = []
         try:
             self.theme = theme_name
         except Exception:
@@ -84,6 +121,7 @@ class KtopApp(App):
 
     def compose(self) -> ComposeResult:
         yield HostHeader(id="header")
+        yield Static(id="tabs")
         with Horizontal(id="panels"):
             with Vertical(id="left"):
                 yield ProcessPanel(id="processes")
@@ -101,8 +139,7 @@ class KtopApp(App):
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (ValueError, RuntimeError, NotImplementedError):
                 pass  # not the main thread (tests)
-        right = self.query_one("#right")
-        right.set_class(bool(right.children), "-has-panels")
+        self._update_columns()
         self.query_one("#proc-table", KTable).focus()
         if self.autostart:
             self.start_collecting()
@@ -150,18 +187,24 @@ class KtopApp(App):
 
     # -- data ----------------------------------------------------------------
     def on_model_ready(self, message: ModelReady) -> None:
-        self.show_model(message.model)
+        self.latest = message.model
+        if not self.paused:
+            self.show_model(message.model)
         self._ticks += 1
         if self.count is not None and self._ticks >= self.count:
             self.exit()
 
     def show_model(self, model: Model) -> None:
-        """Draws ``model`` in every panel."""
+        """Draws ``model`` in every panel (and on the PID screen when it is open)."""
         self.model = model
         with self.batch_update():
-            self.query_one(HostHeader).update_from(model)
+            header = self.query_one(HostHeader)
+            header.paused = self.paused
+            header.update_from(model)
             for panel in self.query(Panel):
                 panel.update_from(model)
+            if isinstance(self.screen, PidScreen):
+                self.screen.update_from(model)
         if not self._settled_logged and all(p.status != "starting" for p in model.probes.values()):
             self._settled_logged = True
             self._timing({"event": "probes_settled",
@@ -214,6 +257,216 @@ class KtopApp(App):
             self.notify(f"screenshot not saved: {exc.strerror}", severity="error")
             return
         self.notify(f"saved {path}")
+
+    # -- panels and focus ------------------------------------------------------
+    def panels(self) -> list[Panel]:
+        """Panels in their number-key order, visible ones only."""
+        return [p for p in self.query(Panel) if p.display or self.compact]
+
+    def current_panel(self) -> Optional[Panel]:
+        w = self.focused
+        for anc in (w.ancestors_with_self if w is not None else ()):
+            if isinstance(anc, Panel):
+                return anc
+        return None
+
+    def focus_panel(self, panel: Panel) -> None:
+        if self.compact:
+            self._show_only(panel)
+        panel.table.focus()
+
+    def action_jump(self, n: int) -> None:
+        panels = list(self.query(Panel))
+        if 1 <= n <= len(panels):
+            self.focus_panel(panels[n - 1])
+
+    def _cycle(self, step: int) -> None:
+        if not self.compact or self.screen is not self.default_screen:
+            self.screen.focus_next() if step > 0 else self.screen.focus_previous()
+            return
+        panels = list(self.query(Panel))
+        cur = self.current_panel()
+        i = panels.index(cur) if cur in panels else 0
+        self.focus_panel(panels[(i + step) % len(panels)])
+
+    def action_next_panel(self) -> None:
+        self._cycle(1)
+
+    def action_previous_panel(self) -> None:
+        self._cycle(-1)
+
+    def action_maximize_panel(self) -> None:
+        panel = self.current_panel()
+        if panel is None:
+            return
+        if panel.has_class("-maximized"):
+            panel.remove_class("-maximized")
+            self.screen.remove_class("-has-maximized")
+        else:
+            for p in self.query(Panel):
+                p.remove_class("-maximized")
+            panel.add_class("-maximized")
+            self.screen.add_class("-has-maximized")
+        self._update_columns()
+
+    def on_resize(self, event) -> None:
+        compact = event.size.width < 120 or event.size.height < 34
+        if compact != self.compact:
+            self.compact = compact
+            self.screen.set_class(compact, "-compact")
+            if compact:
+                self._show_only(self.current_panel() or next(iter(self.query(Panel))))
+            else:
+                for p in self.query(Panel):
+                    p.remove_class("-active")
+            self._update_columns()
+
+    def _show_only(self, panel: Panel) -> None:
+        for p in self.query(Panel):
+            p.set_class(p is panel, "-active")
+        self._update_columns()
+
+    def _update_columns(self) -> None:
+        """Hides a column (#left/#right) that holds nothing visible now."""
+        for col in self.query("#left, #right"):
+            panels = list(col.query(Panel))
+            if self.compact:
+                visible = any(p.has_class("-active") for p in panels)
+            elif self.screen.has_class("-has-maximized"):
+                visible = any(p.has_class("-maximized") for p in panels)
+            else:
+                visible = bool(panels)
+            col.set_class(visible, "-has-panels")
+        self._tabs_line()
+
+    def _tabs_line(self) -> None:
+        bar = self.query_one("#tabs", Static)
+        if not self.compact:
+            bar.display = False
+            return
+        bar.display = True
+        t = Text(no_wrap=True, overflow="ellipsis")
+        for i, p in enumerate(self.query(Panel), 1):
+            name = p.panel_title
+            t.append(f" {i} {name} ", style="reverse bold" if p.has_class("-active") else "")
+        t.append("  Tab: next panel")
+        bar.update(t)
+
+    # -- process actions ---------------------------------------------------
+    def selected_pid(self) -> Optional[int]:
+        if isinstance(self.screen, PidScreen):
+            table = self.screen.focused if isinstance(self.screen.focused, KTable) else None
+            pid = table.cursor_pid if table is not None else None
+            return pid if pid is not None else self.screen.pid
+        table = self.focused_table()
+        return table.cursor_pid if table is not None else None
+
+    def _comm(self, pid: int) -> str:
+        if self.model is not None:
+            for p in self.model.processes:
+                if p.pid == pid:
+                    return p.comm
+            for r in self.model.spawns:
+                if r.pid == pid:
+                    return r.comm
+        return ""
+
+    def on_data_table_row_selected(self, event) -> None:
+        table = event.data_table
+        if isinstance(table, KTable) and table.cursor_pid is not None:
+            event.stop()
+            self.drill(table.cursor_pid)
+
+    def action_drill(self) -> None:
+        pid = self.selected_pid()
+        if pid is not None:
+            self.drill(pid)
+
+    def drill(self, pid: int) -> None:
+        """Opens the PID screen; the source collects for that PID until it closes."""
+        self.focus_stack.append(pid)
+        if hasattr(self.source, "set_focus"):
+            self.source.set_focus(pid)
+
+        def closed(_result) -> None:
+            if self.focus_stack:
+                self.focus_stack.pop()
+            if hasattr(self.source, "set_focus"):
+                self.source.set_focus(self.focus_stack[-1] if self.focus_stack else None)
+
+        self.push_screen(PidScreen(pid, self._comm(pid)), closed)
+
+    def action_user_filter(self) -> None:
+        panel = self.query_one(ProcessPanel)
+        users = sorted({p.user for p in (self.model.processes if self.model else ())})
+        options = [("(all users)", "")] + [(safe_text(u), u) for u in users]
+        current = users.index(panel.user_filter) + 1 if panel.user_filter in users else 0
+
+        def picked(user) -> None:
+            if user is not None:
+                panel.set_user(user or None)
+            panel.table.focus()
+
+        self.push_screen(PickScreen("Show processes of user", options, current), picked)
+
+    def action_tree(self) -> None:
+        panel = self.query_one(ProcessPanel)
+        panel.set_tree(not panel.tree_view)
+        self.focus_panel(panel)
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused and getattr(self, "latest", None) is not None:
+            self.show_model(self.latest)
+        else:
+            header = self.query_one(HostHeader)
+            header.paused = self.paused
+            header.refresh()
+
+    def action_nice(self, delta: int) -> None:
+        pid = self.selected_pid()
+        if pid is None:
+            return
+        try:
+            new = os.getpriority(os.PRIO_PROCESS, pid) + delta
+            os.setpriority(os.PRIO_PROCESS, pid, max(-20, min(19, new)))
+            self.notify(f"PID {pid}: nice {max(-20, min(19, new))}")
+        except ProcessLookupError:
+            self.notify(f"PID {pid} has exited", severity="warning")
+        except PermissionError:
+            self.notify(f"not permitted to renice PID {pid} (lowering nice needs root)", severity="error")
+
+    def action_kill(self) -> None:
+        pid = self.selected_pid()
+        if pid is None:
+            return
+        sigs = [signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP, signal.SIGSTOP,
+                signal.SIGCONT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT]
+        comm = self._comm(pid)
+
+        def picked(sig) -> None:
+            if sig is None:
+                return
+            q = Text(f"Send {signal.Signals(sig).name} to PID {pid} (")
+            q.append_text(safe_text(comm)).append(")?")
+            self.push_screen(ConfirmScreen(q), lambda yes: yes and self._send(pid, sig))
+
+        self.push_screen(PickScreen(f"Signal for PID {pid}",
+                                    [(f"{int(s):2d} {s.name}", int(s)) for s in sigs]), picked)
+
+    def _send(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+            self.notify(f"sent {signal.Signals(sig).name} to PID {pid}")
+        except ProcessLookupError:
+            self.notify(f"PID {pid} has already exited", severity="warning")
+        except PermissionError:
+            self.notify(f"not permitted to signal PID {pid} (EPERM)", severity="error")
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        for title, help_text, action in self.COMMANDS_HELP:
+            yield SystemCommand(title, help_text, partial(self.run_action, action))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -60,6 +60,28 @@ class ProcessInfo:
 
 
 @dataclass(frozen=True)
+class ProcessDetail:
+    """What the PID screen shows beyond the table row (collected for one PID)."""
+
+    pid: int
+    exists: bool
+    exe: str = ""
+    cwd: str = ""
+    cmdline: tuple[str, ...] = ()
+    user: str = ""
+    state: str = ""
+    start_time: float = 0.0
+    threads: int = 0
+    open_files: Optional[int] = None  # file descriptors; None when unreadable
+    rss: int = 0
+    shared: int = 0
+    swap: Optional[int] = None
+    cpu_percent: float = 0.0
+    nice: Optional[int] = None
+    error: str = ""  # why something could not be read
+
+
+@dataclass(frozen=True)
 class ProbeStatus:
     name: str
     status: str
@@ -110,6 +132,110 @@ class SpawnSample:
 
 
 @dataclass(frozen=True)
+class BioDiskOp:
+    """One disk and operation during one interval (bio probe). Histograms are
+    log2 slots of microseconds (ktop.model.hist)."""
+
+    disk: str  # e.g. "vda"; partitions are folded into their disk
+    dev: str  # "major:minor" of the disk
+    op: str  # read, write, discard, flush, other
+    count: int
+    bytes: int
+    errors: int
+    lat_sum_ns: int
+    lat_max_ns: int
+    lat_buckets: tuple[int, ...]
+    queue_count: int = 0  # requests that went through the I/O scheduler (insert -> issue)
+    queue_sum_ns: int = 0
+    queue_max_ns: int = 0
+    queue_buckets: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class BioProc:
+    """One process's completed block I/O during one interval (PID 0: not attributed)."""
+
+    pid: int
+    comm: str
+    disk: str  # the disk of its latest completion
+    reads: int
+    writes: int
+    others: int  # flush, discard, ...
+    read_bytes: int
+    write_bytes: int
+    lat_sum_ns: int
+    lat_max_ns: int
+
+
+@dataclass(frozen=True)
+class BioSample:
+    """What the bio probe saw during one interval."""
+
+    interval_s: float
+    disks: tuple[BioDiskOp, ...] = ()
+    procs: tuple[BioProc, ...] = ()
+    attribution: str = ""  # tracepoint the submitting PID comes from
+    queue_source: str = ""  # tracepoint queue time starts at ("" when unavailable)
+    issues: int = 0
+    completions: int = 0
+    no_start: int = 0  # completed without a start seen
+    not_issued: int = 0  # completed by the OS without reaching the device
+    inflight_full: int = 0
+    diskop_full: int = 0
+    proc_full: int = 0
+    unattributed: int = 0
+    rekeyed: int = 0
+    rq_merged: int = 0
+    filtered: int = 0
+    expired: int = 0  # in-flight entries dropped by user space as stale
+
+
+@dataclass(frozen=True)
+class FuncTarget:
+    """One funcs target (a spec such as ``c:malloc``) and how it is doing."""
+
+    id: int
+    spec: str
+    kind: str  # kprobe, uprobe, tracepoint, usdt
+    status: str  # live, attaching, unsupported, failed
+    detail: str = ""  # why not live, or warnings (functions skipped)
+    attached: int = 0  # functions (slots) attached
+    matched: int = 0  # functions the pattern matched
+    cap: int = 0  # most probes one spec may attach
+
+
+@dataclass(frozen=True)
+class FuncTotal:
+    """Exact calls of one function of one target during one interval."""
+
+    target: int  # FuncTarget.id
+    function: str
+    count: int
+
+
+@dataclass(frozen=True)
+class FuncCount:
+    """Calls of one function by one process during one interval."""
+
+    target: int  # FuncTarget.id
+    function: str
+    pid: int
+    comm: str
+    count: int
+
+
+@dataclass(frozen=True)
+class FuncsSample:
+    """What the funcs probe counted during one interval."""
+
+    interval_s: float
+    targets: tuple[FuncTarget, ...] = ()
+    totals: tuple[FuncTotal, ...] = ()
+    counts: tuple[FuncCount, ...] = ()
+    map_full: int = 0  # hits whose process could not be recorded (totals stay exact)
+
+
+@dataclass(frozen=True)
 class Snapshot:
     time: float
     interval_s: float
@@ -124,6 +250,9 @@ class Snapshot:
     syscalls: Optional[Any] = None  # ktop.probes.syscalls
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
+    # Drill-down: the same data scoped (in the kernel) to one PID and its children.
+    focus: Optional["Snapshot"] = None
+    focus_detail: Optional[ProcessDetail] = None
 
     def probe(self, name: str) -> Optional[ProbeStatus]:
         for p in self.probes:
@@ -141,3 +270,61 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     return obj
+
+
+def from_jsonable(tp: Any, data: Any) -> Any:
+    """The inverse of :func:`to_jsonable` for type ``tp``, driven by its type hints.
+
+    Raises:
+        ktop.codec.DecodeError: naming where the data does not fit.
+    """
+    from ktop.codec import decode
+
+    return decode(tp, data)
+
+
+def section_fields() -> tuple[str, ...]:
+    """Snapshot fields typed ``Optional[Any]``: the per-probe sections (spawns, bio, ...)."""
+    import typing
+
+    hints = typing.get_type_hints(Snapshot)
+    return tuple(f.name for f in dataclasses.fields(Snapshot) if hints[f.name] == Optional[Any])
+
+
+def snapshot_from_jsonable(data: Any, sections: Optional[dict[str, type]] = None) -> Snapshot:
+    """A Snapshot from ``to_jsonable`` output (a recording line).
+
+    ``sections`` maps a per-probe section to its sample dataclass (default: the
+    registry's ``sample`` of every probe). A section typed ``Optional[Any]``
+    without a known class is dropped (None): see :func:`unknown_sections`.
+    """
+    from ktop.codec import decode
+
+    return decode(Snapshot, data, _section_overrides(sections))
+
+
+def unknown_sections(data: Any, sections: Optional[dict[str, type]] = None) -> list[str]:
+    """The sections present in ``data`` that this ktop has no sample class for."""
+    if sections is None:
+        from ktop.probes.registry import sample_classes
+
+        sections = sample_classes()
+    if not isinstance(data, dict):
+        return []
+    return [f for f in section_fields() if data.get(f) is not None and f not in sections]
+
+
+_overrides_cache: dict = {}
+
+
+def _section_overrides(sections: Optional[dict[str, type]]) -> frozenset:
+    from ktop.codec import Dropped
+
+    if sections is None:
+        if "registry" not in _overrides_cache:
+            from ktop.probes.registry import sample_classes
+
+            _overrides_cache["registry"] = _section_overrides(sample_classes())
+        return _overrides_cache["registry"]
+    return frozenset(((Snapshot, f), Optional[sections[f]] if f in sections else Dropped)
+                     for f in section_fields())

@@ -98,6 +98,9 @@ class Model:
     spawn_totals: SpawnTotals = field(default_factory=SpawnTotals)
     next_seq: int = 0
     ticks: int = 0
+    # Drill-down: the model of the focused PID (same shape), and its details.
+    focus: Optional["Model"] = None
+    focus_detail: Any = None
     # Models of the other probes, built by ktop/model/<section>.py.
     bio: Any = None
     funcs: Any = None
@@ -180,6 +183,11 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         next_seq=prev.next_seq if prev else 0, ticks=(prev.ticks + 1) if prev else 1,
     )
     model = _other_sections(prev, model, snap)
+    if snap.focus is not None:
+        same = prev is not None and prev.focus_detail is not None and snap.focus_detail is not None \
+            and prev.focus_detail.pid == snap.focus_detail.pid
+        model = replace(model, focus=build_model(prev.focus if same else None, snap.focus, spawn_limit),
+                        focus_detail=snap.focus_detail)
     s = snap.spawns
     if s is None:
         return model

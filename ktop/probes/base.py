@@ -165,10 +165,13 @@ class ProbeWorker(threading.Thread):
             while not self._stop_event.is_set():
                 self.drain(self.poll_ms)
                 if self._want.is_set():
-                    now = time.monotonic()
-                    sample = self.collect(now - self._last_take)
-                    self._last_take = now
-                    self._sample = sample
+                    # A sample that came too late for the last take() is handed over
+                    # first; collecting again would overwrite (lose) it.
+                    if self._sample is None:
+                        now = time.monotonic()
+                        sample = self.collect(now - self._last_take)
+                        self._last_take = now
+                        self._sample = sample
                     self._want.clear()
                     self._ready.set()
         except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,8 @@ class ProbeInfo:
     default: bool
     summary: str
     section: str  # the Snapshot field its samples go to
+    # Its sample dataclass as "module:Class": how recordings are read back (ktop/codec.py).
+    sample: Optional[str] = None
 
 
 PROBES: dict[str, ProbeInfo] = {
@@ -21,7 +24,7 @@ PROBES: dict[str, ProbeInfo] = {
     for p in (
         ProbeInfo("spawn", "ktop.probes.spawn", "SpawnProbe", True,
                   "every exec (argv, parent, return) and exit (code, lifetime); execsnoop + exitsnoop",
-                  "spawns"),
+                  "spawns", sample="ktop.snapshot:SpawnSample"),
     )
 }
 
@@ -50,3 +53,13 @@ def parse_list(text: str) -> list[str]:
 def probe_class(name: str):
     info = PROBES[name]
     return getattr(importlib.import_module(info.module), info.cls)
+
+
+def sample_classes() -> dict[str, type]:
+    """Snapshot section -> its sample dataclass, for every probe that names one."""
+    out = {}
+    for info in PROBES.values():
+        if info.sample:
+            module, _, name = info.sample.partition(":")
+            out[info.section] = getattr(importlib.import_module(module), name)
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
 from ktop.probes.base import ProbeOptions, ProbeWorker
@@ -26,6 +27,9 @@ class LiveSource:
         self.probe_names = list(probe_names)
         self.disabled = [n for n in all_probe_names if n not in self.probe_names]
         self.workers: dict[str, ProbeWorker] = {}
+        self.focus_pid: Optional[int] = None
+        self.focus_workers: dict[str, ProbeWorker] = {}
+        self._focus_lock = threading.Lock()
         self.host = host.host_info()
         self.scanner = procs.ProcScanner()
         self._last_tick = time.monotonic()
@@ -34,15 +38,34 @@ class LiveSource:
     def start(self) -> None:
         """Starts every probe worker; returns at once (compiles run in the background)."""
         self.started_at = time.monotonic()
+        self.workers = self._start_workers(self.options)
+
+    def _start_workers(self, options: ProbeOptions) -> dict:
+        workers: dict = {}
         for name in self.probe_names:
             try:
-                worker = probe_class(name)(self.options)
+                worker = probe_class(name)(options)
             except Exception as exc:  # an import error in one adapter
-                self.workers[name] = _Broken(name, f"cannot load: {type(exc).__name__}: {exc}")
+                workers[name] = _Broken(name, f"cannot load: {type(exc).__name__}: {exc}")
                 continue
-            self.workers[name] = worker
+            workers[name] = worker
             worker.start()
+        return workers
 
+    def set_focus(self, pid: Optional[int]) -> None:
+        """Drill-down: collect for ``pid`` too, with probes filtered to it in the kernel.
+
+        Probes that cannot filter by PID are not duplicated. ``None`` stops the
+        scoped probes. Returns at once; the scoped probes compile in the background.
+        """
+        with self._focus_lock:
+            old, self.focus_workers = self.focus_workers, {}
+            self.focus_pid = pid
+            if pid is not None and pid != self.options.pid:
+                opts = ProbeOptions(pid=pid, extra=self.options.extra)
+                self.focus_workers = self._start_workers(opts)
+        for w in old.values():
+            w.stop()
     def statuses(self) -> tuple[ProbeStatus, ...]:
         out = [w.status for w in self.workers.values()]
         out += [ProbeStatus(n, DISABLED, "not selected (--probes)") for n in self.disabled]
@@ -61,32 +84,54 @@ class LiveSource:
         return self.settled()
 
     def tick(self) -> Snapshot:
-        live = list(self.workers.values())
+        with self._focus_lock:
+            focus_pid, scoped = self.focus_pid, dict(self.focus_workers)
+        live = list(self.workers.values()) + list(scoped.values())
         for w in live:
             w.request()
         system = host.system_sample()
         processes = self.scanner.scan(self.options.pid)
-        samples = {w.name: w.take() for w in live}
+        samples = {name: w.take() for name, w in self.workers.items()}
+        focus_samples = {name: w.take() for name, w in scoped.items()}
         now = time.monotonic()
         interval, self._last_tick = now - self._last_tick, now
-        return Snapshot(
+        snap = Snapshot(
             time=time.time(),
             interval_s=interval,
             host=self.host,
             system=system,
             probes=self.statuses(),
             processes=processes,
-            **{PROBES[n].section: s for n, s in samples.items() if n in PROBES},
+            **_sections(samples),
         )
+        if focus_pid is None:
+            return snap
+        mine = procs.descendants(list(processes), focus_pid)
+        row = next((p for p in mine if p.pid == focus_pid), None)
+        detail = procs.process_detail(focus_pid, row.cpu_percent if row else 0.0)
+        if scoped:
+            statuses = tuple(w.status for w in scoped.values())
+            sections = _sections(focus_samples)
+        else:  # already scoped from the command line: the main probes are the focus probes
+            statuses, sections = snap.probes, _sections(samples)
+        focus = replace(snap, processes=tuple(mine), probes=statuses, **sections)
+        return replace(snap, focus=focus, focus_detail=detail)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stops every worker and waits for each to detach."""
-        for w in self.workers.values():
+        with self._focus_lock:
+            workers = list(self.workers.values()) + list(self.focus_workers.values())
+        for w in workers:
             w.stop()
         end = time.monotonic() + timeout
-        for w in self.workers.values():
+        for w in workers:
             if w.is_alive():
                 w.join(max(0.0, end - time.monotonic()))
+
+
+def _sections(samples: dict) -> dict:
+    """Probe samples keyed by their Snapshot field."""
+    return {PROBES[n].section: s for n, s in samples.items() if n in PROBES}
 
 
 class _Broken:

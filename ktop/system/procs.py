@@ -116,3 +116,35 @@ def descendants(processes: list[ProcessInfo], root: int) -> list[ProcessInfo]:
                 keep.add(c)
                 stack.append(c)
     return [pi for pi in processes if pi.pid in keep]
+
+
+def process_detail(pid: int, cpu_percent: float = 0.0) -> "ProcessDetail":
+    """Everything the PID screen shows about ``pid`` (psutil); never raises."""
+    from ktop.snapshot import ProcessDetail
+
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            info = dict(cmdline=tuple(p.cmdline()), user=p.username(), state=p.status(),
+                        start_time=p.create_time(), threads=p.num_threads(), nice=p.nice())
+            mem = p.memory_info()
+            info.update(rss=mem.rss, shared=getattr(mem, "shared", 0))
+        errors = []
+        for name, fn in (("exe", p.exe), ("cwd", p.cwd)):
+            try:
+                info[name] = fn()
+            except (psutil.AccessDenied, psutil.ZombieProcess, OSError) as exc:
+                errors.append(f"{name}: {type(exc).__name__}")
+        try:
+            info["open_files"] = p.num_fds()
+        except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            info["open_files"] = None
+        try:
+            info["swap"] = p.memory_full_info().swap
+        except (psutil.AccessDenied, psutil.ZombieProcess, OSError, AttributeError):
+            info["swap"] = None
+        return ProcessDetail(pid=pid, exists=True, cpu_percent=cpu_percent, error="; ".join(errors), **info)
+    except psutil.NoSuchProcess:
+        return ProcessDetail(pid=pid, exists=False, error="the process has exited")
+    except (psutil.AccessDenied, OSError) as exc:
+        return ProcessDetail(pid=pid, exists=True, error=f"cannot read: {type(exc).__name__}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Group
+from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
@@ -23,6 +24,7 @@ class HostHeader(Widget):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.model: Model | None = None
+        self.paused = False
 
     def update_from(self, model: Model) -> None:
         self.model = model
@@ -36,6 +38,8 @@ class HostHeader(Widget):
         live = sum(1 for p in m.probes.values() if p.status == "live")
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" ktop ", style=self.get_component_rich_style("header--title"))
+        if self.paused:
+            line.append(" PAUSED (Space resumes) ", style=self.get_component_rich_style("header--crit") + Style(bold=True))
         line.append(f" {clean(h.hostname)}", style="bold")
         line.append(f"  Linux {clean(h.kernel)}  up {uptime(s.uptime_s)}  "
                     f"load {s.load[0]:.2f} {s.load[1]:.2f} {s.load[2]:.2f}  "

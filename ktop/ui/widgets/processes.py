@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.text import Text
 from textual.app import ComposeResult
 
@@ -27,17 +29,18 @@ def _num(text: str) -> Text:
     return Text(text, justify="right", no_wrap=True)
 
 
-def process_row(p) -> Row:
-    """One table row for a ProcessInfo."""
+def process_row(p, prefix: str = "") -> Row:
+    """One table row for a ProcessInfo (``prefix``: tree indentation)."""
     cmd = join_argv(p.cmdline) if p.cmdline else f"[{p.comm}]"
     state = (p.state or "?")[:1].upper()
     return Row(
         key=p.pid,
         cells=(_num(str(p.pid)), _num(str(p.ppid)), safe_text(p.user, limit=10),
                _num(f"{p.cpu_percent:.1f}"), _num(human_bytes(p.rss)), Text(state),
-               _num(str(p.threads)), safe_text(cmd, limit=400)),
+               _num(str(p.threads)), safe_text(prefix + cmd, limit=400)),
         sort_values=(p.pid, p.ppid, p.user, p.cpu_percent, p.rss, state, p.threads, cmd),
         search=f"{p.pid} {clean(p.user)} {clean(p.comm)} {clean(cmd)}".lower(),
+        pid=p.pid,
     )
 
 
@@ -57,6 +60,26 @@ def process_rows(model: Model, cache: dict | None = None) -> list[Row]:
     return rows
 
 
+def tree_order(processes) -> list[tuple[int, object]]:
+    """Processes in tree order (parents before children, by PID) as (depth, process)."""
+    by_pid = {p.pid: p for p in processes}
+    children: dict[int, list] = {}
+    roots = []
+    for p in sorted(processes, key=lambda p: p.pid):
+        if p.ppid in by_pid and p.ppid != p.pid:
+            children.setdefault(p.ppid, []).append(p)
+        else:
+            roots.append(p)
+    out: list[tuple[int, object]] = []
+    stack = [(0, r) for r in reversed(roots)]
+    while stack:
+        depth, p = stack.pop()
+        out.append((depth, p))
+        for c in reversed(children.get(p.pid, ())):
+            stack.append((depth + 1, c))
+    return out
+
+
 class ProcessPanel(Panel):
     panel_title = "Processes"
 
@@ -67,7 +90,36 @@ class ProcessPanel(Panel):
     def __init__(self, **kw):
         super().__init__(**kw)
         self._rows: dict = {}
+        self.user_filter: str | None = None  # F4
+        self.tree_view = False  # F5
+        self.model: Model | None = None
 
     def update_from(self, model: Model) -> None:
-        self.table.update_rows(process_rows(model, self._rows))
-        self.border_title = f"Processes ({len(model.processes)})"
+        self.model = model
+        procs = model.processes
+        if self.user_filter is not None:
+            procs = tuple(p for p in procs if p.user == self.user_filter)
+        if self.tree_view:
+            rows = [process_row(p, "  " * d + ("└─ " if d else "")) for d, p in tree_order(procs)]
+        else:
+            rows = process_rows(replace(model, processes=procs), self._rows)
+        self.table.update_rows(rows)
+        title = f"Processes ({len(procs)}"
+        title += f" of {len(model.processes)})" if len(procs) != len(model.processes) else ")"
+        if self.user_filter is not None:
+            title += f" user {clean(self.user_filter)}"
+        if self.tree_view:
+            title += " tree"
+        self.border_title = Text(title)
+
+    def set_tree(self, on: bool) -> None:
+        self.tree_view = on
+        self.table.keep_order = on
+        self.table._relabel()
+        if self.model is not None:
+            self.update_from(self.model)
+
+    def set_user(self, user: str | None) -> None:
+        self.user_filter = user
+        if self.model is not None:
+            self.update_from(self.model)

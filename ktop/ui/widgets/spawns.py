@@ -55,13 +55,14 @@ def spawn_rows(model: Model) -> list[Row]:
     return [Row(key=r.seq, cells=spawn_cells(r),
                 sort_values=(r.time, r.pid, r.ppid, r.user, r.comm, r.retval, r.exit_code,
                              r.lifetime_ms, " ".join(r.argv)),
-                search=f"{r.pid} {clean(r.user)} {clean(r.comm)} {clean(' '.join(r.argv))}".lower())
+                search=f"{r.pid} {clean(r.user)} {clean(r.comm)} {clean(' '.join(r.argv))}".lower(),
+                pid=r.pid)
             for r in model.spawns]
 
 
 def parent_rows(model: Model) -> list[Row]:
     return [Row(key=ppid, cells=(_num(str(ppid)), safe_text(comm), _num(str(n))),
-                sort_values=(ppid, comm, n), search=f"{ppid} {clean(comm)}".lower())
+                sort_values=(ppid, comm, n), search=f"{ppid} {clean(comm)}".lower(), pid=ppid)
             for ppid, comm, n in model.top_parents]
 
 

@@ -31,6 +31,7 @@ class Row:
     cells: tuple[Text, ...]  # already safe: built with ktop.model.text.safe_text
     sort_values: tuple[Any, ...]  # one per column, comparable within a column
     search: str = ""  # what the filter matches against (lower case)
+    pid: Optional[int] = None  # the process this row is about: Enter drills into it
 
 
 class KTable(DataTable):
@@ -160,6 +161,17 @@ class KTable(DataTable):
     def action_scroll_bottom(self) -> None:
         self._hold()
         self.move_cursor(row=max(0, self.row_count - 1))
+
+    @property
+    def cursor_pid(self) -> Optional[int]:
+        """The PID of the row under the cursor, if the row is about a process."""
+        key = self.cursor_key
+        if key is None:
+            return None
+        for k, row in self._rows.items():
+            if str(k) == str(key):
+                return row.pid
+        return None
 
     @property
     def cursor_key(self) -> Optional[Hashable]:
