@@ -251,7 +251,7 @@ class Snapshot:
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
     # Drill-down: the same data scoped (in the kernel) to one PID and its children.
-    focus: Optional["Snapshot"] = None
+    focus: Optional[Snapshot] = None
     focus_detail: Optional[ProcessDetail] = None
 
     def probe(self, name: str) -> Optional[ProbeStatus]:

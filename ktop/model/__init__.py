@@ -99,7 +99,7 @@ class Model:
     next_seq: int = 0
     ticks: int = 0
     # Drill-down: the model of the focused PID (same shape), and its details.
-    focus: Optional["Model"] = None
+    focus: Optional[Model] = None
     focus_detail: Any = None
     # Models of the other probes, built by ktop/model/<section>.py.
     bio: Any = None

@@ -133,29 +133,26 @@ def fold(prev: Optional[FuncsModel], s: FuncsSample, max_rows: int = MAX_ROWS) -
                      for (tid, fn, pid), (comm, n, tot) in ordered[:max_rows])
 
     return FuncsModel(
-        targets=tuple(targets), rows=out_rows, callers=top_callers(out_rows), functions=functions,
+        targets=tuple(targets), rows=out_rows, callers=top_callers(out_rows, dt), functions=functions,
         interval_s=dt, calls=sum(calls.values()), rate=sum(calls.values()) / dt,
         map_full=prev.map_full + s.map_full, rows_dropped=prev.rows_dropped + dropped)
 
 
-def top_callers(rows: tuple[CountRow, ...], k: int = TOP_CALLERS) -> tuple[Caller, ...]:
+def top_callers(rows: tuple[CountRow, ...], dt: float = 1.0, k: int = TOP_CALLERS) -> tuple[Caller, ...]:
     """The processes with the most calls in the last interval (then overall), every target."""
     by: dict[int, dict] = {}
     for r in rows:
-        e = by.setdefault(r.pid, {"comm": r.comm, "count": 0, "total": 0, "fn": {}})
+        e = by.setdefault(r.pid, {"comm": r.comm, "count": 0, "total": 0, "top": None})
         e["count"] += r.count
         e["total"] += r.total
-        e["fn"][f"{r.function}"] = e["fn"].get(r.function, 0) + (r.count or 0) * 1_000_000_000 + r.total
+        if e["top"] is None or (r.count, r.total) > (e["top"].count, e["top"].total):
+            e["top"] = r
         if r.comm and not e["comm"]:
             e["comm"] = r.comm
-    dt_rate = {pid: 0.0 for pid in by}
-    if rows:
-        dt = rows[0].count / rows[0].rate if rows[0].rate else None
-        for pid, e in by.items():
-            dt_rate[pid] = e["count"] / dt if dt else 0.0
+    dt = dt if dt > 0 else 1.0
     ranked = sorted(by.items(), key=lambda kv: (-kv[1]["count"], -kv[1]["total"], kv[0]))[:k]
-    return tuple(Caller(pid, e["comm"], e["count"], dt_rate[pid], e["total"],
-                        max(e["fn"].items(), key=lambda x: (x[1], x[0]))[0] if e["fn"] else "")
+    return tuple(Caller(pid, e["comm"], e["count"], e["count"] / dt, e["total"],
+                        e["top"].function if e["top"] is not None else "")
                  for pid, e in ranked)
 
 

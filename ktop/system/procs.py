@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import psutil
 
-from ktop.snapshot import ProcessInfo
+from ktop.snapshot import ProcessDetail, ProcessInfo
 
 _CLK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -118,10 +118,8 @@ def descendants(processes: list[ProcessInfo], root: int) -> list[ProcessInfo]:
     return [pi for pi in processes if pi.pid in keep]
 
 
-def process_detail(pid: int, cpu_percent: float = 0.0) -> "ProcessDetail":
+def process_detail(pid: int, cpu_percent: float = 0.0) -> ProcessDetail:
     """Everything the PID screen shows about ``pid`` (psutil); never raises."""
-    from ktop.snapshot import ProcessDetail
-
     try:
         p = psutil.Process(pid)
         with p.oneshot():

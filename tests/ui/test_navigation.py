@@ -12,7 +12,7 @@ from ktop.model import build_model
 from ktop.ui.screens.pid import PidScreen, descendant_rows
 from ktop.ui.widgets.table import KTable
 from tests.ui import fakes
-from tests.ui.test_app import keys, plain_rows, show
+from tests.ui.test_app import keys, show
 
 
 def app_():

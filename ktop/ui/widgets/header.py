@@ -39,7 +39,8 @@ class HostHeader(Widget):
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" ktop ", style=self.get_component_rich_style("header--title"))
         if self.paused:
-            line.append(" PAUSED (Space resumes) ", style=self.get_component_rich_style("header--crit") + Style(bold=True))
+            crit = self.get_component_rich_style("header--crit") + Style(bold=True)
+            line.append(" PAUSED (Space resumes) ", style=crit)
         line.append(f" {clean(h.hostname)}", style="bold")
         line.append(f"  Linux {clean(h.kernel)}  up {uptime(s.uptime_s)}  "
                     f"load {s.load[0]:.2f} {s.load[1]:.2f} {s.load[2]:.2f}  "
