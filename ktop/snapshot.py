@@ -87,6 +87,8 @@ class ProbeStatus:
     status: str
     detail: str = ""
     lost: int = 0  # events the kernel could not hand over (cumulative)
+    run_time_ns: int = 0  # kernel time spent in this probe's programs (cumulative, BPF stats)
+    run_count: int = 0  # times they ran (cumulative)
 
 
 @dataclass(frozen=True)

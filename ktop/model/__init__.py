@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Optional
 
+from ktop.model import funcs  # probe sections: ktop/model/<section>.py
+from ktop.model import bio as bio_section
 from ktop.snapshot import ExecEvent, ExitEvent, HostInfo, ProbeStatus, ProcessInfo, Snapshot, SpawnSample, SystemSample
 
 HISTORY = 120  # ticks kept for sparklines
@@ -98,6 +100,7 @@ class Model:
     spawn_totals: SpawnTotals = field(default_factory=SpawnTotals)
     next_seq: int = 0
     ticks: int = 0
+    probe_cpu_percent: float = 0.0  # ktop's BPF programs, % of one CPU over the last interval
     # Drill-down: the model of the focused PID (same shape), and its details.
     focus: Optional[Model] = None
     focus_detail: Any = None
@@ -165,8 +168,10 @@ def _totals(t: SpawnTotals, s: SpawnSample) -> SpawnTotals:
 
 
 def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS) -> Model:
-    """The model after ``snap``, carrying the bounded histories of ``previous``."""
-    prev = previous
+    """The model after ``snap``, carrying the bounded histories of ``previous``.
+
+    A snapshot with ``extra["restart"]`` (a replay that jumped) starts afresh."""
+    prev = None if snap.extra.get("restart") else previous
     ncpu = len(snap.system.cpu_percent)
     cpu_hist = prev.cpu_history if prev and len(prev.cpu_history) == ncpu else tuple(() for _ in range(ncpu))
     cpu_hist = tuple(_push(h, v) for h, v in zip(cpu_hist, snap.system.cpu_percent))
@@ -182,6 +187,10 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         spawn_totals=prev.spawn_totals if prev else SpawnTotals(),
         next_seq=prev.next_seq if prev else 0, ticks=(prev.ticks + 1) if prev else 1,
     )
+    if prev is not None and snap.interval_s > 0:
+        now_ns = sum(p.run_time_ns for p in snap.probes)
+        was_ns = sum(p.run_time_ns for p in prev.probes.values())
+        model = replace(model, probe_cpu_percent=max(0.0, now_ns - was_ns) / 1e7 / snap.interval_s)
     model = _other_sections(prev, model, snap)
     if snap.focus is not None:
         same = prev is not None and prev.focus_detail is not None and snap.focus_detail is not None \
@@ -207,11 +216,15 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
 
 def _other_sections(prev: Optional[Model], model: Model, snap: Snapshot) -> Model:
     """Each probe's own model module updates its field (one line per probe)."""
+    model = funcs.update(prev, model, snap)
+    model = bio_section.update(prev, model, snap)
     return model
 
 
 def _other_documents(model: Model, doc: dict, duration_s: float) -> None:
     """Each probe's own model module adds its section (one line per probe)."""
+    doc["funcs"] = funcs.document(model, duration_s)
+    doc["bio"] = bio_section.document(model, duration_s)
 
 
 def snapshot_document(model: Model, duration_s: float) -> dict:
@@ -226,7 +239,8 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
         "duration_s": duration_s,
         "host": to_jsonable(model.host),
         "system": to_jsonable(model.system),
-        "probes": {n: {"status": p.status, "detail": p.detail, "lost": p.lost}
+        "probes": {n: {"status": p.status, "detail": p.detail, "lost": p.lost,
+                       "run_time_ns": p.run_time_ns, "run_count": p.run_count}
                    for n, p in model.probes.items()},
         "processes": [
             {"pid": p.pid, "ppid": p.ppid, "user": p.user, "comm": p.comm,

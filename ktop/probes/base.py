@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Optional
 
-from ktop.probes import features
+from ktop.probes import bpfstats, features
 from ktop.snapshot import FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, ProbeStatus
 
 
@@ -79,8 +79,8 @@ class ProbeWorker(threading.Thread):
 
     def _set_status(self, status: str, detail: str = "", lost: Optional[int] = None) -> None:
         with self._lock:
-            self._status = ProbeStatus(self.name, status, detail,
-                                       self._status.lost if lost is None else lost)
+            self._status = replace(self._status, status=status, detail=detail,
+                                   lost=self._status.lost if lost is None else lost)
         if status == LIVE and self.live_at is None:
             self.live_at = time.monotonic()
         if self._on_status:
@@ -89,8 +89,14 @@ class ProbeWorker(threading.Thread):
     def add_lost(self, n: int) -> None:
         if n:
             with self._lock:
-                s = self._status
-                self._status = ProbeStatus(s.name, s.status, s.detail, s.lost + n)
+                self._status = replace(self._status, lost=self._status.lost + n)
+
+    def _update_cost(self) -> None:
+        """Kernel run time of this probe's programs (needs BPF stats on)."""
+        funcs = getattr(self.bpf, "funcs", None) or {}
+        ns, cnt = bpfstats.totals(f.fd for f in list(funcs.values()) if getattr(f, "fd", None) is not None)
+        with self._lock:
+            self._status = replace(self._status, run_time_ns=ns, run_count=cnt)
 
     # -- to implement -------------------------------------------------
     def check(self) -> None:
@@ -170,6 +176,7 @@ class ProbeWorker(threading.Thread):
                     if self._sample is None:
                         now = time.monotonic()
                         sample = self.collect(now - self._last_take)
+                        self._update_cost()
                         self._last_take = now
                         self._sample = sample
                     self._want.clear()

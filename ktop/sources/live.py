@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
+from ktop.probes import bpfstats, features
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, STARTING, ProbeStatus, Snapshot
@@ -38,6 +39,8 @@ class LiveSource:
     def start(self) -> None:
         """Starts every probe worker; returns at once (compiles run in the background)."""
         self.started_at = time.monotonic()
+        if self.probe_names and features.can_trace():
+            bpfstats.enable()  # fd-based: undone when ktop exits, however it exits
         self.workers = self._start_workers(self.options)
 
     def _start_workers(self, options: ProbeOptions) -> dict:
@@ -127,6 +130,7 @@ class LiveSource:
         for w in workers:
             if w.is_alive():
                 w.join(max(0.0, end - time.monotonic()))
+        bpfstats.disable()
 
 
 def _sections(samples: dict) -> dict:
@@ -174,7 +178,8 @@ class Collector(threading.Thread):
             n += 1
             if self.count is not None and n >= self.count:
                 break
-            next_at += self.interval
+            # a source that paces itself (a replay: its tick() waits) gets no extra wait
+            next_at += 0.0 if getattr(self.source, "paced", False) else self.interval
             delay = next_at - time.monotonic()
             if delay < 0:  # fell behind: do not burst to catch up
                 next_at = time.monotonic()
