@@ -24,6 +24,7 @@ from ktop.ui.screens.help import HelpScreen
 from ktop.ui.screens.pick import ConfirmScreen, PickScreen
 from ktop.ui.screens.pid import PidScreen
 from ktop.ui.screens.sort import SortScreen
+from ktop.ui.widgets.funcs import FuncsPanel
 from ktop.ui.widgets.header import HostHeader
 from ktop.ui.widgets.panel import Panel
 from ktop.ui.widgets.processes import ProcessPanel
@@ -128,7 +129,7 @@ class KtopApp(App):
                 yield SpawnsPanel(id="spawns")
             with Vertical(id="right"):
                 # one panel per further probe (bio, syscalls, funcs), each `height: 1fr`
-                pass
+                yield FuncsPanel(id="funcs")
         yield Footer()
 
     # -- lifecycle ---------------------------------------------------------
@@ -149,6 +150,8 @@ class KtopApp(App):
         from ktop.sources.live import Collector
 
         self.source.start()
+        for note in getattr(self.source, "notes", ()):
+            self.notify(note, title="ktop")
         state = {"model": None}
 
         def on_snapshot(snap) -> None:

@@ -24,6 +24,7 @@ EXAMPLES = """examples:
     sudo ktop 1 30             # 30 refreshes, then exit
     sudo ktop -p 1234          # scope the probes and the table to PID 1234 and its children
     sudo ktop --probes spawn   # only these probes (comma-separated; 'none' for psutil only)
+    sudo ktop -f c:malloc -f 't:sched:sched_process_exec'   # count calls (funccount syntax)
     sudo ktop snapshot --duration 5 --json   # collect 5 s headless, print one JSON document
     sudo ktop doctor           # what this kernel offers and what each probe needs
 """
@@ -83,6 +84,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probes", type=_probe_list, metavar="LIST", default=None,
                    help=f"probes to run, comma-separated (default: {','.join(registry.default_names())}; "
                         f"known: {','.join(registry.PROBES)}; 'none' for psutil only)")
+    p.add_argument("-f", "--func", dest="funcs", action="append", default=[], metavar="SPEC",
+                   help="count calls of SPEC (repeatable), as funccount: func or k:func (kernel), "
+                        "lib:func or /path/bin:func (user, c: is libc), t:category:event, u:lib:probe (USDT); "
+                        "'*' wildcards")
+    p.add_argument("--funcs-max", type=_positive_int, default=1000, metavar="N",
+                   help="most probes one -f SPEC may attach (default 1000, BCC's limit)")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -128,7 +135,25 @@ def doctor_parser() -> argparse.ArgumentParser:
 
 
 def _probe_names(args) -> list[str]:
-    return args.probes if args.probes is not None else registry.default_names()
+    names = list(args.probes if args.probes is not None else registry.default_names())
+    if getattr(args, "funcs", None) and "funcs" not in names:
+        names.append("funcs")  # -f asks for it
+    return names
+
+
+def _probe_options(args):
+    """ProbeOptions from the command line; -f specs are checked first (one line, exit 2)."""
+    from ktop.probes.base import ProbeOptions
+
+    extra = {}
+    if getattr(args, "funcs", None) is not None:
+        from ktop.probes.funcs import check_specs
+
+        err = check_specs(args.funcs, args.funcs_max)
+        if err:
+            raise UsageError(err)
+        extra.update(funcs=list(args.funcs), funcs_max=args.funcs_max)
+    return ProbeOptions(pid=args.pid, extra=extra)
 
 
 def print_ebpf(names: list[str], pid: Optional[int]) -> int:
@@ -171,19 +196,21 @@ class _SignalStop:
 def run_snapshot(args) -> int:
     from ktop.model import build_model, snapshot_document
     from ktop.probes import diag
-    from ktop.probes.base import ProbeOptions
     from ktop.sources.live import LiveSource
 
     names = _probe_names(args)
     if args.ebpf:
         return print_ebpf(names, args.pid)
+    options = _probe_options(args)
     interval = args.interval or min(1.0, args.duration)
     diag.start()
-    source = LiveSource(names, ProbeOptions(pid=args.pid), registry.PROBES)
+    source = LiveSource(names, options, registry.PROBES)
     model = None
     with _SignalStop() as stop:
         try:
             source.start()
+            for note in source.notes:
+                print(f"ktop: {note}", file=sys.stderr)
             source.wait_settled(60)
             live = [s for s in source.statuses() if s.status == "live"]
             print(f"ktop: collecting for {args.duration:g} s (live probes: "
@@ -287,18 +314,18 @@ def remedy_for(status) -> str:
 
 def run_ui(args) -> int:
     from ktop.probes import diag
-    from ktop.probes.base import ProbeOptions
     from ktop.sources.live import LiveSource
 
     names = _probe_names(args)
     if args.ebpf:
         return print_ebpf(names, args.pid)
+    options = _probe_options(args)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise UsageError("the dashboard needs a terminal; for scripts use: ktop snapshot --json")
     from ktop.app import KtopApp
 
     diag.start()
-    source = LiveSource(names, ProbeOptions(pid=args.pid), registry.PROBES)
+    source = LiveSource(names, options, registry.PROBES)
     app = KtopApp(source, interval=args.interval, count=args.count, theme_name=args.theme)
     try:
         app.run()

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
-from ktop.probes import bpfstats, features
+from ktop.probes import bpfstats, features, leftovers
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, STARTING, ProbeStatus, Snapshot
@@ -28,6 +28,7 @@ class LiveSource:
         self.probe_names = list(probe_names)
         self.disabled = [n for n in all_probe_names if n not in self.probe_names]
         self.workers: dict[str, ProbeWorker] = {}
+        self.notes: list[str] = []  # sentences for the user (e.g. leftovers removed)
         self.focus_pid: Optional[int] = None
         self.focus_workers: dict[str, ProbeWorker] = {}
         self._focus_lock = threading.Lock()
@@ -40,6 +41,7 @@ class LiveSource:
         """Starts every probe worker; returns at once (compiles run in the background)."""
         self.started_at = time.monotonic()
         if self.probe_names and features.can_trace():
+            self.notes.extend(leftovers.clean())
             bpfstats.enable()  # fd-based: undone when ktop exits, however it exits
         self.workers = self._start_workers(self.options)
 
