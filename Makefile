@@ -6,7 +6,7 @@ STAMP := $(VENV)/.ktop-installed
 LAUNCHER := /usr/local/bin/ktop
 PYTEST_ARGS ?=
 
-.PHONY: install host venv launcher run test test-fast bench lint clean
+.PHONY: install host venv launcher run test test-vm test-fast bench lint clean
 
 install: host venv launcher
 
@@ -31,13 +31,19 @@ launcher: $(STAMP)
 run: install
 	$(VENV)/bin/ktop
 
-# The whole suite, real probes included (they need root).
+# The whole suite, real probes included (they need root); then the real-probe
+# tests again inside a second kernel (Debian's 6.1, kprobes on) under QEMU.
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@bash scripts/test-vm.sh
+
+# Only the real-probe tests in the second kernel (docs/testing-vm.md).
+test-vm: install
+	@bash scripts/test-vm.sh
 
 # Without the real-probe tests.
 test-fast: venv
-	$(PY) -m pytest -m "not real" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not real and not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/run.py
@@ -46,4 +52,4 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) dist build .pytest_cache
+	rm -rf $(VENV) dist build .pytest_cache .vm-venv .cache/vm-kernel .cache/vm-run

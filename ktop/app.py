@@ -6,30 +6,51 @@ import asyncio
 import json
 import os
 import signal
+import threading
 import time
 from functools import partial
 from typing import Optional
 
 from rich.text import Text
+from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static
 
 from ktop.messages import CollectorFailed, ModelReady
-from ktop.model import Model, build_model
-from ktop.model.text import safe_text
+from ktop.model import Model
+from ktop.model.history import History
+from ktop.model.text import clean, safe_text
 from ktop.resources import themes_dir
 from ktop.ui.screens.help import HelpScreen
-from ktop.ui.screens.pick import ConfirmScreen, PickScreen
+from ktop.ui.screens.pick import AskScreen, ConfirmScreen, PickScreen
 from ktop.ui.screens.pid import PidScreen
 from ktop.ui.screens.sort import SortScreen
+from ktop.ui.widgets.bio import BioPanel
 from ktop.ui.widgets.funcs import FuncsPanel
 from ktop.ui.widgets.header import HostHeader
 from ktop.ui.widgets.panel import Panel
 from ktop.ui.widgets.processes import ProcessPanel
 from ktop.ui.widgets.spawns import SpawnsPanel
+from ktop.ui.widgets.syscalls import SyscallsPanel
 from ktop.ui.widgets.table import KTable
+
+
+def parse_time(text: str, start: float) -> Optional[float]:
+    """'12:03:04' (today, local time, else the recording's day) or '+90' seconds after ``start``."""
+    text = text.strip()
+    try:
+        if text.startswith("+"):
+            return start + float(text[1:])
+        parts = [int(x) for x in text.split(":")]
+        if not 2 <= len(parts) <= 3:
+            return None
+        h, m, sec = (parts + [0])[:3]
+        base = time.localtime(start)
+        return time.mktime((base.tm_year, base.tm_mon, base.tm_mday, h, m, sec, 0, 0, -1))
+    except (ValueError, OverflowError):
+        return None
 
 
 class KtopApp(App):
@@ -76,6 +97,11 @@ class KtopApp(App):
         Binding("f8", "nice(1)", "Nice+", show=False),
         Binding("f9", "kill", "Kill"),
         Binding("space", "pause", "Pause"),
+        Binding("left", "step(-1)", "Back", show=False, priority=True),
+        Binding("right", "step(1)", "Forward", show=False, priority=True),
+        Binding("plus,equals_sign", "speed(2)", "Faster", show=False),
+        Binding("minus", "speed(0.5)", "Slower", show=False),
+        Binding("ctrl+g", "goto_time", "Go to time", show=False),
         Binding("z", "maximize_panel", "Max", show=False),
         Binding("f12", "save_svg", "Screenshot", show=False),
         Binding("tab", "next_panel", "Next panel", show=False, priority=True),
@@ -114,6 +140,10 @@ class KtopApp(App):
         self._ticks = 0
         self.paused = False
         self.compact = False
+        self.history_seconds: Optional[float] = None  # --history
+        self.history: Optional[History] = None
+        self._history_lock = threading.Lock()
+        self.view_abs: Optional[int] = None  # absolute tick shown while paused (None: live)
         self.focus_stack: list[int] = []
         try:
             self.theme = theme_name
@@ -129,6 +159,8 @@ class KtopApp(App):
                 yield SpawnsPanel(id="spawns")
             with Vertical(id="right"):
                 # one panel per further probe (bio, syscalls, funcs), each `height: 1fr`
+                yield BioPanel(id="bio")
+                yield SyscallsPanel(id="syscalls")
                 yield FuncsPanel(id="funcs")
         yield Footer()
 
@@ -152,11 +184,12 @@ class KtopApp(App):
         self.source.start()
         for note in getattr(self.source, "notes", ()):
             self.notify(note, title="ktop")
-        state = {"model": None}
+        self.history = History(seconds=self.history_seconds or 600, interval=self.interval)
 
         def on_snapshot(snap) -> None:
-            state["model"] = build_model(state["model"], snap)
-            self.post_message(ModelReady(state["model"]))
+            with self._history_lock:
+                model = self.history.append(snap)  # builds the model from the previous one
+            self.post_message(ModelReady(model))
 
         def on_error(exc: BaseException) -> None:
             self.post_message(CollectorFailed(f"{type(exc).__name__}: {exc}"))
@@ -202,7 +235,8 @@ class KtopApp(App):
         self.model = model
         with self.batch_update():
             header = self.query_one(HostHeader)
-            header.paused = self.paused
+            header.paused = self.paused or (self.replaying and self.source.paused)
+            header.marker = self._marker_text()
             header.update_from(model)
             for panel in self.query(Panel):
                 panel.update_from(model)
@@ -417,14 +451,92 @@ class KtopApp(App):
         panel.set_tree(not panel.tree_view)
         self.focus_panel(panel)
 
+    # -- time: pause, history, replay -------------------------------------------
+    @property
+    def replaying(self) -> bool:
+        return hasattr(self.source, "step") and hasattr(self.source, "seek")
+
     def action_pause(self) -> None:
+        if self.replaying:  # the recording itself stops and goes on
+            self.source.resume() if self.source.paused else self.source.pause()
+            self._mark()
+            return
         self.paused = not self.paused
+        self.view_abs = None
         if not self.paused and getattr(self, "latest", None) is not None:
             self.show_model(self.latest)
         else:
-            header = self.query_one(HostHeader)
-            header.paused = self.paused
-            header.refresh()
+            self._mark()
+
+    def _mark(self) -> None:
+        header = self.query_one(HostHeader)
+        header.paused = self.paused or (self.replaying and self.source.paused)
+        header.marker = self._marker_text()
+        header.refresh()
+
+    def _marker_text(self) -> str:
+        if self.replaying:
+            return self.source.describe()
+        if not self.paused or self.view_abs is None or self.history is None:
+            return "LIVE" if not self.paused else ""
+        with self._history_lock:
+            i = self.history.index_of(self.view_abs)
+            behind = self.history.time(self.history.live_index) - self.history.time(i)
+            when = time.strftime("%H:%M:%S", time.localtime(self.history.time(i)))
+        return f"viewing {when} (-{behind:.0f}s)  <- -> step"
+
+    def action_step(self, n: int) -> None:
+        if self.replaying:
+            self.source.step(n)
+            self._mark()
+            return
+        if not self.paused or self.history is None:
+            # not stepping through time: the arrow keys scroll the table sideways
+            if isinstance(self.focused, KTable):
+                self.focused.action_scroll_left() if n < 0 else self.focused.action_scroll_right()
+            elif isinstance(self.focused, Input):
+                self.focused.action_cursor_left() if n < 0 else self.focused.action_cursor_right()
+            return
+        with self._history_lock:
+            if len(self.history) == 0:
+                return
+            cur = self.history.index_of(self.view_abs) if self.view_abs is not None else self.history.live_index
+            i = max(0, min(self.history.live_index, cur + n))
+            self.view_abs = self.history.dropped + i
+        self._show_tick(i)
+
+    @work(thread=True, exclusive=True, group="history")
+    def _show_tick(self, i: int) -> None:
+        """Rebuilding an old tick's model can take 0.2 s: off the UI thread."""
+        with self._history_lock:
+            model = self.history.model(i)
+        self.call_from_thread(self._draw_paused, model)
+
+    def _draw_paused(self, model: Model) -> None:
+        if self.paused:
+            self.show_model(model)
+
+    def action_speed(self, factor: float) -> None:
+        if self.replaying:
+            self.source.faster() if factor > 1 else self.source.slower()
+            self._mark()
+
+    def action_goto_time(self) -> None:
+        if not self.replaying:
+            self.notify("go to time works in replay (ktop replay FILE)")
+            return
+
+        def go(text: Optional[str]) -> None:
+            if not text:
+                return
+            t = parse_time(text, self.source.start_time)
+            if t is None:
+                self.notify(f"not a time: {clean(text)} (HH:MM:SS or +SECONDS)", severity="error")
+                return
+            self.source.seek(t)
+            self._mark()
+
+        self.push_screen(AskScreen("Go to time (HH:MM:SS, or +SECONDS from the start)"), go)
 
     def action_nice(self, delta: int) -> None:
         pid = self.selected_pid()

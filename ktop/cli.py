@@ -27,6 +27,8 @@ EXAMPLES = """examples:
     sudo ktop -f c:malloc -f 't:sched:sched_process_exec'   # count calls (funccount syntax)
     sudo ktop snapshot --duration 5 --json   # collect 5 s headless, print one JSON document
     sudo ktop doctor           # what this kernel offers and what each probe needs
+    sudo ktop record -o run.jsonl.gz --duration 60   # record a minute; ktop replay run.jsonl.gz
+    sudo ktop export --listen 127.0.0.1:9435          # Prometheus metrics (docs/prometheus.md)
 """
 
 SNAPSHOT_EXAMPLES = """examples:
@@ -35,7 +37,7 @@ SNAPSHOT_EXAMPLES = """examples:
     sudo ktop snapshot --probes spawn --duration 2 # a text summary
 """
 
-SUBCOMMANDS = ("snapshot", "doctor")
+SUBCOMMANDS = ("snapshot", "doctor", "record", "replay", "export")
 
 
 class UsageError(Exception):
@@ -90,7 +92,18 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "'*' wildcards")
     p.add_argument("--funcs-max", type=_positive_int, default=1000, metavar="N",
                    help="most probes one -f SPEC may attach (default 1000, BCC's limit)")
+    p.add_argument("--disk", type=_disk, metavar="NAME", default=None,
+                   help="bio probe: trace this disk only (e.g. vda; a partition means its disk)")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
+
+
+def _disk(text: str) -> int:
+    from ktop.probes.bio import disk_dev
+
+    try:
+        return disk_dev(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main_parser() -> argparse.ArgumentParser:
@@ -105,6 +118,10 @@ def main_parser() -> argparse.ArgumentParser:
                    help="number of refreshes, then exit (default: run until q)")
     _common(p)
     p.add_argument("--theme", default="textual-dark", help="Textual theme name (default textual-dark)")
+    p.add_argument("--history", type=_positive_float, default=None, metavar="SECONDS",
+                   help="seconds of ticks kept for pausing and stepping back (default 600)")
+    p.add_argument("--export", metavar="ADDR", default=None,
+                   help="also serve Prometheus metrics on ADDR (HOST:PORT, e.g. 127.0.0.1:9435)")
     p.add_argument("--version", action="version", version=f"ktop {__version__}")
     return p
 
@@ -121,6 +138,8 @@ def snapshot_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document (the scripting interface)")
     p.add_argument("--max-events", type=_positive_int, default=100_000,
                    help="spawn events kept (default 100000)")
+    p.add_argument("--from", dest="from_file", metavar="FILE", default=None,
+                   help="read a recording (ktop record) instead of running the probes")
     _common(p)
     return p
 
@@ -153,6 +172,8 @@ def _probe_options(args):
         if err:
             raise UsageError(err)
         extra.update(funcs=list(args.funcs), funcs_max=args.funcs_max)
+    if getattr(args, "disk", None) is not None:
+        extra["bio_disk_dev"] = args.disk
     return ProbeOptions(pid=args.pid, extra=extra)
 
 
@@ -198,6 +219,10 @@ def run_snapshot(args) -> int:
     from ktop.probes import diag
     from ktop.sources.live import LiveSource
 
+    if args.from_file is not None:
+        from ktop.cli_record import run_snapshot_from
+
+        return run_snapshot_from(args)
     names = _probe_names(args)
     if args.ebpf:
         return print_ebpf(names, args.pid)
@@ -262,6 +287,16 @@ def print_summary(doc: dict) -> None:
         for e in sp["events"][-20:]:
             print(f"{e['pid']:>7} {e['ppid']:>7} {e['retval']:>4} "
                   f"{exit_text(e['exit_code'], e['exit_signal']):>8}  {clean(join_argv(e['argv']), 100)}")
+    if doc.get("bio"):
+        from ktop.model.bio import summary_lines
+
+        print()
+        print("\n".join(summary_lines(doc["bio"])))
+    if doc.get("funcs", {}).get("targets"):
+        from ktop.model.funcs import summary_lines as funcs_lines
+
+        print()
+        print("\n".join(funcs_lines(doc["funcs"])))
 
 
 def run_doctor(args) -> int:
@@ -326,7 +361,12 @@ def run_ui(args) -> int:
 
     diag.start()
     source = LiveSource(names, options, registry.PROBES)
+    from ktop.cli_record import export_for_ui
+
+    source = export_for_ui(source, args.export)  # --export: the same ticks, served to Prometheus
     app = KtopApp(source, interval=args.interval, count=args.count, theme_name=args.theme)
+    if args.history is not None:
+        app.history_seconds = args.history
     try:
         app.run()
     finally:
@@ -345,6 +385,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             return run_snapshot(snapshot_parser().parse_args(argv[1:]))
         if argv and argv[0] == "doctor":
             return run_doctor(doctor_parser().parse_args(argv[1:]))
+        if argv and argv[0] in ("record", "replay", "export"):
+            from ktop import cli_record
+
+            parser = getattr(cli_record, f"{argv[0]}_parser")()
+            return getattr(cli_record, f"run_{argv[0]}")(parser.parse_args(argv[1:]))
         return run_ui(main_parser().parse_args(argv))
     except UsageError as exc:
         print(f"ktop: error: {exc}", file=sys.stderr)

@@ -270,7 +270,7 @@ class Recording:
         except OSError as exc:
             raise self._error(f"cannot read: {exc.strerror or exc}") from None
         except _GzipBroken as exc:
-            raise self._error(f"corrupt gzip data after line {lineno}: {exc}", lineno + 1) from None
+            raise self._error(f"corrupt gzip data: {exc}", lineno + 1) from None
         if not self.header:
             raise self._error("empty file: not a ktop recording", 1)
 

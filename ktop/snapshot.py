@@ -190,6 +190,9 @@ class BioSample:
     rq_merged: int = 0
     filtered: int = 0
     expired: int = 0  # in-flight entries dropped by user space as stale
+    mode: str = ""  # "raw" (raw tracepoints, keyed by request) or "tracepoint" (keyed by dev, sector, op)
+    partial: int = 0  # partial completions (the request went on)
+    missed: int = 0  # events the kernel skipped: a BPF program already ran on that CPU
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,50 @@ class FuncsSample:
     totals: tuple[FuncTotal, ...] = ()
     counts: tuple[FuncCount, ...] = ()
     map_full: int = 0  # hits whose process could not be recorded (totals stay exact)
+
+
+@dataclass(frozen=True)
+class SyscallStat:
+    """One system call, every process, during one interval."""
+
+    nr: int
+    name: str
+    count: int  # calls that returned (exit and exit_group: entered)
+    errors: int  # returned -4095..-1
+    lat_ns: int = 0  # total latency of the timed calls
+    hist: tuple[int, ...] = ()  # log2 slots of the timed calls' latency in ns (ktop.model.hist)
+    errnos: tuple[tuple[int, int], ...] = ()  # (errno, count), most first
+
+
+@dataclass(frozen=True)
+class SyscallCount:
+    """One system call by one process during one interval."""
+
+    pid: int
+    comm: str
+    nr: int
+    name: str
+    count: int
+    errors: int
+    lat_ns: int = 0  # total latency of the timed calls
+    timed: int = 0  # calls with a latency
+    errnos: tuple[tuple[int, int], ...] = ()  # (errno, count), most first
+
+
+@dataclass(frozen=True)
+class SyscallsSample:
+    """What the syscalls probe counted during one interval."""
+
+    interval_s: float
+    syscalls: tuple[SyscallStat, ...] = ()
+    counts: tuple[SyscallCount, ...] = ()
+    attach: str = ""  # raw_tracepoint or tracepoint
+    names_from: str = ""  # where syscall names come from
+    no_start: int = 0  # returns whose entry was not seen (in flight at attach): not timed
+    start_full: int = 0  # thread map full: calls not timed
+    procs_full: int = 0  # process map full: counted per syscall, not per process
+    errs_full: int = 0  # errno map full: errors whose errno was not recorded
+    bad_nr: int = 0  # numbers outside the table's range (x32, -1 after seccomp): not counted
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ arch=$(dpkg --print-architecture)
 
 # Packages ktop needs at run time and for its tests. EXTRA_PKGS adds more.
 pkgs=(python3-bpfcc libbpfcc bpfcc-tools python3-venv bpftool bpftrace tmux
-      htop btop fio sudo librsvg2-bin gcc libc6-dev make ${EXTRA_PKGS:-})
+      htop btop fio sudo librsvg2-bin gcc libc6-dev make prometheus ${EXTRA_PKGS:-})
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

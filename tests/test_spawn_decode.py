@@ -16,9 +16,22 @@ import subprocess
 import pytest
 
 from ktop.probes import spawn
-from ktop.probes.spawn import (ARG_LEN, EV_EXEC, EV_EXIT, F_ARGS_TRUNCATED, F_NO_ARGV, MAX_ARGS,
-                               STAT_SLOTS, build_sample, decode_argv, decode_event, decode_exec,
-                               decode_exit, decode_wait_status, stat_deltas)
+from ktop.probes.spawn import (
+    ARG_LEN,
+    EV_EXEC,
+    EV_EXIT,
+    F_ARGS_TRUNCATED,
+    F_NO_ARGV,
+    MAX_ARGS,
+    STAT_SLOTS,
+    build_sample,
+    decode_argv,
+    decode_event,
+    decode_exec,
+    decode_exit,
+    decode_wait_status,
+    stat_deltas,
+)
 from ktop.resources import bpf_dir
 from ktop.snapshot import ExecEvent, ExitEvent
 
@@ -51,7 +64,7 @@ def _c_source() -> str:
 
 
 def _c_struct(src: str, name: str) -> str:
-    m = re.search(r"struct %s \{(.*?)\n\};" % name, src, re.S)
+    m = re.search(rf"struct {name} \{{(.*?)\n\}};", src, re.S)
     assert m, f"struct {name} not found in spawn.bpf.c"
     return f"struct {name} {{{m.group(1)}\n}};"
 
@@ -121,7 +134,9 @@ def test_exit_event_layout_matches_c(c_layout):
 def test_constants_match_c():
     src = _c_source()
     header = (bpf_dir() / "ktop.h").read_text()
-    define = lambda text, name: int(re.search(r"#define %s (\d+)" % name, text).group(1))  # noqa: E731
+    def define(text, name):
+        return int(re.search(rf"#define {name} (\d+)", text).group(1))
+
     assert define(header, "KTOP_EV_EXEC") == EV_EXEC
     assert define(header, "KTOP_EV_EXIT") == EV_EXIT
     assert define(header, "TASK_COMM_LEN") == 16

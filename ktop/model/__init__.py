@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Optional
 
-from ktop.model import funcs  # probe sections: ktop/model/<section>.py
 from ktop.model import bio as bio_section
+from ktop.model import funcs  # probe sections: ktop/model/<section>.py
+from ktop.model import syscalls as syscalls_section
 from ktop.snapshot import ExecEvent, ExitEvent, HostInfo, ProbeStatus, ProcessInfo, Snapshot, SpawnSample, SystemSample
 
 HISTORY = 120  # ticks kept for sparklines
@@ -218,6 +219,7 @@ def _other_sections(prev: Optional[Model], model: Model, snap: Snapshot) -> Mode
     """Each probe's own model module updates its field (one line per probe)."""
     model = funcs.update(prev, model, snap)
     model = bio_section.update(prev, model, snap)
+    model = syscalls_section.update(prev, model, snap)
     return model
 
 
@@ -225,6 +227,7 @@ def _other_documents(model: Model, doc: dict, duration_s: float) -> None:
     """Each probe's own model module adds its section (one line per probe)."""
     doc["funcs"] = funcs.document(model, duration_s)
     doc["bio"] = bio_section.document(model, duration_s)
+    doc["syscalls"] = syscalls_section.document(model, duration_s)
 
 
 def snapshot_document(model: Model, duration_s: float) -> dict:

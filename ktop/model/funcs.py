@@ -182,3 +182,24 @@ def document(model, duration_s: float) -> dict:
         "map_full": m.map_full,
         "rows_dropped": m.rows_dropped,
     }
+
+
+def summary_lines(section: dict, limit: int = 20) -> list[str]:
+    """The ``funcs`` section as text, for ``ktop snapshot`` without --json."""
+    from ktop.model.text import clean
+
+    if not section.get("targets"):
+        return []
+    out = ["funcs:"]
+    for t in section["targets"]:
+        line = f"  {clean(t['spec'], 60):<40} {t['status']:<11} {t['attached']:>4} attached {t['count']:>10} calls"
+        if t["detail"]:
+            line += f"  ({clean(t['detail'], 120)})"
+        out.append(line)
+    rows = section.get("counts", [])[:limit]
+    if rows:
+        out.append(f"  {'PID':>7} {'COMM':<15} {'COUNT':>10}  FUNCTION")
+        for c in rows:
+            out.append(f"  {c['pid']:>7} {clean(c['comm'], 15):<15} {c['count']:>10}  "
+                       f"{clean(c['function'], 60)}  [{clean(c['target'], 40)}]")
+    return out

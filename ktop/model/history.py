@@ -1,50 +1,68 @@
 """A bounded history of ticks, for pausing and stepping back in time.
 
-Each tick keeps its :class:`~ktop.snapshot.Snapshot` and the
-:class:`~ktop.model.Model` built from it. Models already carry their own
-bounded histories (sparklines, the spawn stream), and consecutive models
-share almost everything (the same process rows, spawn rows and floats; only
-the small tuples that changed are new), so keeping every model costs little
-beyond the snapshot itself and makes "the model as of tick i" a lookup,
-with no replay from the start. Measured here with real data (spawn probe,
-~100 processes, 2 CPUs, 20 execs/s): about 26 KB per tick for snapshot and
-model together, so the default 10 minutes at 1 s is ~16 MB.
+What a tick costs, measured on the development VM with every default probe
+live (spawn, bio, funcs, syscalls), ~110 processes and ~45 execs/s: the
+Snapshot about 0.5 MB of Python objects, the Model built from it another
+~0.5 MB of new objects (the syscalls model rebuilds its 5000 process/syscall
+rows every tick); keeping both for every tick is ~1 MB/tick, 600 MB for 10
+minutes. So the history keeps, packed (a zlib-compressed pickle; the data
+never leaves the process):
 
-Bounds: a number of ticks (``seconds / interval``, default 600 s) and an
-estimated byte size (default 256 MiB); the oldest ticks go first. The size
-of a tick is estimated when it is appended, by walking the objects reachable
-from its snapshot and model and counting ``sys.getsizeof`` of those not
-already reachable from the tick before (what is shared costs nothing
-twice); :meth:`History.memory_bytes` reports the sum, for ``ktop doctor``
-and the UI.
+- every tick's snapshot (~29 KB there; 3 ms to pack, 3 ms to unpack);
+- the Model of every ``keyframe_every``-th tick (default 10; ~280 KB packed,
+  36 ms to pack, 43 ms to unpack);
+
+and, as objects, the newest ("live") snapshot and model and the models of
+the segment last rebuilt, so stepping within it is a lookup. ``model(i)``
+of another tick unpacks the keyframe before it and rebuilds forward with
+``build_model`` (18 ms a tick there): ~0.1-0.25 s for the first step into a
+segment, never a replay from the start.
+
+Measured there with tracemalloc, 600 ticks (10 minutes at 1 s): 44.6 MB with
+every probe (~59 KB per further tick, plus ~9 MB for the live tick and
+caches); 19.3 MB with only the spawn probe on a host with 2100 processes and
+130 execs/s.
+
+Bounds: a number of ticks (``seconds / interval``, default 600 s) and the
+bytes of the packed snapshots and keyframes (default 256 MiB); the oldest
+ticks go first, a whole keyframe segment at a time (so up to
+``keyframe_every - 1`` ticks more than the count bound stay).
+:meth:`History.memory_bytes` reports those bytes plus an estimate of the
+live tick's objects (``sys.getsizeof`` over what is reachable from it,
+:func:`estimate_new_bytes`), for ``ktop doctor`` and the UI; it agreed with
+tracemalloc within 2 % on the recorded data.
 
 API, for the UI (indices run from 0, the oldest kept tick, to
 ``live_index``, the newest)::
 
     h = History(seconds=600, interval=1.0)
-    model = h.append(snapshot)        # builds the model from the previous one; returns it
+    model = h.append(snapshot)        # builds the model from the live one; returns it
     h.append(snapshot, model)         # or keeps a model built elsewhere
     len(h); h.live_index              # == len(h) - 1 (-1 when empty)
     h.get(i) -> Snapshot; h.model(i) -> Model; h.time(i) -> float (wall clock)
     h.index_at(t)                     # the last tick at or before wall-clock time t
-    h.memory_bytes()                  # estimated bytes held
+    h.memory_bytes(); h.describe()    # estimated bytes held; one line for a status bar
     h.dropped                         # ticks dropped so far from the front
 
-Indices shift down when old ticks are dropped: a UI that holds a paused
-position across appends should hold ``h.dropped + i`` (an absolute tick
-number) and map it back with :meth:`History.index_of` (clamped to 0 when
-that tick was dropped meanwhile). A snapshot whose wall clock is earlier
-than the newest tick's by more than a minute, or that carries
-``extra["restart"]`` (a replay that jumped back), starts a new history.
+``model(i)`` of an old tick can take a fifth of a second: call it off the
+UI thread (a worker) when stepping fast. Indices shift down when old ticks
+are dropped: a UI that holds a paused position across appends should hold
+``h.dropped + i`` (an absolute tick number) and map it back with
+:meth:`History.index_of` (clamped to 0 when that tick was dropped
+meanwhile). A snapshot whose wall clock is earlier than the newest tick's by
+more than a minute, or that carries ``extra["restart"]`` (a replay that
+jumped), starts a new history.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 import sys
+import zlib
 from bisect import bisect_right
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any, Optional
 
 from ktop.snapshot import Snapshot
@@ -52,6 +70,8 @@ from ktop.snapshot import Snapshot
 DEFAULT_SECONDS = 600.0
 DEFAULT_MAX_BYTES = 256 << 20
 BACKWARDS_SLACK_S = 60.0  # a wall clock step back smaller than this keeps the history
+KEYFRAME_EVERY = 10  # a model kept every this many ticks
+BLOB_OVERHEAD = 3 * 8 + 33  # deque slots and the bytes object's header
 
 _LEAVES = (str, bytes, int, float, bool, type(None), complex)
 
@@ -93,65 +113,125 @@ def estimate_new_bytes(roots: tuple, shared: set) -> tuple[int, set]:
     return total, seen
 
 
+def share_processes(prev: Snapshot, snap: Snapshot, model: Any) -> tuple[Snapshot, Any]:
+    """``snap`` and ``model`` with each process row equal to the previous tick's replaced by that object.
+
+    The scanner makes new rows every tick; most are unchanged (idle processes),
+    and sharing them makes a kept tick cost only what changed.
+    """
+    before = {p.pid: p for p in prev.processes}
+    if not before:
+        return snap, model
+    changed = False
+    rows = []
+    for p in snap.processes:
+        q = before.get(p.pid)
+        if q is not None and q is not p and q == p:
+            rows.append(q)
+            changed = True
+        else:
+            rows.append(p)
+    if not changed:
+        return snap, model
+    shared = tuple(rows)
+    new_snap = dataclasses.replace(snap, processes=shared)
+    if getattr(model, "processes", None) is snap.processes:
+        model = dataclasses.replace(model, processes=shared)
+    return new_snap, model
+
+
 class History:
-    """Snapshots and their models, oldest first, bounded by count and estimated bytes."""
+    """Ticks oldest first: compressed snapshots, keyframe models; bounded by count and estimated bytes."""
 
     def __init__(self, seconds: float = DEFAULT_SECONDS, interval: float = 1.0,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_count: Optional[int] = None,
-                 spawn_limit: Optional[int] = None):
+                 spawn_limit: Optional[int] = None, keyframe_every: int = KEYFRAME_EVERY):
         if max_count is None:
             max_count = max(1, math.ceil(seconds / interval)) if interval > 0 else 1
         self.max_count = max(1, int(max_count))
         self.max_bytes = max_bytes
         self.spawn_limit = spawn_limit
-        self.dropped = 0
-        self._snaps: deque = deque()
-        self._models: deque = deque()
-        self._sizes: deque = deque()
+        self.keyframe_every = max(1, int(keyframe_every))
+        self.dropped = 0  # absolute number of the oldest kept tick
+        self._blobs: deque = deque()
         self._times: deque = deque()
+        self._keys: dict[int, bytes] = {}  # absolute tick -> its model, packed
+        self._key_bytes: dict[int, int] = {}
+        self._base = 0  # absolute number of the first tick since the last clear (keyframes count from it)
         self._bytes = 0
-        self._shared: set = set()
+        self._live: Optional[tuple[Snapshot, Any]] = None
+        self._live_bytes: Optional[int] = None
+        self._cache: OrderedDict = OrderedDict()  # absolute tick -> model (rebuilt)
+        self._snap_cache: OrderedDict = OrderedDict()
 
     # -- filling -------------------------------------------------------------
     def append(self, snapshot: Snapshot, model: Any = None) -> Any:
-        """Adds a tick; builds its model from the newest one when ``model`` is None. Returns the model."""
-        if self._snaps and self._starts_over(snapshot):
+        """Adds a tick; builds its model from the live one when ``model`` is None. Returns the model."""
+        if self._blobs and self._starts_over(snapshot):
             self.clear()
         if model is None:
-            from ktop.model import SPAWN_ROWS, build_model
-
-            prev = self._models[-1] if self._models else None
-            model = build_model(prev, snapshot, self.spawn_limit or SPAWN_ROWS)
-        size, self._shared = estimate_new_bytes((snapshot, model), self._shared)
-        size += 3 * 8  # the deques' slots
-        self._snaps.append(snapshot)
-        self._models.append(model)
-        self._sizes.append(size)
+            model = self._build(self._live[1] if self._live else None, snapshot)
+        if self._live is not None:
+            snapshot, model = share_processes(self._live[0], snapshot, model)
+        absolute = self.dropped + len(self._blobs)
+        blob = _pack(snapshot)
+        self._blobs.append(blob)
         self._times.append(snapshot.time)
-        self._bytes += size
+        self._bytes += len(blob) + BLOB_OVERHEAD
+        if (absolute - self._base) % self.keyframe_every == 0:
+            key = _pack(model)
+            self._keys[absolute] = key
+            self._key_bytes[absolute] = len(key) + BLOB_OVERHEAD
+            self._bytes += len(key) + BLOB_OVERHEAD
+        self._live = (snapshot, model)
+        self._live_bytes = None
         self._trim()
         return model
+
+    def _build(self, prev: Any, snap: Snapshot) -> Any:
+        from ktop.model import SPAWN_ROWS, build_model
+
+        return build_model(prev, snap, self.spawn_limit or SPAWN_ROWS)
 
     def _starts_over(self, snap: Snapshot) -> bool:
         extra = snap.extra if isinstance(snap.extra, dict) else {}
         return bool(extra.get("restart")) or snap.time < self._times[-1] - BACKWARDS_SLACK_S
 
     def _trim(self) -> None:
-        while len(self._snaps) > 1 and (len(self._snaps) > self.max_count or self._bytes > self.max_bytes):
-            self._snaps.popleft()
-            self._models.popleft()
-            self._times.popleft()
-            self._bytes -= self._sizes.popleft()
-            self.dropped += 1
+        while len(self._blobs) > 1 and (len(self._blobs) > self.max_count or self._bytes > self.max_bytes):
+            first = self.dropped
+            later = [k for k in self._keys if k > first]
+            if not later:
+                break  # one segment left: it stays whole
+            nxt = min(later)
+            seg = nxt - first
+            if seg >= len(self._blobs):
+                break
+            if self._bytes <= self.max_bytes and len(self._blobs) - seg < self.max_count:
+                break  # the count bound keeps at least max_count ticks
+            for _ in range(nxt - first):
+                self._bytes -= len(self._blobs.popleft()) + BLOB_OVERHEAD
+                self._times.popleft()
+            self.dropped = nxt
+            for k in [k for k in self._keys if k < nxt]:
+                del self._keys[k]
+                self._bytes -= self._key_bytes.pop(k)
+            for c in (self._cache, self._snap_cache):
+                for k in [k for k in c if k < nxt]:
+                    del c[k]
 
     def clear(self) -> None:
-        self.dropped += len(self._snaps)
-        self._snaps.clear()
-        self._models.clear()
-        self._sizes.clear()
+        self.dropped += len(self._blobs)
+        self._base = self.dropped
+        self._blobs.clear()
         self._times.clear()
+        self._keys.clear()
+        self._key_bytes.clear()
+        self._cache.clear()
+        self._snap_cache.clear()
         self._bytes = 0
-        self._shared = set()
+        self._live = None
+        self._live_bytes = None
 
     def resize(self, seconds: float, interval: float) -> None:
         """New count bound (e.g. after ``--history`` or an interval change)."""
@@ -160,22 +240,50 @@ class History:
 
     # -- reading ---------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._snaps)
+        return len(self._blobs)
 
     @property
     def live_index(self) -> int:
         """The index of the newest ("live") tick; -1 when empty."""
-        return len(self._snaps) - 1
+        return len(self._blobs) - 1
+
+    def _abs(self, i: int) -> int:
+        n = len(self._blobs)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"history index {i} out of range (0..{n - 1})")
+        return self.dropped + i
 
     def get(self, i: int) -> Snapshot:
-        return self._snaps[i]
+        """The snapshot of tick ``i`` (negative counts from the live end)."""
+        a = self._abs(i)
+        if a == self.dropped + len(self._blobs) - 1 and self._live is not None:
+            return self._live[0]
+        snap = self._snap_cache.get(a)
+        if snap is None:
+            snap = _unpack(self._blobs[a - self.dropped])
+            _remember(self._snap_cache, a, snap, self.keyframe_every)
+        return snap
 
     def model(self, i: int) -> Any:
-        """The model as of tick ``i`` (negative counts from the live end)."""
-        return self._models[i]
+        """The model as of tick ``i``: a keyframe, or rebuilt from the keyframe before it."""
+        a = self._abs(i)
+        if a == self.dropped + len(self._blobs) - 1 and self._live is not None:
+            return self._live[1]
+        if a in self._cache:
+            self._cache.move_to_end(a)
+            return self._cache[a]
+        k = max(k for k in self._keys if k <= a)
+        m = self._cache.get(k) or _unpack(self._keys[k])
+        _remember(self._cache, k, m, 2 * self.keyframe_every)
+        for j in range(k + 1, a + 1):
+            m = self._cache.get(j) or self._build(m, self.get(j - self.dropped))
+            _remember(self._cache, j, m, 2 * self.keyframe_every)
+        return m
 
     def time(self, i: int) -> float:
-        return self._times[i]
+        return self._times[self._abs(i) - self.dropped]
 
     def index_at(self, t: float) -> int:
         """The last tick at or before wall-clock time ``t`` (0 when ``t`` is before the first)."""
@@ -183,16 +291,38 @@ class History:
 
     def index_of(self, absolute: int) -> int:
         """Index of absolute tick number ``absolute`` (= dropped + index when it was appended), clamped."""
-        if not self._snaps:
+        if not self._blobs:
             return -1
-        return min(max(absolute - self.dropped, 0), len(self._snaps) - 1)
+        return min(max(absolute - self.dropped, 0), len(self._blobs) - 1)
 
     def memory_bytes(self) -> int:
-        """Estimated bytes held by the kept snapshots and models."""
-        return self._bytes
+        """Bytes held: the packed snapshots and keyframes, plus an estimate of the live tick's objects."""
+        return self._bytes + self.live_bytes()
+
+    def live_bytes(self) -> int:
+        """Estimated bytes of the live snapshot and model, as objects (outside the byte bound)."""
+        if self._live is not None and self._live_bytes is None:
+            self._live_bytes, _ = estimate_new_bytes(self._live, set())
+        return self._live_bytes or 0
 
     def describe(self) -> str:
         """One line for ``ktop doctor`` or a status bar."""
         span = self._times[-1] - self._times[0] if len(self._times) > 1 else 0.0
         return (f"history: {len(self)} ticks ({span:.0f} s) of max {self.max_count}, "
-                f"~{self._bytes / 1e6:.1f} MB of max {self.max_bytes / 1e6:.0f} MB")
+                f"~{self.memory_bytes() / 1e6:.1f} MB (bound {self.max_bytes / 1e6:.0f} MB)")
+
+
+def _pack(obj: Any) -> bytes:
+    """An in-process object as compressed bytes (pickle: the data never leaves this process)."""
+    return zlib.compress(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def _unpack(blob: bytes) -> Any:
+    return pickle.loads(zlib.decompress(blob))
+
+
+def _remember(cache: OrderedDict, key: int, value: Any, limit: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)

@@ -18,6 +18,10 @@ from ktop.probes import bpfstats, features
 from ktop.snapshot import FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, ProbeStatus
 
 
+# One BPF() construction (clang compile + load + attach) at a time in this process.
+_BUILD_LOCK = threading.Lock()
+
+
 class ProbeUnavailable(Exception):
     """Raised by a probe's checks: the kernel or environment lacks something."""
 
@@ -155,7 +159,8 @@ class ProbeWorker(threading.Thread):
             self._set_status(STOPPED)
             return
         try:
-            self.bpf = self.build()
+            with _BUILD_LOCK:  # libbcc cannot compile in two threads at once (bcc#4500: crashes)
+                self.bpf = self.build()
         except ProbeUnavailable as exc:
             self._detach()
             self._set_status(exc.status, exc.detail)

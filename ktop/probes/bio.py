@@ -1,12 +1,19 @@
 """bio: block I/O latency per disk and operation, and per process (biolatency + biotop).
 
-Tracepoints only (see bpf/bio.bpf.c): ``block_rq_issue`` to
+Block tracepoints only (see bpf/bio.bpf.c): ``block_rq_issue`` to
 ``block_rq_complete`` is the device latency, ``block_rq_insert`` to
 ``block_rq_issue`` the queue time (the I/O scheduler), and the submitting
 process comes from ``block_io_start`` (Linux 6.5+) or ``block_bio_queue``,
 chosen by feature as BCC's biotop does, else from the task current at insert
-or issue. Requests are keyed by (dev, sector, operation), as libbpf-tools do
-when they cannot use the request pointer.
+or issue.
+
+Two ways in, chosen by feature (:func:`choose_mode`): raw tracepoints keyed
+by the request pointer, with the few request fields read at offsets from the
+kernel's BTF (preferred: a stable key, and the kernel does not skip a
+completion that interrupts another BPF program); else classic tracepoints
+keyed by (dev, sector, operation), as libbpf-tools do when they cannot use
+the request pointer. Completions the kernel skipped are counted from the
+programs' recursion misses either way.
 
 Per (disk, op) counters and histograms are cumulative in the kernel; this
 adapter takes deltas. Maxima and per-process counters are read and cleared.
@@ -23,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ktop.probes import features
+from ktop.model.bio import path_description
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.snapshot import BioDiskOp, BioProc, BioSample
 
@@ -38,9 +46,14 @@ OPS = ("read", "write", "discard", "flush", "other")  # OP_* in bpf/bio.bpf.c
 
 # Slots of the per-CPU `stats` array (bpf/bio.bpf.c ST_*).
 STAT_SLOTS = ("issues", "completions", "no_start", "not_issued", "inflight_full", "diskop_full",
-              "proc_full", "unattributed", "rekeyed", "rq_merged", "filtered")
+              "proc_full", "unattributed", "rekeyed", "rq_merged", "filtered", "partial")
 
 ATTRIBUTIONS = ("block_io_start", "block_bio_queue", "issue")
+MODES = ("raw", "tracepoint")
+
+# struct bpf_prog_info (linux/bpf.h): recursion_misses follows run_time_ns and run_cnt.
+_PROG_INFO_SIZE = 224
+_OFF_RECURSION_MISSES = 208
 
 
 @dataclass(frozen=True)
@@ -189,33 +202,114 @@ def build_procs(rows: Iterable[tuple], resolve=resolve_disk) -> tuple[BioProc, .
 
 
 def build_sample(interval_s: float, disks: tuple[BioDiskOp, ...], procs: tuple[BioProc, ...],
-                 stats: dict[str, int], attribution: str, queue_source: str, expired: int = 0) -> BioSample:
+                 stats: dict[str, int], attribution: str, queue_source: str, expired: int = 0,
+                 mode: str = "", missed: int = 0) -> BioSample:
     return BioSample(interval_s=interval_s, disks=disks, procs=procs, attribution=attribution,
-                     queue_source=queue_source, expired=expired, **{k: stats.get(k, 0) for k in STAT_SLOTS})
+                     queue_source=queue_source, expired=expired, mode=mode, missed=missed,
+                     **{k: stats.get(k, 0) for k in STAT_SLOTS})
 
 
-def choose_attribution(forced: Optional[str] = None, exists=features.tracepoint_exists) -> str:
+def choose_attribution(forced: Optional[str] = None, exists=None, raw: bool = False) -> str:
     """The tracepoint the submitting PID is taken from: a feature check, as BCC's biotop does.
 
     ``forced`` (tests, or the ``bio_attribution`` knob) picks one; it falls
-    back further down the list when the kernel lacks it.
+    back further down the list when the kernel lacks it. Raw tracepoints key
+    by request, so ``block_bio_queue`` (per bio) is not a way for them.
     """
+    exists = exists or features.tracepoint_exists
     order = list(ATTRIBUTIONS)
     if forced in order:
         order = order[order.index(forced):]
+    order = [a for a in order if not (raw and a == "block_bio_queue")]
     for name in order:
         if name == "issue" or exists("block", name):
             return name
     return "issue"  # pragma: no cover
 
 
-def path_description(attribution: str, queue_source: str) -> str:
-    """One line saying which tracepoints are in use (doctor and the panel)."""
-    who = {"block_io_start": "PID at block_io_start",
-           "block_bio_queue": "PID at block_bio_queue",
-           "issue": "PID at insert/issue (no block_io_start/block_bio_queue)"}[attribution]
-    queue = "queue: rq_insert→issue" if queue_source else "queue: n/a (no block_rq_insert)"
-    return f"latency: rq_issue→complete; {queue}; {who}; key (dev,sector,op)"
+RAW_EVENTS = ("block_rq_issue", "block_rq_complete", "block_rq_insert", "block_rq_merge", "block_io_start")
+
+
+def raw_offsets(btf=None) -> dict[str, int]:
+    """The -D numbers raw mode needs, from the kernel's BTF: byte offsets of the
+    request fields it reads, and which raw tracepoint argument is the request
+    (before Linux 5.11 the queue came first: a feature check, not a version).
+
+    ``btf``: a :class:`ktop.probes.btf.BTF` (default: the running kernel's).
+
+    Raises:
+        BTFError: no BTF, no raw tracepoints, or a field is missing.
+    """
+    from ktop.probes.btf import BTF, VMLINUX_BTF, BTFError
+
+    if btf is None:
+        try:
+            btf = BTF(Path(VMLINUX_BTF).read_bytes())
+        except OSError as exc:
+            raise BTFError(f"no kernel BTF ({exc.strerror})") from exc
+
+    def members(name: str, need: tuple[str, ...]) -> dict[str, int]:
+        m = btf.members(btf.find_struct(name))
+        missing = [f for f in need if f not in m]
+        if missing:
+            raise BTFError(f"struct {name} has no {', '.join(missing)}")
+        return m
+
+    members("bpf_raw_tracepoint_args", ("args",))  # raw tracepoints: Linux 4.17+
+    rq = members("request", ("cmd_flags", "__data_len"))
+    gd = members("gendisk", ("major", "first_minor"))
+    out = {"RQ_OFF_CMD_FLAGS": rq["cmd_flags"], "RQ_OFF_DATA_LEN": rq["__data_len"],
+           "GD_OFF_MAJOR": gd["major"], "GD_OFF_FIRST_MINOR": gd["first_minor"]}
+    if "q" in rq and "disk" in members("request_queue", ()):  # Linux 5.15+: rq->q->disk
+        out.update(RQ_OFF_Q=rq["q"], Q_OFF_DISK=members("request_queue", ("disk",))["disk"])
+    elif "rq_disk" in rq:
+        out["RQ_OFF_RQ_DISK"] = rq["rq_disk"]
+    else:
+        raise BTFError("struct request has neither q->disk nor rq_disk")
+    for event in RAW_EVENTS:
+        try:
+            args = btf.raw_tracepoint_args(event)
+        except BTFError:
+            if event in ("block_rq_issue", "block_rq_complete"):
+                raise
+            continue  # an optional event this kernel lacks
+        if "struct request *" not in args:
+            raise BTFError(f"raw tracepoint {event} has no struct request * argument")
+        i = args.index("struct request *")
+        if event == "block_rq_complete" and len(args) < i + 3:
+            raise BTFError("raw tracepoint block_rq_complete lacks its error and nr_bytes arguments")
+        out[f"RQ_ARG_{event[6:].upper()}"] = i
+    return out
+
+
+def choose_mode(forced: Optional[str] = None, offsets=None) -> tuple[str, dict[str, int], str]:
+    """("raw", offsets, "") when raw tracepoints and the fields they need are there,
+    else ("tracepoint", {}, why). ``forced`` ("tracepoint") skips the raw way."""
+    from ktop.probes.btf import BTFError
+
+    if forced == "tracepoint":
+        return "tracepoint", {}, "asked for"
+    try:
+        return "raw", (offsets or raw_offsets)(), ""
+    except BTFError as exc:
+        return "tracepoint", {}, str(exc)
+
+
+def prog_misses(prog_fd: int) -> Optional[int]:
+    """How often the kernel skipped a program because a BPF program already ran
+    on that CPU (``recursion_misses`` in bpf_prog_info, Linux 5.12+), or None."""
+    import ctypes
+    import struct
+
+    from ktop.probes import bpfstats
+
+    info = ctypes.create_string_buffer(_PROG_INFO_SIZE)
+    attr = (ctypes.c_uint64 * 3)()
+    attr[0] = prog_fd | (_PROG_INFO_SIZE << 32)  # bpf_attr.info: u32 bpf_fd, u32 info_len, u64 info
+    attr[1] = ctypes.addressof(info)
+    if bpfstats._syscall(15, attr) < 0:  # BPF_OBJ_GET_INFO_BY_FD
+        return None
+    return struct.unpack_from("<Q", info.raw, _OFF_RECURSION_MISSES)[0]
 
 
 class BioProbe(ProbeWorker):
@@ -226,14 +320,23 @@ class BioProbe(ProbeWorker):
     def __init__(self, options: ProbeOptions | None = None, on_status=None):
         super().__init__(options, on_status)
         x = self.options.extra
-        self.attribution = choose_attribution(x.get("bio_attribution"))
-        self.queue_source = "block_rq_insert" if features.tracepoint_exists("block", "block_rq_insert") else ""
+        self.mode, self._offsets, self.mode_reason = choose_mode(x.get("bio_mode"))
+        raw = self.mode == "raw"
+
+        def have(event: str) -> bool:  # raw mode also needs its prototype in BTF
+            return features.tracepoint_exists("block", event) and \
+                (not raw or f"RQ_ARG_{event[6:].upper()}" in self._offsets)
+
+        self._have = have
+        self.attribution = choose_attribution(x.get("bio_attribution"), lambda _c, e: have(e), raw=raw)
+        self.queue_source = "block_rq_insert" if have("block_rq_insert") else ""
         self._prev_stats: dict[str, int] = {}
         self._prev_counters: dict[tuple[int, int], DiskOpCounters] = {}
         self._names: dict[int, tuple[str, str]] = {}
         self._last_sweep = time.monotonic()
         self._expired = 0
         self._task_offsets: Optional[dict[str, int]] = None
+        self._prev_misses = 0
 
     # -- build ---------------------------------------------------------------
     def cflags(self) -> list[str]:
@@ -245,6 +348,9 @@ class BioProbe(ProbeWorker):
             f"-DMAX_DISKOPS={int(x.get('bio_max_diskops', MAX_DISKOPS))}",
             f"-DMAX_PROCS={int(x.get('bio_max_procs', MAX_PROCS))}",
         ]
+        if self.mode == "raw":
+            flags.append("-DRAW_MODE")
+            flags += [f"-D{k}={int(v)}" for k, v in self._offsets.items()]
         if self.attribution == "block_io_start":
             flags.append("-DATTR_IO_START")
         elif self.attribution == "block_bio_queue":
@@ -252,8 +358,8 @@ class BioProbe(ProbeWorker):
         if self.queue_source:
             flags.append("-DHAVE_RQ_INSERT")
         if features.tracepoint_exists("block", "block_bio_frontmerge"):
-            flags.append("-DHAVE_FRONTMERGE")
-        if features.tracepoint_exists("block", "block_rq_merge"):
+            flags.append("-DHAVE_FRONTMERGE")  # (tracepoint mode only)
+        if self._have("block_rq_merge"):
             flags.append("-DHAVE_RQ_MERGE")
         disk = x.get("bio_disk_dev")
         if disk is not None:
@@ -276,7 +382,10 @@ class BioProbe(ProbeWorker):
         return self._task_offsets or None
 
     def live_detail(self) -> str:
-        return path_description(self.attribution, self.queue_source)
+        text = path_description(self.attribution, self.queue_source, self.mode)
+        if self.mode != "raw" and self.mode_reason:
+            text += f" (no raw tracepoints: {self.mode_reason})"
+        return text
 
     def build(self) -> Any:
         from bcc import BPF
@@ -284,7 +393,12 @@ class BioProbe(ProbeWorker):
         b = BPF(src_file=self.source().encode(), cflags=self.cflags())
         self._prev_stats = self._read_stats(b)
         self._prev_counters = self._read_counters(b)
+        self._prev_misses = self._misses(b)
         return b
+
+    @staticmethod
+    def _misses(b) -> int:
+        return sum(prog_misses(f.fd) or 0 for f in list(b.funcs.values()))
 
     # -- reading the maps (BCC objects stay here) ------------------------------
     @staticmethod
@@ -355,10 +469,12 @@ class BioProbe(ProbeWorker):
         if now - self._last_sweep >= SWEEP_EVERY_S:
             self._last_sweep = now
             expired = self._sweep(b)
+        misses = self._misses(b)
+        missed, self._prev_misses = max(0, misses - self._prev_misses), misses
         sample = build_sample(interval_s, build_disks(deltas, maxes, self._resolve),
                               build_procs(rows, self._resolve), d, self.attribution, self.queue_source,
-                              expired)
-        self.add_lost(d["inflight_full"] + d["diskop_full"] + d["proc_full"])
+                              expired, self.mode, missed)
+        self.add_lost(d["inflight_full"] + d["diskop_full"] + d["proc_full"] + missed)
         return sample
 
 

@@ -89,6 +89,38 @@ class BTF:
                     out.setdefault(k, v)
         return out
 
+    def raw_tracepoint_args(self, event: str) -> list[str]:
+        """The arguments a raw tracepoint program sees for ``event`` (ctx->args[i]),
+        from the kernel's ``btf_trace_<event>`` prototype: a struct pointer as
+        'struct NAME *', anything else as 'other'. Used by the bio probe.
+
+        Raises:
+            BTFError: no such tracepoint prototype.
+        """
+        want = f"btf_trace_{event}"
+        for kind, _kf, name_off, body, _vlen in self._types:
+            if kind == 8 and name_off and self._name(name_off) == want:  # TYPEDEF
+                ptr = struct.unpack_from("<I", self._data, body - 4)[0]
+                proto = struct.unpack_from("<I", self._data, self._types[ptr][3] - 4)[0]
+                pkind, _pk, _pn, pbody, pvlen = self._types[proto]
+                if pkind != 13:  # FUNC_PROTO
+                    break
+                out = []
+                for i in range(1, pvlen):  # the first is the tracepoint's own void *data
+                    ptype = struct.unpack_from("<I", self._data, pbody + 8 * i + 4)[0]
+                    out.append(self._describe(ptype))
+                return out
+        raise BTFError(f"no raw tracepoint {event} in BTF")
+
+    def _describe(self, tid: int) -> str:
+        kind = self._types[tid][0]
+        if kind == 2:  # PTR
+            target = self._resolve(struct.unpack_from("<I", self._data, self._types[tid][3] - 4)[0])
+            tkind, _kf, name_off, _b, _v = self._types[target]
+            if tkind in (_KIND_STRUCT, _KIND_UNION) and name_off:
+                return f"struct {self._name(name_off)} *"
+        return "other"
+
     def _resolve(self, tid: int) -> int:
         for _ in range(16):
             kind = self._types[tid][0]

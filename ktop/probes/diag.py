@@ -9,6 +9,7 @@ captured text in their status.
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import os
 import sys
@@ -36,6 +37,8 @@ def start() -> None:
                       old_dunder=sys.__stderr__, old_stderr=sys.stderr)
         sys.__stderr__ = terminal  # Textual draws on sys.__stderr__
         sys.stderr = terminal
+        # A crash inside libbcc (a segfault) must still say where, on the terminal.
+        faulthandler.enable(file=terminal)
 
 
 def stop() -> None:
@@ -47,6 +50,7 @@ def stop() -> None:
             _state["terminal"].flush()
         except Exception:
             pass
+        faulthandler.disable()
         os.dup2(_state["saved"], 2)
         os.close(_state["saved"])
         sys.__stderr__ = _state["old_dunder"]

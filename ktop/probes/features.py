@@ -37,17 +37,25 @@ class Check:
     remedy: str = ""
 
 
+def _may_see(test, path: Path) -> bool:
+    """``path.is_dir()`` and friends, False where we may not look (tracefs is 0700: not root)."""
+    try:
+        return test(path)
+    except OSError:
+        return False
+
+
 def tracefs() -> Path | None:
-    """The mounted tracefs, or None."""
+    """The mounted tracefs (that this process can read), or None."""
     for p in TRACEFS_CANDIDATES:
-        if (p / "events").is_dir():
+        if _may_see(Path.is_dir, p / "events"):
             return p
     return None
 
 
 def tracepoint_exists(category: str, event: str) -> bool:
     t = tracefs()
-    return bool(t and (t / "events" / category / event / "format").is_file())
+    return bool(t and _may_see(Path.is_file, t / "events" / category / event / "format"))
 
 
 def missing_tracepoints(names: tuple[str, ...]) -> list[str]:
@@ -59,14 +67,14 @@ def kprobes_available() -> bool:
     if Path("/sys/bus/event_source/devices/kprobe").exists():
         return True
     t = tracefs()
-    return bool(t and (t / "kprobe_events").exists())
+    return bool(t and _may_see(Path.exists, t / "kprobe_events"))
 
 
 def uprobes_available() -> bool:
     if Path("/sys/bus/event_source/devices/uprobe").exists():
         return True
     t = tracefs()
-    return bool(t and (t / "uprobe_events").exists())
+    return bool(t and _may_see(Path.exists, t / "uprobe_events"))
 
 
 def btf_available() -> bool:

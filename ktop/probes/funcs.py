@@ -161,8 +161,13 @@ def resolve_binary(lib: str) -> tuple[Optional[str], str]:
             return None, f"no such file: {lib}"
         if not os.path.isfile(path):
             return None, f"not a regular file: {lib}"
-        if not os.access(path, os.R_OK):
-            return None, f"cannot read {lib}"
+        try:
+            with open(path, "rb") as f:
+                magic = f.read(4)
+        except OSError as exc:
+            return None, f"cannot read {lib}: {exc.strerror}"
+        if magic != b"\x7fELF":
+            return None, f"not an ELF binary: {lib}"
         return os.path.realpath(path), ""
     from bcc import BPF
 
@@ -230,7 +235,8 @@ def _resolve_usdt(spec: FuncSpec, cap: int) -> Resolution:
     path, why = resolve_binary(spec.library)
     if path is None:
         return _error(spec, why, cap)
-    from bcc import BPF, USDT as BccUSDT
+    from bcc import BPF
+    from bcc import USDT as BccUSDT
 
     try:
         ctx = BccUSDT(path=path)
@@ -335,6 +341,20 @@ def _kallsyms_text(regex: str) -> set[str]:
     except OSError:
         pass
     return out
+
+
+def _kallsyms_count(name: str) -> int:
+    """How many text symbols of the kernel (and modules) have this name."""
+    n = 0
+    try:
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == name and parts[1] in ("t", "T", "w", "W"):
+                    n += 1
+    except OSError:
+        pass
+    return n
 
 
 def _resolve_kernel(spec: FuncSpec, cap: int) -> Resolution:
@@ -685,7 +705,11 @@ class FuncsProbe(ProbeWorker):
                         raise RuntimeError(errors[0] if errors else "no location")
                 t.names[slot] = site.name
             except Exception as exc:
-                skipped.append((site.name, f"attach failed: {_short(exc)}"))
+                why = _short(exc)
+                if spec.kind == KERNEL and _kallsyms_count(site.name) > 1:
+                    why = ("several kernel symbols have this name: the kernel refuses an ambiguous kprobe "
+                           "(Linux 6.6+ and backports)")
+                skipped.append((site.name, f"attach failed: {why}"))
         if not t.names:
             t.close()
             t.status = FAILED

@@ -25,6 +25,15 @@ PROBES: dict[str, ProbeInfo] = {
         ProbeInfo("spawn", "ktop.probes.spawn", "SpawnProbe", True,
                   "every exec (argv, parent, return) and exit (code, lifetime); execsnoop + exitsnoop",
                   "spawns", sample="ktop.snapshot:SpawnSample"),
+        ProbeInfo("funcs", "ktop.probes.funcs", "FuncsProbe", True,
+                  "call counts of functions, tracepoints and USDT probes (-f SPEC, or a in the panel); funccount",
+                  "funcs", sample="ktop.snapshot:FuncsSample"),
+        ProbeInfo("bio", "ktop.probes.bio", "BioProbe", True,
+                  "block I/O latency per disk and op (histograms, percentiles, heatmap) and per process; "
+                  "biolatency + biotop", "bio", sample="ktop.snapshot:BioSample"),
+        ProbeInfo("syscalls", "ktop.probes.syscalls", "SyscallsProbe", True,
+                  "every system call: counts per syscall and process, errors by errno, latency histograms; "
+                  "syscount", "syscalls", sample="ktop.snapshot:SyscallsSample"),
     )
 }
 

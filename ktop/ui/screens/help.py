@@ -10,15 +10,28 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS = [
-    ("Tab / Shift-Tab", "move focus between panels"),
-    ("↑ ↓ PgUp PgDn Home End, j k g G", "move the cursor"),
+    ("Tab / Shift-Tab", "move focus between panels (small terminals: switch the panel shown)"),
+    ("1 … 9", "jump to panel N"),
+    ("z", "maximise the focused panel; again restores"),
+    ("↑ ↓ PgUp PgDn Home End, j k g G", "move the cursor (the order holds still for 2 s)"),
+    ("Enter", "drill into the PID of the row: everything ktop knows, probes filtered to it"),
+    ("Esc / Backspace", "back from the PID screen to the same row"),
     ("F6", "sort menu for the focused table"),
     ("< >", "sort by the previous / next column"),
     ("I", "invert the sort order"),
     ("click a header", "sort by that column (again: invert)"),
     ("/ or F3", "filter the focused table (command, user, PID); Esc clears"),
+    ("F4", "show one user's processes"),
+    ("F5", "process tree on / off"),
+    ("F7 / F8", "nice -1 / +1 the selected process"),
+    ("F9", "send a signal to the selected process (asks first)"),
+    ("Space", "pause the display (collection goes on); in replay: pause the recording"),
+    ("← →", "while paused: step back / forward through the history; in replay: step"),
+    ("+ / -", "replay faster / slower"),
+    ("Ctrl-G", "replay: go to a time"),
+    ("F12", "save an SVG screenshot"),
     ("F1 or ?", "this help"),
-    ("Ctrl-P", "command palette"),
+    ("Ctrl-P", "command palette (every action)"),
     ("q, F10, Ctrl-C", "quit"),
 ]
 

@@ -25,6 +25,7 @@ class HostHeader(Widget):
         super().__init__(**kw)
         self.model: Model | None = None
         self.paused = False
+        self.marker = ""  # LIVE, the time being viewed, or the replay position
 
     def update_from(self, model: Model) -> None:
         self.model = model
@@ -41,6 +42,8 @@ class HostHeader(Widget):
         if self.paused:
             crit = self.get_component_rich_style("header--crit") + Style(bold=True)
             line.append(" PAUSED (Space resumes) ", style=crit)
+        if self.marker and self.marker != "LIVE":
+            line.append(f" {clean(self.marker)} ", style=self.get_component_rich_style("header--warn"))
         line.append(f" {clean(h.hostname)}", style="bold")
         line.append(f"  Linux {clean(h.kernel)}  up {uptime(s.uptime_s)}  "
                     f"load {s.load[0]:.2f} {s.load[1]:.2f} {s.load[2]:.2f}  "

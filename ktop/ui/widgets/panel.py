@@ -52,23 +52,31 @@ class Panel(Vertical):
     def table(self) -> KTable:
         return self.query(KTable).first()
 
+    def filter_box(self) -> Input:
+        """The filter input (a panel may hold other inputs too)."""
+        return self.query_one(f"#{self.id}-filter", Input)
+
     def open_filter(self) -> None:
-        inp = self.query_one(Input)
+        inp = self.filter_box()
         inp.display = True
         inp.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input is not self.filter_box():
+            return
         event.stop()
         self.table.set_filter(event.value)
         self._show_filter_state()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input is not self.filter_box():
+            return
         event.stop()
         event.input.display = bool(event.value)
         self.table.focus()
 
     def on_key(self, event) -> None:
-        inp = self.query_one(Input)
+        inp = self.filter_box()
         if event.key == "escape" and inp.has_focus:
             event.stop()
             inp.value = ""

@@ -1,0 +1,346 @@
+/* syscalls: every system call, counted per syscall and per process, with
+ * errors per errno and latency (total and a log2 histogram per syscall).
+ * syscount inside ktop.
+ *
+ * Attaches to raw_syscalls:sys_enter / sys_exit, as raw tracepoints where
+ * the kernel has them (RAW_TP: cheaper, no copy of the arguments), else as
+ * regular tracepoints. A call is counted when it returns (as syscount does),
+ * except exit and exit_group, which never return and are counted at entry.
+ *
+ * Knobs (-D):
+ *   RAW_TP            use raw tracepoints (else TRACEPOINT_PROBE)
+ *   MAX_NR            size of the per-syscall array (syscall numbers 0..MAX_NR-1)
+ *   NBUCKETS          log2 latency buckets per syscall (ns; the last also holds longer)
+ *   MAX_PROCS         entries of the per-(process, syscall) map
+ *   MAX_ERRS          entries of the per-(process, syscall, errno) map
+ *   MAX_THREADS       entries of the per-thread entry-timestamp map
+ *   REGS_OFF_NR       byte offset of the syscall number in struct pt_regs
+ *                     (orig_ax on x86_64), from the kernel's BTF; only needed
+ *                     with RAW_TP, for a return whose entry was not seen
+ *   NR_EXIT, NR_EXIT_GROUP  this architecture's numbers of exit/exit_group
+ *   FILTER_TGID       only this process (and, with TASK_OFF_REAL_PARENT and
+ *                     TASK_OFF_TGID from BTF, its children)
+ *
+ * All counters are cumulative: user space reads them each tick and takes
+ * differences, so no increment is lost to a read-and-clear race. User space
+ * evicts (process, syscall) keys that stayed idle for a tick.
+ */
+#include <uapi/linux/ptrace.h>
+#include "ktop.h"
+
+#ifndef MAX_NR
+#define MAX_NR 512
+#endif
+#ifndef NBUCKETS
+#define NBUCKETS 32
+#endif
+#ifndef MAX_PROCS
+#define MAX_PROCS 8192
+#endif
+#ifndef MAX_ERRS
+#define MAX_ERRS 4096
+#endif
+#ifndef MAX_THREADS
+#define MAX_THREADS 16384
+#endif
+#ifndef NR_EXIT
+#define NR_EXIT -1000
+#endif
+#ifndef NR_EXIT_GROUP
+#define NR_EXIT_GROUP -1000
+#endif
+#ifndef NR_CLONE
+#define NR_CLONE -1000
+#endif
+#ifndef NR_CLONE3
+#define NR_CLONE3 -1000
+#endif
+#ifndef NR_FORK
+#define NR_FORK -1000
+#endif
+#ifndef NR_VFORK
+#define NR_VFORK -1000
+#endif
+
+/* Counter slots in `stats` (per CPU, cumulative). */
+#define ST_START_FULL 0  /* thread map full: the call's latency is not measured */
+#define ST_NO_START 1    /* a return whose entry was not seen (in flight at attach, or map full) */
+#define ST_PROCS_FULL 2  /* process map full: counted per syscall, not per process */
+#define ST_ERRS_FULL 3   /* errno map full: error counted, its errno not */
+#define ST_BAD_NR 4      /* syscall number outside 0..MAX_NR-1 (x32, -1 after seccomp...) */
+#define ST_NR 5
+
+struct start_t {
+    u64 ts;
+    s64 nr;
+};
+
+struct slot_t {
+    u64 ts;  /* 0: no call in flight on this CPU */
+    s64 nr;
+    u32 tid;
+    u32 pad;
+};
+
+struct nr_stats {
+    u64 count;
+    u64 errors;
+    u64 lat_ns;          /* total latency of the calls whose entry was seen */
+    u64 hist[NBUCKETS];  /* slot 0: < 1 ns, slot k: [2^(k-1), 2^k) ns */
+};
+
+struct proc_key {
+    u32 tgid;
+    u32 nr;
+};
+
+struct proc_val {
+    u64 count;
+    u64 errors;
+    u64 lat_ns;
+    u64 timed;  /* calls with a latency */
+    char comm[TASK_COMM_LEN];  /* as the key was first seen */
+};
+
+struct err_key {
+    u32 tgid;
+    u16 nr;
+    u16 err;  /* positive errno */
+};
+
+BPF_PERCPU_ARRAY(stats, u64, ST_NR);
+BPF_PERCPU_ARRAY(nrstats, struct nr_stats, MAX_NR);
+BPF_PERCPU_HASH(procs, struct proc_key, struct proc_val, MAX_PROCS);
+BPF_PERCPU_HASH(errs, struct err_key, u64, MAX_ERRS);
+BPF_PERCPU_ARRAY(slot, struct slot_t, 1);
+/* tid -> the call in flight of a thread that was switched out during it */
+BPF_HASH(parked, u32, struct start_t, MAX_THREADS);
+
+static __always_inline void count(int slot)
+{
+    int k = slot;
+    u64 *v = stats.lookup(&k);
+    if (v)
+        (*v)++;
+}
+
+#ifdef FILTER_TGID
+static __always_inline int filtered_out(u32 tgid)
+{
+    if (tgid == FILTER_TGID)
+        return 0;
+#if defined(TASK_OFF_REAL_PARENT) && defined(TASK_OFF_TGID)
+    u64 task = bpf_get_current_task();
+    u64 parent = 0;
+    u32 ptgid = 0;
+    bpf_probe_read_kernel(&parent, sizeof(parent), (void *)(task + TASK_OFF_REAL_PARENT));
+    if (parent)
+        bpf_probe_read_kernel(&ptgid, sizeof(ptgid), (void *)(parent + TASK_OFF_TGID));
+    return ptgid != FILTER_TGID;
+#else
+    return 1;
+#endif
+}
+#else
+static __always_inline int filtered_out(u32 tgid) { return 0; }
+#endif
+
+/* floor(log2(v)) + 1, 0 for 0: BCC's bpf_log2l, clamped to the last bucket. */
+static __always_inline u32 bucket(u64 v)
+{
+    u32 r = 0;
+    if (v >> 32) { v >>= 32; r += 32; }
+    if (v >> 16) { v >>= 16; r += 16; }
+    if (v >> 8) { v >>= 8; r += 8; }
+    if (v >> 4) { v >>= 4; r += 4; }
+    if (v >> 2) { v >>= 2; r += 2; }
+    if (v >> 1) { r += 1; }
+    r = v ? r + 1 : 0;
+    return r < NBUCKETS ? r : NBUCKETS - 1;
+}
+
+static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)
+{
+    if ((u64)nr >= MAX_NR) {
+        count(ST_BAD_NR);
+        return;
+    }
+    u32 k = (u32)nr;
+    int failed = ret < 0 && ret > -4096;
+    struct nr_stats *st = nrstats.lookup(&k);
+    if (!st)
+        return;
+    st->count++;
+    if (failed)
+        st->errors++;
+    if (timed) {
+        st->lat_ns += lat;
+        u32 b = bucket(lat);
+        if (b < NBUCKETS)
+            st->hist[b]++;
+    }
+
+    struct proc_key pk = {.tgid = id >> 32, .nr = k};
+    struct proc_val *pv = procs.lookup(&pk);
+    if (!pv) {
+        struct proc_val zero = {};
+        bpf_get_current_comm(zero.comm, sizeof(zero.comm));
+        procs.insert(&pk, &zero);
+        pv = procs.lookup(&pk);
+        if (!pv) {
+            count(ST_PROCS_FULL);
+        }
+    }
+    if (pv) {
+        pv->count++;
+        if (failed)
+            pv->errors++;
+        pv->lat_ns += lat;
+        pv->timed += timed;
+    }
+    if (failed) {
+        struct err_key ek = {.tgid = id >> 32, .nr = (u16)k, .err = (u16)(-ret)};
+        u64 *e = errs.lookup(&ek);
+        if (e) {
+            (*e)++;
+        } else {
+            u64 one = 1;
+            if (errs.insert(&ek, &one) != 0) {
+                e = errs.lookup(&ek); /* another CPU inserted it meanwhile */
+                if (e)
+                    (*e)++;
+                else
+                    count(ST_ERRS_FULL);
+            }
+        }
+    }
+}
+
+/* The call in flight on this CPU: the fast path. A thread that is switched
+ * out in the middle of a call moves it to `parked` (sched_switch below), so
+ * the slot is always the running thread's call, and a call's entry is found
+ * at its return on whichever CPU that happens. */
+static __always_inline void park(struct slot_t *sl)
+{
+    struct start_t p = {.ts = sl->ts, .nr = sl->nr};
+    u32 tid = sl->tid;
+    if (parked.update(&tid, &p) != 0)
+        count(ST_START_FULL);
+    sl->ts = 0;
+}
+
+static __always_inline int on_enter(s64 nr)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    if (filtered_out(id >> 32))
+        return 0;
+    if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
+        account(id, nr, 0, 0, 0); /* never returns */
+        return 0;
+    }
+    int zero = 0;
+    struct slot_t *sl = slot.lookup(&zero);
+    if (!sl)
+        return 0;
+    if (sl->ts && sl->tid != (u32)id)
+        park(sl); /* not expected: sched_switch parks calls */
+    sl->tid = (u32)id;
+    sl->nr = nr;
+    sl->ts = bpf_ktime_get_ns();
+    return 0;
+}
+
+static __always_inline int is_fork(s64 nr)
+{
+    return nr == NR_CLONE || nr == NR_CLONE3 || nr == NR_FORK || nr == NR_VFORK;
+}
+
+static __always_inline int on_exit(s64 ret, s64 nr_hint, int have_hint, void *regs)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    if (filtered_out(id >> 32))
+        return 0;
+    u32 tid = (u32)id;
+    int zero = 0;
+    struct slot_t *sl = slot.lookup(&zero);
+    if (sl && sl->ts && sl->tid == tid) {
+        u64 lat = bpf_ktime_get_ns() - sl->ts;
+        sl->ts = 0;
+        account(id, sl->nr, ret, lat, 1);
+        return 0;
+    }
+    struct start_t *p = parked.lookup(&tid);
+    if (p) {
+        u64 lat = bpf_ktime_get_ns() - p->ts;
+        s64 nr = p->nr;
+        parked.delete(&tid);
+        account(id, nr, ret, lat, 1);
+        return 0;
+    }
+    s64 nr = -1;
+    if (have_hint) {
+        nr = nr_hint;
+    } else {
+#ifdef REGS_OFF_NR
+        bpf_probe_read_kernel(&nr, sizeof(nr), (void *)((u64)regs + REGS_OFF_NR));
+#endif
+    }
+    if (ret == 0 && is_fork(nr))
+        return 0; /* a new task returning from fork/clone: not a call of its own */
+    count(ST_NO_START);
+    account(id, nr, ret, 0, 0);
+    return 0;
+}
+
+#ifdef RAW_TP
+/* sys_enter(struct pt_regs *regs, long id); sys_exit(struct pt_regs *regs, long ret) */
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+    return on_enter((s64)ctx->args[1]);
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit)
+{
+    return on_exit((s64)ctx->args[1], 0, 0, (void *)ctx->args[0]);
+}
+#else
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+    return on_enter(args->id);
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+{
+    return on_exit(args->ret, args->id, 1, 0);
+}
+#endif
+
+/* The thread going off CPU (still `current` here) parks its call in flight. */
+static __always_inline int on_switch(void)
+{
+    int zero = 0;
+    struct slot_t *sl = slot.lookup(&zero);
+    if (sl && sl->ts)
+        park(sl);
+    return 0;
+}
+
+#ifdef RAW_TP
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+    return on_switch();
+}
+#else
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+    return on_switch();
+}
+#endif
+
+/* A thread that ends frees its parked call (one that never returned). */
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    parked.delete(&tid);
+    return 0;
+}

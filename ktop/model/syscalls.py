@@ -1,0 +1,312 @@
+"""The syscalls section of the model: calls per syscall and per process since
+ktop started, this interval's rates, errors by errno name, latency (total,
+average, log2 histogram, percentiles), and a bounded rate history.
+
+Pure: samples in, frozen dataclasses out. Every collection is bounded: one
+row per syscall number, at most ``MAX_PROCS`` processes, each with one row
+per syscall it made (the least busy processes go first, whole, and how many
+went is counted). A tick rebuilds only the rows of the processes it saw.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from dataclasses import dataclass, replace
+from typing import Mapping, Optional, Sequence
+
+from ktop.model import hist as h
+from ktop.snapshot import SyscallsSample
+
+HISTORY = 120  # calls/s samples kept for the sparkline
+MAX_PROCS = 2000  # processes kept, each with its syscalls (at most one row per syscall number)
+TOP_ERRNOS = 3
+
+# Errors the kernel uses inside and that leak to tracing (include/linux/errno.h):
+# a syscall interrupted by a signal returns -ERESTARTSYS to the exit tracepoint.
+KERNEL_ERRNOS = {
+    512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND", 515: "ENOIOCTLCMD",
+    516: "ERESTART_RESTARTBLOCK", 517: "EPROBE_DEFER", 518: "EOPENSTALE", 519: "ENOPARAM",
+    521: "EBADHANDLE", 522: "ENOTSYNC", 523: "EBADCOOKIE", 524: "ENOTSUPP", 525: "ETOOSMALL",
+    526: "ESERVERFAULT", 527: "EBADTYPE", 528: "EJUKEBOX", 529: "EIOCBQUEUED", 530: "ERECALLCONFLICT",
+    531: "ENOGRACE",
+}
+
+
+def errno_label(err: int) -> str:
+    """2 -> 'ENOENT', 11 -> 'EAGAIN', 512 -> 'ERESTARTSYS', 999 -> 'E999'."""
+    if err in KERNEL_ERRNOS:
+        return KERNEL_ERRNOS[err]
+    name = _errno.errorcode.get(err)
+    if name == "EWOULDBLOCK":  # the same number; the kernel's own name
+        name = "EAGAIN"
+    return name or f"E{err}"
+
+
+Errnos = tuple[tuple[int, int], ...]  # (errno, count), most first
+
+
+def add_errnos(a: Errnos, b: Errnos) -> Errnos:
+    if not b:
+        return a
+    d = dict(a)
+    for e, n in b:
+        d[e] = d.get(e, 0) + n
+    return tuple(sorted(d.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def errnos_text(errnos: Errnos, limit: int = TOP_ERRNOS) -> str:
+    """'ENOENT 300 EAGAIN 2' (the most frequent first)."""
+    return " ".join(f"{errno_label(e)} {n}" for e, n in errnos[:limit])
+
+
+@dataclass(frozen=True)
+class SyscallRow:
+    """One syscall since ktop started, and its last interval."""
+
+    nr: int
+    name: str
+    count: int
+    errors: int
+    lat_ns: int
+    hist: tuple[int, ...]  # cumulative log2 ns slots of the timed calls
+    errnos: Errnos = ()
+    calls: int = 0  # last interval
+    rate: float = 0.0  # calls per second, last interval
+
+    @property
+    def timed(self) -> int:
+        return h.total(self.hist)
+
+    @property
+    def avg_ns(self) -> Optional[float]:
+        return self.lat_ns / self.timed if self.timed else None
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One syscall by one process since ktop started."""
+
+    pid: int
+    comm: str  # the process's name when it first made this call
+    nr: int
+    name: str
+    count: int
+    errors: int
+    lat_ns: int
+    timed: int
+    errnos: Errnos = ()
+    calls: int = 0  # last interval
+
+
+@dataclass(frozen=True)
+class ProcRow:
+    """One process's calls since ktop started, in total and per syscall."""
+
+    pid: int
+    comm: str
+    count: int
+    errors: int
+    lat_ns: int
+    timed: int
+    errnos: Errnos = ()
+    calls: int = 0
+    rate: float = 0.0
+    top: str = ""  # the syscall it made most in the last interval (else overall)
+    syscalls: tuple[PairRow, ...] = ()  # most calls first
+
+
+@dataclass(frozen=True)
+class SyscallsModel:
+    syscalls: tuple[SyscallRow, ...] = ()  # most calls last interval first, then total
+    processes: tuple[ProcRow, ...] = ()  # each with its syscalls; most calls last interval first
+    interval_s: float = 1.0
+    calls: int = 0  # last interval
+    errors: int = 0  # last interval
+    rate: float = 0.0
+    rate_history: tuple[float, ...] = ()
+    total_calls: int = 0
+    total_errors: int = 0
+    attach: str = ""
+    names_from: str = ""
+    # cumulative drops, all shown
+    no_start: int = 0
+    start_full: int = 0
+    procs_full: int = 0
+    errs_full: int = 0
+    bad_nr: int = 0
+    pairs_dropped: int = 0  # (process, syscall) rows of the processes dropped
+    procs_dropped: int = 0
+
+    @property
+    def map_full(self) -> int:
+        return self.start_full + self.procs_full + self.errs_full
+
+    @property
+    def pairs(self) -> tuple[PairRow, ...]:
+        """Every (process, syscall) row kept."""
+        return tuple(r for p in self.processes for r in p.syscalls)
+
+
+def _push(hist: tuple, v: float, limit: int = HISTORY) -> tuple:
+    return (hist + (v,))[-limit:]
+
+
+def _bound(rows: dict, limit: int, score) -> tuple[dict, int]:
+    """Keeps the ``limit`` rows with the highest score; returns (kept, dropped)."""
+    if len(rows) <= limit:
+        return rows, 0
+    kept = dict(sorted(rows.items(), key=lambda kv: score(kv[1]), reverse=True)[:limit])
+    return kept, len(rows) - limit
+
+
+def _advance_proc(old: Optional[ProcRow], pid: int, counts: Sequence, live_name: Optional[str],
+                  dt: float) -> ProcRow:
+    """A process's row after this tick's counts (one per syscall it made)."""
+    pairs = {r.nr: (replace(r, calls=0) if r.calls else r) for r in old.syscalls} if old else {}
+    n = errors = lat = timed = 0
+    errnos: Errnos = ()
+    best = None
+    for c in counts:
+        r = pairs.get(c.nr)
+        if r is None:
+            pairs[c.nr] = PairRow(pid, c.comm, c.nr, c.name, c.count, c.errors, c.lat_ns, c.timed, c.errnos,
+                                  c.count)
+        else:
+            pairs[c.nr] = replace(r, count=r.count + c.count, errors=r.errors + c.errors,
+                                  lat_ns=r.lat_ns + c.lat_ns, timed=r.timed + c.timed,
+                                  errnos=add_errnos(r.errnos, c.errnos), calls=c.count)
+        n += c.count
+        errors += c.errors
+        lat += c.lat_ns
+        timed += c.timed
+        errnos = add_errnos(errnos, c.errnos)
+        if best is None or c.count > best.count:
+            best = c
+    # The name: the live process table's, else the kernel's for most of this tick's calls.
+    comm = live_name or (best.comm if best is not None and best.comm else "") or (old.comm if old else "")
+    rows = tuple(sorted(pairs.values(), key=lambda r: (-r.count, r.nr)))
+    top = best.name if best is not None else (old.top if old else "")
+    if old is None:
+        return ProcRow(pid, comm, n, errors, lat, timed, errnos, n, n / dt, top, rows)
+    return replace(old, comm=comm, count=old.count + n, errors=old.errors + errors, lat_ns=old.lat_ns + lat,
+                   timed=old.timed + timed, errnos=add_errnos(old.errnos, errnos), calls=n, rate=n / dt,
+                   top=top, syscalls=rows)
+
+
+def fold(prev: Optional[SyscallsModel], s: SyscallsSample, names: Optional[Mapping[int, str]] = None,
+         max_procs: int = MAX_PROCS, history: int = HISTORY) -> SyscallsModel:
+    """The model after sample ``s``.
+
+    Args:
+        names: live process names by PID (the process table): a process that
+            exec'd shows its new name; the kernel's name is kept otherwise.
+    """
+    prev = prev or SyscallsModel()
+    dt = s.interval_s if s.interval_s > 0 else 1.0
+    names = names or {}
+
+    # Per syscall.
+    rows = {r.nr: replace(r, calls=0, rate=0.0) if r.calls else r for r in prev.syscalls}
+    for st in s.syscalls:
+        old = rows.get(st.nr)
+        if old is None:
+            rows[st.nr] = SyscallRow(st.nr, st.name, st.count, st.errors, st.lat_ns, tuple(st.hist),
+                                     st.errnos, st.count, st.count / dt)
+        else:
+            rows[st.nr] = replace(old, name=st.name, count=old.count + st.count, errors=old.errors + st.errors,
+                                  lat_ns=old.lat_ns + st.lat_ns, hist=h.add(old.hist, st.hist),
+                                  errnos=add_errnos(old.errnos, st.errnos), calls=st.count, rate=st.count / dt)
+    syscalls = tuple(sorted(rows.values(), key=lambda r: (-r.calls, -r.count, r.nr)))
+
+    # Per process, with its syscalls. Only the processes seen this tick (or the
+    # last, to zero their rates) get new rows: the others are shared with prev.
+    by_pid: dict[int, list] = {}
+    for c in s.counts:
+        by_pid.setdefault(c.pid, []).append(c)
+    procs = {p.pid: p for p in prev.processes}
+    for pid, p in procs.items():
+        if p.calls and pid not in by_pid:
+            procs[pid] = replace(p, calls=0, rate=0.0,
+                                 syscalls=tuple(replace(r, calls=0) if r.calls else r for r in p.syscalls))
+    for pid, counts in by_pid.items():
+        procs[pid] = _advance_proc(procs.get(pid), pid, counts, names.get(pid), dt)
+    kept, procs_dropped = _bound(procs, max_procs, lambda p: (p.calls, p.count))
+    pairs_dropped = sum(len(p.syscalls) for pid, p in procs.items() if pid not in kept)
+    processes = tuple(sorted(kept.values(), key=lambda p: (-p.calls, -p.count, p.pid)))
+
+    calls = sum(st.count for st in s.syscalls)
+    errors = sum(st.errors for st in s.syscalls)
+    return SyscallsModel(
+        syscalls=syscalls, processes=processes, interval_s=dt, calls=calls, errors=errors, rate=calls / dt,
+        rate_history=_push(prev.rate_history, calls / dt, history),
+        total_calls=prev.total_calls + calls, total_errors=prev.total_errors + errors,
+        attach=s.attach or prev.attach, names_from=s.names_from or prev.names_from,
+        no_start=prev.no_start + s.no_start, start_full=prev.start_full + s.start_full,
+        procs_full=prev.procs_full + s.procs_full, errs_full=prev.errs_full + s.errs_full,
+        bad_nr=prev.bad_nr + s.bad_nr, pairs_dropped=prev.pairs_dropped + pairs_dropped,
+        procs_dropped=prev.procs_dropped + procs_dropped)
+
+
+def update(prev_model, model, snap):
+    """ktop.model hook: the model's ``syscalls`` field after ``snap``."""
+    s = getattr(snap, "syscalls", None)
+    prev = prev_model.syscalls if prev_model is not None else None
+    if not isinstance(s, SyscallsSample):
+        return replace(model, syscalls=prev)  # probe not live, or its sample came late
+    names = {p.pid: p.comm for p in snap.processes}
+    return replace(model, syscalls=fold(prev, s, names))
+
+
+# -- the `ktop snapshot --json` section -------------------------------------------
+
+def _us(ns: Optional[float]) -> Optional[float]:
+    return None if ns is None else round(ns / 1000.0, 3)
+
+
+def _errno_dict(errnos: Errnos) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for e, n in errnos:
+        label = errno_label(e)
+        out[label] = out.get(label, 0) + n
+    return out
+
+
+def latency_json(lat_ns: int, timed: int, hist: Sequence[int] = ()) -> dict:
+    out = {"total_ns": lat_ns, "timed": timed, "avg_us": _us(lat_ns / timed) if timed else None}
+    if hist:
+        p50, p99 = h.percentiles(hist, (50, 99))
+        out.update(p50_us=_us(p50), p99_us=_us(p99), log2_ns=list(hist))
+    return out
+
+
+def document(model, duration_s: float) -> dict:
+    """The ``syscalls`` section of ``ktop snapshot --json`` (totals over the whole run).
+
+    See docs/probes/syscalls.md for every field.
+    """
+    m: Optional[SyscallsModel] = getattr(model, "syscalls", None)
+    d = duration_s if duration_s > 0 else 1.0
+    if m is None:
+        m = SyscallsModel()
+    return {
+        "attach": m.attach,
+        "names_from": m.names_from,
+        "calls": m.total_calls,
+        "errors": m.total_errors,
+        "rate_per_s": m.total_calls / d,
+        "drops": {"no_start": m.no_start, "start_full": m.start_full, "procs_full": m.procs_full,
+                  "errs_full": m.errs_full, "bad_nr": m.bad_nr, "pairs_dropped": m.pairs_dropped,
+                  "processes_dropped": m.procs_dropped},
+        "by_syscall": [
+            {"nr": r.nr, "name": r.name, "count": r.count, "errors": r.errors, "errnos": _errno_dict(r.errnos),
+             "rate_per_s": r.count / d, "latency": latency_json(r.lat_ns, r.timed, r.hist)}
+            for r in sorted(m.syscalls, key=lambda r: (-r.count, r.nr))],
+        "by_process": [
+            {"pid": p.pid, "comm": p.comm, "count": p.count, "errors": p.errors, "errnos": _errno_dict(p.errnos),
+             "latency": latency_json(p.lat_ns, p.timed)}
+            for p in sorted(m.processes, key=lambda p: (-p.count, p.pid))],
+        "counts": [
+            {"name": p.name, "nr": p.nr, "pid": p.pid, "comm": p.comm, "count": p.count, "errors": p.errors,
+             "errnos": _errno_dict(p.errnos), "latency": latency_json(p.lat_ns, p.timed)}
+            for p in sorted(m.pairs, key=lambda p: (-p.count, p.pid, p.nr))],
+    }

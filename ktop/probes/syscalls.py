@@ -1,0 +1,476 @@
+"""syscalls: every system call, per syscall and per process (syscount inside ktop).
+
+``raw_syscalls:sys_enter``/``sys_exit`` as raw tracepoints where the kernel
+has them (``BPF.support_raw_tracepoint()``), else as regular tracepoints.
+The kernel program (bpf/syscalls.bpf.c) keeps cumulative counters: per
+syscall number (per-CPU array: calls, errors, latency total and log2
+histogram), per (process, syscall) and per (process, syscall, errno)
+(per-CPU hashes). Each tick this adapter reads them all, takes differences
+from the previous read, and evicts the (process, syscall) keys that stayed
+idle for a tick: the maps stay small and no increment is lost to a
+read-and-clear race.
+
+Syscall names come from the running architecture's UAPI header, read at run
+time (see :mod:`ktop.probes.systable`).
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import errno as _errno
+import platform
+import struct
+from array import array
+from collections import defaultdict
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from ktop.probes import systable
+from ktop.probes.base import ProbeOptions, ProbeWorker
+from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat
+
+NAME = "syscalls"
+NBUCKETS = 32
+NR_FIELDS = 3 + NBUCKETS  # struct nr_stats: count, errors, lat_ns, hist[NBUCKETS]
+MAX_NR = 512
+MAX_PROCS = 8192
+MAX_ERRS = 4096
+MAX_THREADS = 16384
+COMM_LEN = 16
+
+# Slots of the per-CPU `stats` array (bpf/syscalls.bpf.c).
+STAT_SLOTS = ("start_full", "no_start", "procs_full", "errs_full", "bad_nr")
+
+# Where each architecture keeps the syscall number in struct pt_regs (BTF
+# member names); read at a return whose entry was not seen.
+REGS_NR_FIELD = {"x86_64": "orig_ax", "aarch64": "syscallno"}
+# The stable UAPI layout, when BTF is missing: x86_64 orig_ax is word 15.
+REGS_NR_FALLBACK = {"x86_64": 15 * 8}
+# Syscalls the kernel program must know by number.
+SPECIAL = {"exit": "NR_EXIT", "exit_group": "NR_EXIT_GROUP", "clone": "NR_CLONE", "clone3": "NR_CLONE3",
+           "fork": "NR_FORK", "vfork": "NR_VFORK"}
+
+_PROC_VAL = struct.Struct(f"<QQQQ{COMM_LEN}s")  # struct proc_val, one CPU
+_PROC_KEY = struct.Struct("<II")  # struct proc_key
+_ERR_KEY = struct.Struct("<IHH")  # struct err_key
+
+# -- pure decoding -------------------------------------------------------------
+
+NrCum = tuple  # (count, errors, lat_ns, hist tuple)
+ProcCum = tuple  # (count, errors, lat_ns, timed, comm)
+
+
+def cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+
+
+def merge_nr(per_cpu: Iterable[Sequence[int]], nbuckets: int = NBUCKETS) -> NrCum:
+    """One syscall's per-CPU ``nr_stats`` rows (count, errors, lat_ns, *hist) summed."""
+    count = errors = lat = 0
+    hist = [0] * nbuckets
+    for row in per_cpu:
+        count += row[0]
+        errors += row[1]
+        lat += row[2]
+        for i in range(nbuckets):
+            hist[i] += row[3 + i]
+    return (count, errors, lat, tuple(hist))
+
+
+def decode_nrstats(flat: Sequence[int], ncpu: int, nbuckets: int = NBUCKETS) -> dict[int, NrCum]:
+    """The per-CPU ``nrstats`` array read in one go (a flat run of u64: entry,
+    then CPU, then field) to {nr: cumulative totals}, for the numbers ever called."""
+    nf = 3 + nbuckets
+    stride = nf * ncpu
+    n = len(flat) // stride
+    out: dict[int, NrCum] = {}
+    counts = flat[0::nf]  # one per (nr, cpu)
+    for nr in range(n):
+        if not any(counts[nr * ncpu:(nr + 1) * ncpu]):
+            continue
+        base = nr * stride
+        out[nr] = merge_nr((flat[base + c * nf: base + (c + 1) * nf] for c in range(ncpu)), nbuckets)
+    return out
+
+
+def nr_deltas(cur: Mapping[int, NrCum], prev: Mapping[int, NrCum]) -> dict[int, NrCum]:
+    """This interval's counts per syscall from two cumulative reads (changed ones only)."""
+    out = {}
+    for nr, c in cur.items():
+        p = prev.get(nr)
+        if p == c:
+            continue
+        if p is None:
+            out[nr] = c
+            continue
+        hist = tuple(max(0, a - b) for a, b in zip(c[3], p[3]))
+        out[nr] = (max(0, c[0] - p[0]), max(0, c[1] - p[1]), max(0, c[2] - p[2]), hist)
+    return out
+
+
+def merge_proc(per_cpu: Iterable[tuple]) -> ProcCum:
+    """One (process, syscall) key's per-CPU ``proc_val`` (count, errors, lat_ns, timed, comm) summed.
+
+    The comm is written on the CPU that created the key; the others hold zeros.
+    """
+    count = errors = lat = timed = 0
+    comm = ""
+    for c, e, lat_ns, t, raw in per_cpu:
+        count += c
+        errors += e
+        lat += lat_ns
+        timed += t
+        if not comm:
+            comm = cstr(raw) if isinstance(raw, (bytes, bytearray)) else str(raw)
+    return (count, errors, lat, timed, comm)
+
+
+def unpack_procs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[int, int], ProcCum]:
+    """Raw batch-read bytes of ``procs`` to {(tgid, nr): totals}."""
+    out = {}
+    vsz = _PROC_VAL.size * ncpu
+    for i in range(n):
+        key = _PROC_KEY.unpack_from(keys, i * _PROC_KEY.size)
+        base = i * vsz
+        out[key] = merge_proc(_PROC_VAL.unpack_from(values, base + c * _PROC_VAL.size) for c in range(ncpu))
+    return out
+
+
+def unpack_errs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[int, int, int], int]:
+    """Raw batch-read bytes of ``errs`` to {(tgid, nr, errno): count}."""
+    out = {}
+    for i in range(n):
+        key = _ERR_KEY.unpack_from(keys, i * _ERR_KEY.size)
+        out[key] = sum(struct.unpack_from(f"<{ncpu}Q", values, i * 8 * ncpu))
+    return out
+
+
+def cum_deltas(cur: Mapping[Any, Any], prev: Mapping[Any, Any], count_of=lambda v: v[0]
+               ) -> tuple[dict[Any, Any], list[Any]]:
+    """(changed keys with their increase, keys unchanged since the last read).
+
+    Values are cumulative tuples (count first) or plain ints; the increase
+    of a tuple is field by field, text fields (comm) kept from ``cur``.
+    """
+    deltas: dict[Any, Any] = {}
+    idle: list[Any] = []
+    for k, c in cur.items():
+        p = prev.get(k)
+        if p is None:
+            if count_of(c):
+                deltas[k] = c
+            continue
+        if count_of(c) == count_of(p) and c == p:
+            idle.append(k)
+            continue
+        deltas[k] = _sub(c, p)
+    return deltas, idle
+
+
+def _sub(c, p):
+    if isinstance(c, tuple):
+        return tuple(_sub(a, b) if not isinstance(a, str) else a for a, b in zip(c, p))
+    return max(0, c - p)
+
+
+class Cumulative:
+    """Per-key increases of a map of cumulative counters between reads.
+
+    ``step(cur, evict)`` returns what each key gained since the last read,
+    then evicts the keys that did not change for a whole tick through
+    ``evict(keys) -> {key: last value}`` (a lookup-and-delete in the kernel
+    map, so what they gained meanwhile still counts). A key the read missed
+    keeps its previous value: it is never counted twice.
+    """
+
+    def __init__(self, count_of=lambda v: v[0]):
+        self.prev: dict = {}
+        self.count_of = count_of
+
+    def step(self, cur: Mapping[Any, Any], evict) -> dict:
+        deltas, idle = cum_deltas(cur, self.prev, self.count_of)
+        if idle:
+            last = evict(idle)
+            late, _ = cum_deltas(last, {k: cur[k] for k in last}, self.count_of)
+            deltas.update(late)
+        self.prev.update(cur)
+        for k in idle:
+            self.prev.pop(k, None)
+        return deltas
+
+
+def stat_deltas(current: Mapping[str, int], previous: Mapping[str, int]) -> dict[str, int]:
+    return {k: max(0, current.get(k, 0) - previous.get(k, 0)) for k in STAT_SLOTS}
+
+
+def build_sample(interval_s: float, nrs: Mapping[int, NrCum], procs: Mapping[tuple[int, int], ProcCum],
+                 errs: Mapping[tuple[int, int, int], int], stats: Mapping[str, int],
+                 table: Mapping[int, str], attach: str = "", names_from: str = "") -> SyscallsSample:
+    """A sample from this interval's increases (all plain data)."""
+    by_nr: dict[int, dict[int, int]] = defaultdict(dict)
+    by_pair: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
+    for (tgid, nr, err), n in errs.items():
+        if n <= 0:
+            continue
+        d = by_nr[nr]
+        d[err] = d.get(err, 0) + n
+        p = by_pair[(tgid, nr)]
+        p[err] = p.get(err, 0) + n
+
+    def ranked(d: Mapping[int, int]) -> tuple[tuple[int, int], ...]:
+        return tuple(sorted(d.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    syscalls = tuple(
+        SyscallStat(nr=nr, name=systable.syscall_name(table, nr), count=c[0], errors=c[1], lat_ns=c[2],
+                    hist=tuple(c[3]), errnos=ranked(by_nr.get(nr, {})))
+        for nr, c in sorted(nrs.items(), key=lambda kv: (-kv[1][0], kv[0])) if c[0] or c[1])
+    counts = tuple(
+        SyscallCount(pid=tgid, comm=v[4], nr=nr, name=systable.syscall_name(table, nr), count=v[0],
+                     errors=v[1], lat_ns=v[2], timed=v[3], errnos=ranked(by_pair.get((tgid, nr), {})))
+        for (tgid, nr), v in sorted(procs.items(), key=lambda kv: (-kv[1][0], kv[0])) if v[0] or v[1])
+    return SyscallsSample(
+        interval_s=interval_s, syscalls=syscalls, counts=counts, attach=attach, names_from=names_from,
+        no_start=stats.get("no_start", 0), start_full=stats.get("start_full", 0),
+        procs_full=stats.get("procs_full", 0), errs_full=stats.get("errs_full", 0),
+        bad_nr=stats.get("bad_nr", 0))
+
+
+def max_nr_for(table: Mapping[int, str]) -> int:
+    """Size of the per-syscall array: every known number, rounded up to 64, at least MAX_NR."""
+    top = max(table, default=0) + 1
+    return max(MAX_NR, (top + 63) // 64 * 64)
+
+
+def special_flags(table: Mapping[int, str]) -> list[str]:
+    """-D numbers of exit, exit_group, clone, ... for this architecture."""
+    nums = systable.numbers(table, SPECIAL)
+    return [f"-D{SPECIAL[name]}={nr}" for name, nr in sorted(nums.items())]
+
+
+# -- reading maps (BCC objects stay in here) -------------------------------------
+
+class _Batch:
+    """BPF_MAP_LOOKUP_BATCH of a whole map into reused buffers: (keys, values, n)."""
+
+    def __init__(self, table, chunk: int = 1024):
+        self.table = table
+        self.ksz = ct.sizeof(table.Key)
+        self.vsz = ct.sizeof(table.Leaf)  # per-CPU tables: every CPU's value
+        self.chunk = max(1, min(chunk, table.max_entries))
+        self._alloc()
+
+    def _alloc(self) -> None:
+        self.keys = ct.create_string_buffer(self.ksz * self.chunk)
+        self.values = ct.create_string_buffer(self.vsz * self.chunk)
+
+    def read(self) -> tuple[bytes, bytes, int]:
+        from bcc.libbcc import lib
+
+        kparts, vparts, total = [], [], 0
+        token = ct.c_uint32(0)  # the batch position: a u32 bucket (hash) or index (array)
+        first = True
+        while True:
+            count = ct.c_uint32(self.chunk)
+            res = lib.bpf_lookup_batch(self.table.map_fd, None if first else ct.byref(token),
+                                       ct.byref(token), self.keys, self.values, ct.byref(count))
+            err = ct.get_errno()
+            n = count.value
+            if n:
+                kparts.append(self.keys.raw[:n * self.ksz])
+                vparts.append(self.values.raw[:n * self.vsz])
+                total += n
+            if res != 0:
+                if err == _errno.ENOENT:
+                    break  # done
+                if err == _errno.ENOSPC and self.chunk < self.table.max_entries:
+                    # a hash bucket holds more than a chunk: start over, bigger
+                    self.chunk = min(self.table.max_entries, self.chunk * 4)
+                    self._alloc()
+                    return self.read()
+                raise OSError(err, f"BPF_MAP_LOOKUP_BATCH: {_errno.errorcode.get(err, err)}")
+            first = False
+            if total >= self.table.max_entries:
+                break
+        return b"".join(kparts), b"".join(vparts), total
+
+
+def _lookup_and_delete(table, key_bytes: bytes) -> Optional[bytes]:
+    """Removes one key and returns its last value (BPF_MAP_LOOKUP_AND_DELETE_ELEM, Linux 5.14+),
+    or None when it was already gone."""
+    from bcc.libbcc import lib
+
+    key = table.Key.from_buffer_copy(key_bytes)
+    leaf = table.Leaf()
+    if lib.bpf_lookup_and_delete(table.map_fd, ct.byref(key), ct.byref(leaf)) == 0:
+        return ct.string_at(ct.byref(leaf), ct.sizeof(leaf))
+    if ct.get_errno() in (_errno.EINVAL, _errno.EOPNOTSUPP, 524):  # 524: the kernel's ENOTSUPP
+        # An old kernel: read, then delete (an increment in between is lost).
+        try:
+            value = table[key]
+        except KeyError:
+            return None
+        try:
+            del table[key]
+        except KeyError:
+            pass
+        return ct.string_at(ct.byref(value), ct.sizeof(value))
+    return None
+
+
+class SyscallsProbe(ProbeWorker):
+    name = NAME
+    title = "Syscalls"
+    tracepoints = ("raw_syscalls:sys_enter", "raw_syscalls:sys_exit", "sched:sched_switch",
+                   "sched:sched_process_exit")
+
+    def __init__(self, options: ProbeOptions | None = None, on_status=None):
+        super().__init__(options, on_status)
+        self.table, self.names_from = systable.running_table()
+        self.max_nr = max_nr_for(self.table)
+        self.attach = ""
+        self._raw: Optional[bool] = None
+        self._regs_off: Optional[int] = None
+        self._regs_note = ""
+        self._task_offsets: Optional[dict[str, int]] = None
+        self._prev_stats: dict[str, int] = {}
+        self._prev_nr: dict[int, NrCum] = {}
+        self._procs = Cumulative()
+        self._errs = Cumulative(count_of=int)
+        self._ncpu = 1
+        self._readers: dict[str, _Batch] = {}
+
+    # -- setup ---------------------------------------------------------------
+    def regs_offset(self) -> Optional[int]:
+        """Byte offset of the syscall number in struct pt_regs (BTF, else the UAPI layout)."""
+        if self._regs_off is None and not self._regs_note:
+            machine = platform.machine()
+            field = REGS_NR_FIELD.get(machine)
+            if field:
+                from ktop.probes.btf import BTFError, struct_offsets
+
+                try:
+                    self._regs_off = struct_offsets("pt_regs", (field,))[field]
+                except BTFError as exc:
+                    self._regs_off = REGS_NR_FALLBACK.get(machine)
+                    self._regs_note = f"no BTF ({exc})"
+            if self._regs_off is None:
+                self._regs_note = self._regs_note or f"syscall number in pt_regs unknown on {machine}"
+        return self._regs_off
+
+    def use_raw(self) -> bool:
+        if self._raw is None:
+            raw = self.options.extra.get("syscalls_raw", True)
+            if raw:
+                try:
+                    from bcc import BPF
+
+                    raw = bool(BPF.support_raw_tracepoint())
+                except Exception:
+                    raw = False
+            self._raw = bool(raw) and self.regs_offset() is not None
+        return self._raw
+
+    def task_offsets(self) -> Optional[dict[str, int]]:
+        if self._task_offsets is None:
+            from ktop.probes.btf import BTFError, struct_offsets
+
+            try:
+                self._task_offsets = struct_offsets("task_struct", ("real_parent", "tgid"))
+            except BTFError:
+                self._task_offsets = {}
+        return self._task_offsets or None
+
+    def cflags(self) -> list[str]:
+        flags = super().cflags()
+        x = self.options.extra
+        flags += [
+            f"-DMAX_NR={self.max_nr}",
+            f"-DNBUCKETS={NBUCKETS}",
+            f"-DMAX_PROCS={int(x.get('syscalls_max_procs', MAX_PROCS))}",
+            f"-DMAX_ERRS={int(x.get('syscalls_max_errs', MAX_ERRS))}",
+            f"-DMAX_THREADS={int(x.get('syscalls_max_threads', MAX_THREADS))}",
+        ]
+        flags += special_flags(self.table)
+        if self.use_raw():
+            flags += ["-DRAW_TP", f"-DREGS_OFF_NR={int(self.regs_offset())}"]
+        if self.options.pid is not None:
+            flags.append(f"-DFILTER_TGID={int(self.options.pid)}")
+            offs = self.task_offsets()
+            if offs:
+                flags += [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
+        return flags
+
+    def build(self) -> Any:
+        from bcc import BPF
+
+        b = BPF(src_file=self.source().encode(), cflags=self.cflags())
+        self.attach = "raw_tracepoint" if self.use_raw() else "tracepoint"
+        try:
+            self._ncpu = int(b["stats"].total_cpu)
+            self._readers = {name: _Batch(b[name]) for name in ("nrstats", "procs", "errs")}
+            self._readers["nrstats"].chunk = b["nrstats"].max_entries
+            self._readers["nrstats"]._alloc()
+        except Exception:
+            b.cleanup()
+            raise
+        return b
+
+    def live_detail(self) -> str:
+        how = "raw tracepoints" if self.attach == "raw_tracepoint" else "tracepoints"
+        if self.attach == "tracepoint":
+            how += " (no raw tracepoints here)" if not self._regs_note else f" ({self._regs_note})"
+        scope = f", PID {self.options.pid} and its children" if self.options.pid is not None else ""
+        if self.options.pid is not None and not self.task_offsets():
+            scope = f", PID {self.options.pid} only (no BTF: children not followed)"
+        names = self.names_from.rsplit("/", 1)[-1]
+        return f"{how}{scope}; names: {names}"
+
+    # -- each tick -------------------------------------------------------------
+    def _read_stats(self) -> dict[str, int]:
+        t = self.bpf["stats"]
+        return {name: int(sum(t.getvalue(t.Key(i)))) for i, name in enumerate(STAT_SLOTS)}
+
+    def _read_nrstats(self) -> dict[int, NrCum]:
+        keys, values, n = self._readers["nrstats"].read()
+        flat = array("Q")
+        flat.frombytes(values)
+        return decode_nrstats(flat, self._ncpu, NBUCKETS)
+
+    def _evict(self, name: str, keys: list, key_struct: struct.Struct, unpack) -> dict:
+        """Deletes idle keys; returns {key: its last value} (it may have grown since the read)."""
+        table = self.bpf[name]
+        last: dict = {}
+        for k in keys:
+            kb = key_struct.pack(*k)
+            raw = _lookup_and_delete(table, kb)
+            if raw is not None:
+                last.update(unpack(kb, raw))
+        return last
+
+    def collect(self, interval_s: float) -> SyscallsSample:
+        cur_stats = self._read_stats()
+        stats = stat_deltas(cur_stats, self._prev_stats)
+        self._prev_stats = cur_stats
+
+        cur_nr = self._read_nrstats()
+        nrs = nr_deltas(cur_nr, self._prev_nr)
+        self._prev_nr = cur_nr
+
+        ncpu = self._ncpu
+        k, v, n = self._readers["procs"].read()
+        procs = self._procs.step(unpack_procs(k, v, n, ncpu), lambda keys: self._evict(
+            "procs", keys, _PROC_KEY, lambda kb, vb: unpack_procs(kb, vb, 1, ncpu)))
+        k, v, n = self._readers["errs"].read()
+        errs = self._errs.step(unpack_errs(k, v, n, ncpu), lambda keys: self._evict(
+            "errs", keys, _ERR_KEY, lambda kb, vb: unpack_errs(kb, vb, 1, ncpu)))
+        return build_sample(interval_s, nrs, procs, errs, stats, self.table, self.attach, self.names_from)
+
+
+def ebpf_text(options: ProbeOptions | None = None) -> str:
+    """The C program and the flags it would be compiled with (``--ebpf``)."""
+    probe = SyscallsProbe(options)
+    return f"// {probe.source()}\n// cflags: {' '.join(probe.cflags())}\n" + \
+        open(probe.source()).read()
+
+
+__all__ = ["Cumulative", "SyscallsProbe", "build_sample", "cum_deltas", "decode_nrstats", "merge_nr", "merge_proc",
+           "nr_deltas", "unpack_errs", "unpack_procs"]

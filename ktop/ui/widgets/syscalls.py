@@ -1,0 +1,170 @@
+"""The Syscalls panel (syscalls probe): syscount inside ktop.
+
+The probe status line; calls/s and errors/s with a sparkline of calls/s; the
+top syscalls (calls/s, total, average and total latency, errors with their
+most frequent errno names) and the top processes (calls/s, total, errors,
+the syscall they make most). Both tables sort by any column (row keys:
+syscall number, PID); Enter on a process row drills into its PID. Side by
+side when the panel is wide, one above the other when it is not.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Container, Horizontal
+
+from ktop.model import Model
+from ktop.model.syscalls import TOP_ERRNOS, SyscallsModel, errno_label
+from ktop.model.text import clean, safe_text
+from ktop.ui.widgets.funcs import count_text
+from ktop.ui.widgets.latency import lat_text
+from ktop.ui.widgets.panel import Panel, StatusLine, status_line
+from ktop.ui.widgets.sparkline import spark
+from ktop.ui.widgets.table import Column, KTable, Row
+
+# No cell padding (the right-hand column is narrow): numbers are right-aligned
+# in columns one wider than they need; the free-width last column starts with a space.
+SYSCALL_COLUMNS = (
+    Column("name", "SYSCALL", 16),
+    Column("rate", "CALLS/S", 9, numeric=True, desc=True),
+    Column("count", "TOTAL", 7, numeric=True, desc=True),
+    Column("avg", "AVG", 7, numeric=True, desc=True),
+    Column("lat", "LAT TOT", 8, numeric=True, desc=True),
+    Column("errors", "ERR", 6, numeric=True, desc=True),
+    Column("errnos", " ERRNO", None),
+)
+
+PROC_COLUMNS = (
+    Column("pid", "PID", 7, numeric=True),
+    Column("rate", "CALLS/S", 9, numeric=True, desc=True),
+    Column("count", "TOTAL", 7, numeric=True, desc=True),
+    Column("errors", "ERR", 6, numeric=True, desc=True),
+    Column("comm", " COMM", None),
+)
+
+WIDE = 100  # panel width from which the two tables sit side by side
+
+
+def _num(text: str) -> Text:
+    return Text(text, justify="right", no_wrap=True)
+
+
+def _us(ns: Optional[float]) -> Optional[float]:
+    return None if ns is None else ns / 1000.0
+
+
+def syscall_rows(m: Optional[SyscallsModel]) -> list[Row]:
+    if m is None:
+        return []
+    out = []
+    for r in m.syscalls:
+        avg = r.avg_ns
+        # names only, most frequent first: the ERR column has the count, and a cut name misleads less than a cut number
+        errs = Text(" " + " ".join(errno_label(e) for e, _ in r.errnos[:TOP_ERRNOS]), no_wrap=True,
+                    overflow="ellipsis", style="bold" if r.errors else "")
+        out.append(Row(
+            key=r.nr,
+            cells=(safe_text(r.name, limit=16), _num(count_text(r.rate)), _num(count_text(r.count)),
+                   _num(lat_text(_us(avg))), _num(lat_text(_us(r.lat_ns)) if r.timed else "-"),
+                   _num(count_text(r.errors)), errs),
+            sort_values=(r.name, r.rate, r.count, avg, r.lat_ns, r.errors,
+                         errno_label(r.errnos[0][0]) if r.errnos else ""),
+            search=f"{r.name} {r.nr} " + " ".join(errno_label(e) for e, _ in r.errnos).lower(),
+        ))
+    return out
+
+
+def proc_rows(m: Optional[SyscallsModel]) -> list[Row]:
+    if m is None:
+        return []
+    out = []
+    for p in m.processes:
+        comm = safe_text(" " + p.comm, limit=24)
+        if p.top:
+            comm.append(f" {clean(p.top, 20)}", style="dim")
+        out.append(Row(
+            key=p.pid,
+            cells=(_num(str(p.pid)), _num(count_text(p.rate)), _num(count_text(p.count)),
+                   _num(count_text(p.errors)), comm),
+            sort_values=(p.pid, p.rate, p.count, p.errors, p.comm),
+            search=f"{p.pid} {clean(p.comm)} {p.top}".lower(),
+            pid=p.pid,
+        ))
+    return out
+
+
+def drops_text(m: Optional[SyscallsModel]) -> str:
+    """The counters a user must not miss: full maps, untimed calls, numbers out of range."""
+    if m is None:
+        return ""
+    parts = []
+    if m.map_full:
+        parts.append(f"map full {m.map_full}")
+    if m.no_start:
+        parts.append(f"untimed {m.no_start}")
+    if m.bad_nr:
+        parts.append(f"bad nr {m.bad_nr}")
+    if m.pairs_dropped or m.procs_dropped:
+        parts.append(f"rows dropped {m.pairs_dropped + m.procs_dropped}")
+    return "  ".join(parts)
+
+
+def rate_line(m: Optional[SyscallsModel]) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    if m is None:
+        return t
+    t.append(f"{count_text(m.rate)} calls/s", style="bold")
+    t.append(f"  {count_text(m.errors / m.interval_s if m.interval_s else 0)} err/s")
+    t.append(f"  total {count_text(m.total_calls)} ")
+    return t
+
+
+class SyscallsPanel(Panel):
+    panel_title = "Syscalls"
+    DEFAULT_CSS = """
+    SyscallsPanel #syscalls-head { height: 1; }
+    SyscallsPanel #syscalls-rate { width: auto; }
+    SyscallsPanel #syscalls-spark { width: 1fr; }
+    SyscallsPanel #syscalls-body { height: 1fr; layout: vertical; }
+    SyscallsPanel #syscalls-table { height: 3fr; width: 1fr; }
+    SyscallsPanel #syscalls-procs { height: 2fr; width: 1fr; }
+    SyscallsPanel.-wide-panel #syscalls-body { layout: horizontal; }
+    SyscallsPanel.-wide-panel #syscalls-table { height: 1fr; }
+    SyscallsPanel.-wide-panel #syscalls-procs { height: 1fr; width: 44; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="syscalls-status", classes="status")
+        with Horizontal(id="syscalls-head"):
+            yield StatusLine(id="syscalls-rate", classes="rate")
+            yield StatusLine(id="syscalls-spark")
+        with Container(id="syscalls-body"):
+            table = KTable(SYSCALL_COLUMNS, sort_column=1, reverse=True, id="syscalls-table")
+            table.cell_padding = 0
+            yield table
+            procs = KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="syscalls-procs")
+            procs.cell_padding = 0
+            yield procs
+        yield from self.filter_input()
+
+    @property
+    def table(self) -> KTable:
+        return self.query_one("#syscalls-table", KTable)
+
+    def on_resize(self, event) -> None:
+        self.set_class(event.size.width >= WIDE, "-wide-panel")
+
+    def update_from(self, model: Model) -> None:
+        m: Optional[SyscallsModel] = getattr(model, "syscalls", None)
+        self.query_one("#syscalls-status", StatusLine).update(
+            status_line(model.probes.get("syscalls"), drops_text(m)))
+        self.query_one("#syscalls-rate", StatusLine).update(rate_line(m))
+        sp = self.query_one("#syscalls-spark", StatusLine)
+        width = max(4, sp.size.width)
+        sp.update(Text(spark(m.rate_history if m else (), width), no_wrap=True))
+        self.table.update_rows(syscall_rows(m))
+        self.query_one("#syscalls-procs", KTable).update_rows(proc_rows(m))
+        self.border_title = f"Syscalls ({count_text(m.rate)}/s)" if m is not None else "Syscalls"

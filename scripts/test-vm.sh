@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# `make test-vm`: the real-probe tests (tests/real) inside a second kernel,
+# Debian's stock one (kprobes on, older tracepoint layouts), booted under QEMU
+# (TCG: KVM hangs on these machines) through virtme-ng. The guest sees this
+# machine's files read-only and writes its results into OUT (--rwdir).
+# See docs/testing-vm.md. Run as root, after `make install`.
+#
+# Knobs (environment): KTOP_VM_TIMEOUT (s, default 1500) bounds the boot and
+# the whole guest run; KTOP_VM_MEMORY (default 2G); KTOP_VM_CPUS (default 2);
+# KTOP_VM_PYTEST_ARGS adds pytest arguments in the guest (e.g. -k doctor).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+t_start=$SECONDS
+
+VM_VENV=$repo/.vm-venv
+VIRTME_NG=virtme-ng==1.42
+CACHE=$repo/.cache/vm-kernel
+OUT=$repo/.cache/vm-run
+TIMEOUT=${KTOP_VM_TIMEOUT:-1500}
+
+say() { printf 'test-vm: %s\n' "$*"; }
+# One clear line, then a non-zero exit: never a hang.
+die() { printf 'test-vm: FAILED: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (the guest runs the real-probe tests as this user)"
+command -v apt-get >/dev/null || die "needs Debian's apt-get (QEMU and the guest kernel come from Debian)"
+[ -x "$repo/.venv/bin/python" ] || die "no $repo/.venv: run make install first"
+export DEBIAN_FRONTEND=noninteractive
+
+updated=0
+apt_update() {
+  [ $updated -eq 1 ] && return 0
+  apt-get update -qq >/dev/null 2>&1 || die "apt-get update failed"
+  updated=1
+}
+
+# 1. QEMU, depmod (virtme-ng runs it on the unpacked modules), busybox (its initramfs).
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v depmod >/dev/null || [ -x /usr/sbin/depmod ] || need+=(kmod)
+command -v busybox >/dev/null || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  apt_update
+  say "installing ${need[*]}"
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+    || die "could not install ${need[*]} (apt-get install failed)"
+fi
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found after installing qemu-system-x86"
+
+# 2. virtme-ng from PyPI, in its own venv (it has nothing to do with ktop's).
+if [ ! -f "$VM_VENV/.installed-$VIRTME_NG" ]; then
+  say "installing $VIRTME_NG into $VM_VENV"
+  { [ -x "$VM_VENV/bin/python" ] || /usr/bin/python3 -m venv "$VM_VENV"; } \
+    || die "could not create $VM_VENV (python3-venv)"
+  "$VM_VENV/bin/python" -m pip install -q --disable-pip-version-check "$VIRTME_NG" >/dev/null 2>&1 \
+    || die "could not pip-install $VIRTME_NG into $VM_VENV"
+  touch "$VM_VENV/.installed-$VIRTME_NG"
+fi
+
+# 3. The kernel: the image package Debian's linux-image-amd64 points at,
+#    unpacked into the cache (never installed on this machine).
+kpkg=${KTOP_VM_KERNEL_PKG:-}
+if [ -z "$kpkg" ]; then
+  kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+  if [ -z "$kpkg" ]; then
+    apt_update
+    kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+  fi
+fi
+[ -n "$kpkg" ] || die "cannot tell which kernel image linux-image-amd64 depends on (apt-cache depends)"
+kver=${kpkg#linux-image-}
+kdir=$CACHE/$kver
+vmlinuz=$kdir/boot/vmlinuz-$kver
+if [ ! -f "$vmlinuz" ]; then
+  say "downloading $kpkg into $kdir"
+  rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp/deb" && chmod 755 "$kdir.tmp" "$kdir.tmp/deb"
+  (cd "$kdir.tmp/deb" && apt-get download -q "$kpkg" >/dev/null 2>&1) \
+    || { apt_update; (cd "$kdir.tmp/deb" && apt-get download -q "$kpkg" >/dev/null 2>&1); } \
+    || die "could not download $kpkg (apt-get download failed)"
+  dpkg -x "$kdir.tmp"/deb/*.deb "$kdir.tmp/root" || die "could not unpack $kpkg (dpkg -x)"
+  rm -rf "$kdir" && mv "$kdir.tmp/root" "$kdir" && rm -rf "$kdir.tmp"
+  [ -f "$vmlinuz" ] || die "$kpkg holds no boot/vmlinuz-$kver"
+fi
+
+# 4. The guest kernel's headers, for BCC: Debian's, linked inside the unpacked image.
+hdr=/usr/src/linux-headers-$kver
+common=/usr/src/linux-headers-${kver%-*}-common
+if [ ! -d "$hdr/include" ]; then
+  apt_update
+  say "installing linux-headers-$kver"
+  apt-get install -y -qq --no-install-recommends "linux-headers-$kver" >/dev/null 2>&1 \
+    || die "could not install linux-headers-$kver (BCC in the guest needs them)"
+fi
+ln -sfn "$hdr" "$kdir/lib/modules/$kver/build"
+[ -d "$common" ] && ln -sfn "$common" "$kdir/lib/modules/$kver/source"
+
+# 5. Boot once and run the suite in the guest, bounded by a timeout.
+rm -rf "$OUT" && mkdir -p "$OUT"
+t_boot=$SECONDS
+say "booting $kver under QEMU/TCG (timeout ${TIMEOUT} s; console log: $OUT/console.log)"
+# Console lines starting with '[' are the kernel's; the rest (pytest's output) is shown.
+PATH=$VM_VENV/bin:$PATH timeout --kill-after=20 "$TIMEOUT" \
+  "$VM_VENV/bin/vng" --run "$vmlinuz" --disable-kvm --force-9p \
+  --memory "${KTOP_VM_MEMORY:-2G}" --cpus "${KTOP_VM_CPUS:-2}" --verbose \
+  --rwdir="$OUT" --exec "bash $(printf '%q' "$repo/scripts/vm-guest.sh") $(printf '%q' "$repo") $(printf '%q' "$OUT")" \
+  </dev/null 2>&1 | tee "$OUT/console.log" | grep --line-buffered -v '^\['
+vng_rc=${PIPESTATUS[0]}
+vm_s=$((SECONDS - t_boot))
+
+summary() {
+  [ -f "$OUT/junit.xml" ] || return 0
+  /usr/bin/python3 - "$OUT/junit.xml" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+n = {"passed": 0, "failed": 0, "skipped": 0}
+for tc in root.iter("testcase"):
+    kinds = {c.tag for c in tc}
+    if kinds & {"failure", "error"}:
+        n["failed"] += 1
+    elif "skipped" in kinds:
+        n["skipped"] += 1
+    else:
+        n["passed"] += 1
+print(f"guest: {n['passed']} passed, {n['failed']} failed, {n['skipped']} skipped")
+EOF
+}
+
+if [ ! -f "$OUT/rc" ]; then
+  [ -s "$OUT/pytest.log" ] && { echo "--- last lines of the guest's pytest log:"; tail -n 15 "$OUT/pytest.log"; }
+  if [ "$vng_rc" -eq 124 ] || [ "$vng_rc" -eq 137 ]; then
+    die "the guest did not finish within ${TIMEOUT} s (boot or tests hung; see $OUT/console.log)"
+  fi
+  die "the guest wrote no result (vng exit $vng_rc; boot failed? see $OUT/console.log)"
+fi
+rc=$(cat "$OUT/rc")
+[ -f "$OUT/doctor.txt" ] && { echo "--- ktop doctor in the guest:"; cat "$OUT/doctor.txt"; }
+summary
+say "guest kernel $kver: pytest exit $rc; results in $OUT (junit.xml, pytest.log, doctor.txt)"
+say "elapsed $((SECONDS - t_start)) s (setup $((t_boot - t_start)) s, boot + guest tests ${vm_s} s)"
+[ "$rc" -eq 0 ]

@@ -1,0 +1,238 @@
+"""The bio probe against a known workload, as root: a uniquely named process
+does exactly N O_DIRECT 4 KiB reads of a file it created on a real disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from realutil import Snap, unique_name
+
+from ktop.probes import features
+
+pytestmark = pytest.mark.real
+
+N = 500
+BLOCK = 4096
+BIO_TRACEPOINTS = ("block:block_rq_issue", "block:block_rq_complete")
+
+# Creates the file, then waits for "go" on stdin before the reads, so that the
+# only block I/O it does while ktop collects is exactly the N reads.
+DRIVER = textwrap.dedent("""
+    import ctypes, mmap, os, sys
+    path, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME: the comm the kernel reports
+    with open(path, "wb") as f:
+        f.write(os.urandom(n * 4096))
+        f.flush()
+        os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, 4096)  # page-aligned, as O_DIRECT wants
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        sys.exit(3)
+    for i in range(n):
+        got = os.preadv(fd, [buf], i * 4096)
+        assert got == 4096, got
+    os.close(fd)
+    print("done", flush=True)
+    sys.stdin.readline()  # stay alive (and named) until told to go
+""")
+
+
+def bio_unavailable_reason():
+    if os.geteuid() != 0:
+        return f"real-probe tests need root (uid {os.geteuid()})"
+    if not features.bcc_available():
+        return "BCC is not installed (python3-bpfcc)"
+    if features.tracefs() is None:
+        return "tracefs is not mounted"
+    missing = features.missing_tracepoints(BIO_TRACEPOINTS)
+    if missing:
+        return "this kernel lacks tracepoint " + ", ".join(missing)
+    ok, detail = features.kernel_headers()
+    if not ok:
+        return f"no kernel headers for BCC ({detail})"
+    return None
+
+
+def require_bio():
+    reason = bio_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+def on_a_disk(*candidates: Path) -> Path:
+    """The first folder on a real block device (tmpfs has no /sys/dev/block entry)."""
+    for d in candidates:
+        try:
+            st = os.stat(d)
+        except OSError:
+            continue
+        if os.major(st.st_dev) and Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}").exists():
+            return d
+    pytest.skip("no writable folder on a block device (all tmpfs?)")
+
+
+class Driver:
+    def __init__(self, folder: Path, n: int = N):
+        self.name = unique_name("kb")
+        self.path = folder / f"ktop-bio-{self.name}.dat"
+        self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-c", DRIVER, str(self.path), self.name, str(n)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+        assert self.proc.stdout.readline().strip() == "ready"
+        st = os.stat(self.path)
+        self.major, self.minor = os.major(st.st_dev), os.minor(st.st_dev)
+
+    def run(self) -> None:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "done"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("bye\n")
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.path.unlink(missing_ok=True)
+
+    @property
+    def disk(self) -> str:
+        from ktop.probes.bio import make_dev, resolve_disk
+
+        return resolve_disk(make_dev(self.major, self.minor))[0]
+
+
+@pytest.fixture
+def driver(tmp_path):
+    require_bio()
+    d = Driver(on_a_disk(tmp_path, Path("/var/tmp"), Path("/root")))
+    yield d
+    d.close()
+
+
+def _collect(driver: Driver, *args: str, duration: float = 6.0) -> dict:
+    with Snap("--probes", "bio", *args, duration=duration) as snap:
+        snap.wait_collecting()
+        t0 = time.monotonic()
+        driver.run()
+        assert snap.proc.poll() is None, f"ktop stopped before the workload finished ({time.monotonic() - t0:.1f} s)"
+        rc, doc = snap.finish(timeout=duration + 30)
+    assert rc == 0, snap.stderr
+    st = doc["probes"]["bio"]
+    assert st["status"] == "live", st
+    assert st["lost"] == 0
+    return doc
+
+
+def test_exactly_500_direct_reads_are_attributed_to_their_process(driver):
+    doc = _collect(driver)
+    bio = doc["bio"]
+    assert bio["status"] == "live" and bio["attribution"] in ("block_io_start", "block_bio_queue", "issue")
+    if bio["mode"] != "raw":
+        pytest.skip(f"exact counts need raw tracepoints; this kernel: {doc['probes']['bio']['detail']}")
+    mine = [p for p in bio["by_process"] if p["pid"] == driver.pid]
+    assert len(mine) == 1, [p for p in bio["by_process"] if p["comm"] == driver.name]
+    p = mine[0]
+    assert p["comm"] == driver.name
+    assert p["reads"] == N
+    assert p["read_bytes"] == N * BLOCK
+    assert p["writes"] == 0 and p["others"] == 0
+    assert 0 < p["avg_us"] <= p["max_us"]
+
+    read = bio["disks"][driver.disk]["read"]
+    assert read["count"] >= N
+    assert sum(read["buckets"]) >= N
+    assert read["bytes"] >= N * BLOCK
+    assert read["p50_us"] <= read["p95_us"] <= read["p99_us"] <= read["max_us"]
+    assert read["dev"] == f"{driver.major}:{driver.minor}" or driver.disk != f"{driver.major}:{driver.minor}"
+    c = bio["counters"]
+    assert c["inflight_full"] == c["diskop_full"] == c["proc_full"] == 0
+
+
+def test_pid_filter_scopes_the_histograms_too(driver):
+    """With -p, the disk histograms hold that process's I/O only: exactly N reads."""
+    doc = _collect(driver, "-p", str(driver.pid))
+    bio = doc["bio"]
+    assert [p["pid"] for p in bio["by_process"]] == [driver.pid]
+    read = bio["disks"][driver.disk]["read"]
+    assert read["count"] == N and sum(read["buckets"]) == N and read["bytes"] == N * BLOCK
+    assert set(bio["disks"][driver.disk]) == {"read"}
+    assert bio["counters"]["filtered"] >= 0
+
+
+def test_disk_filter_of_another_disk_sees_nothing(driver):
+    """--disk restricts the kernel program to one disk (by dev_t, never by name in C)."""
+    others = [p.name for p in Path("/sys/block").iterdir() if p.name != driver.disk]
+    if not others:
+        pytest.skip("only one block device here")
+    doc = _collect(driver, "--disk", others[0], duration=4.0)
+    assert driver.disk not in doc["bio"]["disks"]
+    assert not [p for p in doc["bio"]["by_process"] if p["pid"] == driver.pid]
+
+
+PATHS = [("raw", "block_io_start"), ("raw", "issue"),
+         ("tracepoint", "block_io_start"), ("tracepoint", "block_bio_queue"), ("tracepoint", "issue")]
+
+
+@pytest.mark.parametrize(("mode", "attribution"), PATHS, ids=[f"{m}-{a}" for m, a in PATHS])
+def test_every_way_in_counts_every_completion(driver, mode, attribution):
+    """Each way a kernel may make the probe take (no raw tracepoints or BTF, no
+    block_io_start, no block_bio_queue), forced on this one. The worker is driven
+    directly, as the collector does. Raw tracepoints count exactly. Classic
+    (perf-event) tracepoints are skipped by the kernel when they nest in
+    another BPF program on the CPU (reported as ``missed``) and, rarely,
+    silently by perf's own recursion guard (measured here: 0-2 in 500 under
+    load, against ftrace's count of the same events)."""
+    from ktop.probes.base import ProbeOptions
+    from ktop.probes.bio import BioProbe
+
+    if attribution != "issue" and not features.tracepoint_exists("block", attribution):
+        pytest.skip(f"this kernel lacks tracepoint block:{attribution}")
+    probe = BioProbe(ProbeOptions(extra={"bio_attribution": attribution, "bio_mode": mode}))
+    if probe.mode != mode:
+        pytest.skip(f"raw tracepoints are not usable here: {probe.mode_reason}")
+    probe.start()
+    try:
+        end = time.monotonic() + 60
+        while probe.status.status == "starting" and time.monotonic() < end:
+            time.sleep(0.05)
+        assert probe.status.status == "live", probe.status
+        assert probe.attribution == attribution
+        probe.request()
+        probe.take(2)  # start from a clean interval
+        driver.run()
+        samples = []
+        for _ in range(3):  # completions land within a tick or two
+            time.sleep(0.3)
+            probe.request()
+            s = probe.take(2)
+            if s is not None:
+                samples.append(s)
+    finally:
+        probe.stop()
+        probe.join(10)
+    reads = sum(p.reads for s in samples for p in s.procs if p.pid == driver.pid)
+    read_bytes = sum(p.read_bytes for s in samples for p in s.procs if p.pid == driver.pid)
+    disk_reads = sum(d.count for s in samples for d in s.disks if d.disk == driver.disk and d.op == "read")
+    missed = sum(s.missed for s in samples)
+    assert all(s.mode == mode for s in samples)
+    if mode == "raw":
+        assert reads == N and read_bytes == N * BLOCK
+        assert disk_reads >= N
+    else:
+        assert reads <= N and read_bytes == reads * BLOCK
+        assert reads + missed >= N - N // 50, f"{N - reads} completions lost, {missed} reported missed"
+        assert disk_reads + missed >= N - N // 50

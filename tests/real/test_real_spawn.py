@@ -1,0 +1,175 @@
+"""The spawn probe against known workloads, through `ktop snapshot --json`, as root."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from realutil import Snap, require_spawn, unique_copy
+
+from ktop.probes.spawn import ARG_LEN
+
+pytestmark = pytest.mark.real
+
+N = 50
+
+
+def _events(doc: dict, filename: str) -> list[dict]:
+    return [e for e in doc["spawns"]["events"] if e["filename"] == filename]
+
+
+def _run_while_collecting(workload, duration: float = 5.0) -> tuple[dict, object]:
+    """Starts ktop, runs ``workload()`` once it collects, returns (document, workload result)."""
+    with Snap(duration=duration) as snap:
+        snap.wait_collecting()
+        result = workload()
+        assert snap.proc.poll() is None, "ktop stopped before the workload finished: raise the duration"
+        rc, doc = snap.finish(timeout=duration + 30)
+    assert rc == 0, snap.stderr
+    assert doc["probes"]["spawn"]["status"] == "live", doc["probes"]
+    assert doc["probes"]["spawn"]["lost"] == 0
+    return doc, result
+
+
+def test_fifty_execs_of_a_unique_program(tmp_path):
+    require_spawn(need_btf=True)
+    prog = unique_copy("false", tmp_path)  # exits 1: a known, non-default exit code
+    driver = textwrap.dedent("""
+        import subprocess, sys
+        prog, n = sys.argv[1], int(sys.argv[2])
+        for i in range(n):
+            rc = subprocess.run([prog, "arg-%d" % i, "x y"]).returncode
+            assert rc == 1, rc
+    """)
+
+    def workload():
+        p = subprocess.Popen([sys.executable, "-c", driver, str(prog), str(N)])
+        assert p.wait(60) == 0
+        return p.pid
+
+    doc, driver_pid = _run_while_collecting(workload)
+    events = _events(doc, str(prog))
+    assert len(events) == N, [e["argv"] for e in events]
+    (drv,) = [e for e in doc["spawns"]["events"] if e["pid"] == driver_pid]
+    assert drv["argv"][:2] == [sys.executable, "-c"] and drv["exit_code"] == 0
+    # the driver's source is longer than one argument slot: cut to ARG_LEN - 1 bytes and flagged
+    assert len(driver) > ARG_LEN
+    assert drv["argv"][2] == driver[: ARG_LEN - 1] and drv["argv_truncated"] is True
+
+    assert sorted(e["argv"][1] for e in events) == sorted(f"arg-{i}" for i in range(N))
+    assert [e["argv"] for e in events] == [[str(prog), f"arg-{i}", "x y"] for i in range(N)]  # in order
+    assert len({e["pid"] for e in events}) == N
+    for e in events:
+        assert e["comm"] == prog.name
+        assert e["ppid"] == driver_pid
+        assert e["uid"] == 0 and e["user"] == "root"
+        assert e["retval"] == 0
+        assert e["argv_truncated"] is False
+        assert e["exited"] is True
+        assert e["exit_code"] == 1 and e["exit_signal"] is None
+        assert e["lifetime_ms"] is not None and 0 < e["lifetime_ms"] < 10_000
+    times = [e["time"] for e in events]
+    assert times == sorted(times)
+    assert doc["spawns"]["totals"]["execs"] >= N + 1
+    assert doc["spawns"]["totals"]["forks"] >= N
+
+
+def test_failed_exec_of_a_missing_path(tmp_path):
+    require_spawn()
+    missing = f"/nonexistent/{tmp_path.name}/ktop_{time.time_ns()}"
+    driver = textwrap.dedent("""
+        import os, sys
+        path = sys.argv[1]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.execv(path, [path, "first", "second arg"])
+            finally:
+                os._exit(42)
+        _, status = os.waitpid(pid, 0)
+        print(os.getpid(), pid, os.waitstatus_to_exitcode(status))
+    """)
+
+    def workload():
+        out = subprocess.run([sys.executable, "-c", driver, missing], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+        return [int(x) for x in out.split()]
+
+    doc, (driver_pid, child_pid, code) = _run_while_collecting(workload)
+    assert code == 42
+    (ev,) = _events(doc, missing)
+    assert ev["retval"] == -2
+    assert ev["argv"] == [missing, "first", "second arg"]
+    assert ev["pid"] == child_pid
+    assert ev["ppid"] == driver_pid
+    assert ev["exited"] is False and ev["exit_code"] is None  # a failed exec has no image to exit
+    assert doc["spawns"]["totals"]["exec_failures"] >= 1
+
+
+def test_exit_code_lifetime_and_sigkill(tmp_path):
+    require_spawn(need_btf=True)
+    sh = unique_copy("sh", tmp_path)
+    sleeper = unique_copy("sleep", tmp_path)
+
+    def workload():
+        r = subprocess.run([str(sh), "-c", "sleep 0.2; exit 7"], timeout=30)
+        assert r.returncode == 7
+        p = subprocess.Popen([str(sleeper), "30"])
+        time.sleep(0.3)
+        p.send_signal(signal.SIGKILL)
+        assert p.wait(10) == -signal.SIGKILL
+        return p.pid
+
+    doc, killed_pid = _run_while_collecting(workload)
+
+    (shell,) = _events(doc, str(sh))
+    assert shell["ppid"] == os.getpid()
+    assert shell["exited"] is True
+    assert shell["exit_code"] == 7 and shell["exit_signal"] is None
+    assert 200 <= shell["lifetime_ms"] < 10_000
+
+    (child,) = [e for e in doc["spawns"]["events"] if e["ppid"] == shell["pid"]]
+    assert child["argv"] == ["sleep", "0.2"] and child["comm"] == "sleep"
+    assert child["exit_code"] == 0 and child["exit_signal"] is None
+    assert 200 <= child["lifetime_ms"] < shell["lifetime_ms"]
+
+    (k,) = _events(doc, str(sleeper))
+    assert k["pid"] == killed_pid
+    assert k["argv"] == [str(sleeper), "30"]
+    assert k["exited"] is True
+    assert k["exit_signal"] == 9 and k["exit_code"] == -9
+    assert 300 <= k["lifetime_ms"] < 10_000
+
+
+def test_pid_filter_keeps_only_that_process_and_its_children(tmp_path):
+    require_spawn(need_btf=True)
+    prog = unique_copy("true", tmp_path)
+    driver = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys\nsys.stdin.readline()\n"
+         "for i in range(5): subprocess.run([sys.argv[1], 'child-%d' % i], check=True)\n",
+         str(prog)], stdin=subprocess.PIPE, text=True)
+    try:
+        with Snap("-p", str(driver.pid), duration=4) as snap:
+            snap.wait_collecting()
+            for i in range(5):  # the same program, not a child of the driver
+                subprocess.run([str(prog), f"outsider-{i}"], check=True)
+            driver.stdin.write("go\n")
+            driver.stdin.close()
+            assert driver.wait(30) == 0
+            assert snap.proc.poll() is None
+            rc, doc = snap.finish(timeout=40)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert rc == 0, snap.stderr
+    events = _events(doc, str(prog))
+    assert sorted(e["argv"][1] for e in events) == [f"child-{i}" for i in range(5)]
+    assert all(e["ppid"] == driver.pid and e["exit_code"] == 0 for e in events)
+    # nothing else on the machine got through the kernel-side filter
+    assert all(driver.pid in (e["pid"], e["ppid"]) for e in doc["spawns"]["events"]), doc["spawns"]["events"]

@@ -1,0 +1,206 @@
+"""The Prometheus exporter, fed with plain snapshots (no probes, no Prometheus server)."""
+
+from __future__ import annotations
+
+import math
+import urllib.request
+
+import pytest
+from factories import exec_ev, proc, snapshot, spawn_sample
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ktop.export import (
+    OTHER,
+    Exporter,
+    ExportingSource,
+    KtopMetrics,
+    bucket_bounds_s,
+    label,
+    parse_listen,
+)
+from ktop.snapshot import LIVE, UNSUPPORTED, BioDiskOp, BioSample, FuncsSample, FuncTarget, FuncTotal, ProbeStatus
+
+
+def scrape(metrics: KtopMetrics) -> dict:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(metrics)
+    text = generate_latest(reg).decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def spawn_tick(parents, t=1000.0, failures=0, lost_execs=0, probes=None):
+    ev = [exec_ev(100 + i, ppid=10 + i, comm="x") for i in range(len(parents))]
+    ev = [e.__class__(**{**e.__dict__, "parent_comm": p}) for e, p in zip(ev, parents)]
+    ev += [exec_ev(999, retval=-2)] * failures
+    s = spawn_sample(ev, exec_count=len(parents) + lost_execs, exec_failures=failures, forks=7, exit_count=2, lost=1)
+    return snapshot(time=t, spawns=s, processes=[proc(1)], probes=probes)
+
+
+def test_spawn_counters_and_top_k_parents():
+    m = KtopMetrics(top_parents=2)
+    m.observe(spawn_tick(["bash", "bash", "cron"]))
+    m.observe(spawn_tick(["make", "cron", "sh\x1b[31m"], failures=2, lost_execs=4))
+    v = scrape(m)
+    assert v[("ktop_spawn_execs_total", (("parent_comm", "bash"),))] == 2
+    assert v[("ktop_spawn_execs_total", (("parent_comm", "cron"),))] == 2
+    assert v[("ktop_spawn_execs_total", (("parent_comm", OTHER),))] == 2 + 4  # make, sh, 4 execs whose event was lost
+    assert sum(val for (n, _), val in v.items() if n == "ktop_spawn_execs_total") == 3 + 7  # = the kernel's exec count
+    assert v[("ktop_spawn_exec_failures_total", ())] == 2
+    assert v[("ktop_spawn_forks_total", ())] == 14 and v[("ktop_spawn_exits_total", ())] == 4
+    assert v[("ktop_ticks_total", ())] == 2
+    assert v[("ktop_probe_status", (("probe", "spawn"), ("status", "live")))] == 1
+    assert v[("ktop_probe_status", (("probe", "spawn"), ("status", "failed")))] == 0
+
+
+def test_probe_status_and_lost():
+    probes = (ProbeStatus("spawn", LIVE, lost=5), ProbeStatus("bio", UNSUPPORTED, "no block tracepoints"))
+    m = KtopMetrics()
+    m.observe(spawn_tick(["a"], probes=probes))
+    v = scrape(m)
+    assert v[("ktop_probe_status", (("probe", "bio"), ("status", "unsupported")))] == 1
+    assert v[("ktop_probe_status", (("probe", "bio"), ("status", "live")))] == 0
+    assert v[("ktop_probe_lost_events_total", (("probe", "spawn"),))] == 5
+    assert not any(n.startswith("ktop_bio_") for n, _ in v)  # absent section: nothing exported
+
+
+def diskop(disk="vda", op="read", buckets=(0, 0, 0, 0, 0, 0, 0, 3, 1, 0), count=4, nbytes=16384, sum_ns=600_000):
+    return BioDiskOp(disk=disk, dev="254:0", op=op, count=count, bytes=nbytes, errors=0, lat_sum_ns=sum_ns,
+                     lat_max_ns=200_000, lat_buckets=tuple(buckets))
+
+
+def test_bio_histogram_buckets_in_seconds():
+    m = KtopMetrics(top_diskops=2)
+    snap = snapshot(probes=(ProbeStatus("bio", LIVE),))
+    for _ in range(2):
+        m.observe(snap.__class__(**{**snap.__dict__, "bio": BioSample(1.0, disks=(diskop(),))}))
+    m.observe(snap.__class__(**{**snap.__dict__, "bio": BioSample(1.0, disks=(
+        diskop(op="write", count=1, buckets=(0, 1)), diskop(disk="vdb", count=2, buckets=(0, 0, 2))))}))
+    v = scrape(m)
+    key = (("disk", "vda"), ("op", "read"))
+
+    def b(le):
+        return v[("ktop_bio_latency_seconds_bucket", tuple(sorted(key + (("le", le),))))]
+
+    # slot 7 holds 64..127 µs: counted at le=128e-6 s, and in every bucket above
+    assert b("6.4e-05") == 0 and b("0.000128") == 6 and b("0.000256") == 8 and b("+Inf") == 8
+    assert v[("ktop_bio_latency_seconds_count", key)] == 8
+    assert math.isclose(v[("ktop_bio_latency_seconds_sum", key)], 1.2e-3)
+    assert v[("ktop_bio_ops_total", key)] == 8 and v[("ktop_bio_bytes_total", key)] == 32768
+    # bounded: the third (disk, op) pair goes to other
+    assert v[("ktop_bio_ops_total", (("disk", OTHER), ("op", OTHER)))] == 2
+
+
+def test_bucket_bounds():
+    assert bucket_bounds_s(4) == [1e-6, 2e-6, 4e-6, float("inf")]
+
+
+def test_funcs_counters():
+    m = KtopMetrics(top_funcs=2)
+    fs = FuncsSample(1.0, targets=(FuncTarget(1, "c:malloc", "uprobe", LIVE), FuncTarget(2, "vfs_*", "kprobe", LIVE)),
+                     totals=(FuncTotal(1, "malloc", 10), FuncTotal(2, "vfs_read", 3), FuncTotal(2, "vfs_write", 1)))
+    snap = snapshot(probes=(ProbeStatus("funcs", LIVE),))
+    m.observe(snap.__class__(**{**snap.__dict__, "funcs": fs}))
+    v = scrape(m)
+    assert v[("ktop_funcs_calls_total", (("function", "malloc"), ("target", "c:malloc")))] == 10
+    assert v[("ktop_funcs_calls_total", (("function", "vfs_read"), ("target", "vfs_*")))] == 3
+    assert v[("ktop_funcs_calls_total", (("function", OTHER), ("target", OTHER)))] == 1
+
+
+def test_syscall_counters():
+    from ktop.snapshot import SyscallsSample, SyscallStat
+
+    m = KtopMetrics(top_syscalls=2)
+    snap = snapshot(probes=(ProbeStatus("syscalls", LIVE),))
+    for _ in range(2):
+        ss = SyscallsSample(1.0, syscalls=(SyscallStat(0, "read", 10, 1), SyscallStat(1, "write", 5, 0),
+                                           SyscallStat(2, "open", 3, 3)))
+        m.observe(snap.__class__(**{**snap.__dict__, "syscalls": ss}))
+    v = scrape(m)
+    assert v[("ktop_syscalls_total", (("syscall", "read"),))] == 20
+    assert v[("ktop_syscall_errors_total", (("syscall", "read"),))] == 2
+    assert v[("ktop_syscalls_total", (("syscall", OTHER),))] == 6
+    assert v[("ktop_syscall_errors_total", (("syscall", OTHER),))] == 6
+
+
+def test_label_sanitising():
+    assert label("ok") == "ok"
+    assert label("a\x1b[31mb\n") == "a?[31mb?"
+    assert label("") == "?" and len(label("x" * 500)) == 64
+
+
+@pytest.mark.parametrize("text,want", [
+    ("127.0.0.1:9435", ("127.0.0.1", 9435)), ("9435", ("127.0.0.1", 9435)), (":9435", ("0.0.0.0", 9435)),
+    ("[::1]:9435", ("::1", 9435)), ("localhost:1", ("localhost", 1)),
+])
+def test_parse_listen(text, want):
+    assert parse_listen(text) == want
+
+
+@pytest.mark.parametrize("text", ["", "host", "host:70000", "[::1]9435", "h:p"])
+def test_parse_listen_rejects(text):
+    with pytest.raises(ValueError):
+        parse_listen(text)
+
+
+def test_http_endpoint_and_exporting_source():
+    class Fake:
+        probe_names = ["spawn"]
+
+        def __init__(self):
+            self.n = 0
+
+        def tick(self):
+            self.n += 1
+            return spawn_tick(["bash"], t=1000.0 + self.n)
+
+        def stop(self, timeout=0):
+            self.stopped = True
+
+        def set_focus(self, pid):
+            self.focus = pid
+
+    ex = Exporter("127.0.0.1:0")
+    ex.start()
+    try:
+        src = ExportingSource(Fake(), ex)
+        src.tick()
+        src.tick()
+        src.set_focus(42)  # the wrapped source's own methods pass through
+        assert src.focus == 42 and src.probe_names == ["spawn"]
+        with urllib.request.urlopen(ex.url, timeout=5) as r:
+            text = r.read().decode()
+        assert 'ktop_spawn_execs_total{parent_comm="bash"} 2.0' in text
+        assert "ktop_process_resident_memory_bytes" in text  # ktop's own cost
+        req = urllib.request.Request(ex.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+            assert r.read().decode().rstrip().endswith("# EOF")
+    finally:
+        src.stop()
+    assert src.stopped
+
+
+def test_grafana_dashboard_uses_exported_metrics():
+    import json
+    import re
+    from pathlib import Path
+
+    from ktop.snapshot import SyscallsSample, SyscallStat
+
+    dash = json.loads((Path(__file__).parent.parent / "contrib" / "grafana-ktop.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 15
+    m = KtopMetrics()
+    snap = snapshot(probes=(ProbeStatus("spawn", LIVE),))
+    fs = FuncsSample(1.0, targets=(FuncTarget(1, "c:malloc", "uprobe", LIVE),), totals=(FuncTotal(1, "malloc", 1),))
+    m.observe(snap.__class__(**{**spawn_tick(["a"]).__dict__, "bio": BioSample(1.0, disks=(diskop(),)), "funcs": fs,
+                                "syscalls": SyscallsSample(1.0, syscalls=(SyscallStat(0, "read", 1, 0),))}))
+    names = {n for n, _ in scrape(m)}
+    for e in exprs:
+        for name in re.findall(r"\bktop_[a-z_]+", e):
+            assert name in names or name.startswith("ktop_process_"), (name, e)

@@ -1,0 +1,138 @@
+"""The bounded history of ticks (ktop/model/history.py)."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from dataclasses import replace
+
+import pytest
+from factories import exec_ev, proc, snapshot, spawn_sample
+
+from ktop.model import build_model
+from ktop.model.history import History, estimate_new_bytes, share_processes
+
+
+def tick(i: int, nproc: int = 50, execs: int = 2):
+    procs = [proc(p, 1, f"p{p}", cmdline=[f"/bin/p{p}", "--flag"], cpu=1.0 if p == i % nproc else 0.0)
+             for p in range(1, nproc + 1)]
+    ev = [exec_ev(10_000 + i * 10 + j, 1, f"job{j}", [f"job{j}", "x" * 20], time=1000.0 + i) for j in range(execs)]
+    return snapshot(time=1000.0 + i, processes=procs, spawns=spawn_sample(ev, exec_count=execs))
+
+
+def test_count_bound_and_indices():
+    h = History(seconds=5, interval=1.0, keyframe_every=1)
+    assert h.max_count == 5 and len(h) == 0 and h.live_index == -1
+    models = [h.append(tick(i)) for i in range(8)]
+    assert len(h) == 5 and h.live_index == 4 and h.dropped == 3
+    assert h.get(0).time == 1003.0 and h.get(h.live_index).time == 1007.0
+    assert h.model(-1) is models[-1]
+    assert h.time(1) == 1004.0 and h.index_at(1005.5) == 2 and h.index_at(0) == 0
+    # a paused position held as an absolute tick number survives drops
+    absolute = h.dropped + 1  # tick 1004
+    h.append(tick(8))
+    assert h.get(h.index_of(absolute)).time == 1004.0
+    h.append(tick(9))
+    h.append(tick(10))
+    assert h.index_of(absolute) == 0  # dropped meanwhile: clamped to the oldest
+
+
+@pytest.mark.parametrize("every", [1, 3, 10])
+def test_models_and_snapshots_equal_the_chain(every):
+    h = History(seconds=100, keyframe_every=every)
+    snaps = [tick(i) for i in range(25)]
+    for s in snaps:
+        h.append(s)
+    m, models = None, []
+    for s in snaps:
+        m = build_model(m, s)
+        models.append(m)
+    for i in [24, 3, 2, 17, 0, 11, 12, 13, 23]:  # out of order: rebuilt from keyframes, or cached
+        got = h.model(i)
+        assert h.get(i) == snaps[i]
+        assert got.spawns == models[i].spawns and got.spawn_totals == models[i].spawn_totals
+        assert got.processes == models[i].processes and got.cpu_history == models[i].cpu_history
+        assert got.ticks == models[i].ticks
+    assert h.model(-1).spawn_totals.execs == 50
+
+
+def test_trimmed_a_segment_at_a_time():
+    h = History(seconds=10, keyframe_every=4)
+    for i in range(30):
+        h.append(tick(i))
+        assert 10 <= len(h) <= 13 or i < 10
+    assert h.dropped % 4 == 0 and h.dropped + len(h) == 30
+    assert h.model(0).ticks == h.dropped + 1  # the oldest kept tick is a keyframe, still right
+
+
+def test_keeps_a_model_built_elsewhere():
+    h = History()
+    s = tick(0)
+    m = build_model(None, s)
+    assert h.append(s, m) is m
+
+
+def test_byte_bound():
+    h = History(seconds=1000, max_bytes=200_000, keyframe_every=2)
+    for i in range(100):
+        h.append(tick(i, execs=20))
+        assert h.memory_bytes() - h.live_bytes() <= 200_000 or len(h) <= 2
+    assert 1 < len(h) < 100 and h.dropped == 100 - len(h)
+    assert h.memory_bytes() > 0
+    assert "history:" in h.describe()
+
+
+def test_restart_and_clock_step_back_start_afresh():
+    h = History()
+    for i in range(5):
+        h.append(tick(i))
+    assert h.model(1).ticks == 2
+    h.append(replace(tick(2), extra={"restart": True}))
+    assert len(h) == 1 and h.model(0).ticks == 1
+    h.append(tick(3))
+    h.append(replace(tick(3), time=1003.0 - 30))  # a small NTP step back: kept
+    assert len(h) == 3
+    h.append(replace(tick(3), time=1003.0 - 3600))
+    assert len(h) == 1
+
+
+def test_unchanged_process_rows_are_shared():
+    a, b = tick(0), tick(1)
+    m = build_model(None, b)
+    b2, m2 = share_processes(a, b, m)
+    same = sum(1 for x, y in zip(a.processes, b2.processes) if x is y)
+    assert same == 49  # PID 1 changed its CPU%, the other 49 rows are the old objects
+    assert b2.processes == b.processes and m2.processes is b2.processes
+
+
+def test_estimate_counts_only_what_is_new():
+    shared_obj = tuple(range(1000, 2000))
+    n1, seen = estimate_new_bytes((shared_obj,), set())
+    n2, _ = estimate_new_bytes(((shared_obj, "new"),), seen)
+    assert n1 > 8000 and n2 < 200
+
+
+def test_estimate_is_close_to_tracemalloc():
+    """The byte estimate tracks what the kept ticks really hold (within a factor of 1.5)."""
+    snaps_args = list(range(60))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        h = History(seconds=1000)
+        for i in snaps_args:
+            h.append(tick(i, nproc=200, execs=5))
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    est = h.memory_bytes()
+    assert used / 1.5 < est < used * 1.5, (est, used)
+
+
+@pytest.mark.parametrize("seconds,interval,count", [(600, 1.0, 600), (600, 0.5, 1200), (10, 3.0, 4), (0.1, 1, 1)])
+def test_count_from_seconds(seconds, interval, count):
+    assert History(seconds=seconds, interval=interval).max_count == count
+    h = History()
+    h.resize(seconds, interval)
+    assert h.max_count == count

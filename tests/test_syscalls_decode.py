@@ -1,0 +1,144 @@
+"""The syscalls probe's decoding, fed plain tuples and bytes (no BCC, no root)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from ktop.probes import syscalls as sc
+from ktop.probes.systable import syscall_name
+
+TABLE = {0: "read", 2: "open", 110: "getppid", 257: "openat", 60: "exit", 231: "exit_group",
+         56: "clone", 57: "fork", 58: "vfork", 435: "clone3"}
+
+
+def test_merge_nr_sums_every_cpu():
+    cpu0 = (10, 1, 1000, 0, 4, 6, 0)
+    cpu1 = (5, 0, 500, 0, 0, 5, 0)
+    assert sc.merge_nr([cpu0, cpu1], nbuckets=4) == (15, 1, 1500, (0, 4, 11, 0))
+
+
+def test_decode_nrstats_from_a_flat_per_cpu_array():
+    nb = 2  # fields: count, errors, lat, h0, h1
+    rows = {  # (nr, cpu) -> fields
+        (0, 0): (3, 0, 30, 0, 3), (0, 1): (1, 1, 10, 1, 0),
+        (1, 0): (0, 0, 0, 0, 0), (1, 1): (0, 0, 0, 0, 0),  # never called: left out
+        (2, 0): (0, 0, 0, 0, 0), (2, 1): (7, 2, 70, 0, 7),
+    }
+    flat = [v for nr in range(3) for cpu in range(2) for v in rows[(nr, cpu)]]
+    assert sc.decode_nrstats(flat, ncpu=2, nbuckets=nb) == {
+        0: (4, 1, 40, (1, 3)),
+        2: (7, 2, 70, (0, 7)),
+    }
+
+
+def test_nr_deltas_only_what_changed():
+    prev = {0: (4, 1, 40, (1, 3)), 2: (7, 2, 70, (0, 7))}
+    cur = {0: (4, 1, 40, (1, 3)), 2: (9, 2, 90, (0, 9)), 5: (1, 0, 5, (1, 0))}
+    assert sc.nr_deltas(cur, prev) == {2: (2, 0, 20, (0, 2)), 5: (1, 0, 5, (1, 0))}
+
+
+def test_merge_proc_takes_the_comm_from_the_cpu_that_created_the_key():
+    per_cpu = [(0, 0, 0, 0, b"\0" * 16), (5, 1, 900, 4, b"kt_getppid\0\0\0\0\0\0"), (2, 0, 100, 2, b"\0" * 16)]
+    assert sc.merge_proc(per_cpu) == (7, 1, 1000, 6, "kt_getppid")
+
+
+def test_merge_proc_comm_with_invalid_utf8_is_kept_visible():
+    assert sc.merge_proc([(1, 0, 0, 0, b"ab\xff\0" + b"\0" * 12)])[4] == "ab\\xff"
+
+
+def test_unpack_procs_and_errs_from_raw_batch_bytes():
+    ncpu = 2
+    keys = struct.pack("<II", 1234, 110) + struct.pack("<II", 99, 257)
+    val = struct.Struct("<QQQQ16s")
+    values = (val.pack(3, 0, 300, 3, b"a\0") + val.pack(2, 0, 200, 1, b"\0")
+              + val.pack(0, 0, 0, 0, b"\0") + val.pack(4, 4, 40, 4, b"nginx\0"))
+    assert sc.unpack_procs(keys, values, 2, ncpu) == {(1234, 110): (5, 0, 500, 4, "a"),
+                                                      (99, 257): (4, 4, 40, 4, "nginx")}
+    ekeys = struct.pack("<IHH", 99, 257, 2) + struct.pack("<IHH", 99, 257, 13)
+    evals = struct.pack("<QQ", 250, 50) + struct.pack("<QQ", 0, 1)
+    assert sc.unpack_errs(ekeys, evals, 2, ncpu) == {(99, 257, 2): 300, (99, 257, 13): 1}
+
+
+def test_cum_deltas_new_changed_and_idle_keys():
+    prev = {(1, 0): (5, 0, 50, 5, "a"), (2, 0): (3, 1, 30, 3, "b")}
+    cur = {(1, 0): (8, 0, 80, 8, "a"), (2, 0): (3, 1, 30, 3, "b"), (3, 1): (1, 0, 10, 1, "c"),
+           (4, 1): (0, 0, 0, 0, "")}
+    deltas, idle = sc.cum_deltas(cur, prev)
+    assert deltas == {(1, 0): (3, 0, 30, 3, "a"), (3, 1): (1, 0, 10, 1, "c")}
+    assert idle == [(2, 0)]
+    d, idle = sc.cum_deltas({"k": 7, "j": 2}, {"k": 7, "j": 1}, count_of=int)
+    assert d == {"j": 1} and idle == ["k"]
+
+
+class FakeMap:
+    """A kernel map of cumulative counters; ``evict`` is lookup-and-delete."""
+
+    def __init__(self):
+        self.data: dict = {}
+        self.late: dict = {}  # increments that land between the read and the delete
+
+    def read(self) -> dict:
+        return dict(self.data)
+
+    def evict(self, keys) -> dict:
+        out = {}
+        for k in keys:
+            if k in self.data:
+                v = self.data.pop(k) + self.late.pop(k, 0)
+                out[k] = v
+        return out
+
+
+def test_cumulative_counts_exactly_across_reads_evictions_and_reinsertions():
+    m = FakeMap()
+    c = sc.Cumulative(count_of=int)
+    m.data = {"a": 5, "b": 2}
+    assert c.step(m.read(), m.evict) == {"a": 5, "b": 2}
+    m.data["a"] += 3
+    assert c.step(m.read(), m.evict) == {"a": 3}  # b idle: evicted
+    assert "b" not in m.data and "b" not in c.prev
+    m.data["b"] = 4  # the kernel creates it again from zero
+    m.late["a"] = 2  # a was idle at the read, then grew before the delete
+    assert c.step(m.read(), m.evict) == {"b": 4, "a": 2}
+    assert "a" not in m.data
+    total = {"a": 5 + 3 + 2, "b": 2 + 4}
+    assert total == {"a": 10, "b": 6}
+
+
+def test_cumulative_never_counts_twice_a_key_the_read_missed():
+    c = sc.Cumulative(count_of=int)
+    assert c.step({"a": 5}, lambda keys: {}) == {"a": 5}
+    assert c.step({}, lambda keys: {}) == {}  # the batch read missed it
+    assert c.step({"a": 6}, lambda keys: {}) == {"a": 1}
+
+
+def test_build_sample_groups_errnos_and_names_syscalls():
+    nrs = {257: (300, 300, 3000, (0, 300)), 110: (5000, 0, 1000, (0, 5000)), 999: (1, 0, 0, (0, 0))}
+    procs = {(42, 257): (300, 300, 3000, 300, "kt_open"), (42, 110): (5000, 0, 1000, 5000, "kt_open")}
+    errs = {(42, 257, 2): 290, (42, 257, 13): 10}
+    s = sc.build_sample(1.0, nrs, procs, errs, {"no_start": 3}, TABLE, "raw_tracepoint", "hdr")
+    assert [x.name for x in s.syscalls] == ["getppid", "openat", "syscall_999"]
+    openat = s.syscalls[1]
+    assert openat.errors == 300 and openat.errnos == ((2, 290), (13, 10))
+    pair = next(x for x in s.counts if x.nr == 257)
+    assert (pair.pid, pair.comm, pair.count, pair.errnos) == (42, "kt_open", 300, ((2, 290), (13, 10)))
+    assert s.no_start == 3 and s.attach == "raw_tracepoint"
+
+
+def test_special_numbers_and_array_size():
+    flags = sc.special_flags(TABLE)
+    assert "-DNR_EXIT=60" in flags and "-DNR_EXIT_GROUP=231" in flags and "-DNR_CLONE3=435" in flags
+    assert sc.max_nr_for(TABLE) == 512
+    assert sc.max_nr_for({700: "future"}) == 704
+
+
+def test_stat_deltas():
+    assert sc.stat_deltas({"no_start": 5, "bad_nr": 1}, {"no_start": 2}) == \
+        {"start_full": 0, "no_start": 3, "procs_full": 0, "errs_full": 0, "bad_nr": 1}
+
+
+@pytest.mark.parametrize("nr,name", [(110, "getppid"), (257, "openat"), (4242, "syscall_4242")])
+def test_syscall_name(nr, name):
+    assert syscall_name(TABLE, nr) == name

@@ -1,0 +1,148 @@
+"""The syscalls model: totals, rates, errno names, latency, top-N, bounds, the JSON section."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from ktop.model import build_model, snapshot_document
+from ktop.model import syscalls as m
+from ktop.snapshot import LIVE, ProbeStatus, SyscallCount, SyscallsSample, SyscallStat
+from tests import factories as f
+
+NB = 32
+
+
+def hist(**slots) -> tuple[int, ...]:
+    h = [0] * NB
+    for k, v in slots.items():
+        h[int(k[1:])] = v
+    return tuple(h)
+
+
+def sample(interval=1.0, **kw) -> SyscallsSample:
+    base = dict(
+        syscalls=(SyscallStat(110, "getppid", 5000, 0, 5000 * 300, hist(s9=5000)),
+                  SyscallStat(257, "openat", 300, 300, 300 * 3000, hist(s12=300), ((2, 290), (13, 10)))),
+        counts=(SyscallCount(42, "kt_getppid", 110, "getppid", 5000, 0, 5000 * 300, 5000),
+                SyscallCount(43, "kt_open", 257, "openat", 300, 300, 300 * 3000, 300, ((2, 290), (13, 10)))),
+        attach="raw_tracepoint", names_from="hdr")
+    base.update(kw)
+    return SyscallsSample(interval_s=interval, **base)
+
+
+@pytest.mark.parametrize("err,name", [(2, "ENOENT"), (11, "EAGAIN"), (110, "ETIMEDOUT"), (13, "EACCES"),
+                                      (512, "ERESTARTSYS"), (516, "ERESTART_RESTARTBLOCK"), (9999, "E9999")])
+def test_errno_label(err, name):
+    assert m.errno_label(err) == name
+
+
+def test_add_errnos_and_text():
+    a = ((2, 5), (13, 1))
+    assert m.add_errnos(a, ((13, 10), (11, 1))) == ((13, 11), (2, 5), (11, 1))
+    assert m.errnos_text(((2, 300), (11, 2), (13, 1), (1, 1)), 2) == "ENOENT 300 EAGAIN 2"
+
+
+def test_fold_totals_rates_and_latency():
+    s1 = sample()
+    s2 = sample(interval=2.0, syscalls=(SyscallStat(110, "getppid", 1000, 0, 1000 * 500, hist(s9=1000)),),
+                counts=(SyscallCount(42, "kt_getppid", 110, "getppid", 1000, 0, 1000 * 500, 1000),))
+    mod = m.fold(m.fold(None, s1), s2)
+    g = next(r for r in mod.syscalls if r.nr == 110)
+    assert (g.count, g.calls, g.rate) == (6000, 1000, 500.0)
+    assert g.timed == 6000 and g.hist[9] == 6000
+    assert g.avg_ns == pytest.approx((5000 * 300 + 1000 * 500) / 6000)
+    o = next(r for r in mod.syscalls if r.nr == 257)
+    assert (o.count, o.errors, o.calls, o.rate) == (300, 300, 0, 0.0)  # idle this tick, still kept
+    assert mod.syscalls[0].nr == 110  # busiest this tick first
+    assert mod.total_calls == 6300 and mod.total_errors == 300
+    assert mod.rate == 500.0 and mod.rate_history == (5300.0, 500.0)
+    p = next(p for p in mod.processes if p.pid == 43)
+    assert (p.count, p.errors, p.errnos, p.top) == (300, 300, ((2, 290), (13, 10)), "openat")
+
+
+def test_rate_history_is_bounded():
+    mod = None
+    for _ in range(10):
+        mod = m.fold(mod, sample(), history=4)
+    assert len(mod.rate_history) == 4
+
+
+def test_processes_are_bounded_whole_and_drops_counted():
+    counts = tuple(SyscallCount(100 + i, f"p{i}", nr, "x", 10 + i, 0, 0, 0) for i in range(10) for nr in (0, 1))
+    s = sample(counts=counts)
+    mod = m.fold(None, s, max_procs=4)
+    assert [p.pid for p in mod.processes] == [109, 108, 107, 106]  # the busiest kept, with all their rows
+    assert all(len(p.syscalls) == 2 for p in mod.processes)
+    assert len(mod.pairs) == 8
+    assert mod.procs_dropped == 6 and mod.pairs_dropped == 12
+    mod2 = m.fold(mod, replace(s, counts=()), max_procs=4)
+    assert mod2.procs_dropped == 6 and len(mod2.processes) == 4
+    assert all(p.calls == 0 and p.rate == 0 for p in mod2.processes)
+    assert all(r.calls == 0 for r in mod2.pairs) and [r.count for r in mod2.pairs] == [r.count for r in mod.pairs]
+
+
+def test_rows_of_idle_processes_are_shared_between_ticks():
+    a = sample(counts=(SyscallCount(1, "a", 0, "read", 5, 0, 0, 0),))
+    b = sample(counts=(SyscallCount(2, "b", 0, "read", 5, 0, 0, 0),))
+    m1 = m.fold(m.fold(None, a), b)
+    m2 = m.fold(m1, b)
+    p1 = next(p for p in m1.processes if p.pid == 1)
+    assert next(p for p in m2.processes if p.pid == 1) is p1
+
+
+def test_process_name_prefers_the_process_table_then_the_busiest_key():
+    counts = (SyscallCount(42, "python3", 59, "execve", 1, 0, 0, 1),
+              SyscallCount(42, "kt_getppid", 110, "getppid", 5000, 0, 0, 5000))
+    mod = m.fold(None, sample(counts=counts))
+    assert next(p for p in mod.processes if p.pid == 42).comm == "kt_getppid"
+    mod = m.fold(None, sample(counts=counts), names={42: "renamed"})
+    assert next(p for p in mod.processes if p.pid == 42).comm == "renamed"
+
+
+def test_drops_accumulate():
+    mod = m.fold(m.fold(None, sample(no_start=2, procs_full=1)), sample(start_full=3, bad_nr=4, errs_full=5))
+    assert (mod.no_start, mod.procs_full, mod.start_full, mod.bad_nr, mod.errs_full) == (2, 1, 3, 4, 5)
+    assert mod.map_full == 9
+
+
+def _snap(s, t=2000.0):
+    snap = f.snapshot(time=t, probes=(ProbeStatus("syscalls", LIVE),))
+    return replace(snap, syscalls=s)
+
+
+def test_build_model_keeps_the_model_when_a_sample_is_missing():
+    model = build_model(None, _snap(sample()))
+    model = build_model(model, _snap(None, t=2001.0))
+    assert model.syscalls is not None and model.syscalls.total_calls == 5300
+
+
+def test_document_shape():
+    model = build_model(None, _snap(sample()))
+    model = build_model(model, _snap(sample(), t=2001.0))
+    doc = snapshot_document(model, 2.0)["syscalls"]
+    assert doc["attach"] == "raw_tracepoint" and doc["calls"] == 10600 and doc["errors"] == 600
+    assert doc["rate_per_s"] == 5300.0
+    assert set(doc["drops"]) == {"no_start", "start_full", "procs_full", "errs_full", "bad_nr",
+                                 "pairs_dropped", "processes_dropped"}
+    g = doc["by_syscall"][0]
+    assert (g["name"], g["nr"], g["count"], g["errors"]) == ("getppid", 110, 10000, 0)
+    lat = g["latency"]
+    assert lat["total_ns"] == 10000 * 300 and lat["timed"] == 10000 and lat["avg_us"] == 0.3
+    assert len(lat["log2_ns"]) == NB and lat["log2_ns"][9] == 10000
+    assert 0.256 <= lat["p50_us"] <= 0.511
+    o = doc["by_syscall"][1]
+    assert o["errnos"] == {"ENOENT": 580, "EACCES": 20}
+    c = next(c for c in doc["counts"] if c["pid"] == 43)
+    assert c == {"name": "openat", "nr": 257, "pid": 43, "comm": "kt_open", "count": 600, "errors": 600,
+                 "errnos": {"ENOENT": 580, "EACCES": 20},
+                 "latency": {"total_ns": 600 * 3000, "timed": 600, "avg_us": 3.0}}
+    p = next(p for p in doc["by_process"] if p["pid"] == 42)
+    assert (p["comm"], p["count"], p["errors"]) == ("kt_getppid", 10000, 0)
+
+
+def test_document_without_the_probe():
+    model = build_model(None, f.snapshot())
+    doc = snapshot_document(model, 1.0)["syscalls"]
+    assert doc["calls"] == 0 and doc["counts"] == [] and doc["by_syscall"] == []

@@ -1,0 +1,143 @@
+"""The Syscalls panel: its tables (keyed by syscall number and PID, sortable),
+errno names, latency, drops on the status line, hostile names; and an SVG
+snapshot of the panel with fixed data."""
+
+from __future__ import annotations
+
+import pytest
+from textual.app import App, ComposeResult
+
+from ktop.app import KtopApp
+from ktop.model import build_model
+from ktop.resources import themes_dir
+from ktop.ui.widgets.syscalls import SyscallsPanel
+from ktop.ui.widgets.table import KTable
+from tests.ui import fakes
+from tests.ui import syscalls_fakes as sf
+
+SIZE = (160, 48)
+
+
+async def _show(app, pilot, ticks=3, **kw):
+    model = None
+    for i in range(ticks):
+        model = build_model(model, sf.snapshot(i, **kw))
+        app.show_model(model)
+    await pilot.pause()
+    return model
+
+
+def keys(table: KTable) -> list[str]:
+    return [str(r.key.value) for r in table.ordered_rows]
+
+
+def plain_rows(table: KTable) -> list[list[str]]:
+    return [[c.plain.strip() for c in table.get_row(r.key)] for r in table.ordered_rows]
+
+
+async def test_tables_show_top_syscalls_and_processes():
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _show(app, pilot)
+        t = app.query_one("#syscalls-table", KTable)
+        # sorted by calls/s, busiest first; keys are syscall numbers
+        assert keys(t) == ["0", "110", "257", "202", "231"]
+        rows = {r[0]: r for r in plain_rows(t)}
+        assert rows["read"][1] == "12k" and rows["read"][2] == "24k"  # calls/s last tick, total
+        assert rows["openat"][5] == "900" and rows["openat"][6] == "ENOENT"
+        assert rows["futex"][6] == "ETIMEDOUT EAGAIN"  # most frequent first
+        assert rows["getppid"][3] == "0.3µs"  # average latency: 270 ns
+        assert rows["futex"][3] == "2.0ms" and rows["futex"][4] == "540ms"  # avg, total
+        assert rows["exit_group"][3] == "-" and rows["exit_group"][4] == "-"  # never returns: untimed
+        procs = app.query_one("#syscalls-procs", KTable)
+        assert keys(procs)[0] == "300"
+        prow = {r[0]: r for r in plain_rows(procs)}
+        assert prow["1001"][2] == "15k" and prow["1001"][4].startswith("kt_getppid")
+        assert prow["200"][3] == "900"
+        status = str(app.query_one("#syscalls-status").render())
+        assert "syscalls: live" in status and "untimed 6" in status
+
+
+async def test_sort_by_name_then_invert_and_by_errors():
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _show(app, pilot)
+        t = app.query_one("#syscalls-table", KTable)
+        t.set_sort(0)  # SYSCALL
+        await pilot.pause()
+        assert [r[0] for r in plain_rows(t)] == ["exit_group", "futex", "getppid", "openat", "read"]
+        t.action_sort_invert()
+        await pilot.pause()
+        assert [r[0] for r in plain_rows(t)][0] == "read"
+        t.set_sort(5)  # ERR, descending first
+        await pilot.pause()
+        assert keys(t)[:3] == ["257", "0", "202"]
+
+
+async def test_filter_by_errno_name():
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _show(app, pilot)
+        t = app.query_one("#syscalls-table", KTable)
+        t.focus()
+        await pilot.press("slash", *"enoent")
+        assert keys(t) == ["257"]
+
+
+async def test_hostile_comm_is_shown_literally():
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _show(app, pilot)
+        procs = app.query_one("#syscalls-procs", KTable)
+        comm = {r[0]: r[4] for r in plain_rows(procs)}["666"]
+        assert "\x1b" not in comm and comm.startswith("evil␛[31m")
+
+
+async def test_statuses_and_map_full():
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _show(app, pilot, ticks=1, status="unsupported",
+                    detail="this kernel lacks tracepoint raw_syscalls:sys_enter")
+        text = str(app.query_one("#syscalls-status").render())
+        assert "unsupported" in text and "raw_syscalls:sys_enter" in text
+        assert app.query_one("#syscalls-table", KTable).row_count == 0
+        from dataclasses import replace
+        await _show(app, pilot, ticks=1, s=replace(sf.sample(), procs_full=7, bad_nr=1))
+        text = str(app.query_one("#syscalls-status").render())
+        assert "map full 7" in text and "bad nr 1" in text
+
+
+async def test_enter_on_a_process_row_opens_its_pid_screen():
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _show(app, pilot)
+        procs = app.query_one("#syscalls-procs", KTable)
+        procs.focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "PidScreen"
+
+
+class PanelApp(App):
+    """Just the Syscalls panel, for a snapshot that other panels' layout does not move."""
+
+    CSS_PATH = [str(themes_dir() / "default.tcss")]
+    CSS = KtopApp.CSS + "\nSyscallsPanel { height: 1fr; }\n"
+
+    def compose(self) -> ComposeResult:
+        yield SyscallsPanel(id="syscalls")
+
+
+@pytest.mark.parametrize("width", [110, 64])
+def test_syscalls_panel_svg(snap_compare, width):
+    app = PanelApp()
+
+    async def run_before(pilot):
+        model = None
+        for i in range(8):
+            model = build_model(model, sf.snapshot(i))
+        app.query_one(SyscallsPanel).update_from(model)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(width, 20), run_before=run_before)
