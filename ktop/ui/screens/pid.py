@@ -22,10 +22,14 @@ from textual.widgets import Footer, Static
 from ktop.model import Model, SpawnRow
 from ktop.model.format import duration_ms, exit_text, human_bytes, retval_text
 from ktop.model.text import clean, join_argv, safe_text
+from ktop.ui.widgets.bio import BioPanel
+from ktop.ui.widgets.funcs import FuncsPanel
 from ktop.ui.widgets.sparkline import spark
+from ktop.ui.widgets.syscalls import SyscallsPanel
 from ktop.ui.widgets.table import Column, KTable, Row
 
 HISTORY = 120
+SCOPED_PANELS = ((BioPanel, "pid-bio"), (SyscallsPanel, "pid-syscalls"), (FuncsPanel, "pid-funcs"))
 
 TREE_COLUMNS = (
     Column("time", "TIME", 8),
@@ -74,8 +78,10 @@ class PidScreen(Screen):
     DEFAULT_CSS = """
     PidScreen #pid-info { height: auto; max-height: 14; padding: 0 1; }
     PidScreen #pid-body { height: 1fr; }
-    PidScreen #pid-tree-panel { width: 1fr; }
+    PidScreen #pid-tree-panel { width: 1fr; border: round $panel-lighten-2; }
     PidScreen #pid-tree { height: 1fr; }
+    PidScreen #pid-scoped { width: 1fr; }
+    PidScreen #pid-scoped > Panel { height: 1fr; }
     """
 
     def __init__(self, pid: int, comm: str = ""):
@@ -91,6 +97,10 @@ class PidScreen(Screen):
         with Horizontal(id="pid-body"):
             with Vertical(id="pid-tree-panel", classes="pid-panel"):
                 yield KTable(TREE_COLUMNS, id="pid-tree", keep_order=True)
+            with Vertical(id="pid-scoped"):
+                # The overview's panels, drawing model.focus: data filtered to this PID in the kernel.
+                for cls, pid_id in SCOPED_PANELS:
+                    yield cls(id=pid_id)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -111,6 +121,9 @@ class PidScreen(Screen):
             self.rss = (self.rss + (float(d.rss),))[-HISTORY:]
         self.query_one("#pid-info", Static).update(self._info(model, d))
         self._tree(model)
+        if model.focus is not None:
+            for panel in self.query("#pid-scoped > Panel"):
+                panel.update_from(model.focus)
 
     def _info(self, model: Model, d) -> Group:
         title = Text(no_wrap=True)
