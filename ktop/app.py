@@ -37,6 +37,14 @@ from ktop.ui.widgets.syscalls import SyscallsPanel
 from ktop.ui.widgets.table import KTable
 
 
+def seconds_since_start() -> float:
+    """Seconds since this process started, from /proc (psutil's create_time rounds boot time)."""
+    with open("/proc/self/stat", "rb") as f:
+        stat = f.read()
+    start_ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def parse_time(text: str, start: float) -> Optional[float]:
     """'12:03:04' (today, local time, else the recording's day) or '+90' seconds after ``start``."""
     text = text.strip()
@@ -74,7 +82,7 @@ class KtopApp(App):
     .status, .rate { height: 1; }
     #spawn-side { width: 30; }
     #spawn-spark { height: 2; }
-    .-narrow #spawn-side { display: none; }
+    .-narrow #spawn-side, SpawnsPanel.-slim #spawn-side { display: none; }
     #tabs { height: 1; display: none; }
     .-compact Panel { display: none; }
     .-compact Panel.-active { display: block; height: 1fr; }
@@ -215,9 +223,7 @@ class KtopApp(App):
     def _timing(self, record: dict) -> None:
         if not self._timings:
             return
-        import psutil
-
-        record["since_start_s"] = time.time() - psutil.Process().create_time()
+        record["since_start_s"] = seconds_since_start()
         with open(self._timings, "a") as f:
             f.write(json.dumps(record) + "\n")
 

@@ -40,7 +40,7 @@ DISK_COLUMNS = (
     Column("p95", "P95", 6, numeric=True, desc=True),
     Column("p99", "P99", 6, numeric=True, desc=True),
     Column("max", "MAX", 6, numeric=True, desc=True),
-    Column("trend", " P99 │ IOPS", None),
+    Column("trend", " P99│IOPS", None),
 )
 
 PROC_COLUMNS = (
@@ -94,8 +94,8 @@ def disk_rows(bio: Optional[BioModel], trend_width: int = 16) -> list[Row]:
             cells=(label, _num(rate_text(d.iops)), _num(human_bytes(d.bytes_per_s)), _num(lat_text(lat.p50_us)),
                    _num(lat_text(lat.p95_us)), _num(lat_text(lat.p99_us)), _num(lat_text(lat.max_us)),
                    Text(trend_text(d, trend_width), no_wrap=True)),
-            sort_values=((d.disk, OP_ORDER.get(d.op, 9)), d.iops, d.bytes_per_s, lat.p50_us, lat.p95_us, lat.p99_us, lat.max_us,
-                         lat.p99_us),
+            sort_values=((d.disk, OP_ORDER.get(d.op, 9)), d.iops, d.bytes_per_s, lat.p50_us, lat.p95_us,
+                         lat.p99_us, lat.max_us, lat.p99_us),
             search=f"{clean(d.disk)} {d.op}".lower(),
         ))
     return out
@@ -140,8 +140,8 @@ def counters_text(bio: Optional[BioModel]) -> str:
     full = c.get("inflight_full", 0) + c.get("diskop_full", 0) + c.get("proc_full", 0)
     if full:
         parts.append(f"map full {full}")
-    if c.get("missed"):
-        parts.append(f"missed {c['missed']}")
+    if c.get("missed") or c.get("unseen"):
+        parts.append(f"missed {c.get('missed', 0) + c.get('unseen', 0)}")
     if c.get("no_start"):
         parts.append(f"no start {c['no_start']}")
     if c.get("expired"):
@@ -209,6 +209,11 @@ class BioPanel(Panel):
         total = sum(d.total.count for d in bio.diskops) if bio is not None else 0
         self.border_title = f"Block I/O ({total} I/O)" if total else "Block I/O"
         self.border_subtitle = f"top: last {WINDOW} ticks" if bio is not None and bio.procs else ""
+
+    def on_resize(self) -> None:
+        # the sparkline cells are drawn to the trend column's width, known after layout
+        if self._model is not None:
+            self.call_after_refresh(self.update_from, self._model)
 
     def _draw_charts(self) -> None:
         model = self._model

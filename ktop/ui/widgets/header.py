@@ -28,8 +28,11 @@ class HostHeader(Widget):
         self.marker = ""  # LIVE, the time being viewed, or the replay position
 
     def update_from(self, model: Model) -> None:
+        # A layout pass only when the number of lines changes (CPU count, swap appearing).
+        lines = (len(model.system.cpu_percent), bool(model.system.swap_total), self.size.width)
+        self.refresh(layout=lines != getattr(self, "_lines", None))
+        self._lines = lines
         self.model = model
-        self.refresh(layout=True)
 
     def render(self):
         m = self.model

@@ -94,4 +94,18 @@ class Panel(Vertical):
 
 
 class StatusLine(Static):
-    """A one-line status (text is set as a Text: never markup)."""
+    """A status line (text is set as a Text: never markup).
+
+    Its height is fixed by CSS, so an update repaints this line only: the
+    default (a layout pass over the whole screen) made every tick redraw
+    every widget. Unchanged text is not even repainted.
+    """
+
+    _last: tuple = ()
+
+    def update(self, content="", *, layout: bool = False) -> None:
+        key = (content.plain, tuple(content.spans), str(content.style)) if isinstance(content, Text) else (content,)
+        if key == self._last and not layout:
+            return
+        self._last = key
+        super().update(content, layout=layout)

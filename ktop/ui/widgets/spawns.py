@@ -51,13 +51,28 @@ def spawn_cells(r: SpawnRow) -> tuple[Text, ...]:
     )
 
 
-def spawn_rows(model: Model) -> list[Row]:
-    return [Row(key=r.seq, cells=spawn_cells(r),
-                sort_values=(r.time, r.pid, r.ppid, r.user, r.comm, r.retval, r.exit_code,
-                             r.lifetime_ms, " ".join(r.argv)),
-                search=f"{r.pid} {clean(r.user)} {clean(r.comm)} {clean(' '.join(r.argv))}".lower(),
-                pid=r.pid)
-            for r in model.spawns]
+def spawn_row(r: SpawnRow) -> Row:
+    return Row(key=r.seq, cells=spawn_cells(r),
+               sort_values=(r.time, r.pid, r.ppid, r.user, r.comm, r.retval, r.exit_code,
+                            r.lifetime_ms, " ".join(r.argv)),
+               search=f"{r.pid} {clean(r.user)} {clean(r.comm)} {clean(' '.join(r.argv))}".lower(),
+               pid=r.pid)
+
+
+def spawn_rows(model: Model, cache: dict | None = None) -> list[Row]:
+    """Rows newest first; ``cache`` (seq -> (SpawnRow, Row)) reuses rows that did not change
+    (most of them: a row changes once, when its process exits)."""
+    if cache is None:
+        return [spawn_row(r) for r in model.spawns]
+    rows, fresh = [], {}
+    for r in model.spawns:
+        hit = cache.get(r.seq)
+        row = hit[1] if hit is not None and hit[0] is r else spawn_row(r)
+        fresh[r.seq] = (r, row)
+        rows.append(row)
+    cache.clear()
+    cache.update(fresh)
+    return rows
 
 
 def parent_rows(model: Model) -> list[Row]:
@@ -68,6 +83,10 @@ def parent_rows(model: Model) -> list[Row]:
 
 class SpawnsPanel(Panel):
     panel_title = "Spawns"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._row_cache: dict = {}
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="spawn-status", classes="status")
@@ -84,6 +103,11 @@ class SpawnsPanel(Panel):
     def table(self) -> KTable:
         return self.query_one("#spawn-table", KTable)
 
+    def on_resize(self, event) -> None:
+        # Below this width the stream's columns need the room: the side column folds
+        # into the status line.
+        self.set_class(event.size.width < 125, "-slim")
+
     def update_from(self, model: Model) -> None:
         st = model.probes.get("spawn")
         t = model.spawn_totals
@@ -91,8 +115,18 @@ class SpawnsPanel(Panel):
         drops = t.pending_full + t.tracked_full
         if drops:
             extra = f"map full {drops}"
-        self.query_one("#spawn-status", StatusLine).update(status_line(st, extra))
         r = model.spawn_rates
+        line = status_line(st, extra)
+        if self.has_class("-slim"):  # no side column: rates, trend and top parents on the status line
+            line.append(f"  exec/s {r.execs_per_s:.1f} ")
+            line.append(spark_text(model.exec_rate_history, 16), style="bold")
+            if model.top_parents:
+                line.append("  top parents: ")
+                for i, (ppid, comm, n) in enumerate(model.top_parents[:3]):
+                    line.append(", " if i else "")
+                    line.append_text(safe_text(comm, limit=15))
+                    line.append(f"({ppid}) {n}")
+        self.query_one("#spawn-status", StatusLine).update(line)
         self.query_one("#spawn-rate", StatusLine).update(Text(
             f"exec/s {r.execs_per_s:.1f}  fork/s {r.forks_per_s:.1f}  fail/s {r.exec_failures_per_s:.1f}",
             no_wrap=True))
@@ -101,6 +135,6 @@ class SpawnsPanel(Panel):
         hist = model.exec_rate_history
         spark.update(Text(spark_text(hist, width) + "\n" + f"peak {max(hist, default=0):.1f}/s".rjust(width),
                           no_wrap=True))
-        self.table.update_rows(spawn_rows(model))
+        self.table.update_rows(spawn_rows(model, self._row_cache))
         self.query_one("#parent-table", KTable).update_rows(parent_rows(model))
         self.border_title = f"Spawns ({t.execs} execs)"
