@@ -3,9 +3,10 @@
 
 A tight loop of N getppid(2) calls (a small C program built here with gcc)
 is timed with no tracer, with ``ktop snapshot`` running its default probes
-(the syscalls probe among them), with ktop running the syscalls probe
-alone, and with BCC's ``syscount-bpfcc`` (counts only, its default) and
-``syscount-bpfcc -L`` (with latency, as ktop measures it) running. Each
+(the syscalls probe among them; ``ktop-counts``: the same with
+``--syscalls-latency off``), with ktop running the syscalls probe alone, and
+with BCC's ``syscount-bpfcc`` (counts only, its default) and
+``syscount-bpfcc -L`` (with latency, as ktop measures it by default) running. Each
 round starts every tracer in turn (the order rotates from round to round),
 waits until it is attached, runs the loop ``--runs`` times, and stops it;
 the medians over all rounds are compared with the untraced median.
@@ -28,7 +29,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import statistics
@@ -70,8 +70,38 @@ int main(int argc, char **argv)
 """
 
 
+# --breakdown: the syscalls probe's C program loaded alone through BCC (no ktop
+# collector, no BPF statistics unless asked), and two empty hooks, to split the cost.
+VARIANT_PY = r"""
+import signal, sys, time
+from bcc import BPF
+from ktop.probes.base import ProbeOptions
+from ktop.probes.syscalls import SyscallsProbe
+what, stats = sys.argv[1], sys.argv[2] == "stats"
+if what == "empty-hooks":
+    b = BPF(text="RAW_TRACEPOINT_PROBE(sys_enter) { return 0; }\nRAW_TRACEPOINT_PROBE(sys_exit) { return 0; }")
+else:
+    probe = SyscallsProbe(ProbeOptions(extra={"syscalls_latency": what != "syscalls-nolat"}))
+    b = BPF(src_file=probe.source().encode(), cflags=probe.cflags())
+if stats:
+    from ktop.probes import bpfstats
+    assert bpfstats.enable()
+print("ready", flush=True)
+signal.sigwait([signal.SIGINT, signal.SIGTERM])
+b.cleanup()
+"""
+BREAKDOWN = (("empty-hooks", ""), ("empty-hooks", "stats"), ("syscalls", ""), ("syscalls", "stats"),
+             ("syscalls-nolat", ""), ("syscalls-nolat", "stats"))
+
+
 def log(msg: str) -> None:
     print(f"[syscalls-bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _default_sigint() -> None:
+    """A shell's background job ignores SIGINT, and children inherit that: undo it,
+    so the tracers stop (and detach) on SIGINT as they do in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def ktop_command() -> Optional[list[str]]:
@@ -85,8 +115,9 @@ def ktop_command() -> Optional[list[str]]:
 class Tracer:
     """A tracer started in the background; ``ready`` once it says it is attached."""
 
-    def __init__(self, name: str, argv: list[str], ready: str, stream: str):
+    def __init__(self, name: str, argv: list[str], ready: str, stream: str, expect: str = ""):
         self.name = name
+        self.expect = expect  # must be on the ready line (ktop: the syscalls probe is live)
         self.argv = argv
         self.ready_text = ready
         self.stream = stream  # "stdout" or "stderr": where the ready line comes
@@ -97,16 +128,22 @@ class Tracer:
     def start(self, timeout: float = 90.0) -> float:
         """Starts it; returns seconds until it was ready."""
         t0 = time.monotonic()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.ready = threading.Event()  # a fresh start: the last round's "ready" does not count
+        self.lines = []
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.path.dirname(HERE))
         out = subprocess.PIPE if self.stream == "stdout" else subprocess.DEVNULL
         err = subprocess.PIPE if self.stream == "stderr" else subprocess.DEVNULL
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_default_sigint)
         pipe = self.proc.stdout if self.stream == "stdout" else self.proc.stderr
         threading.Thread(target=self._read, args=(pipe,), daemon=True).start()
         if not self.ready.wait(timeout):
             self.stop()
             raise RuntimeError(f"{self.name} never became ready; it said: {''.join(self.lines[-5:])!r}")
+        ready_line = next((ln for ln in self.lines if self.ready_text in ln), "")
+        if self.expect and self.expect not in ready_line:
+            self.stop()
+            raise RuntimeError(f"{self.name}: {self.expect!r} not live: {ready_line.strip()!r}")
         time.sleep(0.5)  # let start-up work (first map reads, process scans) settle
         return time.monotonic() - t0
 
@@ -129,15 +166,25 @@ class Tracer:
             p.wait(10)
 
 
-def tracers(ktop: Optional[list[str]], extra_probes: tuple[str, ...] = ()) -> dict[str, Optional[Tracer]]:
+def tracers(ktop: Optional[list[str]], extra_probes: tuple[str, ...] = (), breakdown: bool = False
+            ) -> dict[str, Optional[Tracer]]:
     out: dict[str, Optional[Tracer]] = {"none": None}
+    if breakdown:
+        py = os.path.join(os.path.dirname(HERE), ".venv", "bin", "python")
+        py = py if os.access(py, os.X_OK) else sys.executable
+        for what, stats in BREAKDOWN:
+            name = f"bcc-{what}" + ("+stats" if stats else "")
+            out[name] = Tracer(name, [py, "-c", VARIANT_PY, what, stats or "-"], "ready", "stdout")
     if ktop:
         # ktop prints its JSON at the end: to /dev/null; "collecting" comes on stderr once live.
         out["ktop"] = Tracer("ktop", ktop + ["snapshot", "--duration", "3600", "--json"],
-                             "ktop: collecting", "stderr")
+                             "ktop: collecting", "stderr", expect="syscalls")
+        out["ktop-counts"] = Tracer("ktop-counts", ktop + ["snapshot", "--syscalls-latency", "off",
+                                                          "--duration", "3600", "--json"],
+                                    "ktop: collecting", "stderr", expect="syscalls")
         out["ktop-syscalls"] = Tracer("ktop-syscalls", ktop + ["snapshot", "--probes", "syscalls",
                                                               "--duration", "3600", "--json"],
-                                      "ktop: collecting", "stderr")
+                                      "ktop: collecting", "stderr", expect="syscalls")
         for probe in extra_probes:  # one other probe alone: what it adds to every syscall
             out[f"ktop-{probe}"] = Tracer(f"ktop-{probe}", ktop + ["snapshot", "--probes", probe, "--duration", "3600",
                                                                 "--json"], "ktop: collecting", "stderr")
@@ -213,6 +260,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--calls", type=int, default=2_000_000)
     ap.add_argument("--quick", action="store_true", help="1 round, 1 run, 500k calls")
     ap.add_argument("--only", default="", help="comma-separated tracers (default: all found)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also load the syscalls program alone through BCC (with and without latency, "
+                         "with and without BPF statistics) and two empty hooks, to split the cost")
     ap.add_argument("--probe-alone", default="", metavar="LIST",
                     help="also run ktop with each of these probes alone (e.g. spawn,funcs,bio)")
     ap.add_argument("--out", default=os.path.join(HERE, "syscalls_results.json"))
@@ -226,7 +276,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("syscalls_bench: needs gcc", file=sys.stderr)
         return 2
 
-    all_tracers = tracers(ktop_command(), tuple(p for p in args.probe_alone.split(",") if p))
+    all_tracers = tracers(ktop_command(), tuple(p for p in args.probe_alone.split(",") if p), args.breakdown)
     if args.only:
         wanted = ["none"] + [n for n in args.only.split(",") if n and n != "none"]
         all_tracers = {n: all_tracers.get(n) for n in wanted if n in all_tracers}
@@ -290,7 +340,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         }
     base = results["conditions"].get("none", {})
     if "wall_s" in base:
-        for name, c in results["conditions"].items():
+        for c in results["conditions"].values():
             if "wall_s" in c:
                 c["wall_ratio"] = round(c["wall_s"] / base["wall_s"], 3)
                 c["cpu_ratio"] = round(c["cpu_s"] / base["cpu_s"], 3)

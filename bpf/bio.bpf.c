@@ -78,7 +78,9 @@
 #define ST_RQ_MERGED 9     /* requests merged into another (entry dropped) */
 #define ST_FILTERED 10     /* completions left out by -p */
 #define ST_PARTIAL 11      /* partial completions (the request goes on) */
-#define ST_NR 12
+#define ST_UNSEEN 12       /* RAW_MODE: a request reused while still in flight for us: its
+                              completion never reached the program */
+#define ST_NR 13
 
 /* inflight.flags */
 #define F_WHO 1       /* pid/comm known */
@@ -167,11 +169,17 @@ static __always_inline void count(int slot)
         (*v)++;
 }
 
-static __always_inline u32 slot_of(u64 us)
+static __always_inline u64 slot_of(u64 us)
 {
     /* the bit length of us (BCC's bpf_log2l for us > 0), 0 for 0 */
-    u32 s = us ? bpf_log2l(us) : 0;
-    return s < NSLOTS ? s : NSLOTS - 1;
+    u64 s = us ? bpf_log2l(us) : 0;
+    s = s < NSLOTS ? s : NSLOTS - 1;
+    /* Hide that bound from the compiler: the callers' own check then stays on
+     * the (64-bit) register that indexes the histogram. Linux 6.1's verifier
+     * does not carry a bound checked on a zero-extended copy back to the
+     * original ("unbounded memory access"). */
+    asm volatile("" : "+r"(s));
+    return s;
 }
 
 #ifdef FILTER_DEV
@@ -243,6 +251,11 @@ static __always_inline void submitted(struct rq_key *key, u32 dev, u32 bytes, in
     }
     if (!track)
         return;
+#ifdef RAW_MODE
+    struct inflight *old = inflight.lookup(key);
+    if (old && old->issue_ts)
+        count(ST_UNSEEN);
+#endif
     int ret = replace ? inflight.update(key, &v) : inflight.insert(key, &v);
     if (ret != 0 && ret != -EEXIST_)
         count(ST_INFLIGHT_FULL);
@@ -264,6 +277,10 @@ static __always_inline void issued(struct rq_key *key, u32 dev, u32 op, u32 byte
     struct inflight *f = entry_of(key);
     if (!f)
         return;
+#ifdef RAW_MODE
+    if (f->issue_ts)  /* issued before, neither completed nor requeued since */
+        count(ST_UNSEEN);
+#endif
     f->issue_ts = bpf_ktime_get_ns();
     f->bytes = bytes;
     if (!(f->flags & F_WHO) && op == OP_FLUSH) {
@@ -294,7 +311,7 @@ static __always_inline void count_disk(struct diskop_key *dk, u32 bytes, int err
             return;
         }
     }
-    u32 ls = slot_of(lat_ns / 1000);
+    u64 ls = slot_of(lat_ns / 1000);
     __sync_fetch_and_add(&d->count, 1);
     __sync_fetch_and_add(&d->bytes, bytes);
     __sync_fetch_and_add(&d->lat_sum_ns, lat_ns);
@@ -303,7 +320,7 @@ static __always_inline void count_disk(struct diskop_key *dk, u32 bytes, int err
     if (ls < NSLOTS)
         __sync_fetch_and_add(&d->lat[ls], 1);
     if (queued) {
-        u32 qs = slot_of(queue_ns / 1000);
+        u64 qs = slot_of(queue_ns / 1000);
         __sync_fetch_and_add(&d->queue_count, 1);
         __sync_fetch_and_add(&d->queue_sum_ns, queue_ns);
         if (qs < NSLOTS)
@@ -460,6 +477,18 @@ RAW_TRACEPOINT_PROBE(block_rq_merge)
     struct rq_key key = {.a = ctx->args[RQ_ARG_RQ_MERGE]};
     if (inflight.delete(&key) == 0)
         count(ST_RQ_MERGED);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_RQ_REQUEUE
+RAW_TRACEPOINT_PROBE(block_rq_requeue)
+{
+    /* back to the queue: it will be issued again, not a lost completion */
+    struct rq_key key = {.a = ctx->args[RQ_ARG_RQ_REQUEUE]};
+    struct inflight *f = inflight.lookup(&key);
+    if (f)
+        f->issue_ts = 0;
     return 0;
 }
 #endif

@@ -20,6 +20,9 @@
  *   NR_EXIT, NR_EXIT_GROUP  this architecture's numbers of exit/exit_group
  *   FILTER_TGID       only this process (and, with TASK_OFF_REAL_PARENT and
  *                     TASK_OFF_TGID from BTF, its children)
+ *   NO_LATENCY        counts and errors only: no sys_enter hook, no timestamps
+ *                     (about half the cost per syscall; exit and exit_group,
+ *                     which never return, are then not counted)
  *
  * All counters are cumulative: user space reads them each tick and takes
  * differences, so no increment is lost to a read-and-clear race. User space
@@ -112,9 +115,11 @@ BPF_PERCPU_ARRAY(stats, u64, ST_NR);
 BPF_PERCPU_ARRAY(nrstats, struct nr_stats, MAX_NR);
 BPF_PERCPU_HASH(procs, struct proc_key, struct proc_val, MAX_PROCS);
 BPF_PERCPU_HASH(errs, struct err_key, u64, MAX_ERRS);
+#ifndef NO_LATENCY
 BPF_PERCPU_ARRAY(slot, struct slot_t, 1);
 /* tid -> the call in flight of a thread that was switched out during it */
 BPF_HASH(parked, u32, struct start_t, MAX_THREADS);
+#endif
 
 static __always_inline void count(int slot)
 {
@@ -216,6 +221,7 @@ static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)
     }
 }
 
+#ifndef NO_LATENCY
 /* The call in flight on this CPU: the fast path. A thread that is switched
  * out in the middle of a call moves it to `parked` (sched_switch below), so
  * the slot is always the running thread's call, and a call's entry is found
@@ -250,6 +256,8 @@ static __always_inline int on_enter(s64 nr)
     return 0;
 }
 
+#endif /* NO_LATENCY */
+
 static __always_inline int is_fork(s64 nr)
 {
     return nr == NR_CLONE || nr == NR_CLONE3 || nr == NR_FORK || nr == NR_VFORK;
@@ -260,6 +268,7 @@ static __always_inline int on_exit(s64 ret, s64 nr_hint, int have_hint, void *re
     u64 id = bpf_get_current_pid_tgid();
     if (filtered_out(id >> 32))
         return 0;
+#ifndef NO_LATENCY
     u32 tid = (u32)id;
     int zero = 0;
     struct slot_t *sl = slot.lookup(&zero);
@@ -269,14 +278,7 @@ static __always_inline int on_exit(s64 ret, s64 nr_hint, int have_hint, void *re
         account(id, sl->nr, ret, lat, 1);
         return 0;
     }
-    struct start_t *p = parked.lookup(&tid);
-    if (p) {
-        u64 lat = bpf_ktime_get_ns() - p->ts;
-        s64 nr = p->nr;
-        parked.delete(&tid);
-        account(id, nr, ret, lat, 1);
-        return 0;
-    }
+#endif
     s64 nr = -1;
     if (have_hint) {
         nr = nr_hint;
@@ -285,29 +287,49 @@ static __always_inline int on_exit(s64 ret, s64 nr_hint, int have_hint, void *re
         bpf_probe_read_kernel(&nr, sizeof(nr), (void *)((u64)regs + REGS_OFF_NR));
 #endif
     }
+#ifndef NO_LATENCY
+    struct start_t *p = parked.lookup(&tid);
+    if (p) {
+        u64 ts = p->ts;
+        s64 pnr = p->nr;
+        parked.delete(&tid);
+        /* The same call, unless the entry is stale (its thread exec'd from a
+         * non-leader thread and changed TID, and the TID was reused) */
+        if (pnr == nr || nr == -1) {
+            account(id, pnr, ret, bpf_ktime_get_ns() - ts, 1);
+            return 0;
+        }
+    }
+#endif
     if (ret == 0 && is_fork(nr))
         return 0; /* a new task returning from fork/clone: not a call of its own */
+#ifndef NO_LATENCY
     count(ST_NO_START);
+#endif
     account(id, nr, ret, 0, 0);
     return 0;
 }
 
 #ifdef RAW_TP
 /* sys_enter(struct pt_regs *regs, long id); sys_exit(struct pt_regs *regs, long ret) */
+#ifndef NO_LATENCY
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
     return on_enter((s64)ctx->args[1]);
 }
+#endif
 
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
     return on_exit((s64)ctx->args[1], 0, 0, (void *)ctx->args[0]);
 }
 #else
+#ifndef NO_LATENCY
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
     return on_enter(args->id);
 }
+#endif
 
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
@@ -315,6 +337,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 }
 #endif
 
+#ifndef NO_LATENCY
 /* The thread going off CPU (still `current` here) parks its call in flight. */
 static __always_inline int on_switch(void)
 {
@@ -344,3 +367,4 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     parked.delete(&tid);
     return 0;
 }
+#endif /* NO_LATENCY */

@@ -94,6 +94,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="most probes one -f SPEC may attach (default 1000, BCC's limit)")
     p.add_argument("--disk", type=_disk, metavar="NAME", default=None,
                    help="bio probe: trace this disk only (e.g. vda; a partition means its disk)")
+    p.add_argument("--syscalls-latency", choices=("on", "off"), default="on",
+                   help="syscalls probe: time every call (on, the default) or only count calls and errors "
+                        "(off: no sys_enter hook, about half the cost per syscall)")
+    p.add_argument("--bpf-stats", action="store_true",
+                   help="measure the kernel time of ktop's own programs (BPF_ENABLE_STATS; it costs every "
+                        "BPF program on the machine ~70 ns a run while on, so it is off by default)")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -174,6 +180,10 @@ def _probe_options(args):
         extra.update(funcs=list(args.funcs), funcs_max=args.funcs_max)
     if getattr(args, "disk", None) is not None:
         extra["bio_disk_dev"] = args.disk
+    if getattr(args, "syscalls_latency", "on") == "off":
+        extra["syscalls_latency"] = False
+    if getattr(args, "bpf_stats", False):
+        extra["bpf_stats"] = True
     return ProbeOptions(pid=args.pid, extra=extra)
 
 

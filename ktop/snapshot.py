@@ -193,6 +193,7 @@ class BioSample:
     mode: str = ""  # "raw" (raw tracepoints, keyed by request) or "tracepoint" (keyed by dev, sector, op)
     partial: int = 0  # partial completions (the request went on)
     missed: int = 0  # events the kernel skipped: a BPF program already ran on that CPU
+    unseen: int = 0  # raw mode: completions never delivered (found when the request was reused)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@
 # See docs/testing-vm.md. Run as root, after `make install`.
 #
 # Knobs (environment): KTOP_VM_TIMEOUT (s, default 1500) bounds the boot and
-# the whole guest run; KTOP_VM_MEMORY (default 2G); KTOP_VM_CPUS (default 2);
+# the whole guest run; KTOP_VM_MEMORY (default 3G); KTOP_VM_CPUS (default 2);
+# KTOP_VM_HOT_IMAGE=0 leaves every file on the (slow) shared root;
 # KTOP_VM_PYTEST_ARGS adds pytest arguments in the guest (e.g. -k doctor).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -95,14 +96,49 @@ fi
 ln -sfn "$hdr" "$kdir/lib/modules/$kver/build"
 [ -d "$common" ] && ln -sfn "$common" "$kdir/lib/modules/$kver/source"
 
-# 5. Boot once and run the suite in the guest, bounded by a timeout.
+# 5. A disk for the guest. The shared root (9p, no caching) is slow under TCG:
+#    the files every test reads (the tree, the venv, Python, BCC's libraries,
+#    the kernel headers) go into an ext4 image that the guest mounts over
+#    their paths (a snapshot, thrown away after the run). Its free space is
+#    the guest's TMPDIR, so the tests' files sit on a real block device.
 rm -rf "$OUT" && mkdir -p "$OUT"
+hot_paths() {
+  local p
+  for p in "$repo"/* "$repo"/.[!.]*; do
+    case ${p##*/} in .git|.cache|.vm-venv|'.[!.]*') ;; *) [ -e "$p" ] && echo "$p" ;; esac
+  done
+  /usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])'
+  echo /usr/lib/python3/dist-packages
+  echo "$hdr"; echo "$common"; readlink -f "$hdr/scripts" | sed 's,/scripts$,,'
+  ldd /usr/lib/x86_64-linux-gnu/libbcc.so.0 "$(readlink -f /usr/bin/python3)" 2>/dev/null \
+    | awk '/=> \// {print $3}' | xargs -r readlink -f
+}
+disk_args=()
+if [ "${KTOP_VM_HOT_IMAGE:-1}" = 1 ] && command -v mke2fs >/dev/null; then
+  stage=$OUT/hot-stage
+  mkdir -p "$stage"
+  hot_paths | sort -u | while read -r p; do
+    [ -e "$p" ] || continue
+    mkdir -p "$stage$(dirname "$p")"
+    cp -al "$p" "$stage$p" 2>/dev/null || cp -a "$p" "$stage$p" || exit 1
+    echo "$p"
+  done >"$OUT/hot.list" || die "could not stage the guest's disk image in $stage"
+  mb=$(du -sm "$stage" | cut -f1)
+  mke2fs -q -F -t ext4 -L ktophot -d "$stage" "$OUT/hot.img" "$((mb + 1024))M" \
+    || die "could not build the guest's disk image (mke2fs -d)"
+  rm -rf "$stage"
+  trap 'rm -f "$OUT/hot.img"' EXIT
+  disk_args=(--disk "$OUT/hot.img")
+fi
+
+# 6. Boot once and run the suite in the guest, bounded by a timeout.
+printf '%s\n' "${KTOP_VM_PYTEST_ARGS:-}" >"$OUT/pytest-args"
 t_boot=$SECONDS
 say "booting $kver under QEMU/TCG (timeout ${TIMEOUT} s; console log: $OUT/console.log)"
 # Console lines starting with '[' are the kernel's; the rest (pytest's output) is shown.
 PATH=$VM_VENV/bin:$PATH timeout --kill-after=20 "$TIMEOUT" \
-  "$VM_VENV/bin/vng" --run "$vmlinuz" --disable-kvm --force-9p \
-  --memory "${KTOP_VM_MEMORY:-2G}" --cpus "${KTOP_VM_CPUS:-2}" --verbose \
+  "$VM_VENV/bin/vng" --run "$vmlinuz" --disable-kvm --force-9p "${disk_args[@]}" \
+  --memory "${KTOP_VM_MEMORY:-3G}" --cpus "${KTOP_VM_CPUS:-2}" --verbose \
   --rwdir="$OUT" --exec "bash $(printf '%q' "$repo/scripts/vm-guest.sh") $(printf '%q' "$repo") $(printf '%q' "$OUT")" \
   </dev/null 2>&1 | tee "$OUT/console.log" | grep --line-buffered -v '^\['
 vng_rc=${PIPESTATUS[0]}

@@ -22,7 +22,8 @@ MAX_DISKOPS = 64  # (disk, op) pairs the model follows
 MAX_PROC_TOTALS = 5000  # processes whose totals are kept for the snapshot document
 OP_ORDER = ("read", "write", "discard", "flush", "other")
 COUNTERS = ("issues", "completions", "no_start", "not_issued", "inflight_full", "diskop_full",
-            "proc_full", "unattributed", "rekeyed", "rq_merged", "filtered", "expired", "partial", "missed")
+            "proc_full", "unattributed", "rekeyed", "rq_merged", "filtered", "expired", "partial", "missed",
+            "unseen")
 
 
 def _us(ns: float) -> float:
@@ -361,7 +362,8 @@ def summary_lines(section: dict, top: int = 10) -> list[str]:
                    f"{p['write_bytes']:>12} {us(p['avg_us']):>8} {us(p['max_us']):>8}")
     c = section.get("counters") or {}
     notes = [f"{k} {v}" for k, v in c.items() if v and k in ("no_start", "inflight_full", "diskop_full",
-                                                             "proc_full", "expired", "procs_dropped", "missed")]
+                                                             "proc_full", "expired", "procs_dropped", "missed",
+                                                             "unseen")]
     if notes:
         out.append("bio counters: " + ", ".join(notes))
     return out

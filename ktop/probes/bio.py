@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from ktop.probes import features
 from ktop.model.bio import path_description
+from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.snapshot import BioDiskOp, BioProc, BioSample
 
@@ -46,7 +46,7 @@ OPS = ("read", "write", "discard", "flush", "other")  # OP_* in bpf/bio.bpf.c
 
 # Slots of the per-CPU `stats` array (bpf/bio.bpf.c ST_*).
 STAT_SLOTS = ("issues", "completions", "no_start", "not_issued", "inflight_full", "diskop_full",
-              "proc_full", "unattributed", "rekeyed", "rq_merged", "filtered", "partial")
+              "proc_full", "unattributed", "rekeyed", "rq_merged", "filtered", "partial", "unseen")
 
 ATTRIBUTIONS = ("block_io_start", "block_bio_queue", "issue")
 MODES = ("raw", "tracepoint")
@@ -227,7 +227,8 @@ def choose_attribution(forced: Optional[str] = None, exists=None, raw: bool = Fa
     return "issue"  # pragma: no cover
 
 
-RAW_EVENTS = ("block_rq_issue", "block_rq_complete", "block_rq_insert", "block_rq_merge", "block_io_start")
+RAW_EVENTS = ("block_rq_issue", "block_rq_complete", "block_rq_insert", "block_rq_merge", "block_rq_requeue",
+              "block_io_start")
 
 
 def raw_offsets(btf=None) -> dict[str, int]:
@@ -361,6 +362,8 @@ class BioProbe(ProbeWorker):
             flags.append("-DHAVE_FRONTMERGE")  # (tracepoint mode only)
         if self._have("block_rq_merge"):
             flags.append("-DHAVE_RQ_MERGE")
+        if self.mode == "raw" and self._have("block_rq_requeue"):
+            flags.append("-DHAVE_RQ_REQUEUE")
         disk = x.get("bio_disk_dev")
         if disk is not None:
             flags.append(f"-DFILTER_DEV={int(disk)}")
@@ -474,7 +477,7 @@ class BioProbe(ProbeWorker):
         sample = build_sample(interval_s, build_disks(deltas, maxes, self._resolve),
                               build_procs(rows, self._resolve), d, self.attribution, self.queue_source,
                               expired, self.mode, missed)
-        self.add_lost(d["inflight_full"] + d["diskop_full"] + d["proc_full"] + missed)
+        self.add_lost(d["inflight_full"] + d["diskop_full"] + d["proc_full"] + missed + d["unseen"])
         return sample
 
 

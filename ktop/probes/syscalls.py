@@ -281,6 +281,8 @@ class _Batch:
             if res != 0:
                 if err == _errno.ENOENT:
                     break  # done
+                if first and not total and err in (_errno.EINVAL, _errno.EOPNOTSUPP, 524):
+                    return self._read_slow()  # no batch ops (Linux < 5.6)
                 if err == _errno.ENOSPC and self.chunk < self.table.max_entries:
                     # a hash bucket holds more than a chunk: start over, bigger
                     self.chunk = min(self.table.max_entries, self.chunk * 4)
@@ -291,6 +293,12 @@ class _Batch:
             if total >= self.table.max_entries:
                 break
         return b"".join(kparts), b"".join(vparts), total
+
+
+    def _read_slow(self) -> tuple[bytes, bytes, int]:
+        """One lookup per key: the same result, more system calls."""
+        items = list(self.table.items())
+        return b"".join(bytes(k) for k, _ in items), b"".join(bytes(v) for _, v in items), len(items)
 
 
 def _lookup_and_delete(table, key_bytes: bytes) -> Optional[bytes]:
@@ -326,6 +334,7 @@ class SyscallsProbe(ProbeWorker):
         super().__init__(options, on_status)
         self.table, self.names_from = systable.running_table()
         self.max_nr = max_nr_for(self.table)
+        self.latency = bool(self.options.extra.get("syscalls_latency", True))
         self.attach = ""
         self._raw: Optional[bool] = None
         self._regs_off: Optional[int] = None
@@ -390,6 +399,8 @@ class SyscallsProbe(ProbeWorker):
             f"-DMAX_THREADS={int(x.get('syscalls_max_threads', MAX_THREADS))}",
         ]
         flags += special_flags(self.table)
+        if not self.latency:
+            flags.append("-DNO_LATENCY")
         if self.use_raw():
             flags += ["-DRAW_TP", f"-DREGS_OFF_NR={int(self.regs_offset())}"]
         if self.options.pid is not None:
@@ -417,12 +428,16 @@ class SyscallsProbe(ProbeWorker):
     def live_detail(self) -> str:
         how = "raw tracepoints" if self.attach == "raw_tracepoint" else "tracepoints"
         if self.attach == "tracepoint":
-            how += " (no raw tracepoints here)" if not self._regs_note else f" ({self._regs_note})"
+            if not self.options.extra.get("syscalls_raw", True):
+                how += " (raw tracepoints turned off)"
+            else:
+                how += f" ({self._regs_note})" if self._regs_note else " (no raw tracepoints here)"
         scope = f", PID {self.options.pid} and its children" if self.options.pid is not None else ""
         if self.options.pid is not None and not self.task_offsets():
             scope = f", PID {self.options.pid} only (no BTF: children not followed)"
         names = self.names_from.rsplit("/", 1)[-1]
-        return f"{how}{scope}; names: {names}"
+        what = "" if self.latency else ", counts only (no latency)"
+        return f"{how}{what}{scope}; names: {names}"
 
     # -- each tick -------------------------------------------------------------
     def _read_stats(self) -> dict[str, int]:

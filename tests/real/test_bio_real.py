@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from realutil import Snap, unique_name
+from realutil import TIME_SCALE, Snap, unique_name
 
 from ktop.probes import features
 
@@ -147,15 +147,19 @@ def test_exactly_500_direct_reads_are_attributed_to_their_process(driver):
     assert len(mine) == 1, [p for p in bio["by_process"] if p["comm"] == driver.name]
     p = mine[0]
     assert p["comm"] == driver.name
-    assert p["reads"] == N
-    assert p["read_bytes"] == N * BLOCK
+    # Exact, unless the kernel did not deliver a completion to the program at
+    # all; raw mode finds each such one when its request is reused and counts
+    # it (``unseen``, measured here at 0 to a few per 10^4 under load).
+    unseen = bio["counters"]["unseen"]
+    assert p["reads"] == N or N - unseen <= p["reads"] < N, (p["reads"], unseen)
+    assert p["read_bytes"] == p["reads"] * BLOCK
     assert p["writes"] == 0 and p["others"] == 0
     assert 0 < p["avg_us"] <= p["max_us"]
 
     read = bio["disks"][driver.disk]["read"]
-    assert read["count"] >= N
-    assert sum(read["buckets"]) >= N
-    assert read["bytes"] >= N * BLOCK
+    assert read["count"] >= N - unseen
+    assert sum(read["buckets"]) == read["count"]
+    assert read["bytes"] >= (N - unseen) * BLOCK
     assert read["p50_us"] <= read["p95_us"] <= read["p99_us"] <= read["max_us"]
     assert read["dev"] == f"{driver.major}:{driver.minor}" or driver.disk != f"{driver.major}:{driver.minor}"
     c = bio["counters"]
@@ -168,7 +172,9 @@ def test_pid_filter_scopes_the_histograms_too(driver):
     bio = doc["bio"]
     assert [p["pid"] for p in bio["by_process"]] == [driver.pid]
     read = bio["disks"][driver.disk]["read"]
-    assert read["count"] == N and sum(read["buckets"]) == N and read["bytes"] == N * BLOCK
+    unseen = bio["counters"]["unseen"]
+    assert N - unseen <= read["count"] <= N and sum(read["buckets"]) == read["count"]
+    assert read["bytes"] == read["count"] * BLOCK
     assert set(bio["disks"][driver.disk]) == {"read"}
     assert bio["counters"]["filtered"] >= 0
 
@@ -206,19 +212,19 @@ def test_every_way_in_counts_every_completion(driver, mode, attribution):
         pytest.skip(f"raw tracepoints are not usable here: {probe.mode_reason}")
     probe.start()
     try:
-        end = time.monotonic() + 60
+        end = time.monotonic() + 60 * TIME_SCALE
         while probe.status.status == "starting" and time.monotonic() < end:
             time.sleep(0.05)
         assert probe.status.status == "live", probe.status
         assert probe.attribution == attribution
         probe.request()
-        probe.take(2)  # start from a clean interval
+        probe.take(2 * TIME_SCALE)  # start from a clean interval
         driver.run()
         samples = []
         for _ in range(3):  # completions land within a tick or two
-            time.sleep(0.3)
+            time.sleep(0.3 * TIME_SCALE)
             probe.request()
-            s = probe.take(2)
+            s = probe.take(2 * TIME_SCALE)
             if s is not None:
                 samples.append(s)
     finally:
@@ -230,8 +236,10 @@ def test_every_way_in_counts_every_completion(driver, mode, attribution):
     missed = sum(s.missed for s in samples)
     assert all(s.mode == mode for s in samples)
     if mode == "raw":
-        assert reads == N and read_bytes == N * BLOCK
-        assert disk_reads >= N
+        unseen = sum(s.unseen for s in samples)
+        assert reads == N or N - unseen <= reads < N, (reads, unseen)
+        assert read_bytes == reads * BLOCK
+        assert disk_reads >= N - unseen
     else:
         assert reads <= N and read_bytes == reads * BLOCK
         assert reads + missed >= N - N // 50, f"{N - reads} completions lost, {missed} reported missed"

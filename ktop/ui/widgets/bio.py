@@ -18,7 +18,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable
 
 from ktop.model import Model
 from ktop.model.bio import WINDOW, BioModel, DiskOpStats, ProcStats, path_description
@@ -29,28 +28,27 @@ from ktop.ui.widgets.panel import Panel, StatusLine, status_line
 from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row
 
-# Both tables run without cell padding (the right-hand column is narrow):
-# numbers are right-aligned in columns one wider than they need, and the
-# last, free-width column starts with a space.
+# Narrow on purpose: the panel usually shares the right-hand column. Numbers
+# are at most 5 characters (lat_text, rate_text, human_bytes).
 DISK_COLUMNS = (
     Column("diskop", "DISK OP", 9),
-    Column("iops", "IOPS", 6, numeric=True, desc=True),
-    Column("bps", "B/S", 6, numeric=True, desc=True),
-    Column("p50", "P50", 6, numeric=True, desc=True),
-    Column("p95", "P95", 6, numeric=True, desc=True),
-    Column("p99", "P99", 6, numeric=True, desc=True),
-    Column("max", "MAX", 6, numeric=True, desc=True),
-    Column("trend", " P99│IOPS", None),
+    Column("iops", "IOPS", 5, numeric=True, desc=True),
+    Column("bps", "B/S", 5, numeric=True, desc=True),
+    Column("p50", "P50", 5, numeric=True, desc=True),
+    Column("p95", "P95", 5, numeric=True, desc=True),
+    Column("p99", "P99", 5, numeric=True, desc=True),
+    Column("max", "MAX", 5, numeric=True, desc=True),
+    Column("trend", "P99│IOPS", None),
 )
 
 PROC_COLUMNS = (
     Column("pid", "PID", 7, numeric=True),
-    Column("iops", "IO/S", 6, numeric=True, desc=True),
-    Column("read", "READ/S", 7, numeric=True, desc=True),
-    Column("write", "WRITE/S", 8, numeric=True, desc=True),
-    Column("avg", "AVG", 6, numeric=True, desc=True),
-    Column("max", "MAX", 6, numeric=True, desc=True),
-    Column("comm", " COMM", None),
+    Column("iops", "IO/S", 5, numeric=True, desc=True),
+    Column("read", "READ/S", 6, numeric=True, desc=True),
+    Column("write", "WRITE/S", 7, numeric=True, desc=True),
+    Column("avg", "AVG", 5, numeric=True, desc=True),
+    Column("max", "MAX", 5, numeric=True, desc=True),
+    Column("comm", "COMM", None),
 )
 
 OP_SHORT = {"read": "R", "write": "W", "discard": "D", "flush": "F", "other": "?"}
@@ -76,9 +74,8 @@ def rate_text(v: float) -> str:
 
 def trend_text(d: DiskOpStats, width: int) -> str:
     """Two sparklines in one cell: p99 over time │ IOPS over time."""
-    width -= 1  # the leading space
     half = max(2, (width - 1) // 2)
-    return " " + spark(d.p99_history, half) + "│" + spark(d.iops_history, max(2, width - 1 - half))
+    return spark(d.p99_history, half) + "│" + spark(d.iops_history, max(2, width - 1 - half))
 
 
 def disk_rows(bio: Optional[BioModel], trend_width: int = 16) -> list[Row]:
@@ -111,12 +108,29 @@ def proc_rows(bio: Optional[BioModel]) -> list[Row]:
             key=p.pid,
             cells=(_num(str(p.pid)), _num(rate_text(p.iops)), _num(human_bytes(p.read_bps)),
                    _num(human_bytes(p.write_bps)), _num(lat_text(p.avg_us)), _num(lat_text(p.max_us)),
-                   safe_text(" " + comm + (f" ({p.disk})" if p.disk else ""), limit=40)),
+                   safe_text(comm + (f" ({p.disk})" if p.disk else ""), limit=40)),
             sort_values=(p.pid, p.iops, p.read_bps, p.write_bps, p.avg_us, p.max_us, comm),
             search=f"{p.pid} {clean(comm)} {clean(p.disk)}".lower(),
             pid=p.pid or None,
         ))
     return out
+
+
+def trend_line(d: Optional[DiskOpStats], width: int) -> Text:
+    """The selected disk/op's latency p99 and IOPS over time, as wide as the panel."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    if d is None:
+        return t
+    label = f"{d.disk} {d.op} "
+    p99 = f" p99 {lat_text(d.latency.p99_us)} "
+    iops = f" {rate_text(d.iops)} IOPS"
+    room = max(4, width - len(label) - len(p99) - len(iops) - 2)
+    t.append(label, style="bold")
+    t.append(spark(d.p99_history, room // 2))
+    t.append(p99)
+    t.append(spark(d.iops_history, room - room // 2))
+    t.append(iops)
+    return t
 
 
 def chart_titles(d: Optional[DiskOpStats], queue: bool) -> tuple[str, str]:
@@ -154,6 +168,7 @@ class BioPanel(Panel):
     BINDINGS = [Binding("t", "toggle_queue", "Lat/Queue")]
     DEFAULT_CSS = """
     BioPanel #bio-disks { height: auto; max-height: 6; }
+    BioPanel #bio-trend { height: 1; }
     BioPanel #bio-charts { height: 1fr; min-height: 4; }
     BioPanel #bio-hist { width: 2fr; min-width: 24; }
     BioPanel #bio-heat { width: 3fr; }
@@ -163,19 +178,17 @@ class BioPanel(Panel):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.show_queue = False
+        self._picked = False  # the user moved the disk table's cursor
         self._model: Optional[Model] = None
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="bio-status", classes="status")
-        disks = KTable(DISK_COLUMNS, sort_column=0, id="bio-disks")
-        disks.cell_padding = 0
-        yield disks
+        yield KTable(DISK_COLUMNS, sort_column=0, id="bio-disks")
+        yield StatusLine(id="bio-trend", classes="rate")
         with Horizontal(id="bio-charts"):
             yield LatencyHistogram(id="bio-hist")
             yield LatencyHeatmap(id="bio-heat")
-        procs = KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="bio-procs")
-        procs.cell_padding = 0
-        yield procs
+        yield KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="bio-procs")
         yield from self.filter_input()
 
     @property
@@ -183,13 +196,15 @@ class BioPanel(Panel):
         return self.query_one("#bio-procs", KTable)
 
     def selected(self, bio: Optional[BioModel]) -> Optional[DiskOpStats]:
-        """The disk/op under the disk table's cursor (else the busiest)."""
+        """The disk/op the user picked in the disk table; until then the busiest one."""
         if bio is None or not bio.diskops:
             return None
-        key = self.query_one("#bio-disks", KTable).cursor_key
-        d = bio.diskop(str(key)) if key is not None else None
+        d = None
+        if self._picked:
+            key = self.query_one("#bio-disks", KTable).cursor_key
+            d = bio.diskop(str(key)) if key is not None else None
         if d is None:
-            d = max(bio.diskops, key=lambda x: (x.total.count, x.key))
+            d = max(bio.diskops, key=lambda x: (x.count, x.total.count, x.key))
         return d
 
     def update_from(self, model: Model) -> None:
@@ -222,8 +237,10 @@ class BioPanel(Panel):
         h_title, m_title = chart_titles(d, self.show_queue)
         h = self.query_one("#bio-hist", LatencyHistogram)
         m = self.query_one("#bio-heat", LatencyHeatmap)
+        trend = self.query_one("#bio-trend", StatusLine)
+        trend.update(trend_line(d, max(20, trend.size.width)))
         if d is None:
-            h.set_data((), h_title)
+            h.set_data((), h_title, empty="")
             m.set_data((), m_title)
             return
         buckets = d.queue_buckets if self.show_queue else d.lat_buckets
@@ -231,8 +248,10 @@ class BioPanel(Panel):
         h.set_data(buckets, h_title, nslots=nslots)
         m.set_data(d.queue_heat if self.show_queue else d.heat, m_title, nslots=nslots)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_data_table_row_highlighted(self, event: KTable.RowHighlighted) -> None:
         if event.data_table.id == "bio-disks":
+            if event.data_table.has_focus:
+                self._picked = True
             self._draw_charts()
 
     def action_toggle_queue(self) -> None:

@@ -108,16 +108,17 @@ class LatencyHistogram(Widget):
 
     def __init__(self, *, id: Optional[str] = None, classes: Optional[str] = None):
         super().__init__(id=id, classes=classes)
-        self._data: tuple = ((), "", "µs", 0)
+        self._data: tuple = ((), "", "µs", 0, "no I/O in this interval")
 
-    def set_data(self, buckets: Sequence[int], title: str = "", unit: str = "µs", nslots: int = 0) -> None:
-        data = (tuple(buckets), title, unit, nslots)
+    def set_data(self, buckets: Sequence[int], title: str = "", unit: str = "µs", nslots: int = 0,
+                 empty: str = "no I/O in this interval") -> None:
+        data = (tuple(buckets), title, unit, nslots, empty)
         if data != self._data:
             self._data = data
             self.refresh()
 
     def render(self) -> Text:
-        buckets, title, unit, nslots = self._data
+        buckets, title, unit, nslots, empty = self._data
         width, height = self.size.width, self.size.height
         t = Text(no_wrap=True, overflow="crop")
         label = self.get_component_rich_style("latency-histogram--label")
@@ -127,8 +128,9 @@ class LatencyHistogram(Widget):
         if height <= 1:
             return t
         if hist.total(buckets) == 0:
-            t.append("\n")
-            t.append("no I/O in this interval"[:width], style=label)
+            if empty:
+                t.append("\n")
+                t.append(empty[:width], style=label)
             return t
         for lab, cnt, b in histogram_lines(buckets, width, height - 1, unit, nslots or None):
             t.append("\n")
@@ -171,6 +173,10 @@ class LatencyHeatmap(Widget):
         plot_w = max(1, width - label_w - 1)
         shown = list(columns)[-plot_w:]
         used = hist.used_range(shown)
+        if used is None:
+            t.append("\n")
+            t.append(f"no I/O in the last {len(shown)} ticks" if shown else "", style=axis)
+            return t
         span = (used[1] - used[0] + 1) if used else 4
         per_row = 1 if span <= rows else 2
         lo, hi = slot_window(used, rows * per_row, n)

@@ -2,7 +2,7 @@
 
 The probe status line; calls/s and errors/s with a sparkline of calls/s; the
 top syscalls (calls/s, total, average and total latency, errors with their
-most frequent errno names) and the top processes (calls/s, total, errors,
+most frequent errno names, e.g. ``300 ENOENT``) and the top processes (calls/s, total, errors,
 the syscall they make most). Both tables sort by any column (row keys:
 syscall number, PID); Enter on a process row drills into its PID. Side by
 side when the panel is wide, one above the other when it is not.
@@ -25,27 +25,26 @@ from ktop.ui.widgets.panel import Panel, StatusLine, status_line
 from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row
 
-# No cell padding (the right-hand column is narrow): numbers are right-aligned
-# in columns one wider than they need; the free-width last column starts with a space.
+# Sized for the right-hand column (about 60 cells at 160 columns): every column
+# is padded by one cell on each side, and the last one takes the width left.
 SYSCALL_COLUMNS = (
-    Column("name", "SYSCALL", 16),
-    Column("rate", "CALLS/S", 9, numeric=True, desc=True),
-    Column("count", "TOTAL", 7, numeric=True, desc=True),
-    Column("avg", "AVG", 7, numeric=True, desc=True),
-    Column("lat", "LAT TOT", 8, numeric=True, desc=True),
-    Column("errors", "ERR", 6, numeric=True, desc=True),
-    Column("errnos", " ERRNO", None),
+    Column("name", "SYSCALL", 13),
+    Column("rate", "CALLS/S", 8, numeric=True, desc=True),
+    Column("count", "TOTAL", 6, numeric=True, desc=True),
+    Column("avg", "AVG", 6, numeric=True, desc=True),
+    Column("time", "TIME", 6, numeric=True, desc=True),  # total latency, as syscount -L's TIME
+    Column("errors", "ERRORS", None, desc=True),  # count, then the most frequent errno names
 )
 
 PROC_COLUMNS = (
     Column("pid", "PID", 7, numeric=True),
-    Column("rate", "CALLS/S", 9, numeric=True, desc=True),
-    Column("count", "TOTAL", 7, numeric=True, desc=True),
-    Column("errors", "ERR", 6, numeric=True, desc=True),
-    Column("comm", " COMM", None),
+    Column("rate", "CALLS/S", 8, numeric=True, desc=True),
+    Column("count", "TOTAL", 6, numeric=True, desc=True),
+    Column("errors", "ERR", 5, numeric=True, desc=True),
+    Column("comm", "COMM", None),
 )
 
-WIDE = 100  # panel width from which the two tables sit side by side
+WIDE = 120  # panel width from which the two tables sit side by side
 
 
 def _num(text: str) -> Text:
@@ -62,16 +61,15 @@ def syscall_rows(m: Optional[SyscallsModel]) -> list[Row]:
     out = []
     for r in m.syscalls:
         avg = r.avg_ns
-        # names only, most frequent first: the ERR column has the count, and a cut name misleads less than a cut number
-        errs = Text(" " + " ".join(errno_label(e) for e, _ in r.errnos[:TOP_ERRNOS]), no_wrap=True,
-                    overflow="ellipsis", style="bold" if r.errors else "")
+        # the count, then errno names (most frequent first): a cut name misleads less than a cut number
+        errs = Text(count_text(r.errors), no_wrap=True, overflow="ellipsis")
+        if r.errnos:
+            errs.append(" " + " ".join(errno_label(e) for e, _ in r.errnos[:TOP_ERRNOS]), style="bold")
         out.append(Row(
             key=r.nr,
-            cells=(safe_text(r.name, limit=16), _num(count_text(r.rate)), _num(count_text(r.count)),
-                   _num(lat_text(_us(avg))), _num(lat_text(_us(r.lat_ns)) if r.timed else "-"),
-                   _num(count_text(r.errors)), errs),
-            sort_values=(r.name, r.rate, r.count, avg, r.lat_ns, r.errors,
-                         errno_label(r.errnos[0][0]) if r.errnos else ""),
+            cells=(safe_text(r.name), _num(count_text(r.rate)), _num(count_text(r.count)),
+                   _num(lat_text(_us(avg))), _num(lat_text(_us(r.lat_ns)) if r.timed else "-"), errs),
+            sort_values=(r.name, r.rate, r.count, avg, r.lat_ns, r.errors),
             search=f"{r.name} {r.nr} " + " ".join(errno_label(e) for e, _ in r.errnos).lower(),
         ))
     return out
@@ -82,7 +80,7 @@ def proc_rows(m: Optional[SyscallsModel]) -> list[Row]:
         return []
     out = []
     for p in m.processes:
-        comm = safe_text(" " + p.comm, limit=24)
+        comm = safe_text(p.comm, limit=24)
         if p.top:
             comm.append(f" {clean(p.top, 20)}", style="dim")
         out.append(Row(
@@ -133,7 +131,7 @@ class SyscallsPanel(Panel):
     SyscallsPanel #syscalls-procs { height: 2fr; width: 1fr; }
     SyscallsPanel.-wide-panel #syscalls-body { layout: horizontal; }
     SyscallsPanel.-wide-panel #syscalls-table { height: 1fr; }
-    SyscallsPanel.-wide-panel #syscalls-procs { height: 1fr; width: 44; }
+    SyscallsPanel.-wide-panel #syscalls-procs { height: 1fr; width: 50; }
     """
 
     def compose(self) -> ComposeResult:
@@ -142,12 +140,8 @@ class SyscallsPanel(Panel):
             yield StatusLine(id="syscalls-rate", classes="rate")
             yield StatusLine(id="syscalls-spark")
         with Container(id="syscalls-body"):
-            table = KTable(SYSCALL_COLUMNS, sort_column=1, reverse=True, id="syscalls-table")
-            table.cell_padding = 0
-            yield table
-            procs = KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="syscalls-procs")
-            procs.cell_padding = 0
-            yield procs
+            yield KTable(SYSCALL_COLUMNS, sort_column=1, reverse=True, id="syscalls-table")
+            yield KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="syscalls-procs")
         yield from self.filter_input()
 
     @property

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""The bio probe's cost on the I/O it watches: a direct-read workload timed
+bare, under ``ktop snapshot --probes bio``, under BCC's ``biolatency-bpfcc``
+and under a bpftrace tracepoint biolatency, as ratios of medians.
+
+The workload is ``dd iflag=direct bs=4k count=N`` (default 4000 O_DIRECT
+4 KiB reads) of a file on a real disk (never tmpfs), so every read is one
+block request: issue, complete, one run of each probe program. Every round
+runs each condition once, in a rotating order; a tracer is started before
+its run and stopped after it (its start-up is not timed). Ratios are
+median(traced) / median(bare); the added time per I/O is their difference
+divided by N. ktop's own JSON is checked too: it must attribute exactly N
+reads to dd. A tool that cannot run here (biolatency-bpfcc needs kprobes)
+is reported with its error, not silently left out.
+
+    python bench/bio_bench.py              # 7 rounds (about 2 minutes)
+    python bench/bio_bench.py --quick      # 3 rounds, 1000 reads
+    python bench/bio_bench.py --reads 4000 --rounds 9
+
+Writes bench/bio_results.json and prints a small markdown table. Needs root.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BLOCK = 4096
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# biolatency for kernels without kprobes: block tracepoints keyed by (dev, sector),
+# as upstream bpftrace's tools/biolatency.bt does on Linux 6.4+.
+BPFTRACE_BIOLATENCY = """
+tracepoint:block:block_rq_issue { @start[args->dev, args->sector] = nsecs; }
+tracepoint:block:block_rq_complete /@start[args->dev, args->sector]/ {
+    @usecs = hist((nsecs - @start[args->dev, args->sector]) / 1000);
+    delete(@start[args->dev, args->sector]);
+}
+END { clear(@start); }
+"""
+
+
+def ktop_cmd() -> list[str]:
+    venv = ROOT / ".venv" / "bin" / "ktop"
+    if venv.exists():
+        return [str(venv)]
+    found = shutil.which("ktop")
+    return [found] if found else [sys.executable, "-m", "ktop"]
+
+
+def on_a_disk() -> Path:
+    """A writable folder on a block device (tmpfs has no /sys/dev/block entry)."""
+    for d in (Path("/var/tmp"), Path("/root"), ROOT, Path(tempfile.gettempdir())):
+        try:
+            st = os.stat(d)
+        except OSError:
+            continue
+        if os.major(st.st_dev) and Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}").exists() \
+                and os.access(d, os.W_OK):
+            return d
+    raise SystemExit("bio_bench: no writable folder on a block device (all tmpfs?)")
+
+
+def make_file(folder: Path, reads: int) -> Path:
+    path = folder / f"ktop-bio-bench-{os.getpid()}.dat"
+    with open(path, "wb") as f:
+        chunk = os.urandom(1 << 20)
+        left = reads * BLOCK
+        while left > 0:
+            f.write(chunk[:min(left, len(chunk))])
+            left -= len(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def workload(path: Path, reads: int) -> tuple[float, int]:
+    """(seconds, dd's pid) for ``reads`` O_DIRECT 4 KiB reads."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(["dd", f"if={path}", "of=/dev/null", f"bs={BLOCK}", f"count={reads}", "iflag=direct",
+                          "status=none"])
+    rc = p.wait()
+    dt = time.perf_counter() - t0
+    if rc != 0:
+        raise RuntimeError(f"dd failed ({rc})")
+    return dt, p.pid
+
+
+def cpu_ticks(pid: int) -> Optional[int]:
+    """utime + stime of ``pid`` and its waited-for children, in clock ticks."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Tracer:
+    """A tracer in the background: started, waited for until it says it is
+    attached (a line on stdout or stderr), stopped with SIGINT."""
+
+    def __init__(self, name: str, argv: list[str], ready: str, timeout: float = 90.0):
+        self.name = name
+        self.argv = argv
+        self.ready_text = ready
+        self.timeout = timeout
+        self.proc: Optional[subprocess.Popen] = None
+        self.out = b""
+        self.err_lines: list[str] = []
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        threading.Thread(target=self._read_err, daemon=True).start()
+        threading.Thread(target=self._read_out, daemon=True).start()
+        end = time.monotonic() + self.timeout
+        while time.monotonic() < end:
+            if self._ready.wait(0.05):
+                time.sleep(0.2)  # let it settle: attach is done, the first tick may still come
+                return
+            if self.proc.poll() is not None:
+                time.sleep(0.2)
+                break
+        self.stop()
+        tail = [ln.strip() for ln in self.err_lines if ln.strip()]
+        raise RuntimeError(f"{self.name} did not start: " + (tail[-1] if tail else f"exit {self.proc.returncode}"))
+
+    def _read_err(self) -> None:
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.err_lines.append(line)
+            if self.ready_text in line:
+                self._ready.set()
+
+    def _read_out(self) -> None:
+        chunks = []
+        for raw in self.proc.stdout:
+            chunks.append(raw)
+            if self.ready_text.encode() in raw:
+                self._ready.set()
+        self.out = b"".join(chunks)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def ktop_tracer() -> Tracer:
+    return Tracer("ktop", [*ktop_cmd(), "snapshot", "--probes", "bio", "--duration", "600", "--json"],
+                  "ktop: collecting")
+
+
+def biolatency_tracer() -> Tracer:
+    exe = shutil.which("biolatency-bpfcc") or shutil.which("biolatency")
+    if exe is None:
+        raise RuntimeError("biolatency-bpfcc is not installed (apt-get install bpfcc-tools)")
+    return Tracer("biolatency-bpfcc", [exe], "Tracing block device I/O")
+
+
+def bpftrace_tracer() -> Tracer:
+    exe = shutil.which("bpftrace")
+    if exe is None:
+        raise RuntimeError("bpftrace is not installed")
+    return Tracer("bpftrace", [exe, "-e", BPFTRACE_BIOLATENCY], "Attaching")
+
+
+FACTORIES = {"ktop": ktop_tracer, "biolatency-bpfcc": biolatency_tracer, "bpftrace-tp": bpftrace_tracer}
+CONDITIONS = ("bare", "ktop", "biolatency-bpfcc", "bpftrace-tp")
+
+
+def run_one(cond: str, path: Path, reads: int) -> dict:
+    if cond == "bare":
+        dt, _pid = workload(path, reads)
+        return {"seconds": dt}
+    tracer = FACTORIES[cond]()
+    tracer.start()
+    try:
+        before = cpu_ticks(tracer.proc.pid)
+        dt, dd_pid = workload(path, reads)
+        after = cpu_ticks(tracer.proc.pid)
+    finally:
+        tracer.stop()
+    out = {"seconds": dt}
+    if before is not None and after is not None:
+        out["tracer_cpu_s"] = (after - before) / CLK_TCK
+    if cond == "ktop":
+        try:
+            doc = json.loads(tracer.out)
+            mine = [p for p in doc["bio"]["by_process"] if p["pid"] == dd_pid]
+            out["ktop_dd_reads"] = mine[0]["reads"] if mine else 0
+            out["ktop_mode"] = doc["bio"].get("mode", "")
+            out["ktop_missed"] = doc["bio"]["counters"].get("missed", 0)
+            st = doc["probes"]["bio"]
+            if st.get("run_count"):  # BPF_ENABLE_STATS: the programs' own kernel time
+                out["ktop_bpf_ns"] = st["run_time_ns"]
+                out["ktop_bpf_runs"] = st["run_count"]
+        except (ValueError, KeyError) as exc:
+            out["ktop_error"] = f"no JSON from ktop: {exc}"
+    return out
+
+
+def median(xs: list[float]) -> Optional[float]:
+    return statistics.median(xs) if xs else None
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reads", type=int, default=4000, help="O_DIRECT 4 KiB reads per run (default 4000)")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds; each runs every condition once (default 7)")
+    ap.add_argument("--quick", action="store_true", help="3 rounds of 1000 reads")
+    ap.add_argument("--out", default=str(HERE / "bio_results.json"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.reads = 3, 1000
+    if os.geteuid() != 0:
+        print("bio_bench: needs root (the tracers load BPF programs)", file=sys.stderr)
+        return 2
+
+    folder = on_a_disk()
+    path = make_file(folder, args.reads)
+    results: dict[str, dict] = {c: {"runs": [], "error": None} for c in CONDITIONS}
+    try:
+        workload(path, args.reads)  # warm the dd binary and the file's metadata
+        for r in range(args.rounds):
+            order = CONDITIONS[r % len(CONDITIONS):] + CONDITIONS[:r % len(CONDITIONS)]
+            for cond in order:
+                if results[cond]["error"]:
+                    continue
+                try:
+                    results[cond]["runs"].append(run_one(cond, path, args.reads))
+                except RuntimeError as exc:
+                    results[cond]["error"] = str(exc)
+            done = ", ".join(f"{c} {results[c]['runs'][-1]['seconds'] * 1000:.0f} ms" for c in CONDITIONS
+                             if results[c]["runs"] and not results[c]["error"])
+            print(f"round {r + 1}/{args.rounds}: {done}", file=sys.stderr, flush=True)
+    finally:
+        path.unlink(missing_ok=True)
+
+    base = median([x["seconds"] for x in results["bare"]["runs"]])
+    table = []
+    for cond in CONDITIONS:
+        res = results[cond]
+        secs = [x["seconds"] for x in res["runs"]]
+        med = median(secs)
+        row = {"condition": cond, "runs": len(secs), "median_s": med,
+               "min_s": min(secs) if secs else None, "max_s": max(secs) if secs else None,
+               "ratio": (med / base) if (med and base) else None,
+               "added_us_per_io": ((med - base) / args.reads * 1e6) if (med and base) else None,
+               "tracer_cpu_s_median": median([x["tracer_cpu_s"] for x in res["runs"] if "tracer_cpu_s" in x]),
+               "error": res["error"]}
+        if cond == "ktop":
+            counts = [x.get("ktop_dd_reads") for x in res["runs"]]
+            row["ktop_dd_reads"] = counts
+            row["ktop_counts_exact"] = bool(counts) and all(c == args.reads for c in counts)
+            row["ktop_mode"] = next((x.get("ktop_mode") for x in res["runs"] if x.get("ktop_mode")), "")
+            row["ktop_missed"] = sum(x.get("ktop_missed", 0) for x in res["runs"])
+            per_run = [x["ktop_bpf_ns"] / x["ktop_bpf_runs"] for x in res["runs"] if x.get("ktop_bpf_runs")]
+            row["ktop_bpf_ns_per_program_run"] = median(per_run)
+        table.append(row)
+
+    doc = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "workload": {"tool": "dd iflag=direct", "reads": args.reads, "block": BLOCK, "file_dir": str(folder),
+                     "rounds": args.rounds},
+        "results": table,
+        "raw": results,
+    }
+    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+
+    print(f"\n{args.reads} O_DIRECT {BLOCK // 1024} KiB reads (dd), {args.rounds} rounds, medians; "
+          f"kernel {platform.release()}\n")
+    print("| tracer | runs | median | ratio to bare | added per I/O | note |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    for row in table:
+        if row["error"] and not row["runs"]:
+            why = row["error"].replace("|", "/")[:160]
+            print(f"| {row['condition']} | 0 | - | - | - | could not run: {why} |")
+            continue
+        note = ""
+        if row["condition"] == "ktop":
+            note = (f"counted dd's {args.reads} reads exactly in every run" if row["ktop_counts_exact"]
+                    else f"dd reads counted: {row['ktop_dd_reads']}") + f" ({row['ktop_mode']} tracepoints)"
+            if row.get("ktop_bpf_ns_per_program_run"):
+                note += f"; BPF {row['ktop_bpf_ns_per_program_run']:.0f} ns a program run"
+        if row["error"]:
+            note += f"; stopped after an error: {row['error'][:80]}"
+        added = f"{row['added_us_per_io']:+.2f} µs" if row["added_us_per_io"] is not None else "-"
+        print(f"| {row['condition']} | {row['runs']} | {row['median_s'] * 1000:.1f} ms | {row['ratio']:.3f} | "
+              f"{added} | {note} |")
+    print(f"\nwritten: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
