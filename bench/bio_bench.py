@@ -102,6 +102,20 @@ def workload(path: Path, reads: int) -> tuple[float, int]:
     return dt, p.pid
 
 
+def enable_bpf_stats() -> Optional[int]:
+    """BPF_ENABLE_STATS (fd-based): the kernel times every BPF program while the fd is open,
+    so ktop's JSON carries its programs' own run time. Returns the fd, or None."""
+    import ctypes
+    import platform as _pf
+
+    nr = {"x86_64": 321, "aarch64": 280}.get(_pf.machine())
+    if nr is None:
+        return None
+    attr = (ctypes.c_uint32 * 4)(0)  # BPF_STATS_RUN_TIME
+    fd = ctypes.CDLL(None, use_errno=True).syscall(nr, 32, ctypes.byref(attr), ctypes.sizeof(attr))
+    return fd if fd >= 0 else None
+
+
 def cpu_ticks(pid: int) -> Optional[int]:
     """utime + stime of ``pid`` and its waited-for children, in clock ticks."""
     try:
@@ -214,10 +228,12 @@ def run_one(cond: str, path: Path, reads: int) -> dict:
             out["ktop_dd_reads"] = mine[0]["reads"] if mine else 0
             out["ktop_mode"] = doc["bio"].get("mode", "")
             out["ktop_missed"] = doc["bio"]["counters"].get("missed", 0)
+            out["ktop_unseen"] = doc["bio"]["counters"].get("unseen", 0)
             st = doc["probes"]["bio"]
             if st.get("run_count"):  # BPF_ENABLE_STATS: the programs' own kernel time
                 out["ktop_bpf_ns"] = st["run_time_ns"]
                 out["ktop_bpf_runs"] = st["run_count"]
+                out["ktop_completions"] = doc["bio"]["counters"].get("completions", 0)
         except (ValueError, KeyError) as exc:
             out["ktop_error"] = f"no JSON from ktop: {exc}"
     return out
@@ -243,6 +259,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     folder = on_a_disk()
     path = make_file(folder, args.reads)
+    stats_fd = enable_bpf_stats()
     results: dict[str, dict] = {c: {"runs": [], "error": None} for c in CONDITIONS}
     try:
         workload(path, args.reads)  # warm the dd binary and the file's metadata
@@ -260,6 +277,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"round {r + 1}/{args.rounds}: {done}", file=sys.stderr, flush=True)
     finally:
         path.unlink(missing_ok=True)
+        if stats_fd is not None:
+            os.close(stats_fd)
 
     base = median([x["seconds"] for x in results["bare"]["runs"]])
     table = []
@@ -279,8 +298,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             row["ktop_counts_exact"] = bool(counts) and all(c == args.reads for c in counts)
             row["ktop_mode"] = next((x.get("ktop_mode") for x in res["runs"] if x.get("ktop_mode")), "")
             row["ktop_missed"] = sum(x.get("ktop_missed", 0) for x in res["runs"])
+            row["ktop_unseen"] = [x.get("ktop_unseen", 0) for x in res["runs"]]
+            # a shortfall the kernel caused (a completion never delivered) is reported, never silent
+            row["ktop_shortfall_reported"] = all(args.reads - (x.get("ktop_dd_reads") or 0) <=
+                                                 x.get("ktop_unseen", 0) + x.get("ktop_missed", 0)
+                                                 for x in res["runs"])
             per_run = [x["ktop_bpf_ns"] / x["ktop_bpf_runs"] for x in res["runs"] if x.get("ktop_bpf_runs")]
             row["ktop_bpf_ns_per_program_run"] = median(per_run)
+            per_io = [x["ktop_bpf_ns"] / x["ktop_completions"] for x in res["runs"] if x.get("ktop_completions")]
+            row["ktop_bpf_ns_per_io"] = median(per_io)
         table.append(row)
 
     doc = {
@@ -288,6 +314,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "workload": {"tool": "dd iflag=direct", "reads": args.reads, "block": BLOCK, "file_dir": str(folder),
                      "rounds": args.rounds},
+        "load": os.getloadavg(),
         "results": table,
         "raw": results,
     }
@@ -304,10 +331,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             continue
         note = ""
         if row["condition"] == "ktop":
-            note = (f"counted dd's {args.reads} reads exactly in every run" if row["ktop_counts_exact"]
-                    else f"dd reads counted: {row['ktop_dd_reads']}") + f" ({row['ktop_mode']} tracepoints)"
-            if row.get("ktop_bpf_ns_per_program_run"):
-                note += f"; BPF {row['ktop_bpf_ns_per_program_run']:.0f} ns a program run"
+            if row["ktop_counts_exact"]:
+                note = f"counted dd's {args.reads} reads exactly in every run"
+            else:
+                note = (f"dd reads counted: {row['ktop_dd_reads']}, reported unseen: {row['ktop_unseen']}"
+                        + ("" if row["ktop_shortfall_reported"] else " (a shortfall NOT reported)"))
+            note += f" ({row['ktop_mode']} tracepoints)"
+            if row.get("ktop_bpf_ns_per_io"):
+                note += (f"; its BPF programs: {row['ktop_bpf_ns_per_io'] / 1000:.2f} µs of kernel time an I/O "
+                         f"({row['ktop_bpf_ns_per_program_run']:.0f} ns a run)")
         if row["error"]:
             note += f"; stopped after an error: {row['error'][:80]}"
         added = f"{row['added_us_per_io']:+.2f} µs" if row["added_us_per_io"] is not None else "-"

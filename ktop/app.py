@@ -70,8 +70,8 @@ class KtopApp(App):
     CSS = """
     #panels { height: 1fr; }
     #left { width: 3fr; }
-    #right { width: 2fr; display: none; }
-    #right.-has-panels { display: block; }
+    #right { width: 2fr; }
+    #left.-empty, #right.-empty { display: none; }
     #right > Panel { height: 1fr; }
     ProcessPanel { height: 3fr; }
     SpawnsPanel { height: 2fr; }
@@ -379,7 +379,7 @@ class KtopApp(App):
                 visible = any(p.has_class("-maximized") for p in panels)
             else:
                 visible = bool(panels)
-            col.set_class(visible, "-has-panels")
+            col.set_class(not visible, "-empty")
         self._tabs_line()
 
     def _tabs_line(self) -> None:

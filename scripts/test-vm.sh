@@ -124,7 +124,7 @@ if [ "${KTOP_VM_HOT_IMAGE:-1}" = 1 ] && command -v mke2fs >/dev/null; then
     echo "$p"
   done >"$OUT/hot.list" || die "could not stage the guest's disk image in $stage"
   mb=$(du -sm "$stage" | cut -f1)
-  mke2fs -q -F -t ext4 -L ktophot -d "$stage" "$OUT/hot.img" "$((mb + 1024))M" \
+  mke2fs -q -F -t ext4 -L ktophot -d "$stage" "$OUT/hot.img" "$((mb + 1024))M" >/dev/null \
     || die "could not build the guest's disk image (mke2fs -d)"
   rm -rf "$stage"
   trap 'rm -f "$OUT/hot.img"' EXIT
@@ -132,7 +132,7 @@ if [ "${KTOP_VM_HOT_IMAGE:-1}" = 1 ] && command -v mke2fs >/dev/null; then
 fi
 
 # 6. Boot once and run the suite in the guest, bounded by a timeout.
-printf '%s\n' "${KTOP_VM_PYTEST_ARGS:-}" >"$OUT/pytest-args"
+printf '%s' "${KTOP_VM_PYTEST_ARGS:-}" >"$OUT/pytest-args"
 t_boot=$SECONDS
 say "booting $kver under QEMU/TCG (timeout ${TIMEOUT} s; console log: $OUT/console.log)"
 # Console lines starting with '[' are the kernel's; the rest (pytest's output) is shown.

@@ -31,13 +31,19 @@ cd "$repo" || { echo "guest: no $repo" >"$out/error"; exit 1; }
 
 # Nothing may be written into the (read-only) source tree or the venv.
 export HOME=/tmp/ktop-home XDG_CACHE_HOME=/tmp/ktop-cache PYTHONDONTWRITEBYTECODE=1
-# TCG emulation runs workloads several times slower: the real tests stretch their time limits.
-export KTOP_TEST_TIME_SCALE=${KTOP_TEST_TIME_SCALE:-3}
+# TCG emulation runs workloads several times slower: the real tests stretch their
+# time limits (waits x3) and how long `ktop snapshot` collects (x2).
+export KTOP_TEST_TIME_SCALE=3 KTOP_TEST_DURATION_SCALE=2
 mkdir -p "$HOME" "$XDG_CACHE_HOME"
 
 { uname -r; "$repo/.venv/bin/ktop" doctor; } >"$out/doctor.txt" 2>&1
 
-read -r -a extra <"$out/pytest-args" 2>/dev/null || extra=()
+# Left out here: the Prometheus comparison paces its workloads in real time and
+# checks the exporter against a Prometheus server, nothing a kernel changes;
+# TCG cannot keep its pace.
+extra=()
+[ -s "$out/pytest-args" ] && mapfile -t extra < <(xargs -r printf '%s\n' <"$out/pytest-args")
 "$repo/.venv/bin/python" -m pytest -m real tests/real -p no:cacheprovider -ra \
+    --ignore=tests/real/test_prometheus_real.py \
     --junitxml="$out/junit.xml" "${extra[@]}" 2>&1 | tee "$out/pytest.log"
 echo "${PIPESTATUS[0]}" >"$out/rc"

@@ -17,7 +17,6 @@ from typing import Any, ClassVar, Optional
 from ktop.probes import bpfstats, features
 from ktop.snapshot import FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, ProbeStatus
 
-
 # One BPF() construction (clang compile + load + attach) at a time in this process.
 _BUILD_LOCK = threading.Lock()
 

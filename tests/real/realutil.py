@@ -22,6 +22,8 @@ BIN = Path(sys.executable).parent
 KTOP = [str(BIN / "ktop")] if (BIN / "ktop").exists() else [sys.executable, "-m", "ktop"]
 # A slower machine (the TCG guest of `make test-vm`) stretches ktop's run time and the waits.
 TIME_SCALE = max(1.0, float(os.environ.get("KTOP_TEST_TIME_SCALE") or 1))
+# ... and how much longer `ktop snapshot` collects (a cost in every test: kept apart from the waits).
+DURATION_SCALE = max(1.0, float(os.environ.get("KTOP_TEST_DURATION_SCALE") or TIME_SCALE))
 SPAWN_TRACEPOINTS = ("sched:sched_process_exec", "sched:sched_process_exit", "sched:sched_process_fork",
                      "syscalls:sys_enter_execve", "syscalls:sys_exit_execve")
 
@@ -113,7 +115,7 @@ class Snap:
     COLLECTING = "ktop: collecting"
 
     def __init__(self, *args: str, duration: float = 5.0, env=None):
-        self.argv = [*KTOP, "snapshot", "--duration", str(duration * TIME_SCALE), "--json", *args]
+        self.argv = [*KTOP, "snapshot", "--duration", str(duration * DURATION_SCALE), "--json", *args]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
         self.pid = self.proc.pid

@@ -53,17 +53,33 @@ def require_kprobes() -> None:
         pytest.skip(reason)
 
 
-def traceable(pattern: str) -> set[str]:
-    """The kernel functions a kprobe can attach to, matching a '*' pattern (as BCC's funccount)."""
+def _regex(pattern: str) -> str:
+    return "^" + "".join(".*" if c == "*" else re.escape(c) for c in pattern) + "$"
+
+
+def candidates(pattern: str) -> set[str]:
+    """BCC's kprobe candidates for a '*' pattern (funccount's list: kallsyms less the kprobe blacklist)."""
     from bcc import BPF
 
-    rx = "^" + "".join(".*" if c == "*" else re.escape(c) for c in pattern) + "$"
-    return {f.decode() for f in BPF.get_kprobe_functions(rx.encode())}
+    return {f.decode() for f in BPF.get_kprobe_functions(_regex(pattern).encode())}
+
+
+def traceable(pattern: str) -> set[str]:
+    """The candidates a kprobe can really attach to: the kernel refuses notrace functions
+    ("Could not probe notrace function"), that is those missing from available_filter_functions."""
+    found = candidates(pattern)
+    t = features.tracefs()
+    try:
+        with open(t / "available_filter_functions") as f:
+            ftrace = {line.split()[0] for line in f if line.strip()}
+    except (OSError, TypeError):
+        return found
+    return found & ftrace
 
 
 def kallsyms_text(pattern: str) -> set[str]:
     """Every text symbol of the kernel proper matching the pattern: traceable or not."""
-    rx = re.compile("^" + "".join(".*" if c == "*" else re.escape(c) for c in pattern) + "$")
+    rx = re.compile(_regex(pattern))
     out = set()
     with open("/proc/kallsyms") as f:
         for line in f:
@@ -165,12 +181,13 @@ def test_wildcard_attaches_every_traceable_match(nreads):
     require_kprobes()
     expected = traceable("vfs_r*")
     assert "vfs_read" in expected
-    untraceable = kallsyms_text("vfs_r*") - expected
+    untraceable = (kallsyms_text("vfs_r*") | candidates("vfs_r*")) - expected
     before = registered_kprobes()
     doc, pid, during = snapshot_with(["-f", "vfs_r*"], nreads)
     (target,) = doc["funcs"]["targets"]
     assert target["status"] == "live", target
-    assert target["attached"] == len(expected) and target["matched"] == len(expected), (target, sorted(expected))
+    assert target["attached"] == len(expected), (target, sorted(expected))
+    assert target["matched"] >= target["attached"]
     if untraceable:
         assert f"skipped {len(untraceable)}" in target["detail"], (target, sorted(untraceable))
     else:
@@ -189,7 +206,7 @@ def _mixed_pattern() -> tuple[str, set[str], set[str]]:
     """A pattern with both traceable and untraceable matches on this kernel (and not too many)."""
     for pattern in ("vfs_r*", "vfs_*", "do_sys*", "security_*", "filemap_*"):
         ok = traceable(pattern)
-        bad = kallsyms_text(pattern) - ok
+        bad = (kallsyms_text(pattern) | candidates(pattern)) - ok
         if ok and bad and len(ok) <= 300:
             return pattern, ok, bad
     pytest.skip("no candidate pattern has untraceable matches on this kernel")
@@ -198,13 +215,13 @@ def _mixed_pattern() -> tuple[str, set[str], set[str]]:
 def test_wildcard_skips_untraceable_matches_with_a_warning(nreads):
     require_kprobes()
     pattern, ok, bad = _mixed_pattern()
-    doc, pid, _ = snapshot_with(["-f", pattern, "--funcs-max", str(len(ok))], nreads)
+    doc, pid, _ = snapshot_with(["-f", pattern, "--funcs-max", str(len(candidates(pattern)))], nreads)
     (target,) = doc["funcs"]["targets"]
     assert target["status"] == "live", target
     assert target["attached"] == len(ok), (target, len(ok))
     detail = target["detail"]
     assert f"skipped {len(bad)}" in detail, (detail, sorted(bad))
-    assert "cannot be traced" in detail
+    assert "cannot be traced" in detail or "attach failed" in detail
     assert any(name in detail for name in bad), (detail, sorted(bad))
     if "vfs_read" in ok:
         assert counts_for(doc, pid).get("vfs_read") == N
@@ -212,14 +229,16 @@ def test_wildcard_skips_untraceable_matches_with_a_warning(nreads):
 
 def test_pattern_above_the_cap_is_refused_with_its_count():
     require_kprobes()
-    expected = len(traceable("vfs_*"))
+    # the count it would have attached: funccount's candidates, or those the kernel really takes
+    would = {len(candidates("vfs_*")), len(traceable("vfs_*"))}
     cap = 5
-    assert expected > cap
+    assert min(would) > cap
     before = registered_kprobes()
     r = subprocess.run([*KTOP, "snapshot", "--probes", "funcs", "-f", "vfs_*", "--funcs-max", str(cap),
                         "--duration", "1", "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, (r.returncode, r.stdout[-500:], r.stderr)
-    assert f"matches {expected} kernel functions, more than the cap of {cap}" in r.stderr, r.stderr
+    m = re.search(r"matches (\d+) kernel functions, more than the cap of (\d+)", r.stderr)
+    assert m and int(m.group(1)) in would and int(m.group(2)) == cap, (r.stderr, would)
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert registered_kprobes() == before

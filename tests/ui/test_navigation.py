@@ -186,3 +186,17 @@ def test_descendant_rows_builds_a_tree_of_execs():
     tree = descendant_rows(model.spawns, 10)
     assert [(d, r.pid) for d, r in tree] == [(0, 11), (1, 12)]
     assert [(d, r.pid) for d, r in descendant_rows(model.spawns, 1)] == [(0, 10), (1, 11), (2, 12)]
+
+
+async def test_maximised_panel_gets_the_whole_width():
+    app = app_()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await show(app, pilot, fakes.snapshot(spawn=fakes.spawn_sample()))
+        await pilot.press("3")  # bio, in the right-hand column
+        await pilot.press("z")
+        await pilot.pause()
+        assert not app.query_one("#left").display
+        assert app.query_one("#bio").size.width >= 150
+        await pilot.press("z")
+        await pilot.pause()
+        assert app.query_one("#left").display and app.query_one("#processes").display
