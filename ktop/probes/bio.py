@@ -241,11 +241,12 @@ def raw_offsets(btf=None) -> dict[str, int]:
     Raises:
         BTFError: no BTF, no raw tracepoints, or a field is missing.
     """
-    from ktop.probes.btf import BTF, VMLINUX_BTF, BTFError
+    from ktop.probes.btf import VMLINUX_BTF, BTFError
+    from ktop.probes.btf import load as load_btf
 
     if btf is None:
         try:
-            btf = BTF(Path(VMLINUX_BTF).read_bytes())
+            btf = load_btf(str(VMLINUX_BTF))
         except OSError as exc:
             raise BTFError(f"no kernel BTF ({exc.strerror})") from exc
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import threading
 from pathlib import Path
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
@@ -131,18 +132,36 @@ class BTF:
         return tid
 
 
-@functools.lru_cache(maxsize=4)
+_load_lock = threading.Lock()
+
+
+def load(path: str = str(VMLINUX_BTF)) -> BTF:
+    """The parsed BTF at ``path``, parsed once per process (probes share it).
+
+    Raises:
+        BTFError: when it cannot be read or parsed.
+    """
+    with _load_lock:
+        return _load(path)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(path: str) -> BTF:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise BTFError(f"cannot read {path}: {exc.strerror}") from exc
+    return BTF(data)
+
+
+@functools.lru_cache(maxsize=16)
 def struct_offsets(struct_name: str, fields: tuple[str, ...], path: str = str(VMLINUX_BTF)) -> dict[str, int]:
     """Returns {field: byte offset} for ``fields`` of ``struct_name`` in the kernel's BTF.
 
     Raises:
         BTFError: when BTF is unavailable or a field is missing.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BTFError(f"cannot read {path}: {exc.strerror}") from exc
-    btf = BTF(data)
+    btf = load(path)
     members = btf.members(btf.find_struct(struct_name))
     missing = [f for f in fields if f not in members]
     if missing:

@@ -170,6 +170,7 @@ class Collector(threading.Thread):
         self.on_error = on_error
         self.count = count
         self._stop_event = threading.Event()
+        self._now = threading.Event()
 
     def run(self) -> None:
         n = 0
@@ -189,7 +190,14 @@ class Collector(threading.Thread):
             if delay < 0:  # fell behind: do not burst to catch up
                 next_at = time.monotonic()
                 delay = 0
-            self._stop_event.wait(delay)
+            if self._now.wait(delay):
+                self._now.clear()
+                next_at = time.monotonic()
+
+    def tick_now(self) -> None:
+        """Ticks at once instead of at the next interval (probes just went live)."""
+        self._now.set()
 
     def stop(self) -> None:
         self._stop_event.set()
+        self._now.set()
