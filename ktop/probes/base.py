@@ -196,6 +196,16 @@ class ProbeWorker(threading.Thread):
     def live_detail(self) -> str:
         return ""
 
+    def task_offsets(self) -> Optional[dict[str, int]]:
+        """Byte offsets of task_struct's real_parent and tgid from the kernel's BTF, for
+        a `-DFILTER_TGID` that also admits children; None without BTF."""
+        from ktop.probes.btf import BTFError, struct_offsets
+
+        try:
+            return struct_offsets("task_struct", ("real_parent", "tgid"))
+        except BTFError:
+            return None
+
     def _detach(self) -> None:
         bpf, self.bpf = self.bpf, None
         if bpf is not None:

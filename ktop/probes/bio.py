@@ -337,7 +337,6 @@ class BioProbe(ProbeWorker):
         self._names: dict[int, tuple[str, str]] = {}
         self._last_sweep = time.monotonic()
         self._expired = 0
-        self._task_offsets: Optional[dict[str, int]] = None
         self._prev_misses = 0
 
     # -- build ---------------------------------------------------------------
@@ -375,15 +374,6 @@ class BioProbe(ProbeWorker):
                 flags += [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
         return flags
 
-    def task_offsets(self) -> Optional[dict[str, int]]:
-        if self._task_offsets is None:
-            from ktop.probes.btf import BTFError, struct_offsets
-
-            try:
-                self._task_offsets = struct_offsets("task_struct", ("real_parent", "tgid"))
-            except BTFError:
-                self._task_offsets = {}
-        return self._task_offsets or None
 
     def live_detail(self) -> str:
         text = path_description(self.attribution, self.queue_source, self.mode)

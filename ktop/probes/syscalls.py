@@ -339,7 +339,6 @@ class SyscallsProbe(ProbeWorker):
         self._raw: Optional[bool] = None
         self._regs_off: Optional[int] = None
         self._regs_note = ""
-        self._task_offsets: Optional[dict[str, int]] = None
         self._prev_stats: dict[str, int] = {}
         self._prev_nr: dict[int, NrCum] = {}
         self._procs = Cumulative()
@@ -378,15 +377,6 @@ class SyscallsProbe(ProbeWorker):
             self._raw = bool(raw) and self.regs_offset() is not None
         return self._raw
 
-    def task_offsets(self) -> Optional[dict[str, int]]:
-        if self._task_offsets is None:
-            from ktop.probes.btf import BTFError, struct_offsets
-
-            try:
-                self._task_offsets = struct_offsets("task_struct", ("real_parent", "tgid"))
-            except BTFError:
-                self._task_offsets = {}
-        return self._task_offsets or None
 
     def cflags(self) -> list[str]:
         flags = super().cflags()
