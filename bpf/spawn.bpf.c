@@ -4,7 +4,7 @@
  *
  * Knobs (-D): MAX_ARGS, ARG_LEN, RINGBUF_PAGES, MAX_PENDING, MAX_TRACKED,
  * TASK_OFF_REAL_PARENT, TASK_OFF_TGID, TASK_OFF_EXIT_CODE,
- * TASK_OFF_START_TIME, TASK_OFF_COMM (byte offsets into task_struct read from the running
+ * TASK_OFF_START_TIME, TASK_OFF_COMM, TASK_OFF_MM, MM_OFF_ARG_START, MM_OFF_ARG_END (byte offsets into task_struct read from the running
  * kernel's BTF, because the installed headers may not match the kernel).
  * Without them, KTOP_NO_TASK_OFFSETS leaves ppid, exit code and lifetime to
  * user space. FILTER_TGID limits events to one process and its children.
@@ -46,6 +46,7 @@
 /* Flags on an exec record. */
 #define F_ARGS_TRUNCATED 1
 #define F_NO_ARGV 2
+#define F_ARGS_FROM_MM 4 /* args copied from the new image's argument area: count NULs */
 
 struct pending_exec {
     u64 ts;
@@ -196,12 +197,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 }
 #endif
 
-static __always_inline void emit_exec(struct pending_exec *p, u32 pid, s32 retval)
+/* Reserves and fills an exec record; the caller submits it. */
+static __always_inline struct exec_event *emit_exec(struct pending_exec *p, u32 pid, s32 retval)
 {
     struct exec_event *e = events.ringbuf_reserve(sizeof(struct exec_event));
     if (!e) {
         count(ST_LOST);
-        return;
+        return 0;
     }
     e->type = KTOP_EV_EXEC;
     e->pid = pid;
@@ -228,8 +230,41 @@ static __always_inline void emit_exec(struct pending_exec *p, u32 pid, s32 retva
         e->flags = F_NO_ARGV;
         e->filename[0] = 0;
     }
-    events.ringbuf_submit(e, 0);
+    return e;
 }
+
+#if defined(TASK_OFF_MM) && defined(MM_OFF_ARG_START)
+/* The new image's argv, as the kernel just copied it onto the new stack
+ * (mm->arg_start..arg_end, NUL-separated). Reading the caller's argv at
+ * sys_enter_execve fails after fork(): the child's page tables do not map the
+ * parent's strings yet, and a BPF program cannot fault them in. */
+static __always_inline void args_from_mm(struct exec_event *e)
+{
+    u64 task = bpf_get_current_task();
+    u64 mm = 0, start = 0, end = 0;
+    bpf_probe_read_kernel(&mm, sizeof(mm), (void *)(task + TASK_OFF_MM));
+    if (!mm)
+        return;
+    bpf_probe_read_kernel(&start, sizeof(start), (void *)(mm + MM_OFF_ARG_START));
+    bpf_probe_read_kernel(&end, sizeof(end), (void *)(mm + MM_OFF_ARG_END));
+    if (end <= start)
+        return;
+    u64 len = end - start;
+    u32 flags = F_ARGS_FROM_MM;
+    if (len > ARGS_BUF) {
+        len = ARGS_BUF;
+        flags |= F_ARGS_TRUNCATED;
+    }
+    len &= 0xffff; /* a bound the verifier can see */
+    if (len > ARGS_BUF)
+        return;
+    if (bpf_probe_read_user(e->args, len, (void *)start) == 0) {
+        e->args_size = len;
+        e->argc = 0;
+        e->flags = flags;
+    }
+}
+#endif
 
 /* Success: the new image is in place (comm already updated), still inside
  * execve. old_pid differs from pid when a non-leader thread exec'd. */
@@ -241,7 +276,14 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         return 0;
     count(ST_EXECS);
     struct pending_exec *p = pending.lookup(&old_pid);
-    emit_exec(p, pid, 0);
+    struct exec_event *e = emit_exec(p, pid, 0);
+    if (e) {
+#if defined(TASK_OFF_MM) && defined(MM_OFF_ARG_START)
+        args_from_mm(e);
+#endif
+        TP_DATA_LOC_READ_STR(e->filename, filename, sizeof(e->filename));
+        events.ringbuf_submit(e, 0);
+    }
     if (p)
         pending.delete(&old_pid);
     u8 one = 1;
@@ -258,7 +300,9 @@ static __always_inline int exit_exec(long ret)
         return 0; /* succeeded (handled at sched_process_exec) or not watched */
     if (ret < 0) {
         count(ST_EXEC_FAILS);
-        emit_exec(p, bpf_get_current_pid_tgid() >> 32, (s32)ret);
+        struct exec_event *e = emit_exec(p, bpf_get_current_pid_tgid() >> 32, (s32)ret);
+        if (e)
+            events.ringbuf_submit(e, 0);
     }
     pending.delete(&tid);
     return 0;

@@ -308,3 +308,16 @@ def test_build_sample_adds_user_space_losses():
     assert s.execs == (e,) and s.exits == (x,)
     assert s.lost == 5
     assert (s.exec_count, s.forks, s.exec_failures) == (2, 4, 1)
+
+
+def test_decode_argv_from_the_new_images_argument_area():
+    from ktop.probes.spawn import F_ARGS_FROM_MM, decode_argv
+
+    buf = b"echo\0hello\0forked world\0"
+    assert decode_argv(buf, 0, len(buf), from_mm=True) == ("echo", "hello", "forked world")
+    # cut in the middle of the last argument (flagged truncated by the kernel program)
+    assert decode_argv(buf, 0, 13, from_mm=True) == ("echo", "hello", "fo")
+    assert decode_argv(b"", 0, 0, from_mm=True) == ()
+    raw = pack_exec(argv=(), flags=F_ARGS_FROM_MM, args_size=len(buf), argc=0)
+    raw = raw[: len(raw) - len(raw[-2560:])] + buf.ljust(2560, b"\0")
+    assert decode_event(raw, OFFSET).argv == ("echo", "hello", "forked world")

@@ -32,6 +32,7 @@ MAX_QUEUED = 200_000
 
 F_ARGS_TRUNCATED = 1
 F_NO_ARGV = 2
+F_ARGS_FROM_MM = 4
 
 # Slots of the per-CPU `stats` array (bpf/spawn.bpf.c).
 STAT_SLOTS = ("forks", "exec_count", "exec_failures", "exit_count", "lost",
@@ -45,10 +46,22 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
 
 
-def decode_argv(buf: bytes, argc: int, args_size: int) -> tuple[str, ...]:
-    """NUL-separated arguments, as the kernel program packed them."""
-    parts = buf[:args_size].split(b"\0")
-    return tuple(p.decode("utf-8", "backslashreplace") for p in parts[:argc])
+def decode_argv(buf: bytes, argc: int, args_size: int, from_mm: bool = False) -> tuple[str, ...]:
+    """NUL-separated arguments, as the kernel program packed them.
+
+    ``from_mm``: copied whole from the new image's argument area, so the count
+    is the number of NUL-terminated strings (a cut last one is kept).
+    """
+    data = buf[:args_size]
+    if from_mm:
+        if not data:
+            return ()
+        parts = data.split(b"\0")
+        if data.endswith(b"\0"):
+            parts = parts[:-1]
+    else:
+        parts = data.split(b"\0")[:argc]
+    return tuple(p.decode("utf-8", "backslashreplace") for p in parts)
 
 
 def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
@@ -70,7 +83,7 @@ def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
         comm=_cstr(comm),
         parent_comm=_cstr(pcomm),
         filename=_cstr(filename),
-        argv=decode_argv(args, argc, args_size),
+        argv=decode_argv(args, argc, args_size, bool(flags & F_ARGS_FROM_MM)),
         argv_truncated=bool(flags & F_ARGS_TRUNCATED),
         retval=retval,
     )
@@ -181,9 +194,21 @@ class SpawnProbe(ProbeWorker):
         offs = self.task_offsets()
         if offs:
             flags += [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
+            mm = self.mm_offsets()
+            if mm:
+                flags += [f"-DMM_OFF_{k.upper()}={int(v)}" for k, v in mm.items()]
         else:
             flags.append("-DKTOP_NO_TASK_OFFSETS")
         return flags
+
+    def mm_offsets(self) -> Optional[dict[str, int]]:
+        """task->mm and mm->arg_start/arg_end, to read the new image's argv at exec."""
+        from ktop.probes.btf import BTFError, struct_offsets
+
+        try:
+            return struct_offsets("mm_struct", ("arg_start", "arg_end"))
+        except BTFError:
+            return None
 
     def task_offsets(self) -> Optional[dict[str, int]]:
         if self._task_offsets is None and not self._offsets_error:
@@ -191,7 +216,7 @@ class SpawnProbe(ProbeWorker):
 
             try:
                 self._task_offsets = struct_offsets(
-                    "task_struct", ("real_parent", "tgid", "exit_code", "start_time", "comm"))
+                    "task_struct", ("real_parent", "tgid", "exit_code", "start_time", "comm", "mm"))
             except BTFError as exc:
                 self._offsets_error = str(exc)
         return self._task_offsets

@@ -12,7 +12,7 @@ import time
 import pytest
 from realutil import Snap, require_spawn, unique_copy
 
-from ktop.probes.spawn import ARG_LEN
+from ktop.probes.spawn import ARG_LEN, MAX_ARGS
 
 pytestmark = pytest.mark.real
 
@@ -57,9 +57,10 @@ def test_fifty_execs_of_a_unique_program(tmp_path):
     assert len(events) == N, [e["argv"] for e in events]
     (drv,) = [e for e in doc["spawns"]["events"] if e["pid"] == driver_pid]
     assert drv["argv"][:2] == [sys.executable, "-c"] and drv["exit_code"] == 0
-    # the driver's source is longer than one argument slot: cut to ARG_LEN - 1 bytes and flagged
-    assert len(driver) > ARG_LEN
-    assert drv["argv"][2] == driver[: ARG_LEN - 1] and drv["argv_truncated"] is True
+    # the driver's source is longer than one argument slot of the execve-entry copy (ARG_LEN), but a
+    # successful exec's argv comes whole from the new image's argument area (up to MAX_ARGS * ARG_LEN)
+    assert ARG_LEN < len(driver) < MAX_ARGS * ARG_LEN
+    assert drv["argv"][2] == driver and drv["argv_truncated"] is False
 
     assert sorted(e["argv"][1] for e in events) == sorted(f"arg-{i}" for i in range(N))
     assert [e["argv"] for e in events] == [[str(prog), f"arg-{i}", "x y"] for i in range(N)]  # in order
@@ -173,3 +174,38 @@ def test_pid_filter_keeps_only_that_process_and_its_children(tmp_path):
     assert all(e["ppid"] == driver.pid and e["exit_code"] == 0 for e in events)
     # nothing else on the machine got through the kernel-side filter
     assert all(driver.pid in (e["pid"], e["ppid"]) for e in doc["spawns"]["events"]), doc["spawns"]["events"]
+
+
+FORK_EXEC_C = r"""
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int n = atoi(argv[2]);
+    for (int i = 0; i < n; i++) {
+        pid_t p = fork();  /* fork, not vfork: the child does not map the parent's strings yet */
+        if (p == 0) { execl(argv[1], "uniq-child", "read-only literal", "x y", (char *)0); _exit(127); }
+        int st; waitpid(p, &st, 0);
+    }
+    return 0;
+}
+"""
+
+
+def test_argv_of_a_forked_child_exec_is_captured(tmp_path):
+    """execsnoop reads argv at execve entry and loses it after fork(); ktop reads the new image's."""
+    require_spawn(need_btf=True)
+    src = tmp_path / "forkexec.c"
+    src.write_text(FORK_EXEC_C)
+    drv = tmp_path / "forkexec"
+    subprocess.run(["gcc", "-O1", "-o", str(drv), str(src)], check=True)
+    prog = unique_copy("true", tmp_path)
+
+    def workload():
+        subprocess.run([str(drv), str(prog), "20"], check=True)
+
+    doc, _ = _run_while_collecting(workload)
+    events = [e for e in doc["spawns"]["events"] if e["filename"] == str(prog)]
+    assert len(events) == 20
+    assert all(e["argv"] == ["uniq-child", "read-only literal", "x y"] for e in events), events[:2]
+    assert all(e["exit_code"] == 0 for e in events)
