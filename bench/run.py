@@ -29,6 +29,9 @@ import time
 from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import probe_bench  # noqa: E402  (probe cost, kernel-side cost, capacity, tick cost)
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -38,6 +41,7 @@ BUDGET_FIRST_FRAME_S = 0.5
 BUDGET_PROBES_LIVE_S = 1.5
 
 TOOLS = ("ktop", "htop", "btop")
+SECTIONS = ("startup", "ui", "probes", "kernel", "capacity", "tick")
 SCENARIOS = ("idle", "loaded")
 SCENARIO_TITLES = {
     "idle": "machine as it is",
@@ -795,7 +799,11 @@ def summarize(results: dict) -> dict:
                 row[f"ktop/{other}_cpu"] = round(k / o, 3) if k is not None and o else None
             out[scenario] = row
         summary["ui_cost"] = out
-    summary["budget"] = budget(summary)
+    for key in ("probe_cost", "kernel_cost", "capacity", "tick"):
+        if key in results:
+            summary[key] = {k: v.get("summary") for k, v in results[key].items()} \
+                if key == "probe_cost" else results[key].get("summary")
+    summary["budget"] = budget(summary) + probe_bench.budget_rows(results)
     return summary
 
 
@@ -946,6 +954,7 @@ def render_md(results: dict) -> str:
             L.append(f"\nProbe statuses when not all live: {json.dumps(bad[0]['statuses'])}")
         L.append("")
 
+    L.extend(probe_bench.render_md(results))
     noisy = noise_warnings(results)
     if noisy:
         L.append("## Noise\n")
@@ -1006,6 +1015,9 @@ def parse_args(argv=None):
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of idle,loaded")
     p.add_argument("--skip-startup", action="store_true", help="skip the start-up measurement")
     p.add_argument("--skip-ui", action="store_true", help="skip the UI-cost measurement")
+    p.add_argument("--only", choices=SECTIONS, default=None,
+                   help="run one section: " + ", ".join(SECTIONS))
+    p.add_argument("--skip", default="", help="comma-separated sections to skip (e.g. probes,tick)")
     p.add_argument("--size", default="160x48", help="terminal size COLSxROWS (default 160x48)")
     p.add_argument("--out-dir", default=HERE, help="where results.json and results.md go (default bench/)")
     a = p.parse_args(argv)
@@ -1015,6 +1027,14 @@ def parse_args(argv=None):
     a.cols, a.rows = (int(x) for x in a.size.lower().split("x"))
     a.tools = [t.strip() for t in a.tools.split(",") if t.strip()]
     a.scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
+    skip = {x.strip() for x in a.skip.split(",") if x.strip()}
+    if skip - set(SECTIONS):
+        p.error(f"unknown section(s) {sorted(skip - set(SECTIONS))}")
+    if a.skip_startup:
+        skip.add("startup")
+    if a.skip_ui:
+        skip.add("ui")
+    a.sections = [a.only] if a.only else [x for x in SECTIONS if x not in skip]
     for t in a.tools:
         if t not in TOOLS:
             p.error(f"unknown tool {t!r}")
@@ -1024,6 +1044,50 @@ def parse_args(argv=None):
     if min(a.startup_runs, a.repeats) < 1 or a.window <= 0 or a.warmup < 0:
         p.error("runs must be >= 1 and durations positive")
     return a
+
+
+def tick_ui_run(args, workdir: str, sleepers: int) -> dict:
+    """``ktop`` in tmux for one UI-cost window (the tick section's UI figure)."""
+    return ui_cost_run(args, workdir, "ktop", f"tick{sleepers}", 1)
+
+
+def probe_sections(args, workdir: str, results: dict) -> int:
+    """The sections in probe_bench.py; returns how many failed."""
+    wanted = [s for s in ("probes", "kernel", "capacity", "tick") if s in args.sections]
+    if not wanted:
+        return 0
+    if os.geteuid() != 0 or not shutil.which("gcc"):
+        log("probe sections need root and gcc; skipped")
+        return len(wanted)
+    exe = probe_bench.build_workload(workdir)
+    failures = 0
+    t0, load0 = time.monotonic(), os.getloadavg()
+    if "probes" in args.sections:
+        log("probe cost ...")
+        results["probe_cost"] = probe_bench.probe_cost_section(workdir, exe, args.quick)
+        failures += sum(1 for v in results["probe_cost"].values() if (v.get("summary") or {}).get("error"))
+    if "kernel" in args.sections:
+        log("kernel-side cost (BPF statistics) ...")
+        results["kernel_cost"] = probe_bench.kernel_cost_section(workdir, exe, 5.0 if args.quick else 10.0)
+        failures += bool(results["kernel_cost"].get("error"))
+    if "capacity" in args.sections:
+        log("event capacity ...")
+        results["capacity"] = probe_bench.capacity_section(exe, 5.0 if args.quick else 10.0)
+        failures += bool(results["capacity"].get("error"))
+    if "tick" in args.sections:
+        log("tick cost ...")
+        ui = None
+        if shutil.which("ktop"):
+            def ui(sleepers):
+                rec = tick_ui_run(args, workdir, sleepers)
+                log(f"tick UI +{sleepers} sleeps: " + (f"CPU {rec['cpu_pct']:.2f} %, {rec['processes_on_machine']} "
+                                                      f"processes" if rec["ok"] else f"FAILED: {rec['error']}"))
+                return rec
+        results["tick"] = probe_bench.tick_section(ui, lambda n: Load(n, 0.0))
+    results["probe_sections"] = {"seconds": round(time.monotonic() - t0, 1), "loadavg_before": load0,
+                                 "loadavg_after": os.getloadavg()}
+    log(f"probe sections took {time.monotonic() - t0:.0f} s")
+    return failures
 
 
 def main(argv=None) -> int:
@@ -1042,13 +1106,13 @@ def main(argv=None) -> int:
             "repeats": args.repeats, "window_s": args.window, "warmup_s": args.warmup,
             "interval_s": args.interval, "sleepers": args.sleepers, "churn_rate": args.churn_rate,
             "tools": args.tools, "scenarios": args.scenarios, "cols": args.cols, "rows": args.rows,
-            "clk_tck": CLK_TCK,
+            "clk_tck": CLK_TCK, "sections": args.sections,
         },
         "environment": environment(),
     }
     failures = 0
     try:
-        if not args.skip_startup:
+        if "startup" in args.sections:
             runs = []
             if not shutil.which("ktop"):
                 runs.append({"run": 1, "ok": False, "error": "ktop not on PATH (make install)"})
@@ -1062,7 +1126,7 @@ def main(argv=None) -> int:
             failures += sum(1 for r in runs if not r.get("ok"))
             results["startup"] = {"runs": runs}
 
-        if not args.skip_ui:
+        if "ui" in args.sections:
             results["ui_cost"] = {"scenarios": {}}
             for scenario in args.scenarios:
                 per_tool: dict = {"runs": {t: [] for t in args.tools}}
@@ -1090,6 +1154,7 @@ def main(argv=None) -> int:
                     if load:
                         load.stop()
                         per_tool["churn"] = load.churn_result
+        failures += probe_sections(args, workdir, results)
     except (KeyboardInterrupt, Interrupted) as exc:
         log(f"interrupted ({exc or 'Ctrl-C'}); cleaning up, no results written")
         return 130

@@ -1,0 +1,746 @@
+#!/usr/bin/env python3
+"""Probe cost, ktop's kernel-side cost, event capacity and tick cost.
+
+The sections of ``bench/run.py`` that run a workload under ktop's probes
+(see bench/README.md). Each ``*_section(...)`` returns a JSON-able dict with
+its raw figures and a ``summary``; ``budget_rows(...)`` turns the summaries
+into met / not met rows and ``render_md(...)`` into markdown. The per-probe
+benches (syscalls_bench.py, bio_bench.py, funcs_bench.py) run as
+subprocesses with small repeat counts and write into a temporary file.
+
+Standard library only; needs root, gcc, and the peers (bpftrace, BCC tools).
+A workload program (C, built here with gcc) does the exec loop, the mixed
+workload and the exec storm, and counts what it made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+BUDGET_SYSCALL_RATIO = 1.30
+BUDGET_EXEC_RATIO = 1.05
+BUDGET_DIRECT_READ_RATIO = 1.05
+BUDGET_UPROBE_VS_FUNCCOUNT = 1.05
+BUDGET_TICK_FLAT = 2.0
+
+BPFTRACE_EXECS = "tracepoint:sched:sched_process_exec { @ = count(); }"
+
+WORKLOAD_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* one fork+exec of /bin/true TAG I; returns 1 if it exited 0 */
+static int run_true(const char *tag, long i, int use_vfork)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%ld", i);
+    char *argv[] = {"/bin/true", (char *)tag, num, NULL};
+    pid_t p = use_vfork ? vfork() : fork();
+    if (p == 0) {
+        execv("/bin/true", argv);
+        _exit(127);
+    }
+    if (p < 0)
+        return 0;
+    int st;
+    if (waitpid(p, &st, 0) < 0)
+        return 0;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: execloop N TAG | storm SECONDS TAG | mixed SECONDS FILE\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    if (!strcmp(mode, "execloop")) {          /* N sequential fork+exec, timed */
+        long n = atol(argv[2]), ok = 0;
+        double t = now();
+        for (long i = 0; i < n; i++)
+            ok += run_true(argv[3], i, 0);
+        printf("%.9f %ld\n", now() - t, ok);
+        return ok == n ? 0 : 1;
+    }
+    if (!strcmp(mode, "storm")) {             /* vfork+exec loops on every CPU */
+        double secs = atof(argv[2]);
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        long *counts = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        double t0 = now();
+        for (long c = 0; c < ncpu && c < 500; c++) {
+            if (fork() == 0) {
+                long k = 0;
+                while (now() - t0 < secs)
+                    k += run_true(argv[3], k, 1);
+                counts[c] = k;
+                _exit(0);
+            }
+        }
+        while (wait(NULL) > 0)
+            ;
+        long total = 0;
+        for (long c = 0; c < ncpu && c < 500; c++)
+            total += counts[c];
+        printf("%ld %.6f %ld\n", total, now() - t0, ncpu);
+        return 0;
+    }
+    if (!strcmp(mode, "mixed")) {             /* execs + syscalls + O_DIRECT reads, steady */
+        double secs = atof(argv[2]);
+        int fd = open(argv[3], O_RDONLY | O_DIRECT);
+        if (fd < 0) {
+            perror("open O_DIRECT");
+            return 1;
+        }
+        off_t size = lseek(fd, 0, SEEK_END);
+        void *buf;
+        if (posix_memalign(&buf, 4096, 4096))
+            return 1;
+        long execs = 0, calls = 0, reads = 0, blocks = size / 4096;
+        double t0 = now();
+        while (now() - t0 < secs) {
+            for (int i = 0; i < 2000; i++)
+                syscall(SYS_getppid);
+            calls += 2000;
+            for (int i = 0; i < 4; i++)
+                if (pread(fd, buf, 4096, (off_t)((reads + i) % (blocks ? blocks : 1)) * 4096) == 4096)
+                    reads++;
+            execs += run_true("ktop-bench-mixed", execs, 0);
+            usleep(20000);
+        }
+        printf("%ld %ld %ld %.6f\n", execs, calls, reads, now() - t0);
+        return 0;
+    }
+    return 2;
+}
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def ktop_cmd() -> list[str]:
+    venv = os.path.join(ROOT, ".venv", "bin", "ktop")
+    if os.access(venv, os.X_OK):
+        return [venv]
+    found = shutil.which("ktop")
+    return [found] if found else [sys.executable, "-m", "ktop"]
+
+
+def bench_python() -> str:
+    py = os.path.join(ROOT, ".venv", "bin", "python")
+    return py if os.access(py, os.X_OK) else sys.executable
+
+
+def median(xs) -> Optional[float]:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def rnd(v: Optional[float], nd: int = 4) -> Optional[float]:
+    return None if v is None else round(v, nd)
+
+
+def build_workload(tmp: str) -> str:
+    src = os.path.join(tmp, "workload.c")
+    exe = os.path.join(tmp, "workload")
+    with open(src, "w") as f:
+        f.write(WORKLOAD_C)
+    subprocess.run(["gcc", "-O2", "-o", exe, src], check=True)
+    return exe
+
+
+def on_a_disk() -> str:
+    """A writable folder on a block device (O_DIRECT reads must reach a disk)."""
+    for d in ("/var/tmp", "/root", ROOT):
+        try:
+            st = os.stat(d)
+        except OSError:
+            continue
+        if os.major(st.st_dev) and os.path.exists(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}") \
+                and os.access(d, os.W_OK):
+            return d
+    return tempfile.gettempdir()
+
+
+def proc_cpu_ticks(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            rest = f.read().rsplit(b")", 1)[1].split()
+        return int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Tracer:
+    """A tracer in the background (own session): ready once ``ready`` appears on
+    stdout or stderr; ``stop()`` sends SIGINT and returns its stdout."""
+
+    def __init__(self, name: str, argv: list[str], ready: str):
+        self.name, self.argv, self.ready_text = name, argv, ready
+        self.proc: Optional[subprocess.Popen] = None
+        self._ready = threading.Event()
+        self.out: list[bytes] = []
+        self.err: list[str] = []
+        self._threads: list[threading.Thread] = []
+
+    def start(self, timeout: float = 60.0) -> float:
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        self._threads = [threading.Thread(target=self._read_out, daemon=True),
+                         threading.Thread(target=self._read_err, daemon=True)]
+        for t in self._threads:
+            t.start()
+        end = t0 + timeout
+        while time.monotonic() < end:
+            if self._ready.wait(0.05):
+                time.sleep(0.3)  # attach done; let the first reads settle
+                return time.monotonic() - t0
+            if self.proc.poll() is not None:
+                break
+        self.stop()
+        tail = [ln.strip() for ln in self.err if ln.strip()]
+        raise RuntimeError(f"{self.name} did not start: " + (tail[-1] if tail else f"exit {self.proc.returncode}"))
+
+    def _read_out(self) -> None:
+        for raw in self.proc.stdout:
+            self.out.append(raw)
+            if self.ready_text.encode() in raw:
+                self._ready.set()
+
+    def _read_err(self) -> None:
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            self.err.append(line)
+            if self.ready_text in line:
+                self._ready.set()
+
+    def wait(self, timeout: float) -> bytes:
+        """Waits for it to end by itself (a ``--duration`` run); returns stdout."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return self.stop()
+        for t in self._threads:
+            t.join(10)
+        return b"".join(self.out)
+
+    def stop(self) -> bytes:
+        p = self.proc
+        if p is not None and p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGINT)
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(10)
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(10)
+        return b"".join(self.out)
+
+
+def ktop_snapshot(extra: list[str], duration: float) -> Tracer:
+    return Tracer("ktop", ktop_cmd() + ["snapshot", "--json", "--duration", f"{duration:g}", *extra],
+                  "ktop: collecting")
+
+
+# --------------------------------------------------------------------------- exec loop
+
+def exec_loop_section(tmp: str, exe: str, n: int = 400, rounds: int = 5, runs: int = 3) -> dict:
+    """N sequential fork+exec of /bin/true: bare vs ktop (default probes) vs bpftrace,
+    rounds with a rotating order; each traced round starts the tracer, runs the loop
+    ``runs`` times, stops it. ktop's JSON must hold every exec with argv and exit code."""
+    conds = ["bare", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
+    samples: dict[str, list[float]] = {c: [] for c in conds}
+    checks: list[dict] = []
+    errors: dict[str, str] = {}
+    subprocess.run([exe, "execloop", "20", "warm"], capture_output=True)
+    for r in range(rounds):
+        order = conds[r % len(conds):] + conds[:r % len(conds)]
+        for cond in order:
+            if cond in errors:
+                continue
+            tags = [f"ktopbench{os.getpid()}r{r}{cond}{k}" for k in range(runs)]
+            loop_pids: list[int] = []
+            tracer = None
+            try:
+                if cond == "ktop":
+                    tracer = ktop_snapshot([], 3600)
+                elif cond == "bpftrace":
+                    tracer = Tracer("bpftrace", ["bpftrace", "-e", BPFTRACE_EXECS], "Attaching")
+                if tracer:
+                    tracer.start()
+                for tag in tags:
+                    p = subprocess.Popen([exe, "execloop", str(n), tag], stdout=subprocess.PIPE, text=True)
+                    loop_pids.append(p.pid)
+                    stdout, _ = p.communicate(timeout=120)
+                    secs, ok = stdout.split()
+                    if int(ok) != n:
+                        raise RuntimeError(f"only {ok}/{n} execs exited 0")
+                    samples[cond].append(float(secs))
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+                errors[cond] = str(exc)[:300]
+                log(f"exec loop {cond}: {errors[cond]}")
+            finally:
+                if cond == "ktop" and tracer and cond not in errors:
+                    time.sleep(1.5)  # not timed: one more tick, so the last execs are drained
+                stdout = tracer.stop() if tracer else b""
+            if cond == "ktop" and cond not in errors:
+                checks.append(check_exec_capture(stdout, tags, loop_pids, n))
+        log(f"exec loop round {r + 1}/{rounds}: " + ", ".join(
+            f"{c} {samples[c][-1] * 1e3:.0f} ms" for c in conds if samples[c]))
+    base = median(samples["bare"])
+    per: dict = {}
+    for c in conds:
+        m = median(samples[c])
+        per[c] = {"median_s": rnd(m, 6), "runs": len(samples[c]), "all_s": [rnd(x, 6) for x in samples[c]],
+                  "ratio": rnd(m / base, 4) if (m and base) else None,
+                  "added_us_per_exec": rnd((m - base) / n * 1e6, 2) if (m and base) else None,
+                  "error": errors.get(c)}
+    captured = bool(checks) and all(c["complete"] for c in checks)
+    return {"n": n, "rounds": rounds, "runs_per_round": runs, "conditions": per, "ktop_capture": checks,
+            "summary": {"ktop_ratio": per["ktop"]["ratio"], "bpftrace_ratio": (per.get("bpftrace") or {}).get("ratio"),
+                        "argv_and_exit_codes_captured": captured,
+                        "captured_runs": f"{sum(c['complete'] for c in checks)}/{len(checks)}",
+                        "seen": sum(p["execs_seen"] for c in checks for p in c.get("per_run", [])),
+                        "argv_right": sum(p["argv_right"] for c in checks for p in c.get("per_run", [])),
+                        "exit_code_0": sum(p["exit_code_0"] for c in checks for p in c.get("per_run", [])),
+                        "expected": n * sum(len(c.get("per_run", [])) for c in checks)}}
+
+
+def check_exec_capture(stdout: bytes, tags: list[str], pids: list[int], n: int) -> dict:
+    """Every exec of each run (children of the loop's pid) with its argv and exit code 0."""
+    try:
+        doc = json.loads(stdout)
+        events = doc["spawns"]["events"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return {"complete": False, "error": f"no JSON from ktop: {exc}"}
+    res: dict = {"lost": doc["spawns"].get("lost"), "per_run": []}
+    for tag, pid in zip(tags, pids):
+        mine = [e for e in events if e.get("ppid") == pid]
+        argv_ok = {e["argv"][2] for e in mine if e.get("argv") and len(e["argv"]) == 3
+                   and e["argv"][:2] == ["/bin/true", tag]}
+        exit0 = sum(1 for e in mine if e.get("exited") and e.get("exit_code") == 0)
+        res["per_run"].append({"execs_seen": len(mine), "argv_right": len(argv_ok), "exit_code_0": exit0,
+                               "empty_argv": sum(1 for e in mine if not e.get("argv"))})
+    res["complete"] = all(p["execs_seen"] == n and p["argv_right"] == n and p["exit_code_0"] == n
+                          for p in res["per_run"])
+    return res
+
+
+# --------------------------------------------------------------------------- per-probe benches
+
+def sub_bench(script: str, args: list[str], tmp: str, timeout: float = 420) -> dict:
+    out = os.path.join(tmp, script.replace(".py", "_results.json"))
+    argv = [bench_python(), os.path.join(HERE, script), *args, "--out", out]
+    log(f"running {' '.join(argv[1:])}")
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"{script} timed out after {timeout:g} s", "argv": argv[1:]}
+    rec: dict = {"argv": argv[1:], "seconds": round(time.monotonic() - t0, 1), "exit": r.returncode}
+    try:
+        with open(out) as f:
+            rec["results"] = json.load(f)
+    except (OSError, ValueError):
+        rec["error"] = f"{script} exit {r.returncode}: " + (r.stderr.strip().splitlines() or ["?"])[-1][:300]
+    rec["table"] = r.stdout.strip()
+    return rec
+
+
+def syscalls_summary(rec: dict) -> dict:
+    res = rec.get("results") or {}
+    c = res.get("conditions", {})
+    k, s = c.get("ktop", {}), c.get("syscount", {})
+    return {"ktop_wall_ratio": k.get("wall_ratio"), "ktop_cpu_ratio": k.get("cpu_ratio"),
+            "syscount_wall_ratio": s.get("wall_ratio"), "syscount_cpu_ratio": s.get("cpu_ratio"),
+            "syscount_skipped": s.get("skipped"), "calls": res.get("calls"), "error": rec.get("error")}
+
+
+def bio_summary(rec: dict) -> dict:
+    rows = {r["condition"]: r for r in (rec.get("results") or {}).get("results", [])}
+    k, b, t = rows.get("ktop", {}), rows.get("biolatency-bpfcc", {}), rows.get("bpftrace-tp", {})
+    return {"ktop_ratio": rnd(k.get("ratio")), "bpftrace_tp_ratio": rnd(t.get("ratio")),
+            "biolatency_ratio": rnd(b.get("ratio")), "biolatency_error": b.get("error"),
+            "ktop_dd_reads": k.get("ktop_dd_reads"), "ktop_unseen": k.get("ktop_unseen"),
+            "reads": ((rec.get("results") or {}).get("workload") or {}).get("reads"), "error": rec.get("error")}
+
+
+def funcs_summary(rec: dict) -> dict:
+    s = (rec.get("results") or {}).get("summary", {})
+    k, f = s.get("ktop", {}), s.get("funccount", {})
+    kn, fn = k.get("median_ns_per_call"), f.get("median_ns_per_call")
+    return {"ktop_slowdown": rnd(k.get("slowdown"), 1), "funccount_slowdown": rnd(f.get("slowdown"), 1),
+            "ktop_ns_per_call": rnd(kn, 0), "funccount_ns_per_call": rnd(fn, 0),
+            "ktop_vs_funccount": rnd(kn / fn, 4) if (kn and fn) else None,
+            "ktop_counts_exact": k.get("counts_exact"), "funccount_counts_exact": f.get("counts_exact"),
+            "calls": (rec.get("results") or {}).get("calls"), "error": rec.get("error")}
+
+
+def probe_cost_section(tmp: str, exe: str, quick: bool) -> dict:
+    out: dict = {}
+    out["exec_loop"] = exec_loop_section(tmp, exe, rounds=2 if quick else 5, runs=1 if quick else 3)
+    sc = sub_bench("syscalls_bench.py", ["--quick"] if quick else
+                   ["--rounds", "3", "--runs", "2", "--only", "ktop,syscount"], tmp)
+    out["syscalls"] = {**sc, "summary": syscalls_summary(sc)}
+    bio = sub_bench("bio_bench.py", ["--quick"] if quick else ["--rounds", "5"], tmp)
+    out["bio"] = {**bio, "summary": bio_summary(bio)}
+    fn = sub_bench("funcs_bench.py", ["--repeat", "1", "--calls", "50000"] if quick else ["--repeat", "3"], tmp)
+    out["funcs"] = {**fn, "summary": funcs_summary(fn)}
+    return out
+
+
+# --------------------------------------------------------------------------- kernel-side cost
+
+def bpf_stats_enabled() -> Optional[str]:
+    try:
+        with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def kernel_cost_section(tmp: str, exe: str, duration: float = 10.0) -> dict:
+    """ktop --bpf-stats during a steady mixed workload: ns per program run and CPU % per probe."""
+    data = os.path.join(on_a_disk(), f"ktop-bench-mixed-{os.getpid()}.dat")
+    with open(data, "wb") as f:
+        f.write(os.urandom(8 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+    before = bpf_stats_enabled()
+    rec: dict = {"duration_s": duration, "bpf_stats_enabled_before": before}
+    tracer = ktop_snapshot(["--bpf-stats"], duration)
+    try:
+        tracer.start()
+        w = subprocess.run([exe, "mixed", f"{duration + 2:g}", data], capture_output=True, text=True,
+                           timeout=duration + 60)
+        execs, calls, reads, secs = w.stdout.split()
+        rec["workload"] = {"execs": int(execs), "getppid_calls": int(calls), "direct_reads": int(reads),
+                           "seconds": float(secs)}
+        doc = json.loads(tracer.wait(duration + 60))
+    except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as exc:
+        rec["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        tracer.stop()
+        doc = None
+    finally:
+        try:
+            os.unlink(data)
+        except OSError:
+            pass
+    rec["bpf_stats_enabled_after"] = bpf_stats_enabled()
+    rec["bpf_stats_restored"] = rec["bpf_stats_enabled_after"] == before
+    if doc:
+        dur = doc.get("duration_s") or duration
+        rec["ktop_duration_s"] = dur
+        probes = {}
+        for name, p in doc.get("probes", {}).items():
+            ns, cnt = p.get("run_time_ns") or 0, p.get("run_count") or 0
+            probes[name] = {"status": p.get("status"), "run_time_ns": ns, "run_count": cnt,
+                            "ns_per_run": rnd(ns / cnt, 1) if cnt else None,
+                            "runs_per_s": rnd(cnt / dur, 1), "cpu_pct": rnd(100.0 * ns / (dur * 1e9), 3),
+                            "lost": p.get("lost")}
+        rec["probes"] = probes
+        rec["total_cpu_pct"] = rnd(sum(p["cpu_pct"] or 0 for p in probes.values()), 3)
+        rec["self"] = doc.get("self") or doc.get("ktop")
+    rec["summary"] = {"total_cpu_pct": rec.get("total_cpu_pct"), "restored": rec["bpf_stats_restored"],
+                      "error": rec.get("error")}
+    return rec
+
+
+# --------------------------------------------------------------------------- capacity
+
+def capacity_section(exe: str, seconds: float = 10.0) -> dict:
+    """Exec storm on every CPU, bare (the rate the machine makes) and under ktop."""
+    tag_bare, tag = f"ktopcapbare{os.getpid()}", f"ktopcap{os.getpid()}"
+    rec: dict = {"seconds": seconds, "cpus": os.cpu_count()}
+    r = subprocess.run([exe, "storm", f"{min(seconds, 5):g}", tag_bare], capture_output=True, text=True, timeout=120)
+    made, secs, _ = r.stdout.split()
+    rec["bare"] = {"execs": int(made), "seconds": float(secs), "rate": rnd(int(made) / float(secs), 1)}
+    tracer = ktop_snapshot(["--max-events", "1000000"], seconds + 3)
+    try:
+        tracer.start()
+        r = subprocess.run([exe, "storm", f"{seconds:g}", tag], capture_output=True, text=True,
+                           timeout=seconds + 60)
+        made, secs, _ = r.stdout.split()
+        doc = json.loads(tracer.wait(seconds + 90))
+    except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as exc:
+        tracer.stop()
+        rec["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        rec["summary"] = {"error": rec["error"]}
+        return rec
+    sp = doc.get("spawns", {})
+    events = sp.get("events", [])
+    mine = [e for e in events if len(e.get("argv") or []) >= 2 and e["argv"][1] == tag]
+    rec["traced"] = {"execs_made": int(made), "seconds": float(secs), "rate": rnd(int(made) / float(secs), 1),
+                     "events_listed": len(events), "events_listed_workload": len(mine),
+                     "workload_with_exit_code": sum(1 for e in mine if e.get("exited")),
+                     "totals": sp.get("totals"), "lost": sp.get("lost"),
+                     "probe_lost": (doc.get("probes", {}).get("spawn") or {}).get("lost")}
+    t = rec["traced"]
+    lost = max(t["lost"] or 0, t["probe_lost"] or 0)  # the same counter, reported twice
+    rec["summary"] = {"rate_bare": rec["bare"]["rate"], "rate_traced": t["rate"], "made": t["execs_made"],
+                      "seen_workload": t["events_listed_workload"],
+                      "execs_total": (t["totals"] or {}).get("execs"), "lost": lost,
+                      "zero_lost": lost == 0 and t["events_listed_workload"] == t["execs_made"],
+                      "missing": t["execs_made"] - t["events_listed_workload"]}
+    return rec
+
+
+# --------------------------------------------------------------------------- tick cost
+
+def snapshot_tick_cpu(window: float = 9.0) -> dict:
+    """CPU per 1 s tick of ``ktop snapshot --probes none`` over ``window`` s."""
+    tracer = ktop_snapshot(["--probes", "none", "1"], window + 2)
+    try:
+        tracer.start()
+        pid = tracer.proc.pid
+        a, t0 = proc_cpu_ticks(pid), time.monotonic()
+        time.sleep(window)
+        b, t1 = proc_cpu_ticks(pid), time.monotonic()
+        tracer.wait(60)
+    except RuntimeError as exc:
+        tracer.stop()
+        return {"error": str(exc)}
+    if a is None or b is None:
+        return {"error": "ktop ended before the window did"}
+    ms = 1000.0 * (b - a) / CLK_TCK
+    return {"window_s": round(t1 - t0, 2), "cpu_ms": ms, "ms_per_tick": rnd(ms / (t1 - t0), 2),
+            "processes": len([p for p in os.listdir("/proc") if p.isdigit()])}
+
+
+def tick_section(ui_run: Optional[Callable[[int], dict]], load_factory: Callable[[int], object],
+                 small: int = 100, big: int = 5000) -> dict:
+    """ktop's tick cost at ~``small`` and ``big`` processes: headless (snapshot --probes none)
+    and the UI (``ui_run(sleepers)`` from run.py). Order: small, big, small."""
+    now = len([p for p in os.listdir("/proc") if p.isdigit()])
+    rec: dict = {"target_small": small, "target_big": big, "processes_at_start": now,
+                 "snapshot": {"small": [], "big": []}, "ui": {"small": [], "big": []}}
+    rec["snapshot"]["small"].append(snapshot_tick_cpu())
+    if ui_run:
+        rec["ui"]["small"].append(ui_run(0))
+    # counted now: other work on a shared machine may have come or gone meanwhile
+    extra = max(0, big - len([p for p in os.listdir("/proc") if p.isdigit()]))
+    rec["sleepers_added"] = extra
+    load = load_factory(extra)
+    try:
+        load.start()
+        rec["snapshot"]["big"].append(snapshot_tick_cpu())
+        if ui_run:
+            rec["ui"]["big"].append(ui_run(extra))
+    finally:
+        load.stop()
+    rec["snapshot"]["small"].append(snapshot_tick_cpu())
+    s_small = median(x.get("ms_per_tick") for x in rec["snapshot"]["small"])
+    s_big = median(x.get("ms_per_tick") for x in rec["snapshot"]["big"])
+    u_small = median(x.get("cpu_pct") for x in rec["ui"]["small"] if x.get("ok"))
+    u_big = median(x.get("cpu_pct") for x in rec["ui"]["big"] if x.get("ok"))
+    rec["summary"] = {
+        "snapshot_ms_small": s_small, "snapshot_ms_big": s_big,
+        "snapshot_ratio": rnd(s_big / s_small, 2) if (s_small and s_big) else None,
+        "ui_pct_small": u_small, "ui_pct_big": u_big,
+        "ui_ratio": rnd(u_big / u_small, 2) if (u_small and u_big) else None,
+        "procs_small": median(x.get("processes") for x in rec["snapshot"]["small"]),
+        "procs_big": median(x.get("processes") for x in rec["snapshot"]["big"]),
+    }
+    return rec
+
+
+# --------------------------------------------------------------------------- budget + markdown
+
+def _row(goal: str, measured: str, ok: Optional[bool]) -> dict:
+    return {"goal": goal, "measured": measured,
+            "status": "not measured" if ok is None else ("met" if ok else "not met")}
+
+
+def budget_rows(res: dict) -> list[dict]:
+    rows = []
+    pc = res.get("probe_cost")
+    if pc:
+        s = pc["syscalls"]["summary"]
+        kw, kc, sw, scc = s["ktop_wall_ratio"], s["ktop_cpu_ratio"], s["syscount_wall_ratio"], s["syscount_cpu_ratio"]
+        ok = None if kw is None else (kw <= BUDGET_SYSCALL_RATIO and (sw is None or kw < sw))
+        rows.append(_row(f"syscall loop slowdown <= {BUDGET_SYSCALL_RATIO:.2f} and below syscount-bpfcc's",
+                         "-" if kw is None else f"ktop x{kw:.2f} wall (CPU x{kc:.2f}) vs syscount-bpfcc "
+                         + ("-" if sw is None else f"x{sw:.2f} wall (CPU x{scc:.2f})"), ok))
+        e = pc["exec_loop"]["summary"]
+        k = e["ktop_ratio"]
+        rows.append(_row(f"exec loop slowdown <= {BUDGET_EXEC_RATIO:.2f} with argv and exit codes captured",
+                         "-" if k is None else f"ktop x{k:.3f} vs bpftrace count x"
+                         + (f"{e['bpftrace_ratio']:.3f}" if e["bpftrace_ratio"] else "-")
+                         + f"; of {e['expected']} execs {e['seen']} seen, {e['argv_right']} with argv, "
+                         f"{e['exit_code_0']} with exit code",
+                         None if k is None else (k <= BUDGET_EXEC_RATIO and e["argv_and_exit_codes_captured"])))
+        b = pc["bio"]["summary"]
+        k = b["ktop_ratio"]
+        peer = (f"bpftrace tracepoint biolatency x{b['bpftrace_tp_ratio']:.3f}" if b["bpftrace_tp_ratio"] else "-")
+        if b.get("biolatency_error"):
+            peer += "; biolatency-bpfcc cannot run here (needs kprobes)"
+        rows.append(_row(f"direct reads slowdown <= {BUDGET_DIRECT_READ_RATIO:.2f}",
+                         "-" if k is None else f"ktop x{k:.3f} vs {peer}",
+                         None if k is None else k <= BUDGET_DIRECT_READ_RATIO))
+        f = pc["funcs"]["summary"]
+        r = f["ktop_vs_funccount"]
+        rows.append(_row(f"uprobe loop within {100 * (BUDGET_UPROBE_VS_FUNCCOUNT - 1):.0f} % of funccount-bpfcc",
+                         "-" if r is None else f"ktop {f['ktop_ns_per_call']:.0f} ns/call vs funccount "
+                         f"{f['funccount_ns_per_call']:.0f} ns/call = x{r:.3f} (slowdowns x{f['ktop_slowdown']:.0f}"
+                         f" vs x{f['funccount_slowdown']:.0f})",
+                         None if r is None else r <= BUDGET_UPROBE_VS_FUNCCOUNT))
+    cap = res.get("capacity")
+    if cap:
+        s = cap["summary"]
+        if s.get("error"):
+            rows.append(_row("zero lost spawn events at the maximum exec rate", s["error"], None))
+        else:
+            rows.append(_row("zero lost spawn events at the maximum exec rate",
+                             f"{s['made']} execs made at {s['rate_traced']:.0f}/s (bare {s['rate_bare']:.0f}/s), "
+                             f"{s['seen_workload']} seen, lost {s['lost']}", s["zero_lost"]))
+    tk = res.get("tick")
+    if tk:
+        s = tk["summary"]
+        for what, key, unit in (("headless", "snapshot", "ms/tick"), ("UI", "ui", "% CPU")):
+            r = s[f"{key}_ratio"]
+            a = s["snapshot_ms_small" if key == "snapshot" else "ui_pct_small"]
+            b = s["snapshot_ms_big" if key == "snapshot" else "ui_pct_big"]
+            rows.append(_row(f"tick cost flat (within {BUDGET_TICK_FLAT:g}x) from {tk['target_small']} to "
+                             f"{tk['target_big']} processes ({what})",
+                             "-" if r is None else f"{a:.2f} -> {b:.2f} {unit} ({s['procs_small']:.0f} -> "
+                             f"{s['procs_big']:.0f} processes) = x{r:.2f}",
+                             None if r is None else r <= BUDGET_TICK_FLAT))
+    return rows
+
+
+def render_md(res: dict) -> list[str]:
+    L: list[str] = []
+    ps = res.get("probe_sections")
+    if ps:
+        L.append(f"Probe sections below: {ps['seconds']:.0f} s, load average (1/5/15 min) "
+                 f"{'/'.join(f'{x:.1f}' for x in ps['loadavg_before'])} before, "
+                 f"{'/'.join(f'{x:.1f}' for x in ps['loadavg_after'])} after "
+                 f"({os.cpu_count()} CPUs: a load near that means other work shared the machine; "
+                 "ratios are from interleaved runs, so both sides saw it).\n")
+    pc = res.get("probe_cost")
+    if pc:
+        L.append("## Probe cost (workload slowdown, with / without the tracer, medians)\n")
+        e = pc["exec_loop"]
+        L.append(f"Exec loop: {e['n']} sequential fork+exec of /bin/true, {e['rounds']} rounds x "
+                 f"{e['runs_per_round']} runs, rotating order; ktop = `ktop snapshot` (default probes), "
+                 f"bpftrace = `{BPFTRACE_EXECS}`.\n")
+        L.append("| condition | median | ratio | added per exec | runs | note |")
+        L.append("|---|---:|---:|---:|---:|---|")
+        for c, v in e["conditions"].items():
+            if v["median_s"] is None:
+                L.append(f"| {c} | - | - | - | 0 | {v['error']} |")
+                continue
+            note = ""
+            if c == "ktop":
+                s = e["summary"]
+                note = (f"every exec with argv + exit code in ktop's JSON in {s['captured_runs']} runs; of "
+                        f"{s['expected']} execs: {s['seen']} seen, {s['argv_right']} with the right argv, "
+                        f"{s['exit_code_0']} with exit code 0")
+            L.append(f"| {c} | {v['median_s'] * 1e3:.1f} ms | {v['ratio']:.3f} | {v['added_us_per_exec']:+.1f} µs "
+                     f"| {v['runs']} | {note} |")
+        L.append("")
+        for key, title in (("syscalls", "getppid loop (bench/syscalls_bench.py)"),
+                           ("bio", "O_DIRECT reads (bench/bio_bench.py)"),
+                           ("funcs", "uprobe loop (bench/funcs_bench.py)")):
+            rec = pc[key]
+            L.append(f"{title}, `{' '.join(os.path.basename(a) for a in rec.get('argv', [])[:1])} "
+                     f"{' '.join(rec.get('argv', [])[1:-2])}`:\n")
+            if rec.get("error"):
+                L.append(f"FAILED: {rec['error']}\n")
+            table = "\n".join(ln for ln in rec.get("table", "").splitlines()
+                              if ln.startswith("|") or ln.startswith("ktop ("))
+            L.append(table + "\n")
+        b = pc["bio"]["summary"]
+        if b.get("biolatency_error"):
+            L.append(f"biolatency-bpfcc fails on this kernel (no kprobes): `{b['biolatency_error'][:160]}`; "
+                     "the peer is bpftrace's tracepoint biolatency.\n")
+    kc = res.get("kernel_cost")
+    if kc:
+        L.append("## Kernel-side cost of ktop's programs (BPF_ENABLE_STATS)\n")
+        w = kc.get("workload") or {}
+        L.append(f"`ktop snapshot --bpf-stats --duration {kc['duration_s']:g} --json` during a mixed workload "
+                 f"({w.get('execs', '?')} execs, {w.get('getppid_calls', '?')} getppid, "
+                 f"{w.get('direct_reads', '?')} O_DIRECT reads in {w.get('seconds', 0):.1f} s). "
+                 "CPU is % of one core.\n")
+        if kc.get("error"):
+            L.append(f"FAILED: {kc['error']}\n")
+        L.append("| probe | status | program runs | runs/s | ns per run | CPU % |")
+        L.append("|---|---|---:|---:|---:|---:|")
+        for name, p in (kc.get("probes") or {}).items():
+            per = "-" if p["ns_per_run"] is None else f"{p['ns_per_run']:.0f}"
+            L.append(f"| {name} | {p['status']} | {p['run_count']} | {p['runs_per_s']:.0f} | {per} | "
+                     f"{p['cpu_pct']:.3f} |")
+        L.append(f"| total | | | | | {kc.get('total_cpu_pct') or 0:.3f} |")
+        L.append(f"\n/proc/sys/kernel/bpf_stats_enabled: {kc['bpf_stats_enabled_before']} before, "
+                 f"{kc['bpf_stats_enabled_after']} after ({'unchanged' if kc['bpf_stats_restored'] else 'CHANGED'}).\n")
+    cap = res.get("capacity")
+    if cap:
+        L.append("## Event capacity (vfork+exec of /bin/true on every CPU)\n")
+        if cap.get("error"):
+            L.append(f"FAILED: {cap['error']}\n")
+        else:
+            t = cap["traced"]
+            L.append("| figure | value |")
+            L.append("|---|---:|")
+            L.append(f"| exec rate, bare ({cap['bare']['seconds']:.0f} s) | {cap['bare']['rate']:.0f}/s |")
+            L.append(f"| exec rate under ktop ({t['seconds']:.0f} s) | {t['rate']:.0f}/s |")
+            L.append(f"| execs made by the workload | {t['execs_made']} |")
+            L.append(f"| workload execs in ktop's event list | {t['events_listed_workload']} "
+                     f"({t['workload_with_exit_code']} with exit code) |")
+            L.append(f"| ktop spawns totals: execs (whole machine) | {(t['totals'] or {}).get('execs')} |")
+            L.append(f"| events listed (whole machine) | {t['events_listed']} |")
+            L.append(f"| lost (spawns.lost / probes.spawn.lost) | {t['lost']} / {t['probe_lost']} |")
+            L.append("")
+    tk = res.get("tick")
+    if tk:
+        s = tk["summary"]
+        L.append("## Tick cost vs process count\n")
+        L.append(f"Headless: `ktop snapshot --probes none 1` CPU over a 9 s window (order: small, big, small). "
+                 f"UI: `ktop 1` in tmux, CPU % over the UI-cost window. {tk['sleepers_added']} `sleep` "
+                 "processes added for 'big'.\n")
+        L.append("| measure | small | big | ratio |")
+        L.append("|---|---:|---:|---:|")
+        L.append(f"| processes | {s['procs_small'] or 0:.0f} | {s['procs_big'] or 0:.0f} | |")
+        L.append(f"| headless ms CPU per tick | {s['snapshot_ms_small'] or 0:.2f} | {s['snapshot_ms_big'] or 0:.2f} "
+                 f"| {s['snapshot_ratio'] or 0:.2f} |")
+        L.append(f"| UI CPU % at 1 s refresh | {s['ui_pct_small'] or 0:.2f} | {s['ui_pct_big'] or 0:.2f} "
+                 f"| {s['ui_ratio'] or 0:.2f} |")
+        L.append("")
+    return L
