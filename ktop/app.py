@@ -16,6 +16,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Static
 
 from ktop.messages import CollectorFailed, ModelReady
@@ -233,7 +234,10 @@ class KtopApp(App):
     def on_model_ready(self, message: ModelReady) -> None:
         self.latest = message.model
         if not self.paused:
-            self.show_model(message.model)
+            try:
+                self.show_model(message.model)
+            except NoMatches:  # a tick that arrives while the app exits: its widgets are already gone
+                return
         self._ticks += 1
         if self.count is not None and self._ticks >= self.count:
             self.exit()
