@@ -217,7 +217,9 @@ def test_bio_p99_agrees(stack, tmp_path):
         path.unlink(missing_ok=True)
     model_p99 = doc["bio"]["disks"][disk]["read"]["p99_us"]
     model_count = doc["bio"]["disks"][disk]["read"]["count"]
-    assert model_count >= reads
+    # Exact counts are tested in test_bio_real.py; here, under load, the kernel may not hand a few
+    # completions to the program (counted as bio "unseen"/"missed", see docs/probes/bio.md).
+    assert model_count >= reads * 0.99, (model_count, reads)
     time.sleep(2.5)  # two more scrapes
     window = int(t1 - t0) + 2
     sel = f'ktop_bio_latency_seconds_bucket{{job="ktop",disk="{disk}",op="read"}}'
