@@ -146,6 +146,7 @@ async def test_f8_nice_raises_niceness_of_selected_process():
         app = app_()
         async with app.run_test(size=(160, 48)) as pilot:
             await show(app, pilot, fakes.snapshot(processes=procs))
+            os.setpriority(os.PRIO_PROCESS, child.pid, 5)  # whatever nice the test runs at
             before = os.getpriority(os.PRIO_PROCESS, child.pid)
             await pilot.press("f8")
             await pilot.pause()
