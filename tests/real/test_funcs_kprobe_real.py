@@ -104,19 +104,27 @@ def registered_kprobes() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def nreads(tmp_path_factory) -> Path:
-    """The workload, built static, under a name unique to this run."""
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler (apt-get install gcc libc6-dev)")
-    d = tmp_path_factory.mktemp("nreads")
-    exe = d / unique_name("kr")
-    src = Path(__file__).with_name("nreads.c")
-    r = subprocess.run([cc, "-O2", "-static", "-o", str(exe), str(src)], capture_output=True, text=True,
-                       timeout=300)
-    if r.returncode != 0:
-        pytest.skip(f"cannot build a static program (libc6-dev?): {r.stderr.strip()[-200:]}")
-    return exe
+def build_nreads(tmp_path_factory):
+    """Builds the workload (static, under a name unique to this run) on first use, after the
+    feature checks: a kernel without kprobes is the reason a test gives, not a missing compiler."""
+    built: list[Path] = []
+
+    def build() -> Path:
+        if built:
+            return built[0]
+        cc = shutil.which("gcc") or shutil.which("cc")
+        if cc is None:
+            pytest.skip("no C compiler (apt-get install gcc libc6-dev)")
+        exe = tmp_path_factory.mktemp("nreads") / unique_name("kr")
+        src = Path(__file__).with_name("nreads.c")
+        r = subprocess.run([cc, "-O2", "-static", "-o", str(exe), str(src)], capture_output=True, text=True,
+                           timeout=300)
+        if r.returncode != 0:
+            pytest.skip(f"cannot build a static program (libc6-dev?): {r.stderr.strip()[-200:]}")
+        built.append(exe)
+        return exe
+
+    return build
 
 
 def run_reads(exe: Path, n: int = N) -> int:
@@ -149,20 +157,22 @@ def counts_for(doc: dict, pid: int) -> dict[str, int]:
     return out
 
 
-def test_the_workload_makes_exactly_n_read_syscalls(nreads):
+def test_the_workload_makes_exactly_n_read_syscalls(build_nreads):
     """The workload itself, checked where kprobes are not needed: N sys_enter_read events for its PID."""
     reason = funcs_unavailable_reason()
     if reason and reason != NO_KPROBES:
         pytest.skip(reason)
     if not features.tracepoint_exists("syscalls", "sys_enter_read"):
         pytest.skip("this kernel lacks tracepoint syscalls:sys_enter_read")
+    nreads = build_nreads()
     doc, pid, _ = snapshot_with(["-f", "t:syscalls:sys_enter_read"], nreads)
     assert counts_for(doc, pid) == {"syscalls:sys_enter_read": N}
 
 
 @pytest.mark.parametrize("spec", ["vfs_read", "k:vfs_read"])
-def test_n_reads_are_n_vfs_read_calls(spec, nreads):
+def test_n_reads_are_n_vfs_read_calls(spec, build_nreads):
     require_kprobes()
+    nreads = build_nreads()
     before = registered_kprobes()
     doc, pid, during = snapshot_with(["-f", spec], nreads)
     (target,) = doc["funcs"]["targets"]
@@ -177,8 +187,9 @@ def test_n_reads_are_n_vfs_read_calls(spec, nreads):
         assert wait_until(lambda: registered_kprobes() == before, 10), "ktop left a kprobe behind"
 
 
-def test_wildcard_attaches_every_traceable_match(nreads):
+def test_wildcard_attaches_every_traceable_match(build_nreads):
     require_kprobes()
+    nreads = build_nreads()
     expected = traceable("vfs_r*")
     assert "vfs_read" in expected
     untraceable = (kallsyms_text("vfs_r*") | candidates("vfs_r*")) - expected
@@ -212,8 +223,9 @@ def _mixed_pattern() -> tuple[str, set[str], set[str]]:
     pytest.skip("no candidate pattern has untraceable matches on this kernel")
 
 
-def test_wildcard_skips_untraceable_matches_with_a_warning(nreads):
+def test_wildcard_skips_untraceable_matches_with_a_warning(build_nreads):
     require_kprobes()
+    nreads = build_nreads()
     pattern, ok, bad = _mixed_pattern()
     doc, pid, _ = snapshot_with(["-f", pattern, "--funcs-max", str(len(candidates(pattern)))], nreads)
     (target,) = doc["funcs"]["targets"]
