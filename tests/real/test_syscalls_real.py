@@ -19,30 +19,20 @@ from pathlib import Path
 import pytest
 from realutil import Snap, unique_name
 
-from ktop.probes import features
-
 pytestmark = pytest.mark.real
 
 HERE = Path(__file__).resolve().parent
-TRACEPOINTS = ("raw_syscalls:sys_enter", "raw_syscalls:sys_exit", "sched:sched_switch", "sched:sched_process_exit")
-
-
 def unavailable_reason() -> str | None:
-    """Why the syscalls probe cannot run here, or None. Features, not versions."""
+    """Why the syscalls probe cannot run here, or None: the probe's own feature checks."""
+    from ktop.probes.base import ProbeUnavailable
+    from ktop.probes.syscalls import SyscallsProbe
+
     if os.geteuid() != 0:
         return f"real-probe tests need root (uid {os.geteuid()})"
-    if not features.bcc_available():
-        return "BCC is not installed (python3-bpfcc)"
-    if features.tracefs() is None:
-        return "tracefs is not mounted"
-    missing = features.missing_tracepoints(TRACEPOINTS)
-    if missing:
-        return "this kernel lacks tracepoint " + ", ".join(missing)
-    if features.bpf_syscall() != 0:
-        return "bpf(2) does not work here: " + os.strerror(features.bpf_syscall())
-    ok, detail = features.kernel_headers()
-    if not ok:
-        return f"no kernel headers for BCC ({detail})"
+    try:
+        SyscallsProbe().check()
+    except ProbeUnavailable as exc:
+        return exc.detail
     if not shutil.which("gcc"):
         return "gcc is not installed (the tests build their workload)"
     return None
