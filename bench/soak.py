@@ -3,9 +3,11 @@
 
 Runs the real `ktop` UI in tmux (160x48, 1 s refresh, the default probes) while
 2000 extra processes sleep, a loop execs /bin/true and another writes a file
-with O_DIRECT. Every 10 s it samples ktop's RSS, open fds and threads. At the
-end a separate `ktop snapshot --json` reports each probe's drop counters.
-Writes bench/soak_results.json. Needs root. Not a test:
+with O_DIRECT. Every 10 s it samples ktop's RSS, open fds and threads, and the
+fill of every BPF hash map ktop holds (found through /proc/<ktop>/fdinfo,
+counted with `bpftool map dump`). The soaked ktop also serves Prometheus
+metrics (--export); at the end they give its lost-event and map-full counters.
+Writes bench/soak_results.json. Needs root and bpftool. Not a test:
 
     sudo .venv/bin/python bench/soak.py --minutes 30
 """
@@ -21,12 +23,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 KTOP = str(BIN / "ktop") if (BIN / "ktop").exists() else "ktop"
 SOCK = f"ktop-soak-{os.getpid()}"
+HASH_TYPES = {1: "hash", 5: "percpu_hash", 9: "lru_hash", 10: "lru_percpu_hash"}  # enum bpf_map_type
 
 
 def tmux(*args: str) -> str:
@@ -63,6 +67,49 @@ def sample(pid: int) -> dict:
             "threads": int(fields["Threads"]), "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
+def bpf_maps(pid: int) -> dict[int, dict]:
+    """The BPF hash maps a process holds, by map id: type, max_entries (from fdinfo)."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-map":
+                continue
+            info = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines()
+                        if ":" in line)
+        except OSError:
+            continue
+        mtype = int(info.get("map_type", "0"))
+        if mtype in HASH_TYPES:
+            out[int(info["map_id"])] = {"type": HASH_TYPES[mtype], "max_entries": int(info["max_entries"])}
+    return out
+
+
+def map_fill(pid: int, names: dict[int, str]) -> dict[str, dict]:
+    """Entries now in each hash map of ``pid``, keyed "name#id"."""
+    out = {}
+    for mid, m in bpf_maps(pid).items():
+        if mid not in names:
+            show = subprocess.run(["bpftool", "-j", "map", "show", "id", str(mid)], capture_output=True, text=True)
+            names[mid] = json.loads(show.stdout).get("name", "?") if show.returncode == 0 else "?"
+        dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(mid)], capture_output=True, text=True)
+        if dump.returncode != 0:
+            continue
+        out[f"{names[mid]}#{mid}"] = {**m, "entries": len(json.loads(dump.stdout))}
+    return out
+
+
+def scrape(url: str) -> dict[str, float]:
+    """ktop's own drop counters, from its Prometheus endpoint."""
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(("ktop_probe_map_full_total", "ktop_probe_lost_events_total", "ktop_probe_status")):
+            name, value = line.rsplit(" ", 1)
+            if not name.startswith("ktop_probe_status") or float(value) == 1:
+                out[name] = float(value)
+    return out
+
+
 def churn(stop: threading.Event, io_file: Path, execs_per_s: float) -> dict:
     counts = {"execs": 0, "io_writes": 0}
 
@@ -84,34 +131,19 @@ def churn(stop: threading.Event, io_file: Path, execs_per_s: float) -> dict:
     return counts
 
 
-def full_counters(doc: dict) -> dict:
-    """Every *_full / lost / dropped counter anywhere in a snapshot document (but per-process rows)."""
-    out = {}
-
-    def walk(x, path):
-        if isinstance(x, dict):
-            for k, v in x.items():
-                if k in ("processes", "events", "counts", "by_process"):
-                    continue
-                if isinstance(v, (int, float)) and (k.endswith("_full") or k in ("lost", "dropped")):
-                    out[f"{path}.{k}".lstrip(".")] = v
-                else:
-                    walk(v, f"{path}.{k}")
-    walk(doc, "")
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30)
     ap.add_argument("--procs", type=int, default=2000, help="extra sleeping processes")
     ap.add_argument("--execs-per-s", type=float, default=20)
+    ap.add_argument("--port", type=int, default=9499, help="the soaked ktop's --export port")
     ap.add_argument("--out", default=str(HERE / "soak_results.json"))
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("soak needs root (the probes)")
-    if not shutil.which("tmux"):
-        raise SystemExit("soak needs tmux")
+    for tool in ("tmux", "bpftool"):
+        if not shutil.which(tool):
+            raise SystemExit(f"soak needs {tool}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up (sleepers, tmux) on kill
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
@@ -127,8 +159,12 @@ def main() -> int:
     sleepers = [subprocess.Popen(["sleep", "1000000"], preexec_fn=die_with_us) for _ in range(args.procs)]
     stop = threading.Event()
     samples: list[dict] = []
+    peaks: dict[str, dict] = {}
+    names: dict[int, str] = {}
+    listen = f"127.0.0.1:{args.port}"
     try:
-        tmux("new-session", "-d", "-s", "soak", "-x", "160", "-y", "48", f"{KTOP} 1; echo EXIT $?; sleep 600")
+        tmux("new-session", "-d", "-s", "soak", "-x", "160", "-y", "48",
+             f"{KTOP} --export {listen} 1; echo EXIT $?; sleep 600")
         pane_pid = int(tmux("display", "-p", "-t", "soak", "#{pane_pid}"))
         pid = find_ktop(pane_pid)
         counts = churn(stop, io_file, args.execs_per_s)
@@ -137,13 +173,16 @@ def main() -> int:
         while time.monotonic() < end:
             s = sample(pid)
             s["elapsed_s"] = round(time.monotonic() - t0, 1)
+            fill = map_fill(pid, names)
+            for k, m in fill.items():
+                if k not in peaks or m["entries"] > peaks[k]["entries"]:
+                    peaks[k] = {**m, "at_s": s["elapsed_s"]}
+            s["map_entries"] = {k: m["entries"] for k, m in fill.items()}
             samples.append(s)
             print(json.dumps(s), flush=True)
             time.sleep(min(10, max(0.0, end - time.monotonic())))
         samples.append({**sample(pid), "elapsed_s": round(time.monotonic() - t0, 1)})
-        snap = subprocess.run([KTOP, "snapshot", "--duration", "3", "--json"], capture_output=True, text=True,
-                              timeout=120)
-        doc = json.loads(snap.stdout)
+        counters = scrape(f"http://{listen}/metrics")
         tmux("send-keys", "-t", "soak", "q")
         time.sleep(3)
         screen_after = tmux("capture-pane", "-p", "-t", "soak")
@@ -167,7 +206,9 @@ def main() -> int:
         "fds_start": samples[0]["fds"], "fds_end": last["fds"], "fds_max": max(s["fds"] for s in samples),
         "threads_start": samples[0]["threads"], "threads_end": last["threads"],
         "threads_max": max(s["threads"] for s in samples),
-        "probes": doc.get("probes"), "drop_counters": full_counters(doc),
+        "counters": counters,
+        "map_peaks": {k: {**m, "pct": round(100 * m["entries"] / m["max_entries"], 1)}
+                      for k, m in sorted(peaks.items())},
         "exited_cleanly": "EXIT 0" in screen_after,
         "samples": samples,
     }

@@ -37,6 +37,13 @@ TOP_SYSCALLS = 50  # syscalls of ktop_syscalls_total / ktop_syscall_errors_total
 OTHER = "other"
 LABEL_MAX = 64
 STATUSES = (STARTING, LIVE, UNSUPPORTED, FAILED, NEEDS_ROOT, STOPPED, DISABLED)
+# Per-tick "map full" counters of each section: events the kernel side saw but could not keep.
+MAP_FULL = {
+    "spawns": ("spawn", ("pending_full", "tracked_full")),
+    "bio": ("bio", ("inflight_full", "diskop_full", "proc_full")),
+    "funcs": ("funcs", ("map_full",)),
+    "syscalls": ("syscalls", ("start_full", "procs_full", "errs_full")),
+}
 
 
 def label(text: Any) -> str:
@@ -101,6 +108,7 @@ class KtopMetrics:
         self.syscalls_seen = False
         self.sys_calls = Bounded(top_syscalls, (OTHER,))
         self.sys_errors = Bounded(top_syscalls, (OTHER,))
+        self.map_full: dict[tuple[str, str], int] = {}
 
     # -- folding a tick in (collector thread) ----------------------------------
     def observe(self, snap: Snapshot, model: Any = None) -> None:
@@ -118,6 +126,11 @@ class KtopMetrics:
                 self._funcs(snap.funcs)
             if snap.syscalls is not None:
                 self._syscalls(snap.syscalls)
+            for section, (probe, fields) in MAP_FULL.items():
+                sample = getattr(snap, section, None)
+                for f in fields if sample is not None else ():
+                    key = (probe, f)
+                    self.map_full[key] = self.map_full.get(key, 0) + (getattr(sample, f, 0) or 0)
 
     def _spawns(self, snap: Snapshot) -> None:
         s = snap.spawns
@@ -211,6 +224,12 @@ class KtopMetrics:
                     status.add_metric([name, label(p.status)], 1.0)
                 lost.add_metric([name], p.lost)
             out += [status, lost]
+            full = CounterMetricFamily("ktop_probe_map_full",
+                                       "events a probe's fixed-size kernel map had no room for",
+                                       labels=["probe", "counter"])
+            for (probe, f), v in sorted(self.map_full.items()):
+                full.add_metric([probe, f], v)
+            out.append(full)
             if self.spawn_seen:
                 out += self._spawn_families(CounterMetricFamily)
             if self.bio_seen:

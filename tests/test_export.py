@@ -68,6 +68,20 @@ def test_probe_status_and_lost():
     assert not any(n.startswith("ktop_bio_") for n, _ in v)  # absent section: nothing exported
 
 
+def test_map_full_counters_add_up_per_probe():
+    m = KtopMetrics()
+    base = spawn_tick(["a"])
+    for full in (2, 3):
+        spawns = base.spawns.__class__(**{**base.spawns.__dict__, "pending_full": full})
+        m.observe(base.__class__(**{**base.__dict__, "spawns": spawns,
+                                    "bio": BioSample(1.0, disks=(), inflight_full=full * 10)}))
+    v = scrape(m)
+    assert v[("ktop_probe_map_full_total", (("counter", "pending_full"), ("probe", "spawn")))] == 5
+    assert v[("ktop_probe_map_full_total", (("counter", "tracked_full"), ("probe", "spawn")))] == 0
+    assert v[("ktop_probe_map_full_total", (("counter", "inflight_full"), ("probe", "bio")))] == 50
+    assert not any(n == "ktop_probe_map_full_total" and ("probe", "syscalls") in k for n, k in v)  # absent
+
+
 def diskop(disk="vda", op="read", buckets=(0, 0, 0, 0, 0, 0, 0, 3, 1, 0), count=4, nbytes=16384, sum_ns=600_000):
     return BioDiskOp(disk=disk, dev="254:0", op=op, count=count, bytes=nbytes, errors=0, lat_sum_ns=sum_ns,
                      lat_max_ns=200_000, lat_buckets=tuple(buckets))
