@@ -78,8 +78,8 @@ if [ ! -f "$vmlinuz" ]; then
   rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp/deb" && chmod 755 "$kdir.tmp" "$kdir.tmp/deb"
   (cd "$kdir.tmp/deb" && apt-get download -q "$kpkg" >/dev/null 2>&1) \
     || { apt_update; (cd "$kdir.tmp/deb" && apt-get download -q "$kpkg" >/dev/null 2>&1); } \
-    || die "could not download $kpkg (apt-get download failed)"
-  dpkg -x "$kdir.tmp"/deb/*.deb "$kdir.tmp/root" || die "could not unpack $kpkg (dpkg -x)"
+    || { rm -rf "$kdir.tmp"; die "could not download $kpkg (apt-get download failed)"; }
+  dpkg -x "$kdir.tmp"/deb/*.deb "$kdir.tmp/root" || { rm -rf "$kdir.tmp"; die "could not unpack $kpkg (dpkg -x)"; }
   rm -rf "$kdir" && mv "$kdir.tmp/root" "$kdir" && rm -rf "$kdir.tmp"
   [ -f "$vmlinuz" ] || die "$kpkg holds no boot/vmlinuz-$kver"
 fi

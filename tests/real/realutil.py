@@ -24,28 +24,30 @@ KTOP = [str(BIN / "ktop")] if (BIN / "ktop").exists() else [sys.executable, "-m"
 TIME_SCALE = max(1.0, float(os.environ.get("KTOP_TEST_TIME_SCALE") or 1))
 # ... and how much longer `ktop snapshot` collects (a cost in every test: kept apart from the waits).
 DURATION_SCALE = max(1.0, float(os.environ.get("KTOP_TEST_DURATION_SCALE") or TIME_SCALE))
-SPAWN_TRACEPOINTS = ("sched:sched_process_exec", "sched:sched_process_exit", "sched:sched_process_fork",
-                     "syscalls:sys_enter_execve", "syscalls:sys_exit_execve")
+
+
+def probe_unavailable_reason(probe_cls: type) -> Optional[str]:
+    """Why a probe cannot run here, or None: the probe's own feature checks (ProbeWorker.check)."""
+    from ktop.probes.base import ProbeUnavailable
+
+    if os.geteuid() != 0:
+        return f"real-probe tests need root (uid {os.geteuid()})"
+    try:
+        probe_cls().check()
+    except ProbeUnavailable as exc:
+        return exc.detail
+    return None
 
 
 def spawn_unavailable_reason(need_btf: bool = False) -> Optional[str]:
     """Why the spawn probe cannot run here, or None. Features, not versions."""
-    if os.geteuid() != 0:
-        return f"real-probe tests need root (uid {os.geteuid()})"
-    if not features.bcc_available():
-        return "BCC is not installed (python3-bpfcc)"
-    if features.tracefs() is None:
-        return "tracefs is not mounted"
-    missing = features.missing_tracepoints(SPAWN_TRACEPOINTS)
-    if missing:
-        return "this kernel lacks tracepoint " + ", ".join(missing)
+    from ktop.probes.spawn import SpawnProbe
+
+    reason = probe_unavailable_reason(SpawnProbe)
+    if reason:
+        return reason
     if features.bpf_syscall() != 0:
         return "bpf(2) does not work here: " + os.strerror(features.bpf_syscall())
-    if not features.ringbuf_supported():
-        return "this kernel lacks the BPF ring buffer"
-    ok, detail = features.kernel_headers()
-    if not ok:
-        return f"no kernel headers for BCC ({detail})"
     if need_btf and not features.btf_available():
         return "this kernel has no BTF: exit codes and lifetimes are unknown"
     return None

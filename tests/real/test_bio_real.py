@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from realutil import TIME_SCALE, Snap, unique_name
+from realutil import TIME_SCALE, Snap, probe_unavailable_reason, unique_name
 
 from ktop.probes import features
 
@@ -19,7 +19,6 @@ pytestmark = pytest.mark.real
 
 N = 500
 BLOCK = 4096
-BIO_TRACEPOINTS = ("block:block_rq_issue", "block:block_rq_complete")
 
 # Creates the file, then waits for "go" on stdin before the reads, so that the
 # only block I/O it does while ktop collects is exactly the N reads.
@@ -46,19 +45,9 @@ DRIVER = textwrap.dedent("""
 
 
 def bio_unavailable_reason():
-    if os.geteuid() != 0:
-        return f"real-probe tests need root (uid {os.geteuid()})"
-    if not features.bcc_available():
-        return "BCC is not installed (python3-bpfcc)"
-    if features.tracefs() is None:
-        return "tracefs is not mounted"
-    missing = features.missing_tracepoints(BIO_TRACEPOINTS)
-    if missing:
-        return "this kernel lacks tracepoint " + ", ".join(missing)
-    ok, detail = features.kernel_headers()
-    if not ok:
-        return f"no kernel headers for BCC ({detail})"
-    return None
+    from ktop.probes.bio import BioProbe
+
+    return probe_unavailable_reason(BioProbe)
 
 
 def require_bio():

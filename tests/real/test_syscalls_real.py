@@ -17,22 +17,18 @@ import time
 from pathlib import Path
 
 import pytest
-from realutil import Snap, unique_name
+from realutil import Snap, probe_unavailable_reason, unique_name
 
 pytestmark = pytest.mark.real
 
 HERE = Path(__file__).resolve().parent
 def unavailable_reason() -> str | None:
     """Why the syscalls probe cannot run here, or None: the probe's own feature checks."""
-    from ktop.probes.base import ProbeUnavailable
     from ktop.probes.syscalls import SyscallsProbe
 
-    if os.geteuid() != 0:
-        return f"real-probe tests need root (uid {os.geteuid()})"
-    try:
-        SyscallsProbe().check()
-    except ProbeUnavailable as exc:
-        return exc.detail
+    reason = probe_unavailable_reason(SyscallsProbe)
+    if reason:
+        return reason
     if not shutil.which("gcc"):
         return "gcc is not installed (the tests build their workload)"
     return None
