@@ -221,3 +221,37 @@ def test_the_c_source_is_never_formatted():
     src = inspect.getsource(F)
     assert "BPF(text" not in src and "text=" not in src.replace("text=text_or_spec", "")
     assert ".format(" not in src.split("class FuncsProbe")[1].split("def collect")[0]
+
+
+def _kernel_resolution(tmp_path, monkeypatch, kallsyms: set, bcc_ok: set, ftrace: str | None, text: str):
+    if ftrace is not None:
+        (tmp_path / "available_filter_functions").write_text(ftrace)
+    bcc = types.ModuleType("bcc")
+    bcc.BPF = types.SimpleNamespace(get_kprobe_functions=lambda rx: {n.encode() for n in bcc_ok
+                                                                     if re.match(rx.decode(), n)})
+    monkeypatch.setitem(sys.modules, "bcc", bcc)
+    monkeypatch.setattr(F.features, "kprobes_available", lambda: True)
+    monkeypatch.setattr(F.features, "tracefs", lambda: tmp_path)
+    monkeypatch.setattr(F, "_kallsyms_text", lambda rx: {n for n in kallsyms if re.match(rx, n)})
+    return F.resolve(text, cap=10)
+
+
+def test_kernel_wildcard_takes_only_ftrace_functions(tmp_path, monkeypatch):
+    """Like bpftrace: a match missing from available_filter_functions is skipped (the kernel refuses it)."""
+    names = {"vfs_read", "vfs_write", "vfs_notrace", "vfs_blacklisted"}
+    r = _kernel_resolution(tmp_path, monkeypatch, names, names - {"vfs_blacklisted"},
+                           "vfs_read\nvfs_write [ext4]\nvfs_blacklisted\n", "vfs_*")
+    assert [s.name for s in r.sites] == ["vfs_read", "vfs_write"]
+    assert r.matched == 2
+    assert sorted(n for n, _ in r.skipped) == ["vfs_blacklisted", "vfs_notrace"]
+
+
+def test_kernel_resolution_without_a_readable_ftrace_list_keeps_bcc_candidates(tmp_path, monkeypatch):
+    names = {"vfs_read", "vfs_notrace"}
+    r = _kernel_resolution(tmp_path, monkeypatch, names, names, None, "vfs_*")
+    assert [s.name for s in r.sites] == ["vfs_notrace", "vfs_read"] and not r.skipped
+
+
+def test_kernel_name_missing_from_ftrace_list_is_an_error_that_says_why(tmp_path, monkeypatch):
+    r = _kernel_resolution(tmp_path, monkeypatch, {"vfs_notrace"}, {"vfs_notrace"}, "vfs_read\n", "vfs_notrace")
+    assert r.status == F.STATUS_ERROR and "cannot be traced" in r.detail and not r.sites

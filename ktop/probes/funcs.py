@@ -39,6 +39,7 @@ import re
 import struct
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ktop.model.funcspec import KERNEL, TRACEPOINT, USDT, USER, FuncSpec, SpecError, parse_spec
@@ -357,6 +358,23 @@ def _kallsyms_count(name: str) -> int:
     return n
 
 
+def _ftrace_functions() -> Optional[set[str]]:
+    """available_filter_functions (the functions ftrace, and so kprobes, may patch), or None when unreadable.
+
+    A kernel built without CONFIG_KPROBE_EVENTS_ON_NOTRACE refuses a kprobe on any
+    other function ("Could not probe notrace function"); bpftrace's wildcards take
+    this list too, so both tools count the same set.
+    """
+    t = features.tracefs()
+    if t is None:
+        return None
+    try:
+        with open(Path(t) / "available_filter_functions") as f:
+            return {line.split()[0] for line in f if line.strip()}
+    except OSError:
+        return None
+
+
 def _resolve_kernel(spec: FuncSpec, cap: int) -> Resolution:
     if not features.kprobes_available():
         return Resolution(spec, UNSUPPORTED, NO_KPROBES, cap=cap)
@@ -368,6 +386,9 @@ def _resolve_kernel(spec: FuncSpec, cap: int) -> Resolution:
     except Exception as exc:
         return _error(spec, f"cannot list kernel functions: {exc}", cap)
     present = _kallsyms_text(regex)
+    ftrace = _ftrace_functions()
+    if ftrace:
+        ok = [n for n in ok if n in ftrace]
     skipped = tuple((n, "cannot be traced (notrace, blacklisted, or an init/irq function)")
                     for n in sorted(present - set(ok)))
     if not ok:
