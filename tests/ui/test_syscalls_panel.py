@@ -141,3 +141,23 @@ def test_syscalls_panel_svg(snap_compare, width):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(width, 20), run_before=run_before)
+
+
+def test_row_cache_builds_only_rows_of_items_that_changed():
+    from ktop.model import syscalls as msys
+    from ktop.ui.widgets.syscalls import proc_row
+    from ktop.ui.widgets.table import RowCache
+
+    built = []
+    cache = RowCache(lambda p: built.append(p.pid) or proc_row(p))
+    def proc(pid, comm, count=1):
+        return msys.ProcRow(pid=pid, comm=comm, count=count, errors=0, lat_ns=0, timed=0)
+
+    a, b = proc(1, "a"), proc(2, "b")
+    first = cache.rows([a, b])
+    b2 = proc(2, "b", count=5)
+    second = cache.rows([a, b2])
+    assert built == [1, 2, 2]
+    assert second[0] is first[0] and second[1] is not first[1]
+    assert [c.plain.strip() for c in second[1].cells][2] == "5"
+    assert cache.rows([]) == [] and cache.rows([a])[0] is not first[0]  # forgotten once gone

@@ -17,13 +17,13 @@ from textual.app import ComposeResult
 from textual.containers import Container, Horizontal
 
 from ktop.model import Model
-from ktop.model.syscalls import TOP_ERRNOS, SyscallsModel, errno_label
+from ktop.model.syscalls import TOP_ERRNOS, ProcRow, SyscallRow, SyscallsModel, errno_label
 from ktop.model.text import clean, safe_text
 from ktop.ui.widgets.funcs import count_text
 from ktop.ui.widgets.latency import lat_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
 from ktop.ui.widgets.sparkline import spark
-from ktop.ui.widgets.table import Column, KTable, Row
+from ktop.ui.widgets.table import Column, KTable, Row, RowCache
 
 # Sized for the right-hand column (about 60 cells at 160 columns): every column
 # is padded by one cell on each side, and the last one takes the width left.
@@ -55,43 +55,45 @@ def _us(ns: Optional[float]) -> Optional[float]:
     return None if ns is None else ns / 1000.0
 
 
-def syscall_rows(m: Optional[SyscallsModel]) -> list[Row]:
-    if m is None:
-        return []
-    out = []
-    for r in m.syscalls:
-        avg = r.avg_ns
-        # the count, then errno names (most frequent first): a cut name misleads less than a cut number
-        errs = Text(count_text(r.errors), no_wrap=True, overflow="ellipsis")
-        if r.errnos:
-            errs.append(" " + " ".join(errno_label(e) for e, _ in r.errnos[:TOP_ERRNOS]), style="bold")
-        out.append(Row(
-            key=r.nr,
-            cells=(safe_text(r.name), _num(count_text(r.rate)), _num(count_text(r.count)),
-                   _num(lat_text(_us(avg))), _num(lat_text(_us(r.lat_ns)) if r.timed else "-"), errs),
-            sort_values=(r.name, r.rate, r.count, avg, r.lat_ns, r.errors),
-            search=f"{r.name} {r.nr} " + " ".join(errno_label(e) for e, _ in r.errnos).lower(),
-        ))
-    return out
+def syscall_row(r: SyscallRow) -> Row:
+    avg = r.avg_ns
+    # the count, then errno names (most frequent first): a cut name misleads less than a cut number
+    errs = Text(count_text(r.errors), no_wrap=True, overflow="ellipsis")
+    if r.errnos:
+        errs.append(" " + " ".join(errno_label(e) for e, _ in r.errnos[:TOP_ERRNOS]), style="bold")
+    return Row(
+        key=r.nr,
+        cells=(safe_text(r.name), _num(count_text(r.rate)), _num(count_text(r.count)),
+               _num(lat_text(_us(avg))), _num(lat_text(_us(r.lat_ns)) if r.timed else "-"), errs),
+        sort_values=(r.name, r.rate, r.count, avg, r.lat_ns, r.errors),
+        search=f"{r.name} {r.nr} " + " ".join(errno_label(e) for e, _ in r.errnos).lower(),
+    )
 
 
-def proc_rows(m: Optional[SyscallsModel]) -> list[Row]:
+def syscall_rows(m: Optional[SyscallsModel], cache: Optional[RowCache] = None) -> list[Row]:
     if m is None:
         return []
-    out = []
-    for p in m.processes:
-        comm = safe_text(p.comm, limit=24)
-        if p.top:
-            comm.append(f" {clean(p.top, 20)}", style="dim")
-        out.append(Row(
-            key=p.pid,
-            cells=(_num(str(p.pid)), _num(count_text(p.rate)), _num(count_text(p.count)),
-                   _num(count_text(p.errors)), comm),
-            sort_values=(p.pid, p.rate, p.count, p.errors, p.comm),
-            search=f"{p.pid} {clean(p.comm)} {p.top}".lower(),
-            pid=p.pid,
-        ))
-    return out
+    return cache.rows(m.syscalls) if cache is not None else [syscall_row(r) for r in m.syscalls]
+
+
+def proc_row(p: ProcRow) -> Row:
+    comm = safe_text(p.comm, limit=24)
+    if p.top:
+        comm.append(f" {clean(p.top, 20)}", style="dim")
+    return Row(
+        key=p.pid,
+        cells=(_num(str(p.pid)), _num(count_text(p.rate)), _num(count_text(p.count)),
+               _num(count_text(p.errors)), comm),
+        sort_values=(p.pid, p.rate, p.count, p.errors, p.comm),
+        search=f"{p.pid} {clean(p.comm)} {p.top}".lower(),
+        pid=p.pid,
+    )
+
+
+def proc_rows(m: Optional[SyscallsModel], cache: Optional[RowCache] = None) -> list[Row]:
+    if m is None:
+        return []
+    return cache.rows(m.processes) if cache is not None else [proc_row(p) for p in m.processes]
 
 
 def drops_text(m: Optional[SyscallsModel]) -> str:
@@ -134,6 +136,11 @@ class SyscallsPanel(Panel):
     SyscallsPanel.-wide-panel #syscalls-procs { height: 1fr; width: 50; }
     """
 
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._syscall_rows = RowCache(syscall_row)
+        self._proc_rows = RowCache(proc_row)
+
     def compose(self) -> ComposeResult:
         yield StatusLine(id="syscalls-status", classes="status")
         with Horizontal(id="syscalls-head"):
@@ -159,6 +166,6 @@ class SyscallsPanel(Panel):
         sp = self.query_one("#syscalls-spark", StatusLine)
         width = max(4, sp.size.width)
         sp.update(Text(spark(m.rate_history if m else (), width), no_wrap=True))
-        self.table.update_rows(syscall_rows(m))
-        self.query_one("#syscalls-procs", KTable).update_rows(proc_rows(m))
+        self.table.update_rows(syscall_rows(m, self._syscall_rows))
+        self.query_one("#syscalls-procs", KTable).update_rows(proc_rows(m, self._proc_rows))
         self.border_title = f"Syscalls ({count_text(m.rate)}/s)" if m is not None else "Syscalls"

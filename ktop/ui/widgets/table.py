@@ -54,6 +54,31 @@ class Row:
     pid: Optional[int] = None  # the process this row is about: Enter drills into it
 
 
+class RowCache:
+    """Rows of model items that are the same objects as last tick, reused.
+
+    The models share unchanged items between ticks (a process that made no
+    syscall keeps its ProcRow), so a panel of thousands of mostly idle rows
+    builds only the rows that changed, and the table's line cache, keyed on
+    the Row, draws only those again.
+    """
+
+    def __init__(self, build: Callable[[Any], Row]):
+        self.build = build
+        self._rows: dict[int, tuple[Any, Row]] = {}
+
+    def rows(self, items: Sequence[Any]) -> list[Row]:
+        fresh: dict[int, tuple[Any, Row]] = {}
+        out = []
+        for item in items:
+            hit = self._rows.get(id(item))
+            row = hit[1] if hit is not None and hit[0] is item else self.build(item)
+            fresh[id(item)] = (item, row)  # holding the item keeps its id from being reused
+            out.append(row)
+        self._rows = fresh
+        return out
+
+
 @dataclass
 class ColumnState:
     """A column as laid out now (``table.columns[key].width``)."""
