@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Soak: ktop's dashboard for N minutes under load; does anything grow?
 
-Runs the real `ktop` UI in tmux (160x48, 1 s refresh, the default probes) while
+Runs two real `ktop` UIs in tmux (160x48, 1 s refresh, the default probes; one
+with the default 10-minute history, one with `--history 30`, whose history is
+full within the first minute, so its RSS shows any other growth) while
 2000 extra processes sleep, a loop execs /bin/true and another writes a file
 with O_DIRECT. Every 10 s it samples ktop's RSS, open fds and threads, and the
 fill of every BPF hash map ktop holds (found through /proc/<ktop>/fdinfo,
-counted with `bpftool map dump`). The soaked ktop also serves Prometheus
-metrics (--export); at the end they give its lost-event and map-full counters.
+counted with `bpftool map dump`). Each soaked ktop also serves Prometheus
+metrics (--export); at the end they give their lost-event and map-full counters.
 Writes bench/soak_results.json. Needs root and bpftool. Not a test:
 
     sudo .venv/bin/python bench/soak.py --minutes 30
@@ -30,6 +32,9 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 KTOP = str(BIN / "ktop") if (BIN / "ktop").exists() else "ktop"
 SOCK = f"ktop-soak-{os.getpid()}"
+# The default history (600 s of ticks, bounded, docs in ktop/model/history.py) fills during the first
+# 10 minutes by design; a second ktop whose history is full within the first minute shows what else grows.
+VARIANTS = (("default", []), ("history30", ["--history", "30"]))
 HASH_TYPES = {1: "hash", 5: "percpu_hash", 9: "lru_hash", 10: "lru_percpu_hash"}  # enum bpf_map_type
 
 
@@ -131,6 +136,68 @@ def churn(stop: threading.Event, io_file: Path, execs_per_s: float) -> dict:
     return counts
 
 
+class Soaked:
+    """One ktop UI under soak, in its own tmux session, serving its metrics on ``port``."""
+
+    def __init__(self, name: str, extra: list[str], port: int):
+        self.name, self.extra, self.listen = name, extra, f"127.0.0.1:{port}"
+        self.samples: list[dict] = []
+        self.peaks: dict[str, dict] = {}
+        self.names: dict[int, str] = {}
+        self.counters: dict[str, float] = {}
+        self.screen_after = ""
+
+    def start(self) -> None:
+        cmd = " ".join([KTOP, "--export", self.listen, *self.extra, "1"])
+        tmux("new-session", "-d", "-s", self.name, "-x", "160", "-y", "48", f"{cmd}; echo EXIT $?; sleep 600")
+        self.pid = find_ktop(int(tmux("display", "-p", "-t", self.name, "#{pane_pid}")))
+
+    def sample(self, t0: float, maps: bool = True) -> None:
+        s = sample(self.pid)
+        s["elapsed_s"] = round(time.monotonic() - t0, 1)
+        if maps:
+            fill = map_fill(self.pid, self.names)
+            for k, m in fill.items():
+                if k not in self.peaks or m["entries"] > self.peaks[k]["entries"]:
+                    self.peaks[k] = {**m, "at_s": s["elapsed_s"]}
+            s["map_entries"] = {k: m["entries"] for k, m in fill.items()}
+        self.samples.append(s)
+        print(json.dumps({"run": self.name, **s}), flush=True)
+
+    def stop(self) -> None:
+        self.counters = scrape(f"http://{self.listen}/metrics")
+        tmux("send-keys", "-t", self.name, "q")
+        time.sleep(3)
+        self.screen_after = tmux("capture-pane", "-p", "-t", self.name)
+
+    def result(self) -> dict:
+        samples = self.samples
+
+        def rss_at(t: float) -> int:
+            return next((x for x in samples if x["elapsed_s"] >= t), samples[-1])["rss_kib"]
+
+        first, last = samples[0], samples[-1]
+        base = rss_at(60)
+        end_s = last["elapsed_s"]
+        return {
+            "ktop_args": ["--export", self.listen, *self.extra, "1"],
+            "rss_kib_start": first["rss_kib"], "rss_kib_after_1min": base, "rss_kib_end": last["rss_kib"],
+            "rss_growth_after_1min_pct": round(100 * (last["rss_kib"] - base) / base, 2),
+            # the default history fills for 10 minutes: what grows after it is full
+            "rss_growth_last_half_pct": round(100 * (last["rss_kib"] - rss_at(end_s / 2)) / rss_at(end_s / 2), 2),
+            "rss_kib_max": max(x["rss_kib"] for x in samples),
+            "fds_start": first["fds"], "fds_after_10s": next(x for x in samples if x["elapsed_s"] >= 10)["fds"],
+            "fds_end": last["fds"], "fds_max": max(x["fds"] for x in samples),
+            "threads_after_10s": next(x for x in samples if x["elapsed_s"] >= 10)["threads"],
+            "threads_end": last["threads"], "threads_max": max(x["threads"] for x in samples),
+            "counters": self.counters,
+            "map_peaks": {k: {**m, "pct": round(100 * m["entries"] / m["max_entries"], 1)}
+                          for k, m in sorted(self.peaks.items())},
+            "exited_cleanly": "EXIT 0" in self.screen_after,
+            "samples": samples,
+        }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30)
@@ -158,62 +225,37 @@ def main() -> int:
 
     sleepers = [subprocess.Popen(["sleep", "1000000"], preexec_fn=die_with_us) for _ in range(args.procs)]
     stop = threading.Event()
-    samples: list[dict] = []
-    peaks: dict[str, dict] = {}
-    names: dict[int, str] = {}
-    listen = f"127.0.0.1:{args.port}"
+    runs = [Soaked(name, extra, args.port + i) for i, (name, extra) in enumerate(VARIANTS)]
     try:
-        tmux("new-session", "-d", "-s", "soak", "-x", "160", "-y", "48",
-             f"{KTOP} --export {listen} 1; echo EXIT $?; sleep 600")
-        pane_pid = int(tmux("display", "-p", "-t", "soak", "#{pane_pid}"))
-        pid = find_ktop(pane_pid)
+        for r in runs:
+            r.start()
         counts = churn(stop, io_file, args.execs_per_s)
         t0 = time.monotonic()
         end = t0 + args.minutes * 60
         while time.monotonic() < end:
-            s = sample(pid)
-            s["elapsed_s"] = round(time.monotonic() - t0, 1)
-            fill = map_fill(pid, names)
-            for k, m in fill.items():
-                if k not in peaks or m["entries"] > peaks[k]["entries"]:
-                    peaks[k] = {**m, "at_s": s["elapsed_s"]}
-            s["map_entries"] = {k: m["entries"] for k, m in fill.items()}
-            samples.append(s)
-            print(json.dumps(s), flush=True)
+            for r in runs:
+                r.sample(t0)
             time.sleep(min(10, max(0.0, end - time.monotonic())))
-        samples.append({**sample(pid), "elapsed_s": round(time.monotonic() - t0, 1)})
-        counters = scrape(f"http://{listen}/metrics")
-        tmux("send-keys", "-t", "soak", "q")
-        time.sleep(3)
-        screen_after = tmux("capture-pane", "-p", "-t", "soak")
+        for r in runs:
+            r.sample(t0, maps=False)
+            r.stop()
     finally:
         stop.set()
         for p in sleepers:
             p.kill()
         for p in sleepers:
             p.wait()
-        subprocess.run(["tmux", "-L", SOCK, "kill-session", "-t", "soak"], capture_output=True)
+        for r in runs:
+            subprocess.run(["tmux", "-L", SOCK, "kill-session", "-t", r.name], capture_output=True)
         io_file.unlink(missing_ok=True)
-    after_1min = [s for s in samples if s["elapsed_s"] >= 60] or samples
-    base, last = after_1min[0], samples[-1]
     result = {
         "minutes": args.minutes, "extra_processes": args.procs, "interval_s": 1,
         "execs": counts["execs"], "io_writes_64k": counts["io_writes"],
-        "rss_kib_start": samples[0]["rss_kib"], "rss_kib_after_1min": base["rss_kib"],
-        "rss_kib_end": last["rss_kib"],
-        "rss_growth_after_1min_pct": round(100 * (last["rss_kib"] - base["rss_kib"]) / base["rss_kib"], 2),
-        "rss_kib_max": max(s["rss_kib"] for s in samples),
-        "fds_start": samples[0]["fds"], "fds_end": last["fds"], "fds_max": max(s["fds"] for s in samples),
-        "threads_start": samples[0]["threads"], "threads_end": last["threads"],
-        "threads_max": max(s["threads"] for s in samples),
-        "counters": counters,
-        "map_peaks": {k: {**m, "pct": round(100 * m["entries"] / m["max_entries"], 1)}
-                      for k, m in sorted(peaks.items())},
-        "exited_cleanly": "EXIT 0" in screen_after,
-        "samples": samples,
+        "runs": {r.name: r.result() for r in runs},
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    summary = {k: v for k, v in result.items() if k != "samples"}
+    summary = {**result, "runs": {k: {kk: vv for kk, vv in v.items() if kk != "samples"}
+                                   for k, v in result["runs"].items()}}
     print(json.dumps(summary, indent=1))
     return 0
 
