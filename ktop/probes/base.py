@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Optional
 
 from ktop.probes import bpfstats, features
 from ktop.snapshot import FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, ProbeStatus
+from ktop.system import heap
 
 # One BPF() construction (clang compile + load + attach) at a time in this process.
 _BUILD_LOCK = threading.Lock()
@@ -169,7 +170,7 @@ class ProbeWorker(threading.Thread):
             self._set_status(FAILED, describe_build_error(exc))
             return
         self._last_take = time.monotonic()
-        release_compiler_memory()
+        heap.trim()  # the ~30 MB clang used while compiling
         self._set_status(LIVE, self.live_detail())
         try:
             while not self._stop_event.is_set():
@@ -231,16 +232,6 @@ class ProbeWorker(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
-
-
-def release_compiler_memory() -> None:
-    """Returns the heap clang used while compiling to the system (about 30 MB)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def describe_build_error(exc: Exception) -> str:

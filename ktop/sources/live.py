@@ -18,7 +18,7 @@ from ktop.probes import bpfstats, features, leftovers
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, STARTING, ProbeStatus, Snapshot
-from ktop.system import host, procs
+from ktop.system import heap, host, procs
 
 
 class LiveSource:
@@ -156,6 +156,9 @@ class _Broken:
     def is_alive(self) -> bool: return False
 
 
+TRIM_EVERY = 10  # ticks between heap trims (ktop/system/heap.py)
+
+
 class Collector(threading.Thread):
     """Ticks a source every ``interval`` seconds and calls ``on_snapshot``."""
 
@@ -182,6 +185,8 @@ class Collector(threading.Thread):
                 if self.on_error:
                     self.on_error(exc)
             n += 1
+            if n % TRIM_EVERY == 0:
+                heap.trim()
             if self.count is not None and n >= self.count:
                 break
             # a source that paces itself (a replay: its tick() waits) gets no extra wait
