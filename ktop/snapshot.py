@@ -23,7 +23,7 @@ STOPPED = "stopped"
 DISABLED = "disabled"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostInfo:
     hostname: str
     kernel: str
@@ -32,7 +32,7 @@ class HostInfo:
     boot_time: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SystemSample:
     cpu_percent: tuple[float, ...]  # one per CPU
     cpu_total: float
@@ -45,7 +45,7 @@ class SystemSample:
     uptime_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessInfo:
     pid: int
     ppid: int
@@ -59,7 +59,7 @@ class ProcessInfo:
     start_time: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessDetail:
     """What the PID screen shows beyond the table row (collected for one PID)."""
 
@@ -81,7 +81,7 @@ class ProcessDetail:
     error: str = ""  # why something could not be read
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeStatus:
     name: str
     status: str
@@ -91,7 +91,7 @@ class ProbeStatus:
     run_count: int = 0  # times they ran (cumulative)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecEvent:
     time: float  # wall clock, seconds
     pid: int
@@ -105,7 +105,7 @@ class ExecEvent:
     parent_comm: str = ""  # read in the kernel at exec time ("" when unknown)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExitEvent:
     time: float
     pid: int
@@ -116,7 +116,7 @@ class ExitEvent:
     lifetime_ms: Optional[float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpawnSample:
     """What the spawn probe saw during one interval."""
 
@@ -133,7 +133,7 @@ class SpawnSample:
     args_truncated: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BioDiskOp:
     """One disk and operation during one interval (bio probe). Histograms are
     log2 slots of microseconds (ktop.model.hist)."""
@@ -153,7 +153,7 @@ class BioDiskOp:
     queue_buckets: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BioProc:
     """One process's completed block I/O during one interval (PID 0: not attributed)."""
 
@@ -169,7 +169,7 @@ class BioProc:
     lat_max_ns: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BioSample:
     """What the bio probe saw during one interval."""
 
@@ -196,7 +196,7 @@ class BioSample:
     unseen: int = 0  # raw mode: completions never delivered (found when the request was reused)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FuncTarget:
     """One funcs target (a spec such as ``c:malloc``) and how it is doing."""
 
@@ -210,7 +210,7 @@ class FuncTarget:
     cap: int = 0  # most probes one spec may attach
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FuncTotal:
     """Exact calls of one function of one target during one interval."""
 
@@ -219,7 +219,7 @@ class FuncTotal:
     count: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FuncCount:
     """Calls of one function by one process during one interval."""
 
@@ -230,7 +230,7 @@ class FuncCount:
     count: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FuncsSample:
     """What the funcs probe counted during one interval."""
 
@@ -241,7 +241,7 @@ class FuncsSample:
     map_full: int = 0  # hits whose process could not be recorded (totals stay exact)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyscallStat:
     """One system call, every process, during one interval."""
 
@@ -254,7 +254,7 @@ class SyscallStat:
     errnos: tuple[tuple[int, int], ...] = ()  # (errno, count), most first
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyscallCount:
     """One system call by one process during one interval."""
 
@@ -269,7 +269,7 @@ class SyscallCount:
     errnos: tuple[tuple[int, int], ...] = ()  # (errno, count), most first
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyscallsSample:
     """What the syscalls probe counted during one interval."""
 
@@ -285,7 +285,7 @@ class SyscallsSample:
     bad_nr: int = 0  # numbers outside the table's range (x32, -1 after seccomp): not counted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     time: float
     interval_s: float

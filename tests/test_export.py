@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import urllib.request
+from dataclasses import replace
 
 import pytest
 from factories import exec_ev, proc, snapshot, spawn_sample
@@ -35,7 +36,7 @@ def scrape(metrics: KtopMetrics) -> dict:
 
 def spawn_tick(parents, t=1000.0, failures=0, lost_execs=0, probes=None):
     ev = [exec_ev(100 + i, ppid=10 + i, comm="x") for i in range(len(parents))]
-    ev = [e.__class__(**{**e.__dict__, "parent_comm": p}) for e, p in zip(ev, parents)]
+    ev = [replace(e, parent_comm=p) for e, p in zip(ev, parents)]
     ev += [exec_ev(999, retval=-2)] * failures
     s = spawn_sample(ev, exec_count=len(parents) + lost_execs, exec_failures=failures, forks=7, exit_count=2, lost=1)
     return snapshot(time=t, spawns=s, processes=[proc(1)], probes=probes)
@@ -72,9 +73,8 @@ def test_map_full_counters_add_up_per_probe():
     m = KtopMetrics()
     base = spawn_tick(["a"])
     for full in (2, 3):
-        spawns = base.spawns.__class__(**{**base.spawns.__dict__, "pending_full": full})
-        m.observe(base.__class__(**{**base.__dict__, "spawns": spawns,
-                                    "bio": BioSample(1.0, disks=(), inflight_full=full * 10)}))
+        spawns = replace(base.spawns, pending_full=full)
+        m.observe(replace(base, spawns=spawns, bio=BioSample(1.0, disks=(), inflight_full=full * 10)))
     v = scrape(m)
     assert v[("ktop_probe_map_full_total", (("counter", "pending_full"), ("probe", "spawn")))] == 5
     assert v[("ktop_probe_map_full_total", (("counter", "tracked_full"), ("probe", "spawn")))] == 0
@@ -91,9 +91,9 @@ def test_bio_histogram_buckets_in_seconds():
     m = KtopMetrics(top_diskops=2)
     snap = snapshot(probes=(ProbeStatus("bio", LIVE),))
     for _ in range(2):
-        m.observe(snap.__class__(**{**snap.__dict__, "bio": BioSample(1.0, disks=(diskop(),))}))
-    m.observe(snap.__class__(**{**snap.__dict__, "bio": BioSample(1.0, disks=(
-        diskop(op="write", count=1, buckets=(0, 1)), diskop(disk="vdb", count=2, buckets=(0, 0, 2))))}))
+        m.observe(replace(snap, bio=BioSample(1.0, disks=(diskop(),))))
+    m.observe(replace(snap, bio=BioSample(1.0, disks=(
+        diskop(op="write", count=1, buckets=(0, 1)), diskop(disk="vdb", count=2, buckets=(0, 0, 2))))))
     v = scrape(m)
     key = (("disk", "vda"), ("op", "read"))
 
@@ -118,7 +118,7 @@ def test_funcs_counters():
     fs = FuncsSample(1.0, targets=(FuncTarget(1, "c:malloc", "uprobe", LIVE), FuncTarget(2, "vfs_*", "kprobe", LIVE)),
                      totals=(FuncTotal(1, "malloc", 10), FuncTotal(2, "vfs_read", 3), FuncTotal(2, "vfs_write", 1)))
     snap = snapshot(probes=(ProbeStatus("funcs", LIVE),))
-    m.observe(snap.__class__(**{**snap.__dict__, "funcs": fs}))
+    m.observe(replace(snap, funcs=fs))
     v = scrape(m)
     assert v[("ktop_funcs_calls_total", (("function", "malloc"), ("target", "c:malloc")))] == 10
     assert v[("ktop_funcs_calls_total", (("function", "vfs_read"), ("target", "vfs_*")))] == 3
@@ -133,7 +133,7 @@ def test_syscall_counters():
     for _ in range(2):
         ss = SyscallsSample(1.0, syscalls=(SyscallStat(0, "read", 10, 1), SyscallStat(1, "write", 5, 0),
                                            SyscallStat(2, "open", 3, 3)))
-        m.observe(snap.__class__(**{**snap.__dict__, "syscalls": ss}))
+        m.observe(replace(snap, syscalls=ss))
     v = scrape(m)
     assert v[("ktop_syscalls_total", (("syscall", "read"),))] == 20
     assert v[("ktop_syscall_errors_total", (("syscall", "read"),))] == 2
@@ -210,10 +210,9 @@ def test_grafana_dashboard_uses_exported_metrics():
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 15
     m = KtopMetrics()
-    snap = snapshot(probes=(ProbeStatus("spawn", LIVE),))
     fs = FuncsSample(1.0, targets=(FuncTarget(1, "c:malloc", "uprobe", LIVE),), totals=(FuncTotal(1, "malloc", 1),))
-    m.observe(snap.__class__(**{**spawn_tick(["a"]).__dict__, "bio": BioSample(1.0, disks=(diskop(),)), "funcs": fs,
-                                "syscalls": SyscallsSample(1.0, syscalls=(SyscallStat(0, "read", 1, 0),))}))
+    m.observe(replace(spawn_tick(["a"]), bio=BioSample(1.0, disks=(diskop(),)), funcs=fs,
+                      syscalls=SyscallsSample(1.0, syscalls=(SyscallStat(0, "read", 1, 0),))))
     names = {n for n, _ in scrape(m)}
     for e in exprs:
         for name in re.findall(r"\bktop_[a-z_]+", e):

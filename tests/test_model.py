@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from factories import exec_ev, exit_ev, proc, snapshot, spawn_sample
 
 from ktop.model import HISTORY, SpawnRow, build_model, join_spawns, snapshot_document, top_parents, user_name
-from ktop.snapshot import FAILED, LIVE, SCHEMA, ProbeStatus, Snapshot, to_jsonable
+from ktop.snapshot import FAILED, LIVE, SCHEMA, ProbeStatus, to_jsonable
 
 # ---------------------------------------------------------------------------
 # join_spawns
@@ -200,8 +200,7 @@ def test_spawn_rows_bounded_by_spawn_limit():
 
 def test_zero_memory_total():
     snap = snapshot()
-    snap = Snapshot(**{**snap.__dict__, "system": type(snap.system)(**{**snap.system.__dict__,
-                                                                       "mem_total": 0})})
+    snap = replace(snap, system=replace(snap.system, mem_total=0))
     assert build_model(None, snap).mem_history == (0.0,)
 
 

@@ -32,7 +32,7 @@ def user_name(uid: int) -> str:
         return str(uid)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpawnRow:
     """One exec, joined with the exit of the process once it exited."""
 
@@ -63,7 +63,7 @@ class SpawnRow:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpawnRates:
     execs_per_s: float = 0.0
     forks_per_s: float = 0.0
@@ -71,7 +71,7 @@ class SpawnRates:
     exec_failures_per_s: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpawnTotals:
     execs: int = 0
     exec_failures: int = 0
@@ -83,7 +83,7 @@ class SpawnTotals:
     args_truncated: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Model:
     time: float
     interval_s: float

@@ -30,7 +30,7 @@ def _us(ns: float) -> float:
     return ns / 1000.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DiskOpTotal:
     """One (disk, op) since the start."""
 
@@ -55,7 +55,7 @@ class DiskOpTotal:
             queue_buckets=hist.add(self.queue_buckets, d.queue_buckets))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LatencySummary:
     """Percentiles of one histogram, in microseconds (None without data)."""
 
@@ -82,7 +82,7 @@ def summarize(buckets: tuple[int, ...], sum_ns: int, max_ns: int) -> LatencySumm
                           max_us=max_us if max_us is not None else hist.percentile(buckets, 100))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DiskOpStats:
     """One disk and operation: the last tick, its history, and the totals."""
 
@@ -107,7 +107,7 @@ class DiskOpStats:
     idle_ticks: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcStats:
     """One process over the recent window (biotop's row)."""
 
@@ -127,7 +127,7 @@ class ProcStats:
     max_us: Optional[float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcTotal:
     pid: int
     comm: str
@@ -158,7 +158,7 @@ class ProcTotal:
                 "max_us": _us(self.lat_max_ns) if n else None}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BioModel:
     attribution: str = ""
     queue_source: str = ""

@@ -15,7 +15,7 @@ MAX_ROWS = 5000  # (target, function, process) rows kept; the smallest are dropp
 TOP_CALLERS = 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetView:
     id: int
     spec: str
@@ -31,7 +31,7 @@ class TargetView:
     history: tuple[float, ...] = ()  # rates, oldest first
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CountRow:
     target: int
     spec: str
@@ -47,7 +47,7 @@ class CountRow:
         return f"{self.target}:{self.pid}:{self.function}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Caller:
     pid: int
     comm: str
@@ -57,7 +57,7 @@ class Caller:
     top: str  # the function it called most in the last interval (or overall)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FunctionTotal:
     target: int
     spec: str
@@ -66,7 +66,7 @@ class FunctionTotal:
     total: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FuncsModel:
     targets: tuple[TargetView, ...] = ()
     rows: tuple[CountRow, ...] = ()  # biggest last-interval count first, then total

@@ -59,7 +59,7 @@ def errnos_text(errnos: Errnos, limit: int = TOP_ERRNOS) -> str:
     return " ".join(f"{errno_label(e)} {n}" for e, n in errnos[:limit])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyscallRow:
     """One syscall since ktop started, and its last interval."""
 
@@ -82,7 +82,7 @@ class SyscallRow:
         return self.lat_ns / self.timed if self.timed else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PairRow:
     """One syscall by one process since ktop started."""
 
@@ -98,7 +98,7 @@ class PairRow:
     calls: int = 0  # last interval
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcRow:
     """One process's calls since ktop started, in total and per syscall."""
 
@@ -115,7 +115,7 @@ class ProcRow:
     syscalls: tuple[PairRow, ...] = ()  # most calls first
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyscallsModel:
     syscalls: tuple[SyscallRow, ...] = ()  # most calls last interval first, then total
     processes: tuple[ProcRow, ...] = ()  # each with its syscalls; most calls last interval first

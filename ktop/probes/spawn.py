@@ -14,6 +14,7 @@ import ctypes
 import struct
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Optional
 
 from ktop.probes import features
@@ -249,7 +250,7 @@ class SpawnProbe(ProbeWorker):
                 return
             if isinstance(ev, ExecEvent):
                 if ev.ppid == 0 and self._task_offsets is None:
-                    ev = ExecEvent(**{**ev.__dict__, "ppid": _ppid_from_proc(ev.pid)})
+                    ev = replace(ev, ppid=_ppid_from_proc(ev.pid))
                 self._execs.append(ev)
             else:
                 self._exits.append(ev)
