@@ -20,7 +20,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Static
 
 from ktop.messages import CollectorFailed, ModelReady
-from ktop.model import Model
+from ktop.model import FORGET_DEAD_S, Model
 from ktop.model.history import History
 from ktop.model.text import clean, safe_text
 from ktop.resources import themes_dir
@@ -194,7 +194,8 @@ class KtopApp(App):
         self.source.start()
         for note in getattr(self.source, "notes", ()):
             self.notify(note, title="ktop")
-        self.history = History(seconds=self.history_seconds or 600, interval=self.interval)
+        self.history = History(seconds=self.history_seconds or 600, interval=self.interval,
+                               forget_dead_s=FORGET_DEAD_S)
 
         def on_snapshot(snap) -> None:
             with self._history_lock:

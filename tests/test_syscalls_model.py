@@ -146,3 +146,42 @@ def test_document_without_the_probe():
     model = build_model(None, f.snapshot())
     doc = snapshot_document(model, 1.0)["syscalls"]
     assert doc["calls"] == 0 and doc["counts"] == [] and doc["by_syscall"] == []
+
+
+def test_dashboard_forgets_exited_processes_after_the_grace_but_keeps_totals():
+    quiet = sample(syscalls=(), counts=())
+    live = {42: "kt_getppid", 43: "kt_open"}
+    mod = m.fold(None, sample(), live, forget_dead_s=10)
+    assert {p.pid for p in mod.processes} == {42, 43}
+    for _ in range(9):  # 43 exited; 42 lives on, idle
+        mod = m.fold(mod, quiet, {42: "kt_getppid"}, forget_dead_s=10)
+    assert {p.pid for p in mod.processes} == {42, 43}  # 9 s after its last call: still shown
+    mod = m.fold(mod, quiet, {42: "kt_getppid"}, forget_dead_s=10)
+    assert {p.pid for p in mod.processes} == {42}  # 10 s: gone; an idle live process stays
+    assert mod.procs_gone == 1 and mod.procs_dropped == 0 and mod.pairs_dropped == 0
+    assert mod.total_calls == 5300 and next(r for r in mod.syscalls if r.nr == 257).count == 300
+    for _ in range(30):
+        mod = m.fold(mod, quiet, {42: "kt_getppid"}, forget_dead_s=10)
+    assert {p.pid for p in mod.processes} == {42}
+
+
+def test_a_dead_process_that_calls_again_is_kept_and_snapshot_keeps_every_process():
+    quiet = sample(syscalls=(), counts=())
+    kept = m.fold(None, sample(), {42: "a"})
+    for _ in range(30):  # ktop snapshot: no forgetting
+        kept = m.fold(kept, quiet, {1: "init"})
+    assert {p.pid for p in kept.processes} == {42, 43} and kept.procs_gone == 0
+    mod = m.fold(None, sample(), {1: "init"}, forget_dead_s=2)
+    mod = m.fold(mod, sample(), {1: "init"}, forget_dead_s=2)  # calls again: its clock restarts
+    mod = m.fold(mod, quiet, {1: "init"}, forget_dead_s=2)
+    assert {p.pid for p in mod.processes} == {42, 43}
+    mod = m.fold(mod, quiet, {}, forget_dead_s=2)  # no process table this tick: nothing forgotten
+    assert {p.pid for p in mod.processes} == {42, 43}
+
+
+def test_build_model_passes_the_dashboard_setting():
+    snap = f.snapshot(probes=(ProbeStatus("syscalls", LIVE),), processes=[f.proc(1)])
+    first = build_model(None, replace(snap, syscalls=sample()), forget_dead_s=1)
+    assert {p.pid for p in first.syscalls.processes} == {42, 43}
+    later = build_model(first, replace(snap, syscalls=sample(syscalls=(), counts=())), forget_dead_s=1)
+    assert later.syscalls.processes == () and later.syscalls.procs_gone == 2

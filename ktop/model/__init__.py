@@ -20,6 +20,9 @@ from ktop.snapshot import ExecEvent, ExitEvent, HostInfo, ProbeStatus, ProcessIn
 
 HISTORY = 120  # ticks kept for sparklines
 SPAWN_ROWS = 1000  # spawn events kept for the panel
+# The dashboard, like top, lets exited processes go: their per-process probe rows leave this
+# long after their last event (a short burst stays visible for a while).
+FORGET_DEAD_S = 10.0
 TOP_PARENTS = 10
 PARENT_WINDOW = 10  # ticks over which top parents are counted
 
@@ -168,10 +171,14 @@ def _totals(t: SpawnTotals, s: SpawnSample) -> SpawnTotals:
         args_truncated=t.args_truncated + s.args_truncated)
 
 
-def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS) -> Model:
+def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS,
+                forget_dead_s: Optional[float] = None) -> Model:
     """The model after ``snap``, carrying the bounded histories of ``previous``.
 
-    A snapshot with ``extra["restart"]`` (a replay that jumped) starts afresh."""
+    A snapshot with ``extra["restart"]`` (a replay that jumped) starts afresh.
+    ``forget_dead_s`` (the dashboard's :data:`FORGET_DEAD_S`): per-process rows
+    of processes gone that long leave the probe models (totals stay); None
+    keeps every process of the run, as ``ktop snapshot`` does."""
     prev = None if snap.extra.get("restart") else previous
     ncpu = len(snap.system.cpu_percent)
     cpu_hist = prev.cpu_history if prev and len(prev.cpu_history) == ncpu else tuple(() for _ in range(ncpu))
@@ -192,7 +199,7 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         now_ns = sum(p.run_time_ns for p in snap.probes)
         was_ns = sum(p.run_time_ns for p in prev.probes.values())
         model = replace(model, probe_cpu_percent=max(0.0, now_ns - was_ns) / 1e7 / snap.interval_s)
-    model = _other_sections(prev, model, snap)
+    model = _other_sections(prev, model, snap, forget_dead_s)
     if snap.focus is not None:
         same = prev is not None and prev.focus_detail is not None and snap.focus_detail is not None \
             and prev.focus_detail.pid == snap.focus_detail.pid
@@ -215,11 +222,12 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
                    spawn_totals=_totals(model.spawn_totals, s))
 
 
-def _other_sections(prev: Optional[Model], model: Model, snap: Snapshot) -> Model:
+def _other_sections(prev: Optional[Model], model: Model, snap: Snapshot,
+                    forget_dead_s: Optional[float] = None) -> Model:
     """Each probe's own model module updates its field (one line per probe)."""
     model = funcs.update(prev, model, snap)
     model = bio_section.update(prev, model, snap)
-    model = syscalls_section.update(prev, model, snap)
+    model = syscalls_section.update(prev, model, snap, forget_dead_s)
     return model
 
 

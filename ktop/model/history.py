@@ -145,12 +145,14 @@ class History:
 
     def __init__(self, seconds: float = DEFAULT_SECONDS, interval: float = 1.0,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_count: Optional[int] = None,
-                 spawn_limit: Optional[int] = None, keyframe_every: int = KEYFRAME_EVERY):
+                 spawn_limit: Optional[int] = None, keyframe_every: int = KEYFRAME_EVERY,
+                 forget_dead_s: Optional[float] = None):
         if max_count is None:
             max_count = max(1, math.ceil(seconds / interval)) if interval > 0 else 1
         self.max_count = max(1, int(max_count))
         self.max_bytes = max_bytes
         self.spawn_limit = spawn_limit
+        self.forget_dead_s = forget_dead_s  # passed to build_model (the dashboard's setting)
         self.keyframe_every = max(1, int(keyframe_every))
         self.dropped = 0  # absolute number of the oldest kept tick
         self._blobs: deque = deque()
@@ -191,7 +193,7 @@ class History:
     def _build(self, prev: Any, snap: Snapshot) -> Any:
         from ktop.model import SPAWN_ROWS, build_model
 
-        return build_model(prev, snap, self.spawn_limit or SPAWN_ROWS)
+        return build_model(prev, snap, self.spawn_limit or SPAWN_ROWS, self.forget_dead_s)
 
     def _starts_over(self, snap: Snapshot) -> bool:
         extra = snap.extra if isinstance(snap.extra, dict) else {}

@@ -113,6 +113,7 @@ class ProcRow:
     rate: float = 0.0
     top: str = ""  # the syscall it made most in the last interval (else overall)
     syscalls: tuple[PairRow, ...] = ()  # most calls first
+    active_at: float = 0.0  # the model's elapsed_s at its last call (forget_dead_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,8 @@ class SyscallsModel:
     bad_nr: int = 0
     pairs_dropped: int = 0  # (process, syscall) rows of the processes dropped
     procs_dropped: int = 0
+    procs_gone: int = 0  # exited processes forgotten (the dashboard's forget_dead_s): not a drop
+    elapsed_s: float = 0.0  # sum of the intervals folded in
 
     @property
     def map_full(self) -> int:
@@ -160,7 +163,7 @@ def _bound(rows: dict, limit: int, score) -> tuple[dict, int]:
 
 
 def _advance_proc(old: Optional[ProcRow], pid: int, counts: Sequence, live_name: Optional[str],
-                  dt: float) -> ProcRow:
+                  dt: float, now: float = 0.0) -> ProcRow:
     """A process's row after this tick's counts (one per syscall it made)."""
     pairs = {r.nr: (replace(r, calls=0) if r.calls else r) for r in old.syscalls} if old else {}
     n = errors = lat = timed = 0
@@ -187,23 +190,30 @@ def _advance_proc(old: Optional[ProcRow], pid: int, counts: Sequence, live_name:
     rows = tuple(sorted(pairs.values(), key=lambda r: (-r.count, r.nr)))
     top = best.name if best is not None else (old.top if old else "")
     if old is None:
-        return ProcRow(pid, comm, n, errors, lat, timed, errnos, n, n / dt, top, rows)
+        return ProcRow(pid, comm, n, errors, lat, timed, errnos, n, n / dt, top, rows, now)
     return replace(old, comm=comm, count=old.count + n, errors=old.errors + errors, lat_ns=old.lat_ns + lat,
                    timed=old.timed + timed, errnos=add_errnos(old.errnos, errnos), calls=n, rate=n / dt,
-                   top=top, syscalls=rows)
+                   top=top, syscalls=rows, active_at=now)
 
 
 def fold(prev: Optional[SyscallsModel], s: SyscallsSample, names: Optional[Mapping[int, str]] = None,
-         max_procs: int = MAX_PROCS, history: int = HISTORY) -> SyscallsModel:
+         max_procs: int = MAX_PROCS, history: int = HISTORY,
+         forget_dead_s: Optional[float] = None) -> SyscallsModel:
     """The model after sample ``s``.
 
     Args:
         names: live process names by PID (the process table): a process that
             exec'd shows its new name; the kernel's name is kept otherwise.
+        forget_dead_s: the dashboard's setting: a process that is no longer in
+            the process table and made no call for this long leaves the
+            per-process rows (counted in ``procs_gone``; the per-syscall
+            totals keep its calls). None (``ktop snapshot``): every process
+            of the run stays, up to ``max_procs``.
     """
     prev = prev or SyscallsModel()
     dt = s.interval_s if s.interval_s > 0 else 1.0
     names = names or {}
+    now = prev.elapsed_s + dt
 
     # Per syscall.
     rows = {r.nr: replace(r, calls=0, rate=0.0) if r.calls else r for r in prev.syscalls}
@@ -229,7 +239,13 @@ def fold(prev: Optional[SyscallsModel], s: SyscallsSample, names: Optional[Mappi
             procs[pid] = replace(p, calls=0, rate=0.0,
                                  syscalls=tuple(replace(r, calls=0) if r.calls else r for r in p.syscalls))
     for pid, counts in by_pid.items():
-        procs[pid] = _advance_proc(procs.get(pid), pid, counts, names.get(pid), dt)
+        procs[pid] = _advance_proc(procs.get(pid), pid, counts, names.get(pid), dt, now)
+    gone = 0
+    if forget_dead_s is not None and names:  # no process table: nothing to tell the dead by
+        for pid in [pid for pid, p in procs.items()
+                    if pid not in names and pid not in by_pid and now - p.active_at >= forget_dead_s]:
+            del procs[pid]
+            gone += 1
     kept, procs_dropped = _bound(procs, max_procs, lambda p: (p.calls, p.count))
     pairs_dropped = sum(len(p.syscalls) for pid, p in procs.items() if pid not in kept)
     processes = tuple(sorted(kept.values(), key=lambda p: (-p.calls, -p.count, p.pid)))
@@ -244,17 +260,17 @@ def fold(prev: Optional[SyscallsModel], s: SyscallsSample, names: Optional[Mappi
         no_start=prev.no_start + s.no_start, start_full=prev.start_full + s.start_full,
         procs_full=prev.procs_full + s.procs_full, errs_full=prev.errs_full + s.errs_full,
         bad_nr=prev.bad_nr + s.bad_nr, pairs_dropped=prev.pairs_dropped + pairs_dropped,
-        procs_dropped=prev.procs_dropped + procs_dropped)
+        procs_dropped=prev.procs_dropped + procs_dropped, procs_gone=prev.procs_gone + gone, elapsed_s=now)
 
 
-def update(prev_model, model, snap):
+def update(prev_model, model, snap, forget_dead_s: Optional[float] = None):
     """ktop.model hook: the model's ``syscalls`` field after ``snap``."""
     s = getattr(snap, "syscalls", None)
     prev = prev_model.syscalls if prev_model is not None else None
     if not isinstance(s, SyscallsSample):
         return replace(model, syscalls=prev)  # probe not live, or its sample came late
     names = {p.pid: p.comm for p in snap.processes}
-    return replace(model, syscalls=fold(prev, s, names))
+    return replace(model, syscalls=fold(prev, s, names, forget_dead_s=forget_dead_s))
 
 
 # -- the `ktop snapshot --json` section -------------------------------------------
