@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -136,6 +137,18 @@ def churn(stop: threading.Event, io_file: Path, execs_per_s: float) -> dict:
     return counts
 
 
+def rss_medians(samples: list[dict]) -> dict:
+    """RSS saw-tooths by ~10 MB between heap trims: the median of minute 2 against the last minute's."""
+    end_s = samples[-1]["elapsed_s"]
+    early = [x["rss_kib"] for x in samples if 60 <= x["elapsed_s"] < 120]
+    late = [x["rss_kib"] for x in samples if x["elapsed_s"] >= end_s - 60]
+    if not early or not late:
+        return {}
+    a, b = statistics.median(early), statistics.median(late)
+    return {"rss_kib_median_minute_2": a, "rss_kib_median_last_minute": b,
+            "rss_growth_median_pct": round(100 * (b - a) / a, 2)}
+
+
 class Soaked:
     """One ktop UI under soak, in its own tmux session, serving its metrics on ``port``."""
 
@@ -179,7 +192,7 @@ class Soaked:
         first, last = samples[0], samples[-1]
         base = rss_at(60)
         end_s = last["elapsed_s"]
-        return {
+        return {**rss_medians(samples),
             "ktop_args": ["--export", self.listen, *self.extra, "1"],
             "rss_kib_start": first["rss_kib"], "rss_kib_after_1min": base, "rss_kib_end": last["rss_kib"],
             "rss_growth_after_1min_pct": round(100 * (last["rss_kib"] - base) / base, 2),
@@ -204,8 +217,17 @@ def main() -> int:
     ap.add_argument("--procs", type=int, default=2000, help="extra sleeping processes")
     ap.add_argument("--execs-per-s", type=float, default=20)
     ap.add_argument("--port", type=int, default=9499, help="the soaked ktop's --export port")
+    ap.add_argument("--summarize", metavar="FILE", help="add the RSS medians to an earlier results file, and exit")
     ap.add_argument("--out", default=str(HERE / "soak_results.json"))
     args = ap.parse_args()
+    if args.summarize:
+        doc = json.loads(Path(args.summarize).read_text())
+        for r in doc["runs"].values():
+            r.update(rss_medians(r["samples"]))
+        Path(args.summarize).write_text(json.dumps(doc, indent=1) + "\n")
+        print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk.startswith("rss")}
+                          for k, v in doc["runs"].items()}, indent=1))
+        return 0
     if os.geteuid() != 0:
         raise SystemExit("soak needs root (the probes)")
     for tool in ("tmux", "bpftool"):
