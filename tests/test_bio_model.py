@@ -91,6 +91,16 @@ def test_process_window_and_totals():
     assert t[10].reads == 5 * (mb.WINDOW + 2) and t[20].writes == 7 and t[20].lat_max_ns == 900_000
 
 
+def test_dashboard_keeps_run_totals_only_for_live_processes():
+    m = mb.advance(None, sample(procs=[proc(10, reads=5), proc(20, writes=7)]), live={10, 20})
+    assert sorted(m.proc_totals) == [10, 20]
+    m = mb.advance(m, sample(procs=[proc(10, reads=1)]), live={10})  # 20 exited
+    assert sorted(m.proc_totals) == [10] and m.proc_totals[10].reads == 6
+    assert sorted(p.pid for p in m.procs) == [10, 20]  # the recent window still shows what 20 did
+    kept = mb.advance(mb.advance(None, sample(procs=[proc(20, writes=7)])), sample())  # ktop snapshot
+    assert sorted(kept.proc_totals) == [20]
+
+
 def test_process_totals_are_bounded():
     totals, dropped = mb.add_totals({}, tuple(proc(pid, reads=pid) for pid in range(1, 11)), limit=4)
     assert sorted(totals) == [7, 8, 9, 10] and dropped == 6

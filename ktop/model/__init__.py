@@ -226,7 +226,7 @@ def _other_sections(prev: Optional[Model], model: Model, snap: Snapshot,
                     forget_dead_s: Optional[float] = None) -> Model:
     """Each probe's own model module updates its field (one line per probe)."""
     model = funcs.update(prev, model, snap)
-    model = bio_section.update(prev, model, snap)
+    model = bio_section.update(prev, model, snap, forget_dead_s)
     model = syscalls_section.update(prev, model, snap, forget_dead_s)
     return model
 

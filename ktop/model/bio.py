@@ -258,11 +258,18 @@ def add_totals(totals: dict[int, ProcTotal], procs: tuple[BioProc, ...],
     return out, dropped
 
 
-def advance(prev: Optional[BioModel], s: BioSample) -> BioModel:
-    """The bio model after one sample."""
+def advance(prev: Optional[BioModel], s: BioSample, live: Optional[set[int]] = None) -> BioModel:
+    """The bio model after one sample.
+
+    ``live``: the PIDs in the process table, when the dashboard lets exited
+    processes go (``forget_dead_s``): their run totals, kept only for
+    ``ktop snapshot``'s document, are not kept for the dead.
+    """
     prev = prev or BioModel()
     window = _push(prev.window, (s.interval_s, s.procs), WINDOW)
     totals, dropped = add_totals(prev.proc_totals, s.procs)
+    if live and any(pid not in live for pid in totals):
+        totals = {pid: t for pid, t in totals.items() if pid in live}
     counters = {k: prev.counters.get(k, 0) + getattr(s, k, 0) for k in COUNTERS}
     return BioModel(
         attribution=s.attribution, queue_source=s.queue_source, mode=s.mode,
@@ -271,13 +278,14 @@ def advance(prev: Optional[BioModel], s: BioSample) -> BioModel:
         window=window, counters=counters, ticks=prev.ticks + 1, elapsed_s=prev.elapsed_s + s.interval_s)
 
 
-def update(prev_model: Any, model: Any, snap: Any) -> Any:
+def update(prev_model: Any, model: Any, snap: Any, forget_dead_s: Optional[float] = None) -> Any:
     """ktop.model.build_model's hook: the model with its ``bio`` field moved on by ``snap.bio``."""
     prev_bio = getattr(prev_model, "bio", None) if prev_model is not None else None
     sample = getattr(snap, "bio", None)
     if not isinstance(sample, BioSample):
         return replace(model, bio=prev_bio)
-    return replace(model, bio=advance(prev_bio, sample))
+    live = {p.pid for p in snap.processes} if forget_dead_s is not None else None
+    return replace(model, bio=advance(prev_bio, sample, live))
 
 
 def path_description(attribution: str, queue_source: str, mode: str = "") -> str:
