@@ -138,9 +138,11 @@ def test_exactly_500_direct_reads_are_attributed_to_their_process(driver):
     assert p["comm"] == driver.name
     # Exact, unless the kernel did not deliver a completion to the program at
     # all; raw mode finds each such one when its request is reused and counts
-    # it (``unseen``, measured here at 0 to a few per 10^4 under load).
-    unseen = bio["counters"]["unseen"]
-    assert p["reads"] == N or N - unseen <= p["reads"] < N, (p["reads"], unseen)
+    # it (``unseen``, measured here at 0 to a few per 10^4 under load), or
+    # skipped the program because another BPF program was running on that CPU
+    # (``missed``: a completion interrupt on top of another program, as under QEMU/TCG).
+    unseen = bio["counters"]["unseen"] + bio["counters"]["missed"]
+    assert p["reads"] == N or N - unseen <= p["reads"] < N, (p["reads"], bio["counters"])
     assert p["read_bytes"] == p["reads"] * BLOCK
     assert p["writes"] == 0 and p["others"] == 0
     assert 0 < p["avg_us"] <= p["max_us"]
