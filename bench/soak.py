@@ -186,22 +186,22 @@ class Soaked:
     def result(self) -> dict:
         samples = self.samples
 
-        def rss_at(t: float) -> int:
-            return next((x for x in samples if x["elapsed_s"] >= t), samples[-1])["rss_kib"]
+        def at(t: float) -> dict:
+            """The first sample at or after ``t`` seconds (the last one for a shorter run)."""
+            return next((x for x in samples if x["elapsed_s"] >= t), samples[-1])
 
         first, last = samples[0], samples[-1]
-        base = rss_at(60)
-        end_s = last["elapsed_s"]
+        base, half, settled = at(60)["rss_kib"], at(last["elapsed_s"] / 2)["rss_kib"], at(10)
         return {**rss_medians(samples),
             "ktop_args": ["--export", self.listen, *self.extra, "1"],
             "rss_kib_start": first["rss_kib"], "rss_kib_after_1min": base, "rss_kib_end": last["rss_kib"],
             "rss_growth_after_1min_pct": round(100 * (last["rss_kib"] - base) / base, 2),
             # the default history fills for 10 minutes: what grows after it is full
-            "rss_growth_last_half_pct": round(100 * (last["rss_kib"] - rss_at(end_s / 2)) / rss_at(end_s / 2), 2),
+            "rss_growth_last_half_pct": round(100 * (last["rss_kib"] - half) / half, 2),
             "rss_kib_max": max(x["rss_kib"] for x in samples),
-            "fds_start": first["fds"], "fds_after_10s": next(x for x in samples if x["elapsed_s"] >= 10)["fds"],
+            "fds_start": first["fds"], "fds_after_10s": settled["fds"],
             "fds_end": last["fds"], "fds_max": max(x["fds"] for x in samples),
-            "threads_after_10s": next(x for x in samples if x["elapsed_s"] >= 10)["threads"],
+            "threads_after_10s": settled["threads"],
             "threads_end": last["threads"], "threads_max": max(x["threads"] for x in samples),
             "counters": self.counters,
             "map_peaks": {k: {**m, "pct": round(100 * m["entries"] / m["max_entries"], 1)}

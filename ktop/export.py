@@ -22,11 +22,13 @@ why.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Iterable, Optional
 
+from ktop.probes.registry import PROBES
 from ktop.snapshot import DISABLED, FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, Snapshot
 
 DEFAULT_LISTEN = "127.0.0.1:9435"
@@ -37,13 +39,13 @@ TOP_SYSCALLS = 50  # syscalls of ktop_syscalls_total / ktop_syscall_errors_total
 OTHER = "other"
 LABEL_MAX = 64
 STATUSES = (STARTING, LIVE, UNSUPPORTED, FAILED, NEEDS_ROOT, STOPPED, DISABLED)
-# Per-tick "map full" counters of each section: events the kernel side saw but could not keep.
-MAP_FULL = {
-    "spawns": ("spawn", ("pending_full", "tracked_full")),
-    "bio": ("bio", ("inflight_full", "diskop_full", "proc_full")),
-    "funcs": ("funcs", ("map_full",)),
-    "syscalls": ("syscalls", ("start_full", "procs_full", "errs_full")),
-}
+
+
+@functools.cache
+def full_fields(cls: type) -> tuple[str, ...]:
+    """A sample class's per-tick "map full" counters: its ``*_full`` fields (events the kernel side
+    saw but had no room to keep), so a probe's new counter is exported without a list to update."""
+    return tuple(f.name for f in fields(cls) if f.name.endswith("_full"))
 
 
 def label(text: Any) -> str:
@@ -126,11 +128,11 @@ class KtopMetrics:
                 self._funcs(snap.funcs)
             if snap.syscalls is not None:
                 self._syscalls(snap.syscalls)
-            for section, (probe, fields) in MAP_FULL.items():
-                sample = getattr(snap, section, None)
-                for f in fields if sample is not None else ():
-                    key = (probe, f)
-                    self.map_full[key] = self.map_full.get(key, 0) + (getattr(sample, f, 0) or 0)
+            for probe in PROBES.values():
+                sample = getattr(snap, probe.section, None)
+                for f in full_fields(type(sample)) if is_dataclass(sample) else ():
+                    key = (probe.name, f)
+                    self.map_full[key] = self.map_full.get(key, 0) + getattr(sample, f)
 
     def _spawns(self, snap: Snapshot) -> None:
         s = snap.spawns

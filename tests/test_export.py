@@ -17,10 +17,21 @@ from ktop.export import (
     ExportingSource,
     KtopMetrics,
     bucket_bounds_s,
+    full_fields,
     label,
     parse_listen,
 )
-from ktop.snapshot import LIVE, UNSUPPORTED, BioDiskOp, BioSample, FuncsSample, FuncTarget, FuncTotal, ProbeStatus
+from ktop.snapshot import (
+    LIVE,
+    UNSUPPORTED,
+    BioDiskOp,
+    BioSample,
+    FuncsSample,
+    FuncTarget,
+    FuncTotal,
+    ProbeStatus,
+    SyscallsSample,
+)
 
 
 def scrape(metrics: KtopMetrics) -> dict:
@@ -80,6 +91,9 @@ def test_map_full_counters_add_up_per_probe():
     assert v[("ktop_probe_map_full_total", (("counter", "tracked_full"), ("probe", "spawn")))] == 0
     assert v[("ktop_probe_map_full_total", (("counter", "inflight_full"), ("probe", "bio")))] == 50
     assert not any(n == "ktop_probe_map_full_total" and ("probe", "syscalls") in k for n, k in v)  # absent
+    # the counters come from each registered probe's sample class: every *_full field
+    assert full_fields(SyscallsSample) == ("start_full", "procs_full", "errs_full")
+    assert full_fields(FuncsSample) == ("map_full",)
 
 
 def diskop(disk="vda", op="read", buckets=(0, 0, 0, 0, 0, 0, 0, 3, 1, 0), count=4, nbytes=16384, sum_ns=600_000):
@@ -126,7 +140,7 @@ def test_funcs_counters():
 
 
 def test_syscall_counters():
-    from ktop.snapshot import SyscallsSample, SyscallStat
+    from ktop.snapshot import SyscallStat
 
     m = KtopMetrics(top_syscalls=2)
     snap = snapshot(probes=(ProbeStatus("syscalls", LIVE),))
@@ -204,7 +218,7 @@ def test_grafana_dashboard_uses_exported_metrics():
     import re
     from pathlib import Path
 
-    from ktop.snapshot import SyscallsSample, SyscallStat
+    from ktop.snapshot import SyscallStat
 
     dash = json.loads((Path(__file__).parent.parent / "contrib" / "grafana-ktop.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]

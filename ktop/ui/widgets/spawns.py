@@ -14,7 +14,7 @@ from ktop.model.format import duration_ms, exit_text, retval_text
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
 from ktop.ui.widgets.sparkline import spark as spark_text
-from ktop.ui.widgets.table import Column, KTable, Row
+from ktop.ui.widgets.table import Column, KTable, Row, RowCache
 
 COLUMNS = (
     Column("time", "TIME", 8),
@@ -59,20 +59,10 @@ def spawn_row(r: SpawnRow) -> Row:
                pid=r.pid)
 
 
-def spawn_rows(model: Model, cache: dict | None = None) -> list[Row]:
-    """Rows newest first; ``cache`` (seq -> (SpawnRow, Row)) reuses rows that did not change
-    (most of them: a row changes once, when its process exits)."""
-    if cache is None:
-        return [spawn_row(r) for r in model.spawns]
-    rows, fresh = [], {}
-    for r in model.spawns:
-        hit = cache.get(r.seq)
-        row = hit[1] if hit is not None and hit[0] is r else spawn_row(r)
-        fresh[r.seq] = (r, row)
-        rows.append(row)
-    cache.clear()
-    cache.update(fresh)
-    return rows
+def spawn_rows(model: Model, cache: RowCache | None = None) -> list[Row]:
+    """Rows newest first; ``cache`` reuses rows that did not change (most of them: a row
+    changes once, when its process exits)."""
+    return cache.rows(model.spawns) if cache is not None else [spawn_row(r) for r in model.spawns]
 
 
 def parent_rows(model: Model) -> list[Row]:
@@ -86,7 +76,7 @@ class SpawnsPanel(Panel):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self._row_cache: dict = {}
+        self._row_cache = RowCache(spawn_row)
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="spawn-status", classes="status")

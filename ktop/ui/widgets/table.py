@@ -58,8 +58,9 @@ class RowCache:
     """Rows of model items that are the same objects as last tick, reused.
 
     The models share unchanged items between ticks (a process that made no
-    syscall keeps its ProcRow), so a panel of thousands of mostly idle rows
-    builds only the rows that changed, and the table's line cache, keyed on
+    syscall keeps its ProcRow, an exec keeps its SpawnRow until its process
+    exits), so a panel of thousands of mostly idle rows builds only the rows
+    that changed, and the table's line cache, keyed on
     the Row, draws only those again.
     """
 
