@@ -30,9 +30,10 @@
  * behind the latest preflush on that disk. block_rq_merge drops a request
  * merged into another; block_bio_frontmerge moves a (dev, sector) key.
  *
- * Per (disk, op) counters and histograms are cumulative (never cleared: user
- * space takes deltas, so no increment is lost to a read-and-clear race);
- * maxima and per-process counters are read and cleared each tick.
+ * Per (disk, op) and per-process counters and histograms are cumulative (never
+ * cleared under a running program: user space takes deltas, so no increment is
+ * lost to a read-and-clear race, and deletes a process's entry only after an
+ * idle tick); per-disk maxima are read and cleared each tick.
  *
  * Knobs (-D): NSLOTS, MAX_INFLIGHT, MAX_DISKOPS, MAX_PROCS, FILTER_DEV
  * (kernel dev_t of one disk), FILTER_TGID (one process and its children,

@@ -47,7 +47,8 @@ struct fval {
 
 /* Exact per-function totals, cumulative (user space takes deltas). */
 BPF_PERCPU_ARRAY(totals, u64, POOL_SIZE);
-/* Per (function, process) counts, read and deleted by user space each tick. */
+/* Per (function, process) counts, cumulative: user space takes deltas and deletes
+ * only pairs idle for a tick (deleting one a program is incrementing loses the hit). */
 BPF_PERCPU_HASH(counts, struct fkey, struct fval, MAX_ENTRIES);
 BPF_PERCPU_ARRAY(stats, u64, ST_NR);
 

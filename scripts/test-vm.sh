@@ -5,10 +5,11 @@
 # machine's files read-only and writes its results into OUT (--rwdir).
 # See docs/testing-vm.md. Run as root, after `make install`.
 #
-# Knobs (environment): KTOP_VM_TIMEOUT (s, default 1500) bounds the boot and
+# Knobs (environment): KTOP_VM_TIMEOUT (s, default 2400) bounds the boot and
 # the whole guest run; KTOP_VM_MEMORY (default 3G); KTOP_VM_CPUS (default 2);
 # KTOP_VM_HOT_IMAGE=0 leaves every file on the (slow) shared root;
-# KTOP_VM_PYTEST_ARGS adds pytest arguments in the guest (e.g. -k doctor).
+# KTOP_VM_PYTEST_ARGS adds pytest arguments in the guest (e.g. -k doctor);
+# KTOP_VM_TEST_TIMEOUT (s, default 300) fails one test that runs longer.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -18,7 +19,7 @@ VM_VENV=$repo/.vm-venv
 VIRTME_NG=virtme-ng==1.42
 CACHE=$repo/.cache/vm-kernel
 OUT=$repo/.cache/vm-run
-TIMEOUT=${KTOP_VM_TIMEOUT:-1500}
+TIMEOUT=${KTOP_VM_TIMEOUT:-2400}
 
 say() { printf 'test-vm: %s\n' "$*"; }
 # One clear line, then a non-zero exit: never a hang.
@@ -133,6 +134,7 @@ fi
 
 # 6. Boot once and run the suite in the guest, bounded by a timeout.
 printf '%s' "${KTOP_VM_PYTEST_ARGS:-}" >"$OUT/pytest-args"
+printf '%s' "${KTOP_VM_TEST_TIMEOUT:-300}" >"$OUT/test-timeout"
 t_boot=$SECONDS
 say "booting $kver under QEMU/TCG (timeout ${TIMEOUT} s; console log: $OUT/console.log)"
 # Console lines starting with '[' are the kernel's; the rest (pytest's output) is shown.

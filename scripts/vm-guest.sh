@@ -39,13 +39,16 @@ mkdir -p "$HOME" "$XDG_CACHE_HOME"
 
 { uname -r; "$repo/.venv/bin/ktop" doctor; } >"$out/doctor.txt" 2>&1
 
-# Left out here: the Prometheus comparison paces its workloads in real time and
-# checks the exporter against a Prometheus server, nothing a kernel changes;
-# TCG cannot keep its pace. The hardening tests drive the real UI in tmux with
-# hostile processes: user-space behaviour, and 5 minutes more under TCG.
+# Only what a kernel changes runs here: the tests marked `vm` (kprobes, which the
+# host lacks; an older kernel's tracepoint layouts, BTF offsets and block paths).
+# Under TCG each test costs a BCC compile of 30-60 s; the whole of tests/real
+# took over 25 minutes, past CI's budget. What is user-space behaviour (signals,
+# not-root, uprobes/USDT targets, recordings, Prometheus, the hardening tests in
+# tmux) runs on the host only. A test that hangs fails on its own after
+# test-timeout s (pytest-timeout) instead of eating the guest's whole budget.
 extra=()
 [ -s "$out/pytest-args" ] && mapfile -t extra < <(xargs -r printf '%s\n' <"$out/pytest-args")
-"$repo/.venv/bin/python" -m pytest -m real tests/real -p no:cacheprovider -ra \
-    --ignore=tests/real/test_prometheus_real.py --ignore=tests/real/test_hardening_real.py \
+"$repo/.venv/bin/python" -m pytest -m "real and vm" tests/real -p no:cacheprovider -ra -v --durations=10 \
+    --timeout="$(cat "$out/test-timeout" 2>/dev/null || echo 300)" \
     --junitxml="$out/junit.xml" "${extra[@]}" 2>&1 | tee "$out/pytest.log"
 echo "${PIPESTATUS[0]}" >"$out/rc"

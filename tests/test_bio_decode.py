@@ -261,3 +261,30 @@ def test_cflags_are_integers_and_knobs(monkeypatch):
     assert not any(f.startswith(("-DATTR_", "-DHAVE_", "-DFILTER_", "-DRAW")) for f in flags)
     assert bare.live_detail().startswith("PID@rq_insert/issue no queue time (no rq_insert)")
     assert "(no raw tracepoints: asked for)" in bare.live_detail()
+
+
+def test_per_process_rows_are_differences_of_cumulative_counters():
+    """The kernel's per-process counters are never cleared under a running program:
+    rows are differences, and an entry is evicted only after an idle tick, its
+    last value (grown since the read) still counted."""
+    from ktop.probes.bio import proc_deltas
+    from ktop.probes.cumulative import Cumulative
+
+    cum = Cumulative(count_of=lambda v: v[0] + v[1] + v[2])
+    evicted: list[list[int]] = []
+
+    def evict(pids):
+        evicted.append(list(pids))
+        return {7: (13, 0, 0, 13 * 4096, 0, 1300)}  # one more read landed after the read
+
+    def row(pid, reads, lat_max=50):
+        return (pid, b"dd\0", 0xFD00, reads, 0, 0, reads * 4096, 0, reads * 100, lat_max)
+
+    assert proc_deltas(cum, [row(7, 10)], evict) == [(7, b"dd\0", 0xFD00, 10, 0, 0, 40960, 0, 1000, 50)]
+    assert proc_deltas(cum, [row(7, 12, 90)], evict) == [(7, b"dd\0", 0xFD00, 2, 0, 0, 8192, 0, 200, 90)]
+    assert evicted == []
+    # idle for a tick: evicted, and the read that raced the eviction still counts
+    assert proc_deltas(cum, [row(7, 12, 90)], evict) == [(7, b"dd\0", 0xFD00, 1, 0, 0, 4096, 0, 100, 90)]
+    assert evicted == [[7]]
+    # a new entry under the same PID starts from zero again
+    assert proc_deltas(cum, [row(7, 4)], evict) == [(7, b"dd\0", 0xFD00, 4, 0, 0, 16384, 0, 400, 50)]

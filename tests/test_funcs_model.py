@@ -144,3 +144,25 @@ def test_check_specs_reports_the_first_error_on_one_line(monkeypatch):
     assert err == "-f 'c:a b': spec contains a space"
     assert F.check_specs(["vfs_read", " vfs_read"]) == "-f ' vfs_read': given twice"
     assert "\n" not in F.check_specs(["t:x\n:y"])
+
+
+def test_per_process_counts_are_differences_and_idle_pairs_are_evicted():
+    from ktop.probes.cumulative import Cumulative
+    from ktop.probes.funcs import count_deltas
+
+    cum = Cumulative(count_of=int)
+    kernel_last = {(1, 42): 4, (0, 42): 1000}  # (1, 42) got one more call after the read
+    asked = []
+
+    def evict(keys):
+        asked.append(sorted(keys))
+        return {k: kernel_last[k] for k in keys}
+
+    assert count_deltas(cum, [(0, 42, 600, "w"), (1, 42, 3, "w")], evict) == [(0, 42, 600, "w"), (1, 42, 3, "w")]
+    assert sorted(count_deltas(cum, [(0, 42, 1000, "w"), (1, 42, 3, "w")], evict)) == [(0, 42, 400, "w"),
+                                                                                       (1, 42, 1, "w")]
+    assert asked == [[(1, 42)]]
+    assert count_deltas(cum, [(0, 42, 1000, "w")], evict) == []
+    assert asked == [[(1, 42)], [(0, 42)]]
+    # an evicted pair seen again starts from zero
+    assert count_deltas(cum, [(0, 42, 5, "w")], evict) == [(0, 42, 5, "w")]

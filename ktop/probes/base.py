@@ -18,8 +18,12 @@ from ktop.probes import bpfstats, features
 from ktop.snapshot import FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, ProbeStatus
 from ktop.system import heap
 
-# One BPF() construction (clang compile + load + attach) at a time in this process.
-_BUILD_LOCK = threading.Lock()
+# libbcc is not thread-safe where it makes or destroys a module: two compiles at
+# once crash (iovisor/bcc#4500), and so did one probe's teardown
+# (bpf_module_destroy) beside another's detach (ktop doctor, Debian's 6.1 kernel).
+# Every BPF() construction and cleanup() in this process holds this lock;
+# re-entrant, since a build may make (and on failure clean up) modules of its own.
+BCC_LOCK = threading.RLock()
 
 
 class ProbeUnavailable(Exception):
@@ -159,7 +163,7 @@ class ProbeWorker(threading.Thread):
             self._set_status(STOPPED)
             return
         try:
-            with _BUILD_LOCK:  # libbcc cannot compile in two threads at once (bcc#4500: crashes)
+            with BCC_LOCK:
                 self.bpf = self.build()
         except ProbeUnavailable as exc:
             self._detach()
@@ -211,7 +215,8 @@ class ProbeWorker(threading.Thread):
         bpf, self.bpf = self.bpf, None
         if bpf is not None:
             try:
-                bpf.cleanup()
+                with BCC_LOCK:
+                    bpf.cleanup()
             except Exception:
                 pass
 

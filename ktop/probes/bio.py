@@ -15,8 +15,12 @@ keyed by (dev, sector, operation), as libbpf-tools do when they cannot use
 the request pointer. Completions the kernel skipped are counted from the
 programs' recursion misses either way.
 
-Per (disk, op) counters and histograms are cumulative in the kernel; this
-adapter takes deltas. Maxima and per-process counters are read and cleared.
+Per (disk, op) and per-process counters and histograms are cumulative in
+the kernel; this adapter takes deltas, and evicts a process's entry only
+after a whole idle tick (:mod:`ktop.probes.cumulative`: clearing a counter a
+program is incrementing loses the increment; under QEMU one read in 500 was
+lost that way). Per-process maxima are over the entry's life; per-disk
+maxima are read and cleared.
 Everything BCC returns is turned into plain tuples by :meth:`BioProbe._read`,
 and the rest is pure functions that tests feed with tuples.
 """
@@ -32,6 +36,7 @@ from typing import Any, Iterable, Optional
 from ktop.model.bio import path_description
 from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeWorker
+from ktop.probes.cumulative import Cumulative, lookup_and_delete
 from ktop.snapshot import BioDiskOp, BioProc, BioSample
 
 NAME = "bio"
@@ -201,6 +206,27 @@ def build_procs(rows: Iterable[tuple], resolve=resolve_disk) -> tuple[BioProc, .
     return tuple(out)
 
 
+def _ios(v: tuple) -> int:
+    return v[0] + v[1] + v[2]
+
+
+def proc_deltas(cum: Cumulative, rows: Iterable[tuple], evict) -> list[tuple]:
+    """This tick's per-process rows from cumulative ones, both as (pid, comm, dev,
+    reads, writes, others, read_bytes, write_bytes, lat_sum_ns, lat_max_ns).
+
+    ``evict(pids) -> {pid: (reads, writes, others, read_bytes, write_bytes,
+    lat_sum_ns)}`` removes the entries idle for a tick and returns their last
+    values. comm, dev and lat_max_ns are taken as read, not differenced.
+    """
+    cur: dict[int, tuple] = {}
+    extra: dict[int, tuple] = {}
+    for pid, comm, dev, reads, writes, others, rb, wb, lat_sum, lat_max in rows:
+        cur[pid] = (reads, writes, others, rb, wb, lat_sum)
+        extra[pid] = (comm, dev, lat_max)
+    deltas = cum.step(cur, evict)
+    return [(pid, extra[pid][0], extra[pid][1], *d, extra[pid][2]) for pid, d in deltas.items()]
+
+
 def build_sample(interval_s: float, disks: tuple[BioDiskOp, ...], procs: tuple[BioProc, ...],
                  stats: dict[str, int], attribution: str, queue_source: str, expired: int = 0,
                  mode: str = "", missed: int = 0) -> BioSample:
@@ -338,6 +364,7 @@ class BioProbe(ProbeWorker):
         self._last_sweep = time.monotonic()
         self._expired = 0
         self._prev_misses = 0
+        self._procs = Cumulative(count_of=_ios)
 
     # -- build ---------------------------------------------------------------
     def cflags(self) -> list[str]:
@@ -424,6 +451,16 @@ class BioProbe(ProbeWorker):
                     pass
             return items
 
+    @staticmethod
+    def _evict_procs(table, pids: list[int]) -> dict[int, tuple]:
+        last = {}
+        for pid in pids:
+            raw = lookup_and_delete(table, int(pid).to_bytes(4, "little"))
+            if raw is not None:
+                v = table.Leaf.from_buffer_copy(raw)
+                last[pid] = (v.reads, v.writes, v.others, v.read_bytes, v.write_bytes, v.lat_sum_ns)
+        return last
+
     def _resolve(self, dev: int) -> tuple[str, str]:
         name = self._names.get(dev)
         if name is None:
@@ -453,8 +490,10 @@ class BioProbe(ProbeWorker):
         self._prev_counters = cur
         maxes = {(int(k.dev), int(k.op)): (int(v.lat_max_ns), int(v.queue_max_ns))
                  for k, v in self._drain_table(b["maxes"])}
-        rows = [(int(getattr(k, "value", k)), bytes(v.comm), int(v.dev), v.reads, v.writes, v.others, v.read_bytes,
-                 v.write_bytes, v.lat_sum_ns, v.lat_max_ns) for k, v in self._drain_table(b["procs"])]
+        rows = proc_deltas(self._procs, [
+            (int(getattr(k, "value", k)), bytes(v.comm), int(v.dev), v.reads, v.writes, v.others, v.read_bytes,
+             v.write_bytes, v.lat_sum_ns, v.lat_max_ns) for k, v in b["procs"].items()],
+            lambda pids: self._evict_procs(b["procs"], pids))
         stats = self._read_stats(b)
         d = stat_deltas(stats, self._prev_stats)
         self._prev_stats = stats
@@ -472,4 +511,4 @@ class BioProbe(ProbeWorker):
         return sample
 
 
-__all__ = ["BioProbe", "build_disks", "build_procs", "counter_deltas", "resolve_disk", "disk_dev"]
+__all__ = ["BioProbe", "build_disks", "build_procs", "counter_deltas", "proc_deltas", "resolve_disk", "disk_dev"]

@@ -44,7 +44,8 @@ from typing import Any, Iterable, Optional
 
 from ktop.model.funcspec import KERNEL, TRACEPOINT, USDT, USER, FuncSpec, SpecError, parse_spec
 from ktop.probes import features
-from ktop.probes.base import ProbeOptions, ProbeWorker
+from ktop.probes.base import BCC_LOCK, ProbeOptions, ProbeWorker
+from ktop.probes.cumulative import Cumulative, lookup_and_delete
 from ktop.snapshot import FAILED, LIVE, UNSUPPORTED, FuncCount, FuncsSample, FuncTarget, FuncTotal
 
 NAME = "funcs"
@@ -544,6 +545,7 @@ class _Target:
     bpf: Any = None
     prev_totals: dict[int, int] = field(default_factory=dict)
     prev_full: int = 0
+    cum: Cumulative = field(default_factory=lambda: Cumulative(count_of=int))  # (slot, tgid) -> calls
     probes: int = 0  # kprobes/uprobes held (BCC's probe quota)
 
     def view(self) -> FuncTarget:
@@ -554,7 +556,8 @@ class _Target:
         b, self.bpf = self.bpf, None
         if b is not None:
             try:
-                b.cleanup()
+                with BCC_LOCK:
+                    b.cleanup()
             except Exception:
                 pass
 
@@ -696,7 +699,8 @@ class FuncsProbe(ProbeWorker):
                 t.detail = (f"{probes_needed} more probes would pass BCC's limit of {limit} per process "
                             "(remove a target or set BCC_PROBE_LIMIT)")
                 return t
-            t.bpf = BPF(src_file=self.source().encode(), cflags=self.cflags_for(len(r.sites)))
+            with BCC_LOCK:  # targets added from the panel compile while other probes run
+                t.bpf = BPF(src_file=self.source().encode(), cflags=self.cflags_for(len(r.sites)))
         except Exception as exc:
             from ktop.probes.base import describe_build_error
 
@@ -795,7 +799,9 @@ class FuncsProbe(ProbeWorker):
                 if n:
                     totals.append(FuncTotal(target=t.id, function=t.names[slot], count=n))
             t.prev_totals = cur
-            counts.extend(build_counts(t.id, t.names, _drain_counts(t.bpf["counts"])))
+            table = t.bpf["counts"]
+            rows = count_deltas(t.cum, _read_counts(table), lambda keys, table=table: _evict_counts(table, keys))
+            counts.extend(build_counts(t.id, t.names, rows))
             f = _read_stat(t.bpf["stats"], 0)
             full += max(0, f - t.prev_full)
             t.prev_full = f
@@ -826,23 +832,39 @@ def _read_stat(table, slot: int) -> int:
         return 0
 
 
-def _drain_counts(table) -> list[tuple[int, int, int, str]]:
-    """Reads and deletes every (function, process) entry: (slot, pid, count, comm)."""
+def count_deltas(cum: Cumulative, rows: Iterable[tuple[int, int, int, str]], evict) -> list[tuple[int, int, int, str]]:
+    """This tick's (slot, pid, calls, comm) from cumulative rows of the same shape.
+
+    The kernel's per-(function, process) counts are never cleared under a
+    running program (that loses the increment in flight: see
+    :mod:`ktop.probes.cumulative`); a pair idle for a tick is evicted through
+    ``evict(keys) -> {(slot, pid): last calls}``.
+    """
+    comms = {}
+    cur = {}
+    for slot, pid, count, comm in rows:
+        cur[(slot, pid)] = count
+        comms[(slot, pid)] = comm
+    deltas = cum.step(cur, evict)
+    return [(slot, pid, n, comms[(slot, pid)]) for (slot, pid), n in deltas.items()]
+
+
+def _read_counts(table) -> list[tuple[int, int, int, str]]:
+    """Every (function, process) entry, cumulative: (slot, pid, count, comm)."""
     out = []
-    try:
-        items = list(table.items_lookup_and_delete_batch())
-    except Exception:
-        items = []
-        for k, v in table.items():
-            items.append((k, v))
-            try:
-                del table[k]
-            except KeyError:
-                pass
-    for k, v in items:
+    for k, v in table.items():
         count, comm = sum_percpu_counts((x.count, bytes(x.comm)) for x in v)
         out.append((int(k.slot), int(k.tgid), count, comm))
     return out
+
+
+def _evict_counts(table, keys) -> dict[tuple[int, int], int]:
+    last = {}
+    for slot, pid in keys:
+        raw = lookup_and_delete(table, bytes(table.Key(slot, pid)))
+        if raw is not None:
+            last[(slot, pid)] = sum(int(x.count) for x in table.Leaf.from_buffer_copy(raw))
+    return last
 
 
 def ebpf_text(options: ProbeOptions | None = None) -> str:
@@ -850,5 +872,5 @@ def ebpf_text(options: ProbeOptions | None = None) -> str:
     return f"// {probe.source()}\n// cflags: {' '.join(probe.cflags_for(1))}\n" + open(probe.source()).read()
 
 
-__all__ = ["FuncsProbe", "Resolution", "Site", "check_specs", "compile_flags", "fn_name", "pool_size",
+__all__ = ["FuncsProbe", "Resolution", "Site", "check_specs", "compile_flags", "count_deltas", "fn_name", "pool_size",
            "resolve"]

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from ktop.probes import systable
 from ktop.probes.base import ProbeOptions, ProbeWorker
+from ktop.probes.cumulative import Cumulative, cum_deltas, lookup_and_delete
 from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat
 
 NAME = "syscalls"
@@ -144,60 +145,6 @@ def unpack_errs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[int
     return out
 
 
-def cum_deltas(cur: Mapping[Any, Any], prev: Mapping[Any, Any], count_of=lambda v: v[0]
-               ) -> tuple[dict[Any, Any], list[Any]]:
-    """(changed keys with their increase, keys unchanged since the last read).
-
-    Values are cumulative tuples (count first) or plain ints; the increase
-    of a tuple is field by field, text fields (comm) kept from ``cur``.
-    """
-    deltas: dict[Any, Any] = {}
-    idle: list[Any] = []
-    for k, c in cur.items():
-        p = prev.get(k)
-        if p is None:
-            if count_of(c):
-                deltas[k] = c
-            continue
-        if count_of(c) == count_of(p) and c == p:
-            idle.append(k)
-            continue
-        deltas[k] = _sub(c, p)
-    return deltas, idle
-
-
-def _sub(c, p):
-    if isinstance(c, tuple):
-        return tuple(_sub(a, b) if not isinstance(a, str) else a for a, b in zip(c, p))
-    return max(0, c - p)
-
-
-class Cumulative:
-    """Per-key increases of a map of cumulative counters between reads.
-
-    ``step(cur, evict)`` returns what each key gained since the last read,
-    then evicts the keys that did not change for a whole tick through
-    ``evict(keys) -> {key: last value}`` (a lookup-and-delete in the kernel
-    map, so what they gained meanwhile still counts). A key the read missed
-    keeps its previous value: it is never counted twice.
-    """
-
-    def __init__(self, count_of=lambda v: v[0]):
-        self.prev: dict = {}
-        self.count_of = count_of
-
-    def step(self, cur: Mapping[Any, Any], evict) -> dict:
-        deltas, idle = cum_deltas(cur, self.prev, self.count_of)
-        if idle:
-            last = evict(idle)
-            late, _ = cum_deltas(last, {k: cur[k] for k in last}, self.count_of)
-            deltas.update(late)
-        self.prev.update(cur)
-        for k in idle:
-            self.prev.pop(k, None)
-        return deltas
-
-
 def stat_deltas(current: Mapping[str, int], previous: Mapping[str, int]) -> dict[str, int]:
     return {k: max(0, current.get(k, 0) - previous.get(k, 0)) for k in STAT_SLOTS}
 
@@ -299,29 +246,6 @@ class _Batch:
         """One lookup per key: the same result, more system calls."""
         items = list(self.table.items())
         return b"".join(bytes(k) for k, _ in items), b"".join(bytes(v) for _, v in items), len(items)
-
-
-def _lookup_and_delete(table, key_bytes: bytes) -> Optional[bytes]:
-    """Removes one key and returns its last value (BPF_MAP_LOOKUP_AND_DELETE_ELEM, Linux 5.14+),
-    or None when it was already gone."""
-    from bcc.libbcc import lib
-
-    key = table.Key.from_buffer_copy(key_bytes)
-    leaf = table.Leaf()
-    if lib.bpf_lookup_and_delete(table.map_fd, ct.byref(key), ct.byref(leaf)) == 0:
-        return ct.string_at(ct.byref(leaf), ct.sizeof(leaf))
-    if ct.get_errno() in (_errno.EINVAL, _errno.EOPNOTSUPP, 524):  # 524: the kernel's ENOTSUPP
-        # An old kernel: read, then delete (an increment in between is lost).
-        try:
-            value = table[key]
-        except KeyError:
-            return None
-        try:
-            del table[key]
-        except KeyError:
-            pass
-        return ct.string_at(ct.byref(value), ct.sizeof(value))
-    return None
 
 
 class SyscallsProbe(ProbeWorker):
@@ -446,7 +370,7 @@ class SyscallsProbe(ProbeWorker):
         last: dict = {}
         for k in keys:
             kb = key_struct.pack(*k)
-            raw = _lookup_and_delete(table, kb)
+            raw = lookup_and_delete(table, kb)
             if raw is not None:
                 last.update(unpack(kb, raw))
         return last

@@ -122,10 +122,16 @@ def _collect(driver: Driver, *args: str, duration: float = 6.0) -> dict:
     assert rc == 0, snap.stderr
     st = doc["probes"]["bio"]
     assert st["status"] == "live", st
-    assert st["lost"] == 0
+    # Lost is exactly what the kernel side counted: full maps, programs the kernel
+    # skipped (missed) and completions it never delivered (unseen); the tests
+    # below allow the last two (under QEMU/TCG a completion interrupt can land
+    # on another BPF program, and CI once saw one such skip in 500).
+    c = doc["bio"]["counters"]
+    assert st["lost"] == c["inflight_full"] + c["diskop_full"] + c["proc_full"] + c["missed"] + c["unseen"], (st, c)
     return doc
 
 
+@pytest.mark.vm
 def test_exactly_500_direct_reads_are_attributed_to_their_process(driver):
     doc = _collect(driver)
     bio = doc["bio"]
@@ -163,7 +169,7 @@ def test_pid_filter_scopes_the_histograms_too(driver):
     bio = doc["bio"]
     assert [p["pid"] for p in bio["by_process"]] == [driver.pid]
     read = bio["disks"][driver.disk]["read"]
-    unseen = bio["counters"]["unseen"]
+    unseen = bio["counters"]["unseen"] + bio["counters"]["missed"]
     assert N - unseen <= read["count"] <= N and sum(read["buckets"]) == read["count"]
     assert read["bytes"] == read["count"] * BLOCK
     assert set(bio["disks"][driver.disk]) == {"read"}
@@ -184,6 +190,7 @@ PATHS = [("raw", "block_io_start"), ("raw", "issue"),
          ("tracepoint", "block_io_start"), ("tracepoint", "block_bio_queue"), ("tracepoint", "issue")]
 
 
+@pytest.mark.vm
 @pytest.mark.parametrize(("mode", "attribution"), PATHS, ids=[f"{m}-{a}" for m, a in PATHS])
 def test_every_way_in_counts_every_completion(driver, mode, attribution):
     """Each way a kernel may make the probe take (no raw tracepoints or BTF, no

@@ -20,7 +20,8 @@ from realutil import KTOP, Snap, unique_name, wait_until
 
 from ktop.probes import features
 
-pytestmark = pytest.mark.real
+# kprobes are what the host kernel lacks: every test here also runs in make test-vm's kernel.
+pytestmark = [pytest.mark.real, pytest.mark.vm]
 
 NO_KPROBES = "this kernel has no kprobes (CONFIG_KPROBES is not set)"
 N = 137

@@ -36,6 +36,7 @@ def _run_while_collecting(workload, duration: float = 5.0) -> tuple[dict, object
     return doc, result
 
 
+@pytest.mark.vm
 def test_fifty_execs_of_a_unique_program(tmp_path):
     require_spawn(need_btf=True)
     prog = unique_copy("false", tmp_path)  # exits 1: a known, non-default exit code
@@ -112,6 +113,7 @@ def test_failed_exec_of_a_missing_path(tmp_path):
     assert doc["spawns"]["totals"]["exec_failures"] >= 1
 
 
+@pytest.mark.vm
 def test_exit_code_lifetime_and_sigkill(tmp_path):
     require_spawn(need_btf=True)
     sh = unique_copy("sh", tmp_path)

@@ -75,6 +75,7 @@ def pair(doc: dict, pid: int, name: str) -> dict | None:
     return found[0] if found else None
 
 
+@pytest.mark.vm
 def test_exactly_5000_getppid_for_the_pid(work, tmp_path):
     prog = named(work, tmp_path)
     doc, pid = run_collecting(lambda: _run(prog, "getppid", 5000))
@@ -90,6 +91,7 @@ def test_exactly_5000_getppid_for_the_pid(work, tmp_path):
     assert total["count"] >= 5000 and total["latency"]["timed"] >= 5000
 
 
+@pytest.mark.vm
 def test_300_enoent_opens(work, tmp_path):
     prog = named(work, tmp_path)
     doc, pid = run_collecting(lambda: _run(prog, "enoent", 300))
