@@ -36,7 +36,7 @@ from typing import Any, Iterable, Optional
 from ktop.model.bio import path_description
 from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeWorker
-from ktop.probes.cumulative import Cumulative, lookup_and_delete
+from ktop.probes.cumulative import Cumulative, lookup_and_delete, read_all
 from ktop.snapshot import BioDiskOp, BioProc, BioSample
 
 NAME = "bio"
@@ -492,7 +492,7 @@ class BioProbe(ProbeWorker):
                  for k, v in self._drain_table(b["maxes"])}
         rows = proc_deltas(self._procs, [
             (int(getattr(k, "value", k)), bytes(v.comm), int(v.dev), v.reads, v.writes, v.others, v.read_bytes,
-             v.write_bytes, v.lat_sum_ns, v.lat_max_ns) for k, v in b["procs"].items()],
+             v.write_bytes, v.lat_sum_ns, v.lat_max_ns) for k, v in read_all(b["procs"])],
             lambda pids: self._evict_procs(b["procs"], pids))
         stats = self._read_stats(b)
         d = stat_deltas(stats, self._prev_stats)

@@ -70,6 +70,15 @@ class Cumulative:
         return deltas
 
 
+def read_all(table) -> list:
+    """Every (key, value) of a BCC table, without deleting: one batch system call
+    per chunk (BPF_MAP_LOOKUP_BATCH, Linux 5.6+), else one lookup per key."""
+    try:
+        return list(table.items_lookup_batch())
+    except Exception:
+        return list(table.items())
+
+
 def lookup_and_delete(table, key_bytes: bytes) -> Optional[bytes]:
     """Removes one key and returns its last value (BPF_MAP_LOOKUP_AND_DELETE_ELEM, Linux 5.14+),
     or None when it was already gone."""
@@ -93,4 +102,4 @@ def lookup_and_delete(table, key_bytes: bytes) -> Optional[bytes]:
     return None
 
 
-__all__ = ["Cumulative", "cum_deltas", "lookup_and_delete"]
+__all__ = ["Cumulative", "cum_deltas", "lookup_and_delete", "read_all"]

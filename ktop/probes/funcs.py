@@ -45,7 +45,7 @@ from typing import Any, Iterable, Optional
 from ktop.model.funcspec import KERNEL, TRACEPOINT, USDT, USER, FuncSpec, SpecError, parse_spec
 from ktop.probes import features
 from ktop.probes.base import BCC_LOCK, ProbeOptions, ProbeWorker
-from ktop.probes.cumulative import Cumulative, lookup_and_delete
+from ktop.probes.cumulative import Cumulative, lookup_and_delete, read_all
 from ktop.snapshot import FAILED, LIVE, UNSUPPORTED, FuncCount, FuncsSample, FuncTarget, FuncTotal
 
 NAME = "funcs"
@@ -852,7 +852,7 @@ def count_deltas(cum: Cumulative, rows: Iterable[tuple[int, int, int, str]], evi
 def _read_counts(table) -> list[tuple[int, int, int, str]]:
     """Every (function, process) entry, cumulative: (slot, pid, count, comm)."""
     out = []
-    for k, v in table.items():
+    for k, v in read_all(table):
         count, comm = sum_percpu_counts((x.count, bytes(x.comm)) for x in v)
         out.append((int(k.slot), int(k.tgid), count, comm))
     return out
