@@ -9,6 +9,7 @@
  * Without them, KTOP_NO_TASK_OFFSETS leaves ppid, exit code and lifetime to
  * user space. FILTER_TGID limits events to one process and its children.
  * HAVE_EXECVEAT attaches the execveat tracepoints where they exist.
+ * RB_WAKE_EVERY: records per CPU between reader wake-ups (ktop.h).
  */
 #include <uapi/linux/ptrace.h>
 #include "ktop.h"
@@ -91,6 +92,19 @@ BPF_PERCPU_ARRAY(scratch, struct pending_exec, 1);
 BPF_HASH(pending, u32, struct pending_exec, MAX_PENDING);
 /* tgid of processes that exec'd while ktop watched -> 1; their exits are reported */
 BPF_HASH(tracked, u32, u8, MAX_TRACKED);
+
+/* Records on this CPU since ktop started: see RB_WAKE_EVERY in ktop.h. */
+BPF_PERCPU_ARRAY(rb_wake, u64, 1);
+
+static __always_inline u64 rb_wake_flags(void)
+{
+    int k = 0;
+    u64 *n = rb_wake.lookup(&k);
+    if (!n)
+        return 0;
+    *n += 1;
+    return (*n % RB_WAKE_EVERY) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
+}
 
 static __always_inline void count(int slot)
 {
@@ -282,7 +296,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         args_from_mm(e);
 #endif
         TP_DATA_LOC_READ_STR(e->filename, filename, sizeof(e->filename));
-        events.ringbuf_submit(e, 0);
+        events.ringbuf_submit(e, rb_wake_flags());
     }
     if (p)
         pending.delete(&old_pid);
@@ -302,7 +316,7 @@ static __always_inline int exit_exec(long ret)
         count(ST_EXEC_FAILS);
         struct exec_event *e = emit_exec(p, bpf_get_current_pid_tgid() >> 32, (s32)ret);
         if (e)
-            events.ringbuf_submit(e, 0);
+            events.ringbuf_submit(e, rb_wake_flags());
     }
     pending.delete(&tid);
     return 0;
@@ -362,6 +376,6 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     e->exit_code = code;
     e->lifetime_ns = start ? e->ts - start : 0;
 #endif
-    events.ringbuf_submit(e, 0);
+    events.ringbuf_submit(e, rb_wake_flags());
     return 0;
 }

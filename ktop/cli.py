@@ -172,9 +172,9 @@ def _probe_options(args):
 
     extra = {}
     if getattr(args, "funcs", None) is not None:
-        from ktop.probes.funcs import check_specs
+        from ktop.probes.funcs import remote_check_specs
 
-        err = check_specs(args.funcs, args.funcs_max)
+        err = remote_check_specs(args.funcs, args.funcs_max)
         if err:
             raise UsageError(err)
         extra.update(funcs=list(args.funcs), funcs_max=args.funcs_max)

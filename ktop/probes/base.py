@@ -1,10 +1,11 @@
-"""The probe framework: one background worker per probe.
+"""The probe framework: a probe is built in a helper process and read by the collector.
 
-A worker owns its BPF object from compile to detach. It checks the kernel
-features it needs, compiles and attaches, then drains its ring buffer until
-the collector asks for a sample, which it builds by reading and clearing its
-maps. Every failure becomes a status with a sentence; it never propagates.
-BCC is imported lazily, inside the worker thread.
+A probe checks the kernel features it needs, has a helper process compile
+and attach its program (ktop's own process never imports BCC: see
+:mod:`ktop.probes.helper` and :mod:`ktop.probes.loader`), then holds the
+descriptors. The collector's one thread reads every probe's maps each tick
+and drains ring buffers when they fill. Every failure becomes a status with
+a sentence; it never propagates.
 """
 
 from __future__ import annotations
@@ -14,16 +15,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Optional
 
-from ktop.probes import bpfstats, features
+from ktop.probes import bpfstats, features, loader
+from ktop.probes.loader import BuildError, Loaded
 from ktop.snapshot import FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, ProbeStatus
-from ktop.system import heap
-
-# libbcc is not thread-safe where it makes or destroys a module: two compiles at
-# once crash (iovisor/bcc#4500), and so did one probe's teardown
-# (bpf_module_destroy) beside another's detach (ktop doctor, Debian's 6.1 kernel).
-# Every BPF() construction and cleanup() in this process holds this lock;
-# re-entrant, since a build may make (and on failure clean up) modules of its own.
-BCC_LOCK = threading.RLock()
 
 
 class ProbeUnavailable(Exception):
@@ -51,31 +45,34 @@ def compile_error_summary(text: str, limit: int = 3) -> str:
     return "; ".join(lines[:limit])
 
 
-class ProbeWorker(threading.Thread):
-    """Base class of every probe worker.
+class ProbeWorker:
+    """Base class of every probe: built in a helper process, read by the collector.
 
-    Subclasses set ``name``, ``tracepoints`` (required ``category:event``
-    names) and implement :meth:`build`, :meth:`drain` and :meth:`collect`.
+    :meth:`start` checks the kernel features and has a helper process compile
+    and attach the program (:mod:`ktop.probes.loader`) on a short-lived
+    thread, so start-up never waits for a compile. Once the descriptors
+    arrive the probe is live, and the collector calls :meth:`sample` each
+    tick and :meth:`drain` when a ring buffer has data, all on its one
+    thread. Closing the descriptors (:meth:`stop`) detaches it. Subclasses
+    set ``name``, ``tracepoints`` and implement :meth:`collect`; those with
+    ring buffers return them from :meth:`rings` and decode in :meth:`drain`.
     """
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     tracepoints: ClassVar[tuple[str, ...]] = ()
     needs_ringbuf: ClassVar[bool] = False
-    poll_ms: ClassVar[int] = 50
 
     def __init__(self, options: ProbeOptions | None = None, on_status=None):
-        super().__init__(name=f"ktop-probe-{self.name}", daemon=True)
         self.options = options or ProbeOptions()
         self._on_status = on_status
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # status
+        self.io_lock = threading.RLock()  # the descriptors: the collector reads, stop() closes
         self._status = ProbeStatus(self.name, STARTING, "compiling")
-        self._stop_event = threading.Event()
-        self._want = threading.Event()
-        self._ready = threading.Event()
-        self._sample: Any = None
+        self._stopped = False
+        self._thread: Optional[threading.Thread] = None
+        self.loaded: Optional[Loaded] = None
         self._last_take = time.monotonic()
-        self.bpf: Any = None
         self.started_at = time.monotonic()
         self.live_at: Optional[float] = None
 
@@ -99,10 +96,14 @@ class ProbeWorker(threading.Thread):
             with self._lock:
                 self._status = replace(self._status, lost=self._status.lost + n)
 
+    def prog_fds(self) -> list[int]:
+        return list(self.loaded.progs.values()) if self.loaded else []
+
     def _update_cost(self) -> None:
         """Kernel run time of this probe's programs (needs BPF stats on)."""
-        funcs = getattr(self.bpf, "funcs", None) or {}
-        ns, cnt = bpfstats.totals(f.fd for f in list(funcs.values()) if getattr(f, "fd", None) is not None)
+        if not bpfstats.enabled():
+            return
+        ns, cnt = bpfstats.totals(self.prog_fds())
         with self._lock:
             self._status = replace(self._status, run_time_ns=ns, run_count=cnt)
 
@@ -125,16 +126,26 @@ class ProbeWorker(threading.Thread):
         if not ok:
             raise ProbeUnavailable(UNSUPPORTED, f"no kernel headers for BCC ({detail}): run make install")
 
-    def build(self) -> Any:
-        """Compiles and attaches; returns the BPF object."""
-        raise NotImplementedError
+    def build_request(self) -> dict:
+        """What the helper compiles (plain data): this probe's source and -D knobs."""
+        return {"probe": self.name, "source": self.source(), "cflags": self.cflags()}
 
-    def drain(self, timeout_ms: int) -> None:
-        """Waits up to ``timeout_ms`` for events and decodes them."""
-        self._stop_event.wait(timeout_ms / 1000)
+    def build(self) -> Loaded:
+        """Compiles and attaches in a helper process; returns the descriptors it made."""
+        return loader.build(self.build_request(), self.options.extra.get("build_timeout"))
+
+    def attached(self, loaded: Loaded) -> None:
+        """Called once the descriptors arrived, before the probe goes live (baselines)."""
+
+    def rings(self) -> list:
+        """The ring buffers the collector waits on (:class:`ktop.probes.ringbuf.RingBuffer`)."""
+        return []
+
+    def drain(self) -> None:
+        """Consumes and decodes what the ring buffers hold (the collector's thread)."""
 
     def collect(self, interval_s: float) -> Any:
-        """Reads and clears maps; returns this interval's sample."""
+        """Reads the maps; returns this interval's sample."""
         raise NotImplementedError
 
     def cflags(self) -> list[str]:
@@ -149,8 +160,14 @@ class ProbeWorker(threading.Thread):
 
         return str(bpf_source(self.name))
 
-    # -- the thread ----------------------------------------------------
+    # -- building --------------------------------------------------------
+    def start(self) -> None:
+        """Checks and builds on a short-lived thread; returns at once."""
+        self._thread = threading.Thread(target=self.run, name=f"ktop-build-{self.name}", daemon=True)
+        self._thread.start()
+
     def run(self) -> None:
+        """Checks, builds and goes live (or says why not); never raises."""
         try:
             self.check()
         except ProbeUnavailable as exc:
@@ -159,44 +176,48 @@ class ProbeWorker(threading.Thread):
         except Exception as exc:  # a bug in a check must not kill the app
             self._set_status(FAILED, f"feature check failed: {exc}")
             return
-        if self._stop_event.is_set():
+        if self._stopped:
             self._set_status(STOPPED)
             return
         try:
-            with BCC_LOCK:
-                self.bpf = self.build()
-        except ProbeUnavailable as exc:
-            self._detach()
+            loaded = self.build()
+        except (ProbeUnavailable, BuildError) as exc:
             self._set_status(exc.status, exc.detail)
             return
         except Exception as exc:
-            self._detach()
             self._set_status(FAILED, describe_build_error(exc))
             return
-        self._last_take = time.monotonic()
-        heap.trim()  # the ~30 MB clang used while compiling
-        self._set_status(LIVE, self.live_detail())
-        try:
-            while not self._stop_event.is_set():
-                self.drain(self.poll_ms)
-                if self._want.is_set():
-                    # A sample that came too late for the last take() is handed over
-                    # first; collecting again would overwrite (lose) it.
-                    if self._sample is None:
-                        now = time.monotonic()
-                        sample = self.collect(now - self._last_take)
-                        self._update_cost()
-                        self._last_take = now
-                        self._sample = sample
-                    self._want.clear()
-                    self._ready.set()
-        except Exception as exc:
-            self._set_status(FAILED, f"stopped after an error: {type(exc).__name__}: {exc}")
-        finally:
-            self._detach()
-            self._ready.set()
-        if self.status.status == LIVE:
-            self._set_status(STOPPED)
+        with self.io_lock:
+            if self._stopped:
+                if loaded is not None:
+                    loaded.close()
+                self._set_status(STOPPED)
+                return
+            self.loaded = loaded
+            try:
+                self.attached(loaded)
+            except Exception as exc:
+                self._close()
+                self._set_status(FAILED, f"cannot read its maps: {type(exc).__name__}: {exc}")
+                return
+            self._last_take = time.monotonic()
+            self._set_status(LIVE, self.live_detail())
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Waits for the build (not for the probe: it has no thread once live)."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+
+    def settling(self) -> bool:
+        """Still compiling something (the probe, or a target it was asked for)."""
+        return self.status.status == STARTING
+
+    def building(self) -> bool:
+        t = self._thread
+        return t is not None and t.is_alive()
+
+    is_alive = building
 
     def live_detail(self) -> str:
         return ""
@@ -211,40 +232,57 @@ class ProbeWorker(threading.Thread):
         except BTFError:
             return None
 
-    def _detach(self) -> None:
-        bpf, self.bpf = self.bpf, None
-        if bpf is not None:
-            try:
-                with BCC_LOCK:
-                    bpf.cleanup()
-            except Exception:
-                pass
-
     # -- used by the collector ------------------------------------------
-    def request(self) -> None:
-        """Asks the worker for a sample at its next wake-up."""
-        self._ready.clear()
-        self._want.set()
+    def sample(self) -> Any:
+        """This interval's sample, or None while not live. A probe that raises turns failed."""
+        with self.io_lock:
+            if self.status.status != LIVE or self.loaded is None:
+                return None
+            now = time.monotonic()
+            try:
+                self.drain()
+                sample = self.collect(now - self._last_take)
+            except Exception as exc:
+                self._close()
+                self._set_status(FAILED, f"stopped after an error: {type(exc).__name__}: {exc}")
+                return None
+            self._last_take = now
+            self._update_cost()
+            return sample
 
-    def take(self, timeout: float = 0.5) -> Any:
-        """The sample asked for with :meth:`request`, or None."""
-        if self.status.status != LIVE:
-            return None
-        if not self._ready.wait(timeout):
-            return None
-        sample, self._sample = self._sample, None
-        return sample
+    def drain_rings(self) -> None:
+        """The collector saw a ring buffer's fd readable."""
+        with self.io_lock:
+            if self.loaded is not None and self.status.status == LIVE:
+                try:
+                    self.drain()
+                except Exception as exc:
+                    self._close()
+                    self._set_status(FAILED, f"stopped after an error: {type(exc).__name__}: {exc}")
+
+    def _close(self) -> None:
+        loaded, self.loaded = self.loaded, None
+        if loaded is not None:
+            for rb in self.rings():
+                rb.close()
+            loaded.close()
 
     def stop(self) -> None:
-        self._stop_event.set()
+        """Detaches (closes every descriptor); a build still running is dropped when it ends."""
+        with self.io_lock:
+            self._stopped = True
+            was_live = self.loaded is not None
+            self._close()
+        if was_live and self.status.status == LIVE:
+            self._set_status(STOPPED)
 
 
-def describe_build_error(exc: Exception) -> str:
-    """A sentence for a compile or attach failure."""
+Probe = ProbeWorker
+
+
+def describe_build_error(exc: BaseException, log: str = "") -> str:
+    """A sentence for a compile or attach failure; ``log``: what clang printed."""
     msg = str(exc).strip() or type(exc).__name__
-    from ktop.probes import diag
-
-    log = diag.recent_stderr()
     if "Failed to compile" in msg or "compile" in msg.lower():
         summary = compile_error_summary(log)
         return "compile error" + (f": {summary}" if summary else f": {msg}")

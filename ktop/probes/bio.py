@@ -28,15 +28,17 @@ and the rest is pure functions that tests feed with tuples.
 from __future__ import annotations
 
 import os
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Iterable, Optional
 
 from ktop.model.bio import path_description
 from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeWorker
-from ktop.probes.cumulative import Cumulative, lookup_and_delete, read_all
+from ktop.probes.cumulative import Cumulative
+from ktop.probes.maps import read_slots
 from ktop.snapshot import BioDiskOp, BioProc, BioSample
 
 NAME = "bio"
@@ -55,6 +57,14 @@ STAT_SLOTS = ("issues", "completions", "no_start", "not_issued", "inflight_full"
 
 ATTRIBUTIONS = ("block_io_start", "block_bio_queue", "issue")
 MODES = ("raw", "tracepoint")
+
+# Map layouts of bpf/bio.bpf.c.
+_DISKOP_KEY = struct.Struct("<II")  # struct diskop_key
+_DISKOP_VAL = struct.Struct(f"<6Q{NSLOTS}Q{NSLOTS}Q")  # struct diskop_val
+_DISKOP_MAX = struct.Struct("<QQ")  # struct diskop_max
+_PROC_KEY = struct.Struct("<I")
+_PROC_VAL = struct.Struct("<7QII16s")  # struct proc_val
+_INFLIGHT_TS = struct.Struct("<QQQ")  # struct inflight: created_ts, queue_ts, issue_ts
 
 # struct bpf_prog_info (linux/bpf.h): recursion_misses follows run_time_ns and run_cnt.
 _PROG_INFO_SIZE = 224
@@ -327,7 +337,6 @@ def prog_misses(prog_fd: int) -> Optional[int]:
     """How often the kernel skipped a program because a BPF program already ran
     on that CPU (``recursion_misses`` in bpf_prog_info, Linux 5.12+), or None."""
     import ctypes
-    import struct
 
     from ktop.probes import bpfstats
 
@@ -408,57 +417,48 @@ class BioProbe(ProbeWorker):
             text += f" (no raw tracepoints: {self.mode_reason})"
         return text
 
-    def build(self) -> Any:
-        from bcc import BPF
+    def attached(self, loaded) -> None:
+        self._maps = loaded.maps
+        self._prev_stats = read_slots(loaded["stats"], STAT_SLOTS)
+        self._prev_counters = self._read_counters()
+        self._prev_misses = self._misses()
 
-        b = BPF(src_file=self.source().encode(), cflags=self.cflags())
-        self._prev_stats = self._read_stats(b)
-        self._prev_counters = self._read_counters(b)
-        self._prev_misses = self._misses(b)
-        return b
+    def _misses(self) -> int:
+        return sum(prog_misses(fd) or 0 for fd in self.prog_fds())
 
-    @staticmethod
-    def _misses(b) -> int:
-        return sum(prog_misses(f.fd) or 0 for f in list(b.funcs.values()))
-
-    # -- reading the maps (BCC objects stay here) ------------------------------
-    @staticmethod
-    def _read_stats(b) -> dict[str, int]:
-        table = b["stats"]
-        return {name: int(sum(table.getvalue(table.Key(i)))) for i, name in enumerate(STAT_SLOTS)}
-
-    @staticmethod
-    def _read_counters(b) -> dict[tuple[int, int], DiskOpCounters]:
+    # -- reading the maps (layouts: bpf/bio.bpf.c) -------------------------------
+    def _read_counters(self) -> dict[tuple[int, int], DiskOpCounters]:
+        keys, values, n = self._maps["diskops"].read_all()
         out = {}
-        for k, v in b["diskops"].items():
-            out[(int(k.dev), int(k.op))] = DiskOpCounters(
-                count=v.count, bytes=v.bytes, errors=v.errors, lat_sum_ns=v.lat_sum_ns,
-                queue_count=v.queue_count, queue_sum_ns=v.queue_sum_ns,
-                lat=tuple(v.lat), queue=tuple(v.queue))
+        for i in range(n):
+            dev, op = _DISKOP_KEY.unpack_from(keys, i * _DISKOP_KEY.size)
+            v = _DISKOP_VAL.unpack_from(values, i * _DISKOP_VAL.size)
+            out[(dev, op)] = DiskOpCounters(
+                count=v[0], bytes=v[1], errors=v[2], lat_sum_ns=v[3], queue_count=v[4], queue_sum_ns=v[5],
+                lat=v[6:6 + NSLOTS], queue=v[6 + NSLOTS:6 + 2 * NSLOTS])
         return out
 
-    @staticmethod
-    def _drain_table(table) -> list:
-        """Reads and deletes every entry; one syscall with batch ops (Linux 5.6+)."""
-        try:
-            return list(table.items_lookup_and_delete_batch())
-        except Exception:
-            items = list(table.items())
-            for k, _v in items:
-                try:
-                    del table[k]
-                except KeyError:
-                    pass
-            return items
+    def _read_maxes(self) -> dict[tuple[int, int], tuple[int, int]]:
+        keys, values, n = self._maps["maxes"].drain()
+        return {_DISKOP_KEY.unpack_from(keys, i * _DISKOP_KEY.size): _DISKOP_MAX.unpack_from(values, i * 16)
+                for i in range(n)}
 
-    @staticmethod
-    def _evict_procs(table, pids: list[int]) -> dict[int, tuple]:
+    def _read_procs(self) -> list[tuple]:
+        keys, values, n = self._maps["procs"].read_all()
+        rows = []
+        for i in range(n):
+            pid, = _PROC_KEY.unpack_from(keys, i * 4)
+            reads, writes, others, rb, wb, lat_sum, lat_max, dev, _pad, comm = \
+                _PROC_VAL.unpack_from(values, i * _PROC_VAL.size)
+            rows.append((pid, comm, dev, reads, writes, others, rb, wb, lat_sum, lat_max))
+        return rows
+
+    def _evict_procs(self, pids: list[int]) -> dict[int, tuple]:
         last = {}
         for pid in pids:
-            raw = lookup_and_delete(table, int(pid).to_bytes(4, "little"))
+            raw = self._maps["procs"].lookup_and_delete(_PROC_KEY.pack(pid))
             if raw is not None:
-                v = table.Leaf.from_buffer_copy(raw)
-                last[pid] = (v.reads, v.writes, v.others, v.read_bytes, v.write_bytes, v.lat_sum_ns)
+                last[pid] = _PROC_VAL.unpack_from(raw)[:6]
         return last
 
     def _resolve(self, dev: int) -> tuple[str, str]:
@@ -467,42 +467,35 @@ class BioProbe(ProbeWorker):
             name = self._names[dev] = resolve_disk(dev)
         return name
 
-    def _sweep(self, b) -> int:
+    def _sweep(self) -> int:
         """Drops in-flight entries older than STALE_S (their completion was never seen)."""
-        table = b["inflight"]
+        m = self._maps["inflight"]
         now_ns = time.monotonic_ns()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
         limit = int(STALE_S * 1e9)
         dropped = 0
-        for k, v in list(table.items()):
-            last = max(v.created_ts, v.queue_ts, v.issue_ts)
-            if last and now_ns - last > limit:
-                try:
-                    del table[k]
-                    dropped += 1
-                except KeyError:
-                    pass
+        keys, values, n = m.read_all()
+        for i in range(n):
+            created, queued, issued = _INFLIGHT_TS.unpack_from(values, i * m.leaf_size)
+            last = max(created, queued, issued)
+            if last and now_ns - last > limit and m.delete(keys[i * m.key_size:(i + 1) * m.key_size]):
+                dropped += 1
         return dropped
 
     def collect(self, interval_s: float) -> BioSample:
-        b = self.bpf
-        cur = self._read_counters(b)
+        cur = self._read_counters()
         deltas = counter_deltas(cur, self._prev_counters)
         self._prev_counters = cur
-        maxes = {(int(k.dev), int(k.op)): (int(v.lat_max_ns), int(v.queue_max_ns))
-                 for k, v in self._drain_table(b["maxes"])}
-        rows = proc_deltas(self._procs, [
-            (int(getattr(k, "value", k)), bytes(v.comm), int(v.dev), v.reads, v.writes, v.others, v.read_bytes,
-             v.write_bytes, v.lat_sum_ns, v.lat_max_ns) for k, v in read_all(b["procs"])],
-            lambda pids: self._evict_procs(b["procs"], pids))
-        stats = self._read_stats(b)
+        maxes = self._read_maxes()
+        rows = proc_deltas(self._procs, self._read_procs(), self._evict_procs)
+        stats = read_slots(self._maps["stats"], STAT_SLOTS)
         d = stat_deltas(stats, self._prev_stats)
         self._prev_stats = stats
         expired = 0
         now = time.monotonic()
         if now - self._last_sweep >= SWEEP_EVERY_S:
             self._last_sweep = now
-            expired = self._sweep(b)
-        misses = self._misses(b)
+            expired = self._sweep()
+        misses = self._misses()
         missed, self._prev_misses = max(0, misses - self._prev_misses), misses
         sample = build_sample(interval_s, build_disks(deltas, maxes, self._resolve),
                               build_procs(rows, self._resolve), d, self.attribution, self.queue_source,

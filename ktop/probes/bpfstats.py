@@ -52,6 +52,28 @@ def enable() -> bool:
         return True
 
 
+def enabled() -> bool:
+    """Whether ktop turned stats on (or the sysctl is on): only then is run time worth reading."""
+    return _stats_fd is not None or _sysctl_on()
+
+
+_sysctl = [0.0, False]  # (when read, on): read at most every few seconds, not per probe per tick
+
+
+def _sysctl_on() -> bool:
+    import time
+
+    now = time.monotonic()
+    if now - _sysctl[0] > 5.0:
+        try:
+            with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+                _sysctl[1] = f.read().strip() == "1"
+        except OSError:
+            _sysctl[1] = False
+        _sysctl[0] = now
+    return _sysctl[1]
+
+
 def disable() -> None:
     global _stats_fd
     with _lock:

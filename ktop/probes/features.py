@@ -77,6 +77,25 @@ def uprobes_available() -> bool:
     return bool(t and _may_see(Path.exists, t / "uprobe_events"))
 
 
+@functools.lru_cache(maxsize=1)
+def raw_tracepoints() -> bool:
+    """BPF raw tracepoints (Linux 4.17+): their context struct is in the kernel's BTF,
+    else the kernel symbol BCC's support_raw_tracepoint() looks for."""
+    from ktop.probes.btf import BTFError, struct_offsets
+
+    try:
+        struct_offsets("bpf_raw_tracepoint_args", ("args",))
+        return True
+    except BTFError:
+        pass
+    try:
+        with open("/proc/kallsyms") as f:
+            return any(line.rstrip().endswith((" bpf_find_raw_tracepoint", " bpf_get_raw_tracepoint"))
+                       for line in f)
+    except OSError:
+        return False
+
+
 def btf_available() -> bool:
     return Path("/sys/kernel/btf/vmlinux").is_file()
 

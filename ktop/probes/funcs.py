@@ -34,18 +34,19 @@ from __future__ import annotations
 
 import ctypes
 import os
-import queue
 import re
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ktop.model.funcspec import KERNEL, TRACEPOINT, USDT, USER, FuncSpec, SpecError, parse_spec
 from ktop.probes import features
-from ktop.probes.base import BCC_LOCK, ProbeOptions, ProbeWorker
-from ktop.probes.cumulative import Cumulative, lookup_and_delete, read_all
+from ktop.probes.base import ProbeOptions, ProbeWorker
+from ktop.probes.cumulative import Cumulative
+from ktop.probes.maps import percpu_sum_u64, read_slots
 from ktop.snapshot import FAILED, LIVE, UNSUPPORTED, FuncCount, FuncsSample, FuncTarget, FuncTotal
 
 NAME = "funcs"
@@ -532,7 +533,127 @@ def build_counts(target_id: int, names: dict[int, str],
             for (slot, pid), (n, comm) in sorted(merged.items())]
 
 
-# -- the worker -------------------------------------------------------------------
+# -- in the helper process: resolve, compile, attach -------------------------------
+def resolution_dict(r: Resolution) -> dict:
+    """A Resolution as plain JSON data (it crosses from the helper to ktop)."""
+    return {"spec": r.spec.text if r.spec else None, "status": r.status, "detail": r.detail, "binary": r.binary,
+            "sites": [[x.name, x.path, list(x.offsets), x.ref_ctr] for x in r.sites],
+            "skipped": [list(x) for x in r.skipped], "matched": r.matched, "cap": r.cap}
+
+
+def resolution_from(d: dict) -> Resolution:
+    spec = parse_spec(d["spec"]) if d.get("spec") else None
+    return Resolution(spec, d["status"], d.get("detail", ""), d.get("binary", ""),
+                      tuple(Site(n, p, tuple(o), rc) for n, p, o, rc in d.get("sites", ())),
+                      tuple((n, w) for n, w in d.get("skipped", ())), d.get("matched", 0), d.get("cap", DEFAULT_CAP))
+
+
+def helper_resolve(text: str, cap: int) -> dict:
+    return resolution_dict(resolve(text, cap))
+
+
+def probe_limit() -> int:
+    """BCC's limit of kprobes and uprobes (BCC_PROBE_LIMIT, else 1000), kept across all targets."""
+    env = os.environ.get("BCC_PROBE_LIMIT", "")
+    return int(env) if env.isdigit() else DEFAULT_CAP
+
+
+def helper_build(req: dict):
+    """Resolves one target's spec, compiles the fixed pool for its sites, attaches every site."""
+    from ktop.probes.base import ProbeUnavailable
+
+    spec = parse_spec(req["spec"])
+    r = resolve(spec, int(req["cap"]))
+    if r.status != STATUS_OK:
+        raise ProbeUnavailable(UNSUPPORTED if r.status == UNSUPPORTED else FAILED, r.detail)
+    cflags = list(req["cflags"]) + compile_flags(len(r.sites), req.get("pid"), int(req["max_entries"]))
+    b, names, probes, detail = attach_target(spec, r, req["source"], cflags, int(req["quota_left"]))
+    return b, {"names": {str(k): v for k, v in names.items()}, "probes": probes, "detail": detail,
+               "matched": r.matched}
+
+
+def attach_target(spec: FuncSpec, r: Resolution, source: str, cflags: list[str], quota_left: int):
+    """(BPF object, {slot: site name}, probes held, detail); raises with a sentence when nothing attached."""
+    from bcc import BPF
+
+    from ktop.probes.base import ProbeUnavailable
+
+    probes_needed = sum(max(1, len(s.offsets)) for s in r.sites) if spec.kind != TRACEPOINT else 0
+    if probes_needed > quota_left:
+        raise ProbeUnavailable(FAILED, f"{probes_needed} more probes would pass BCC's limit of {probe_limit()} "
+                               "(remove a target or set BCC_PROBE_LIMIT)")
+    b = BPF(src_file=source.encode(), cflags=cflags)
+    names: dict[int, str] = {}
+    probes = 0
+    skipped = list(r.skipped)
+    for slot, site in enumerate(r.sites):
+        fn = fn_name(slot)
+        try:
+            if spec.kind == KERNEL:
+                b.attach_kprobe(event=site.name.encode(), fn_name=fn)
+                probes += 1
+            elif spec.kind == TRACEPOINT:
+                b.attach_tracepoint(tp=site.name.encode(), fn_name=fn)
+            else:
+                done = 0
+                errors = []
+                for off in site.offsets:
+                    try:
+                        attach_uprobe_at(b, fn, site.path, off, site.ref_ctr)
+                        done += 1
+                    except Exception as exc:
+                        errors.append(_short(exc))
+                probes += done
+                if not done:
+                    raise RuntimeError(errors[0] if errors else "no location")
+            names[slot] = site.name
+        except Exception as exc:
+            why = _short(exc)
+            if spec.kind == KERNEL and _kallsyms_count(site.name) > 1:
+                why = ("several kernel symbols have this name: the kernel refuses an ambiguous kprobe "
+                       "(Linux 6.6+ and backports)")
+            skipped.append((site.name, f"attach failed: {why}"))
+    if not names:
+        raise ProbeUnavailable(FAILED, "nothing attached: " + "; ".join(f"{n}: {why}" for n, why in skipped[:3]))
+    notes = [r.detail] if r.detail else []
+    if skipped:
+        shown = ", ".join(f"{n} ({why})" for n, why in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        notes.append(f"skipped {len(skipped)}: {shown}{more}")
+    return b, names, probes, "; ".join(notes)
+
+
+# -- in ktop's process --------------------------------------------------------------
+def remote_resolve(text: str, cap: int = DEFAULT_CAP) -> Resolution:
+    """:func:`resolve` in a helper process (it reads ELF files through libbcc). Never raises."""
+    from ktop.probes import loader
+
+    try:
+        return resolution_from(loader.call(NAME, "helper_resolve", text, cap))
+    except Exception as exc:
+        return _error(None, f"cannot resolve {_shown(text)}: {exc}", cap)
+
+
+def remote_check_specs(texts: Iterable[str], cap: int = DEFAULT_CAP) -> Optional[str]:
+    """:func:`check_specs` in a helper process; syntax errors are found here first."""
+    texts = list(texts)
+    seen = set()
+    for text in texts:
+        try:
+            spec = parse_spec(text)
+        except SpecError as exc:
+            return f"-f {_shown(text)}: {exc}"
+        if spec.text in seen:
+            return f"-f {_shown(text)}: given twice"
+        seen.add(spec.text)
+    from ktop.probes import loader
+
+    try:
+        return loader.call(NAME, "check_specs", texts, cap)
+    except Exception:
+        return None  # the probe itself will say what is wrong
+
+
 @dataclass
 class _Target:
     id: int
@@ -542,7 +663,7 @@ class _Target:
     detail: str = ""
     matched: int = 0
     names: dict[int, str] = field(default_factory=dict)  # slot -> function (attached ones)
-    bpf: Any = None
+    loaded: Any = None
     prev_totals: dict[int, int] = field(default_factory=dict)
     prev_full: int = 0
     cum: Cumulative = field(default_factory=lambda: Cumulative(count_of=int))  # (slot, tgid) -> calls
@@ -553,27 +674,14 @@ class _Target:
                           detail=self.detail, attached=len(self.names), matched=self.matched, cap=self.cap)
 
     def close(self) -> None:
-        b, self.bpf = self.bpf, None
-        if b is not None:
-            try:
-                with BCC_LOCK:
-                    b.cleanup()
-            except Exception:
-                pass
-
-
-class _Targets:
-    """What ProbeWorker holds as ``self.bpf``: cleanup() detaches every target."""
-
-    def __init__(self):
-        self.items: dict[int, _Target] = {}
-
-    def cleanup(self) -> None:
-        for t in list(self.items.values()):
-            t.close()
+        loaded, self.loaded = self.loaded, None
+        if loaded is not None:
+            loaded.close()
 
 
 class FuncsProbe(ProbeWorker):
+    """Live at once with no target; each target is built by its own helper, in parallel."""
+
     name = NAME
     title = "Functions"
     tracepoints = ()
@@ -583,26 +691,24 @@ class FuncsProbe(ProbeWorker):
         x = self.options.extra
         self.cap = int(x.get("funcs_max") or DEFAULT_CAP)
         self.max_entries = int(x.get("funcs_max_entries") or MAX_ENTRIES)
-        self._commands: queue.Queue = queue.Queue()
         self._next_id = 1
         self._views_lock = threading.Lock()
         self._views: tuple[FuncTarget, ...] = ()
-        self._pending: dict[int, FuncTarget] = {}  # queued adds, shown until the worker takes them
-        self._removing: set[int] = set()
-        self._ts = _Targets()
+        self._pending: dict[int, FuncTarget] = {}  # being built, shown as attaching
+        self._builds: dict[int, threading.Thread] = {}
+        self.items: dict[int, _Target] = {}  # under io_lock
 
     # -- control, from any thread (the UI) ------------------------------------
     def targets(self) -> tuple[FuncTarget, ...]:
         with self._views_lock:
-            shown = [t for t in self._views if t.id not in self._removing]
-            return tuple(shown) + tuple(self._pending.values())
+            return tuple(self._views) + tuple(self._pending.values())
 
     def preview(self, text: str) -> Resolution:
-        """What ``text`` would attach to (slow for big libraries: call it off the UI thread)."""
-        return resolve(text, self.cap)
+        """What ``text`` would attach to (in a helper: call it off the UI thread)."""
+        return remote_resolve(text, self.cap)
 
     def add_target(self, text: str) -> tuple[Optional[int], str]:
-        """Queues a target; returns (id, "") or (None, why not)."""
+        """Starts building a target; returns (id, "") or (None, why not)."""
         try:
             spec = parse_spec(text)
         except SpecError as exc:
@@ -611,28 +717,37 @@ class FuncsProbe(ProbeWorker):
         if st not in (LIVE, "starting"):
             return None, f"the funcs probe is {st}" + (f": {self.status.detail}" if self.status.detail else "")
         with self._views_lock:
-            if any(t.spec == spec.text for t in self._views if t.id not in self._removing) or \
+            if any(t.spec == spec.text for t in self._views) or \
                     any(t.spec == spec.text for t in self._pending.values()):
                 return None, f"{spec.text} is already a target"
-            tid = self._next_id
-            self._next_id += 1
-            self._pending[tid] = FuncTarget(tid, spec.text, spec.kind, ATTACHING, "resolving…", 0, 0, self.cap)
-        self._commands.put(("add", tid, spec))
+        tid = self._queue(spec)
         return tid, ""
 
     def remove_target(self, tid: int) -> bool:
         with self._views_lock:
             if tid in self._pending:
-                self._pending.pop(tid)
-                self._commands.put(("drop", tid, None))
+                self._pending.pop(tid)  # its build closes what it made when it ends
                 return True
-            if not any(t.id == tid for t in self._views):
+        with self.io_lock:
+            t = self.items.pop(tid, None)
+            if t is None:
                 return False
-            self._removing.add(tid)
-        self._commands.put(("remove", tid, None))
+            t.close()
+        self._publish()
         return True
 
-    # -- the worker thread ------------------------------------------------------
+    def wait_targets(self, timeout: float) -> bool:
+        """Waits for every queued target's build (tests, ktop snapshot)."""
+        end = time.monotonic() + timeout
+        for th in list(self._builds.values()):
+            th.join(max(0.0, end - time.monotonic()))
+        return not any(th.is_alive() for th in self._builds.values())
+
+    # -- building -----------------------------------------------------------------
+    def settling(self) -> bool:
+        with self._views_lock:
+            return super().settling() or bool(self._pending)
+
     def live_detail(self) -> str:
         views = self.targets()
         if not views:
@@ -643,33 +758,30 @@ class FuncsProbe(ProbeWorker):
         parts = ", ".join(f"{n} {s}" for s, n in sorted(by.items()))
         return f"{len(views)} target{'s' if len(views) != 1 else ''}: {parts}"
 
-    def _publish(self, ts: _Targets) -> None:
+    def _publish(self) -> None:
+        with self.io_lock:
+            views = tuple(t.view() for t in self.items.values())
         with self._views_lock:
-            self._views = tuple(t.view() for t in ts.items.values())
-            self._removing &= set(ts.items)
+            self._views = views
+        self._sync_extra()
         if self.status.status == LIVE:
             self._set_status(LIVE, self.live_detail())
 
     def build(self) -> Any:
-        ts = self._ts = _Targets()
-        specs = list(self.options.extra.get("funcs") or ())
-        try:
-            for text in specs:
-                try:
-                    spec = parse_spec(text)
-                except SpecError as exc:  # the CLI checks first; a library caller may not
-                    tid = self._new_id()
-                    ts.items[tid] = _Target(tid, FuncSpec(str(text), KERNEL, "", "?"), self.cap, FAILED, str(exc))
-                    continue
+        from ktop.probes.loader import Loaded
+
+        return Loaded()  # nothing to compile until there is a target
+
+    def attached(self, loaded) -> None:
+        for text in list(self.options.extra.get("funcs") or ()):
+            try:
+                spec = parse_spec(text)
+            except SpecError as exc:  # the CLI checks first; a library caller may not
                 tid = self._new_id()
-                ts.items[tid] = self._attach(tid, spec)
-                if self._stop_event.is_set():
-                    break
-        except BaseException:
-            ts.cleanup()
-            raise
-        self._publish(ts)
-        return ts
+                self.items[tid] = _Target(tid, FuncSpec(str(text), KERNEL, "", "?"), self.cap, FAILED, str(exc))
+                continue
+            self._queue(spec)
+        self._publish()
 
     def _new_id(self) -> int:
         with self._views_lock:
@@ -677,159 +789,91 @@ class FuncsProbe(ProbeWorker):
             self._next_id += 1
             return tid
 
+    def _queue(self, spec: FuncSpec) -> int:
+        tid = self._new_id()
+        with self._views_lock:
+            self._pending[tid] = FuncTarget(tid, spec.text, spec.kind, ATTACHING, "compiling…", 0, 0, self.cap)
+        th = threading.Thread(target=self._build_target, args=(tid, spec), name=f"ktop-build-funcs-{tid}",
+                              daemon=True)
+        self._builds[tid] = th
+        th.start()
+        return tid
+
     def _quota_used(self) -> int:
-        return sum(t.probes for t in self._ts.items.values())
+        with self.io_lock:
+            return sum(t.probes for t in self.items.values())
 
-    def _attach(self, tid: int, spec: FuncSpec) -> _Target:
-        """Resolves and attaches one target; every failure becomes its status."""
+    def _build_target(self, tid: int, spec: FuncSpec) -> None:
+        from ktop.probes import loader
+        from ktop.probes.base import ProbeUnavailable
+
         t = _Target(tid, spec, self.cap)
-        r = resolve(spec, self.cap)
-        t.matched = r.matched
-        if r.status != STATUS_OK:
-            t.status = UNSUPPORTED if r.status == UNSUPPORTED else FAILED
-            t.detail = r.detail
-            return t
+        req = {"probe": NAME, "source": self.source(), "cflags": self.cflags(), "spec": spec.text, "cap": self.cap,
+               "pid": self.options.pid, "max_entries": self.max_entries,
+               "quota_left": probe_limit() - self._quota_used()}
         try:
-            from bcc import BPF
-
-            probes_needed = sum(max(1, len(s.offsets)) for s in r.sites) if spec.kind != TRACEPOINT else 0
-            limit = BPF.get_probe_limit()
-            if probes_needed and self._quota_used() + probes_needed > limit:
-                t.status = FAILED
-                t.detail = (f"{probes_needed} more probes would pass BCC's limit of {limit} per process "
-                            "(remove a target or set BCC_PROBE_LIMIT)")
-                return t
-            with BCC_LOCK:  # targets added from the panel compile while other probes run
-                t.bpf = BPF(src_file=self.source().encode(), cflags=self.cflags_for(len(r.sites)))
+            t.loaded = loader.build(req, self.options.extra.get("build_timeout"))
+            x = t.loaded.extra
+            t.names = {int(k): v for k, v in x["names"].items()}
+            t.probes, t.detail, t.matched, t.status = int(x["probes"]), x["detail"], int(x["matched"]), LIVE
+        except (loader.BuildError, ProbeUnavailable) as exc:
+            t.status = UNSUPPORTED if exc.status == UNSUPPORTED else FAILED
+            t.detail = exc.detail
         except Exception as exc:
-            from ktop.probes.base import describe_build_error
-
             t.close()
-            t.status, t.detail = FAILED, describe_build_error(exc)
-            return t
-        skipped = list(r.skipped)
-        for slot, site in enumerate(r.sites):
-            fn = fn_name(slot)
-            try:
-                if spec.kind == KERNEL:
-                    t.bpf.attach_kprobe(event=site.name.encode(), fn_name=fn)
-                    t.probes += 1
-                elif spec.kind == TRACEPOINT:
-                    t.bpf.attach_tracepoint(tp=site.name.encode(), fn_name=fn)
-                else:
-                    done = 0
-                    errors = []
-                    for off in site.offsets:
-                        try:
-                            attach_uprobe_at(t.bpf, fn, site.path, off, site.ref_ctr)
-                            done += 1
-                        except Exception as exc:
-                            errors.append(_short(exc))
-                    t.probes += done
-                    if not done:
-                        raise RuntimeError(errors[0] if errors else "no location")
-                t.names[slot] = site.name
-            except Exception as exc:
-                why = _short(exc)
-                if spec.kind == KERNEL and _kallsyms_count(site.name) > 1:
-                    why = ("several kernel symbols have this name: the kernel refuses an ambiguous kprobe "
-                           "(Linux 6.6+ and backports)")
-                skipped.append((site.name, f"attach failed: {why}"))
-        if not t.names:
-            t.close()
-            t.status = FAILED
-            t.detail = "nothing attached: " + "; ".join(f"{n}: {why}" for n, why in skipped[:3])
-            return t
-        t.status = LIVE
-        notes = [r.detail] if r.detail else []
-        if skipped:
-            shown = ", ".join(f"{n} ({why})" for n, why in skipped[:3])
-            more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-            notes.append(f"skipped {len(skipped)}: {shown}{more}")
-        t.detail = "; ".join(notes)
-        t.prev_totals = {}
-        return t
-
-    def cflags_for(self, n_sites: int) -> list[str]:
-        return self.cflags() + compile_flags(n_sites, self.options.pid, self.max_entries)
-
-    def drain(self, timeout_ms: int) -> None:
-        try:
-            cmd = self._commands.get(timeout=timeout_ms / 1000)
-        except queue.Empty:
-            return
-        ts: _Targets = self._ts
-        op, tid, spec = cmd
-        if op == "add":
+            t.status, t.detail = FAILED, f"{type(exc).__name__}: {exc}"
+        with self.io_lock:
             with self._views_lock:
-                if tid not in self._pending:
-                    return  # removed before it was attached
-            t = self._attach(tid, spec)
-            with self._views_lock:
-                gone = self._pending.pop(tid, None) is None
-            if gone:
+                wanted = self._pending.pop(tid, None) is not None
+            if not wanted or self._stopped:
                 t.close()
             else:
-                ts.items[tid] = t
-                self._sync_extra(ts)
-        elif op == "remove":
-            t = ts.items.pop(tid, None)
-            if t is not None:
-                t.close()
-            self._sync_extra(ts)
-        self._publish(ts)
+                self.items[tid] = t
+        self._builds.pop(tid, None)
+        self._publish()
 
-    def _sync_extra(self, ts: _Targets) -> None:
+    def _sync_extra(self) -> None:
         """Keeps the option list current, so a copy of this probe (drill-down) gets the same targets."""
         try:
-            self.options.extra["funcs"] = [t.spec.text for t in ts.items.values()]
+            self.options.extra["funcs"] = [t.spec for t in self.targets()]
         except TypeError:
             pass
 
+    def _close(self) -> None:
+        for t in list(self.items.values()):
+            t.close()
+        super()._close()
+
+    def prog_fds(self) -> list[int]:
+        return [fd for t in list(self.items.values()) if t.loaded for fd in t.loaded.progs.values()]
+
     def collect(self, interval_s: float) -> FuncsSample:
-        ts: _Targets = self._ts
         totals: list[FuncTotal] = []
         counts: list[FuncCount] = []
         full = 0
-        for t in ts.items.values():
-            if t.bpf is None or t.status != LIVE:
+        for t in self.items.values():
+            if t.loaded is None or t.status != LIVE:
                 continue
-            cur = _read_totals(t.bpf["totals"], t.names)
+            cur = _read_totals(t.loaded["totals"], t.names)
             for slot, n in sorted(total_deltas(cur, t.prev_totals).items()):
                 if n:
                     totals.append(FuncTotal(target=t.id, function=t.names[slot], count=n))
             t.prev_totals = cur
-            table = t.bpf["counts"]
-            rows = count_deltas(t.cum, _read_counts(table), lambda keys, table=table: _evict_counts(table, keys))
+            m = t.loaded["counts"]
+            rows = count_deltas(t.cum, _read_counts(m), lambda keys, m=m: _evict_counts(m, keys))
             counts.extend(build_counts(t.id, t.names, rows))
-            f = _read_stat(t.bpf["stats"], 0)
+            f = read_slots(t.loaded["stats"], ("full",))["full"]
             full += max(0, f - t.prev_full)
             t.prev_full = f
         return FuncsSample(interval_s=interval_s, targets=self.targets(), totals=tuple(totals),
                            counts=tuple(counts), map_full=full)
 
 
-def _read_totals(table, names: dict[int, str]) -> dict[int, int]:
+def _read_totals(m, names: dict[int, str]) -> dict[int, int]:
     """Cumulative calls of the attached slots."""
-    out = {}
-    try:
-        for k, v in table.items_lookup_batch():
-            slot = int(k if isinstance(k, int) else k.value)
-            if slot in names:
-                out[slot] = int(sum(v))
-        return out
-    except Exception:
-        pass
-    for slot in names:
-        out[slot] = int(sum(table.getvalue(table.Key(slot))))
-    return out
-
-
-def _read_stat(table, slot: int) -> int:
-    try:
-        return int(sum(table.getvalue(table.Key(slot))))
-    except Exception:
-        return 0
+    _keys, values, n = m.read_all()
+    sums = percpu_sum_u64(values, n, m.ncpu, m.stride, 1)
+    return {slot: sums[slot][0] for slot in names if slot < n}
 
 
 def count_deltas(cum: Cumulative, rows: Iterable[tuple[int, int, int, str]], evict) -> list[tuple[int, int, int, str]]:
@@ -849,28 +893,36 @@ def count_deltas(cum: Cumulative, rows: Iterable[tuple[int, int, int, str]], evi
     return [(slot, pid, n, comms[(slot, pid)]) for (slot, pid), n in deltas.items()]
 
 
-def _read_counts(table) -> list[tuple[int, int, int, str]]:
+_FKEY = struct.Struct("<II")  # struct fkey (bpf/funcs.bpf.c)
+_FVAL = struct.Struct("<Q16s")  # struct fval, one CPU
+
+
+def _read_counts(m) -> list[tuple[int, int, int, str]]:
     """Every (function, process) entry, cumulative: (slot, pid, count, comm)."""
+    keys, values, n = m.read_all()
     out = []
-    for k, v in read_all(table):
-        count, comm = sum_percpu_counts((x.count, bytes(x.comm)) for x in v)
-        out.append((int(k.slot), int(k.tgid), count, comm))
+    for i in range(n):
+        slot, tgid = _FKEY.unpack_from(keys, i * 8)
+        base = i * m.leaf_size
+        count, comm = sum_percpu_counts(_FVAL.unpack_from(values, base + c * m.stride) for c in range(m.ncpu))
+        out.append((slot, tgid, count, comm))
     return out
 
 
-def _evict_counts(table, keys) -> dict[tuple[int, int], int]:
+def _evict_counts(m, keys) -> dict[tuple[int, int], int]:
     last = {}
     for slot, pid in keys:
-        raw = lookup_and_delete(table, bytes(table.Key(slot, pid)))
+        raw = m.lookup_and_delete(_FKEY.pack(slot, pid))
         if raw is not None:
-            last[(slot, pid)] = sum(int(x.count) for x in table.Leaf.from_buffer_copy(raw))
+            last[(slot, pid)] = sum(_FVAL.unpack_from(raw, c * m.stride)[0] for c in range(m.ncpu))
     return last
 
 
 def ebpf_text(options: ProbeOptions | None = None) -> str:
     probe = FuncsProbe(options)
-    return f"// {probe.source()}\n// cflags: {' '.join(probe.cflags_for(1))}\n" + open(probe.source()).read()
+    flags = probe.cflags() + compile_flags(1, probe.options.pid, probe.max_entries)
+    return f"// {probe.source()}\n// cflags: {' '.join(flags)}\n" + open(probe.source()).read()
 
 
-__all__ = ["FuncsProbe", "Resolution", "Site", "check_specs", "compile_flags", "count_deltas", "fn_name", "pool_size",
+__all__ = ["FuncsProbe", "Resolution", "Site", "attach_target", "check_specs", "remote_check_specs", "remote_resolve", "compile_flags", "count_deltas", "fn_name", "pool_size",
            "resolve"]

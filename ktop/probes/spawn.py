@@ -10,15 +10,16 @@ taken from the kernel's BTF (the installed headers may not match).
 
 from __future__ import annotations
 
-import ctypes
+import os
 import struct
-import threading
 import time
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Optional
 
 from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
+from ktop.probes.maps import read_slots
+from ktop.probes.ringbuf import RingBuffer
 from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample
 
 NAME = "spawn"
@@ -170,7 +171,8 @@ class SpawnProbe(ProbeWorker):
 
     def __init__(self, options: ProbeOptions | None = None, on_status=None):
         super().__init__(options, on_status)
-        self._events_lock = threading.Lock()
+        self._stats = None
+        self._ring: Optional[RingBuffer] = None
         self._execs: list[ExecEvent] = []
         self._exits: list[ExitEvent] = []
         self._user_lost = 0
@@ -227,27 +229,31 @@ class SpawnProbe(ProbeWorker):
             return f"no BTF ({self._offsets_error}): exit codes and lifetimes unknown"
         return ""
 
-    def build(self) -> Any:
-        from bcc import BPF
-
-        b = BPF(src_file=self.source().encode(), cflags=self.cflags())
+    def attached(self, loaded) -> None:
+        self._stats = loaded["stats"]
         try:
-            b["events"].open_ring_buffer(self._on_event)
-        except Exception as exc:
-            b.cleanup()
-            raise ProbeUnavailable(UNSUPPORTED, f"ring buffer unavailable: {exc}") from exc
-        self._prev = self._read_stats(b)
-        return b
+            self._ring = RingBuffer(os.dup(loaded["events"].fd))  # it owns (and closes) its fd
+        except OSError as exc:
+            raise ProbeUnavailable(UNSUPPORTED, f"ring buffer unavailable: {exc.strerror}") from exc
+        self._prev = self._read_stats()
 
-    def _on_event(self, _ctx, data, size) -> None:
-        raw = ctypes.string_at(data, size)
-        ev = decode_event(raw, self._clock_offset)
-        if ev is None:
+    def rings(self) -> list:
+        return [self._ring] if self._ring is not None else []
+
+    def drain(self) -> None:
+        """Decodes every record the ring holds, in one pass."""
+        records = self._ring.consume()
+        if not records:
             return
-        with self._events_lock:
-            if len(self._execs) + len(self._exits) >= MAX_QUEUED:
-                self._user_lost += 1
-                return
+        room = MAX_QUEUED - len(self._execs) - len(self._exits)
+        if len(records) > room:
+            self._user_lost += len(records) - max(0, room)
+            records = records[:max(0, room)]
+        offset = self._clock_offset
+        for raw in records:
+            ev = decode_event(raw, offset)
+            if ev is None:
+                continue
             if isinstance(ev, ExecEvent):
                 if ev.ppid == 0 and self._task_offsets is None:
                     ev = replace(ev, ppid=_ppid_from_proc(ev.pid))
@@ -255,26 +261,16 @@ class SpawnProbe(ProbeWorker):
             else:
                 self._exits.append(ev)
 
-    def drain(self, timeout_ms: int) -> None:
-        self.bpf.ring_buffer_poll(timeout_ms)
-
-    @staticmethod
-    def _read_stats(b) -> dict[str, int]:
-        table = b["stats"]
-        out = {}
-        for i, name in enumerate(STAT_SLOTS):
-            out[name] = int(sum(table.getvalue(table.Key(i))))
-        return out
+    def _read_stats(self) -> dict[str, int]:
+        return read_slots(self._stats, STAT_SLOTS)
 
     def collect(self, interval_s: float) -> SpawnSample:
-        self.bpf.ring_buffer_consume()
-        cur = self._read_stats(self.bpf)
+        cur = self._read_stats()
         deltas = stat_deltas(cur, self._prev)
         self._prev = cur
-        with self._events_lock:
-            execs, self._execs = self._execs, []
-            exits, self._exits = self._exits, []
-            user_lost, self._user_lost = self._user_lost, 0
+        execs, self._execs = self._execs, []
+        exits, self._exits = self._exits, []
+        user_lost, self._user_lost = self._user_lost, 0
         sample = build_sample(interval_s, execs, exits, deltas, user_lost)
         self.add_lost(sample.lost)
         return sample

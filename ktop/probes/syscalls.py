@@ -16,17 +16,16 @@ time (see :mod:`ktop.probes.systable`).
 
 from __future__ import annotations
 
-import ctypes as ct
-import errno as _errno
 import platform
 import struct
 from array import array
 from collections import defaultdict
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
-from ktop.probes import systable
+from ktop.probes import features, systable
 from ktop.probes.base import ProbeOptions, ProbeWorker
-from ktop.probes.cumulative import Cumulative, cum_deltas, lookup_and_delete
+from ktop.probes.cumulative import Cumulative, cum_deltas
+from ktop.probes.maps import read_slots
 from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat
 
 NAME = "syscalls"
@@ -193,61 +192,6 @@ def special_flags(table: Mapping[int, str]) -> list[str]:
     return [f"-D{SPECIAL[name]}={nr}" for name, nr in sorted(nums.items())]
 
 
-# -- reading maps (BCC objects stay in here) -------------------------------------
-
-class _Batch:
-    """BPF_MAP_LOOKUP_BATCH of a whole map into reused buffers: (keys, values, n)."""
-
-    def __init__(self, table, chunk: int = 1024):
-        self.table = table
-        self.ksz = ct.sizeof(table.Key)
-        self.vsz = ct.sizeof(table.Leaf)  # per-CPU tables: every CPU's value
-        self.chunk = max(1, min(chunk, table.max_entries))
-        self._alloc()
-
-    def _alloc(self) -> None:
-        self.keys = ct.create_string_buffer(self.ksz * self.chunk)
-        self.values = ct.create_string_buffer(self.vsz * self.chunk)
-
-    def read(self) -> tuple[bytes, bytes, int]:
-        from bcc.libbcc import lib
-
-        kparts, vparts, total = [], [], 0
-        token = ct.c_uint32(0)  # the batch position: a u32 bucket (hash) or index (array)
-        first = True
-        while True:
-            count = ct.c_uint32(self.chunk)
-            res = lib.bpf_lookup_batch(self.table.map_fd, None if first else ct.byref(token),
-                                       ct.byref(token), self.keys, self.values, ct.byref(count))
-            err = ct.get_errno()
-            n = count.value
-            if n:
-                kparts.append(self.keys.raw[:n * self.ksz])
-                vparts.append(self.values.raw[:n * self.vsz])
-                total += n
-            if res != 0:
-                if err == _errno.ENOENT:
-                    break  # done
-                if first and not total and err in (_errno.EINVAL, _errno.EOPNOTSUPP, 524):
-                    return self._read_slow()  # no batch ops (Linux < 5.6)
-                if err == _errno.ENOSPC and self.chunk < self.table.max_entries:
-                    # a hash bucket holds more than a chunk: start over, bigger
-                    self.chunk = min(self.table.max_entries, self.chunk * 4)
-                    self._alloc()
-                    return self.read()
-                raise OSError(err, f"BPF_MAP_LOOKUP_BATCH: {_errno.errorcode.get(err, err)}")
-            first = False
-            if total >= self.table.max_entries:
-                break
-        return b"".join(kparts), b"".join(vparts), total
-
-
-    def _read_slow(self) -> tuple[bytes, bytes, int]:
-        """One lookup per key: the same result, more system calls."""
-        items = list(self.table.items())
-        return b"".join(bytes(k) for k, _ in items), b"".join(bytes(v) for _, v in items), len(items)
-
-
 class SyscallsProbe(ProbeWorker):
     name = NAME
     title = "Syscalls"
@@ -268,7 +212,7 @@ class SyscallsProbe(ProbeWorker):
         self._procs = Cumulative()
         self._errs = Cumulative(count_of=int)
         self._ncpu = 1
-        self._readers: dict[str, _Batch] = {}
+        self._maps: dict = {}
 
     # -- setup ---------------------------------------------------------------
     def regs_offset(self) -> Optional[int]:
@@ -292,12 +236,7 @@ class SyscallsProbe(ProbeWorker):
         if self._raw is None:
             raw = self.options.extra.get("syscalls_raw", True)
             if raw:
-                try:
-                    from bcc import BPF
-
-                    raw = bool(BPF.support_raw_tracepoint())
-                except Exception:
-                    raw = False
+                raw = features.raw_tracepoints()
             self._raw = bool(raw) and self.regs_offset() is not None
         return self._raw
 
@@ -324,20 +263,10 @@ class SyscallsProbe(ProbeWorker):
                 flags += [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
         return flags
 
-    def build(self) -> Any:
-        from bcc import BPF
-
-        b = BPF(src_file=self.source().encode(), cflags=self.cflags())
+    def attached(self, loaded) -> None:
         self.attach = "raw_tracepoint" if self.use_raw() else "tracepoint"
-        try:
-            self._ncpu = int(b["stats"].total_cpu)
-            self._readers = {name: _Batch(b[name]) for name in ("nrstats", "procs", "errs")}
-            self._readers["nrstats"].chunk = b["nrstats"].max_entries
-            self._readers["nrstats"]._alloc()
-        except Exception:
-            b.cleanup()
-            raise
-        return b
+        self._maps = {name: loaded[name] for name in ("stats", "nrstats", "procs", "errs")}
+        self._ncpu = self._maps["procs"].ncpu
 
     def live_detail(self) -> str:
         how = "raw tracepoints" if self.attach == "raw_tracepoint" else "tracepoints"
@@ -354,29 +283,25 @@ class SyscallsProbe(ProbeWorker):
         return f"{how}{what}{scope}; names: {names}"
 
     # -- each tick -------------------------------------------------------------
-    def _read_stats(self) -> dict[str, int]:
-        t = self.bpf["stats"]
-        return {name: int(sum(t.getvalue(t.Key(i)))) for i, name in enumerate(STAT_SLOTS)}
-
     def _read_nrstats(self) -> dict[int, NrCum]:
-        keys, values, n = self._readers["nrstats"].read()
+        _keys, values, _n = self._maps["nrstats"].read_all()
         flat = array("Q")
         flat.frombytes(values)
         return decode_nrstats(flat, self._ncpu, NBUCKETS)
 
     def _evict(self, name: str, keys: list, key_struct: struct.Struct, unpack) -> dict:
         """Deletes idle keys; returns {key: its last value} (it may have grown since the read)."""
-        table = self.bpf[name]
+        m = self._maps[name]
         last: dict = {}
         for k in keys:
             kb = key_struct.pack(*k)
-            raw = lookup_and_delete(table, kb)
+            raw = m.lookup_and_delete(kb)
             if raw is not None:
                 last.update(unpack(kb, raw))
         return last
 
     def collect(self, interval_s: float) -> SyscallsSample:
-        cur_stats = self._read_stats()
+        cur_stats = read_slots(self._maps["stats"], STAT_SLOTS)
         stats = stat_deltas(cur_stats, self._prev_stats)
         self._prev_stats = cur_stats
 
@@ -385,10 +310,10 @@ class SyscallsProbe(ProbeWorker):
         self._prev_nr = cur_nr
 
         ncpu = self._ncpu
-        k, v, n = self._readers["procs"].read()
+        k, v, n = self._maps["procs"].read_all()
         procs = self._procs.step(unpack_procs(k, v, n, ncpu), lambda keys: self._evict(
             "procs", keys, _PROC_KEY, lambda kb, vb: unpack_procs(kb, vb, 1, ncpu)))
-        k, v, n = self._readers["errs"].read()
+        k, v, n = self._maps["errs"].read_all()
         errs = self._errs.step(unpack_errs(k, v, n, ncpu), lambda keys: self._evict(
             "errs", keys, _ERR_KEY, lambda kb, vb: unpack_errs(kb, vb, 1, ncpu)))
         return build_sample(interval_s, nrs, procs, errs, stats, self.table, self.attach, self.names_from)

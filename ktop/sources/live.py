@@ -1,14 +1,18 @@
-"""Live data: psutil plus one background worker per probe.
+"""Live data: the process table plus every probe, read on one thread.
 
-The :class:`LiveSource` starts every probe worker at once (they compile in
-parallel), and each :meth:`LiveSource.tick` asks them all for a sample,
-scans processes with psutil meanwhile, and returns one :class:`Snapshot`.
-:class:`Collector` runs ticks on a thread and hands snapshots to a callback.
-No Textual here.
+The :class:`LiveSource` starts every probe at once (each compiles in its own
+helper process, in parallel), and each :meth:`LiveSource.tick` reads every
+live probe's maps, scans processes, and returns one :class:`Snapshot`.
+Between ticks :meth:`LiveSource.wait` sleeps in one ``epoll`` on every ring
+buffer (a program wakes it only every few dozen records) and a wake-up pipe.
+:class:`Collector` runs ticks on a thread and hands snapshots to a callback:
+it is the only thread that reads probes. No Textual here.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 import time
 from dataclasses import replace
@@ -17,7 +21,7 @@ from typing import Callable, Iterable, Optional
 from ktop.probes import bpfstats, features, leftovers
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.registry import PROBES, probe_class
-from ktop.snapshot import DISABLED, FAILED, STARTING, ProbeStatus, Snapshot
+from ktop.snapshot import DISABLED, FAILED, LIVE, ProbeStatus, Snapshot
 from ktop.system import heap, host, procs
 
 
@@ -36,9 +40,18 @@ class LiveSource:
         self.scanner = procs.ProcScanner()
         self._last_tick = time.monotonic()
         self.started_at = time.monotonic()
+        self._started = False
+        self._epoll = select.epoll()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        self._ring_owner: dict[int, ProbeWorker] = {}
+        self._rings_lock = threading.Lock()
 
     def start(self) -> None:
-        """Starts every probe worker; returns at once (compiles run in the background)."""
+        """Starts every probe; returns at once (compiles run in helper processes). Idempotent."""
+        if self._started:
+            return
+        self._started = True
         self.started_at = time.monotonic()
         if self.probe_names and features.can_trace():
             self.notes.extend(leftovers.clean())
@@ -52,13 +65,78 @@ class LiveSource:
         workers: dict = {}
         for name in self.probe_names:
             try:
-                worker = probe_class(name)(options)
+                worker = probe_class(name)(options, on_status=self._status_changed)
             except Exception as exc:  # an import error in one adapter
                 workers[name] = _Broken(name, f"cannot load: {type(exc).__name__}: {exc}")
                 continue
             workers[name] = worker
             worker.start()
         return workers
+
+    def _status_changed(self, status: ProbeStatus) -> None:
+        """A probe went live (its rings join the wait) or stopped (they leave it)."""
+        with self._focus_lock:
+            probes = list(self.workers.values()) + list(self.focus_workers.values())
+        with self._rings_lock:
+            for p in probes:
+                if not hasattr(p, "rings"):
+                    continue
+                for rb in p.rings():
+                    fd = rb.fileno()
+                    if status.status == LIVE and p.status.status == LIVE and fd not in self._ring_owner:
+                        self._ring_owner[fd] = p
+                        self._epoll.register(fd, select.EPOLLIN)
+            for fd, p in list(self._ring_owner.items()):
+                if p.status.status != LIVE or p.loaded is None:
+                    self._forget_ring(fd)
+
+    def _forget_ring(self, fd: int) -> None:
+        self._ring_owner.pop(fd, None)
+        try:
+            self._epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass  # already closed: epoll dropped it
+
+    def wake(self) -> None:
+        """Ends a :meth:`wait` early."""
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:
+            pass  # the pipe is full: a wake-up is already pending
+
+    def wait(self, timeout: float) -> bool:
+        """Sleeps up to ``timeout`` s, draining ring buffers that fill meanwhile; True when woken."""
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                events = self._epoll.poll(left)
+            except InterruptedError:
+                continue
+            woken = False
+            for fd, _mask in events:
+                if fd == self._wake_r:
+                    try:
+                        while os.read(self._wake_r, 64):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    woken = True
+                    continue
+                with self._rings_lock:
+                    owner = self._ring_owner.get(fd)
+                if owner is not None:
+                    owner.drain_rings()
+                    if owner.status.status != LIVE:
+                        with self._rings_lock:
+                            self._forget_ring(fd)
+                else:
+                    with self._rings_lock:
+                        self._forget_ring(fd)
+            if woken:
+                return True
 
     def set_focus(self, pid: Optional[int]) -> None:
         """Drill-down: collect for ``pid`` too, with probes filtered to it in the kernel.
@@ -80,8 +158,8 @@ class LiveSource:
         return tuple(out)
 
     def settled(self) -> bool:
-        """True once no probe is still starting."""
-        return all(w.status.status != STARTING for w in self.workers.values())
+        """True once no probe is still compiling (funcs targets included)."""
+        return not any(w.settling() for w in self.workers.values())
 
     def wait_settled(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -94,13 +172,10 @@ class LiveSource:
     def tick(self) -> Snapshot:
         with self._focus_lock:
             focus_pid, scoped = self.focus_pid, dict(self.focus_workers)
-        live = list(self.workers.values()) + list(scoped.values())
-        for w in live:
-            w.request()
+        samples = {name: w.sample() for name, w in self.workers.items()}
+        focus_samples = {name: w.sample() for name, w in scoped.items()}
         system = host.system_sample()
         processes = self.scanner.scan(self.options.pid)
-        samples = {name: w.take() for name, w in self.workers.items()}
-        focus_samples = {name: w.take() for name, w in scoped.items()}
         now = time.monotonic()
         interval, self._last_tick = now - self._last_tick, now
         snap = Snapshot(
@@ -126,16 +201,13 @@ class LiveSource:
         return replace(snap, focus=focus, focus_detail=detail)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stops every worker and waits for each to detach."""
+        """Detaches every probe (closes its descriptors); builds still running are dropped."""
         with self._focus_lock:
             workers = list(self.workers.values()) + list(self.focus_workers.values())
         for w in workers:
             w.stop()
-        end = time.monotonic() + timeout
-        for w in workers:
-            if w.is_alive():
-                w.join(max(0.0, end - time.monotonic()))
         bpfstats.disable()
+        self.wake()
 
 
 def _sections(samples: dict) -> dict:
@@ -150,8 +222,8 @@ class _Broken:
         self.name = name
         self.status = ProbeStatus(name, FAILED, detail)
 
-    def request(self) -> None: ...
-    def take(self, timeout: float = 0.0) -> None: return None
+    def sample(self) -> None: return None
+    def settling(self) -> bool: return False
     def stop(self) -> None: ...
     def is_alive(self) -> bool: return False
 
@@ -195,14 +267,34 @@ class Collector(threading.Thread):
             if delay < 0:  # fell behind: do not burst to catch up
                 next_at = time.monotonic()
                 delay = 0
-            if self._now.wait(delay):
+            if self._wait(delay):
                 self._now.clear()
                 next_at = time.monotonic()
+
+    def _wait(self, delay: float) -> bool:
+        """Sleeps until the next tick; True when tick_now() or stop() cut it short."""
+        wait = getattr(self.source, "wait", None)
+        if wait is None:  # a replay, a test's fake
+            return self._now.wait(delay)
+        end = time.monotonic() + delay
+        while not self._now.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            wait(left)
+        return True
 
     def tick_now(self) -> None:
         """Ticks at once instead of at the next interval (probes just went live)."""
         self._now.set()
+        self._wake_source()
 
     def stop(self) -> None:
         self._stop_event.set()
         self._now.set()
+        self._wake_source()
+
+    def _wake_source(self) -> None:
+        wake = getattr(self.source, "wake", None)
+        if wake is not None:
+            wake()

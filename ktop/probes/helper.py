@@ -1,0 +1,127 @@
+"""The build helper: BCC compiles and attaches here, in a short-lived process.
+
+``python -m ktop.probes.helper`` is started by :mod:`ktop.probes.loader`
+with one end of an ``AF_UNIX`` ``SOCK_SEQPACKET`` pair (``KTOP_HELPER_FD``).
+It reads one JSON request, imports ``bcc`` (ktop's own process never does),
+compiles and attaches the probe's program, and sends back one JSON header
+(map names, program names, how many attachments, the probe's plain-data
+extra) followed by every file descriptor (SCM_RIGHTS, at most 250 a
+message). It then leaves with ``os._exit``: BCC's atexit clean-up would
+detach the very perf events and links that ktop now holds (they are the
+same kernel objects), and LLVM's hundreds of megabytes go with the process.
+
+Separate processes cannot crash each other inside libbcc (iovisor/bcc#4500),
+so probes compile in parallel without a lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+import traceback
+
+FDS_PER_MESSAGE = 250  # the kernel's SCM_MAX_FD is 253
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """A helper whose ktop died (even by SIGKILL) must not go on attaching."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:
+        pass
+    parent = os.environ.get("KTOP_HELPER_PARENT")
+    if parent and os.getppid() != int(parent):
+        os._exit(3)
+
+
+def bpf_fds(b) -> tuple[dict[str, int], dict[str, int], list[int]]:
+    """(maps by name, programs by name, attachment fds) of a BCC object."""
+    from bcc.libbcc import lib
+
+    # BCC's binding leaves these two undeclared (a pointer would be cut to an int)
+    lib.bpf_num_tables.restype, lib.bpf_num_tables.argtypes = ctypes.c_size_t, [ctypes.c_void_p]
+    lib.bpf_table_name.restype, lib.bpf_table_name.argtypes = ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_size_t]
+    maps = {}
+    for i in range(lib.bpf_num_tables(b.module)):
+        name = lib.bpf_table_name(b.module, i)
+        fd = lib.bpf_table_fd(b.module, name)
+        if fd >= 0:
+            maps[name.decode()] = fd
+    progs = {name.decode() if isinstance(name, bytes) else str(name): f.fd for name, f in b.funcs.items()}
+    links = []
+    for table in ("tracepoint_fds", "raw_tracepoint_fds", "kprobe_fds", "uprobe_fds"):
+        links.extend(int(fd) for fd in getattr(b, table, {}).values())
+    return maps, progs, links
+
+
+def default_build(req: dict):
+    """A program whose TRACEPOINT_PROBE / RAW_TRACEPOINT_PROBE functions BCC attaches itself."""
+    from bcc import BPF
+
+    return BPF(src_file=req["source"].encode(), cflags=list(req["cflags"])), {}
+
+
+def _send(sock: socket.socket, header: dict, fds: list[int]) -> None:
+    sock.sendall(b"J" + json.dumps(header).encode())
+    for i in range(0, len(fds), FDS_PER_MESSAGE):
+        socket.send_fds(sock, [b"F"], fds[i:i + FDS_PER_MESSAGE])
+
+
+def serve(sock: socket.socket) -> None:
+    req = json.loads(sock.recv(1 << 22)[1:])
+    fault = os.environ.get("KTOP_HELPER_FAULT", "")  # tests only: hang, crash
+    if fault == f"hang:{req.get('probe')}":
+        signal.pause()
+    if fault == f"crash:{req.get('probe')}":
+        os.kill(os.getpid(), signal.SIGKILL)
+    module = importlib.import_module(f"ktop.probes.{req['probe']}")
+    kind = req.get("kind", "build")
+    if kind == "call":  # plain data in, plain data out (funcs resolution needs libbcc's ELF readers)
+        _send(sock, {"ok": True, "result": getattr(module, req["function"])(*req.get("args", ()))}, [])
+        return
+    build = getattr(module, "helper_build", default_build)
+    b, extra = build(req)
+    maps, progs, links = bpf_fds(b)
+    header = {"ok": True, "maps": list(maps), "progs": list(progs), "links": len(links), "extra": extra}
+    _send(sock, header, [*maps.values(), *progs.values(), *links])
+
+
+def describe(exc: BaseException) -> str:
+    from ktop.probes.base import describe_build_error
+
+    return describe_build_error(exc, _stderr_tail())
+
+
+def _stderr_tail(limit: int = 16384) -> str:
+    try:
+        size = os.fstat(2).st_size
+        return os.pread(2, min(limit, size), max(0, size - limit)).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def main() -> None:
+    _die_with_parent()
+    sock = socket.socket(fileno=int(os.environ["KTOP_HELPER_FD"]))
+    try:
+        serve(sock)
+    except BaseException as exc:  # every failure is a sentence for the probe's status
+        sys.stderr.write(traceback.format_exc())
+        sys.stderr.flush()
+        try:
+            status = getattr(exc, "status", "failed")
+            _send(sock, {"ok": False, "status": status, "error": getattr(exc, "detail", None) or describe(exc)}, [])
+        except OSError:
+            pass
+    sys.stdout.flush()
+    os._exit(0)  # never BCC's atexit clean-up: it would detach what ktop now holds
+
+
+if __name__ == "__main__":
+    main()
