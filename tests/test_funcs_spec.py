@@ -194,15 +194,18 @@ def test_no_input_reaches_the_c_text(text, n, kind):
         event("rejected")
         return
     event(f"parsed: {spec.kind}")
+    text = spec.text
     if spec.kind in (USER, USDT):
-        spec = FuncSpec(spec.text, KERNEL, "", spec.pattern)  # uprobes need real files: the path is the same
+        text = "k:" + spec.pattern  # uprobes need real files: the path is the same
     probe = F.FuncsProbe(F.ProbeOptions(extra={"funcs": []}))
     _FakeBPF.made = []
     fake_bcc = types.SimpleNamespace(BPF=_FakeBPF)
     with mock.patch.dict(sys.modules, {"bcc": fake_bcc}), \
             mock.patch.object(F, "resolve", lambda s, cap: _fake_resolution(s, n)):
-        t = probe._attach(1, spec)
-    assert t.status == "live", t.detail
+        req = {"probe": "funcs", "source": probe.source(), "cflags": probe.cflags(), "spec": text, "cap": 1000,
+               "pid": None, "max_entries": F.MAX_ENTRIES, "quota_left": 1000}
+        b, extra = F.helper_build(req)
+    assert extra["names"], extra
     (made,) = _FakeBPF.made
     assert made["text"] is None and made["usdt_contexts"] == []
     assert made["src_file"] == str(source).encode()
@@ -210,7 +213,7 @@ def test_no_input_reaches_the_c_text(text, n, kind):
     assert made["cflags"] == reference
     for flag in made["cflags"]:
         assert re.fullmatch(r"-D[A-Z_]+=\d+|-I/\S+|-W[a-z-]+", flag), flag
-    assert all(fn == F.fn_name(i) for i, (_k, _n, fn) in enumerate(t.bpf.attached))
+    assert all(fn == F.fn_name(i) for i, (_k, _n, fn) in enumerate(b.attached))
     assert hashlib.sha256(source.read_bytes()).hexdigest() == digest
 
 

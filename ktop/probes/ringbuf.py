@@ -84,8 +84,8 @@ class RingBuffer:
 
     def consume(self, limit: Optional[int] = None) -> list[bytes]:
         """Every committed record since the last call (at most ``limit``), in order; never blocks."""
-        # x86 keeps loads in order, which is what libbpf's acquire loads ensure:
-        # the producer position, then each header, then the data it covers.
+        # Plain loads where libbpf has acquire loads (producer position, then each
+        # header, then its data): the same thing on x86, which keeps loads in order.
         cons = self._cons[0]
         records, new = walk(self._data, self.size, cons, self._prod[0], limit)
         if new != cons:
