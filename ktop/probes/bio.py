@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ktop.model.bio import path_description
-from ktop.probes import features
+from ktop.probes import bpfsys, features
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import read_slots
@@ -66,9 +66,6 @@ _PROC_KEY = struct.Struct("<I")
 _PROC_VAL = struct.Struct("<7QII16s")  # struct proc_val
 _INFLIGHT_TS = struct.Struct("<QQQ")  # struct inflight: created_ts, queue_ts, issue_ts
 
-# struct bpf_prog_info (linux/bpf.h): recursion_misses follows run_time_ns and run_cnt.
-_PROG_INFO_SIZE = 224
-_OFF_RECURSION_MISSES = 208
 
 
 @dataclass(frozen=True)
@@ -336,17 +333,8 @@ def choose_mode(forced: Optional[str] = None, offsets=None) -> tuple[str, dict[s
 def prog_misses(prog_fd: int) -> Optional[int]:
     """How often the kernel skipped a program because a BPF program already ran
     on that CPU (``recursion_misses`` in bpf_prog_info, Linux 5.12+), or None."""
-    import ctypes
-
-    from ktop.probes import bpfstats
-
-    info = ctypes.create_string_buffer(_PROG_INFO_SIZE)
-    attr = (ctypes.c_uint64 * 3)()
-    attr[0] = prog_fd | (_PROG_INFO_SIZE << 32)  # bpf_attr.info: u32 bpf_fd, u32 info_len, u64 info
-    attr[1] = ctypes.addressof(info)
-    if bpfstats._syscall(15, attr) < 0:  # BPF_OBJ_GET_INFO_BY_FD
-        return None
-    return struct.unpack_from("<Q", info.raw, _OFF_RECURSION_MISSES)[0]
+    info = bpfsys.prog_info(prog_fd)
+    return info.recursion_misses if info else None
 
 
 class BioProbe(ProbeWorker):

@@ -11,9 +11,7 @@ still counts. Used by the syscalls and bio probes.
 
 from __future__ import annotations
 
-import ctypes as ct
-import errno as _errno
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 
 def cum_deltas(cur: Mapping[Any, Any], prev: Mapping[Any, Any], count_of=lambda v: v[0]
@@ -70,36 +68,4 @@ class Cumulative:
         return deltas
 
 
-def read_all(table) -> list:
-    """Every (key, value) of a BCC table, without deleting: one batch system call
-    per chunk (BPF_MAP_LOOKUP_BATCH, Linux 5.6+), else one lookup per key."""
-    try:
-        return list(table.items_lookup_batch())
-    except Exception:
-        return list(table.items())
-
-
-def lookup_and_delete(table, key_bytes: bytes) -> Optional[bytes]:
-    """Removes one key and returns its last value (BPF_MAP_LOOKUP_AND_DELETE_ELEM, Linux 5.14+),
-    or None when it was already gone."""
-    from bcc.libbcc import lib
-
-    key = table.Key.from_buffer_copy(key_bytes)
-    leaf = table.Leaf()
-    if lib.bpf_lookup_and_delete(table.map_fd, ct.byref(key), ct.byref(leaf)) == 0:
-        return ct.string_at(ct.byref(leaf), ct.sizeof(leaf))
-    if ct.get_errno() in (_errno.EINVAL, _errno.EOPNOTSUPP, 524):  # 524: the kernel's ENOTSUPP
-        # An old kernel: read, then delete (an increment in between is lost).
-        try:
-            value = table[key]
-        except KeyError:
-            return None
-        try:
-            del table[key]
-        except KeyError:
-            pass
-        return ct.string_at(ct.byref(value), ct.sizeof(value))
-    return None
-
-
-__all__ = ["Cumulative", "cum_deltas", "lookup_and_delete", "read_all"]
+__all__ = ["Cumulative", "cum_deltas"]

@@ -924,5 +924,5 @@ def ebpf_text(options: ProbeOptions | None = None) -> str:
     return f"// {probe.source()}\n// cflags: {' '.join(flags)}\n" + open(probe.source()).read()
 
 
-__all__ = ["FuncsProbe", "Resolution", "Site", "attach_target", "check_specs", "remote_check_specs", "remote_resolve", "compile_flags", "count_deltas", "fn_name", "pool_size",
-           "resolve"]
+__all__ = ["FuncsProbe", "Resolution", "Site", "attach_target", "check_specs", "compile_flags", "count_deltas",
+           "fn_name", "pool_size", "remote_check_specs", "remote_resolve", "resolve"]

@@ -319,6 +319,13 @@ class SyscallsProbe(ProbeWorker):
         return build_sample(interval_s, nrs, procs, errs, stats, self.table, self.attach, self.names_from)
 
 
+def bcc_syscall_table() -> dict[str, str]:
+    """BCC's syscall names (in a helper; used only where no UAPI header is installed)."""
+    from bcc.syscall import syscalls
+
+    return {str(k): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in syscalls.items()}
+
+
 def ebpf_text(options: ProbeOptions | None = None) -> str:
     """The C program and the flags it would be compiled with (``--ebpf``)."""
     probe = SyscallsProbe(options)

@@ -150,8 +150,10 @@ def running_table() -> tuple[dict[int, str], str]:
         table = build_table(machine, text)
         if len(table) > 100:
             return table, str(path)
-    try:
-        from bcc.syscall import syscalls as bcc_syscalls  # imports bcc: only without headers
+    try:  # BCC's own table, read in a helper: ktop's process never imports bcc
+        from ktop.probes import loader
+
+        bcc_syscalls = {int(k): v.encode() for k, v in loader.call("syscalls", "bcc_syscall_table").items()}
     except Exception:
         bcc_syscalls = {}
     return build_table(machine, None, bcc_syscalls), "bcc.syscall (no UAPI header installed)"

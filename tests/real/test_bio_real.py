@@ -215,14 +215,12 @@ def test_every_way_in_counts_every_completion(driver, mode, attribution):
             time.sleep(0.05)
         assert probe.status.status == "live", probe.status
         assert probe.attribution == attribution
-        probe.request()
-        probe.take(2 * TIME_SCALE)  # start from a clean interval
+        probe.sample()  # start from a clean interval
         driver.run()
         samples = []
         for _ in range(3):  # completions land within a tick or two
             time.sleep(0.3 * TIME_SCALE)
-            probe.request()
-            s = probe.take(2 * TIME_SCALE)
+            s = probe.sample()
             if s is not None:
                 samples.append(s)
     finally:

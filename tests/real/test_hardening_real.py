@@ -430,7 +430,7 @@ def test_compile_error_and_missing_tracepoint_are_sentences(tmp_path, monkeypatc
             # the live probe still sees execs
             subprocess.run(["/bin/true"])
             await pilot.pause(1.5)
-            assert app.is_running and source.workers["spawn"].is_alive()
+            assert app.is_running and source.workers["spawn"].status.status == "live"
 
     try:
         asyncio.run(go())

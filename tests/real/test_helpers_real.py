@@ -1,0 +1,179 @@
+"""Builds in helper processes, as root with real probes: ktop's process holds
+descriptors only (no libbcc, no LLVM, no probe threads), and a helper that
+crashes, hangs or is killed becomes one probe's sentence while the rest go on,
+with nothing left attached."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from realutil import TIME_SCALE, loaded_prog_ids, probe_events, require_spawn, wait_until
+
+from ktop.probes import registry
+from ktop.probes.base import ProbeOptions
+from ktop.snapshot import FAILED, LIVE
+from ktop.sources.live import LiveSource
+
+pytestmark = pytest.mark.real
+
+# Runs in a fresh interpreter, so that nothing this test process imported counts.
+PROCESS_SCRIPT = r"""
+import json, os, sys, threading, time
+from ktop.probes import registry
+from ktop.probes.base import ProbeOptions
+from ktop.sources.live import Collector, LiveSource
+
+def threads():
+    with open("/proc/self/status") as f:
+        return int(next(l for l in f if l.startswith("Threads:")).split()[1])
+
+def run(names):
+    src = LiveSource(names, ProbeOptions(), registry.PROBES)
+    src.start()
+    ok = src.wait_settled(float(sys.argv[1]))
+    col = Collector(src, 0.2, lambda snap: None)
+    col.start()
+    time.sleep(0.5)
+    n = threads()
+    statuses = {s.name: s.status for s in src.statuses()}
+    with open("/proc/self/maps") as f:
+        maps = f.read()
+    col.stop(); col.join(2); src.stop()
+    return ok, n, statuses, maps
+
+ok, full, statuses, maps = run(registry.default_names())
+_, none, _, _ = run([])
+libs = sorted({l.split()[-1] for l in maps.splitlines()
+               if any(k in l for k in ("libbcc", "LLVM", "libclang", "libbpf"))})
+print(json.dumps({"settled": ok, "threads_full": full, "threads_none": none, "statuses": statuses,
+                  "libs": libs, "bcc_imported": "bcc" in sys.modules}))
+"""
+
+
+def _run_script(timeout: float) -> dict:
+    r = subprocess.run([sys.executable, "-c", PROCESS_SCRIPT, str(60 * TIME_SCALE)], capture_output=True,
+                       text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_ktop_holds_no_libbcc_no_llvm_and_no_probe_threads():
+    require_spawn()
+    out = _run_script(180 * TIME_SCALE)
+    assert out["settled"]
+    assert out["statuses"]["spawn"] == LIVE and out["statuses"]["syscalls"] == LIVE, out["statuses"]
+    assert not out["bcc_imported"]
+    assert out["libs"] == [], f"mapped into ktop's process: {out['libs']}"
+    assert out["threads_full"] == out["threads_none"], out
+
+
+def test_twenty_startups_in_a_row_every_probe_live():
+    """All default probes compile at once, in parallel helpers, twenty times: no crash, all live."""
+    require_spawn()
+    names = registry.default_names()
+    for i in range(20):
+        src = LiveSource(names, ProbeOptions(), registry.PROBES)
+        src.start()
+        try:
+            assert src.wait_settled(60 * TIME_SCALE), f"run {i}: not settled"
+            st = {s.name: s for s in src.statuses()}
+            bad = {n: (s.status, s.detail) for n, s in st.items() if s.status != LIVE}
+            assert not bad, f"run {i}: {bad}"
+        finally:
+            src.stop()
+
+
+def _helpers_of(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"ktop.probes.helper" in cmd:
+            out.append(int(d))
+    return out
+
+
+def _settle_and_stop(src: LiveSource, progs_before: set[int]) -> dict:
+    try:
+        assert src.wait_settled(90 * TIME_SCALE)
+        return {s.name: s for s in src.statuses()}
+    finally:
+        src.stop()
+        assert wait_until(lambda: not _helpers_of(os.getpid()), 10), "a helper outlived its build"
+        assert wait_until(lambda: loaded_prog_ids() <= progs_before, 10), "a program outlived its probe"
+
+
+def test_a_crashing_helper_fails_one_probe_and_the_rest_go_live(monkeypatch):
+    require_spawn()
+    monkeypatch.setenv("KTOP_HELPER_FAULT", "crash:bio")
+    before, events = loaded_prog_ids(), probe_events()
+    st = _settle_and_stop(LiveSource(["spawn", "bio", "syscalls"], ProbeOptions(), registry.PROBES), before)
+    assert st["bio"].status == FAILED and "killed by SIGKILL" in st["bio"].detail, st["bio"]
+    assert st["spawn"].status == LIVE and st["syscalls"].status == LIVE
+    assert probe_events() == events
+
+
+def test_a_hanging_helper_times_out_with_a_sentence(monkeypatch):
+    require_spawn()
+    monkeypatch.setenv("KTOP_HELPER_FAULT", "hang:syscalls")
+    monkeypatch.setenv("KTOP_BUILD_TIMEOUT", str(20 * TIME_SCALE))
+    before = loaded_prog_ids()
+    t0 = time.monotonic()
+    st = _settle_and_stop(LiveSource(["spawn", "syscalls"], ProbeOptions(), registry.PROBES), before)
+    assert st["syscalls"].status == FAILED
+    assert "did not finish within" in st["syscalls"].detail and "KTOP_BUILD_TIMEOUT" in st["syscalls"].detail
+    assert st["spawn"].status == LIVE
+    assert time.monotonic() - t0 < 60 * TIME_SCALE
+
+
+def test_helpers_killed_mid_build_leave_nothing_attached():
+    """SIGKILL every helper while it compiles: each probe fails (or was already live), none is left half-attached."""
+    require_spawn()
+    before, events = loaded_prog_ids(), probe_events()
+    src = LiveSource(["spawn", "bio", "syscalls"], ProbeOptions(), registry.PROBES)
+    src.start()
+    assert wait_until(lambda: len(_helpers_of(os.getpid())) == 3, 10)
+    time.sleep(0.15)  # inside import bcc / clang by now
+    for pid in _helpers_of(os.getpid()):
+        os.kill(pid, signal.SIGKILL)
+    st = _settle_and_stop(src, before)
+    for name, s in st.items():
+        assert s.status == LIVE or (s.status == FAILED and "killed by SIGKILL" in s.detail), (name, s)
+    assert any(s.status == FAILED for s in st.values()), "no helper was still building after 0.15 s"
+    assert probe_events() == events
+
+
+def test_a_compile_error_is_quoted_from_the_helper(tmp_path, monkeypatch):
+    require_spawn()
+    from ktop.probes.spawn import SpawnProbe
+    import ktop.sources.live as live
+
+    bad = tmp_path / "broken.bpf.c"
+    bad.write_text("int f( { return }\n")
+
+    class Broken(SpawnProbe):
+        name = "bio"
+
+        def source(self) -> str:
+            return str(bad)
+
+    classes = {"spawn": SpawnProbe, "bio": Broken}
+    monkeypatch.setattr(live, "probe_class", lambda name: classes[name])
+    before = loaded_prog_ids()
+    st = _settle_and_stop(LiveSource(["spawn", "bio"], ProbeOptions(), registry.PROBES), before)
+    assert st["bio"].status == FAILED and st["bio"].detail.startswith("compile error: "), st["bio"]
+    assert "error:" in st["bio"].detail  # clang's own words, from the helper's stderr
+    assert st["spawn"].status == LIVE
