@@ -371,6 +371,7 @@ def run_ui(args) -> int:
 
     diag.start()
     source = LiveSource(names, options, registry.PROBES)
+    source.start()  # the helpers compile while the first frame is drawn
     from ktop.cli_record import export_for_ui
 
     source = export_for_ui(source, args.export)  # --export: the same ticks, served to Prometheus
