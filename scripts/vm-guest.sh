@@ -35,6 +35,8 @@ export HOME=/tmp/ktop-home XDG_CACHE_HOME=/tmp/ktop-cache PYTHONDONTWRITEBYTECOD
 # TCG emulation runs workloads several times slower: the real tests stretch their
 # time limits (waits x3) and how long `ktop snapshot` collects (x2).
 export KTOP_TEST_TIME_SCALE=3 KTOP_TEST_DURATION_SCALE=2
+# Compiles take 30-60 s under TCG, and the helpers of several probes run at once.
+export KTOP_BUILD_TIMEOUT=600
 mkdir -p "$HOME" "$XDG_CACHE_HOME"
 
 { uname -r; "$repo/.venv/bin/ktop" doctor; } >"$out/doctor.txt" 2>&1
