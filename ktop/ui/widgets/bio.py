@@ -222,8 +222,8 @@ class BioPanel(Panel):
         self.table.update_rows(proc_rows(bio))
         self._draw_charts()
         total = sum(d.total.count for d in bio.diskops) if bio is not None else 0
-        self.border_title = f"Block I/O ({total} I/O)" if total else "Block I/O"
-        self.border_subtitle = f"top: last {WINDOW} ticks" if bio is not None and bio.procs else ""
+        self.set_titles(f"Block I/O ({total} I/O)" if total else "Block I/O",
+                        f"top: last {WINDOW} ticks" if bio is not None and bio.procs else "")
 
     def on_resize(self) -> None:
         # the sparkline cells are drawn to the trend column's width, known after layout

@@ -198,10 +198,10 @@ class FuncsPanel(Panel):
         self.query_one("#funcs-callers-table", KTable).update_rows(caller_rows(model))
         self.query_one("#funcs-callers", StatusLine).update(callers_line(model))
         if m is not None and m.targets:
-            self.border_title = f"Functions ({len(m.targets)} target{'s' if len(m.targets) != 1 else ''}, " \
-                                f"{count_text(m.rate)} calls/s)"
+            self.set_titles(f"Functions ({len(m.targets)} target{'s' if len(m.targets) != 1 else ''}, "
+                            f"{count_text(m.rate)} calls/s)")
         else:
-            self.border_title = "Functions (a: add a probe)"
+            self.set_titles("Functions (a: add a probe)")
 
     def on_data_table_row_highlighted(self, event) -> None:
         """The highlighted target's full status, where the table has no room for it."""

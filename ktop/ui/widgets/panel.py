@@ -44,6 +44,17 @@ class Panel(Vertical):
         super().__init__(**kw)
         self.border_title = self.panel_title
 
+    def set_titles(self, title=None, subtitle=None) -> None:
+        """Sets the border title and/or subtitle only when they change: Textual repaints
+        the whole panel on every assignment, even of the same text."""
+        for attr, value in (("border_title", title), ("border_subtitle", subtitle)):
+            if value is None:
+                continue
+            key = (value.plain, tuple(value.spans)) if isinstance(value, Text) else value
+            if getattr(self, f"_{attr}_key", object()) != key:
+                setattr(self, f"_{attr}_key", key)
+                setattr(self, attr, value)
+
     def filter_input(self) -> ComposeResult:
         yield Input(placeholder="filter: command, user or PID (Enter keeps, Esc clears)",
                     classes="filter", id=f"{self.id}-filter")
@@ -87,7 +98,7 @@ class Panel(Vertical):
 
     def _show_filter_state(self) -> None:
         f = self.table.filter_text
-        self.border_subtitle = Text("filter: " + clean(f)) if f else ""
+        self.set_titles(subtitle=Text("filter: " + clean(f)) if f else "")
 
     def update_from(self, model: Model) -> None:
         raise NotImplementedError

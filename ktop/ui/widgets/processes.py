@@ -110,7 +110,7 @@ class ProcessPanel(Panel):
             title += f" user {clean(self.user_filter)}"
         if self.tree_view:
             title += " tree"
-        self.border_title = Text(title)
+        self.set_titles(Text(title))
 
     def set_tree(self, on: bool) -> None:
         self.tree_view = on

@@ -127,4 +127,4 @@ class SpawnsPanel(Panel):
                           no_wrap=True))
         self.table.update_rows(spawn_rows(model, self._row_cache))
         self.query_one("#parent-table", KTable).update_rows(parent_rows(model))
-        self.border_title = f"Spawns ({t.execs} execs)"
+        self.set_titles(f"Spawns ({t.execs} execs)")

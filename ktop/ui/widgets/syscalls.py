@@ -168,4 +168,4 @@ class SyscallsPanel(Panel):
         sp.update(Text(spark(m.rate_history if m else (), width), no_wrap=True))
         self.table.update_rows(syscall_rows(m, self._syscall_rows))
         self.query_one("#syscalls-procs", KTable).update_rows(proc_rows(m, self._proc_rows))
-        self.border_title = f"Syscalls ({count_text(m.rate)}/s)" if m is not None else "Syscalls"
+        self.set_titles(f"Syscalls ({count_text(m.rate)}/s)" if m is not None else "Syscalls")

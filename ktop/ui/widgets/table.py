@@ -28,7 +28,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -309,7 +309,7 @@ class KTable(ScrollView, can_focus=True):
         else:
             new_order = wanted
         old_cursor = self._cursor
-        self._shown = new_order
+        old_shown, self._shown = self._shown, new_order
         self._index = {str(r.key): i for i, r in enumerate(new_order)}
         follow_newest = self.keep_order and old_cursor == 0 and not holding
         if follow_newest or cursor_key is None:
@@ -323,7 +323,24 @@ class KTable(ScrollView, can_focus=True):
         self._update_virtual_size()
         if self._cursor != old_cursor:
             self._scroll_cursor_into_view()
-        self.refresh()
+            self.refresh()
+        elif len(new_order) != len(old_shown):
+            self.refresh()
+        else:
+            self._refresh_changed(old_shown, new_order)
+
+    def _refresh_changed(self, old: list[Row], new: list[Row]) -> None:
+        """Repaints only the visible lines whose Row changed: an idle tick paints nothing."""
+        top = int(self.scroll_offset.y)
+        width = self.size.width
+        run_start = None
+        for i in range(top, min(len(new), top + max(0, self.size.height - 1)) + 1):
+            changed = i < len(new) and i < top + self.size.height - 1 and new[i] is not old[i]
+            if changed and run_start is None:
+                run_start = i
+            elif not changed and run_start is not None:
+                self.refresh(Region(0, run_start - top + 1, width, i - run_start))
+                run_start = None
 
     # -- DataTable-compatible queries -------------------------------------
     @property
