@@ -159,6 +159,13 @@ def doctor_parser() -> argparse.ArgumentParser:
     return p
 
 
+def settle_timeout() -> float:
+    """How long a headless run waits for its probes: a build helper's own limit, plus the checks."""
+    from ktop.probes.loader import timeout_s
+
+    return timeout_s() + 10.0
+
+
 def _probe_names(args) -> list[str]:
     names = list(args.probes if args.probes is not None else registry.default_names())
     if getattr(args, "funcs", None) and "funcs" not in names:
@@ -246,7 +253,7 @@ def run_snapshot(args) -> int:
             source.start()
             for note in source.notes:
                 print(f"ktop: {note}", file=sys.stderr)
-            source.wait_settled(60)
+            source.wait_settled(settle_timeout())
             live = [s for s in source.statuses() if s.status == "live"]
             print(f"ktop: collecting for {args.duration:g} s (live probes: "
                   f"{', '.join(s.name for s in live) or 'none'})", file=sys.stderr, flush=True)
@@ -334,7 +341,7 @@ def run_doctor(args) -> int:
     source = LiveSource(names, ProbeOptions())
     try:
         source.start()
-        source.wait_settled(60)
+        source.wait_settled(settle_timeout())
         statuses = source.statuses()
     finally:
         source.stop()

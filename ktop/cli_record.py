@@ -14,7 +14,7 @@ import time
 from typing import Optional
 
 from ktop import cli
-from ktop.cli import UsageError, _common, _positive_float, _positive_int, _probe_names, _probe_options
+from ktop.cli import UsageError, _common, _positive_float, _positive_int, _probe_names, _probe_options, settle_timeout
 
 RECORD_EXAMPLES = """examples:
     sudo ktop record -o run.jsonl --duration 60      # one minute, a line per second
@@ -125,7 +125,7 @@ def run_record(args) -> int:
     with cli._SignalStop() as stop:
         try:
             source.start()
-            end_settle = time.monotonic() + 60
+            end_settle = time.monotonic() + settle_timeout()
             while not stop.event.is_set() and not source.settled() and time.monotonic() < end_settle:
                 stop.event.wait(0.05)
             live = [s.name for s in source.statuses() if s.status == "live"]

@@ -66,7 +66,7 @@ def _struct_id(types: dict, name: str) -> int:
 
 def test_every_type_of_vmlinux_is_indexed(bpftool_types, vmlinux):
     # one stride wrong for any kind and the count (or the parse) goes wrong
-    assert len(vmlinux._types) - 1 == len(bpftool_types)
+    assert len(vmlinux._infos) - 1 == len(bpftool_types)
 
 
 def test_task_struct_fields_match_bpftool(bpftool_types):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import struct
 import threading
+from array import array
 from pathlib import Path
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
@@ -45,36 +46,60 @@ class BTF:
         self._types_start = hdr_len + type_off
         self._strs = hdr_len + str_off
         self._str_end = self._strs + str_len
-        # Index of every type id -> (kind, kind_flag, name_off, body offset, vlen).
-        self._types: list[tuple[int, int, int, int, int]] = [(0, 0, 0, 0, 0)]
+        # Three u32 columns per type id (its header's position, name offset and info word):
+        # ~2 MB for a kernel's ~150k types, where a tuple per type took ~20 MB.
+        self._pos, self._name_offs, self._infos = array("I", [0]), array("I", [0]), array("I", [0])
         pos, end = self._types_start, self._types_start + type_len
         unpack = struct.unpack_from
         while pos < end:
             name_off, info, _size = unpack("<III", data, pos)
             kind = (info >> 24) & 0x1F
-            vlen = info & 0xFFFF
             try:
                 fixed, per = _EXTRA[kind]
             except KeyError as exc:
                 raise BTFError(f"unknown BTF kind {kind}") from exc
-            self._types.append((kind, info >> 31, name_off, pos + 12, vlen))
-            pos += 12 + fixed + per * vlen
+            self._pos.append(pos)
+            self._name_offs.append(name_off)
+            self._infos.append(info)
+            pos += 12 + fixed + per * (info & 0xFFFF)
+
+    def _t(self, tid: int) -> tuple[int, int, int, int, int]:
+        """(kind, kind_flag, name_off, body offset, vlen) of a type id."""
+        info = self._infos[tid]
+        return (info >> 24) & 0x1F, info >> 31, self._name_offs[tid], self._pos[tid] + 12, info & 0xFFFF
 
     def _name(self, off: int) -> str:
         start = self._strs + off
         end = self._data.index(b"\0", start, self._str_end)
         return self._data[start:end].decode()
 
+    def _named(self, name: str):
+        """Type ids whose name is ``name``: its string found by search (the kernel stores each
+        string once), then its offset among the types' name offsets, both at C speed."""
+        needle = b"\0" + name.encode() + b"\0"
+        at = self._data.find(needle, self._strs, self._str_end)
+        while at >= 0:
+            off, start = at + 1 - self._strs, 1
+            while True:
+                try:
+                    tid = self._name_offs.index(off, start)
+                except ValueError:
+                    break
+                yield tid
+                start = tid + 1
+            at = self._data.find(needle, at + 1, self._str_end)
+
     def find_struct(self, name: str) -> int:
         """Returns the type id of the complete struct called ``name``."""
-        for tid, (kind, _kf, name_off, _body, vlen) in enumerate(self._types):
-            if kind == _KIND_STRUCT and vlen and name_off and self._name(name_off) == name:
+        for tid in self._named(name):
+            kind, _kf, _n, _body, vlen = self._t(tid)
+            if kind == _KIND_STRUCT and vlen:
                 return tid
         raise BTFError(f"struct {name} not found in BTF")
 
     def members(self, tid: int, base_bits: int = 0) -> dict[str, int]:
         """Byte offsets of the members of a struct or union, anonymous ones flattened."""
-        kind, kind_flag, _n, body, vlen = self._types[tid]
+        kind, kind_flag, _n, body, vlen = self._t(tid)
         out: dict[str, int] = {}
         for i in range(vlen):
             name_off, mtype, moff = struct.unpack_from("<III", self._data, body + 12 * i)
@@ -85,7 +110,7 @@ class BTF:
                 continue
             # Anonymous member: skip modifiers/typedefs to find the struct/union.
             inner = self._resolve(mtype)
-            if self._types[inner][0] in (_KIND_STRUCT, _KIND_UNION):
+            if self._t(inner)[0] in (_KIND_STRUCT, _KIND_UNION):
                 for k, v in self.members(inner, bits).items():
                     out.setdefault(k, v)
         return out
@@ -98,12 +123,12 @@ class BTF:
         Raises:
             BTFError: no such tracepoint prototype.
         """
-        want = f"btf_trace_{event}"
-        for kind, _kf, name_off, body, _vlen in self._types:
-            if kind == 8 and name_off and self._name(name_off) == want:  # TYPEDEF
+        for tid in self._named(f"btf_trace_{event}"):
+            kind, _kf, _name_off, body, _vlen = self._t(tid)
+            if kind == 8:  # TYPEDEF
                 ptr = struct.unpack_from("<I", self._data, body - 4)[0]
-                proto = struct.unpack_from("<I", self._data, self._types[ptr][3] - 4)[0]
-                pkind, _pk, _pn, pbody, pvlen = self._types[proto]
+                proto = struct.unpack_from("<I", self._data, self._t(ptr)[3] - 4)[0]
+                pkind, _pk, _pn, pbody, pvlen = self._t(proto)
                 if pkind != 13:  # FUNC_PROTO
                     break
                 out = []
@@ -114,20 +139,19 @@ class BTF:
         raise BTFError(f"no raw tracepoint {event} in BTF")
 
     def _describe(self, tid: int) -> str:
-        kind = self._types[tid][0]
+        kind = self._t(tid)[0]
         if kind == 2:  # PTR
-            target = self._resolve(struct.unpack_from("<I", self._data, self._types[tid][3] - 4)[0])
-            tkind, _kf, name_off, _b, _v = self._types[target]
+            target = self._resolve(struct.unpack_from("<I", self._data, self._t(tid)[3] - 4)[0])
+            tkind, _kf, name_off, _b, _v = self._t(target)
             if tkind in (_KIND_STRUCT, _KIND_UNION) and name_off:
                 return f"struct {self._name(name_off)} *"
         return "other"
 
     def _resolve(self, tid: int) -> int:
         for _ in range(16):
-            kind = self._types[tid][0]
+            kind, _kf, _n, body, _v = self._t(tid)
             if kind not in (8, 9, 10, 11, 18):
                 return tid
-            body = self._types[tid][3]
             tid = struct.unpack_from("<I", self._data, body - 4)[0]
         return tid
 
@@ -152,6 +176,13 @@ def _load(path: str) -> BTF:
     except OSError as exc:
         raise BTFError(f"cannot read {path}: {exc.strerror}") from exc
     return BTF(data)
+
+
+def release() -> None:
+    """Drops the parsed BTF (a few MB) once the probes have their offsets; struct_offsets
+    keeps its answers, and a later need parses it again."""
+    with _load_lock:
+        _load.cache_clear()
 
 
 @functools.lru_cache(maxsize=16)

@@ -160,8 +160,8 @@ def test_helpers_killed_mid_build_leave_nothing_attached():
 
 def test_a_compile_error_is_quoted_from_the_helper(tmp_path, monkeypatch):
     require_spawn()
-    from ktop.probes.spawn import SpawnProbe
     import ktop.sources.live as live
+    from ktop.probes.spawn import SpawnProbe
 
     bad = tmp_path / "broken.bpf.c"
     bad.write_text("int f( { return }\n")
