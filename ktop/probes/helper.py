@@ -56,7 +56,9 @@ def bpf_fds(b) -> tuple[dict[str, int], dict[str, int], list[int]]:
     progs = {name.decode() if isinstance(name, bytes) else str(name): f.fd for name, f in b.funcs.items()}
     links = []
     for table in ("tracepoint_fds", "raw_tracepoint_fds", "kprobe_fds", "uprobe_fds"):
-        links.extend(int(fd) for fd in getattr(b, table, {}).values())
+        for fd in getattr(b, table, {}).values():
+            # kprobe_fds holds {function: fd} per event (several programs may share one)
+            links.extend(int(x) for x in fd.values()) if isinstance(fd, dict) else links.append(int(fd))
     return maps, progs, links
 
 
