@@ -57,8 +57,10 @@ def bpf_fds(b) -> tuple[dict[str, int], dict[str, int], list[int]]:
     links = []
     for table in ("tracepoint_fds", "raw_tracepoint_fds", "kprobe_fds", "uprobe_fds"):
         for fd in getattr(b, table, {}).values():
-            # kprobe_fds holds {function: fd} per event (several programs may share one)
-            links.extend(int(x) for x in fd.values()) if isinstance(fd, dict) else links.append(int(fd))
+            if isinstance(fd, dict):  # kprobe_fds: {function: fd} per event (programs may share one)
+                links.extend(int(x) for x in fd.values())
+            else:
+                links.append(int(fd))
     return maps, progs, links
 
 
