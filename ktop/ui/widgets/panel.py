@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.content import Content
+from textual.geometry import Region
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
@@ -45,15 +47,30 @@ class Panel(Vertical):
         self.border_title = self.panel_title
 
     def set_titles(self, title=None, subtitle=None) -> None:
-        """Sets the border title and/or subtitle only when they change: Textual repaints
-        the whole panel on every assignment, even of the same text."""
-        for attr, value in (("border_title", title), ("border_subtitle", subtitle)):
+        """Sets the border title and/or subtitle, repainting only the border line that changed.
+
+        Textual's ``border_title`` setter repaints the whole panel (every child
+        included) on each assignment, even of the same text; a per-tick rate in a
+        title made every tick redraw the panel. This stores the title the way
+        that setter does (Textual is pinned) and refreshes one line.
+        """
+        for attr, value, top in (("border_title", title, True), ("border_subtitle", subtitle, False)):
             if value is None:
                 continue
             key = (value.plain, tuple(value.spans)) if isinstance(value, Text) else value
-            if getattr(self, f"_{attr}_key", object()) != key:
-                setattr(self, f"_{attr}_key", key)
+            if getattr(self, f"_{attr}_key", None) == key:
+                continue
+            setattr(self, f"_{attr}_key", key)
+            outer = self.outer_size
+            if not self.is_mounted or not outer.height:
                 setattr(self, attr, value)
+                continue
+            content = Content.from_rich_text(value) if isinstance(value, Text) else value
+            self.__dict__[f"_{attr}"] = self.render_str(content).expand_tabs(4).split()[0] if value else None
+            # refresh() takes content coordinates: the border lines sit outside them
+            dx, dy = self.content_offset
+            y = 0 if top else outer.height - 1
+            self.refresh(Region(-dx, y - dy, outer.width, 1))
 
     def filter_input(self) -> ComposeResult:
         yield Input(placeholder="filter: command, user or PID (Enter keeps, Esc clears)",

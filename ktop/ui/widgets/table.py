@@ -282,8 +282,21 @@ class KTable(ScrollView, can_focus=True):
         self._apply(force_order=True)
 
     def update_rows(self, rows: Sequence[Row]) -> None:
-        """Replaces the table's content with ``rows``; unchanged Row objects cost nothing."""
-        self._rows = {r.key: r for r in rows}
+        """Replaces the table's content with ``rows``; unchanged Row objects cost nothing.
+
+        A new Row that looks exactly like the one it replaces (a process whose
+        CPU time moved but whose shown figures did not) is swapped for the old
+        object, so its line is neither rebuilt nor repainted.
+        """
+        old = self._rows
+        fresh = {}
+        for r in rows:
+            prev = old.get(r.key)
+            if prev is not None and prev is not r and prev.cells == r.cells and prev.sort_values == r.sort_values \
+                    and prev.search == r.search and prev.pid == r.pid:
+                r = prev
+            fresh[r.key] = r
+        self._rows = fresh
         self._input_order = [r.key for r in rows]
         self._apply()
 
@@ -321,21 +334,22 @@ class KTable(ScrollView, can_focus=True):
         for k in [k for k in self._line_cache if k not in live]:
             del self._line_cache[k]
         self._update_virtual_size()
+        top = self.scroll_offset.y
         if self._cursor != old_cursor:
             self._scroll_cursor_into_view()
-            self.refresh()
-        elif len(new_order) != len(old_shown):
+        if len(new_order) != len(old_shown) or self.scroll_offset.y != top:
             self.refresh()
         else:
-            self._refresh_changed(old_shown, new_order)
+            self._refresh_changed(old_shown, new_order, {old_cursor, self._cursor})
 
-    def _refresh_changed(self, old: list[Row], new: list[Row]) -> None:
-        """Repaints only the visible lines whose Row changed: an idle tick paints nothing."""
+    def _refresh_changed(self, old: list[Row], new: list[Row], also: set[int] = frozenset()) -> None:
+        """Repaints only the visible lines whose Row changed (and ``also``, the cursor's old
+        and new lines): an idle tick paints nothing."""
         top = int(self.scroll_offset.y)
-        width = self.size.width
+        width = self.scrollable_content_region.width  # not the scrollbar: it did not change
         run_start = None
         for i in range(top, min(len(new), top + max(0, self.size.height - 1)) + 1):
-            changed = i < len(new) and i < top + self.size.height - 1 and new[i] is not old[i]
+            changed = i < len(new) and i < top + self.size.height - 1 and (new[i] is not old[i] or i in also)
             if changed and run_start is None:
                 run_start = i
             elif not changed and run_start is not None:
