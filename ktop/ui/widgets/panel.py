@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.containers import Vertical
 from textual.content import Content
 from textual.geometry import Region
-from textual.containers import Vertical
 from textual.widgets import Input, Static
 
 from ktop.model import Model
