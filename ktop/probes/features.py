@@ -12,6 +12,7 @@ import functools
 import importlib.util
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,4 +214,29 @@ def checks() -> list[Check]:
     st = bpf_stats_enabled()
     out.append(Check("bpf stats", st is not None, "supported (currently " + ("on" if st else "off") + ")"
                      if st is not None else "kernel.bpf_stats_enabled missing"))
+    batch = map_batch_ops()
+    out.append(Check("map batch reads", bool(batch), {True: "BPF_MAP_LOOKUP_BATCH: one system call per map per tick",
+                                                     False: "not in this kernel (Linux 5.6+): one lookup per key",
+                                                     None: "cannot tell without bpf(2)"}[batch]))
+    out.append(Check("build helpers", True, f"{sys.executable} -m ktop.probes.helper compiles each probe and hands "
+                     "its fds over a Unix socket; ktop itself never loads libbcc or LLVM"))
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def map_batch_ops() -> bool | None:
+    """Whether BPF_MAP_LOOKUP_BATCH works here (ktop/probes/maps.py falls back to a lookup per key)."""
+    if bpf_syscall() != 0:
+        return None
+    from ktop.probes import bpfsys
+    from ktop.probes.maps import Map
+
+    fd = bpfsys.create_map(bpfsys.BPF_MAP_TYPE_HASH, 4, 8, 4)
+    m = Map(fd, "probe")
+    try:
+        m.update(b"\1\0\0\0", b"\0" * 8)
+        return m._batch(bpfsys.BPF_MAP_LOOKUP_BATCH) is not None
+    except OSError:
+        return False
+    finally:
+        m.close()
