@@ -88,6 +88,10 @@ struct exit_event {
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(stats, u64, ST_NR);
 BPF_PERCPU_ARRAY(scratch, struct pending_exec, 1);
+/* An exec record is built here, then only its used part goes to the ring
+ * (ringbuf_output): a typical argv is a few dozen bytes of the 2.5 KiB room,
+ * so the ring holds ~20x more execs than with fixed-size reservations. */
+BPF_PERCPU_ARRAY(exec_out, struct exec_event, 1);
 /* tid -> argv captured at execve entry, until the exec succeeds or fails */
 BPF_HASH(pending, u32, struct pending_exec, MAX_PENDING);
 /* tgid of processes that exec'd while ktop watched -> 1; their exits are reported */
@@ -211,14 +215,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 }
 #endif
 
-/* Reserves and fills an exec record; the caller submits it. */
+/* Fills the per-CPU exec record; the caller sends it with send_exec(). */
 static __always_inline struct exec_event *emit_exec(struct pending_exec *p, u32 pid, s32 retval)
 {
-    struct exec_event *e = events.ringbuf_reserve(sizeof(struct exec_event));
-    if (!e) {
-        count(ST_LOST);
+    int zero = 0;
+    struct exec_event *e = exec_out.lookup(&zero);
+    if (!e)
         return 0;
-    }
     e->type = KTOP_EV_EXEC;
     e->pid = pid;
     e->ppid = parent_tgid();
@@ -232,19 +235,34 @@ static __always_inline struct exec_event *emit_exec(struct pending_exec *p, u32 
     e->retval = retval;
     e->ts = bpf_ktime_get_ns();
     bpf_get_current_comm(e->comm, sizeof(e->comm));
+    e->argc = 0;
+    e->args_size = 0;
+    e->flags = F_NO_ARGV;
+    e->filename[0] = 0;
     if (p) {
         e->argc = p->argc;
-        e->args_size = p->args_size;
         e->flags = p->flags;
         bpf_probe_read_kernel(e->filename, sizeof(e->filename), p->filename);
-        bpf_probe_read_kernel(e->args, sizeof(e->args), p->args);
-    } else {
-        e->argc = 0;
-        e->args_size = 0;
-        e->flags = F_NO_ARGV;
-        e->filename[0] = 0;
+        u64 len = p->args_size & 0xffff; /* only the bytes used, in a bound the verifier can see */
+        if (len > ARGS_BUF)
+            len = ARGS_BUF;
+        if (bpf_probe_read_kernel(e->args, len, p->args) == 0)
+            e->args_size = len;
     }
     return e;
+}
+
+/* The record's used part to the ring: the fixed head plus args_size bytes. */
+static __always_inline void send_exec(struct exec_event *e)
+{
+    u32 len = e->args_size;
+    if (len > ARGS_BUF)
+        len = ARGS_BUF;
+    u64 size = sizeof(struct exec_event) - ARGS_BUF + len;
+    if (size > sizeof(struct exec_event))
+        size = sizeof(struct exec_event);
+    if (events.ringbuf_output(e, size, rb_wake_flags()) != 0)
+        count(ST_LOST);
 }
 
 #if defined(TASK_OFF_MM) && defined(MM_OFF_ARG_START)
@@ -296,7 +314,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         args_from_mm(e);
 #endif
         TP_DATA_LOC_READ_STR(e->filename, filename, sizeof(e->filename));
-        events.ringbuf_submit(e, rb_wake_flags());
+        send_exec(e);
     }
     if (p)
         pending.delete(&old_pid);
@@ -316,7 +334,7 @@ static __always_inline int exit_exec(long ret)
         count(ST_EXEC_FAILS);
         struct exec_event *e = emit_exec(p, bpf_get_current_pid_tgid() >> 32, (s32)ret);
         if (e)
-            events.ringbuf_submit(e, rb_wake_flags());
+            send_exec(e);
     }
     pending.delete(&tid);
     return 0;

@@ -216,6 +216,22 @@ class _SignalStop:
         self.event = threading.Event()
         self.signum: Optional[int] = None
         self._old = {}
+        self.source = None  # woken too: it may be sleeping in its epoll
+
+    def pause(self, source, seconds: float) -> None:
+        """Sleeps between headless ticks while the source drains its ring buffers
+        (a ring is emptied when it fills, not only once a tick); a signal ends it."""
+        self.source = source
+        wait = getattr(source, "wait", None)
+        end = time.monotonic() + seconds
+        while not self.event.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            if wait is None:
+                self.event.wait(left)
+            else:
+                wait(left)
 
     def __enter__(self):
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -225,6 +241,8 @@ class _SignalStop:
     def _handle(self, signum, _frame):
         self.signum = signum
         self.event.set()
+        if self.source is not None:
+            self.source.wake()
 
     def __exit__(self, *exc):
         for s, h in self._old.items():
@@ -264,7 +282,7 @@ def run_snapshot(args) -> int:
                 left = end - time.monotonic()
                 if left <= 0:
                     break
-                stop.event.wait(min(interval, left))
+                stop.pause(source, min(interval, left))
                 model = build_model(model, source.tick(), args.max_events)
             elapsed = time.monotonic() - t0
         finally:

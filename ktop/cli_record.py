@@ -127,7 +127,7 @@ def run_record(args) -> int:
             source.start()
             end_settle = time.monotonic() + settle_timeout()
             while not stop.event.is_set() and not source.settled() and time.monotonic() < end_settle:
-                stop.event.wait(0.05)
+                stop.pause(source, 0.05)
             live = [s.name for s in source.statuses() if s.status == "live"]
             what = f"{args.duration:g} s" if args.duration else f"{args.count} ticks" if args.count else "until Ctrl-C"
             print(f"ktop: recording to {args.output} every {args.interval:g} s, {what} "
@@ -142,7 +142,7 @@ def run_record(args) -> int:
                 next_at += args.interval
                 if args.duration is not None and next_at > t0 + args.duration + 1e-6:
                     break
-                stop.event.wait(max(0.0, next_at - time.monotonic()))
+                stop.pause(source, max(0.0, next_at - time.monotonic()))
         finally:
             try:
                 writer.close()

@@ -167,7 +167,7 @@ class LiveSource:
         while time.monotonic() < end:
             if self.settled():
                 return True
-            time.sleep(0.02)
+            self.wait(0.02)  # probes already live drain their rings meanwhile
         return self.settled()
 
     def tick(self) -> Snapshot:

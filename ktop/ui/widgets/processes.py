@@ -38,7 +38,9 @@ def process_row(p, prefix: str = "") -> Row:
         cells=(_num(str(p.pid)), _num(str(p.ppid)), safe_text(p.user, limit=10),
                _num(f"{p.cpu_percent:.1f}"), _num(human_bytes(p.rss)), Text(state),
                _num(str(p.threads)), safe_text(prefix + cmd, limit=400)),
-        sort_values=(p.pid, p.ppid, p.user, p.cpu_percent, p.rss, state, p.threads, cmd),
+        # CPU% sorts as shown (0.1 steps): a process at 0.03 % stays among the idle ones instead of
+        # jumping above them and shifting every row between (an idle tick then repaints nothing)
+        sort_values=(p.pid, p.ppid, p.user, round(p.cpu_percent, 1), p.rss, state, p.threads, cmd),
         search=f"{p.pid} {clean(p.user)} {clean(p.comm)} {clean(cmd)}".lower(),
         pid=p.pid,
     )
