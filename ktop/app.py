@@ -62,6 +62,8 @@ def parse_time(text: str, start: float) -> Optional[float]:
         return None
 
 
+HELPERS_NICE_S = 1.5  # how long start-up builds run at nice 19 (ktop/probes/loader.py)
+
 class KtopApp(App):
     """The dashboard. ``source`` is a LiveSource (or anything with the same
     start/tick/statuses/stop methods, such as a test's fake)."""
@@ -223,6 +225,14 @@ class KtopApp(App):
         if not self._first_frame_logged:
             self._first_frame_logged = True
             self._timing({"event": "first_frame"})
+            # Start-up builds stay at nice 19 while the first ticks draw; on a busy machine,
+            # where they would starve, they get their full share after a moment.
+            self.set_timer(HELPERS_NICE_S, self._unnice_helpers)
+
+    def _unnice_helpers(self) -> None:
+        from ktop.probes import loader
+
+        loader.set_nice(0)
 
     def _timing(self, record: dict) -> None:
         if not self._timings:

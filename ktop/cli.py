@@ -392,11 +392,14 @@ def run_ui(args) -> int:
     options = _probe_options(args)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise UsageError("the dashboard needs a terminal; for scripts use: ktop snapshot --json")
-    from ktop.app import KtopApp
+    from ktop.probes import loader
 
     diag.start()
     source = LiveSource(names, options, registry.PROBES)
-    source.start()  # the helpers compile while the first frame is drawn
+    loader.set_nice(19)  # until the first frame (KtopApp puts them back)
+    source.start()  # the helpers compile while Textual loads and draws
+    from ktop.app import KtopApp
+
     from ktop.cli_record import export_for_ui
 
     source = export_for_ui(source, args.export)  # --export: the same ticks, served to Prometheus

@@ -22,6 +22,7 @@ class Handle:
     def __init__(self):
         self.cleanups = 0
         self.progs = {}
+        self.extra = {}
 
     def close(self):
         self.cleanups += 1

@@ -127,8 +127,18 @@ class ProbeWorker:
             raise ProbeUnavailable(UNSUPPORTED, f"no kernel headers for BCC ({detail}): run make install")
 
     def build_request(self) -> dict:
-        """What the helper compiles (plain data): this probe's source and -D knobs."""
-        return {"probe": self.name, "source": self.source(), "cflags": self.cflags()}
+        """What the helper builds (plain data): the probe and its options. The helper makes
+        the same probe and takes its -D knobs there (``cflags``: BTF offsets, tracefs
+        checks), so ktop's process never parses the kernel's BTF."""
+        return {"probe": self.name, "source": self.source(),
+                "options": {"pid": self.options.pid, "extra": self.options.extra}}
+
+    def helper_state(self) -> dict:
+        """In the helper, after cflags(): the choices ktop's copy of this probe needs (plain data)."""
+        return {}
+
+    def adopt(self, state: dict) -> None:
+        """In ktop, before attached(): takes the choices the helper made (see helper_state)."""
 
     def build(self) -> Loaded:
         """Compiles and attaches in a helper process; returns the descriptors it made."""
@@ -195,6 +205,7 @@ class ProbeWorker:
                 return
             self.loaded = loaded
             try:
+                self.adopt(loaded.extra)
                 self.attached(loaded)
             except Exception as exc:
                 self._close()

@@ -344,17 +344,7 @@ class BioProbe(ProbeWorker):
 
     def __init__(self, options: ProbeOptions | None = None, on_status=None):
         super().__init__(options, on_status)
-        x = self.options.extra
-        self.mode, self._offsets, self.mode_reason = choose_mode(x.get("bio_mode"))
-        raw = self.mode == "raw"
-
-        def have(event: str) -> bool:  # raw mode also needs its prototype in BTF
-            return features.tracepoint_exists("block", event) and \
-                (not raw or f"RQ_ARG_{event[6:].upper()}" in self._offsets)
-
-        self._have = have
-        self.attribution = choose_attribution(x.get("bio_attribution"), lambda _c, e: have(e), raw=raw)
-        self.queue_source = "block_rq_insert" if have("block_rq_insert") else ""
+        self._path: Optional[dict] = None  # how it attaches: decided where it compiles (helper_state)
         self._prev_stats: dict[str, int] = {}
         self._prev_counters: dict[tuple[int, int], DiskOpCounters] = {}
         self._names: dict[int, tuple[str, str]] = {}
@@ -362,6 +352,36 @@ class BioProbe(ProbeWorker):
         self._expired = 0
         self._prev_misses = 0
         self._procs = Cumulative(count_of=_ios)
+
+    # -- how it attaches: decided where it compiles ------------------------------
+    def _decide(self) -> dict:
+        """Raw or classic tracepoints, and which events attribute and time requests (BTF and
+        tracefs reads: done in the build helper, whose answer :meth:`adopt` takes)."""
+        if self._path is None:
+            x = self.options.extra
+            mode, offsets, reason = choose_mode(x.get("bio_mode"))
+            raw = mode == "raw"
+
+            def have(event: str) -> bool:  # raw mode also needs its prototype in BTF
+                return features.tracepoint_exists("block", event) and \
+                    (not raw or f"RQ_ARG_{event[6:].upper()}" in offsets)
+
+            self._path = {"mode": mode, "offsets": offsets, "mode_reason": reason,
+                          "attribution": choose_attribution(x.get("bio_attribution"), lambda _c, e: have(e), raw=raw),
+                          "queue_source": "block_rq_insert" if have("block_rq_insert") else "",
+                          "merge": have("block_rq_merge"), "requeue": raw and have("block_rq_requeue")}
+        return self._path
+
+    mode = property(lambda self: self._decide()["mode"])
+    mode_reason = property(lambda self: self._decide()["mode_reason"])
+    attribution = property(lambda self: self._decide()["attribution"])
+    queue_source = property(lambda self: self._decide()["queue_source"])
+
+    def helper_state(self) -> dict:
+        return self._decide()
+
+    def adopt(self, state: dict) -> None:
+        self._path = dict(state)
 
     # -- build ---------------------------------------------------------------
     def cflags(self) -> list[str]:
@@ -373,9 +393,10 @@ class BioProbe(ProbeWorker):
             f"-DMAX_DISKOPS={int(x.get('bio_max_diskops', MAX_DISKOPS))}",
             f"-DMAX_PROCS={int(x.get('bio_max_procs', MAX_PROCS))}",
         ]
+        path = self._decide()
         if self.mode == "raw":
             flags.append("-DRAW_MODE")
-            flags += [f"-D{k}={int(v)}" for k, v in self._offsets.items()]
+            flags += [f"-D{k}={int(v)}" for k, v in path["offsets"].items()]
         if self.attribution == "block_io_start":
             flags.append("-DATTR_IO_START")
         elif self.attribution == "block_bio_queue":
@@ -384,9 +405,9 @@ class BioProbe(ProbeWorker):
             flags.append("-DHAVE_RQ_INSERT")
         if features.tracepoint_exists("block", "block_bio_frontmerge"):
             flags.append("-DHAVE_FRONTMERGE")  # (tracepoint mode only)
-        if self._have("block_rq_merge"):
+        if path["merge"]:
             flags.append("-DHAVE_RQ_MERGE")
-        if self.mode == "raw" and self._have("block_rq_requeue"):
+        if path["requeue"]:
             flags.append("-DHAVE_RQ_REQUEUE")
         disk = x.get("bio_disk_dev")
         if disk is not None:

@@ -65,10 +65,20 @@ def bpf_fds(b) -> tuple[dict[str, int], dict[str, int], list[int]]:
 
 
 def default_build(req: dict):
-    """A program whose TRACEPOINT_PROBE / RAW_TRACEPOINT_PROBE functions BCC attaches itself."""
+    """A program whose TRACEPOINT_PROBE / RAW_TRACEPOINT_PROBE functions BCC attaches itself.
+
+    The probe is made here too, with ktop's options, to take its -D knobs (its BTF and
+    tracefs reads happen in this process); what it chose goes back as the extra.
+    """
     from bcc import BPF
 
-    return BPF(src_file=req["source"].encode(), cflags=list(req["cflags"])), {}
+    from ktop.probes.base import ProbeOptions
+    from ktop.probes.registry import probe_class
+
+    opts = req.get("options") or {}
+    probe = probe_class(req["probe"])(ProbeOptions(pid=opts.get("pid"), extra=dict(opts.get("extra") or {})))
+    cflags = list(req["cflags"]) if "cflags" in req else probe.cflags()
+    return BPF(src_file=req["source"].encode(), cflags=cflags), probe.helper_state()
 
 
 def _send(sock: socket.socket, header: dict, fds: list[int]) -> None:

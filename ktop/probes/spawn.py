@@ -180,6 +180,7 @@ class SpawnProbe(ProbeWorker):
         self._clock_offset = time.time() - time.monotonic()
         self._task_offsets: Optional[dict[str, int]] = None
         self._offsets_error = ""
+        self._has_offsets = True  # as the helper found (adopt): else ppid comes from /proc
 
     def cflags(self) -> list[str]:
         flags = super().cflags()
@@ -224,6 +225,13 @@ class SpawnProbe(ProbeWorker):
                 self._offsets_error = str(exc)
         return self._task_offsets
 
+    def helper_state(self) -> dict:
+        return {"offsets": self.task_offsets() is not None, "offsets_error": self._offsets_error}
+
+    def adopt(self, state: dict) -> None:
+        self._has_offsets = bool(state.get("offsets", True))
+        self._offsets_error = state.get("offsets_error", "")
+
     def live_detail(self) -> str:
         if self._offsets_error:
             return f"no BTF ({self._offsets_error}): exit codes and lifetimes unknown"
@@ -255,7 +263,7 @@ class SpawnProbe(ProbeWorker):
             if ev is None:
                 continue
             if isinstance(ev, ExecEvent):
-                if ev.ppid == 0 and self._task_offsets is None:
+                if ev.ppid == 0 and not self._has_offsets:
                     ev = replace(ev, ppid=_ppid_from_proc(ev.pid))
                 self._execs.append(ev)
             else:

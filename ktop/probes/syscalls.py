@@ -205,6 +205,7 @@ class SyscallsProbe(ProbeWorker):
         self.latency = bool(self.options.extra.get("syscalls_latency", True))
         self.attach = ""
         self._raw: Optional[bool] = None
+        self._children = False  # -p: children followed (the helper found task_struct in BTF)
         self._regs_off: Optional[int] = None
         self._regs_note = ""
         self._prev_stats: dict[str, int] = {}
@@ -263,8 +264,17 @@ class SyscallsProbe(ProbeWorker):
                 flags += [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
         return flags
 
+    def helper_state(self) -> dict:
+        return {"raw": self.use_raw(), "regs_note": self._regs_note,
+                "children": self.options.pid is not None and bool(self.task_offsets())}
+
+    def adopt(self, state: dict) -> None:
+        self._raw = bool(state.get("raw"))
+        self._regs_note = state.get("regs_note", "")
+        self._children = bool(state.get("children"))
+
     def attached(self, loaded) -> None:
-        self.attach = "raw_tracepoint" if self.use_raw() else "tracepoint"
+        self.attach = "raw_tracepoint" if self._raw else "tracepoint"
         self._maps = {name: loaded[name] for name in ("stats", "nrstats", "procs", "errs")}
         self._ncpu = self._maps["procs"].ncpu
 
@@ -276,7 +286,7 @@ class SyscallsProbe(ProbeWorker):
             else:
                 how += f" ({self._regs_note})" if self._regs_note else " (no raw tracepoints here)"
         scope = f", PID {self.options.pid} and its children" if self.options.pid is not None else ""
-        if self.options.pid is not None and not self.task_offsets():
+        if self.options.pid is not None and not self._children:
             scope = f", PID {self.options.pid} only (no BTF: children not followed)"
         names = self.names_from.rsplit("/", 1)[-1]
         what = "" if self.latency else ", counts only (no latency)"
