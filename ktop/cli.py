@@ -396,10 +396,9 @@ def run_ui(args) -> int:
 
     diag.start()
     source = LiveSource(names, options, registry.PROBES)
-    loader.set_nice(19)  # until the first frame (KtopApp puts them back)
+    loader.set_nice(19)  # for the first frames (KtopApp puts them back)
     source.start()  # the helpers compile while Textual loads and draws
     from ktop.app import KtopApp
-
     from ktop.cli_record import export_for_ui
 
     source = export_for_ui(source, args.export)  # --export: the same ticks, served to Prometheus
