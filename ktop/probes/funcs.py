@@ -427,13 +427,8 @@ def resolve(text_or_spec: str | FuncSpec, cap: int = DEFAULT_CAP) -> Resolution:
         return _error(spec, f"cannot resolve {spec.text!r}: {type(exc).__name__}: {exc}", cap)
 
 
-def check_specs(texts: Iterable[str], cap: int = DEFAULT_CAP) -> Optional[str]:
-    """For the command line, before any probe loads: the first error as one line, or None.
-
-    A kernel-function target on a kernel without kprobes is not an error (its
-    status says unsupported); nor is anything that cannot be checked without
-    root (the probe then says needs-root).
-    """
+def syntax_error(texts: list[str]) -> Optional[str]:
+    """The first spec that does not parse, or is given twice, as one line; None when all parse."""
     seen = set()
     for text in texts:
         try:
@@ -443,6 +438,22 @@ def check_specs(texts: Iterable[str], cap: int = DEFAULT_CAP) -> Optional[str]:
         if spec.text in seen:
             return f"-f {_shown(text)}: given twice"
         seen.add(spec.text)
+    return None
+
+
+def check_specs(texts: Iterable[str], cap: int = DEFAULT_CAP) -> Optional[str]:
+    """For the command line, before any probe loads: the first error as one line, or None.
+
+    A kernel-function target on a kernel without kprobes is not an error (its
+    status says unsupported); nor is anything that cannot be checked without
+    root (the probe then says needs-root).
+    """
+    texts = list(texts)
+    err = syntax_error(texts)
+    if err:
+        return err
+    for text in texts:
+        spec = parse_spec(text)
         if spec.kind == TRACEPOINT and not features.can_trace():
             continue
         r = resolve(spec, cap)
@@ -637,15 +648,9 @@ def remote_resolve(text: str, cap: int = DEFAULT_CAP) -> Resolution:
 def remote_check_specs(texts: Iterable[str], cap: int = DEFAULT_CAP) -> Optional[str]:
     """:func:`check_specs` in a helper process; syntax errors are found here first."""
     texts = list(texts)
-    seen = set()
-    for text in texts:
-        try:
-            spec = parse_spec(text)
-        except SpecError as exc:
-            return f"-f {_shown(text)}: {exc}"
-        if spec.text in seen:
-            return f"-f {_shown(text)}: given twice"
-        seen.add(spec.text)
+    err = syntax_error(texts)
+    if err:
+        return err
     from ktop.probes import loader
 
     try:
