@@ -179,3 +179,33 @@ def test_a_compile_error_is_quoted_from_the_helper(tmp_path, monkeypatch):
     assert st["bio"].status == FAILED and st["bio"].detail.startswith("compile error: "), st["bio"]
     assert "error:" in st["bio"].detail  # clang's own words, from the helper's stderr
     assert st["spawn"].status == LIVE
+
+
+def _dashboard_figures(*args: str, live: str) -> dict:
+    """The real dashboard in tmux, once its header says ``live`` (e.g. "probes 4/4 live"):
+    what its process maps and how many threads it runs."""
+    from test_hardening_real import Tmux, _ktop_cmd
+
+    t = Tmux(_ktop_cmd(*args, "1"))
+    try:
+        pid = t.ktop_pid()
+        assert wait_until(lambda: live in t.capture(), 60 * TIME_SCALE, 0.1), t.capture()
+        time.sleep(1.5)  # past the first ticks after going live
+        with open(f"/proc/{pid}/maps") as f:
+            maps = f.read()
+        with open(f"/proc/{pid}/status") as f:
+            threads = int(next(ln for ln in f if ln.startswith("Threads:")).split()[1])
+        libs = sorted({ln.split()[-1] for ln in maps.splitlines()
+                       if any(k in ln for k in ("libbcc", "LLVM", "libclang"))})
+        return {"libs": libs, "threads": threads}
+    finally:
+        t.close()
+
+
+def test_the_real_dashboard_maps_no_llvm_and_runs_no_probe_threads():
+    require_spawn()
+    n = len(registry.default_names())
+    full = _dashboard_figures(live=f"probes {n}/{n} live")
+    none = _dashboard_figures("--probes", "none", live=f"probes 0/{len(registry.PROBES)} live")
+    assert full["libs"] == [], f"mapped into the dashboard: {full['libs']}"
+    assert full["threads"] == none["threads"], (full, none)
