@@ -58,7 +58,9 @@ class Map:
         self._attr = BatchAttr(map_fd=fd)
         # The batch position: a u32 bucket (hash) or the last key read (array); room for either.
         self._token = ctypes.create_string_buffer(max(8, info.key_size))
-        self._resize(self.max_entries if self._array else min(self.max_entries, _FIRST_CHUNK))
+        # Buffers come with the first batch read: a program's scratch and in-flight maps
+        # (spawn's 2.9 MB `pending`) are never read from user space.
+        self._chunk = 0
 
     def __repr__(self) -> str:
         return f"Map({self.name!r}, fd={self.fd}, type={self.type}, max_entries={self.max_entries})"
@@ -137,6 +139,8 @@ class Map:
 
     def _batch(self, cmd: int) -> Optional[tuple[bytes, bytes, int]]:
         """Every entry by batch command ``cmd``; None where the kernel lacks it for this map."""
+        if not self._chunk:
+            self._resize(self.max_entries if self._array else min(self.max_entries, _FIRST_CHUNK))
         attr, ksz, vsz = self._attr, self.key_size, self.leaf_size
         kparts: list[bytes] = []
         vparts: list[bytes] = []
