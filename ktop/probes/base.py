@@ -199,8 +199,7 @@ class ProbeWorker:
             return
         with self.io_lock:
             if self._stopped:
-                if loaded is not None:
-                    loaded.close()
+                loaded.close()
                 self._set_status(STOPPED)
                 return
             self.loaded = loaded
@@ -228,8 +227,6 @@ class ProbeWorker:
         t = self._thread
         return t is not None and t.is_alive()
 
-    is_alive = building
-
     def live_detail(self) -> str:
         return ""
 
@@ -254,8 +251,7 @@ class ProbeWorker:
                 self.drain()
                 sample = self.collect(now - self._last_take)
             except Exception as exc:
-                self._close()
-                self._set_status(FAILED, f"stopped after an error: {type(exc).__name__}: {exc}")
+                self._fail(exc)
                 return None
             self._last_take = now
             self._update_cost()
@@ -268,8 +264,12 @@ class ProbeWorker:
                 try:
                     self.drain()
                 except Exception as exc:
-                    self._close()
-                    self._set_status(FAILED, f"stopped after an error: {type(exc).__name__}: {exc}")
+                    self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """A read raised: the probe detaches and says why; the collector goes on."""
+        self._close()
+        self._set_status(FAILED, f"stopped after an error: {type(exc).__name__}: {exc}")
 
     def _close(self) -> None:
         loaded, self.loaded = self.loaded, None
@@ -286,9 +286,6 @@ class ProbeWorker:
             self._close()
         if was_live and self.status.status == LIVE:
             self._set_status(STOPPED)
-
-
-Probe = ProbeWorker
 
 
 def describe_build_error(exc: BaseException, log: str = "") -> str:

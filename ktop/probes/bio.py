@@ -449,8 +449,8 @@ class BioProbe(ProbeWorker):
 
     def _read_maxes(self) -> dict[tuple[int, int], tuple[int, int]]:
         keys, values, n = self._maps["maxes"].drain()
-        return {_DISKOP_KEY.unpack_from(keys, i * _DISKOP_KEY.size): _DISKOP_MAX.unpack_from(values, i * 16)
-                for i in range(n)}
+        k, v = _DISKOP_KEY.size, _DISKOP_MAX.size
+        return {_DISKOP_KEY.unpack_from(keys, i * k): _DISKOP_MAX.unpack_from(values, i * v) for i in range(n)}
 
     def _read_procs(self) -> list[tuple]:
         keys, values, n = self._maps["procs"].read_all()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 
-from ktop.probes import bpfsys
+from ktop.probes import bpfsys, features
 
 _BPF_STATS_RUN_TIME = 0
 
@@ -45,16 +46,9 @@ _sysctl = [0.0, False]  # (when read, on): read at most every few seconds, not p
 
 
 def _sysctl_on() -> bool:
-    import time
-
     now = time.monotonic()
     if now - _sysctl[0] > 5.0:
-        try:
-            with open("/proc/sys/kernel/bpf_stats_enabled") as f:
-                _sysctl[1] = f.read().strip() == "1"
-        except OSError:
-            _sysctl[1] = False
-        _sysctl[0] = now
+        _sysctl[:] = [now, bool(features.bpf_stats_enabled())]
     return _sysctl[1]
 
 

@@ -178,13 +178,6 @@ def _load(path: str) -> BTF:
     return BTF(data)
 
 
-def release() -> None:
-    """Drops the parsed BTF (a few MB) once the probes have their offsets; struct_offsets
-    keeps its answers, and a later need parses it again."""
-    with _load_lock:
-        _load.cache_clear()
-
-
 @functools.lru_cache(maxsize=16)
 def struct_offsets(struct_name: str, fields: tuple[str, ...], path: str = str(VMLINUX_BTF)) -> dict[str, int]:
     """Returns {field: byte offset} for ``fields`` of ``struct_name`` in the kernel's BTF.

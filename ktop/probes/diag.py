@@ -1,10 +1,10 @@
-"""Keeping BCC's and clang's stderr off the terminal.
+"""Keeping stray writes to file descriptor 2 off the terminal.
 
-libbcc prints compile diagnostics straight to file descriptor 2, which would
-tear through a full-screen UI. While collectors run, fd 2 points at an
-unlinked temporary file; the terminal keeps a duplicate that
-``sys.__stderr__`` (Textual's output) writes to. Probe failures quote the
-captured text in their status.
+BCC and clang now write into each build helper's own log (ktop/probes/loader.py
+quotes it in the probe's status), but any library that writes straight to fd 2
+would still tear through a full-screen UI. While collectors run, fd 2 points at
+an unlinked temporary file; the terminal keeps a duplicate that
+``sys.__stderr__`` (Textual's output) and faulthandler write to.
 """
 
 from __future__ import annotations
@@ -58,12 +58,3 @@ def stop() -> None:
         _state["tmp"].close()
         _state.clear()
 
-
-def recent_stderr(limit: int = 16384) -> str:
-    """The last ``limit`` bytes written to fd 2 since :func:`start`."""
-    with _lock:
-        tmp = _state.get("tmp")
-        if tmp is None:
-            return ""
-        size = os.fstat(tmp.fileno()).st_size
-        return os.pread(tmp.fileno(), min(limit, size), max(0, size - limit)).decode("utf-8", "replace")

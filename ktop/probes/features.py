@@ -6,7 +6,6 @@ Every check is a plain function returning data, used by the probe workers
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import importlib.util
@@ -16,13 +15,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ktop.probes import bpfsys
+
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
-# bpf(2) syscall numbers; the rest of the world is not supported by BCC anyway.
-_BPF_NR = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
-_BPF_MAP_CREATE = 0
-_MAP_ARRAY = 2
-_MAP_RINGBUF = 27
 
 # Capability bits (linux/capability.h).
 _CAP_SYS_ADMIN = 21
@@ -137,23 +133,17 @@ def can_trace() -> bool:
 
 def _bpf_map_create(map_type: int, key_size: int, value_size: int, max_entries: int) -> int:
     """Creates and closes a map; returns 0 or the errno."""
-    nr = _BPF_NR.get(platform.machine())
-    if nr is None:
-        return errno.ENOSYS
-    libc = ctypes.CDLL(None, use_errno=True)
-    attr = (ctypes.c_uint32 * 32)()
-    attr[0], attr[1], attr[2], attr[3] = map_type, key_size, value_size, max_entries
-    fd = libc.syscall(nr, _BPF_MAP_CREATE, ctypes.byref(attr), ctypes.sizeof(attr))
-    if fd < 0:
-        return ctypes.get_errno()
-    os.close(fd)
+    try:
+        os.close(bpfsys.create_map(map_type, key_size, value_size, max_entries))
+    except OSError as exc:
+        return exc.errno
     return 0
 
 
 @functools.lru_cache(maxsize=1)
 def bpf_syscall() -> int:
     """0 when bpf(2) works for us, else the errno (EPERM when not root)."""
-    return _bpf_map_create(_MAP_ARRAY, 4, 8, 1)
+    return _bpf_map_create(bpfsys.BPF_MAP_TYPE_ARRAY, 4, 8, 1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -161,7 +151,7 @@ def ringbuf_supported() -> bool | None:
     """True/False, or None when it cannot be told (no bpf(2) for us)."""
     if bpf_syscall() != 0:
         return None
-    return _bpf_map_create(_MAP_RINGBUF, 0, 0, 4096) == 0
+    return _bpf_map_create(bpfsys.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096) == 0
 
 
 def bcc_available() -> bool:
@@ -228,14 +218,13 @@ def map_batch_ops() -> bool | None:
     """Whether BPF_MAP_LOOKUP_BATCH works here (ktop/probes/maps.py falls back to a lookup per key)."""
     if bpf_syscall() != 0:
         return None
-    from ktop.probes import bpfsys
     from ktop.probes.maps import Map
 
-    fd = bpfsys.create_map(bpfsys.BPF_MAP_TYPE_HASH, 4, 8, 4)
-    m = Map(fd, "probe")
+    m = Map(bpfsys.create_map(bpfsys.BPF_MAP_TYPE_HASH, 4, 8, 4), "probe")
     try:
         m.update(b"\1\0\0\0", b"\0" * 8)
-        return m._batch(bpfsys.BPF_MAP_LOOKUP_BATCH) is not None
+        m.read_all()
+        return m.batched
     except OSError:
         return False
     finally:

@@ -181,14 +181,23 @@ class Map:
             return kparts[0], vparts[0], total
         return b"".join(kparts), b"".join(vparts), total
 
-    def read_all(self) -> tuple[bytes, bytes, int]:
-        """(keys, values, n): every entry, concatenated (key_size and leaf_size bytes each); nothing deleted."""
+    def _whole(self, cmd: int, slow) -> tuple[bytes, bytes, int]:
+        """The whole map by batch command ``cmd``, else by ``slow()`` where the kernel lacks it."""
         with self._lock:
-            if bpfsys.BPF_MAP_LOOKUP_BATCH not in self._no_batch:
-                got = self._batch(bpfsys.BPF_MAP_LOOKUP_BATCH)
+            if cmd not in self._no_batch:
+                got = self._batch(cmd)
                 if got is not None:
                     return got
-            return self._read_slow()
+            return slow()
+
+    @property
+    def batched(self) -> bool:
+        """Whether whole-map reads take the batch path here (known after the first read_all)."""
+        return bpfsys.BPF_MAP_LOOKUP_BATCH not in self._no_batch
+
+    def read_all(self) -> tuple[bytes, bytes, int]:
+        """(keys, values, n): every entry, concatenated (key_size and leaf_size bytes each); nothing deleted."""
+        return self._whole(bpfsys.BPF_MAP_LOOKUP_BATCH, self._read_slow)
 
     def _read_slow(self) -> tuple[bytes, bytes, int]:
         """read_all by GET_NEXT_KEY and one lookup per key (Linux < 5.6, maps without batch ops).
@@ -222,12 +231,7 @@ class Map:
 
     def drain(self) -> tuple[bytes, bytes, int]:
         """Like read_all, and every entry read is deleted (hash maps; arrays cannot delete: OSError)."""
-        with self._lock:
-            if bpfsys.BPF_MAP_LOOKUP_AND_DELETE_BATCH not in self._no_batch:
-                got = self._batch(bpfsys.BPF_MAP_LOOKUP_AND_DELETE_BATCH)
-                if got is not None:
-                    return got
-            return self._drain_slow()
+        return self._whole(bpfsys.BPF_MAP_LOOKUP_AND_DELETE_BATCH, self._drain_slow)
 
     def _drain_slow(self) -> tuple[bytes, bytes, int]:
         """drain by one lookup_and_delete per key; keys added meanwhile stay for the next drain."""

@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
-from ktop.probes import bpfstats, btf, features, leftovers
+from ktop.probes import bpfstats, features, leftovers
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, LIVE, ProbeStatus, Snapshot
@@ -41,7 +41,6 @@ class LiveSource:
         self._last_tick = time.monotonic()
         self.started_at = time.monotonic()
         self._started = False
-        self._released = False
         self._epoll = select.epoll()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._epoll.register(self._wake_r, select.EPOLLIN)
@@ -173,10 +172,6 @@ class LiveSource:
     def tick(self) -> Snapshot:
         with self._focus_lock:
             focus_pid, scoped = self.focus_pid, dict(self.focus_workers)
-        if not self._released and self.settled():
-            self._released = True
-            btf.release()  # every probe has its offsets
-            heap.trim()
         samples = {name: w.sample() for name, w in self.workers.items()}
         focus_samples = {name: w.sample() for name, w in scoped.items()}
         system = host.system_sample()
@@ -230,7 +225,6 @@ class _Broken:
     def sample(self) -> None: return None
     def settling(self) -> bool: return False
     def stop(self) -> None: ...
-    def is_alive(self) -> bool: return False
 
 
 TRIM_EVERY = 10  # ticks between heap trims (ktop/system/heap.py)

@@ -292,8 +292,7 @@ class KTable(ScrollView, can_focus=True):
         fresh = {}
         for r in rows:
             prev = old.get(r.key)
-            if prev is not None and prev is not r and prev.cells == r.cells and prev.sort_values == r.sort_values \
-                    and prev.search == r.search and prev.pid == r.pid:
+            if prev is not None and prev is not r and prev == r:
                 r = prev
             fresh[r.key] = r
         self._rows = fresh
@@ -347,9 +346,10 @@ class KTable(ScrollView, can_focus=True):
         and new lines): an idle tick paints nothing."""
         top = int(self.scroll_offset.y)
         width = self.scrollable_content_region.width  # not the scrollbar: it did not change
+        end = min(len(new), top + max(0, self.size.height - 1))  # the visible rows (line 0 is the header)
         run_start = None
-        for i in range(top, min(len(new), top + max(0, self.size.height - 1)) + 1):
-            changed = i < len(new) and i < top + self.size.height - 1 and (new[i] is not old[i] or i in also)
+        for i in range(top, end + 1):  # one past the end closes the last run
+            changed = i < end and (new[i] is not old[i] or i in also)
             if changed and run_start is None:
                 run_start = i
             elif not changed and run_start is not None:
