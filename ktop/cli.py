@@ -97,6 +97,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--syscalls-latency", choices=("on", "off"), default="on",
                    help="syscalls probe: time every call (on, the default) or only count calls and errors "
                         "(off: no sys_enter hook, about half the cost per syscall)")
+    p.add_argument("--exec-failures", action="store_true",
+                   help="spawn probe: also trace failed execs, with their argv (it attaches the execve syscall "
+                        "tracepoints, which put every syscall on the machine on the kernel's slow path: "
+                        "about +60 ns a syscall here; successful execs never need them)")
     p.add_argument("--bpf-stats", action="store_true",
                    help="measure the kernel time of ktop's own programs (BPF_ENABLE_STATS; it costs every "
                         "BPF program on the machine ~70 ns a run while on, so it is off by default)")
@@ -191,6 +195,8 @@ def _probe_options(args):
         extra["syscalls_latency"] = False
     if getattr(args, "bpf_stats", False):
         extra["bpf_stats"] = True
+    if getattr(args, "exec_failures", False):
+        extra["exec_failures"] = True
     return ProbeOptions(pid=args.pid, extra=extra)
 
 

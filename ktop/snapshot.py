@@ -131,6 +131,7 @@ class SpawnSample:
     pending_full: int = 0  # argv map full: execs seen without argv
     tracked_full: int = 0  # exit map full: exits not reported
     args_truncated: int = 0
+    failures_seen: bool = True  # failed execs are traced (--exec-failures, or no mm offsets in BTF)
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@ class SpawnRates:
     forks_per_s: float = 0.0
     exits_per_s: float = 0.0
     exec_failures_per_s: float = 0.0
+    failures_seen: bool = True  # False: failed execs are not traced (fail/s unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,8 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
     rows, seq = join_spawns(model.spawns, s.execs, s.exits, model.next_seq, spawn_limit)
     dt = s.interval_s if s.interval_s > 0 else 1.0
     rates = SpawnRates(execs_per_s=s.exec_count / dt, forks_per_s=s.forks / dt,
-                       exits_per_s=s.exit_count / dt, exec_failures_per_s=s.exec_failures / dt)
+                       exits_per_s=s.exit_count / dt, exec_failures_per_s=s.exec_failures / dt,
+                       failures_seen=s.failures_seen)
     names = {p.pid: p.comm for p in snap.processes}
     for r in rows:  # parents that already exited: the name they exec'd as
         names.setdefault(r.pid, r.comm)
@@ -267,7 +269,8 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
             "events": [r.to_json() for r in reversed(model.spawns)],
             "totals": to_jsonable(t),
             "rates": {"execs_per_s": t.execs / d, "forks_per_s": t.forks / d,
-                      "exits_per_s": t.exits / d, "exec_failures_per_s": t.exec_failures / d},
+                      "exits_per_s": t.exits / d,
+                      "exec_failures_per_s": t.exec_failures / d if model.spawn_rates.failures_seen else None},
             "lost": t.lost,
         }
     return doc

@@ -137,7 +137,7 @@ def stat_deltas(current: dict[str, int], previous: dict[str, int]) -> dict[str, 
 
 
 def build_sample(interval_s: float, execs: list, exits: list, deltas: dict[str, int],
-                 user_lost: int = 0) -> SpawnSample:
+                 user_lost: int = 0, failures_seen: bool = True) -> SpawnSample:
     return SpawnSample(
         interval_s=interval_s,
         execs=tuple(execs),
@@ -150,6 +150,7 @@ def build_sample(interval_s: float, execs: list, exits: list, deltas: dict[str, 
         pending_full=deltas["pending_full"],
         tracked_full=deltas["tracked_full"],
         args_truncated=deltas["args_truncated"],
+        failures_seen=failures_seen,
     )
 
 
@@ -165,8 +166,7 @@ def _ppid_from_proc(pid: int) -> int:
 class SpawnProbe(ProbeWorker):
     name = NAME
     title = "Spawns"
-    tracepoints = ("sched:sched_process_exec", "sched:sched_process_exit", "sched:sched_process_fork",
-                   "syscalls:sys_enter_execve", "syscalls:sys_exit_execve")
+    tracepoints = ("sched:sched_process_exec", "sched:sched_process_exit", "sched:sched_process_fork")
     needs_ringbuf = True
 
     def __init__(self, options: ProbeOptions | None = None, on_status=None):
@@ -181,6 +181,7 @@ class SpawnProbe(ProbeWorker):
         self._task_offsets: Optional[dict[str, int]] = None
         self._offsets_error = ""
         self._has_offsets = True  # as the helper found (adopt): else ppid comes from /proc
+        self._failures = False  # the execve syscall tracepoints are attached (cflags, adopt)
 
     def cflags(self) -> list[str]:
         flags = super().cflags()
@@ -190,19 +191,22 @@ class SpawnProbe(ProbeWorker):
             f"-DARG_LEN={int(x.get('spawn_arg_len', ARG_LEN))}",
             f"-DRINGBUF_PAGES={int(x.get('spawn_ringbuf_pages', RINGBUF_PAGES))}",
         ]
-        if features.tracepoint_exists("syscalls", "sys_enter_execveat") and \
-                features.tracepoint_exists("syscalls", "sys_exit_execveat"):
-            flags.append("-DHAVE_EXECVEAT")
         if self.options.pid is not None:
             flags.append(f"-DFILTER_TGID={int(self.options.pid)}")
         offs = self.task_offsets()
+        mm = self.mm_offsets() if offs else None
         if offs:
             flags += [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
-            mm = self.mm_offsets()
             if mm:
                 flags += [f"-DMM_OFF_{k.upper()}={int(v)}" for k, v in mm.items()]
         else:
             flags.append("-DKTOP_NO_TASK_OFFSETS")
+        self._failures = bool(x.get("exec_failures")) or not mm  # without mm offsets, argv needs execve's entry
+        if self._failures:
+            flags.append("-DEXEC_FAILURES")
+            if features.tracepoint_exists("syscalls", "sys_enter_execveat") and \
+                    features.tracepoint_exists("syscalls", "sys_exit_execveat"):
+                flags.append("-DHAVE_EXECVEAT")
         return flags
 
     def mm_offsets(self) -> Optional[dict[str, int]]:
@@ -226,16 +230,26 @@ class SpawnProbe(ProbeWorker):
         return self._task_offsets
 
     def helper_state(self) -> dict:
-        return {"offsets": self.task_offsets() is not None, "offsets_error": self._offsets_error}
+        return {"offsets": self.task_offsets() is not None, "offsets_error": self._offsets_error,
+                "failures": self._failures}
 
     def adopt(self, state: dict) -> None:
         self._has_offsets = bool(state.get("offsets", True))
         self._offsets_error = state.get("offsets_error", "")
+        self._failures = bool(state.get("failures"))
+
+    @property
+    def failures(self) -> bool:
+        """Failed execs are seen (the execve syscall tracepoints are attached)."""
+        return self._failures
 
     def live_detail(self) -> str:
         if self._offsets_error:
-            return f"no BTF ({self._offsets_error}): exit codes and lifetimes unknown"
-        return ""
+            return f"no BTF ({self._offsets_error}): exit codes and lifetimes unknown; failed execs seen"
+        if self._failures and not self.options.extra.get("exec_failures"):
+            return "argv from execve's entry (no mm offsets in BTF); failed execs seen"
+        return "failed execs seen (--exec-failures)" if self._failures else \
+            "successful execs only (--exec-failures: failed ones too, at a cost to every syscall)"
 
     def attached(self, loaded) -> None:
         self._stats = loaded["stats"]
@@ -279,7 +293,7 @@ class SpawnProbe(ProbeWorker):
         execs, self._execs = self._execs, []
         exits, self._exits = self._exits, []
         user_lost, self._user_lost = self._user_lost, 0
-        sample = build_sample(interval_s, execs, exits, deltas, user_lost)
+        sample = build_sample(interval_s, execs, exits, deltas, user_lost, self._failures)
         self.add_lost(sample.lost)
         return sample
 

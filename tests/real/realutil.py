@@ -98,6 +98,14 @@ def loaded_prog_ids() -> set[int]:
     return {p["id"] for p in json.loads(out or b"[]")}
 
 
+def prog_names(ids: set[int]) -> list[str]:
+    """The kernel's names of these BPF programs (bpftool)."""
+    if not shutil.which("bpftool"):
+        pytest.skip("bpftool is not installed")
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, check=True, timeout=30).stdout
+    return [p.get("name", "") for p in json.loads(out or b"[]") if p["id"] in ids]
+
+
 def probe_events() -> dict[str, set[str]]:
     """The lines of tracefs kprobe_events / uprobe_events (absent files count as empty)."""
     t = features.tracefs()

@@ -10,7 +10,7 @@ import textwrap
 import time
 
 import pytest
-from realutil import Snap, require_spawn, unique_copy
+from realutil import Snap, prog_ids_of, prog_names, require_spawn, unique_copy
 
 from ktop.probes.spawn import ARG_LEN, MAX_ARGS
 
@@ -23,9 +23,9 @@ def _events(doc: dict, filename: str) -> list[dict]:
     return [e for e in doc["spawns"]["events"] if e["filename"] == filename]
 
 
-def _run_while_collecting(workload, duration: float = 5.0) -> tuple[dict, object]:
+def _run_while_collecting(workload, duration: float = 5.0, args: tuple[str, ...] = ()) -> tuple[dict, object]:
     """Starts ktop, runs ``workload()`` once it collects, returns (document, workload result)."""
-    with Snap(duration=duration) as snap:
+    with Snap(*args, duration=duration) as snap:
         snap.wait_collecting()
         result = workload()
         assert snap.proc.poll() is None, "ktop stopped before the workload finished: raise the duration"
@@ -81,10 +81,8 @@ def test_fifty_execs_of_a_unique_program(tmp_path):
     assert doc["spawns"]["totals"]["forks"] >= N
 
 
-def test_failed_exec_of_a_missing_path(tmp_path):
-    require_spawn()
-    missing = f"/nonexistent/{tmp_path.name}/ktop_{time.time_ns()}"
-    driver = textwrap.dedent("""
+def _failed_exec_driver():
+    return textwrap.dedent("""
         import os, sys
         path = sys.argv[1]
         pid = os.fork()
@@ -97,12 +95,43 @@ def test_failed_exec_of_a_missing_path(tmp_path):
         print(os.getpid(), pid, os.waitstatus_to_exitcode(status))
     """)
 
+
+@pytest.mark.vm
+def test_default_attaches_no_syscall_tracepoint(tmp_path):
+    """A syscall tracepoint slows every syscall on the machine: the default spawn probe has none,
+    and says that failed execs are not traced rather than showing 0 of them."""
+    require_spawn(need_btf=True)
+    missing = f"/nonexistent/{tmp_path.name}/ktop_{time.time_ns()}"
+
+    def workload():
+        subprocess.run([sys.executable, "-c", _failed_exec_driver(), missing], capture_output=True, timeout=30,
+                       check=True)
+
+    doc, _ = _run_while_collecting(workload, args=("--probes", "spawn"))
+    assert _events(doc, missing) == []
+    assert doc["spawns"]["rates"]["exec_failures_per_s"] is None
+    assert "successful execs only" in doc["probes"]["spawn"]["detail"], doc["probes"]["spawn"]
+    for args, syscall_hooks in ((("--probes", "spawn"), False), (("--probes", "spawn", "--exec-failures"), True)):
+        with Snap(*args, duration=3) as snap:
+            snap.wait_collecting()
+            names = prog_names(prog_ids_of(snap.pid))
+            snap.finish(timeout=40)
+        # BCC names a program after its function, cut to 15 characters: tracepoint__sys(calls__...)
+        assert any(n.startswith("tracepoint__sys") for n in names) is syscall_hooks, (args, names)
+        assert any(n.startswith("tracepoint__sch") for n in names), names
+
+
+def test_failed_exec_of_a_missing_path(tmp_path):
+    require_spawn()
+    missing = f"/nonexistent/{tmp_path.name}/ktop_{time.time_ns()}"
+    driver = _failed_exec_driver()
+
     def workload():
         out = subprocess.run([sys.executable, "-c", driver, missing], capture_output=True, text=True,
                              timeout=30, check=True).stdout
         return [int(x) for x in out.split()]
 
-    doc, (driver_pid, child_pid, code) = _run_while_collecting(workload)
+    doc, (driver_pid, child_pid, code) = _run_while_collecting(workload, args=("--exec-failures",))
     assert code == 42
     (ev,) = _events(doc, missing)
     assert ev["retval"] == -2

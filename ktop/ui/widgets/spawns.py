@@ -117,9 +117,9 @@ class SpawnsPanel(Panel):
                     line.append_text(safe_text(comm, limit=15))
                     line.append(f"({ppid}) {n}")
         self.query_one("#spawn-status", StatusLine).update(line)
+        fails = f"{r.exec_failures_per_s:.1f}" if r.failures_seen else "off"
         self.query_one("#spawn-rate", StatusLine).update(Text(
-            f"exec/s {r.execs_per_s:.1f}  fork/s {r.forks_per_s:.1f}  fail/s {r.exec_failures_per_s:.1f}",
-            no_wrap=True))
+            f"exec/s {r.execs_per_s:.1f}  fork/s {r.forks_per_s:.1f}  fail/s {fails}", no_wrap=True))
         spark = self.query_one("#spawn-spark", StatusLine)
         width = max(4, spark.size.width)
         hist = model.exec_rate_history
