@@ -2,10 +2,27 @@
  * errors per errno and latency (total and a log2 histogram per syscall).
  * syscount inside ktop.
  *
- * Attaches to raw_syscalls:sys_enter / sys_exit, as raw tracepoints where
- * the kernel has them (RAW_TP: cheaper, no copy of the arguments), else as
- * regular tracepoints. A call is counted when it returns (as syscount does),
- * except exit and exit_group, which never return and are counted at entry.
+ * Attaches to raw_syscalls:sys_exit, as a raw tracepoint where the kernel
+ * has them (RAW_TP: cheaper, no copy of the arguments), else as a regular
+ * tracepoint. A call is counted when it returns, as syscount does. Latency
+ * needs sys_enter too (and sched_switch, sched_process_exit), which every
+ * syscall pays for, so it has three modes chosen by user space:
+ *   always (LAT_ALWAYS): all hooks attached by BCC; exit and exit_group,
+ *     which never return, are counted at entry.
+ *   on demand (LAT_ON_DEMAND, raw tracepoints only): the latency programs
+ *     are loaded but not attached; ktop attaches them for a window (one
+ *     tick in N: "sampled") and detaches them after.
+ *   none (NO_LATENCY): sys_exit only.
+ * `gate` holds the current window's epoch (0: no window). An entry records
+ * its epoch and a return only pairs with an entry of the current epoch, so
+ * a stale entry from an earlier window is never matched.
+ *
+ * Per (process, syscall), the hot path touches no hash: each CPU keeps, per
+ * syscall number, the process whose calls it is summing (`owners`, a
+ * per-CPU array) and adds them to the `procs` hash only when another process
+ * makes that syscall on that CPU. User space reads `procs`, then `owners`,
+ * and adds both: a flush in between can only make one read short (never
+ * count twice), and the next read catches up.
  *
  * Knobs (-D):
  *   RAW_TP            use raw tracepoints (else TRACEPOINT_PROBE)
@@ -20,9 +37,7 @@
  *   NR_EXIT, NR_EXIT_GROUP  this architecture's numbers of exit/exit_group
  *   FILTER_TGID       only this process (and, with TASK_OFF_REAL_PARENT and
  *                     TASK_OFF_TGID from BTF, its children)
- *   NO_LATENCY        counts and errors only: no sys_enter hook, no timestamps
- *                     (about half the cost per syscall; exit and exit_group,
- *                     which never return, are then not counted)
+ *   LAT_ALWAYS, LAT_ON_DEMAND, NO_LATENCY  the latency mode (above)
  *
  * All counters are cumulative: user space reads them each tick and takes
  * differences, so no increment is lost to a read-and-clear race. User space
@@ -76,13 +91,26 @@
 struct start_t {
     u64 ts;
     s64 nr;
+    u64 epoch;
 };
 
 struct slot_t {
     u64 ts;  /* 0: no call in flight on this CPU */
     s64 nr;
+    u64 epoch;
     u32 tid;
     u32 pad;
+};
+
+/* Per CPU and syscall number: the calls of one process not yet in `procs`. */
+struct owner_t {
+    u32 tgid;
+    u32 pad;
+    u64 count;
+    u64 errors;
+    u64 lat_ns;
+    u64 timed;
+    char comm[TASK_COMM_LEN];
 };
 
 struct nr_stats {
@@ -115,10 +143,15 @@ BPF_PERCPU_ARRAY(stats, u64, ST_NR);
 BPF_PERCPU_ARRAY(nrstats, struct nr_stats, MAX_NR);
 BPF_PERCPU_HASH(procs, struct proc_key, struct proc_val, MAX_PROCS);
 BPF_PERCPU_HASH(errs, struct err_key, u64, MAX_ERRS);
+BPF_PERCPU_ARRAY(owners, struct owner_t, MAX_NR);
+#ifdef LAT_ON_DEMAND
+BPF_ARRAY(gate, u64, 1);
+#endif
 #ifndef NO_LATENCY
 BPF_PERCPU_ARRAY(slot, struct slot_t, 1);
-/* tid -> the call in flight of a thread that was switched out during it */
-BPF_HASH(parked, u32, struct start_t, MAX_THREADS);
+/* tid -> the call in flight of a thread that was switched out during it (LRU:
+ * entries of threads that ended outside a window go by themselves) */
+BPF_TABLE("lru_hash", u32, struct start_t, parked, MAX_THREADS);
 #endif
 
 static __always_inline void count(int slot)
@@ -164,6 +197,27 @@ static __always_inline u32 bucket(u64 v)
     return r < NBUCKETS ? r : NBUCKETS - 1;
 }
 
+/* Another process takes over an owner slot: its previous process's calls go to `procs`. */
+static __always_inline void flush(struct owner_t *o, u32 nr)
+{
+    struct proc_key pk = {.tgid = o->tgid, .nr = nr};
+    struct proc_val *pv = procs.lookup(&pk);
+    if (!pv) {
+        struct proc_val zero = {};
+        __builtin_memcpy(zero.comm, o->comm, sizeof(zero.comm));
+        procs.insert(&pk, &zero);
+        pv = procs.lookup(&pk);
+        if (!pv) {
+            count(ST_PROCS_FULL);
+            return;
+        }
+    }
+    pv->count += o->count;
+    pv->errors += o->errors;
+    pv->lat_ns += o->lat_ns;
+    pv->timed += o->timed;
+}
+
 static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)
 {
     if ((u64)nr >= MAX_NR) {
@@ -185,24 +239,22 @@ static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)
             st->hist[b]++;
     }
 
-    struct proc_key pk = {.tgid = id >> 32, .nr = k};
-    struct proc_val *pv = procs.lookup(&pk);
-    if (!pv) {
-        struct proc_val zero = {};
-        bpf_get_current_comm(zero.comm, sizeof(zero.comm));
-        procs.insert(&pk, &zero);
-        pv = procs.lookup(&pk);
-        if (!pv) {
-            count(ST_PROCS_FULL);
-        }
+    u32 tgid = id >> 32;
+    struct owner_t *o = owners.lookup(&k);
+    if (!o)
+        return;
+    if (o->tgid != tgid) {
+        if (o->count)
+            flush(o, k);
+        o->tgid = tgid;
+        o->count = o->errors = o->lat_ns = o->timed = 0;
+        bpf_get_current_comm(o->comm, sizeof(o->comm));
     }
-    if (pv) {
-        pv->count++;
-        if (failed)
-            pv->errors++;
-        pv->lat_ns += lat;
-        pv->timed += timed;
-    }
+    o->count++;
+    if (failed)
+        o->errors++;
+    o->lat_ns += lat;
+    o->timed += timed;
     if (failed) {
         struct err_key ek = {.tgid = id >> 32, .nr = (u16)k, .err = (u16)(-ret)};
         u64 *e = errs.lookup(&ek);
@@ -226,9 +278,20 @@ static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)
  * out in the middle of a call moves it to `parked` (sched_switch below), so
  * the slot is always the running thread's call, and a call's entry is found
  * at its return on whichever CPU that happens. */
+#ifdef LAT_ON_DEMAND
+static __always_inline u64 epoch_now(void)
+{
+    int zero = 0;
+    u64 *e = gate.lookup(&zero);
+    return e ? *e : 0;
+}
+#else
+static __always_inline u64 epoch_now(void) { return 1; }
+#endif
+
 static __always_inline void park(struct slot_t *sl)
 {
-    struct start_t p = {.ts = sl->ts, .nr = sl->nr};
+    struct start_t p = {.ts = sl->ts, .nr = sl->nr, .epoch = sl->epoch};
     u32 tid = sl->tid;
     if (parked.update(&tid, &p) != 0)
         count(ST_START_FULL);
@@ -241,17 +304,23 @@ static __always_inline int on_enter(s64 nr)
     if (filtered_out(id >> 32))
         return 0;
     if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
+#ifdef LAT_ALWAYS
         account(id, nr, 0, 0, 0); /* never returns */
+#endif
         return 0;
     }
+    u64 epoch = epoch_now();
+    if (!epoch)
+        return 0;
     int zero = 0;
     struct slot_t *sl = slot.lookup(&zero);
     if (!sl)
         return 0;
-    if (sl->ts && sl->tid != (u32)id)
+    if (sl->ts && sl->tid != (u32)id && sl->epoch == epoch)
         park(sl); /* not expected: sched_switch parks calls */
     sl->tid = (u32)id;
     sl->nr = nr;
+    sl->epoch = epoch;
     sl->ts = bpf_ktime_get_ns();
     return 0;
 }
@@ -270,13 +339,16 @@ static __always_inline int on_exit(s64 ret, s64 nr_hint, int have_hint, void *re
         return 0;
 #ifndef NO_LATENCY
     u32 tid = (u32)id;
-    int zero = 0;
-    struct slot_t *sl = slot.lookup(&zero);
-    if (sl && sl->ts && sl->tid == tid) {
-        u64 lat = bpf_ktime_get_ns() - sl->ts;
-        sl->ts = 0;
-        account(id, sl->nr, ret, lat, 1);
-        return 0;
+    u64 epoch = epoch_now();
+    if (epoch) {
+        int zero = 0;
+        struct slot_t *sl = slot.lookup(&zero);
+        if (sl && sl->ts && sl->tid == tid && sl->epoch == epoch) {
+            u64 lat = bpf_ktime_get_ns() - sl->ts;
+            sl->ts = 0;
+            account(id, sl->nr, ret, lat, 1);
+            return 0;
+        }
     }
 #endif
     s64 nr = -1;
@@ -288,14 +360,16 @@ static __always_inline int on_exit(s64 ret, s64 nr_hint, int have_hint, void *re
 #endif
     }
 #ifndef NO_LATENCY
-    struct start_t *p = parked.lookup(&tid);
+    struct start_t *p = epoch ? parked.lookup(&tid) : 0;
     if (p) {
         u64 ts = p->ts;
         s64 pnr = p->nr;
+        u64 pepoch = p->epoch;
         parked.delete(&tid);
-        /* The same call, unless the entry is stale (its thread exec'd from a
-         * non-leader thread and changed TID, and the TID was reused) */
-        if (pnr == nr || nr == -1) {
+        /* The same call, unless the entry is stale: from an earlier window, or
+         * its thread exec'd from a non-leader thread and changed TID, and the
+         * TID was reused */
+        if (pepoch == epoch && (pnr == nr || nr == -1)) {
             account(id, pnr, ret, bpf_ktime_get_ns() - ts, 1);
             return 0;
         }
@@ -303,8 +377,8 @@ static __always_inline int on_exit(s64 ret, s64 nr_hint, int have_hint, void *re
 #endif
     if (ret == 0 && is_fork(nr))
         return 0; /* a new task returning from fork/clone: not a call of its own */
-#ifndef NO_LATENCY
-    count(ST_NO_START);
+#ifdef LAT_ALWAYS
+    count(ST_NO_START); /* a window's first returns have no entry: expected, not counted */
 #endif
     account(id, nr, ret, 0, 0);
     return 0;
@@ -312,7 +386,12 @@ static __always_inline int on_exit(s64 ret, s64 nr_hint, int have_hint, void *re
 
 #ifdef RAW_TP
 /* sys_enter(struct pt_regs *regs, long id); sys_exit(struct pt_regs *regs, long ret) */
-#ifndef NO_LATENCY
+#ifdef LAT_ON_DEMAND
+int lat_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+    return on_enter((s64)ctx->args[1]);
+}
+#elif !defined(NO_LATENCY)
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
     return on_enter((s64)ctx->args[1]);
@@ -324,7 +403,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     return on_exit((s64)ctx->args[1], 0, 0, (void *)ctx->args[0]);
 }
 #else
-#ifndef NO_LATENCY
+#ifndef NO_LATENCY  /* LAT_ON_DEMAND needs raw tracepoints: user space asks for LAT_ALWAYS here */
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
     return on_enter(args->id);
@@ -348,23 +427,43 @@ static __always_inline int on_switch(void)
     return 0;
 }
 
-#ifdef RAW_TP
+/* A thread that ends frees its parked call (one that never returned). */
+static __always_inline int on_task_exit(void)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    parked.delete(&tid);
+    return 0;
+}
+
+#ifdef LAT_ON_DEMAND
+int lat_sched_switch(struct bpf_raw_tracepoint_args *ctx)
+{
+    return on_switch();
+}
+
+int lat_sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+    return on_task_exit();
+}
+#elif defined(RAW_TP)
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
     return on_switch();
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_exit)
+{
+    return on_task_exit();
 }
 #else
 TRACEPOINT_PROBE(sched, sched_switch)
 {
     return on_switch();
 }
-#endif
 
-/* A thread that ends frees its parked call (one that never returned). */
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    parked.delete(&tid);
-    return 0;
+    return on_task_exit();
 }
+#endif
 #endif /* NO_LATENCY */

@@ -94,9 +94,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="most probes one -f SPEC may attach (default 1000, BCC's limit)")
     p.add_argument("--disk", type=_disk, metavar="NAME", default=None,
                    help="bio probe: trace this disk only (e.g. vda; a partition means its disk)")
-    p.add_argument("--syscalls-latency", choices=("on", "off"), default="on",
-                   help="syscalls probe: time every call (on, the default) or only count calls and errors "
-                        "(off: no sys_enter hook, about half the cost per syscall)")
+    p.add_argument("--syscalls-latency", choices=("sampled", "on", "off"), default="sampled",
+                   help="syscalls probe: time the calls of one tick in 10 (sampled, the default), time every "
+                        "call (on: a sys_enter hook too, which every syscall pays for: see the README's "
+                        "benchmarks), or only count calls and errors (off). Counts and errors are exact in "
+                        "every mode")
     p.add_argument("--exec-failures", action="store_true",
                    help="spawn probe: also trace failed execs, with their argv (it attaches the execve syscall "
                         "tracepoints, which put every syscall on the machine on the kernel's slow path: "
@@ -191,8 +193,8 @@ def _probe_options(args):
         extra.update(funcs=list(args.funcs), funcs_max=args.funcs_max)
     if getattr(args, "disk", None) is not None:
         extra["bio_disk_dev"] = args.disk
-    if getattr(args, "syscalls_latency", "on") == "off":
-        extra["syscalls_latency"] = False
+    if getattr(args, "syscalls_latency", None):
+        extra["syscalls_latency"] = args.syscalls_latency
     if getattr(args, "bpf_stats", False):
         extra["bpf_stats"] = True
     if getattr(args, "exec_failures", False):

@@ -129,6 +129,7 @@ class SyscallsModel:
     total_errors: int = 0
     attach: str = ""
     names_from: str = ""
+    latency: str = ""  # the probe's latency mode (SyscallsSample.latency)
     # cumulative drops, all shown
     no_start: int = 0
     start_full: int = 0
@@ -257,6 +258,7 @@ def fold(prev: Optional[SyscallsModel], s: SyscallsSample, names: Optional[Mappi
         rate_history=_push(prev.rate_history, calls / dt, history),
         total_calls=prev.total_calls + calls, total_errors=prev.total_errors + errors,
         attach=s.attach or prev.attach, names_from=s.names_from or prev.names_from,
+        latency=s.latency or prev.latency,
         no_start=prev.no_start + s.no_start, start_full=prev.start_full + s.start_full,
         procs_full=prev.procs_full + s.procs_full, errs_full=prev.errs_full + s.errs_full,
         bad_nr=prev.bad_nr + s.bad_nr, pairs_dropped=prev.pairs_dropped + pairs_dropped,
@@ -307,6 +309,7 @@ def document(model, duration_s: float) -> dict:
     return {
         "attach": m.attach,
         "names_from": m.names_from,
+        "latency_mode": m.latency,
         "calls": m.total_calls,
         "errors": m.total_errors,
         "rate_per_s": m.total_calls / d,

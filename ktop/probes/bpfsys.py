@@ -29,6 +29,7 @@ BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
 BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_RAW_TRACEPOINT_OPEN = 17
 BPF_MAP_LOOKUP_AND_DELETE_ELEM = 21
 BPF_MAP_LOOKUP_BATCH = 24
 BPF_MAP_LOOKUP_AND_DELETE_BATCH = 25
@@ -76,6 +77,10 @@ class BatchAttr(ctypes.Structure):
     _fields_ = [("in_batch", ctypes.c_uint64), ("out_batch", ctypes.c_uint64), ("keys", ctypes.c_uint64),
                 ("values", ctypes.c_uint64), ("count", ctypes.c_uint32), ("map_fd", ctypes.c_uint32),
                 ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+class RawTpAttr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
 
 class InfoAttr(ctypes.Structure):
@@ -169,3 +174,9 @@ def create_map(map_type: int, key_size: int, value_size: int, max_entries: int, 
     attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size, max_entries=max_entries,
                          map_flags=flags, map_name=name.encode()[:_OBJ_NAME_LEN - 1])
     return bpf(BPF_MAP_CREATE, attr)
+
+
+def raw_tracepoint_open(name: str, prog_fd: int) -> int:
+    """Attaches a loaded raw tracepoint program: the returned fd holds the attachment (close detaches)."""
+    buf = ctypes.create_string_buffer(name.encode())
+    return bpf(BPF_RAW_TRACEPOINT_OPEN, RawTpAttr(name=ctypes.addressof(buf), prog_fd=prog_fd))

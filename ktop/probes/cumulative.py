@@ -36,6 +36,12 @@ def cum_deltas(cur: Mapping[Any, Any], prev: Mapping[Any, Any], count_of=lambda 
     return deltas, idle
 
 
+def _max(c, p):
+    if isinstance(c, tuple):
+        return tuple(_max(a, b) if not isinstance(a, str) else a for a, b in zip(c, p))
+    return c if c >= p else p
+
+
 def _sub(c, p):
     if isinstance(c, tuple):
         return tuple(_sub(a, b) if not isinstance(a, str) else a for a, b in zip(c, p))
@@ -49,20 +55,29 @@ class Cumulative:
     then evicts the keys that did not change for a whole tick through
     ``evict(keys) -> {key: last value}`` (a lookup-and-delete in the kernel
     map, so what they gained meanwhile still counts). A key the read missed
-    keeps its previous value: it is never counted twice.
+    keeps its previous value: it is never counted twice. A read that comes
+    out short (the syscalls probe's two-map read, see ``merge_owners``) gains
+    nothing and lowers no previous value, so the next read counts only what
+    is new.
     """
 
     def __init__(self, count_of=lambda v: v[0]):
         self.prev: dict = {}
         self.count_of = count_of
 
-    def step(self, cur: Mapping[Any, Any], evict) -> dict:
+    def step(self, cur: Mapping[Any, Any], evict, keep=frozenset()) -> dict:
+        """``keep``: keys not to evict even when idle (they have counts elsewhere)."""
         deltas, idle = cum_deltas(cur, self.prev, self.count_of)
+        if keep:
+            idle = [k for k in idle if k not in keep]
         if idle:
             last = evict(idle)
             late, _ = cum_deltas(last, {k: cur[k] for k in last}, self.count_of)
             deltas.update(late)
-        self.prev.update(cur)
+        prev = self.prev
+        for k, c in cur.items():
+            p = prev.get(k)
+            prev[k] = c if p is None or c == p else _max(c, p)
         for k in idle:
             self.prev.pop(k, None)
         return deltas

@@ -10,19 +10,32 @@ from the previous read, and evicts the (process, syscall) keys that stayed
 idle for a tick: the maps stay small and no increment is lost to a
 read-and-clear race.
 
+Per (process, syscall), the kernel sums each CPU's calls in a per-CPU array
+slot owned by one process (``owners``) and moves them to the ``procs`` hash
+only when another process takes the slot, so the hot path has no hash
+lookup; each tick reads ``procs`` first, then ``owners``, and adds them
+(:func:`merge_owners`).
+
+Latency costs a second hook on every syscall, so it has modes
+(``--syscalls-latency``): ``sampled`` (the default: ktop attaches the
+latency programs itself for one tick in :data:`SAMPLE_EVERY`, with
+``BPF_RAW_TRACEPOINT_OPEN`` on the program fds the helper handed over),
+``on`` (always attached), ``off``.
+
 Syscall names come from the running architecture's UAPI header, read at run
 time (see :mod:`ktop.probes.systable`).
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import struct
 from array import array
 from collections import defaultdict
 from typing import Iterable, Mapping, Optional, Sequence
 
-from ktop.probes import features, systable
+from ktop.probes import bpfsys, features, systable
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative, cum_deltas
 from ktop.probes.maps import read_slots
@@ -36,6 +49,11 @@ MAX_PROCS = 8192
 MAX_ERRS = 4096
 MAX_THREADS = 16384
 COMM_LEN = 16
+MODES = ("sampled", "on", "off")  # --syscalls-latency
+SAMPLE_EVERY = 10  # sampled: latency measured during one tick in this many
+# The on-demand latency programs (bpf/syscalls.bpf.c, LAT_ON_DEMAND) and their raw tracepoints.
+LAT_PROGS = (("lat_sched_switch", "sched_switch"), ("lat_sched_process_exit", "sched_process_exit"),
+             ("lat_sys_enter", "sys_enter"))
 
 # Slots of the per-CPU `stats` array (bpf/syscalls.bpf.c).
 STAT_SLOTS = ("start_full", "no_start", "procs_full", "errs_full", "bad_nr")
@@ -52,6 +70,8 @@ SPECIAL = {"exit": "NR_EXIT", "exit_group": "NR_EXIT_GROUP", "clone": "NR_CLONE"
 _PROC_VAL = struct.Struct(f"<QQQQ{COMM_LEN}s")  # struct proc_val, one CPU
 _PROC_KEY = struct.Struct("<II")  # struct proc_key
 _ERR_KEY = struct.Struct("<IHH")  # struct err_key
+_OWNER = struct.Struct(f"<IIQQQQ{COMM_LEN}s")  # struct owner_t, one CPU
+_OWNER_WORDS = _OWNER.size // 8
 
 # -- pure decoding -------------------------------------------------------------
 
@@ -135,6 +155,30 @@ def unpack_procs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[in
     return out
 
 
+def merge_owners(procs: dict[tuple[int, int], ProcCum], raw: bytes, ncpu: int) -> set[tuple[int, int]]:
+    """Adds the per-CPU ``owners`` array (read after ``procs``) into ``procs``, in place.
+
+    Returns the (tgid, nr) keys that still have calls in an owner slot: they
+    must not be evicted from ``procs``, or those calls would count again.
+    """
+    flat = array("Q")
+    flat.frombytes(raw[:len(raw) // 8 * 8])
+    pending = set()
+    counts = flat[1::_OWNER_WORDS]  # owner_t.count of every (nr, cpu)
+    for i, c in enumerate(counts):
+        if not c:
+            continue
+        tgid, _pad, count, errors, lat, timed, comm = _OWNER.unpack_from(raw, i * _OWNER.size)
+        key = (tgid, i // ncpu)
+        pending.add(key)
+        old = procs.get(key)
+        if old is None:
+            procs[key] = (count, errors, lat, timed, cstr(comm))
+        else:
+            procs[key] = (old[0] + count, old[1] + errors, old[2] + lat, old[3] + timed, old[4] or cstr(comm))
+    return pending
+
+
 def unpack_errs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[int, int, int], int]:
     """Raw batch-read bytes of ``errs`` to {(tgid, nr, errno): count}."""
     out = {}
@@ -150,7 +194,8 @@ def stat_deltas(current: Mapping[str, int], previous: Mapping[str, int]) -> dict
 
 def build_sample(interval_s: float, nrs: Mapping[int, NrCum], procs: Mapping[tuple[int, int], ProcCum],
                  errs: Mapping[tuple[int, int, int], int], stats: Mapping[str, int],
-                 table: Mapping[int, str], attach: str = "", names_from: str = "") -> SyscallsSample:
+                 table: Mapping[int, str], attach: str = "", names_from: str = "", latency: str = ""
+                 ) -> SyscallsSample:
     """A sample from this interval's increases (all plain data)."""
     by_nr: dict[int, dict[int, int]] = defaultdict(dict)
     by_pair: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
@@ -175,6 +220,7 @@ def build_sample(interval_s: float, nrs: Mapping[int, NrCum], procs: Mapping[tup
         for (tgid, nr), v in sorted(procs.items(), key=lambda kv: (-kv[1][0], kv[0])) if v[0] or v[1])
     return SyscallsSample(
         interval_s=interval_s, syscalls=syscalls, counts=counts, attach=attach, names_from=names_from,
+        latency=latency,
         no_start=stats.get("no_start", 0), start_full=stats.get("start_full", 0),
         procs_full=stats.get("procs_full", 0), errs_full=stats.get("errs_full", 0),
         bad_nr=stats.get("bad_nr", 0))
@@ -192,6 +238,28 @@ def special_flags(table: Mapping[int, str]) -> list[str]:
     return [f"-D{SPECIAL[name]}={nr}" for name, nr in sorted(nums.items())]
 
 
+def latency_mode(value) -> str:
+    """--syscalls-latency's value (also True/False, as older callers pass it)."""
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return value if value in MODES else "sampled"
+
+
+def helper_build(req: dict):
+    """BCC attaches what the program declares; the on-demand latency programs are only loaded."""
+    from bcc import BPF
+
+    from ktop.probes.helper import default_build
+
+    b, extra = default_build(req)
+    if extra.get("mode") == "sampled":
+        for fn, _tp in LAT_PROGS:
+            b.load_func(fn, BPF.RAW_TRACEPOINT)
+    return b, extra
+
+
 class SyscallsProbe(ProbeWorker):
     name = NAME
     title = "Syscalls"
@@ -202,7 +270,11 @@ class SyscallsProbe(ProbeWorker):
         super().__init__(options, on_status)
         self.table, self.names_from = systable.running_table()
         self.max_nr = max_nr_for(self.table)
-        self.latency = bool(self.options.extra.get("syscalls_latency", True))
+        self.mode = latency_mode(self.options.extra.get("syscalls_latency", "sampled"))
+        self._lat_progs: dict[str, int] = {}
+        self._window: list[int] = []  # raw tracepoint fds of the open latency window
+        self._epoch = 0
+        self._ticks = 0
         self.attach = ""
         self._raw: Optional[bool] = None
         self._children = False  # -p: children followed (the helper found task_struct in BTF)
@@ -253,8 +325,9 @@ class SyscallsProbe(ProbeWorker):
             f"-DMAX_THREADS={int(x.get('syscalls_max_threads', MAX_THREADS))}",
         ]
         flags += special_flags(self.table)
-        if not self.latency:
-            flags.append("-DNO_LATENCY")
+        if self.mode == "sampled" and not self.use_raw():
+            self.mode = "on"  # ktop attaches raw tracepoints only
+        flags.append({"off": "-DNO_LATENCY", "on": "-DLAT_ALWAYS", "sampled": "-DLAT_ON_DEMAND"}[self.mode])
         if self.use_raw():
             flags += ["-DRAW_TP", f"-DREGS_OFF_NR={int(self.regs_offset())}"]
         if self.options.pid is not None:
@@ -265,18 +338,22 @@ class SyscallsProbe(ProbeWorker):
         return flags
 
     def helper_state(self) -> dict:
-        return {"raw": self.use_raw(), "regs_note": self._regs_note,
+        return {"raw": self.use_raw(), "regs_note": self._regs_note, "mode": self.mode,
                 "children": self.options.pid is not None and bool(self.task_offsets())}
 
     def adopt(self, state: dict) -> None:
         self._raw = bool(state.get("raw"))
         self._regs_note = state.get("regs_note", "")
         self._children = bool(state.get("children"))
+        self.mode = latency_mode(state.get("mode", self.mode))
 
     def attached(self, loaded) -> None:
         self.attach = "raw_tracepoint" if self._raw else "tracepoint"
-        self._maps = {name: loaded[name] for name in ("stats", "nrstats", "procs", "errs")}
+        self._maps = {name: loaded[name] for name in ("stats", "nrstats", "procs", "errs", "owners")}
         self._ncpu = self._maps["procs"].ncpu
+        if self.mode == "sampled":
+            self._maps["gate"] = loaded["gate"]
+            self._lat_progs = {fn: loaded.progs[fn] for fn, _tp in LAT_PROGS}
 
     def live_detail(self) -> str:
         how = "raw tracepoints" if self.attach == "raw_tracepoint" else "tracepoints"
@@ -289,7 +366,8 @@ class SyscallsProbe(ProbeWorker):
         if self.options.pid is not None and not self._children:
             scope = f", PID {self.options.pid} only (no BTF: children not followed)"
         names = self.names_from.rsplit("/", 1)[-1]
-        what = "" if self.latency else ", counts only (no latency)"
+        what = {"on": "", "off": ", counts only (no latency)",
+                "sampled": f", latency sampled (1 tick in {SAMPLE_EVERY})"}[self.mode]
         return f"{how}{what}{scope}; names: {names}"
 
     # -- each tick -------------------------------------------------------------
@@ -310,6 +388,34 @@ class SyscallsProbe(ProbeWorker):
                 last.update(unpack(kb, raw))
         return last
 
+    def _open_window(self) -> None:
+        """Latency on for the next tick: a new epoch, then the hooks (switch and exit before enter)."""
+        self._epoch += 1
+        self._maps["gate"].update(struct.pack("<I", 0), struct.pack("<Q", self._epoch))
+        try:
+            for fn, tp in LAT_PROGS:
+                fd = bpfsys.raw_tracepoint_open(tp, self._lat_progs[fn])
+                self._window.append(fd)
+                self.loaded.links.append(fd)  # closed with the probe, should it stop meanwhile
+        except OSError:
+            self._close_window()  # the counts go on; this window measures nothing
+
+    def _close_window(self) -> None:
+        for fd in reversed(self._window):  # sys_enter first
+            self.loaded.links.remove(fd)
+            os.close(fd)
+        self._window = []
+        self._maps["gate"].update(struct.pack("<I", 0), struct.pack("<Q", 0))
+
+    def _sample_latency(self) -> None:
+        if self.mode != "sampled":
+            return
+        self._ticks += 1
+        if self._window:
+            self._close_window()
+        elif self._ticks % SAMPLE_EVERY == 0:
+            self._open_window()
+
     def collect(self, interval_s: float) -> SyscallsSample:
         cur_stats = read_slots(self._maps["stats"], STAT_SLOTS)
         stats = stat_deltas(cur_stats, self._prev_stats)
@@ -321,12 +427,16 @@ class SyscallsProbe(ProbeWorker):
 
         ncpu = self._ncpu
         k, v, n = self._maps["procs"].read_all()
-        procs = self._procs.step(unpack_procs(k, v, n, ncpu), lambda keys: self._evict(
-            "procs", keys, _PROC_KEY, lambda kb, vb: unpack_procs(kb, vb, 1, ncpu)))
+        cur = unpack_procs(k, v, n, ncpu)
+        pending = merge_owners(cur, self._maps["owners"].read_all()[1], ncpu)  # after procs: see merge_owners
+        procs = self._procs.step(cur, lambda keys: self._evict(
+            "procs", keys, _PROC_KEY, lambda kb, vb: unpack_procs(kb, vb, 1, ncpu)), keep=pending)
         k, v, n = self._maps["errs"].read_all()
         errs = self._errs.step(unpack_errs(k, v, n, ncpu), lambda keys: self._evict(
             "errs", keys, _ERR_KEY, lambda kb, vb: unpack_errs(kb, vb, 1, ncpu)))
-        return build_sample(interval_s, nrs, procs, errs, stats, self.table, self.attach, self.names_from)
+        self._sample_latency()
+        return build_sample(interval_s, nrs, procs, errs, stats, self.table, self.attach, self.names_from,
+                            f"sampled 1/{SAMPLE_EVERY}" if self.mode == "sampled" else self.mode)
 
 
 def bcc_syscall_table() -> dict[str, str]:

@@ -76,19 +76,41 @@ def pair(doc: dict, pid: int, name: str) -> dict | None:
 
 
 @pytest.mark.vm
-def test_exactly_5000_getppid_for_the_pid(work, tmp_path):
+@pytest.mark.parametrize("mode", ["sampled", "on", "off"])
+def test_exactly_5000_getppid_for_the_pid(work, tmp_path, mode):
+    """Counts are exact in every latency mode; only `on` times every call and sees exit_group."""
     prog = named(work, tmp_path)
-    doc, pid = run_collecting(lambda: _run(prog, "getppid", 5000))
+    doc, pid = run_collecting(lambda: _run(prog, "getppid", 5000), "--syscalls-latency", mode)
+    assert doc["syscalls"]["latency_mode"] == ("sampled 1/10" if mode == "sampled" else mode)
     g = pair(doc, pid, "getppid")
     assert g is not None
     assert (g["count"], g["errors"], g["comm"]) == (5000, 0, prog.name)
-    assert g["latency"]["timed"] == 5000 and g["latency"]["total_ns"] > 0
-    assert pair(doc, pid, "exit_group")["count"] == 1  # never returns: counted at entry
+    total = next(s for s in doc["syscalls"]["by_syscall"] if s["name"] == "getppid")
+    assert total["count"] >= 5000
+    if mode == "on":
+        assert g["latency"]["timed"] == 5000 and g["latency"]["total_ns"] > 0
+        assert total["latency"]["timed"] >= 5000
+        assert pair(doc, pid, "exit_group")["count"] == 1  # never returns: counted at entry
+    else:  # as syscount: a call is counted when it returns, and exit_group never does
+        assert g["latency"]["timed"] <= 5000
+        assert pair(doc, pid, "exit_group") is None
+    if mode == "off":
+        assert g["latency"]["timed"] == 0 and total["latency"]["timed"] == 0
     assert {c["pid"] for c in doc["syscalls"]["counts"] if c["comm"] == prog.name} == {pid}
     proc = next(p for p in doc["syscalls"]["by_process"] if p["pid"] == pid)
     assert proc["comm"] == prog.name and proc["count"] >= 5000
-    total = next(s for s in doc["syscalls"]["by_syscall"] if s["name"] == "getppid")
-    assert total["count"] >= 5000 and total["latency"]["timed"] >= 5000
+
+
+@pytest.mark.vm
+def test_sampled_latency_times_some_ticks_and_counts_all(work, tmp_path):
+    """At 0.1 s ticks a window opens every 1 s: a 3 s run of 10 ms sleeps has some timed, all counted."""
+    prog = named(work, tmp_path)
+    doc, pid = run_collecting(lambda: _run(prog, "sleep", 250), "0.1", duration=5.0)
+    s = pair(doc, pid, "nanosleep")
+    assert s is not None and s["count"] == 250
+    assert 5 <= s["latency"]["timed"] < 250, s
+    assert 10_000 <= s["latency"]["avg_us"] < 60_000
+    assert doc["syscalls"]["drops"]["start_full"] == 0
 
 
 @pytest.mark.vm
@@ -104,7 +126,7 @@ def test_300_enoent_opens(work, tmp_path):
 
 def test_latency_of_10ms_sleeps(work, tmp_path):
     prog = named(work, tmp_path)
-    doc, pid = run_collecting(lambda: _run(prog, "sleep", 20))
+    doc, pid = run_collecting(lambda: _run(prog, "sleep", 20), "--syscalls-latency", "on")
     s = pair(doc, pid, "nanosleep")
     assert s is not None and s["count"] == 20 and s["latency"]["timed"] == 20
     assert 10_000 <= s["latency"]["avg_us"] < 60_000
@@ -115,7 +137,7 @@ def test_latency_of_10ms_sleeps(work, tmp_path):
 
 def test_fork_counted_once_by_the_parent(work, tmp_path):
     prog = named(work, tmp_path)
-    doc, pid = run_collecting(lambda: _run(prog, "fork", 10))
+    doc, pid = run_collecting(lambda: _run(prog, "fork", 10), "--syscalls-latency", "on")
     clones = [c for c in doc["syscalls"]["counts"] if c["name"] in ("clone", "clone3", "fork")
               and c["comm"] == prog.name]
     assert sum(c["count"] for c in clones) == 10, clones  # the children's returns are not calls
@@ -171,7 +193,7 @@ def test_counts_match_bpftrace(work, tmp_path):
             b = _run(prog, "enoent", 200)
             return a, b
 
-        doc, (pa, pb) = run_collecting(workload)
+        doc, (pa, pb) = run_collecting(workload, "--syscalls-latency", "on")
         time.sleep(0.2)
     finally:
         bt.send_signal(signal.SIGINT)
