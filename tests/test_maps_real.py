@@ -147,6 +147,19 @@ def test_hash_read_write_delete(new_map, map_type):
 
 
 @pytest.mark.parametrize("map_type", HASHES)
+def test_delete_many(new_map, map_type):
+    m = new_map(map_type, max_entries=256)
+    for i in range(100):
+        m.update(k32(i), leaf(m, i))
+    assert m.delete_many([k32(i) for i in range(0, 100, 2)]) == 50
+    assert sorted(struct.unpack("=I", k)[0] for k, _ in m.items()) == list(range(1, 100, 2))
+    # one already gone in the middle: the others still go
+    assert m.delete_many([k32(1), k32(2), k32(3)]) == 2
+    assert m.lookup(k32(1)) is None and m.lookup(k32(3)) is None and len(m.items()) == 48
+    assert m.delete_many([]) == 0
+
+
+@pytest.mark.parametrize("map_type", HASHES)
 def test_slow_paths_match_the_batch_ones(new_map, map_type):
     m = new_map(map_type, value_size=8, max_entries=512)
     for i in range(300):

@@ -114,6 +114,43 @@ def test_cumulative_never_counts_twice_a_key_the_read_missed():
     assert c.step({"a": 6}, lambda keys: {}) == {"a": 1}
 
 
+def test_cumulative_short_read_gains_nothing_and_lowers_nothing():
+    """procs + owners read as two maps: a flush between them makes one read short, never long."""
+    c = sc.Cumulative()
+    evict = lambda keys: {}  # noqa: E731
+    assert c.step({"a": (10, 1, 100, 10, "x")}, evict) == {"a": (10, 1, 100, 10, "x")}
+    assert c.step({"a": (4, 0, 40, 4, "x")}, evict) == {"a": (0, 0, 0, 0, "x")}  # short: 6 calls in flight
+    assert c.prev["a"] == (10, 1, 100, 10, "x")
+    assert c.step({"a": (12, 1, 120, 12, "x")}, evict)["a"][:4] == (2, 0, 20, 2)  # only what is new
+    assert c.step({"a": (12, 1, 120, 12, "x")}, evict, keep={"a"}) == {}  # idle but kept: not evicted
+    assert "a" in c.prev
+
+
+def _owners(ncpu: int, slots: dict[tuple[int, int], tuple]) -> bytes:
+    """A per-CPU ``owners`` array as read: {(nr, cpu): (tgid, count, errors, lat, timed, comm)}."""
+    top = max(nr for nr, _ in slots) + 1
+    out = bytearray()
+    for nr in range(top):
+        for cpu in range(ncpu):
+            tgid, count, errors, lat, timed, comm = slots.get((nr, cpu), (0, 0, 0, 0, 0, b""))
+            out += sc._OWNER.pack(tgid, 0, count, errors, lat, timed, comm)
+    return bytes(out)
+
+
+def test_merge_owners_adds_each_cpus_pending_calls():
+    procs = {(7, 110): (100, 0, 0, 0, "loop")}
+    raw = _owners(2, {(110, 0): (7, 5, 0, 50, 5, b"loop"), (110, 1): (8, 3, 1, 0, 0, b"other"),
+                      (2, 1): (9, 0, 0, 0, 0, b"idle")})
+    pending = sc.merge_owners(procs, raw, 2)
+    assert pending == {(7, 110), (8, 110)}  # a slot with no calls is not pending
+    assert procs == {(7, 110): (105, 0, 50, 5, "loop"), (8, 110): (3, 1, 0, 0, "other")}
+
+
+def test_latency_modes():
+    assert [sc.latency_mode(v) for v in ("sampled", "on", "off", True, False, None, "x")] == \
+        ["sampled", "on", "off", "on", "off", "sampled", "sampled"]
+
+
 def test_build_sample_groups_errnos_and_names_syscalls():
     nrs = {257: (300, 300, 3000, (0, 300)), 110: (5000, 0, 1000, (0, 5000)), 999: (1, 0, 0, (0, 0))}
     procs = {(42, 257): (300, 300, 3000, 300, "kt_open"), (42, 110): (5000, 0, 1000, 5000, "kt_open")}

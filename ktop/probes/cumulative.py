@@ -67,19 +67,27 @@ class Cumulative:
 
     def step(self, cur: Mapping[Any, Any], evict, keep=frozenset()) -> dict:
         """``keep``: keys not to evict even when idle (they have counts elsewhere)."""
-        deltas, idle = cum_deltas(cur, self.prev, self.count_of)
-        if keep:
-            idle = [k for k in idle if k not in keep]
+        prev, count_of = self.prev, self.count_of
+        deltas: dict = {}
+        idle: list = []
+        for k, c in cur.items():  # one pass: cum_deltas, and the previous values moved up
+            p = prev.get(k)
+            if p is None:
+                if count_of(c):
+                    deltas[k] = c
+                prev[k] = c
+            elif c == p:
+                if k not in keep:
+                    idle.append(k)
+            else:
+                deltas[k] = _sub(c, p)
+                prev[k] = _max(c, p)
         if idle:
             last = evict(idle)
-            late, _ = cum_deltas(last, {k: cur[k] for k in last}, self.count_of)
+            late, _ = cum_deltas(last, {k: cur[k] for k in last}, count_of)
             deltas.update(late)
-        prev = self.prev
-        for k, c in cur.items():
-            p = prev.get(k)
-            prev[k] = c if p is None or c == p else _max(c, p)
-        for k in idle:
-            self.prev.pop(k, None)
+            for k in idle:
+                prev.pop(k, None)
         return deltas
 
 

@@ -123,6 +123,30 @@ class Map:
             self.delete(key)
         return value
 
+    def delete_many(self, keys: list[bytes]) -> int:
+        """Deletes these keys in one BPF_MAP_DELETE_BATCH (Linux 5.6+), else one by one; how many went.
+
+        Only for keys nothing writes any more: what an update adds between a read
+        and this delete is gone (``lookup_and_delete`` keeps it).
+        """
+        if not keys:
+            return 0
+        if bpfsys.BPF_MAP_DELETE_BATCH not in self._no_batch:
+            buf = ctypes.create_string_buffer(b"".join(self._key(k) for k in keys), len(keys) * self.key_size)
+            attr = bpfsys.BatchAttr(keys=ctypes.addressof(buf), count=len(keys), map_fd=self.fd)
+            try:
+                bpf(bpfsys.BPF_MAP_DELETE_BATCH, attr)
+                return attr.count
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:  # one was gone already: the rest one by one
+                    keys = keys[attr.count + 1:]
+                    done = attr.count
+                    return done + sum(1 for k in keys if self.delete(k))
+                if exc.errno not in _UNSUPPORTED:
+                    raise
+                self._no_batch.add(bpfsys.BPF_MAP_DELETE_BATCH)
+        return sum(1 for k in keys if self.delete(k))
+
     def _next_key(self, key: Optional[bytes]) -> Optional[bytes]:
         """The key after ``key`` (the first for None), or None at the end."""
         out = ctypes.create_string_buffer(self.key_size)

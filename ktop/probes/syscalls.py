@@ -28,6 +28,7 @@ time (see :mod:`ktop.probes.systable`).
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import struct
@@ -144,14 +145,25 @@ def merge_proc(per_cpu: Iterable[tuple]) -> ProcCum:
     return (count, errors, lat, timed, comm)
 
 
+@functools.lru_cache(maxsize=4)
+def _proc_vals(ncpu: int) -> struct.Struct:
+    """One key's ``proc_val`` on every CPU, in one unpack."""
+    return struct.Struct("<" + f"QQQQ{COMM_LEN}s" * ncpu)
+
+
 def unpack_procs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[int, int], ProcCum]:
     """Raw batch-read bytes of ``procs`` to {(tgid, nr): totals}."""
+    vals = _proc_vals(ncpu)
+    if len(values) < n * vals.size or len(keys) < n * _PROC_KEY.size:
+        raise ValueError(f"procs: {n} entries need {n * vals.size} value bytes, got {len(values)}")
     out = {}
-    vsz = _PROC_VAL.size * ncpu
-    for i in range(n):
-        key = _PROC_KEY.unpack_from(keys, i * _PROC_KEY.size)
-        base = i * vsz
-        out[key] = merge_proc(_PROC_VAL.unpack_from(values, base + c * _PROC_VAL.size) for c in range(ncpu))
+    for key, v in zip(_PROC_KEY.iter_unpack(keys[:n * _PROC_KEY.size]), vals.iter_unpack(values[:n * vals.size])):
+        if ncpu == 1:
+            out[key] = (v[0], v[1], v[2], v[3], cstr(v[4]))
+            continue
+        # the comm is written on the CPU that created the key; the others hold zeros
+        comm = next((c for c in v[4::5] if c[:1] != b"\0"), b"")
+        out[key] = (sum(v[0::5]), sum(v[1::5]), sum(v[2::5]), sum(v[3::5]), cstr(comm))
     return out
 
 
@@ -238,6 +250,16 @@ def special_flags(table: Mapping[int, str]) -> list[str]:
     return [f"-D{SPECIAL[name]}={nr}" for name, nr in sorted(nums.items())]
 
 
+def _alive(tgid: int) -> bool:
+    try:
+        os.kill(tgid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
 def latency_mode(value) -> str:
     """--syscalls-latency's value (also True/False, as older callers pass it)."""
     if value is True:
@@ -248,16 +270,28 @@ def latency_mode(value) -> str:
 
 
 def helper_build(req: dict):
-    """BCC attaches what the program declares; the on-demand latency programs are only loaded."""
+    """BCC attaches what the program declares; the on-demand latency programs are only loaded.
+
+    A kernel that refuses the BTF read of the syscall number (REGS_BTF) gets the
+    program again with bpf_probe_read_kernel instead.
+    """
     from bcc import BPF
 
-    from ktop.probes.helper import default_build
-
-    b, extra = default_build(req)
-    if extra.get("mode") == "sampled":
+    opts = req.get("options") or {}
+    probe = SyscallsProbe(ProbeOptions(pid=opts.get("pid"), extra=dict(opts.get("extra") or {})))
+    flags = probe.cflags()
+    try:
+        b = BPF(src_file=req["source"].encode(), cflags=flags)
+    except Exception:
+        if "-DREGS_BTF" not in flags:
+            raise
+        flags.remove("-DREGS_BTF")
+        probe.regs_btf = False
+        b = BPF(src_file=req["source"].encode(), cflags=flags)
+    if probe.mode == "sampled":
         for fn, _tp in LAT_PROGS:
             b.load_func(fn, BPF.RAW_TRACEPOINT)
-    return b, extra
+    return b, probe.helper_state()
 
 
 class SyscallsProbe(ProbeWorker):
@@ -271,6 +305,7 @@ class SyscallsProbe(ProbeWorker):
         self.table, self.names_from = systable.running_table()
         self.max_nr = max_nr_for(self.table)
         self.mode = latency_mode(self.options.extra.get("syscalls_latency", "sampled"))
+        self.regs_btf = True  # the syscall number read through a BTF pointer (helper_build may turn it off)
         self._lat_progs: dict[str, int] = {}
         self._window: list[int] = []  # raw tracepoint fds of the open latency window
         self._epoch = 0
@@ -330,6 +365,8 @@ class SyscallsProbe(ProbeWorker):
         flags.append({"off": "-DNO_LATENCY", "on": "-DLAT_ALWAYS", "sampled": "-DLAT_ON_DEMAND"}[self.mode])
         if self.use_raw():
             flags += ["-DRAW_TP", f"-DREGS_OFF_NR={int(self.regs_offset())}"]
+            if self.regs_btf and not self._regs_note:  # the offset came from BTF
+                flags.append("-DREGS_BTF")
         if self.options.pid is not None:
             flags.append(f"-DFILTER_TGID={int(self.options.pid)}")
             offs = self.task_offsets()
@@ -338,7 +375,7 @@ class SyscallsProbe(ProbeWorker):
         return flags
 
     def helper_state(self) -> dict:
-        return {"raw": self.use_raw(), "regs_note": self._regs_note, "mode": self.mode,
+        return {"raw": self.use_raw(), "regs_note": self._regs_note, "mode": self.mode, "regs_btf": self.regs_btf,
                 "children": self.options.pid is not None and bool(self.task_offsets())}
 
     def adopt(self, state: dict) -> None:
@@ -346,6 +383,7 @@ class SyscallsProbe(ProbeWorker):
         self._regs_note = state.get("regs_note", "")
         self._children = bool(state.get("children"))
         self.mode = latency_mode(state.get("mode", self.mode))
+        self.regs_btf = bool(state.get("regs_btf"))
 
     def attached(self, loaded) -> None:
         self.attach = "raw_tracepoint" if self._raw else "tracepoint"
@@ -378,14 +416,28 @@ class SyscallsProbe(ProbeWorker):
         return decode_nrstats(flat, self._ncpu, NBUCKETS)
 
     def _evict(self, name: str, keys: list, key_struct: struct.Struct, unpack) -> dict:
-        """Deletes idle keys; returns {key: its last value} (it may have grown since the read)."""
+        """Deletes idle keys; returns {key: its last value} (it may have grown since the read).
+
+        The keys of processes that have exited go in one batch: they can grow no more
+        (their calls still in an owner slot kept them from being idle). Under exec churn
+        they are nearly all of them, about 30 for every short-lived process.
+        """
         m = self._maps[name]
         last: dict = {}
+        dead: list[bytes] = []
+        alive: dict[int, bool] = {}
         for k in keys:
             kb = key_struct.pack(*k)
+            tgid = k[0]
+            if tgid not in alive:
+                alive[tgid] = _alive(tgid)
+            if not alive[tgid]:
+                dead.append(kb)
+                continue
             raw = m.lookup_and_delete(kb)
             if raw is not None:
                 last.update(unpack(kb, raw))
+        m.delete_many(dead)
         return last
 
     def _open_window(self) -> None:
