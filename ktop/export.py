@@ -97,6 +97,7 @@ class KtopMetrics:
         self.host: Any = None
         self.probes: dict[str, Any] = {}
         self.spawn = {"forks": 0, "exits": 0, "exec_failures": 0, "lost": 0}
+        self.spawn_failures_seen = True
         self.spawn_seen = False
         self.parents = Bounded(top_parents, (OTHER,))
         self.bio_seen = False
@@ -140,6 +141,7 @@ class KtopMetrics:
         self.spawn["forks"] += s.forks
         self.spawn["exits"] += s.exit_count
         self.spawn["exec_failures"] += s.exec_failures
+        self.spawn_failures_seen = s.failures_seen
         self.spawn["lost"] += s.lost
         names = None
         seen = 0
@@ -258,12 +260,15 @@ class KtopMetrics:
                         labels=["parent_comm"])
         for (name,), v in self.parents.items():
             execs.add_metric([name], v)
-        return [
+        out = [
             execs,
-            Counter("ktop_spawn_exec_failures", "failed execve/execveat calls", value=self.spawn["exec_failures"]),
             Counter("ktop_spawn_forks", "new tasks (sched_process_fork)", value=self.spawn["forks"]),
             Counter("ktop_spawn_exits", "process exits", value=self.spawn["exits"]),
         ]
+        if self.spawn_failures_seen:  # not traced without --exec-failures: absent, not 0
+            out.insert(1, Counter("ktop_spawn_exec_failures", "failed execve/execveat calls (--exec-failures)",
+                                  value=self.spawn["exec_failures"]))
+        return out
 
     def _bio_families(self, Counter, Histogram) -> list:
         lat = Histogram("ktop_bio_latency_seconds", "block I/O latency, issue to completion",
