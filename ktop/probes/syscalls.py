@@ -465,7 +465,7 @@ class SyscallsProbe(ProbeWorker):
         self._ticks += 1
         if self._window:
             self._close_window()
-        elif self._ticks % SAMPLE_EVERY == 0:
+        elif self._ticks % SAMPLE_EVERY == 1:  # the first right away: latency from the second tick on
             self._open_window()
 
     def collect(self, interval_s: float) -> SyscallsSample:
