@@ -64,6 +64,38 @@ def parse_time(text: str, start: float) -> Optional[float]:
 
 HELPERS_NICE_S = 1.5  # how long start-up builds run at nice 19 (ktop/probes/loader.py)
 
+
+def screenshot_dir() -> str:
+    """$KTOP_SCREENSHOT_DIR, else ~/.local/share/ktop/screenshots (XDG_DATA_HOME), made 0700.
+
+    Not the current folder: root's ktop would write a predictable name in a
+    folder another user may write to.
+    """
+    folder = os.environ.get("KTOP_SCREENSHOT_DIR")
+    if folder:
+        return folder
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    folder = os.path.join(base, "ktop", "screenshots")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return folder
+
+
+def write_private(folder: str, stem: str, suffix: str, text: str) -> str:
+    """Writes a new file ``stem[-N]suffix`` in ``folder``, mode 0600: O_EXCL and O_NOFOLLOW, so an
+    existing file or a planted symlink is never written through (the next free name is taken)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for n in range(100):
+        path = os.path.join(folder, f"{stem}-{n}{suffix}" if n else f"{stem}{suffix}")
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+    raise FileExistsError(17, "100 screenshots of the same second exist already")
+
+
 class KtopApp(App):
     """The dashboard. ``source`` is a LiveSource (or anything with the same
     start/tick/statuses/stop methods, such as a test's fake)."""
@@ -136,7 +168,7 @@ class KtopApp(App):
     ]
 
     def __init__(self, source, interval: float = 1.0, count: Optional[int] = None,
-                 theme_name: str = "textual-dark", autostart: bool = True):
+                 theme_name: str = "textual-dark", autostart: bool = True, early_signal=None):
         super().__init__()
         self.source = source
         self.interval = interval
@@ -144,6 +176,7 @@ class KtopApp(App):
         self.autostart = autostart
         self.model: Optional[Model] = None
         self.exit_signal: Optional[int] = None
+        self._early_signal = early_signal  # () -> a stop signal caught before on_mount, or None
         self._collector = None
         self._timings = os.environ.get("KTOP_TIMINGS")
         self._settled_logged = False
@@ -156,10 +189,9 @@ class KtopApp(App):
         self._history_lock = threading.Lock()
         self.view_abs: Optional[int] = None  # absolute tick shown while paused (None: live)
         self.focus_stack: list[int] = []
-        try:
-            self.theme = theme_name
-        except Exception:
-            pass
+        if theme_name not in self.available_themes:
+            raise ValueError(f"no theme named {theme_name!r}; known: {', '.join(sorted(self.available_themes))}")
+        self.theme = theme_name
 
     def compose(self) -> ComposeResult:
         yield HostHeader(id="header")
@@ -183,6 +215,10 @@ class KtopApp(App):
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (ValueError, RuntimeError, NotImplementedError):
                 pass  # not the main thread (tests)
+        early = self._early_signal() if self._early_signal else None
+        if early is not None:
+            self._on_signal(early)
+            return
         self._update_columns()
         self.query_one("#proc-table", KTable).focus()
         self.call_after_refresh(self._log_first_frame)
@@ -316,15 +352,15 @@ class KtopApp(App):
         self.push_screen(SortScreen(labels, table.sort_column), picked)
 
     def action_save_svg(self) -> None:
-        """Saves an SVG screenshot to $KTOP_SCREENSHOT_DIR (default: the current folder)."""
-        folder = os.environ.get("KTOP_SCREENSHOT_DIR", ".")
-        name = time.strftime("ktop-%Y%m%d-%H%M%S.svg")
+        """Saves an SVG screenshot, private to the user (it shows everyone's argv), never through a link."""
+        folder = screenshot_dir()
         try:
-            path = self.save_screenshot(filename=name, path=folder)
+            path = write_private(folder, time.strftime("ktop-%Y%m%d-%H%M%S"), ".svg", self.export_screenshot())
         except OSError as exc:
-            self.notify(f"screenshot not saved: {exc.strerror}", severity="error")
+            self.notify(f"screenshot not saved in {clean(folder)}: {exc.strerror}", severity="error",
+                        markup=False)
             return
-        self.notify(f"saved {path}")
+        self.notify(f"saved {clean(path)}", markup=False)
 
     # -- panels and focus ------------------------------------------------------
     def panels(self) -> list[Panel]:

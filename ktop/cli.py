@@ -54,6 +54,27 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def theme_name(text: str) -> str:
+    """One of Textual's themes (checked only when given: the import is not free at start-up)."""
+    if text == "textual-dark":
+        return text
+    from textual.theme import BUILTIN_THEMES
+
+    if text not in BUILTIN_THEMES:
+        raise argparse.ArgumentTypeError(f"no theme named {text!r}; known: {', '.join(sorted(BUILTIN_THEMES))}")
+    return text
+
+
+MIN_INTERVAL_S = 0.1  # htop's -d floor (one tenth): shorter spins a core and fills a recording's disk
+
+
+def _interval(text: str) -> float:
+    v = _positive_float(text)
+    if v < MIN_INTERVAL_S:
+        raise argparse.ArgumentTypeError(f"at least {MIN_INTERVAL_S:g} s between refreshes: {text!r}")
+    return v
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -124,12 +145,13 @@ def main_parser() -> argparse.ArgumentParser:
         description="A top-like dashboard of what the kernel sees, fed by eBPF probes. "
                     f"Subcommands: {', '.join(SUBCOMMANDS)} (ktop SUBCOMMAND --help).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("interval", nargs="?", type=_positive_float, default=1.0,
+    p.add_argument("interval", nargs="?", type=_interval, default=1.0,
                    help="seconds between refreshes (default 1)")
     p.add_argument("count", nargs="?", type=_positive_int, default=None,
                    help="number of refreshes, then exit (default: run until q)")
     _common(p)
-    p.add_argument("--theme", default="textual-dark", help="Textual theme name (default textual-dark)")
+    p.add_argument("--theme", type=theme_name, default="textual-dark",
+                   help="Textual theme name (default textual-dark; nord, gruvbox, dracula, ...)")
     p.add_argument("--history", type=_positive_float, default=None, metavar="SECONDS",
                    help="seconds of ticks kept for pausing and stepping back (default 600)")
     p.add_argument("--export", metavar="ADDR", default=None,
@@ -143,7 +165,7 @@ def snapshot_parser() -> argparse.ArgumentParser:
         prog="ktop snapshot",
         description="Run the collectors headless for a while and print what they saw.",
         epilog=SNAPSHOT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("interval", nargs="?", type=_positive_float, default=None,
+    p.add_argument("interval", nargs="?", type=_interval, default=None,
                    help="seconds between samples (default: 1, or the duration if shorter)")
     p.add_argument("-d", "--duration", type=_positive_float, default=1.0,
                    help="seconds to collect once the probes are live (default 1)")
@@ -390,7 +412,19 @@ def remedy_for(status) -> str:
     return "see the error above; make install sets up BCC, headers and tracefs"
 
 
+EARLY_SIGNAL: dict = {"signum": None}  # a stop signal that came before the dashboard's own handlers
+
+
+def _early_stop(signum, _frame) -> None:
+    EARLY_SIGNAL["signum"] = signum
+
+
 def run_ui(args) -> int:
+    # First, before the terminal goes raw: a SIGTERM, SIGHUP or SIGINT during start-up is
+    # remembered and ends the dashboard as soon as it is up, through its normal exit (the
+    # terminal restored), instead of killing the process with the screen in raw mode.
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(s, _early_stop)
     from ktop.probes import diag
     from ktop.sources.live import LiveSource
 
@@ -410,7 +444,15 @@ def run_ui(args) -> int:
     from ktop.cli_record import export_for_ui
 
     source = export_for_ui(source, args.export)  # --export: the same ticks, served to Prometheus
-    app = KtopApp(source, interval=args.interval, count=args.count, theme_name=args.theme)
+    try:
+        app = KtopApp(source, interval=args.interval, count=args.count, theme_name=args.theme,
+                      early_signal=lambda: EARLY_SIGNAL["signum"])
+    except ValueError as exc:  # --theme
+        source.stop()
+        raise UsageError(f"--theme: {exc}") from None
+    if EARLY_SIGNAL["signum"] is not None:  # before Textual touched the terminal: no need to start it
+        source.stop()
+        return 128 + EARLY_SIGNAL["signum"]
     if args.history is not None:
         app.history_seconds = args.history
     try:

@@ -14,7 +14,16 @@ import time
 from typing import Optional
 
 from ktop import cli
-from ktop.cli import UsageError, _common, _positive_float, _positive_int, _probe_names, _probe_options, settle_timeout
+from ktop.cli import (
+    UsageError,
+    _common,
+    _interval,
+    _positive_float,
+    _positive_int,
+    _probe_names,
+    _probe_options,
+    settle_timeout,
+)
 
 RECORD_EXAMPLES = """examples:
     sudo ktop record -o run.jsonl --duration 60      # one minute, a line per second
@@ -44,7 +53,7 @@ def record_parser() -> argparse.ArgumentParser:
         description="Record snapshots to a file (JSON Lines, gzip when FILE ends in .gz), "
                     "one line per tick, for ktop replay or scripts. The file is created mode 0600.",
         epilog=RECORD_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("interval", nargs="?", type=_positive_float, default=1.0,
+    p.add_argument("interval", nargs="?", type=_interval, default=1.0,
                    help="seconds between ticks (default 1)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the recording to write")
     limit = p.add_mutually_exclusive_group()
@@ -68,7 +77,8 @@ def replay_parser() -> argparse.ArgumentParser:
                    help="spawn events kept for --json (default 100000)")
     p.add_argument("--history", type=_positive_float, default=None, metavar="SECONDS",
                    help="seconds of ticks kept for stepping back (default 600)")
-    p.add_argument("--theme", default="textual-dark", help="Textual theme name (default textual-dark)")
+    p.add_argument("--theme", type=cli.theme_name, default="textual-dark",
+                   help="Textual theme name (default textual-dark; nord, gruvbox, dracula, ...)")
     return p
 
 
@@ -198,7 +208,10 @@ def run_replay(args) -> int:
     from ktop.sources.replay import ReplaySource
 
     source = ReplaySource(rec, speed=args.speed)
-    app = KtopApp(source, interval=source.interval, theme_name=args.theme)
+    try:
+        app = KtopApp(source, interval=source.interval, theme_name=args.theme)
+    except ValueError as exc:  # --theme
+        raise UsageError(f"--theme: {exc}") from None
     if args.history is not None:
         app.history_seconds = args.history
     app.sub_title = source.describe()

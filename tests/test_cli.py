@@ -75,6 +75,10 @@ def test_unknown_probe(argv):
     (["snapshot", "--duration", "0"], "positive"),
     (["snapshot", "--duration", "abc"], "not a number"),
     (["snapshot", "0"], "positive"),
+    (["1e-300"], "at least 0.1 s"),
+    (["--theme", "nosuchtheme"], "no theme named 'nosuchtheme'; known: ansi-dark"),
+    (["snapshot", "0.05"], "at least 0.1 s"),
+    (["record", "-o", "/tmp/ktop-never-written.jsonl", "1e-300"], "at least 0.1 s"),
 ])
 def test_bad_interval_count_duration(argv, says):
     r = run(*argv)

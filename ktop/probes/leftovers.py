@@ -5,11 +5,18 @@ BCC names the kprobe/uprobe events it creates through tracefs with a
 PMUs, BCC uses them and nothing lands in tracefs; on older kernels it writes
 to ``kprobe_events``/``uprobe_events``, and a SIGKILL leaves those entries.
 Entries whose creating process is gone are garbage (no tool can use them):
-ktop removes them at start and says how many.
+ktop removes them at start and says how many, and removes those of a build
+helper whose attach failed as soon as it is gone (BCC's own clean-up never
+runs there: the helper leaves with ``os._exit``).
+
+The files are opened write-only, never appended to (tracefs refuses the seek
+of ``"a"`` with EINVAL) and never truncated (``O_TRUNC`` removes every probe
+event on the machine, other tools' too).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -29,8 +36,31 @@ def stale_events(text: str, alive=lambda pid: os.path.exists(f"/proc/{pid}")) ->
     return out
 
 
-def clean() -> list[str]:
-    """Removes stale BCC events; returns one sentence per file touched."""
+def remove(path: Path, events: list[str]) -> tuple[int, list[str]]:
+    """Removes ``group/event`` entries from a kprobe_events/uprobe_events file: (removed, failures)."""
+    if not events:
+        return 0, []
+    removed = 0
+    failed: list[str] = []
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return 0, [f"{ev}: {exc.strerror}" for ev in events]
+    try:
+        for ev in events:
+            try:
+                os.write(fd, f"-:{ev}\n".encode())
+                removed += 1
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:  # gone meanwhile: nothing to say
+                    failed.append(f"{ev}: {exc.strerror}")
+    finally:
+        os.close(fd)
+    return removed, failed
+
+
+def _sweep(select, why: str) -> list[str]:
+    """Removes the entries ``select(listing)`` names from both files; one sentence per file touched."""
     t = features.tracefs()
     if t is None or not features.can_trace():
         return []
@@ -38,17 +68,24 @@ def clean() -> list[str]:
     for name in ("kprobe_events", "uprobe_events"):
         path = Path(t) / name
         try:
-            stale = stale_events(path.read_text())
+            events = select(path.read_text())
         except OSError:
             continue
-        removed = 0
-        for ev in stale:
-            try:
-                with open(path, "a") as f:
-                    f.write(f"-:{ev}\n")
-                removed += 1
-            except OSError:
-                pass  # busy or already gone
+        removed, failed = remove(path, events)
+        kind = name.split("_")[0]
         if removed:
-            said.append(f"removed {removed} {name.split('_')[0]} event(s) left in {path} by a killed run")
+            said.append(f"removed {removed} {kind} event(s) left in {path} by {why}")
+        if failed:
+            said.append(f"could not remove {len(failed)} {kind} event(s) left in {path} by {why}: "
+                        + "; ".join(failed[:3]) + (" ..." if len(failed) > 3 else ""))
     return said
+
+
+def clean() -> list[str]:
+    """Removes stale BCC events (their owner is dead); returns one sentence per file touched."""
+    return _sweep(stale_events, "a killed run")
+
+
+def remove_owned_by(pid: int) -> list[str]:
+    """Removes the events a (dead) build helper created: its attach failed, nothing holds them."""
+    return _sweep(lambda text: stale_events(text, alive=lambda p: p != pid), "a failed attach")

@@ -102,12 +102,14 @@ def _run(request: dict, timeout: Optional[float]) -> tuple[dict, list[int]]:
     log = tempfile.TemporaryFile(prefix="ktop-helper-")
     env = dict(os.environ, KTOP_HELPER_FD=str(theirs.fileno()), KTOP_HELPER_PARENT=str(os.getpid()))
     fds: list[int] = []
+    pid = 0
     try:
         try:
             proc = subprocess.Popen(_helper_command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     pass_fds=(theirs.fileno(),), env=env, close_fds=True)
         except OSError as exc:
             raise BuildError(f"cannot start the build helper: {exc.strerror}") from exc
+        pid = proc.pid
         theirs.close()
         with _nice_lock:
             _nice["pids"].add(proc.pid)
@@ -137,15 +139,37 @@ def _run(request: dict, timeout: Optional[float]) -> tuple[dict, list[int]]:
                 proc.wait()
             with _nice_lock:
                 _nice["pids"].discard(proc.pid)
+        if not header.get("ok"):
+            left = _clean_after(pid)
+            if left:
+                header["error"] = f"{header.get('error') or 'the build failed'}; {left}"
         return header, fds
-    except BaseException:
+    except BaseException as exc:
         for fd in fds:
             os.close(fd)
+        left = _clean_after(pid) if pid else ""
+        if left and isinstance(exc, BuildError):
+            exc.detail = f"{exc.detail}; {left}"
+            exc.args = (exc.detail,)
         raise
     finally:
         ours.close()
         theirs.close()
         log.close()
+
+
+def _clean_after(pid: int) -> str:
+    """A helper that failed (or died) may have left tracefs entries: removes them now.
+
+    Returns a sentence for the probe's status when some could not be removed, else "".
+    """
+    from ktop.probes import leftovers
+
+    try:
+        said = leftovers.remove_owned_by(pid)
+    except Exception as exc:  # never hides the build's own error
+        said = [f"could not check tracefs for what the failed helper left: {exc}"]
+    return "; ".join(line for line in said if line.startswith("could not"))
 
 
 def _recv(sock: socket.socket, deadline: float, fds: list[int], header: bool = True) -> Optional[dict]:

@@ -678,3 +678,43 @@ def test_pid_screen_of_a_process_that_exits():
         child.kill()
         source.stop()
     assert "exited" in text, text
+
+
+def _terminal_restored(tm: Tmux) -> list[str]:
+    """What is still wrong with the pane's terminal after ktop exited ([] when all is restored)."""
+    wrong = []
+    if tm.display("#{alternate_on}") != "0":
+        wrong.append("alternate screen on")
+    if tm.display("#{cursor_flag}") != "1":
+        wrong.append("cursor hidden")
+    if tm.display("#{mouse_any_flag}") not in ("0", ""):
+        wrong.append("mouse reporting on")
+    tty = tm.display("#{pane_tty}")
+    modes = subprocess.run(["stty", "-a"], stdin=open(tty), capture_output=True, text=True, timeout=10).stdout
+    for flag in ("echo", "icanon", "isig"):
+        if f"-{flag} " in modes + " ":
+            wrong.append(f"{flag} off")
+    return wrong
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_stop_signal_at_any_moment_of_start_up_restores_the_terminal(sig):
+    """A stop signal every 0.1 s through the first 2 s (SIGTERM; every 0.3 s for the others): ktop
+    always exits with 128+N and leaves the terminal as it found it."""
+    require_spawn()
+    step = 0.1 if sig == "SIGTERM" else 0.3
+    delays = [round(step * i, 2) for i in range(1, int(2.0 / step) + 1)]
+    signum = getattr(signal, sig)
+    for delay in delays:
+        tm = Tmux(_ktop_cmd("--probes", "spawn", "1"))
+        try:
+            pid = tm.ktop_pid()
+            start = time.monotonic()
+            time.sleep(max(0.0, delay - (time.monotonic() - start)))
+            os.kill(pid, signum)
+            screen = tm.wait_text("KTOP_EXITED", 30)
+            code = int(screen.split("KTOP_EXITED", 1)[1].split()[0])
+            assert code == 128 + signum, (delay, screen)
+            assert _terminal_restored(tm) == [], (sig, delay)
+        finally:
+            tm.close()

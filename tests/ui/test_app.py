@@ -224,3 +224,40 @@ async def test_help_lists_keys(key):
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen.__class__.__name__ != "HelpScreen"
+
+
+def test_write_private_never_follows_a_planted_symlink(tmp_path):
+    from ktop.app import write_private
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "ktop-x.svg").symlink_to(victim)
+    path = write_private(str(tmp_path), "ktop-x", ".svg", "<svg/>")
+    assert path == str(tmp_path / "ktop-x-1.svg")  # the next free name, not through the link
+    assert victim.read_text() == "precious"
+    import os
+    import stat
+
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert open(path).read() == "<svg/>"
+
+
+async def test_f12_saves_a_private_screenshot(tmp_path, monkeypatch):
+    monkeypatch.setenv("KTOP_SCREENSHOT_DIR", str(tmp_path))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        await pilot.press("f12")
+        await pilot.pause()
+    (svg,) = list(tmp_path.glob("ktop-*.svg"))
+    assert svg.stat().st_mode & 0o777 == 0o600 and svg.read_text().startswith("<svg")
+
+
+def test_screenshot_dir_default_is_private(tmp_path, monkeypatch):
+    from ktop.app import screenshot_dir
+
+    monkeypatch.delenv("KTOP_SCREENSHOT_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    folder = screenshot_dir()
+    assert folder == str(tmp_path / "ktop" / "screenshots")
+    assert (tmp_path / "ktop" / "screenshots").stat().st_mode & 0o777 == 0o700
