@@ -247,6 +247,8 @@ def run_export(args) -> int:
 
     def ready(exporter) -> None:
         live = [s.name for s in source.statuses() if s.status == "live"]
+        if exporter.warning:
+            print(exporter.warning, file=sys.stderr, flush=True)
         print(f"ktop: serving {exporter.url} every {args.interval:g} s "
               f"(live probes: {', '.join(live) or 'none'})", file=sys.stderr, flush=True)
 

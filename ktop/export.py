@@ -32,6 +32,8 @@ from ktop.probes.registry import PROBES
 from ktop.snapshot import DISABLED, FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, Snapshot
 
 DEFAULT_LISTEN = "127.0.0.1:9435"
+IDLE_TIMEOUT_S = 10.0  # a connection that sends nothing (or too slowly) for this long is closed
+MAX_CONNECTIONS = 16  # at once; one more is closed at accept (each holds a thread)
 TOP_PARENTS = 20  # ktop_spawn_execs_total{parent_comm}
 TOP_DISKOPS = 64  # (disk, op) pairs of ktop_bio_*
 TOP_FUNCS = 200  # (target, function) pairs of ktop_funcs_calls_total
@@ -321,6 +323,77 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def open_warning(host: str) -> str:
+    """A sentence when the endpoint is reachable from beyond this machine ("" for loopback)."""
+    import ipaddress
+
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return ""
+    except ValueError:
+        if host == "localhost":
+            return ""
+    return (f"ktop: warning: the metrics endpoint on {host} has no authentication: whoever can reach it "
+            "sees every process's command name and the machine's activity (bind 127.0.0.1 to keep it local)")
+
+
+def make_server(host: str, port: int, registry: Any):
+    """prometheus_client's threading WSGI server, bounded: an idle or slow client is dropped after
+    IDLE_TIMEOUT_S, at most MAX_CONNECTIONS at once, HEAD answered without a body, no access log."""
+    import socket
+    from wsgiref.simple_server import WSGIRequestHandler
+    from wsgiref.simple_server import make_server as wsgi_server
+
+    from prometheus_client import make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        if environ.get("REQUEST_METHOD") != "HEAD":
+            return metrics_app(environ, start_response)
+        metrics_app(dict(environ, REQUEST_METHOD="GET"), start_response)  # its headers, no body
+        return []
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        def server_bind(self) -> None:
+            self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+            self._held: set = set()
+            self._held_lock = threading.Lock()
+            super().server_bind()
+
+        def get_request(self):
+            conn, addr = super().get_request()
+            conn.settimeout(IDLE_TIMEOUT_S)  # reads and writes of this connection
+            return conn, addr
+
+        def verify_request(self, request, client_address) -> bool:
+            if not self._slots.acquire(blocking=False):
+                return False  # closed at once (shutdown_request)
+            with self._held_lock:
+                self._held.add(request)
+            return True
+
+        def shutdown_request(self, request) -> None:
+            with self._held_lock:
+                held = request in self._held
+                self._held.discard(request)
+            super().shutdown_request(request)
+            if held:
+                self._slots.release()
+
+        def handle_error(self, request, client_address) -> None:
+            pass  # a client that timed out or went away: nothing to print
+
+    return wsgi_server(host, port, app, Server, handler_class=Quiet)
+
+
 class Exporter:
     """An HTTP endpoint serving a :class:`KtopMetrics` (plus ktop's own process metrics)."""
 
@@ -328,17 +401,20 @@ class Exporter:
         self.host, self.port = parse_listen(listen)
         self.metrics = metrics or KtopMetrics()
         self._server: Any = None
+        self.warning = ""  # open_warning(), once started
 
     def start(self) -> None:
         """Binds and serves in a daemon thread. Raises OSError (port in use, ...)."""
-        from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+        from prometheus_client import CollectorRegistry, ProcessCollector
 
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.metrics)
         ProcessCollector(namespace="ktop", registry=registry)
-        server, _thread = start_http_server(self.port, addr=self.host, registry=registry)
+        server = make_server(self.host, self.port, registry)
+        threading.Thread(target=server.serve_forever, name="ktop-export", daemon=True).start()
         self._server = server
         self.port = server.server_address[1]
+        self.warning = open_warning(self.host)
 
     @property
     def url(self) -> str:
@@ -396,8 +472,12 @@ def start_export(source: Any, listen: str) -> ExportingSource:
     Raises:
         ValueError: a bad address; OSError: it cannot bind.
     """
+    import sys
+
     exporter = Exporter(listen)
     exporter.start()
+    if exporter.warning:  # before the dashboard takes the terminal
+        print(exporter.warning, file=sys.stderr, flush=True)
     return ExportingSource(source, exporter)
 
 

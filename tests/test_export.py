@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import urllib.request
 from dataclasses import replace
 
@@ -231,3 +232,52 @@ def test_grafana_dashboard_uses_exported_metrics():
     for e in exprs:
         for name in re.findall(r"\bktop_[a-z_]+", e):
             assert name in names or name.startswith("ktop_process_"), (name, e)
+
+
+def test_idle_connections_are_closed_and_bounded(monkeypatch):
+    """An idle client is dropped after the timeout; more than MAX_CONNECTIONS at once are refused;
+    the threads go with them; HEAD gets the headers and no body."""
+    import socket
+    import threading as th
+
+    from ktop import export
+
+    monkeypatch.setattr(export, "IDLE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(export, "MAX_CONNECTIONS", 4)
+    ex = Exporter("127.0.0.1:0")
+    ex.start()
+    try:
+        threads_before = th.active_count()
+        idle = [socket.create_connection(("127.0.0.1", ex.port), timeout=5) for _ in range(8)]
+        time.sleep(0.2)
+        assert th.active_count() - threads_before <= 4  # the others were closed at accept
+        refused = 0
+        for s in idle:
+            s.settimeout(3)
+            try:
+                if s.recv(1) == b"":  # closed by the server: at once (over the bound) or on the timeout
+                    refused += 1
+            except (ConnectionResetError, socket.timeout):
+                refused += 1
+        assert refused == 8
+        for s in idle:
+            s.close()
+        deadline = time.monotonic() + 5
+        while th.active_count() > threads_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert th.active_count() == threads_before
+        req = urllib.request.Request(ex.url, method="HEAD")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200 and r.read() == b""
+        with urllib.request.urlopen(ex.url, timeout=5) as r:  # still serving
+            assert b"ktop_process_resident_memory_bytes" in r.read()
+    finally:
+        ex.stop()
+
+
+def test_open_warning_beyond_loopback():
+    from ktop.export import open_warning
+
+    assert open_warning("127.0.0.1") == open_warning("::1") == open_warning("localhost") == ""
+    assert "no authentication" in open_warning("0.0.0.0")
+    assert "no authentication" in open_warning("192.0.2.1")
