@@ -7,6 +7,7 @@ options, signal handling and error style (one line, exit code 2).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import signal
 import sys
@@ -31,6 +32,10 @@ RECORD_EXAMPLES = """examples:
     sudo ktop record -o run.jsonl --count 10 -p 42   # 10 ticks of PID 42 and its children
     ktop replay run.jsonl.gz                         # watch it again (Space, arrows, +/-, g)
     ktop replay run.jsonl.gz --json | jq .spawns.rates   # the snapshot --json document of the recording
+
+exit status: 0 done; 2 bad usage or an output it will not write (a symlink, a FIFO, not a regular
+file); 74 a write failed during the run (a full disk): the ticks before it are in the file; 128+N
+stopped by signal N (SIGTERM, SIGHUP) after writing what it had.
 """
 
 REPLAY_EXAMPLES = """examples:
@@ -113,6 +118,8 @@ def _open_recording(path: str):
 
 # -- record -------------------------------------------------------------------
 
+EXIT_WRITE_FAILED = 74  # sysexits' EX_IOERR: the disk filled (or another write error) during a recording
+
 def run_record(args) -> int:
     from ktop.probes import diag, registry
     from ktop.recording import RecordingWriter, header
@@ -127,11 +134,14 @@ def run_record(args) -> int:
         writer = RecordingWriter(args.output, header(source.host, args.interval, names))
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        if getattr(exc, "errno", None) == 40:  # ELOOP: O_NOFOLLOW met a symlink
+        if getattr(exc, "errno", None) == errno.ELOOP:  # O_NOFOLLOW met a symlink
             reason = "is a symlink (not followed)"
+        elif getattr(exc, "errno", None) == errno.ENXIO:  # O_NONBLOCK: a FIFO nobody reads
+            reason = "a FIFO with no reader (recordings go to regular files)"
         raise UsageError(f"cannot write {args.output}: {reason}") from None
     diag.start()
     ticks = 0
+    failed: Optional[OSError] = None  # the write that stopped the recording (ENOSPC, EIO, ...)
     with cli._SignalStop() as stop:
         try:
             source.start()
@@ -145,7 +155,12 @@ def run_record(args) -> int:
             t0 = time.monotonic()
             next_at = t0
             while not stop.event.is_set():
-                writer.write(source.tick())
+                snap = source.tick()
+                try:
+                    writer.write(snap)
+                except OSError as exc:
+                    failed = exc
+                    break
                 ticks += 1
                 if args.count is not None and ticks >= args.count:
                     break
@@ -156,9 +171,18 @@ def run_record(args) -> int:
         finally:
             try:
                 writer.close()
+            except OSError as exc:  # the gzip trailer did not fit: the lines before are readable
+                failed = failed or exc
             finally:
                 source.stop()
                 diag.stop()
+    if failed is not None:
+        print(f"ktop: recording stopped: cannot write {args.output}: {failed.strerror or failed}; the {ticks} "
+              f"ticks before are in the file, and ktop replay reads them", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    if not writer.still_there():
+        print(f"ktop: warning: {args.output} was removed or replaced during the recording: its {ticks} ticks "
+              "are not in the file there now", file=sys.stderr)
     size = writer.file_bytes
     print(f"ktop: recorded {ticks} ticks to {args.output} ({size} bytes, "
           f"{size // max(ticks, 1)} per tick)", file=sys.stderr)

@@ -64,7 +64,9 @@ def open_private(path: str) -> int:
     Raises:
         OSError: with a readable ``strerror`` (a symlink gives ELOOP).
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    # O_NONBLOCK: a FIFO without a reader fails at once (ENXIO) instead of blocking; on a regular
+    # file it changes nothing
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, 0o600)
     try:
         st = os.fstat(fd)
@@ -98,7 +100,10 @@ class RecordingWriter:
         self.path = path
         self.ticks = 0
         self.raw_bytes = 0  # uncompressed JSON written
+        self._size = 0  # the file's size when closed
         fd = open_private(path)
+        st = os.fstat(fd)
+        self._inode = (st.st_dev, st.st_ino)  # what tells this file from one made in its place
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._gz: Optional[gzip.GzipFile] = None
         if path.endswith(".gz"):
@@ -122,15 +127,28 @@ class RecordingWriter:
 
     @property
     def file_bytes(self) -> int:
-        return self._file.tell() if not self._file.closed else os.path.getsize(self.path)
+        return self._file.tell() if not self._file.closed else self._size
+
+    def still_there(self) -> bool:
+        """Whether ``path`` is still this recording (not removed or replaced meanwhile)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._inode
 
     def close(self) -> None:
+        """Closes; OSError when the gzip trailer cannot be written (the lines before stay readable)."""
         if self._file.closed:
             return
         try:
             if self._gz is not None:
                 self._gz.close()  # the gzip trailer
         finally:
+            try:
+                self._size = os.fstat(self._file.fileno()).st_size
+            except OSError:
+                pass
             self._file.close()
 
     def __enter__(self) -> RecordingWriter:
