@@ -161,6 +161,16 @@ class RecordingWriter:
 # -- reading ----------------------------------------------------------------
 
 _CHUNK = 1 << 20
+MAX_LINE = 64 << 20  # one tick's JSON: about 1 MB at 5000 processes; longer is not a recording
+MAX_TIME = 1e11  # seconds since the epoch (year 5138): a larger "time" is not a clock's
+
+
+class _TooLong(Exception):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a recording holds")
 
 
 def _lines(path: str) -> Iterator[tuple[int, bytes, Any]]:
@@ -193,6 +203,8 @@ def _lines(path: str) -> Iterator[tuple[int, bytes, Any]]:
                 offset += nl + 1 - start
                 start = nl + 1
             buf = buf[start:]
+            if len(buf) > MAX_LINE:
+                raise _TooLong()
         yield offset, buf, True
 
 
@@ -207,10 +219,11 @@ def _gzip_lines(f) -> Iterator[tuple[Any, bytes, Any]]:
         while chunk:
             fed = True
             try:
-                buf += d.decompress(chunk)
+                # bounded output per call: a gzip bomb inflates 1000x, and a line has a limit anyway
+                buf += d.decompress(chunk, _CHUNK * 4)
             except zlib.error as exc:
                 raise _GzipBroken(str(exc)) from None
-            chunk = b""
+            chunk = d.unconsumed_tail
             if d.eof:  # a member ended; another may follow (cat a.gz b.gz)
                 chunk, d, fed = d.unused_data, zlib.decompressobj(wbits=31), False
                 if chunk and not chunk.startswith(b"\x1f\x8b"):
@@ -223,6 +236,8 @@ def _gzip_lines(f) -> Iterator[tuple[Any, bytes, Any]]:
                 yield None, buf[start:nl + 1], False
                 start = nl + 1
             buf = buf[start:]
+            if len(buf) > MAX_LINE:
+                raise _TooLong()
     yield None, buf, ("complete" if not fed or d.eof else "cut")
 
 
@@ -262,6 +277,8 @@ class Recording:
             raise self._error(f"cannot read: {exc.strerror or exc}") from None
         if stat.S_ISDIR(st.st_mode):
             raise self._error("cannot read: is a directory")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, /dev/zero never ends
+            raise self._error("cannot read: not a regular file (a recording is a file ktop record wrote)")
         pending: Optional[tuple[int, Any, bytes]] = None  # the previous line, checked once we know it is not last
         lineno = 0
         unknown_warned: set[str] = set()
@@ -289,6 +306,8 @@ class Recording:
             raise self._error(f"cannot read: {exc.strerror or exc}") from None
         except _GzipBroken as exc:
             raise self._error(f"corrupt gzip data: {exc}", lineno + 1) from None
+        except _TooLong:
+            raise self._error(f"a line longer than {MAX_LINE >> 20} MiB: not a ktop recording", lineno + 1) from None
         if not self.header:
             raise self._error("empty file: not a ktop recording", 1)
 
@@ -299,7 +318,9 @@ class Recording:
 
     def _parse(self, lineno: int, raw: bytes) -> Any:
         try:
-            return json.loads(raw)
+            return json.loads(raw, parse_constant=_reject_constant)
+        except RecursionError:
+            raise self._error("corrupt line: nested too deeply", lineno) from None
         except (UnicodeDecodeError, ValueError) as exc:
             msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             if lineno == 1:
@@ -329,6 +350,8 @@ class Recording:
             snap = snapshot_from_jsonable(data)
         except DecodeError as exc:
             raise self._error(f"corrupt line: {exc}", lineno) from None
+        if not 0 <= snap.time < MAX_TIME:
+            raise self._error(f"corrupt line: time {snap.time!r} is not a clock's", lineno)
         for name in unknown_sections(data):
             if name not in unknown_warned:
                 unknown_warned.add(name)

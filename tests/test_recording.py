@@ -217,6 +217,59 @@ def test_bad_files_exit_2_naming_file_and_line(tmp_path, case, command):
     assert lines_err[0].startswith(f"ktop: error: {path}{where}"), lines_err[0]
 
 
+def _with_middle(lines: list[bytes], middle: bytes) -> bytes:
+    return lines[0] + lines[1] + middle + b"\n" + lines[2] + lines[3]
+
+
+@pytest.mark.parametrize("case", ["nested", "nan-time", "huge-time", "infinity", "fifo", "dev-zero",
+                                  "long-line", "gzip-bomb"])
+def test_hostile_files_refused_in_bounded_time_and_memory(tmp_path, case):
+    """Each refused with one sentence naming the file (and line), exit 2, under 300 MB and 60 s."""
+    lines = _good_lines()
+    d = json.loads(lines[2])
+    if case == "nested":
+        path, where = _bad(tmp_path, "a.jsonl", _with_middle(lines, b"[" * 100_000)), ":3: corrupt line: nested"
+    elif case == "nan-time":
+        d["time"] = float("nan")
+        path, where = _bad(tmp_path, "a.jsonl", _with_middle(lines, json.dumps(d).encode())), \
+            ":3: corrupt line: not JSON (NaN is not a number a recording holds"
+    elif case == "infinity":
+        path, where = _bad(tmp_path, "a.jsonl", _with_middle(lines, lines[2].rstrip().replace(
+            b'"time":', b'"time":-Infinity,"x":', 1))), ":3: corrupt line: not JSON (-Infinity"
+    elif case == "huge-time":
+        d["time"] = 1e300
+        path, where = _bad(tmp_path, "a.jsonl", _with_middle(lines, json.dumps(d).encode())), \
+            ":3: corrupt line: time 1e+300 is not a clock's"
+    elif case == "fifo":
+        path = str(tmp_path / "pipe")
+        os.mkfifo(path)
+        where = ": cannot read: not a regular file"
+    elif case == "dev-zero":
+        path, where = "/dev/zero", ": cannot read: not a regular file"
+    elif case == "long-line":
+        with open(tmp_path / "a.jsonl", "wb") as f:
+            f.write(lines[0])
+            f.write(b"x" * (65 << 20))
+        path, where = str(tmp_path / "a.jsonl"), ":2: a line longer than 64 MiB"
+    else:  # 200 MB of zeros without a newline, 200 KB of gzip
+        with gzip.open(tmp_path / "bomb.jsonl.gz", "wb", compresslevel=9) as g:
+            g.write(lines[0])
+            block = bytes(1 << 20)
+            for _ in range(200):
+                g.write(block)
+        path, where = str(tmp_path / "bomb.jsonl.gz"), ":2: a line longer than 64 MiB"
+    code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True, "
+            "timeout=60); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); print(r.returncode); "
+            "sys.stderr.write(r.stderr); sys.stdout.write(r.stdout)")
+    r = subprocess.run([sys.executable, "-c", code, *KTOP, "replay", path, "--json"], capture_output=True,
+                       text=True, timeout=90)
+    maxrss_kb, rc = (int(x) for x in r.stdout.split()[:2])
+    assert rc == 2, r.stderr
+    assert maxrss_kb < 300 * 1024, maxrss_kb
+    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith(f"ktop: error: {path}{where}"), r.stderr[-500:]
+
+
 def test_recording_error_text():
     assert str(RecordingError("f.jsonl", "corrupt line: x", 7)) == "f.jsonl:7: corrupt line: x"
     assert str(RecordingError("f.jsonl", "cannot read: EACCES")) == "f.jsonl: cannot read: EACCES"
