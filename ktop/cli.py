@@ -54,6 +54,15 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _funcs_max(text: str) -> int:
+    from ktop.probes.funcs import MAX_POOL
+
+    v = _positive_int(text)
+    if v > MAX_POOL:
+        raise argparse.ArgumentTypeError(f"at most {MAX_POOL} (the most one target's program holds): {text!r}")
+    return v
+
+
 def theme_name(text: str) -> str:
     """One of Textual's themes (checked only when given: the import is not free at start-up)."""
     if text == "textual-dark":
@@ -101,6 +110,13 @@ def _probe_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class Parser(argparse.ArgumentParser):
+    """One line for a usage error, as htop and most tools print (argparse prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--pid", type=_pid, metavar="PID",
                    help="trace only this process and its children")
@@ -111,7 +127,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="count calls of SPEC (repeatable), as funccount: func or k:func (kernel), "
                         "lib:func or /path/bin:func (user, c: is libc), t:category:event, u:lib:probe (USDT); "
                         "'*' wildcards")
-    p.add_argument("--funcs-max", type=_positive_int, default=1000, metavar="N",
+    p.add_argument("--funcs-max", type=_funcs_max, default=1000, metavar="N",
                    help="most probes one -f SPEC may attach (default 1000, BCC's limit)")
     p.add_argument("--disk", type=_disk, metavar="NAME", default=None,
                    help="bio probe: trace this disk only (e.g. vda; a partition means its disk)")
@@ -140,7 +156,7 @@ def _disk(text: str) -> int:
 
 
 def main_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="ktop",
         description="A top-like dashboard of what the kernel sees, fed by eBPF probes. "
                     f"Subcommands: {', '.join(SUBCOMMANDS)} (ktop SUBCOMMAND --help).",
@@ -161,7 +177,7 @@ def main_parser() -> argparse.ArgumentParser:
 
 
 def snapshot_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="ktop snapshot",
         description="Run the collectors headless for a while and print what they saw.",
         epilog=SNAPSHOT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,7 +195,7 @@ def snapshot_parser() -> argparse.ArgumentParser:
 
 
 def doctor_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="ktop doctor",
         description="Report what this kernel offers, and start each probe to show its status.")
     p.add_argument("--probes", type=_probe_list, metavar="LIST", default=None)

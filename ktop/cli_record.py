@@ -53,7 +53,7 @@ EXPORT_EXAMPLES = """examples:
 
 
 def record_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.Parser(
         prog="ktop record",
         description="Record snapshots to a file (JSON Lines, gzip when FILE ends in .gz), "
                     "one line per tick, for ktop replay or scripts. The file is created mode 0600.",
@@ -70,7 +70,7 @@ def record_parser() -> argparse.ArgumentParser:
 
 
 def replay_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.Parser(
         prog="ktop replay",
         description="Replay a recording in the dashboard, or print its snapshot document (--json).",
         epilog=REPLAY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,7 +90,7 @@ def replay_parser() -> argparse.ArgumentParser:
 def export_parser() -> argparse.ArgumentParser:
     from ktop.export import DEFAULT_LISTEN
 
-    p = argparse.ArgumentParser(
+    p = cli.Parser(
         prog="ktop export",
         description="Serve the probes' figures as Prometheus/OpenMetrics text (see docs/prometheus.md).",
         epilog=EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)

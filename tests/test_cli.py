@@ -76,6 +76,7 @@ def test_unknown_probe(argv):
     (["snapshot", "--duration", "abc"], "not a number"),
     (["snapshot", "0"], "positive"),
     (["1e-300"], "at least 0.1 s"),
+    (["snapshot", "--funcs-max", "100000"], "at most 10000"),
     (["--theme", "nosuchtheme"], "no theme named 'nosuchtheme'; known: ansi-dark"),
     (["snapshot", "0.05"], "at least 0.1 s"),
     (["record", "-o", "/tmp/ktop-never-written.jsonl", "1e-300"], "at least 0.1 s"),
@@ -186,3 +187,12 @@ def test_main_in_process_usage_error(capsys, monkeypatch):
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     assert main([]) == 2
     assert "needs a terminal" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["snapshot", "--duration", "x"], ["record"], ["replay"],
+                                  ["export", "--nope"], ["doctor", "--nope"]])
+def test_a_usage_error_is_one_line(argv):
+    r = run(*argv)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and ": error: " in lines[0] and "--help" in lines[0], r.stderr

@@ -209,3 +209,29 @@ def test_the_real_dashboard_maps_no_llvm_and_runs_no_probe_threads():
     none = _dashboard_figures("--probes", "none", live=f"probes 0/{len(registry.PROBES)} live")
     assert full["libs"] == [], f"mapped into the dashboard: {full['libs']}"
     assert full["threads"] == none["threads"], (full, none)
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8])
+def test_sigint_during_start_up_stops_at_once(delay):
+    """While the helpers still compile, SIGINT ends `ktop snapshot` at once (no waiting for the builds):
+    the helpers die with it and nothing is left loaded."""
+    require_spawn()
+    before = loaded_prog_ids()
+    from realutil import KTOP
+
+    p = subprocess.Popen([*KTOP, "snapshot", "--duration", "60", "--json"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: _helpers_of(p.pid), 10, 0.01), "no helper started"
+        time.sleep(delay)
+        helpers = _helpers_of(p.pid)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert took < 1.5 * TIME_SCALE, took
+    assert wait_until(lambda: not any(os.path.exists(f"/proc/{h}") for h in helpers), 5, 0.05), "a helper outlived ktop"
+    assert wait_until(lambda: not (loaded_prog_ids() - before), 5, 0.1)
