@@ -198,7 +198,8 @@ class KtopApp(App):
         yield Static(id="tabs")
         with Horizontal(id="panels"):
             with Vertical(id="left"):
-                yield ProcessPanel(id="processes")
+                yield ProcessPanel(id="processes", scope_pid=getattr(getattr(self.source, "options", None), "pid",
+                                                                   None))
                 yield SpawnsPanel(id="spawns")
             with Vertical(id="right"):
                 # one panel per further probe (bio, syscalls, funcs), each `height: 1fr`

@@ -261,3 +261,19 @@ def test_screenshot_dir_default_is_private(tmp_path, monkeypatch):
     folder = screenshot_dir()
     assert folder == str(tmp_path / "ktop" / "screenshots")
     assert (tmp_path / "ktop" / "screenshots").stat().st_mode & 0o777 == 0o700
+
+
+async def test_scoped_pid_that_exited_is_said_in_the_title():
+    from types import SimpleNamespace
+
+    src = fakes.FakeSource()
+    src.options = SimpleNamespace(pid=999_999)  # -p of a process that is not in the table
+    app = KtopApp(src, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        panel = app.query_one("#processes")
+        assert "PID 999999 has exited" in str(panel.border_title)
+        alive = fakes.PROCESSES[0].pid
+        panel.scope_pid = alive
+        await show(app, pilot, fakes.snapshot())
+        assert "has exited" not in str(panel.border_title)

@@ -89,12 +89,13 @@ class ProcessPanel(Panel):
         yield KTable(COLUMNS, sort_column=3, reverse=True, id="proc-table")
         yield from self.filter_input()
 
-    def __init__(self, **kw):
+    def __init__(self, scope_pid: int | None = None, **kw):
         super().__init__(**kw)
         self._rows: dict = {}
         self.user_filter: str | None = None  # F4
         self.tree_view = False  # F5
         self.model: Model | None = None
+        self.scope_pid = scope_pid  # -p: the table holds this process and its descendants
 
     def update_from(self, model: Model) -> None:
         self.model = model
@@ -112,6 +113,8 @@ class ProcessPanel(Panel):
             title += f" user {clean(self.user_filter)}"
         if self.tree_view:
             title += " tree"
+        if self.scope_pid is not None and not any(p.pid == self.scope_pid for p in model.processes):
+            title += f" PID {self.scope_pid} has exited"  # an empty table says why
         self.set_titles(Text(title))
 
     def set_tree(self, on: bool) -> None:
