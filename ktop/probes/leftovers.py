@@ -5,8 +5,8 @@ BCC names the kprobe/uprobe events it creates through tracefs with a
 PMUs, BCC uses them and nothing lands in tracefs; on older kernels it writes
 to ``kprobe_events``/``uprobe_events``, and a SIGKILL leaves those entries.
 Entries whose creating process is gone are garbage (no tool can use them):
-ktop removes them at start and says how many, and removes those of a build
-helper whose attach failed as soon as it is gone (BCC's own clean-up never
+ktop removes them at start and says how many, and removes those a build
+helper left for an attach that failed as soon as the helper is gone (BCC's own clean-up never
 runs there: the helper leaves with ``os._exit``).
 
 The files are opened write-only, never appended to (tracefs refuses the seek
@@ -52,7 +52,8 @@ def remove(path: Path, events: list[str]) -> tuple[int, list[str]]:
                 os.write(fd, f"-:{ev}\n".encode())
                 removed += 1
             except OSError as exc:
-                if exc.errno != errno.ENOENT:  # gone meanwhile: nothing to say
+                # ENOENT: gone meanwhile; EBUSY: a live probe uses it (BCC attached through tracefs)
+                if exc.errno not in (errno.ENOENT, errno.EBUSY):
                     failed.append(f"{ev}: {exc.strerror}")
     finally:
         os.close(fd)
@@ -87,5 +88,7 @@ def clean() -> list[str]:
 
 
 def remove_owned_by(pid: int) -> list[str]:
-    """Removes the events a (dead) build helper created: its attach failed, nothing holds them."""
+    """Removes the events a (dead) build helper created that nothing holds: those of attaches
+    that failed (BCC falls back to tracefs when the perf PMU refuses one). One that a live probe
+    holds is busy and stays."""
     return _sweep(lambda text: stale_events(text, alive=lambda p: p != pid), "a failed attach")

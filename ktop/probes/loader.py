@@ -139,10 +139,10 @@ def _run(request: dict, timeout: Optional[float]) -> tuple[dict, list[int]]:
                 proc.wait()
             with _nice_lock:
                 _nice["pids"].discard(proc.pid)
-        if not header.get("ok"):
-            left = _clean_after(pid)
-            if left:
-                header["error"] = f"{header.get('error') or 'the build failed'}; {left}"
+        left = _clean_after(pid)  # even a build that went live may have had sites that failed
+        if left:
+            header["error" if not header.get("ok") else "cleanup"] = \
+                f"{header.get('error') or 'the build failed'}; {left}" if not header.get("ok") else left
         return header, fds
     except BaseException as exc:
         for fd in fds:
