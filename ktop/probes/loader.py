@@ -139,10 +139,11 @@ def _run(request: dict, timeout: Optional[float]) -> tuple[dict, list[int]]:
                 proc.wait()
             with _nice_lock:
                 _nice["pids"].discard(proc.pid)
-        left = _clean_after(pid)  # even a build that went live may have had sites that failed
-        if left:
-            header["error" if not header.get("ok") else "cleanup"] = \
-                f"{header.get('error') or 'the build failed'}; {left}" if not header.get("ok") else left
+        # even a build that went live may have had sites that failed; what cannot be removed
+        # after one that went live is said by the next start's clean-up
+        left = _clean_after(pid)
+        if left and not header.get("ok"):
+            header["error"] = f"{header.get('error') or 'the build failed'}; {left}"
         return header, fds
     except BaseException as exc:
         for fd in fds:
