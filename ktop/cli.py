@@ -317,7 +317,7 @@ def run_snapshot(args) -> int:
             source.start()
             for note in source.notes:
                 print(f"ktop: {note}", file=sys.stderr)
-            source.wait_settled(settle_timeout())
+            source.wait_settled(settle_timeout(), stop.event)
             live = [s for s in source.statuses() if s.status == "live"]
             print(f"ktop: collecting for {args.duration:g} s (live probes: "
                   f"{', '.join(s.name for s in live) or 'none'})", file=sys.stderr, flush=True)

@@ -161,9 +161,11 @@ class LiveSource:
         """True once no probe is still compiling (funcs targets included)."""
         return not any(w.settling() for w in self.workers.values())
 
-    def wait_settled(self, timeout: float) -> bool:
+    def wait_settled(self, timeout: float, stop: Optional[threading.Event] = None) -> bool:
+        """Until every probe is live or failed, ``timeout`` passes, or ``stop`` is set (a signal:
+        no waiting for the builds still running)."""
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
+        while time.monotonic() < end and not (stop is not None and stop.is_set()):
             if self.settled():
                 return True
             self.wait(0.02)  # probes already live drain their rings meanwhile
