@@ -40,12 +40,12 @@ def test_nr_deltas_only_what_changed():
 
 
 def test_merge_proc_takes_the_comm_from_the_cpu_that_created_the_key():
-    per_cpu = [(0, 0, 0, 0, b"\0" * 16), (5, 1, 900, 4, b"kt_getppid\0\0\0\0\0\0"), (2, 0, 100, 2, b"\0" * 16)]
+    per_cpu = (0, 0, 0, 0, b"\0" * 16) + (5, 1, 900, 4, b"kt_getppid\0\0\0\0\0\0") + (2, 0, 100, 2, b"\0" * 16)
     assert sc.merge_proc(per_cpu) == (7, 1, 1000, 6, "kt_getppid")
 
 
 def test_merge_proc_comm_with_invalid_utf8_is_kept_visible():
-    assert sc.merge_proc([(1, 0, 0, 0, b"ab\xff\0" + b"\0" * 12)])[4] == "ab\\xff"
+    assert sc.merge_proc((1, 0, 0, 0, b"ab\xff\0" + b"\0" * 12))[4] == "ab\\xff"
 
 
 def test_unpack_procs_and_errs_from_raw_batch_bytes():

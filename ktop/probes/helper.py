@@ -64,19 +64,22 @@ def bpf_fds(b) -> tuple[dict[str, int], dict[str, int], list[int]]:
     return maps, progs, links
 
 
-def default_build(req: dict):
-    """A program whose TRACEPOINT_PROBE / RAW_TRACEPOINT_PROBE functions BCC attaches itself.
-
-    The probe is made here too, with ktop's options, to take its -D knobs (its BTF and
-    tracefs reads happen in this process); what it chose goes back as the extra.
-    """
-    from bcc import BPF
-
+def request_probe(req: dict):
+    """The probe of a build request, made here with ktop's options: its -D knobs (and the BTF and
+    tracefs reads behind them) come from this process."""
     from ktop.probes.base import ProbeOptions
     from ktop.probes.registry import probe_class
 
     opts = req.get("options") or {}
-    probe = probe_class(req["probe"])(ProbeOptions(pid=opts.get("pid"), extra=dict(opts.get("extra") or {})))
+    return probe_class(req["probe"])(ProbeOptions(pid=opts.get("pid"), extra=dict(opts.get("extra") or {})))
+
+
+def default_build(req: dict):
+    """A program whose TRACEPOINT_PROBE / RAW_TRACEPOINT_PROBE functions BCC attaches itself;
+    what the probe chose goes back as the extra."""
+    from bcc import BPF
+
+    probe = request_probe(req)
     cflags = list(req["cflags"]) if "cflags" in req else probe.cflags()
     return BPF(src_file=req["source"].encode(), cflags=cflags), probe.helper_state()
 

@@ -68,7 +68,6 @@ REGS_NR_FALLBACK = {"x86_64": 15 * 8}
 SPECIAL = {"exit": "NR_EXIT", "exit_group": "NR_EXIT_GROUP", "clone": "NR_CLONE", "clone3": "NR_CLONE3",
            "fork": "NR_FORK", "vfork": "NR_VFORK"}
 
-_PROC_VAL = struct.Struct(f"<QQQQ{COMM_LEN}s")  # struct proc_val, one CPU
 _PROC_KEY = struct.Struct("<II")  # struct proc_key
 _ERR_KEY = struct.Struct("<IHH")  # struct err_key
 _OWNER = struct.Struct(f"<IIQQQQ{COMM_LEN}s")  # struct owner_t, one CPU
@@ -128,21 +127,14 @@ def nr_deltas(cur: Mapping[int, NrCum], prev: Mapping[int, NrCum]) -> dict[int, 
     return out
 
 
-def merge_proc(per_cpu: Iterable[tuple]) -> ProcCum:
-    """One (process, syscall) key's per-CPU ``proc_val`` (count, errors, lat_ns, timed, comm) summed.
+def merge_proc(v: Sequence) -> ProcCum:
+    """One (process, syscall) key's ``proc_val`` on every CPU, as one unpack gives it (count, errors,
+    lat_ns, timed, comm, then the next CPU's), summed.
 
     The comm is written on the CPU that created the key; the others hold zeros.
     """
-    count = errors = lat = timed = 0
-    comm = ""
-    for c, e, lat_ns, t, raw in per_cpu:
-        count += c
-        errors += e
-        lat += lat_ns
-        timed += t
-        if not comm:
-            comm = cstr(raw) if isinstance(raw, (bytes, bytearray)) else str(raw)
-    return (count, errors, lat, timed, comm)
+    comm = next((c for c in v[4::5] if c[:1] != b"\0"), b"")
+    return (sum(v[0::5]), sum(v[1::5]), sum(v[2::5]), sum(v[3::5]), cstr(comm))
 
 
 @functools.lru_cache(maxsize=4)
@@ -158,12 +150,7 @@ def unpack_procs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[in
         raise ValueError(f"procs: {n} entries need {n * vals.size} value bytes, got {len(values)}")
     out = {}
     for key, v in zip(_PROC_KEY.iter_unpack(keys[:n * _PROC_KEY.size]), vals.iter_unpack(values[:n * vals.size])):
-        if ncpu == 1:
-            out[key] = (v[0], v[1], v[2], v[3], cstr(v[4]))
-            continue
-        # the comm is written on the CPU that created the key; the others hold zeros
-        comm = next((c for c in v[4::5] if c[:1] != b"\0"), b"")
-        out[key] = (sum(v[0::5]), sum(v[1::5]), sum(v[2::5]), sum(v[3::5]), cstr(comm))
+        out[key] = merge_proc(v)
     return out
 
 
@@ -277,8 +264,9 @@ def helper_build(req: dict):
     """
     from bcc import BPF
 
-    opts = req.get("options") or {}
-    probe = SyscallsProbe(ProbeOptions(pid=opts.get("pid"), extra=dict(opts.get("extra") or {})))
+    from ktop.probes.helper import request_probe
+
+    probe = request_probe(req)
     flags = probe.cflags()
     try:
         b = BPF(src_file=req["source"].encode(), cflags=flags)
