@@ -302,6 +302,8 @@ class Snapshot:
     syscalls: Optional[Any] = None  # ktop.probes.syscalls
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
+    # Where the process table came from: "task iterator", or "/proc" and why.
+    process_source: str = ""
     # Drill-down: the same data scoped (in the kernel) to one PID and its children.
     focus: Optional[Snapshot] = None
     focus_detail: Optional[ProcessDetail] = None

@@ -95,6 +95,7 @@ class Model:
     system: SystemSample
     probes: dict[str, ProbeStatus]
     processes: tuple[ProcessInfo, ...]
+    process_source: str = ""  # "task iterator", or "/proc" and why (Snapshot.process_source)
     cpu_history: tuple[tuple[float, ...], ...] = ()  # per CPU
     mem_history: tuple[float, ...] = ()  # percent used
     spawns: tuple[SpawnRow, ...] = ()  # newest first
@@ -188,7 +189,7 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
     model = Model(
         time=snap.time, interval_s=snap.interval_s, host=snap.host, system=snap.system,
         probes={p.name: p for p in snap.probes}, processes=snap.processes,
-        cpu_history=cpu_hist, mem_history=_push(prev.mem_history if prev else (), mem_pct),
+        process_source=snap.process_source, cpu_history=cpu_hist, mem_history=_push(prev.mem_history if prev else (), mem_pct),
         spawns=prev.spawns if prev else (), spawn_rates=prev.spawn_rates if prev else SpawnRates(),
         exec_rate_history=prev.exec_rate_history if prev else (),
         top_parents=prev.top_parents if prev else (),
@@ -255,6 +256,7 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
         "probes": {n: {"status": p.status, "detail": p.detail, "lost": p.lost,
                        "run_time_ns": p.run_time_ns, "run_count": p.run_count}
                    for n, p in model.probes.items()},
+        "process_source": model.process_source,
         "processes": [
             {"pid": p.pid, "ppid": p.ppid, "user": p.user, "comm": p.comm,
              "cmdline": list(p.cmdline), "cpu_percent": p.cpu_percent, "rss": p.rss,

@@ -35,6 +35,7 @@ BPF_MAP_LOOKUP_BATCH = 24
 BPF_MAP_LOOKUP_AND_DELETE_BATCH = 25
 BPF_MAP_DELETE_BATCH = 27
 BPF_ENABLE_STATS = 32
+BPF_ITER_CREATE = 33
 
 # Map types (enum bpf_map_type).
 BPF_MAP_TYPE_HASH = 1
@@ -82,6 +83,10 @@ class BatchAttr(ctypes.Structure):
 
 class RawTpAttr(ctypes.Structure):
     _fields_ = [("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+class IterCreateAttr(ctypes.Structure):
+    _fields_ = [("link_fd", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
 
 
 class InfoAttr(ctypes.Structure):
@@ -181,3 +186,8 @@ def raw_tracepoint_open(name: str, prog_fd: int) -> int:
     """Attaches a loaded raw tracepoint program: the returned fd holds the attachment (close detaches)."""
     buf = ctypes.create_string_buffer(name.encode())
     return bpf(BPF_RAW_TRACEPOINT_OPEN, RawTpAttr(name=ctypes.addressof(buf), prog_fd=prog_fd))
+
+
+def iter_create(link_fd: int) -> int:
+    """A new read session of an attached BPF iterator: reading the fd runs its program (close it after)."""
+    return bpf(BPF_ITER_CREATE, IterCreateAttr(link_fd=link_fd))

@@ -19,6 +19,8 @@ VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
 _KIND_STRUCT = 4
 _KIND_UNION = 5
+_KIND_ARRAY = 3
+_KIND_FUNC = 12
 # Bytes that follow each btf_type header, by kind: (fixed, per vlen entry).
 _EXTRA = {
     1: (4, 0), 2: (0, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8),
@@ -115,6 +117,75 @@ class BTF:
                     out.setdefault(k, v)
         return out
 
+    def has_func(self, name: str) -> bool:
+        """Whether the kernel has a function called ``name`` (BTF kind FUNC)."""
+        return any(self._t(tid)[0] == _KIND_FUNC for tid in self._named(name))
+
+    def typed_members(self, tid: int, base_bits: int = 0) -> dict[str, tuple[int, int]]:
+        """{name: (byte offset, type id)} of a struct or union's members, anonymous ones flattened."""
+        kind, kind_flag, _n, body, vlen = self._t(tid)
+        out: dict[str, tuple[int, int]] = {}
+        for i in range(vlen):
+            name_off, mtype, moff = struct.unpack_from("<III", self._data, body + 12 * i)
+            bits = base_bits + (moff & 0xFFFFFF if kind_flag else moff)
+            if name_off:
+                if bits % 8 == 0:
+                    out.setdefault(self._name(name_off), (bits // 8, mtype))
+                continue
+            inner = self._resolve(mtype)
+            if self._t(inner)[0] in (_KIND_STRUCT, _KIND_UNION):
+                for k, v in self.typed_members(inner, bits).items():
+                    out.setdefault(k, v)
+        return out
+
+    def size(self, tid: int) -> int:
+        """Bytes of a type (an array's: its element's times its count)."""
+        tid = self._resolve(tid)
+        kind, _kf, _n, body, _v = self._t(tid)
+        if kind == _KIND_ARRAY:
+            elem, _index, count = struct.unpack_from("<III", self._data, body)
+            return self.size(elem) * count
+        if kind == 2:  # PTR
+            return 8
+        return struct.unpack_from("<I", self._data, body - 4)[0]
+
+    def array(self, tid: int) -> tuple[int, int] | None:
+        """(element type id, element count) of an array type, else None."""
+        tid = self._resolve(tid)
+        kind, _kf, _n, body, _v = self._t(tid)
+        if kind != _KIND_ARRAY:
+            return None
+        elem, _index, count = struct.unpack_from("<III", self._data, body)
+        return elem, count
+
+    def path(self, struct_name: str, dotted: str) -> tuple[int, int]:
+        """(byte offset, type id) of ``a.b.c`` inside ``struct_name``, through embedded structs
+        and arrays (``rss_stat.1.count``: element 1); never through a pointer.
+
+        Raises:
+            BTFError: a step does not exist.
+        """
+        tid, off = self.find_struct(struct_name), 0
+        where = struct_name
+        for step in dotted.split("."):
+            tid = self._resolve(tid)
+            arr = self.array(tid)
+            if step.isdigit():
+                if arr is None or int(step) >= arr[1]:
+                    raise BTFError(f"{where} is not an array of more than {step} elements")
+                off += int(step) * self.size(arr[0])
+                tid = arr[0]
+            else:
+                if self._t(tid)[0] not in (_KIND_STRUCT, _KIND_UNION):
+                    raise BTFError(f"{where} is not a struct")
+                m = self.typed_members(tid).get(step)
+                if m is None:
+                    raise BTFError(f"{where} has no {step} in BTF")
+                off += m[0]
+                tid = m[1]
+            where = f"{where}.{step}"
+        return off, tid
+
     def raw_tracepoint_args(self, event: str) -> list[str]:
         """The arguments a raw tracepoint program sees for ``event`` (ctx->args[i]),
         from the kernel's ``btf_trace_<event>`` prototype: a struct pointer as
@@ -150,7 +221,7 @@ class BTF:
     def _resolve(self, tid: int) -> int:
         for _ in range(16):
             kind, _kf, _n, body, _v = self._t(tid)
-            if kind not in (8, 9, 10, 11, 18):
+            if kind not in (8, 9, 10, 11, 18):  # typedef, volatile, const, restrict, type tag
                 return tid
             tid = struct.unpack_from("<I", self._data, body - 4)[0]
         return tid

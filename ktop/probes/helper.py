@@ -61,6 +61,7 @@ def bpf_fds(b) -> tuple[dict[str, int], dict[str, int], list[int]]:
                 links.extend(int(x) for x in fd.values())
             else:
                 links.append(int(fd))
+    links.extend(getattr(b, "ktop_links", ()))  # what a helper_build attached itself (an iterator's link)
     return maps, progs, links
 
 

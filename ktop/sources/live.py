@@ -1,8 +1,10 @@
 """Live data: the process table plus every probe, read on one thread.
 
 The :class:`LiveSource` starts every probe at once (each compiles in its own
-helper process, in parallel), and each :meth:`LiveSource.tick` reads every
-live probe's maps, scans processes, and returns one :class:`Snapshot`.
+helper process, in parallel), and the task iterator that reads the process
+table (ktop/probes/tasks.py; ``/proc`` until it is live, or where it cannot
+run), and each :meth:`LiveSource.tick` reads every live probe's maps and the
+process table, and returns one :class:`Snapshot`.
 Between ticks :meth:`LiveSource.wait` sleeps in one ``epoll`` on every ring
 buffer (a program wakes it only every few dozen records) and a wake-up pipe.
 :class:`Collector` runs ticks on a thread and hands snapshots to a callback:
@@ -21,7 +23,8 @@ from typing import Callable, Iterable, Optional
 from ktop.probes import bpfstats, features, leftovers
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.registry import PROBES, probe_class
-from ktop.snapshot import DISABLED, FAILED, LIVE, ProbeStatus, Snapshot
+from ktop.probes.tasks import TasksIter
+from ktop.snapshot import DISABLED, FAILED, LIVE, STARTING, ProbeStatus, Snapshot
 from ktop.system import heap, host, procs
 
 
@@ -38,6 +41,9 @@ class LiveSource:
         self._focus_lock = threading.Lock()
         self.host = host.host_info()
         self.scanner = procs.ProcScanner()
+        self.table = procs.TaskTable(self.host.boot_time)
+        self.tasks: Optional[TasksIter] = None  # the process table's task iterator, once started
+        self.process_source = "/proc"
         self._last_tick = time.monotonic()
         self.started_at = time.monotonic()
         self._started = False
@@ -59,6 +65,11 @@ class LiveSource:
                 # fd-based: undone when ktop exits, however it exits. Off by default: while on,
                 # the kernel times every BPF program on the machine (~70 ns a run measured here).
                 bpfstats.enable()
+        if self.options.extra.get("procfs"):
+            self.process_source = "/proc (--procfs)"
+        else:
+            self.tasks = TasksIter(ProbeOptions(extra={"build_timeout": self.options.extra.get("build_timeout")}))
+            self.tasks.start()
         self.workers = self._start_workers(self.options)
 
     def _start_workers(self, options: ProbeOptions) -> dict:
@@ -159,7 +170,8 @@ class LiveSource:
 
     def settled(self) -> bool:
         """True once no probe is still compiling (funcs targets included)."""
-        return not any(w.settling() for w in self.workers.values())
+        return not any(w.settling() for w in self.workers.values()) and \
+            not (self.tasks is not None and self.tasks.settling())
 
     def wait_settled(self, timeout: float, stop: Optional[threading.Event] = None) -> bool:
         """Until every probe is live or failed, ``timeout`` passes, or ``stop`` is set (a signal:
@@ -177,7 +189,7 @@ class LiveSource:
         samples = {name: w.sample() for name, w in self.workers.items()}
         focus_samples = {name: w.sample() for name, w in scoped.items()}
         system = host.system_sample()
-        processes = self.scanner.scan(self.options.pid)
+        processes = self._processes()
         now = time.monotonic()
         interval, self._last_tick = now - self._last_tick, now
         snap = Snapshot(
@@ -187,6 +199,7 @@ class LiveSource:
             system=system,
             probes=self.statuses(),
             processes=processes,
+            process_source=self.process_source,
             **_sections(samples),
         )
         if focus_pid is None:
@@ -202,10 +215,30 @@ class LiveSource:
         focus = replace(snap, processes=tuple(mine), probes=statuses, **sections)
         return replace(snap, focus=focus, focus_detail=detail)
 
+    def _processes(self) -> tuple:
+        """The process table: from the task iterator once it is live, else from /proc."""
+        it = self.tasks
+        if it is not None and it.status.status == LIVE:
+            now = time.monotonic_ns()
+            data = it.sample()  # None when the read failed: the iterator says why in its status
+            if data is not None:
+                if not self.process_source.startswith("task"):
+                    self.table.seed(self.scanner)  # CPU % goes on from /proc's last figures
+                self.process_source = "task iterator"
+                rows = self.table.rows(data, now)
+                return tuple(procs.descendants(list(rows), self.options.pid)) if self.options.pid else rows
+        if it is not None:
+            st = it.status
+            self.process_source = "/proc" + ("" if st.status == STARTING else f" (task iterator {st.status}: "
+                                                                               f"{st.detail})")
+        return self.scanner.scan(self.options.pid)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Detaches every probe (closes its descriptors); builds still running are dropped."""
         with self._focus_lock:
             workers = list(self.workers.values()) + list(self.focus_workers.values())
+        if self.tasks is not None:
+            workers.append(self.tasks)
         for w in workers:
             w.stop()
         bpfstats.disable()

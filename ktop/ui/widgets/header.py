@@ -50,7 +50,10 @@ class HostHeader(Widget):
         line.append(f" {clean(h.hostname)}", style="bold")
         line.append(f"  Linux {clean(h.kernel)}  up {uptime(s.uptime_s)}  "
                     f"load {s.load[0]:.2f} {s.load[1]:.2f} {s.load[2]:.2f}  "
-                    f"tasks {len(m.processes)}  probes {live}/{len(m.probes)} live")
+                    f"tasks {len(m.processes)}")
+        if m.process_source:  # the reader of the table: "iter" (BPF task iterator) or "/proc"
+            line.append(" (iter)" if m.process_source.startswith("task") else " (/proc)")
+        line.append(f"  probes {live}/{len(m.probes)} live")
         if any(p.run_count for p in m.probes.values()):
             line.append(f", kernel cost {m.probe_cpu_percent:.2f}% CPU")
         width = max(self.size.width, CELL)
