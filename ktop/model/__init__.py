@@ -189,7 +189,8 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
     model = Model(
         time=snap.time, interval_s=snap.interval_s, host=snap.host, system=snap.system,
         probes={p.name: p for p in snap.probes}, processes=snap.processes,
-        process_source=snap.process_source, cpu_history=cpu_hist, mem_history=_push(prev.mem_history if prev else (), mem_pct),
+        process_source=snap.process_source, cpu_history=cpu_hist,
+        mem_history=_push(prev.mem_history if prev else (), mem_pct),
         spawns=prev.spawns if prev else (), spawn_rates=prev.spawn_rates if prev else SpawnRates(),
         exec_rate_history=prev.exec_rate_history if prev else (),
         top_parents=prev.top_parents if prev else (),

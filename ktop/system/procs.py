@@ -96,7 +96,7 @@ class TaskTable:
         # does (an iterator filtered to tid 1 returns nothing either) while /proc/1 exists.
         self._init = ProcScanner(proc, only=1)
 
-    def seed(self, scanner: "ProcScanner") -> None:
+    def seed(self, scanner: ProcScanner) -> None:
         """CPU times of the /proc scan that ran before this table, so CPU % needs no second tick."""
         self._runtime = {pid: (start, int(cpu_s * 1e9)) for pid, (cpu_s, start) in scanner._prev.items()}
         self._prev_ns = scanner.last_ns
