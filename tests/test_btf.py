@@ -105,6 +105,64 @@ def test_struct_offsets_missing_struct_in_real_kernel(bpftool_types):
         struct_offsets("ktop_no_such_struct", ("x",))
 
 
+def _bpftool_path(types: dict, struct_name: str, dotted: str) -> int:
+    """Byte offset of a dotted path, walked through bpftool's dump (structs and arrays)."""
+    tid, bits = _struct_id(types, struct_name), 0
+
+    def resolve(t):
+        while types[t]["kind"] in _MODIFIERS:
+            t = types[t]["type_id"]
+        return t
+
+    for step in dotted.split("."):
+        t = types[resolve(tid)]
+        if step.isdigit():
+            elem = resolve(t["type_id"])
+            bits += int(step) * 8 * types[elem]["size"]
+            tid = elem
+        else:
+            off, tid = _find_member(types, t, step, resolve)
+            bits += off
+    return bits // 8
+
+
+def _find_member(types: dict, t: dict, name: str, resolve) -> tuple[int, int]:
+    """(bits offset, type id) of ``name`` in ``t``, looking inside anonymous members."""
+    for m in t["members"]:
+        if m["name"] == name:
+            return m["bits_offset"], m["type_id"]
+        inner = types[resolve(m["type_id"])]
+        if m["name"] == "(anon)" and inner["kind"] in ("STRUCT", "UNION"):
+            try:
+                off, tid = _find_member(types, inner, name, resolve)
+                return m["bits_offset"] + off, tid
+            except LookupError:
+                pass
+    raise LookupError(name)
+
+
+def test_paths_through_embedded_structs_and_arrays_match_bpftool(bpftool_types, vmlinux):
+    for struct_name, path in (("task_struct", "se.sum_exec_runtime"), ("signal_struct", "thread_head"),
+                              ("mm_struct", "rss_stat.1")):
+        assert vmlinux.path(struct_name, path)[0] == _bpftool_path(bpftool_types, struct_name, path), path
+
+
+def test_every_offset_of_the_task_iterator_is_found(vmlinux):
+    from ktop.probes.tasks import offsets
+
+    offs = offsets(vmlinux)
+    assert set(offs) >= {"T_TGID", "T_SUM_EXEC_RUNTIME", "S_THREAD_HEAD", "C_EUID", "M_RSS_ANON"}
+    assert offs["M_RSS_ANON"] > offs["M_RSS_FILE"]  # counters in enum order: FILE, ANON, SWAP, SHMEM
+    assert vmlinux.has_func("bpf_iter_task") and not vmlinux.has_func("ktop_no_such_function")
+
+
+def test_path_names_the_missing_step(vmlinux):
+    with pytest.raises(BTFError, match=r"task_struct.se has no nope"):
+        vmlinux.path("task_struct", "se.nope")
+    with pytest.raises(BTFError, match="not an array"):
+        vmlinux.path("task_struct", "pid.3")
+
+
 # ---------------------------------------------------------------------------
 # hand-made blobs
 

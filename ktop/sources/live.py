@@ -224,6 +224,7 @@ class LiveSource:
             if data is not None:
                 if not self.process_source.startswith("task"):
                     self.table.seed(self.scanner)  # CPU % goes on from /proc's last figures
+                    self.scanner = procs.ProcScanner()  # its caches (an argv per process) go
                 self.process_source = "task iterator"
                 rows = self.table.rows(data, now)
                 return tuple(procs.descendants(list(rows), self.options.pid)) if self.options.pid else rows
