@@ -29,20 +29,41 @@ def _num(text: str) -> Text:
     return Text(text, justify="right", no_wrap=True)
 
 
+def _command(p) -> str:
+    return join_argv(p.cmdline) if p.cmdline else f"[{p.comm}]"
+
+
+def process_cells(src) -> tuple[Text, ...]:
+    """The cells of a process row; ``src`` is the ProcessInfo, or (ProcessInfo, tree prefix)."""
+    p, prefix = src if type(src) is tuple else (src, "")
+    state = (p.state or "?")[:1].upper()
+    return (_num(str(p.pid)), _num(str(p.ppid)), safe_text(p.user, limit=10),
+            _num(f"{p.cpu_percent:.1f}"), _num(human_bytes(p.rss)), Text(state),
+            _num(str(p.threads)), safe_text(prefix + _command(p), limit=400))
+
+
+def process_search(src) -> str:
+    p = src[0] if type(src) is tuple else src
+    return f"{p.pid} {clean(p.user)} {clean(p.comm)} {clean(_command(p))}".lower()
+
+
 def process_row(p, prefix: str = "") -> Row:
-    """One table row for a ProcessInfo (``prefix``: tree indentation)."""
-    cmd = join_argv(p.cmdline) if p.cmdline else f"[{p.comm}]"
+    """One table row for a ProcessInfo (``prefix``: tree indentation). Its cells are made
+    when the row is first drawn: of 5,000 processes only the few on screen ever are."""
+    cmd = _command(p)
     state = (p.state or "?")[:1].upper()
     return Row(
         key=p.pid,
-        cells=(_num(str(p.pid)), _num(str(p.ppid)), safe_text(p.user, limit=10),
-               _num(f"{p.cpu_percent:.1f}"), _num(human_bytes(p.rss)), Text(state),
-               _num(str(p.threads)), safe_text(prefix + cmd, limit=400)),
         # CPU% sorts as shown (0.1 steps): a process at 0.03 % stays among the idle ones instead of
         # jumping above them and shifting every row between (an idle tick then repaints nothing)
         sort_values=(p.pid, p.ppid, p.user, round(p.cpu_percent, 1), p.rss, state, p.threads, cmd),
-        search=f"{p.pid} {clean(p.user)} {clean(p.comm)} {clean(cmd)}".lower(),
+        search=process_search,
         pid=p.pid,
+        make=process_cells,
+        src=(p, prefix) if prefix else p,
+        # with the sort values, what the cells and the search show: a process whose CPU time
+        # moved less than the 0.1 % shown keeps its row (and its line is not drawn again)
+        same=(p.comm, prefix),
     )
 
 
@@ -52,11 +73,15 @@ def process_rows(model: Model, cache: dict | None = None) -> list[Row]:
     if cache is None:
         return [process_row(p) for p in model.processes]
     rows, fresh = [], {}
+    get = cache.get
     for p in model.processes:
-        hit = cache.get(p.pid)
-        row = hit[1] if hit is not None and hit[0] == p else process_row(p)
-        fresh[p.pid] = (p, row)
-        rows.append(row)
+        hit = get(p.pid)
+        # the task table hands back the very object of a process that did not change;
+        # equality (all ten fields) only for the rest, e.g. a replay's new objects
+        if hit is None or (hit[0] is not p and hit[0] != p):
+            hit = (p, process_row(p))
+        fresh[p.pid] = hit
+        rows.append(hit[1])
     cache.clear()
     cache.update(fresh)
     return rows
@@ -82,6 +107,24 @@ def tree_order(processes) -> list[tuple[int, object]]:
     return out
 
 
+def tree_rows(processes, cache: dict | None = None) -> list[Row]:
+    """Rows in tree order, the command indented by depth; ``cache`` (pid -> (process, prefix,
+    row)) reuses the row of a process that neither changed nor moved in the tree."""
+    rows, fresh = [], {}
+    get = (cache if cache is not None else {}).get
+    for d, p in tree_order(processes):
+        prefix = "  " * d + ("└─ " if d else "")
+        hit = get(p.pid)
+        if hit is None or hit[1] != prefix or (hit[0] is not p and hit[0] != p):
+            hit = (p, prefix, process_row(p, prefix))
+        fresh[p.pid] = hit
+        rows.append(hit[2])
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
+    return rows
+
+
 class ProcessPanel(Panel):
     panel_title = "Processes"
 
@@ -91,7 +134,8 @@ class ProcessPanel(Panel):
 
     def __init__(self, scope_pid: int | None = None, **kw):
         super().__init__(**kw)
-        self._rows: dict = {}
+        self._rows: dict = {}  # pid -> (process, row): the flat table's rows, reused
+        self._tree_rows: dict = {}  # pid -> (process, prefix, row): the tree's
         self.user_filter: str | None = None  # F4
         self.tree_view = False  # F5
         self.model: Model | None = None
@@ -103,7 +147,7 @@ class ProcessPanel(Panel):
         if self.user_filter is not None:
             procs = tuple(p for p in procs if p.user == self.user_filter)
         if self.tree_view:
-            rows = [process_row(p, "  " * d + ("└─ " if d else "")) for d, p in tree_order(procs)]
+            rows = tree_rows(procs, self._tree_rows)
         else:
             rows = process_rows(replace(model, processes=procs), self._rows)
         self.table.update_rows(rows)
