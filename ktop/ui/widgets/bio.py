@@ -101,19 +101,24 @@ def disk_rows(bio: Optional[BioModel], trend_width: int = 16) -> list[Row]:
 def proc_rows(bio: Optional[BioModel]) -> list[Row]:
     if bio is None:
         return []
-    out = []
-    for p in bio.procs:
-        comm = p.comm if p.pid else "[unattributed]"
-        out.append(Row(
-            key=p.pid,
-            cells=(_num(str(p.pid)), _num(rate_text(p.iops)), _num(human_bytes(p.read_bps)),
-                   _num(human_bytes(p.write_bps)), _num(lat_text(p.avg_us)), _num(lat_text(p.max_us)),
-                   safe_text(comm + (f" ({p.disk})" if p.disk else ""), limit=40)),
-            sort_values=(p.pid, p.iops, p.read_bps, p.write_bps, p.avg_us, p.max_us, comm),
-            search=f"{p.pid} {clean(comm)} {clean(p.disk)}".lower(),
-            pid=p.pid or None,
-        ))
-    return out
+    return [Row(key=p.pid, make=_proc_cells, src=p, same=p.disk, search=_proc_search, pid=p.pid or None,
+                sort_values=(p.pid, p.iops, p.read_bps, p.write_bps, p.avg_us, p.max_us, _comm(p)))
+            for p in bio.procs]
+
+
+def _comm(p) -> str:
+    return p.comm if p.pid else "[unattributed]"
+
+
+def _proc_cells(p) -> tuple[Text, ...]:
+    """A process row's cells, made when it is first drawn."""
+    return (_num(str(p.pid)), _num(rate_text(p.iops)), _num(human_bytes(p.read_bps)),
+            _num(human_bytes(p.write_bps)), _num(lat_text(p.avg_us)), _num(lat_text(p.max_us)),
+            safe_text(_comm(p) + (f" ({p.disk})" if p.disk else ""), limit=40))
+
+
+def _proc_search(p) -> str:
+    return f"{p.pid} {clean(_comm(p))} {clean(p.disk)}".lower()
 
 
 def trend_line(d: Optional[DiskOpStats], width: int) -> Text:

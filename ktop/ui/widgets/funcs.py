@@ -102,21 +102,23 @@ def count_rows(model: Model, pid: Optional[int] = None) -> list[Row]:
     if m is None:
         return []
     many = len(m.targets) > 1
-    out = []
-    for r in m.rows:
-        if pid is not None and r.pid != pid:
-            continue
-        fn = safe_text(r.function, limit=200)
-        if many:
-            fn.append(f"  {clean(r.spec, 60)}", style="dim")
-        out.append(Row(
-            key=r.key,
-            cells=(_num(str(r.pid)), safe_text(r.comm), _num(count_text(r.rate)), _num(count_text(r.total)), fn),
-            sort_values=(r.pid, r.comm, r.rate, r.total, r.function),
-            search=f"{r.pid} {clean(r.comm)} {clean(r.function)} {clean(r.spec)}".lower(),
-            pid=r.pid,
-        ))
-    return out
+    return [Row(key=r.key, make=_count_cells, src=(r, many), same=(r.spec, many), search=_count_search,
+                sort_values=(r.pid, r.comm, r.rate, r.total, r.function), pid=r.pid)
+            for r in m.rows if pid is None or r.pid == pid]
+
+
+def _count_cells(src) -> tuple[Text, ...]:
+    """A count row's cells, made when it is first drawn (of thousands of rows, a screenful is)."""
+    r, many = src
+    fn = safe_text(r.function, limit=200)
+    if many:
+        fn.append(f"  {clean(r.spec, 60)}", style="dim")
+    return (_num(str(r.pid)), safe_text(r.comm), _num(count_text(r.rate)), _num(count_text(r.total)), fn)
+
+
+def _count_search(src) -> str:
+    r = src[0]
+    return f"{r.pid} {clean(r.comm)} {clean(r.function)} {clean(r.spec)}".lower()
 
 
 def caller_rows(model: Model) -> list[Row]:

@@ -51,12 +51,16 @@ def spawn_cells(r: SpawnRow) -> tuple[Text, ...]:
     )
 
 
+def spawn_search(r: SpawnRow) -> str:
+    return f"{r.pid} {clean(r.user)} {clean(r.comm)} {clean(' '.join(r.argv))}".lower()
+
+
 def spawn_row(r: SpawnRow) -> Row:
-    return Row(key=r.seq, cells=spawn_cells(r),
+    """A row whose cells are made when it is first drawn (of 1,000 kept, a screenful is)."""
+    return Row(key=r.seq, make=spawn_cells, src=r,
                sort_values=(r.time, r.pid, r.ppid, r.user, r.comm, r.retval, r.exit_code,
                             r.lifetime_ms, " ".join(r.argv)),
-               search=f"{r.pid} {clean(r.user)} {clean(r.comm)} {clean(' '.join(r.argv))}".lower(),
-               pid=r.pid)
+               search=spawn_search, pid=r.pid)
 
 
 def spawn_rows(model: Model, cache: RowCache | None = None) -> list[Row]:

@@ -55,19 +55,23 @@ def _us(ns: Optional[float]) -> Optional[float]:
     return None if ns is None else ns / 1000.0
 
 
-def syscall_row(r: SyscallRow) -> Row:
-    avg = r.avg_ns
+def syscall_cells(r: SyscallRow) -> tuple[Text, ...]:
     # the count, then errno names (most frequent first): a cut name misleads less than a cut number
     errs = Text(count_text(r.errors), no_wrap=True, overflow="ellipsis")
     if r.errnos:
         errs.append(" " + " ".join(errno_label(e) for e, _ in r.errnos[:TOP_ERRNOS]), style="bold")
-    return Row(
-        key=r.nr,
-        cells=(safe_text(r.name), _num(count_text(r.rate)), _num(count_text(r.count)),
-               _num(lat_text(_us(avg))), _num(lat_text(_us(r.lat_ns)) if r.timed else "-"), errs),
-        sort_values=(r.name, r.rate, r.count, avg, r.lat_ns, r.errors),
-        search=f"{r.name} {r.nr} " + " ".join(errno_label(e) for e, _ in r.errnos).lower(),
-    )
+    return (safe_text(r.name), _num(count_text(r.rate)), _num(count_text(r.count)),
+            _num(lat_text(_us(r.avg_ns))), _num(lat_text(_us(r.lat_ns)) if r.timed else "-"), errs)
+
+
+def syscall_search(r: SyscallRow) -> str:
+    return f"{r.name} {r.nr} " + " ".join(errno_label(e) for e, _ in r.errnos).lower()
+
+
+def syscall_row(r: SyscallRow) -> Row:
+    """A row whose cells are made when it is first drawn."""
+    return Row(key=r.nr, make=syscall_cells, src=r, search=syscall_search,
+               sort_values=(r.name, r.rate, r.count, r.avg_ns, r.lat_ns, r.errors))
 
 
 def syscall_rows(m: Optional[SyscallsModel], cache: Optional[RowCache] = None) -> list[Row]:
@@ -76,18 +80,22 @@ def syscall_rows(m: Optional[SyscallsModel], cache: Optional[RowCache] = None) -
     return cache.rows(m.syscalls) if cache is not None else [syscall_row(r) for r in m.syscalls]
 
 
-def proc_row(p: ProcRow) -> Row:
+def proc_cells(p: ProcRow) -> tuple[Text, ...]:
     comm = safe_text(p.comm, limit=24)
     if p.top:
         comm.append(f" {clean(p.top, 20)}", style="dim")
-    return Row(
-        key=p.pid,
-        cells=(_num(str(p.pid)), _num(count_text(p.rate)), _num(count_text(p.count)),
-               _num(count_text(p.errors)), comm),
-        sort_values=(p.pid, p.rate, p.count, p.errors, p.comm),
-        search=f"{p.pid} {clean(p.comm)} {p.top}".lower(),
-        pid=p.pid,
-    )
+    return (_num(str(p.pid)), _num(count_text(p.rate)), _num(count_text(p.count)),
+            _num(count_text(p.errors)), comm)
+
+
+def proc_search(p: ProcRow) -> str:
+    return f"{p.pid} {clean(p.comm)} {p.top}".lower()
+
+
+def proc_row(p: ProcRow) -> Row:
+    """A row whose cells are made when it is first drawn (of thousands of processes, a screenful is)."""
+    return Row(key=p.pid, make=proc_cells, src=p, search=proc_search, pid=p.pid,
+               sort_values=(p.pid, p.rate, p.count, p.errors, p.comm))
 
 
 def proc_rows(m: Optional[SyscallsModel], cache: Optional[RowCache] = None) -> list[Row]:
