@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from rich.text import Text
 from textual.app import ComposeResult
 
@@ -63,18 +61,23 @@ def process_row(p, prefix: str = "") -> Row:
         src=(p, prefix) if prefix else p,
         # with the sort values, what the cells and the search show: a process whose CPU time
         # moved less than the 0.1 % shown keeps its row (and its line is not drawn again)
-        same=(p.comm, prefix),
+        same=(p.comm, prefix) if prefix else p.comm,
     )
 
 
 def process_rows(model: Model, cache: dict | None = None) -> list[Row]:
     """Rows for every process; ``cache`` (pid -> (info, row)) reuses the rows
     of processes whose figures did not change, which is most of them."""
+    return rows_of(model.processes, cache)
+
+
+def rows_of(processes, cache: dict | None = None) -> list[Row]:
+    """:func:`process_rows` of these processes."""
     if cache is None:
-        return [process_row(p) for p in model.processes]
+        return [process_row(p) for p in processes]
     rows, fresh = [], {}
     get = cache.get
-    for p in model.processes:
+    for p in processes:
         hit = get(p.pid)
         # the task table hands back the very object of a process that did not change;
         # equality (all ten fields) only for the rest, e.g. a replay's new objects
@@ -149,7 +152,7 @@ class ProcessPanel(Panel):
         if self.tree_view:
             rows = tree_rows(procs, self._tree_rows)
         else:
-            rows = process_rows(replace(model, processes=procs), self._rows)
+            rows = rows_of(procs, self._rows)
         self.table.update_rows(rows)
         title = f"Processes ({len(procs)}"
         title += f" of {len(model.processes)})" if len(procs) != len(model.processes) else ")"

@@ -1,0 +1,210 @@
+"""Pilot tests of the process table at 5,000 processes: only the rows on screen build
+their cells, the rows of unchanged processes are reused, and scrolling, sorting and
+filtering still work."""
+
+from __future__ import annotations
+
+from ktop.app import KtopApp
+from ktop.model import build_model
+from ktop.ui.widgets import processes
+from ktop.ui.widgets.processes import process_row, rows_of, tree_rows
+from ktop.ui.widgets.table import Column, KTable, Row
+from tests.ui import fakes
+from tests.ui.test_app import keys
+
+N = 5000
+SIZE = (160, 48)
+
+
+def many(n: int = N, cpu_of=lambda i: 0.0) -> list:
+    """PIDs 10.. with distinct commands (``job<i>``); the last one is the busiest by default."""
+    return [fakes.proc(10 + i, 1, user="bob" if i % 2 else "root", comm=f"job{i}",
+                       cmdline=[f"job{i}", "--run"], cpu=cpu_of(i)) for i in range(n)]
+
+
+def counting(monkeypatch) -> list:
+    """Records the PID of every process row whose cells get made."""
+    made = []
+    real = processes.process_cells
+
+    def make(src):
+        p = src[0] if type(src) is tuple else src
+        made.append(p.pid)
+        return real(src)
+
+    monkeypatch.setattr(processes, "process_cells", make)
+    return made
+
+
+def screen_text(t: KTable) -> list[str]:
+    """The table's lines as drawn (line 0 is the header)."""
+    return [t.render_line(y).text for y in range(t.size.height)]
+
+
+async def start(pilot, app, procs):
+    model = build_model(None, fakes.snapshot(processes=procs))
+    app.show_model(model)
+    await pilot.pause()
+    return model, app.query_one("#proc-table", KTable)
+
+
+async def test_5000_processes_build_cells_only_for_the_rows_on_screen(monkeypatch):
+    made = counting(monkeypatch)
+    procs = many(cpu_of=lambda i: 50.0 if i == N - 1 else 0.0)
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        model, t = await start(pilot, app, procs)
+        assert t.row_count == N
+        visible = t.size.height - 1
+        assert 0 < visible < 100
+        shown = t._shown
+        # the lines on screen, made once each (again when the focus restyles them), nothing else
+        assert set(made) == {r.key for r in shown[:visible]} and len(made) <= 2 * visible
+        assert keys(t)[0] == 10 + N - 1  # the busiest first
+        assert not any(r.built for r in shown)  # the table draws without keeping cells in the rows
+        assert f"job{N - 1} --run" in screen_text(t)[1]
+        # A tick where nothing changed builds and draws nothing again.
+        before = len(made)
+        app.show_model(build_model(model, fakes.snapshot(processes=procs)))
+        await pilot.pause()
+        assert len(made) == before
+        assert t._shown is shown  # not even sorted again
+
+
+async def test_scrolling_to_the_bottom_draws_the_last_rows(monkeypatch):
+    made = counting(monkeypatch)
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        _, t = await start(pilot, app, many())
+        await pilot.press("less_than_sign", "less_than_sign", "less_than_sign")  # CPU% -> PID
+        assert t.sort_column == 0 and keys(t)[:2] == [10, 11]
+        made.clear()
+        await pilot.press("end")
+        await pilot.pause()
+        assert t.cursor_row == N - 1 and t.cursor_key == str(10 + N - 1)
+        lines = screen_text(t)
+        assert lines[-1].split()[0] == str(10 + N - 1)
+        assert lines[-1].split()[-2:] == [f"job{N - 1}", "--run"]
+        assert [int(line.split()[0]) for line in lines[1:]] == list(range(10 + N - len(lines) + 1, 10 + N))
+        assert "PID▲" in lines[0]
+        assert set(made) == {int(line.split()[0]) for line in lines[1:]}  # only the rows now on screen
+        assert len(t._line_cache) < 2 * len(lines)  # lines of rows scrolled past are not kept
+        await pilot.press("home")
+        await pilot.pause()
+        assert screen_text(t)[1].split()[0] == "10"
+
+
+async def test_sorting_and_filtering_5000_rows(monkeypatch):
+    made = counting(monkeypatch)
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        _, t = await start(pilot, app, many(cpu_of=lambda i: float(i % 7)))
+        assert [t._shown[i].sort_values[3] for i in (0, N - 1)] == [6.0, 0.0]
+        cpu = [r.sort_values[3] for r in t._shown]
+        assert cpu == sorted(cpu, reverse=True)
+        pids = [r.key for r in t._shown if r.sort_values[3] == 6.0]
+        assert pids == sorted(pids)  # ties keep the input (PID) order
+        await pilot.press("I")
+        assert [r.sort_values[3] for r in t._shown][:2] == [0.0, 0.0] and keys(t)[0] == 10
+        await pilot.press("greater_than_sign", "greater_than_sign", "greater_than_sign", "greater_than_sign")
+        assert t.sort_column == 7  # COMMAND, ascending: job0, job1, job10, job100, ...
+        assert [r.sort_values[7] for r in t._shown[:4]] == ["job0 --run", "job1 --run", "job10 --run",
+                                                            "job100 --run"]
+        await pilot.press("slash", *"job4321")
+        assert keys(t) == [10 + 4321]
+        await pilot.press("escape")
+        assert t.row_count == N
+        await pilot.press("slash", *"root job13 ")  # the search text: "pid user comm command"
+        assert keys(t) == []  # job13 is bob's
+        await pilot.press(*["backspace"] * 11, *"job123")
+        assert sorted(keys(t)) == sorted(10 + i for i in range(N) if f"job{i} ".startswith("job123"))
+        assert len(made) < N // 10  # a screenful per redraw (some 40 above), never all 5,000
+
+
+async def test_cursor_stays_on_its_process_among_5000():
+    procs = many()
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        model, t = await start(pilot, app, procs)
+        await pilot.press("j", "j", "j")
+        key = t.cursor_key
+        t._held_until = 0
+        procs[int(key) - 10] = fakes.proc(int(key), 1, comm="busy", cmdline=["busy"], cpu=99.0)
+        app.show_model(build_model(model, fakes.snapshot(processes=procs)))
+        await pilot.pause()
+        assert keys(t)[0] == int(key) and t.cursor_key == key and t.cursor_row == 0
+        assert "busy" in screen_text(t)[1]
+
+
+def test_unchanged_processes_keep_their_rows():
+    procs = many(100)
+    cache: dict = {}
+    first = rows_of(procs, cache)
+    changed = fakes.proc(15, 1, comm="job5", cmdline=["job5", "--run"], cpu=3.0)
+    replayed = fakes.proc(16, 1, user="root", comm="job6", cmdline=["job6", "--run"])  # equal, not the same
+    assert replayed == procs[6] and replayed is not procs[6]
+    second = rows_of(procs[:5] + [changed, replayed] + procs[7:], cache)
+    assert all(a is b for i, (a, b) in enumerate(zip(first, second)) if i != 5)
+    assert second[5] is not first[5] and second[5].sort_values[3] == 3.0
+    assert len(cache) == 100
+    assert rows_of(procs[:50], cache)[:5] == first[:5] and len(cache) == 50  # gone processes are let go
+
+
+def test_a_row_that_looks_the_same_is_swapped_for_the_old_one():
+    """A process whose CPU time moved by less than the 0.1 % shown keeps its Row object in the
+    table, so its line is neither made nor drawn again; anything shown that changed does not."""
+    t = KTable(processes.COLUMNS, sort_column=3, reverse=True)
+    a = fakes.proc(10, cpu=0.01)
+    t.update_rows([process_row(a)])
+    old = t._shown[0]
+    t.update_rows([process_row(fakes.proc(10, cpu=0.02))])
+    assert t._shown[0] is old and not old.built
+    for other in (fakes.proc(10, cpu=0.06), fakes.proc(10, comm="renamed"), fakes.proc(10, rss=1 << 30)):
+        t.update_rows([process_row(a)])
+        t.update_rows([process_row(other)])
+        assert t._shown[0] is not old
+    assert process_row(a) != process_row(a, "  └─ ")  # the tree's indentation is shown
+
+
+def test_tree_rows_are_reused_while_the_tree_stands():
+    procs = [fakes.proc(1, 0, comm="init"), fakes.proc(50, 1, comm="a"), fakes.proc(60, 50, comm="b")]
+    cache: dict = {}
+    first = tree_rows(procs, cache)
+    assert first[2].cells[7].plain == "    └─ b"
+    again = tree_rows(procs, cache)
+    assert all(a is b for a, b in zip(first, again))
+    moved = tree_rows([procs[0], procs[1], fakes.proc(60, 1, comm="b")], cache)  # 60 is now a child of 1
+    assert moved[0] is first[0] and moved[2] is not first[2] and moved[2].cells[7].plain == "  └─ b"
+
+
+def test_made_rows_build_their_cells_once_on_first_use():
+    calls = []
+
+    def make(src):
+        calls.append(src)
+        return (fakes_text(src),)
+
+    row = Row(key=1, make=make, src="x", sort_values=("x",), search=lambda s: s.upper())
+    assert not row.built and calls == []
+    assert row.cells[0].plain == "x" and row.cells[0].plain == "x"
+    assert calls == ["x"] and row.built and row.search == "X"
+    assert Row(key=1, make=make, src="x", sort_values=("x",)) == row  # equal: same key, values and src
+    assert Row(key=1, make=make, src="y", sort_values=("x",)) != row
+    assert len(calls) == 1  # comparing made rows builds nothing
+
+
+def test_mixed_and_missing_sort_values_sort_as_before():
+    t = KTable([Column("v", "V")], sort_column=0)
+    values = [3, None, 1.5, 2]
+    t.update_rows([Row(key=i, cells=(fakes_text(str(v)),), sort_values=(v,)) for i, v in enumerate(values)])
+    assert keys(t) == [2, 3, 0, 1]  # None last
+    t.update_rows([Row(key=i, cells=(fakes_text(v),), sort_values=(v,)) for i, v in enumerate(["b", "A", "c"])])
+    assert keys(t) == [1, 0, 2]  # case-insensitive
+    t.set_sort(0, reverse=True)
+    assert keys(t) == [2, 0, 1]
+
+
+def fakes_text(s: str):
+    from rich.text import Text
+
+    return Text(s)
