@@ -66,8 +66,8 @@ def process_row(p, prefix: str = "") -> Row:
 
 
 def process_rows(model: Model, cache: dict | None = None) -> list[Row]:
-    """Rows for every process; ``cache`` (pid -> (info, row)) reuses the rows
-    of processes whose figures did not change, which is most of them."""
+    """Rows for every process; ``cache`` (pid -> row) reuses the rows of
+    processes whose figures did not change, which is most of them."""
     return rows_of(model.processes, cache)
 
 
@@ -78,13 +78,13 @@ def rows_of(processes, cache: dict | None = None) -> list[Row]:
     rows, fresh = [], {}
     get = cache.get
     for p in processes:
-        hit = get(p.pid)
+        row = get(p.pid)
         # the task table hands back the very object of a process that did not change;
         # equality (all ten fields) only for the rest, e.g. a replay's new objects
-        if hit is None or (hit[0] is not p and hit[0] != p):
-            hit = (p, process_row(p))
-        fresh[p.pid] = hit
-        rows.append(hit[1])
+        if row is None or (row.src is not p and row.src != p):
+            row = process_row(p)
+        fresh[p.pid] = row
+        rows.append(row)
     cache.clear()
     cache.update(fresh)
     return rows
@@ -111,17 +111,18 @@ def tree_order(processes) -> list[tuple[int, object]]:
 
 
 def tree_rows(processes, cache: dict | None = None) -> list[Row]:
-    """Rows in tree order, the command indented by depth; ``cache`` (pid -> (process, prefix,
-    row)) reuses the row of a process that neither changed nor moved in the tree."""
+    """Rows in tree order, the command indented by depth; ``cache`` (pid -> row) reuses
+    the row of a process that neither changed nor moved in the tree."""
     rows, fresh = [], {}
     get = (cache if cache is not None else {}).get
     for d, p in tree_order(processes):
         prefix = "  " * d + ("└─ " if d else "")
-        hit = get(p.pid)
-        if hit is None or hit[1] != prefix or (hit[0] is not p and hit[0] != p):
-            hit = (p, prefix, process_row(p, prefix))
-        fresh[p.pid] = hit
-        rows.append(hit[2])
+        row = get(p.pid)
+        src = (p, prefix) if prefix else p
+        if row is None or (row.src is not p and row.src != src):
+            row = process_row(p, prefix)
+        fresh[p.pid] = row
+        rows.append(row)
     if cache is not None:
         cache.clear()
         cache.update(fresh)
@@ -137,8 +138,8 @@ class ProcessPanel(Panel):
 
     def __init__(self, scope_pid: int | None = None, **kw):
         super().__init__(**kw)
-        self._rows: dict = {}  # pid -> (process, row): the flat table's rows, reused
-        self._tree_rows: dict = {}  # pid -> (process, prefix, row): the tree's
+        self._rows: dict = {}  # pid -> row: the flat table's rows, reused
+        self._tree_rows: dict = {}  # pid -> row: the tree's
         self.user_filter: str | None = None  # F4
         self.tree_view = False  # F5
         self.model: Model | None = None

@@ -39,6 +39,7 @@ HOLD_S = 2.0  # order frozen this long after the user moved the cursor
 
 _SRC = object()  # Row(same=...) not given: the row's src
 _EAGER = object()  # a Row given its cells
+_row_key = attrgetter("key")  # at C speed, as the per-tick maps over thousands of rows need
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,11 @@ class Row:
         if cells is None:
             cells = self._cells = self._make(self._src)
         return cells
+
+    @property
+    def src(self) -> Any:
+        """What a made row makes its cells of (None for a row given its cells)."""
+        return self._src
 
     @property
     def built(self) -> bool:
@@ -648,10 +654,6 @@ class KTable(ScrollView, can_focus=True):
         self._style_cache = None
         self._line_cache.clear()
         self._header_cache = None
-
-
-def _row_key(r: Row) -> Hashable:
-    return r.key
 
 
 def _sort(rows: list[Row], column: int, reverse: bool) -> list[Row]:
