@@ -6,7 +6,10 @@ cell every tick: with five tables on screen that cost ~10 % of a core. This
 table is drawn with the Line API instead: only visible lines are rendered,
 and each row's line is cached on the identity of its :class:`Row` object, so
 a row whose figures did not change (the panels reuse those objects) costs
-nothing to draw again.
+nothing to draw again. A row may make its cells only when it is drawn
+(:class:`Row` ``make``): of 5,000 processes, the few dozen on screen build
+rich Text objects, and a tick compares, filters and sorts the rest at C
+speed where it can.
 
 Behaviour: rows keyed (the cursor stays on the same key across updates and
 re-sorts), sorted by any column (``<`` ``>`` ``I``, clicking a header),
