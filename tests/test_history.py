@@ -158,3 +158,23 @@ def test_heap_trim_runs_here():
     from ktop.system import heap
 
     assert heap.trim() is True  # glibc: every machine ktop supports
+
+
+def test_unchanged_processes_cost_a_position_not_a_row():
+    """Between keyframes a tick keeps only the process rows that changed; the rest are positions in the
+    tick before, and every tick reads back whole, also once the oldest segment was trimmed."""
+    h = History(seconds=12, interval=1.0, keyframe_every=4)
+    base = [proc(p, 1, f"p{p}", cmdline=[f"/bin/p{p}", "--a-longer-flag"]) for p in range(1, 2001)]
+    snaps = []
+    for i in range(18):
+        rows = list(base)
+        rows[i] = replace(rows[i], cpu_percent=50.0)  # one process ran
+        if i % 5 == 4:
+            del rows[100 + i]  # one exited
+        snaps.append(snapshot(time=1000.0 + i, processes=rows))
+        h.append(snaps[-1])
+    assert h.dropped == 4  # the first segment (ticks 0-3) went whole
+    sizes = list(map(len, h._blobs))
+    assert max(sizes[1:4]) * 4 < sizes[0], sizes  # index 0: tick 4, a keyframe
+    for i in range(len(h)):
+        assert h.get(i).processes == snaps[h.dropped + i].processes
