@@ -78,7 +78,8 @@ def test_worker_that_raises_is_failed_and_detached(monkeypatch):
 
     monkeypatch.setattr(spawn_module, "SpawnProbe", Exploding)
     mine_before = prog_ids_of(os.getpid())
-    source = LiveSource(["spawn"], ProbeOptions(), registry.PROBES)
+    # --procfs: the task iterator's program is no part of this (it stays loaded while spawn fails)
+    source = LiveSource(["spawn"], ProbeOptions(extra={"procfs": True}), registry.PROBES)
     source.start()
     try:
         assert source.wait_settled(60)
