@@ -112,9 +112,13 @@ BPF_ITER(task)
                 total += READ(u64, node - T_THREAD_NODE + T_SUM_EXEC_RUNTIME);
                 node = READ(u64, node);
             }
-            if (i == MAX_WALK && node != head)
-                r.flags |= TF_WALK_CUT;
             runtime = total;
+            if (i == MAX_WALK && node != head) {
+                r.flags |= TF_WALK_CUT;
+                /* incomplete: user space reads /proc instead, so the record must differ every
+                 * pass (an unchanged record means an idle process) */
+                runtime = bpf_ktime_get_ns();
+            }
         } else {
             runtime += total;
         }

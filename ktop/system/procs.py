@@ -99,6 +99,7 @@ class TaskTable:
         # PID 1 from /proc when the iterator does not visit it: on this project's 6.18 VM it never
         # does (an iterator filtered to tid 1 returns nothing either) while /proc/1 exists.
         self._init = ProcScanner(proc, only=1)
+        self._init_rows: tuple[ProcessInfo, ...] = ()
 
     def seed(self, scanner: ProcScanner) -> None:
         """CPU times of the /proc scan that ran before this table, so CPU % needs no second tick."""
@@ -127,7 +128,11 @@ class TaskTable:
         if len(self._runtime) > 2 * len(recs) + 64 or len(self._argv) > 2 * len(recs) + 64:
             self._forget({r.pid for r in out})
         if not out or out[0].pid != 1:  # in PID order: init comes first
-            out[:0] = self._init.scan()
+            init = self._init.scan()
+            if init and init == self._init_rows:
+                init = self._init_rows  # the same object as last tick: nothing to draw or keep again
+            self._init_rows = init
+            out[:0] = init
         return tuple(out)
 
     def _decode(self, rec: bytes, dt: int) -> ProcessInfo:
