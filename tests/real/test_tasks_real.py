@@ -221,3 +221,36 @@ def test_doctor_and_the_snapshot_say_which_source(iterator):
         assert doc["process_source"] == source
         assert any(p["pid"] == os.getpid() for p in doc["processes"])
     assert features.btf_available()
+
+
+MANY = "import threading, time\n" \
+       "threading.stack_size(64 * 1024)\n" \
+       "for _ in range(1100): threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n" \
+       "def spin():\n    while True: pass\n" \
+       "threading.Thread(target=spin, daemon=True).start()\n" \
+       "time.sleep(3600)\n"
+
+
+def test_more_threads_than_the_kernel_walks_are_summed_from_proc(iterator):
+    """A process with more threads than the program walks (1,024): its record says so, and its CPU time
+    comes from /proc, so a spinning thread past the bound still reads 100 %."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs a second CPU for ktop while the busy process has one")
+    busy = subprocess.Popen([sys.executable, "-c", MANY])
+    table = procs.TaskTable()
+    try:
+        assert wait_until(lambda: (proc_stat(busy.pid) or (0,) * 5)[4] == 1102, 20 * TIME_SCALE)
+        rec = next(r for r in RECORD.iter_unpack(iterator.sample()) if r[0] == busy.pid)
+        assert rec[9] & 2, "the walk over 1,102 threads was not flagged as cut"
+        table.rows(iterator.sample(), time.monotonic_ns())
+        got = []
+        for _ in range(2):
+            time.sleep(1)
+            row = next(r for r in table.rows(iterator.sample(), time.monotonic_ns()) if r.pid == busy.pid)
+            got.append(row.cpu_percent)
+            if abs(row.cpu_percent - 100) <= 5:
+                break
+        assert row.threads == 1102 and abs(got[-1] - 100) <= 5, got  # /proc's clock ticks: +-5
+    finally:
+        busy.kill()
+        busy.wait()
