@@ -99,23 +99,9 @@ class BTF:
                 return tid
         raise BTFError(f"struct {name} not found in BTF")
 
-    def members(self, tid: int, base_bits: int = 0) -> dict[str, int]:
+    def members(self, tid: int) -> dict[str, int]:
         """Byte offsets of the members of a struct or union, anonymous ones flattened."""
-        kind, kind_flag, _n, body, vlen = self._t(tid)
-        out: dict[str, int] = {}
-        for i in range(vlen):
-            name_off, mtype, moff = struct.unpack_from("<III", self._data, body + 12 * i)
-            bits = base_bits + (moff & 0xFFFFFF if kind_flag else moff)
-            if name_off:
-                if bits % 8 == 0:
-                    out.setdefault(self._name(name_off), bits // 8)
-                continue
-            # Anonymous member: skip modifiers/typedefs to find the struct/union.
-            inner = self._resolve(mtype)
-            if self._t(inner)[0] in (_KIND_STRUCT, _KIND_UNION):
-                for k, v in self.members(inner, bits).items():
-                    out.setdefault(k, v)
-        return out
+        return {name: off for name, (off, _type) in self.typed_members(tid).items()}
 
     def has_func(self, name: str) -> bool:
         """Whether the kernel has a function called ``name`` (BTF kind FUNC)."""

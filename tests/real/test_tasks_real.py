@@ -147,6 +147,21 @@ BUSY = "import threading, time\n" \
        "time.sleep(3600)\n"
 
 
+def _busy_row(iterator, pid: int, tolerance: float):
+    """The row of ``pid`` after each 1 s tick, until it reads 100 % +- ``tolerance`` or two ticks passed;
+    returns the last row and every CPU % seen."""
+    table = procs.TaskTable()
+    table.rows(iterator.sample(), time.monotonic_ns())
+    got = []
+    for _ in range(2):
+        time.sleep(1)
+        row = next(r for r in table.rows(iterator.sample(), time.monotonic_ns()) if r.pid == pid)
+        got.append(row.cpu_percent)
+        if abs(row.cpu_percent - 100) <= tolerance:
+            break
+    return row, got
+
+
 @pytest.mark.vm
 @pytest.mark.parametrize("where", ["leader", "thread"])
 def test_a_busy_process_reads_100_percent_within_two_ticks(iterator, where):
@@ -156,17 +171,9 @@ def test_a_busy_process_reads_100_percent_within_two_ticks(iterator, where):
         pytest.skip("needs a second CPU for ktop while the busy process has one")
     code = "while True: pass" if where == "leader" else BUSY
     busy = subprocess.Popen([sys.executable, "-c", code])
-    table = procs.TaskTable()
     try:
         wait_until(lambda: (proc_stat(busy.pid) or (0, 0, 0, 0))[3] > 0, 5 * TIME_SCALE)
-        got = []
-        table.rows(iterator.sample(), time.monotonic_ns())
-        for _ in range(2):
-            time.sleep(1)
-            row = next(r for r in table.rows(iterator.sample(), time.monotonic_ns()) if r.pid == busy.pid)
-            got.append(row.cpu_percent)
-            if abs(row.cpu_percent - 100) <= 2:
-                break
+        row, got = _busy_row(iterator, busy.pid, 2)
         assert abs(got[-1] - 100) <= 2, f"busy {where}: CPU % over two ticks {got}"
         if where == "thread":
             assert row.threads == 5
@@ -237,19 +244,11 @@ def test_more_threads_than_the_kernel_walks_are_summed_from_proc(iterator):
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs a second CPU for ktop while the busy process has one")
     busy = subprocess.Popen([sys.executable, "-c", MANY])
-    table = procs.TaskTable()
     try:
         assert wait_until(lambda: (proc_stat(busy.pid) or (0,) * 5)[4] == 1102, 20 * TIME_SCALE)
         rec = next(r for r in RECORD.iter_unpack(iterator.sample()) if r[0] == busy.pid)
         assert rec[9] & 2, "the walk over 1,102 threads was not flagged as cut"
-        table.rows(iterator.sample(), time.monotonic_ns())
-        got = []
-        for _ in range(2):
-            time.sleep(1)
-            row = next(r for r in table.rows(iterator.sample(), time.monotonic_ns()) if r.pid == busy.pid)
-            got.append(row.cpu_percent)
-            if abs(row.cpu_percent - 100) <= 5:
-                break
+        row, got = _busy_row(iterator, busy.pid, 5)
         assert row.threads == 1102 and abs(got[-1] - 100) <= 5, got  # /proc's clock ticks: +-5
     finally:
         busy.kill()
