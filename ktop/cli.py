@@ -23,7 +23,7 @@ EXAMPLES = """examples:
     sudo ktop 2                # refresh every 2 seconds
     sudo ktop 1 30             # 30 refreshes, then exit
     sudo ktop -p 1234          # scope the probes and the table to PID 1234 and its children
-    sudo ktop --probes spawn   # only these probes (comma-separated; 'none' for psutil only)
+    sudo ktop --probes spawn   # only these probes (comma-separated; 'none': the process table only)
     sudo ktop -f c:malloc -f 't:sched:sched_process_exec'   # count calls (funccount syntax)
     sudo ktop snapshot --duration 5 --json   # collect 5 s headless, print one JSON document
     sudo ktop doctor           # what this kernel offers and what each probe needs
@@ -122,7 +122,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="trace only this process and its children")
     p.add_argument("--probes", type=_probe_list, metavar="LIST", default=None,
                    help=f"probes to run, comma-separated (default: {','.join(registry.default_names())}; "
-                        f"known: {','.join(registry.PROBES)}; 'none' for psutil only)")
+                        f"known: {','.join(registry.PROBES)}; 'none': the process table only)")
     p.add_argument("-f", "--func", dest="funcs", action="append", default=[], metavar="SPEC",
                    help="count calls of SPEC (repeatable), as funccount: func or k:func (kernel), "
                         "lib:func or /path/bin:func (user, c: is libc), t:category:event, u:lib:probe (USDT); "

@@ -146,7 +146,7 @@ def test_snapshot_ebpf_prints_too():
 
 
 def test_snapshot_without_probes_is_json_with_processes():
-    """psutil only: runs anywhere, root or not."""
+    """No probe, the process table only: runs anywhere, root or not (/proc where the iterator cannot)."""
     r = run("snapshot", "--probes", "none", "--duration", "0.3", "--json")
     assert r.returncode == 0, r.stderr
     assert "ktop: collecting for 0.3 s (live probes: none)" in r.stderr

@@ -66,6 +66,8 @@ import sys
 import zlib
 from bisect import bisect_right
 from collections import OrderedDict, deque
+from itertools import compress
+from operator import attrgetter, not_
 from typing import Any, Optional
 
 from ktop.snapshot import Snapshot
@@ -119,28 +121,35 @@ def estimate_new_bytes(roots: tuple, shared: set) -> tuple[int, set]:
 def share_processes(prev: Snapshot, snap: Snapshot, model: Any) -> tuple[Snapshot, Any]:
     """``snap`` and ``model`` with each process row equal to the previous tick's replaced by that object.
 
-    The scanner makes new rows every tick; most are unchanged (idle processes),
-    and sharing them makes a kept tick cost only what changed.
+    The /proc scanner and replays make new rows every tick; most are unchanged
+    (idle processes), and sharing them makes a kept tick cost only what
+    changed. The task table already hands back the same objects: those are
+    passed over at C speed, only the rest compared in Python.
     """
-    before = {p.pid: p for p in prev.processes}
-    if not before:
+    rows = snap.processes
+    if not prev.processes or not rows:
         return snap, model
+    known = set(map(id, prev.processes))
+    new = list(compress(range(len(rows)), map(not_, map(known.__contains__, map(id, rows)))))
+    if not new:
+        return snap, model
+    before = dict(zip(map(_pid, prev.processes), prev.processes))
+    shared = list(rows)
     changed = False
-    rows = []
-    for p in snap.processes:
-        q = before.get(p.pid)
-        if q is not None and q is not p and q == p:
-            rows.append(q)
+    for i in new:
+        q = before.get(shared[i].pid)
+        if q is not None and q == shared[i]:
+            shared[i] = q
             changed = True
-        else:
-            rows.append(p)
     if not changed:
         return snap, model
-    shared = tuple(rows)
-    new_snap = dataclasses.replace(snap, processes=shared)
+    new_snap = dataclasses.replace(snap, processes=tuple(shared))
     if getattr(model, "processes", None) is snap.processes:
-        model = dataclasses.replace(model, processes=shared)
+        model = dataclasses.replace(model, processes=new_snap.processes)
     return new_snap, model
+
+
+_pid = attrgetter("pid")
 
 
 class History:

@@ -1,6 +1,8 @@
-"""The process table (psutil), keyed by PID."""
+"""The process table (from the task iterator, or /proc), keyed by PID."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -73,20 +75,26 @@ def process_rows(model: Model, cache: dict | None = None) -> list[Row]:
 
 def rows_of(processes, cache: dict | None = None) -> list[Row]:
     """:func:`process_rows` of these processes."""
-    if cache is None:
-        return [process_row(p) for p in processes]
+    return _reused(((p, "") for p in processes), cache)
+
+
+def _reused(placed, cache: Optional[dict]) -> list[Row]:
+    """Rows of (process, tree prefix) pairs; ``cache`` (pid -> row) gives back the row of a
+    process that neither changed nor moved in the tree, and keeps this call's rows."""
     rows, fresh = [], {}
-    get = cache.get
-    for p in processes:
+    get = (cache if cache is not None else {}).get
+    for p, prefix in placed:
         row = get(p.pid)
+        src = (p, prefix) if prefix else p
         # the task table hands back the very object of a process that did not change;
         # equality (all ten fields) only for the rest, e.g. a replay's new objects
-        if row is None or (row.src is not p and row.src != p):
-            row = process_row(p)
+        if row is None or (row.src is not p and row.src != src):
+            row = process_row(p, prefix)
         fresh[p.pid] = row
         rows.append(row)
-    cache.clear()
-    cache.update(fresh)
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
     return rows
 
 
@@ -111,22 +119,8 @@ def tree_order(processes) -> list[tuple[int, object]]:
 
 
 def tree_rows(processes, cache: dict | None = None) -> list[Row]:
-    """Rows in tree order, the command indented by depth; ``cache`` (pid -> row) reuses
-    the row of a process that neither changed nor moved in the tree."""
-    rows, fresh = [], {}
-    get = (cache if cache is not None else {}).get
-    for d, p in tree_order(processes):
-        prefix = "  " * d + ("└─ " if d else "")
-        row = get(p.pid)
-        src = (p, prefix) if prefix else p
-        if row is None or (row.src is not p and row.src != src):
-            row = process_row(p, prefix)
-        fresh[p.pid] = row
-        rows.append(row)
-    if cache is not None:
-        cache.clear()
-        cache.update(fresh)
-    return rows
+    """Rows in tree order, the command indented by depth (``cache``: as :func:`rows_of`)."""
+    return _reused(((p, "  " * d + ("└─ " if d else "")) for d, p in tree_order(processes)), cache)
 
 
 class ProcessPanel(Panel):
