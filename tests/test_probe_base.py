@@ -262,3 +262,48 @@ def test_builds_run_in_parallel():
     finally:
         for w in workers:
             _stop(w)
+
+
+class Timed(Counting):
+    """Asks for a timer at each sample (as the syscalls probe ends its latency window)."""
+
+    name = "timed"
+
+    def __init__(self, after_s: float, **kw):
+        super().__init__(**kw)
+        self.after_s = after_s
+        self.fired: list[float] = []
+
+    def collect(self, interval_s):
+        self.deadline = time.monotonic() + self.after_s
+        return super().collect(interval_s)
+
+    def on_deadline(self):
+        self.fired.append(time.monotonic())
+
+
+def test_the_collectors_wait_fires_a_probes_deadline_on_time():
+    from ktop.sources.live import LiveSource
+
+    src = LiveSource([])
+    w = _started(Timed(0.05))
+    src.workers["timed"] = w
+    t0 = time.monotonic()
+    w.sample()
+    src.wait(0.3)  # wakes for the deadline, then sleeps on to the end
+    assert len(w.fired) == 1 and 0.045 <= w.fired[0] - t0 < 0.2
+    assert w.deadline is None
+    src.wait(0.1)
+    assert len(w.fired) == 1, "a deadline fires once"
+
+
+def test_a_deadline_that_raises_fails_the_probe():
+    class Bad(Timed):
+        def on_deadline(self):
+            raise OSError(9, "Bad file descriptor")
+
+    w = _started(Bad(0.0))
+    w.sample()
+    w.fire_deadline()
+    assert w.status.status == FAILED and "Bad file descriptor" in w.status.detail
+    assert w.handle.cleanups == 1

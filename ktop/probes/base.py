@@ -75,6 +75,7 @@ class ProbeWorker:
         self._last_take = time.monotonic()
         self.started_at = time.monotonic()
         self.live_at: Optional[float] = None
+        self.deadline: Optional[float] = None  # monotonic time of on_deadline() (the collector's thread)
 
     # -- status -------------------------------------------------------
     @property
@@ -256,6 +257,19 @@ class ProbeWorker:
             self._last_take = now
             self._update_cost()
             return sample
+
+    def on_deadline(self) -> None:
+        """Called once :attr:`deadline` has passed (set it again to be called again)."""
+
+    def fire_deadline(self) -> None:
+        """The collector's clock reached :attr:`deadline`."""
+        with self.io_lock:
+            self.deadline = None
+            if self.loaded is not None and self.status.status == LIVE:
+                try:
+                    self.on_deadline()
+                except Exception as exc:
+                    self._fail(exc)
 
     def drain_rings(self) -> None:
         """The collector saw a ring buffer's fd readable."""

@@ -17,10 +17,13 @@ lookup; each tick reads ``procs`` first, then ``owners``, and adds them
 (:func:`merge_owners`).
 
 Latency costs a second hook on every syscall, so it has modes
-(``--syscalls-latency``): ``sampled`` (the default: ktop attaches the
-latency programs itself for one tick in :data:`SAMPLE_EVERY`, with
-``BPF_RAW_TRACEPOINT_OPEN`` on the program fds the helper handed over),
-``on`` (always attached), ``off``.
+(``--syscalls-latency``): ``sampled`` (the default: for the first
+1/:data:`SAMPLE_EVERY` of every tick ktop attaches the latency programs
+itself, with ``BPF_RAW_TRACEPOINT_OPEN`` on the program fds the helper handed
+over, and detaches them when the window's deadline passes: every tick has
+fresh latency figures, and the cost is that fraction of ``on``'s over any
+stretch longer than a tick), ``on`` (always attached), ``off``. A sampled
+call still in flight when its window closes is counted, not timed.
 
 Syscall names come from the running architecture's UAPI header, read at run
 time (see :mod:`ktop.probes.systable`).
@@ -32,6 +35,7 @@ import functools
 import os
 import platform
 import struct
+import time
 from array import array
 from collections import defaultdict
 from typing import Iterable, Mapping, Optional, Sequence
@@ -51,7 +55,7 @@ MAX_ERRS = 4096
 MAX_THREADS = 16384
 COMM_LEN = 16
 MODES = ("sampled", "on", "off")  # --syscalls-latency
-SAMPLE_EVERY = 10  # sampled: latency measured during one tick in this many
+SAMPLE_EVERY = 10  # sampled: latency measured during the first 1/SAMPLE_EVERY of each tick
 # The on-demand latency programs (bpf/syscalls.bpf.c, LAT_ON_DEMAND) and their raw tracepoints.
 LAT_PROGS = (("lat_sched_switch", "sched_switch"), ("lat_sched_process_exit", "sched_process_exit"),
              ("lat_sys_enter", "sys_enter"))
@@ -297,7 +301,6 @@ class SyscallsProbe(ProbeWorker):
         self._lat_progs: dict[str, int] = {}
         self._window: list[int] = []  # raw tracepoint fds of the open latency window
         self._epoch = 0
-        self._ticks = 0
         self.attach = ""
         self._raw: Optional[bool] = None
         self._children = False  # -p: children followed (the helper found task_struct in BTF)
@@ -393,7 +396,7 @@ class SyscallsProbe(ProbeWorker):
             scope = f", PID {self.options.pid} only (no BTF: children not followed)"
         names = self.names_from.rsplit("/", 1)[-1]
         what = {"on": "", "off": ", counts only (no latency)",
-                "sampled": f", latency sampled (1 tick in {SAMPLE_EVERY})"}[self.mode]
+                "sampled": f", latency sampled ({100 // SAMPLE_EVERY}% of each tick)"}[self.mode]
         return f"{how}{what}{scope}; names: {names}"
 
     # -- each tick -------------------------------------------------------------
@@ -447,14 +450,19 @@ class SyscallsProbe(ProbeWorker):
         self._window = []
         self._maps["gate"].update(struct.pack("<I", 0), struct.pack("<Q", 0))
 
-    def _sample_latency(self) -> None:
+    def _sample_latency(self, interval_s: float) -> None:
+        """Opens this tick's window (the last one closed at its deadline, else now)."""
         if self.mode != "sampled":
             return
-        self._ticks += 1
         if self._window:
             self._close_window()
-        elif self._ticks % SAMPLE_EVERY == 1:  # the first right away: latency from the second tick on
-            self._open_window()
+        self._open_window()
+        # the next tick comes about one interval from now (the first interval is start-up's: clamp it)
+        self.deadline = time.monotonic() + min(max(interval_s, 0.05), 10.0) / SAMPLE_EVERY
+
+    def on_deadline(self) -> None:
+        if self._window:
+            self._close_window()
 
     def collect(self, interval_s: float) -> SyscallsSample:
         cur_stats = read_slots(self._maps["stats"], STAT_SLOTS)
@@ -474,9 +482,9 @@ class SyscallsProbe(ProbeWorker):
         k, v, n = self._maps["errs"].read_all()
         errs = self._errs.step(unpack_errs(k, v, n, ncpu), lambda keys: self._evict(
             "errs", keys, _ERR_KEY, lambda kb, vb: unpack_errs(kb, vb, 1, ncpu)))
-        self._sample_latency()
+        self._sample_latency(interval_s)
         return build_sample(interval_s, nrs, procs, errs, stats, self.table, self.attach, self.names_from,
-                            f"sampled 1/{SAMPLE_EVERY}" if self.mode == "sampled" else self.mode)
+                            f"sampled {100 // SAMPLE_EVERY}%" if self.mode == "sampled" else self.mode)
 
 
 def bcc_syscall_table() -> dict[str, str]:

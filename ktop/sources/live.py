@@ -122,8 +122,12 @@ class LiveSource:
             left = end - time.monotonic()
             if left <= 0:
                 return False
+            due = self._next_deadline()
+            if due is not None and due[0] - time.monotonic() <= 0:
+                due[1].fire_deadline()
+                continue
             try:
-                events = self._epoll.poll(left)
+                events = self._epoll.poll(left if due is None else min(left, due[0] - time.monotonic()))
             except InterruptedError:
                 continue
             woken = False
@@ -163,6 +167,16 @@ class LiveSource:
                 self.focus_workers = self._start_workers(opts)
         for w in old.values():
             w.stop()
+
+    def _next_deadline(self) -> Optional[tuple[float, ProbeWorker]]:
+        """The earliest timer a probe asked for (e.g. the end of a latency window)."""
+        best = None
+        for w in (*self.workers.values(), *self.focus_workers.values()):
+            d = w.deadline
+            if d is not None and (best is None or d < best[0]):
+                best = (d, w)
+        return best
+
     def statuses(self) -> tuple[ProbeStatus, ...]:
         out = [w.status for w in self.workers.values()]
         out += [ProbeStatus(n, DISABLED, "not selected (--probes)") for n in self.disabled]
