@@ -5,8 +5,8 @@ A tight loop of N getppid(2) calls (a small C program built here with gcc)
 is timed with no tracer; with the floors, empty BCC programs on the hooks
 ktop uses (``floor``: a raw tracepoint on sys_exit alone, the ``off`` mode's
 hook set; ``floor-sampled``: that, plus empty programs on sys_enter,
-sched_switch and sched_process_exit attached for the first tenth of every
-second, the default's hook set, which the default is judged against;
+sched_switch and sched_process_exit attached for half a second in five,
+the default's hook set and windows, which the default is judged against;
 ``floor-both``: sys_enter and sys_exit, the ``on`` mode's); with
 ``ktop snapshot`` running its default probes in each latency mode (``ktop``:
 sampled, the default; ``ktop-on``; ``ktop-off``), with ktop running the
@@ -90,17 +90,18 @@ elif what == "empty-exit":
 elif what == "empty-sampled":  # the default's hook set: sys_exit always, the latency hooks for its windows
     import os, threading
     from ktop.probes import bpfsys
-    from ktop.probes.syscalls import LAT_PROGS, SAMPLE_EVERY
+    from ktop.probes.syscalls import LAT_PROGS, SAMPLE_EVERY, WINDOW_EVERY
     b = BPF(text="RAW_TRACEPOINT_PROBE(sys_exit) { return 0; }\n"
                  + "".join(f"int {fn}(void *ctx) {{ return 0; }}\n" for fn, _ in LAT_PROGS))
     progs = [(b.load_func(fn, BPF.RAW_TRACEPOINT).fd, tp) for fn, tp in LAT_PROGS]
     def windows():
-        while True:  # as ktop at its default 1 s tick: open for the first 1/SAMPLE_EVERY
+        open_s = WINDOW_EVERY / SAMPLE_EVERY  # as ktop at its default 1 s tick
+        while True:
             fds = [bpfsys.raw_tracepoint_open(tp, fd) for fd, tp in progs]
-            time.sleep(1.0 / SAMPLE_EVERY)
+            time.sleep(open_s)
             for fd in reversed(fds):
                 os.close(fd)
-            time.sleep(1.0 - 1.0 / SAMPLE_EVERY)
+            time.sleep(WINDOW_EVERY - open_s)
     threading.Thread(target=windows, daemon=True).start()
 else:
     probe = SyscallsProbe(ProbeOptions(extra={"syscalls_latency": "off" if what == "syscalls-nolat" else "on"}))

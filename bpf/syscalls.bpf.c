@@ -10,8 +10,8 @@
  *   always (LAT_ALWAYS): all hooks attached by BCC; exit and exit_group,
  *     which never return, are counted at entry.
  *   on demand (LAT_ON_DEMAND, raw tracepoints only): the latency programs
- *     are loaded but not attached; ktop attaches them for a window (the
- *     first tenth of every tick: "sampled") and detaches them after.
+ *     are loaded but not attached; ktop attaches them for a window (half
+ *     a tick in five: "sampled") and detaches them after.
  *   none (NO_LATENCY): sys_exit only.
  * `gate` holds the current window's epoch (0: no window). An entry records
  * its epoch and a return only pairs with an entry of the current epoch, so

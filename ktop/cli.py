@@ -132,8 +132,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--disk", type=_disk, metavar="NAME", default=None,
                    help="bio probe: trace this disk only (e.g. vda; a partition means its disk)")
     p.add_argument("--syscalls-latency", choices=("sampled", "on", "off"), default="sampled",
-                   help="syscalls probe: time the calls made in the first tenth of every tick (sampled, the "
-                        "default; a call still running when that window closes is counted, not timed), time every "
+                   help="syscalls probe: time the calls made in a tenth of the time, the first half of one tick in "
+                        "five (sampled, the default; a call still running when its window closes is counted, not "
+                        "timed), time every "
                         "call (on: a sys_enter hook too, which every syscall pays for: see the README's "
                         "benchmarks), or only count calls and errors (off). Counts and errors are exact in "
                         "every mode")

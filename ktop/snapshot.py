@@ -279,7 +279,7 @@ class SyscallsSample:
     counts: tuple[SyscallCount, ...] = ()
     attach: str = ""  # raw_tracepoint or tracepoint
     names_from: str = ""  # where syscall names come from
-    latency: str = ""  # latency mode: "on", "off", or "sampled N%" (the first N% of each tick timed)
+    latency: str = ""  # latency mode: "on", "off", or "sampled N%" (N% of the time timed)
     no_start: int = 0  # returns whose entry was not seen (in flight at attach): not timed
     start_full: int = 0  # thread map full: calls not timed
     procs_full: int = 0  # process map full: counted per syscall, not per process

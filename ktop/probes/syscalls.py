@@ -17,13 +17,17 @@ lookup; each tick reads ``procs`` first, then ``owners``, and adds them
 (:func:`merge_owners`).
 
 Latency costs a second hook on every syscall, so it has modes
-(``--syscalls-latency``): ``sampled`` (the default: for the first
-1/:data:`SAMPLE_EVERY` of every tick ktop attaches the latency programs
-itself, with ``BPF_RAW_TRACEPOINT_OPEN`` on the program fds the helper handed
-over, and detaches them when the window's deadline passes: every tick has
-fresh latency figures, and the cost is that fraction of ``on``'s over any
-stretch longer than a tick), ``on`` (always attached), ``off``. A sampled
-call still in flight when its window closes is counted, not timed.
+(``--syscalls-latency``): ``sampled`` (the default: ktop attaches the
+latency programs itself, with ``BPF_RAW_TRACEPOINT_OPEN`` on the program fds
+the helper handed over, for the first half of one tick in
+:data:`WINDOW_EVERY`, and detaches them when that window's deadline passes:
+1/:data:`SAMPLE_EVERY` of the time, so that fraction of ``on``'s cost over
+any stretch of a few ticks, and latency figures at most WINDOW_EVERY ticks
+old), ``on`` (always attached), ``off``. A sampled call still in flight when
+its window closes is counted, not timed. Windows are not shorter or more
+often because each attach and detach costs ktop about 1.1 ms of CPU here
+(the kernel patches the tracepoints' static keys): a window every tick cost
+more than the rest of an idle tick.
 
 Syscall names come from the running architecture's UAPI header, read at run
 time (see :mod:`ktop.probes.systable`).
@@ -55,7 +59,8 @@ MAX_ERRS = 4096
 MAX_THREADS = 16384
 COMM_LEN = 16
 MODES = ("sampled", "on", "off")  # --syscalls-latency
-SAMPLE_EVERY = 10  # sampled: latency measured during the first 1/SAMPLE_EVERY of each tick
+SAMPLE_EVERY = 10  # sampled: latency measured 1/SAMPLE_EVERY of the time...
+WINDOW_EVERY = 5  # ... in windows that open at one tick in this many
 # The on-demand latency programs (bpf/syscalls.bpf.c, LAT_ON_DEMAND) and their raw tracepoints.
 LAT_PROGS = (("lat_sched_switch", "sched_switch"), ("lat_sched_process_exit", "sched_process_exit"),
              ("lat_sys_enter", "sys_enter"))
@@ -301,6 +306,7 @@ class SyscallsProbe(ProbeWorker):
         self._lat_progs: dict[str, int] = {}
         self._window: list[int] = []  # raw tracepoint fds of the open latency window
         self._epoch = 0
+        self._ticks = 0
         self.attach = ""
         self._raw: Optional[bool] = None
         self._children = False  # -p: children followed (the helper found task_struct in BTF)
@@ -396,7 +402,7 @@ class SyscallsProbe(ProbeWorker):
             scope = f", PID {self.options.pid} only (no BTF: children not followed)"
         names = self.names_from.rsplit("/", 1)[-1]
         what = {"on": "", "off": ", counts only (no latency)",
-                "sampled": f", latency sampled ({100 // SAMPLE_EVERY}% of each tick)"}[self.mode]
+                "sampled": f", latency sampled ({100 // SAMPLE_EVERY}% of the time)"}[self.mode]
         return f"{how}{what}{scope}; names: {names}"
 
     # -- each tick -------------------------------------------------------------
@@ -451,14 +457,17 @@ class SyscallsProbe(ProbeWorker):
         self._maps["gate"].update(struct.pack("<I", 0), struct.pack("<Q", 0))
 
     def _sample_latency(self, interval_s: float) -> None:
-        """Opens this tick's window (the last one closed at its deadline, else now)."""
+        """Opens a window at one tick in WINDOW_EVERY, the first right away."""
         if self.mode != "sampled":
             return
-        if self._window:
+        if self._window:  # its deadline did not fire (a slow tick): close it now
             self._close_window()
+        self._ticks += 1
+        if self._ticks % WINDOW_EVERY != 1:
+            return
         self._open_window()
         # the next tick comes about one interval from now (the first interval is start-up's: clamp it)
-        self.deadline = time.monotonic() + min(max(interval_s, 0.05), 10.0) / SAMPLE_EVERY
+        self.deadline = time.monotonic() + min(max(interval_s, 0.05), 10.0) * WINDOW_EVERY / SAMPLE_EVERY
 
     def on_deadline(self) -> None:
         if self._window:
