@@ -90,13 +90,19 @@ def run_loop(exe: Path, calls: int) -> tuple[int, int]:
     return ns, p.pid
 
 
+def _default_sigint() -> None:
+    """A shell's background job (make bench in the background) ignores SIGINT, and
+    children inherit that: funccount-bpfcc then never stops. Undo it in the tracer."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Tracer:
     """A tracer process; ``ready`` is set once it says it is attached."""
 
     def __init__(self, argv: list[str], ready_re: str, stream: str, env=None):
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+                                     stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint)
         self.ready = threading.Event()
         self.attach_s = None
         self.out: list[str] = []
