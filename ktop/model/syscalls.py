@@ -176,7 +176,7 @@ def _advance_proc(old: Optional[ProcRow], pid: int, counts: Sequence, live_name:
             pairs[c.nr] = PairRow(pid, c.comm, c.nr, c.name, c.count, c.errors, c.lat_ns, c.timed, c.errnos,
                                   c.count)
         else:
-            pairs[c.nr] = replace(r, count=r.count + c.count, errors=r.errors + c.errors,
+            pairs[c.nr] = replace(r, comm=r.comm or c.comm, count=r.count + c.count, errors=r.errors + c.errors,
                                   lat_ns=r.lat_ns + c.lat_ns, timed=r.timed + c.timed,
                                   errnos=add_errnos(r.errnos, c.errnos), calls=c.count)
         n += c.count

@@ -222,10 +222,17 @@ def build_sample(interval_s: float, nrs: Mapping[int, NrCum], procs: Mapping[tup
         SyscallStat(nr=nr, name=systable.syscall_name(table, nr), count=c[0], errors=c[1], lat_ns=c[2],
                     hist=tuple(c[3]), errnos=ranked(by_nr.get(nr, {})))
         for nr, c in sorted(nrs.items(), key=lambda kv: (-kv[1][0], kv[0])) if c[0] or c[1])
-    counts = tuple(
+    counts = [
         SyscallCount(pid=tgid, comm=v[4], nr=nr, name=systable.syscall_name(table, nr), count=v[0],
                      errors=v[1], lat_ns=v[2], timed=v[3], errnos=ranked(by_pair.get((tgid, nr), {})))
-        for (tgid, nr), v in sorted(procs.items(), key=lambda kv: (-kv[1][0], kv[0])) if v[0] or v[1])
+        for (tgid, nr), v in sorted(procs.items(), key=lambda kv: (-kv[1][0], kv[0])) if v[0] or v[1]]
+    # The two maps are read one after the other: a burst that runs meanwhile shows its
+    # errnos in this read and its calls only in the next. The errnos still count now.
+    seen = {(c.pid, c.nr) for c in counts}
+    counts += [SyscallCount(pid=tgid, comm="", nr=nr, name=systable.syscall_name(table, nr), count=0, errors=0,
+                            lat_ns=0, timed=0, errnos=ranked(d))
+               for (tgid, nr), d in sorted(by_pair.items()) if (tgid, nr) not in seen]
+    counts = tuple(counts)
     return SyscallsSample(
         interval_s=interval_s, syscalls=syscalls, counts=counts, attach=attach, names_from=names_from,
         latency=latency,
