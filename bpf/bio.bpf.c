@@ -87,6 +87,8 @@
 #define F_WHO 1       /* pid/comm known */
 #define F_WHO_LATE 2  /* ... taken at insert or issue, not at submission */
 #define F_MATCH 4     /* passes the PID filter (always set without one) */
+#define F_DEV 8       /* RAW_MODE: dev and the operation (bits 8-15) taken at submission */
+#define F_OP_SHIFT 8
 
 #define EEXIST_ 17
 
@@ -104,7 +106,7 @@ struct inflight {
     u32 pid;
     u32 bytes;
     u32 flags;
-    u32 pad;
+    u32 dev;   /* with F_DEV: issue and completion need not read it from the request again */
     char comm[TASK_COMM_LEN];
 };
 
@@ -238,13 +240,17 @@ static __always_inline struct inflight *entry_of(struct rq_key *key)
 
 /* In the submitter's context: record who. A data-less write is a preflush:
  * the flush the kernel issues for it is on this task's behalf. */
-static __always_inline void submitted(struct rq_key *key, u32 dev, u32 bytes, int preflush, int replace,
-                                      int track)
+static __always_inline void submitted(struct rq_key *key, u32 dev, u32 op, u32 bytes, int preflush,
+                                      int replace, int track)
 {
     struct inflight v = {};
     v.created_ts = bpf_ktime_get_ns();
     v.bytes = bytes;
     set_who(&v, 0);
+#ifdef RAW_MODE
+    v.dev = dev;
+    v.flags |= F_DEV | (op << F_OP_SHIFT);
+#endif
     if (preflush) {
         struct flusher fl = {.pid = v.pid, .flags = v.flags};
         __builtin_memcpy(fl.comm, v.comm, TASK_COMM_LEN);
@@ -272,10 +278,12 @@ static __always_inline void inserted(struct rq_key *key)
         set_who(f, F_WHO_LATE);
 }
 
-static __always_inline void issued(struct rq_key *key, u32 dev, u32 op, u32 bytes)
+/* ``f``: the request's entry when the caller looked it up already (NULL: look it up, or create it). */
+static __always_inline void issued(struct rq_key *key, struct inflight *f, u32 dev, u32 op, u32 bytes)
 {
     count(ST_ISSUES);
-    struct inflight *f = entry_of(key);
+    if (!f)
+        f = entry_of(key);
     if (!f)
         return;
 #ifdef RAW_MODE
@@ -368,11 +376,11 @@ static __always_inline void count_proc(u32 pid, char *comm, u32 dev, u32 op, u32
 
 /* ``dataless``: the request had no data, so a missing entry means it never
  * went to the device (a preflush finished by the flush machinery). */
-static __always_inline void completed(struct rq_key *key, u32 dev, u32 op, int error, int dataless)
+static __always_inline void completed(struct rq_key *key, struct inflight *f, u32 dev, u32 op, int error,
+                                      int dataless)
 {
     count(ST_COMPLETES);
     u64 now = bpf_ktime_get_ns();
-    struct inflight *f = inflight.lookup(key);
     if (!f) {
         count(dataless && op != OP_FLUSH ? ST_NOT_ISSUED : ST_NO_START);
         return;
@@ -466,7 +474,7 @@ RAW_TRACEPOINT_PROBE(block_io_start)
     u32 bytes = rd32(rq, RQ_OFF_DATA_LEN);
     u32 op = op_of_flags(rd32(rq, RQ_OFF_CMD_FLAGS));
     struct rq_key key = {.a = rq};
-    submitted(&key, dev, bytes, bytes == 0 && (op == OP_WRITE || op == OP_FLUSH), 1, 1);
+    submitted(&key, dev, op, bytes, bytes == 0 && (op == OP_WRITE || op == OP_FLUSH), 1, 1);
     return 0;
 }
 #endif
@@ -506,14 +514,30 @@ RAW_TRACEPOINT_PROBE(block_rq_insert)
 }
 #endif
 
+/* The disk and operation from the entry made at submission (F_DEV), else from the
+ * request: each field read from the request is a bpf_probe_read_kernel (~40 ns here),
+ * and the disk alone takes four. */
+static __always_inline void dev_op(u64 rq, struct inflight *f, u32 *dev, u32 *op)
+{
+    if (f && (f->flags & F_DEV)) {
+        *dev = f->dev;
+        *op = (f->flags >> F_OP_SHIFT) & 0xff;
+    } else {
+        *dev = rq_dev(rq);
+        *op = op_of_flags(rd32(rq, RQ_OFF_CMD_FLAGS));
+    }
+}
+
 RAW_TRACEPOINT_PROBE(block_rq_issue)
 {
     u64 rq = ctx->args[RQ_ARG_RQ_ISSUE];
-    u32 dev = rq_dev(rq);
+    struct rq_key key = {.a = rq};
+    struct inflight *f = inflight.lookup(&key);
+    u32 dev, op;
+    dev_op(rq, f, &dev, &op);
     if (DEV_FILTERED(dev))
         return 0;
-    struct rq_key key = {.a = rq};
-    issued(&key, dev, op_of_flags(rd32(rq, RQ_OFF_CMD_FLAGS)), rd32(rq, RQ_OFF_DATA_LEN));
+    issued(&key, f, dev, op, rd32(rq, RQ_OFF_DATA_LEN));
     return 0;
 }
 
@@ -523,7 +547,10 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
     u64 rq = ctx->args[RQ_ARG_RQ_COMPLETE];
     int error = (u8)ctx->args[RQ_ARG_RQ_COMPLETE + 1];
     u32 nr_bytes = (u32)ctx->args[RQ_ARG_RQ_COMPLETE + 2];
-    u32 dev = rq_dev(rq);
+    struct rq_key key = {.a = rq};
+    struct inflight *f = inflight.lookup(&key);
+    u32 dev, op;
+    dev_op(rq, f, &dev, &op);
     if (DEV_FILTERED(dev))
         return 0;
     u32 left = rd32(rq, RQ_OFF_DATA_LEN);
@@ -531,8 +558,7 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
         count(ST_PARTIAL); /* traced before the request moves on: not the end yet */
         return 0;
     }
-    struct rq_key key = {.a = rq};
-    completed(&key, dev, op_of_flags(rd32(rq, RQ_OFF_CMD_FLAGS)), error != 0, left == 0);
+    completed(&key, f, dev, op, error != 0, left == 0);
     return 0;
 }
 
@@ -574,7 +600,7 @@ static __always_inline int tp_submitted(u32 dev, u64 sector, char c0, char c1, u
     struct rq_key key = {.a = key_sector(op, sector), .dev = dev, .op = op};
     /* data-less requests never reach the device: not followed (their sector
      * 0 would collide), but a preflush names the flush's owner */
-    submitted(&key, dev, bytes, c0 == 'F', replace, bytes != 0);
+    submitted(&key, dev, op, bytes, c0 == 'F', replace, bytes != 0);
     return 0;
 }
 #endif
@@ -666,7 +692,7 @@ TRACEPOINT_PROBE(block, block_rq_issue)
     if (DEV_FILTERED(dev))
         return 0;
     struct rq_key key = {.a = key_sector(op, sector), .dev = dev, .op = op};
-    issued(&key, dev, op, bytes);
+    issued(&key, 0, dev, op, bytes);
     return 0;
 }
 
@@ -680,7 +706,7 @@ TRACEPOINT_PROBE(block, block_rq_complete)
     if (DEV_FILTERED(dev))
         return 0;
     struct rq_key key = {.a = key_sector(op, sector), .dev = dev, .op = op};
-    completed(&key, dev, op, error != 0, nr_sector == 0);
+    completed(&key, inflight.lookup(&key), dev, op, error != 0, nr_sector == 0);
     return 0;
 }
 #endif /* RAW_MODE */
