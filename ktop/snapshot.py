@@ -1,7 +1,16 @@
-"""The raw data of one tick: frozen, plain, JSON-serialisable.
+r"""The raw data of one tick: frozen, plain, JSON-serialisable.
 
 Collectors produce a :class:`Snapshot` per tick; ``ktop.model.build_model``
 turns snapshots into what panels draw. Nothing here imports BCC or Textual.
+
+Text from the kernel (command names, argv, paths, cgroup names) is bytes that
+other users choose and need not be UTF-8. :func:`kernel_text` decodes it
+losslessly: each byte that is not valid UTF-8 becomes a lone surrogate
+U+DC80..U+DCFF (Python's ``surrogateescape``, PEP 383), which JSON writes as
+``\udcNN``. So ``ktop snapshot --json`` and recordings tell a byte 0xFF
+(``"\udcff"``) from the four characters ``\xff`` (``"\\xff"``), and
+``raw.encode("utf-8", "surrogateescape")`` gives the bytes back. The screen
+shows such a byte as ``\xNN`` (``ktop.model.text.clean``).
 """
 
 from __future__ import annotations
@@ -12,6 +21,11 @@ from typing import Any, Optional
 
 # Additive changes keep this number; breaking ones bump it.
 SCHEMA = 1
+
+
+def kernel_text(raw: bytes) -> str:
+    """Kernel bytes as text, every byte kept (see the module's docstring)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 # Probe states.
 STARTING = "starting"

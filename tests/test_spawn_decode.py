@@ -202,9 +202,11 @@ def test_decode_exec_without_argv():
 def test_decode_exec_invalid_utf8():
     ev = decode_exec(pack_exec(argv=(b"prog", b"caf\xe9", b"\xff\xfe"), comm=b"bad\xffname",
                                filename=b"/tmp/\xc3"), 0.0)
-    assert ev.argv == ("prog", "caf\\xe9", "\\xff\\xfe")
-    assert ev.comm == "bad\\xffname"
-    assert ev.filename == "/tmp/\\xc3"
+    # every byte kept (surrogateescape): JSON tells them from a literal backslash
+    assert ev.argv == ("prog", "caf\udce9", "\udcff\udcfe")
+    assert ev.comm == "bad\udcffname"
+    assert ev.filename == "/tmp/\udcc3"
+    assert ev.argv[2].encode("utf-8", "surrogateescape") == b"\xff\xfe"
 
 
 def test_decode_exec_comm_full_16_bytes_and_garbage_after_nul():

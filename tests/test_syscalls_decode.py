@@ -45,7 +45,7 @@ def test_merge_proc_takes_the_comm_from_the_cpu_that_created_the_key():
 
 
 def test_merge_proc_comm_with_invalid_utf8_is_kept_visible():
-    assert sc.merge_proc((1, 0, 0, 0, b"ab\xff\0" + b"\0" * 12))[4] == "ab\\xff"
+    assert sc.merge_proc((1, 0, 0, 0, b"ab\xff\0" + b"\0" * 12))[4] == "ab\udcff"
 
 
 def test_unpack_procs_and_errs_from_raw_batch_bytes():

@@ -51,6 +51,20 @@ def test_clean_invalid_utf8_bytes_are_shown_escaped():
     assert clean("caf\u00e9".encode()) == "caf\u00e9"
 
 
+def test_kernel_bytes_keep_every_byte_and_json_tells_them_from_a_backslash():
+    """issue 18: invalid UTF-8 in JSON was indistinguishable from the literal text \\xff."""
+    import json
+
+    from ktop.snapshot import kernel_text
+
+    raw, literal = kernel_text(b"a\xff"), kernel_text(b"a\\xff")
+    assert raw != literal
+    assert json.dumps(raw) == '"a\\udcff"' and json.dumps(literal) == '"a\\\\xff"'
+    assert json.loads(json.dumps(raw)).encode("utf-8", "surrogateescape") == b"a\xff"
+    assert clean(raw) == clean(literal) == "a\\xff"  # on screen both read \xff: the JSON says which
+    assert clean(kernel_text(b"\xed\xa0\x80")) == "\\xed\\xa0\\x80"  # a UTF-8-encoded surrogate is invalid too
+
+
 def test_clean_none_is_empty():
     assert clean(None) == ""
     assert safe_text(None).plain == ""

@@ -28,7 +28,8 @@ def clean(value: str | bytes | None, limit: int | None = None) -> str:
 
     Args:
         value: untrusted text; bytes are decoded as UTF-8 with invalid bytes
-            shown as ``\\xNN``.
+            shown as ``\\xNN``, as are the bytes that ``kernel_text`` kept as lone
+            surrogates (U+DC80..U+DCFF).
         limit: cut to at most this many characters, marking the cut with ``…``.
     """
     if value is None:
@@ -45,6 +46,8 @@ def clean(value: str | bytes | None, limit: int | None = None) -> str:
                 out.append(_DEL)
             elif o < 0x7F:
                 out.append(ch)
+            elif 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+                out.append(f"\\x{o - 0xDC00:02x}")
             else:
                 cat = unicodedata.category(ch)
                 # Cc: C1 controls; Cf: bidi overrides, zero-width joiners...;

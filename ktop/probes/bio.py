@@ -39,7 +39,7 @@ from ktop.probes import bpfsys, features
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import read_slots
-from ktop.snapshot import BioDiskOp, BioProc, BioSample
+from ktop.snapshot import BioDiskOp, BioProc, BioSample, kernel_text
 
 NAME = "bio"
 NSLOTS = 28  # slot 27 holds 2^26 us (67 s) and above
@@ -196,7 +196,7 @@ def build_disks(deltas: dict[tuple[int, int], DiskOpCounters], maxes: dict[tuple
 
 
 def _cstr(raw: bytes) -> str:
-    return bytes(raw).split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+    return kernel_text(bytes(raw).split(b"\0", 1)[0])
 
 
 def build_procs(rows: Iterable[tuple], resolve=resolve_disk) -> tuple[BioProc, ...]:

@@ -33,6 +33,7 @@ semaphore-guarded USDT probes count without ``-p``.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import struct
@@ -47,7 +48,7 @@ from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import percpu_sum_u64, read_slots
-from ktop.snapshot import FAILED, LIVE, UNSUPPORTED, FuncCount, FuncsSample, FuncTarget, FuncTotal
+from ktop.snapshot import FAILED, LIVE, UNSUPPORTED, FuncCount, FuncsSample, FuncTarget, FuncTotal, kernel_text
 
 NAME = "funcs"
 DEFAULT_CAP = 1000  # probes one spec may attach (BCC's probe limit)
@@ -202,7 +203,7 @@ def _resolve_user(spec: FuncSpec, cap: int) -> Resolution:
     # As funccount: one probe per address; a name seen at two addresses is probed once.
     by_name: dict[str, int] = {}
     for raw, addr in found:
-        name = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+        name = kernel_text(raw) if isinstance(raw, bytes) else str(raw)
         if addr and name not in by_name:
             by_name[name] = addr
     seen_addr: dict[int, str] = {}
@@ -251,7 +252,7 @@ def _resolve_usdt(spec: FuncSpec, cap: int) -> Resolution:
     sites, skipped, guarded = [], [], 0
     matches = []
     for p in probes:
-        name = p.name.decode("utf-8", "backslashreplace")
+        name = kernel_text(p.name)
         if rx.match(name):
             matches.append(p)
     if not matches:
@@ -261,7 +262,7 @@ def _resolve_usdt(spec: FuncSpec, cap: int) -> Resolution:
         return Resolution(spec, STATUS_ERROR, f"{spec.text!r} matches {locations} USDT locations, more than "
                           f"the cap of {cap}", binary=path, matched=locations, cap=cap)
     for p in sorted(matches, key=lambda p: (p.provider, p.name)):
-        label = f"{p.provider.decode('utf-8', 'backslashreplace')}:{p.name.decode('utf-8', 'backslashreplace')}"
+        label = f"{kernel_text(p.provider)}:{kernel_text(p.name)}"
         offsets = []
         loc_path = path
         for i in range(p.num_locations):
@@ -504,13 +505,45 @@ def attach_uprobe_at(b, fn: bytes, path: str, offset: int, ref_ctr: int = 0) -> 
     fd = _bpf_attach_uprobe()(prog.fd, 0, ev_name, bpath, offset, -1, ref_ctr)
     if fd < 0:
         err = ctypes.get_errno()
+        if err == errno.EINVAL and ref_ctr_clash(path, offset):
+            raise OSError(err, f"another tracer holds a uprobe at {os.path.basename(path)}+0x{offset:x} with a "
+                               "different reference counter (kernel: ref_ctr_offset mismatch; BCC 0.26 tools such "
+                               "as funccount-bpfcc set a wrong one)")
         raise OSError(err, f"uprobe at {path}+0x{offset:x}: {os.strerror(err) if err else 'failed'}")
     b._add_uprobe_fd(ev_name, fd)
 
 
+def ref_ctr_clash(path: str, offset: int, kmsg: str = "/dev/kmsg") -> bool:
+    """Whether the kernel just logged a ``ref_ctr_offset mismatch`` for this file and offset:
+    it refuses a second uprobe at an address whose first one has another reference counter."""
+    try:
+        inode = os.stat(path).st_ino
+        fd = os.open(kmsg, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    want = (f"inode: {inode:#x} offset: {offset:#x}", f"inode: {inode} offset: {offset:#x}")
+    found = False
+    try:
+        while True:
+            try:
+                rec = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except OSError:  # EPIPE: records overwritten while reading; read on
+                continue
+            if not rec:
+                break
+            if b"ref_ctr_offset mismatch" in rec:
+                text = rec.decode("utf-8", "replace")
+                found = found or any(w in text for w in want)
+    finally:
+        os.close(fd)
+    return found
+
+
 def _short(exc: Exception) -> str:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return msg[:160]
+    return msg[:240]
 
 
 # -- decoding (pure: fed plain values in tests) -----------------------------------
@@ -520,7 +553,7 @@ def sum_percpu_counts(values: Iterable[tuple[int, bytes]]) -> tuple[int, str]:
     for count, raw in values:
         total += int(count)
         if not comm and raw:
-            comm = raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+            comm = kernel_text(raw.split(b"\0", 1)[0])
     return total, comm
 
 

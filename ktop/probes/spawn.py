@@ -20,7 +20,7 @@ from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.maps import read_slots
 from ktop.probes.ringbuf import RingBuffer
-from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample
+from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample, kernel_text
 
 NAME = "spawn"
 EV_EXEC = 1
@@ -45,7 +45,7 @@ _EXIT = struct.Struct("<IIIiQQ16s")
 
 
 def _cstr(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+    return kernel_text(raw.split(b"\0", 1)[0])
 
 
 def decode_argv(buf: bytes, argc: int, args_size: int, from_mm: bool = False) -> tuple[str, ...]:
@@ -63,7 +63,7 @@ def decode_argv(buf: bytes, argc: int, args_size: int, from_mm: bool = False) ->
             parts = parts[:-1]
     else:
         parts = data.split(b"\0")[:argc]
-    return tuple(p.decode("utf-8", "backslashreplace") for p in parts)
+    return tuple(kernel_text(p) for p in parts)
 
 
 def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:

@@ -48,7 +48,7 @@ from ktop.probes import bpfsys, features, systable
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative, cum_deltas
 from ktop.probes.maps import read_slots
-from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat
+from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat, kernel_text
 
 NAME = "syscalls"
 NBUCKETS = 32
@@ -89,7 +89,7 @@ ProcCum = tuple  # (count, errors, lat_ns, timed, comm)
 
 
 def cstr(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+    return kernel_text(raw.split(b"\0", 1)[0])
 
 
 def merge_nr(per_cpu: Iterable[Sequence[int]], nbuckets: int = NBUCKETS) -> NrCum:

@@ -23,7 +23,7 @@ from typing import Optional
 
 import psutil
 
-from ktop.snapshot import ProcessDetail, ProcessInfo
+from ktop.snapshot import ProcessDetail, ProcessInfo, kernel_text
 
 _CLK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -51,7 +51,7 @@ def _argv(path: str) -> tuple[str, ...]:
         raw = _read(path)
     except OSError:
         return ()
-    return tuple(a.decode("utf-8", "backslashreplace") for a in raw.rstrip(b"\0").split(b"\0")) if raw else ()
+    return tuple(kernel_text(a) for a in raw.rstrip(b"\0").split(b"\0")) if raw else ()
 
 
 # The kernel's task states (include/linux/sched.h) and the letter /proc shows for each
@@ -138,7 +138,7 @@ class TaskTable:
     def _decode(self, rec: bytes, dt: int) -> ProcessInfo:
         (pid, ppid, uid, threads, runtime, rss, start, state, exit_state, flags, comm_raw) = \
             TASK_RECORD.unpack(rec)
-        comm = comm_raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+        comm = kernel_text(comm_raw.split(b"\0", 1)[0])
         if flags & _TF_KTHREAD:  # /proc names kernel threads in full (kworker/0:1-events)
             comm = _kthread_name(f"{self.proc}/{pid}/comm", comm)
         if flags & _TF_WALK_CUT:  # more threads than the kernel walk covers: /proc sums them all
@@ -165,7 +165,7 @@ class TaskTable:
 
 def _kthread_name(path: str, fallback: str) -> str:
     try:
-        return _read(path).rstrip(b"\n").decode("utf-8", "backslashreplace") or fallback
+        return kernel_text(_read(path).rstrip(b"\n")) or fallback
     except OSError:
         return fallback
 
@@ -232,7 +232,7 @@ class ProcScanner:
                 argv = _argv(base + "/cmdline")
             new_cmds[pid] = (comm, start, argv)
             out.append(ProcessInfo(
-                pid=pid, ppid=ppid, user=_user(uid), comm=comm.decode("utf-8", "backslashreplace"),
+                pid=pid, ppid=ppid, user=_user(uid), comm=kernel_text(comm),
                 cmdline=argv, cpu_percent=round(max(cpu_pct, 0.0), 1), rss=rss,
                 state=_STATES.get(f[0].decode(), f[0].decode()), threads=threads,
                 start_time=self._boot + start / _CLK,

@@ -413,3 +413,29 @@ def test_many_uprobes_detach_once_each_quietly():
     assert took < (2.0 + 0.15 * target["attached"]) * TIME_SCALE, took
     after = probe_events()
     assert not [ln for name in after for ln in after[name] - before[name] if "_bcc_" in ln], after
+
+
+def test_a_uprobe_another_tracer_holds_with_another_ref_ctr_is_a_failed_target_with_a_sentence(prog):
+    """BCC 0.26's funccount registers its uprobes with a garbage reference-counter offset
+    (iovisor/bcc#5236); the kernel then refuses ktop's uprobe at the same address
+    (EINVAL, "ref_ctr_offset mismatch" in dmesg). That target fails and says why; the
+    probe and its other targets stay live."""
+    require_funcs()
+    funccount = shutil.which("funccount-bpfcc")
+    if funccount is None:
+        pytest.skip("funccount-bpfcc is not installed (bpfcc-tools): it is the other tracer")
+    spec = f"{prog}:ktop_test_work"
+    other = subprocess.Popen([funccount, spec], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert "Tracing" in other.stdout.readline()
+        doc = _run(["-f", spec, "-f", "t:sched:sched_process_exec"], lambda: None, duration=1.0)
+    finally:
+        other.send_signal(signal.SIGINT)
+        other.communicate(timeout=60)
+    t = _target(doc, spec)
+    if t["status"] == "live":
+        pytest.skip("this kernel accepted the second uprobe (no ref_ctr_offset clash here)")
+    assert t["status"] == "failed"
+    assert "another tracer holds a uprobe at" in t["detail"] and "ref_ctr_offset mismatch" in t["detail"], t
+    assert _target(doc, "t:sched:sched_process_exec")["status"] == "live"

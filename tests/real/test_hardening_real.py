@@ -267,6 +267,8 @@ def test_hostile_execs_in_the_spawn_stream(hostile_bin):
     first = events[h.pids[0]]["argv"]
     assert first[0] == OSC0.decode() + "0" and first[1] == "hold"
     assert "\x1b[31mREDX" in first  # within the probe's argv limits: the early arguments are whole
+    # every byte kept: the JSON holds \udcff for the byte 0xFF, never the text \xff (issue 18)
+    assert BAD_UTF8.decode("utf-8", "surrogateescape") in first
     # the empty-argv exec: no arguments at all (or the kernel's single empty string)
     assert any(e["argv"] in ([], [""]) for e in doc["spawns"]["events"] if e["ppid"] == h.pids[-1]
                or e["pid"] == h.pids[-1])
