@@ -7,9 +7,11 @@ The workload is ``dd iflag=direct bs=4k count=N`` (default 4000 O_DIRECT
 4 KiB reads) of a file on a real disk (never tmpfs), so every read is one
 block request: issue, complete, one run of each probe program. Every round
 runs each condition once, in a rotating order; a tracer is started before
-its run and stopped after it (its start-up is not timed). Ratios are
-median(traced) / median(bare); the added time per I/O is their difference
-divided by N. ktop's own JSON is checked too: it must attribute exactly N
+its run and stopped after it (its start-up is not timed). A ratio is the
+median over rounds of traced / bare of the same round (the disk's latency
+drifts by 10-20 % over minutes here, so a run is compared with its own
+round's bare run); the added time per I/O is (ratio - 1) x the bare median
+/ N. ktop's own JSON is checked too: it must attribute exactly N
 reads to dd. A tool that cannot run here (biolatency-bpfcc needs kprobes)
 is reported with its error, not silently left out.
 
@@ -281,15 +283,21 @@ def main(argv: Optional[list[str]] = None) -> int:
             os.close(stats_fd)
 
     base = median([x["seconds"] for x in results["bare"]["runs"]])
+    bare_runs = [x["seconds"] for x in results["bare"]["runs"]]
     table = []
     for cond in CONDITIONS:
         res = results[cond]
         secs = [x["seconds"] for x in res["runs"]]
         med = median(secs)
+        # The disk's latency drifts by 10-20 % from minute to minute here: each traced run is
+        # compared with the bare run of its own round, and the median of those ratios is the
+        # figure (the ratio of the medians is kept beside it).
+        paired = median([t / b for t, b in zip(secs, bare_runs) if b]) if len(secs) == len(bare_runs) else None
+        ratio = paired if paired is not None else ((med / base) if (med and base) else None)
         row = {"condition": cond, "runs": len(secs), "median_s": med,
                "min_s": min(secs) if secs else None, "max_s": max(secs) if secs else None,
-               "ratio": (med / base) if (med and base) else None,
-               "added_us_per_io": ((med - base) / args.reads * 1e6) if (med and base) else None,
+               "ratio": ratio, "ratio_of_medians": (med / base) if (med and base) else None,
+               "added_us_per_io": ((ratio - 1) * base / args.reads * 1e6) if (ratio and base) else None,
                "tracer_cpu_s_median": median([x["tracer_cpu_s"] for x in res["runs"] if "tracer_cpu_s" in x]),
                "error": res["error"]}
         if cond == "ktop":

@@ -287,6 +287,7 @@ def exec_loop_section(tmp: str, exe: str, n: int = 400, rounds: int = 5, runs: i
     ``runs`` times, stops it. ktop's JSON must hold every exec with argv and exit code."""
     conds = ["bare", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
     samples: dict[str, list[float]] = {c: [] for c in conds}
+    by_round: dict[str, list[list[float]]] = {c: [] for c in conds}
     checks: list[dict] = []
     errors: dict[str, str] = {}
     subprocess.run([exe, "execloop", "20", "warm"], capture_output=True)
@@ -305,6 +306,7 @@ def exec_loop_section(tmp: str, exe: str, n: int = 400, rounds: int = 5, runs: i
                     tracer = Tracer("bpftrace", ["bpftrace", "-e", BPFTRACE_EXECS], "Attaching")
                 if tracer:
                     tracer.start()
+                by_round[cond].append([])
                 for tag in tags:
                     p = subprocess.Popen([exe, "execloop", str(n), tag], stdout=subprocess.PIPE, text=True)
                     loop_pids.append(p.pid)
@@ -313,6 +315,7 @@ def exec_loop_section(tmp: str, exe: str, n: int = 400, rounds: int = 5, runs: i
                     if int(ok) != n:
                         raise RuntimeError(f"only {ok}/{n} execs exited 0")
                     samples[cond].append(float(secs))
+                    by_round[cond][-1].append(float(secs))
             except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
                 errors[cond] = str(exc)[:300]
                 log(f"exec loop {cond}: {errors[cond]}")
@@ -328,9 +331,14 @@ def exec_loop_section(tmp: str, exe: str, n: int = 400, rounds: int = 5, runs: i
     per: dict = {}
     for c in conds:
         m = median(samples[c])
+        # each round's median against the bare median of the same round, then the median of those:
+        # the machine's speed drifts over minutes here more than the tracers cost
+        pairs = [median(t) / median(b) for t, b in zip(by_round[c], by_round["bare"]) if t and b]
+        ratio = median(pairs) if pairs else ((m / base) if (m and base) else None)
         per[c] = {"median_s": rnd(m, 6), "runs": len(samples[c]), "all_s": [rnd(x, 6) for x in samples[c]],
-                  "ratio": rnd(m / base, 4) if (m and base) else None,
-                  "added_us_per_exec": rnd((m - base) / n * 1e6, 2) if (m and base) else None,
+                  "ratio": rnd(ratio, 4) if ratio else None,
+                  "ratio_of_medians": rnd(m / base, 4) if (m and base) else None,
+                  "added_us_per_exec": rnd((ratio - 1) * base / n * 1e6, 2) if (ratio and base) else None,
                   "error": errors.get(c)}
     captured = bool(checks) and all(c["complete"] for c in checks)
     return {"n": n, "rounds": rounds, "runs_per_round": runs, "conditions": per, "ktop_capture": checks,
@@ -420,15 +428,15 @@ def funcs_summary(rec: dict) -> dict:
 
 def probe_cost_section(tmp: str, exe: str, quick: bool) -> dict:
     out: dict = {}
-    out["exec_loop"] = exec_loop_section(tmp, exe, rounds=2 if quick else 5, runs=1 if quick else 3)
+    out["exec_loop"] = exec_loop_section(tmp, exe, rounds=2 if quick else 9, runs=1 if quick else 3)
     sc = sub_bench("syscalls_bench.py", ["--quick"] if quick else
                    ["--rounds", "3", "--runs", "2", "--only",
                     "floor,floor-sampled,floor-both,ktop,ktop-on,ktop-off,syscount,syscount-L",
                     # 10M calls (about 1 s): each loop spans about one latency window of the default
                     "--calls", "10000000"], tmp)
     out["syscalls"] = {**sc, "summary": syscalls_summary(sc)}
-    # 11 rounds: a bare run varies by 10 % here (258-319 ms in one run of 5), the probes add about 1 %
-    bio = sub_bench("bio_bench.py", ["--quick"] if quick else ["--rounds", "11"], tmp)
+    # 21 rounds: a bare run varies by 10-20 % here (239-344 ms in one run of 11), the probes add about 1 %
+    bio = sub_bench("bio_bench.py", ["--quick"] if quick else ["--rounds", "21"], tmp)
     out["bio"] = {**bio, "summary": bio_summary(bio)}
     fn = sub_bench("funcs_bench.py", ["--repeat", "1", "--calls", "50000"] if quick else ["--repeat", "3"], tmp)
     out["funcs"] = {**fn, "summary": funcs_summary(fn)}
@@ -676,7 +684,8 @@ def render_md(res: dict) -> list[str]:
         e = pc["exec_loop"]
         L.append(f"Exec loop: {e['n']} sequential fork+exec of /bin/true, {e['rounds']} rounds x "
                  f"{e['runs_per_round']} runs, rotating order; ktop = `ktop snapshot` (default probes), "
-                 f"bpftrace = `{BPFTRACE_EXECS}`.\n")
+                 f"bpftrace = `{BPFTRACE_EXECS}`. Ratio: the median over rounds of the round's median "
+                 "against the same round's bare median (the machine's speed drifts over minutes).\n")
         L.append("| condition | median | ratio | added per exec | runs | note |")
         L.append("|---|---:|---:|---:|---:|---|")
         for c, v in e["conditions"].items():
