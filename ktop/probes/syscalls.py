@@ -222,16 +222,25 @@ def build_sample(interval_s: float, nrs: Mapping[int, NrCum], procs: Mapping[tup
         SyscallStat(nr=nr, name=systable.syscall_name(table, nr), count=c[0], errors=c[1], lat_ns=c[2],
                     hist=tuple(c[3]), errnos=ranked(by_nr.get(nr, {})))
         for nr, c in sorted(nrs.items(), key=lambda kv: (-kv[1][0], kv[0])) if c[0] or c[1])
-    counts = [
-        SyscallCount(pid=tgid, comm=v[4], nr=nr, name=systable.syscall_name(table, nr), count=v[0],
-                     errors=v[1], lat_ns=v[2], timed=v[3], errnos=ranked(by_pair.get((tgid, nr), {})))
-        for (tgid, nr), v in sorted(procs.items(), key=lambda kv: (-kv[1][0], kv[0])) if v[0] or v[1]]
+    # Under exec churn thousands of keys a tick: sorted at C speed (most calls first, then the
+    # key), names looked up once per syscall, errnos ranked only where there are any.
+    names: dict[int, str] = {}
+    rows = sorted((-v[0], k, v) for k, v in procs.items() if v[0] or v[1])
+    counts = []
+    for _neg, (tgid, nr), v in rows:
+        name = names.get(nr)
+        if name is None:
+            name = names[nr] = systable.syscall_name(table, nr)
+        e = by_pair.get((tgid, nr))
+        counts.append(SyscallCount(pid=tgid, comm=v[4], nr=nr, name=name, count=v[0], errors=v[1], lat_ns=v[2],
+                                   timed=v[3], errnos=ranked(e) if e else ()))
     # The two maps are read one after the other: a burst that runs meanwhile shows its
     # errnos in this read and its calls only in the next. The errnos still count now.
-    seen = {(c.pid, c.nr) for c in counts}
-    counts += [SyscallCount(pid=tgid, comm="", nr=nr, name=systable.syscall_name(table, nr), count=0, errors=0,
-                            lat_ns=0, timed=0, errnos=ranked(d))
-               for (tgid, nr), d in sorted(by_pair.items()) if (tgid, nr) not in seen]
+    for (tgid, nr), d in sorted(by_pair.items()):
+        v = procs.get((tgid, nr))
+        if not (v and (v[0] or v[1])):
+            counts.append(SyscallCount(pid=tgid, comm="", nr=nr, name=systable.syscall_name(table, nr), count=0,
+                                       errors=0, lat_ns=0, timed=0, errnos=ranked(d)))
     counts = tuple(counts)
     return SyscallsSample(
         interval_s=interval_s, syscalls=syscalls, counts=counts, attach=attach, names_from=names_from,
