@@ -307,3 +307,16 @@ def test_a_deadline_that_raises_fails_the_probe():
     w.fire_deadline()
     assert w.status.status == FAILED and "Bad file descriptor" in w.status.detail
     assert w.handle.cleanups == 1
+
+
+def test_a_helper_killed_before_it_read_its_request_is_a_sentence(monkeypatch):
+    """Killed with the request unread, the helper resets the socket (ECONNRESET, not EOF):
+    the probe says how the helper died, never "Connection reset by peer" (seen in CI)."""
+    import sys
+
+    from ktop.probes import loader
+
+    monkeypatch.setattr(loader, "_helper_command", lambda: [
+        sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    with pytest.raises(loader.BuildError, match="the build helper was killed by SIGKILL"):
+        loader._run({"probe": "none"}, 10)

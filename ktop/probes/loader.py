@@ -129,7 +129,7 @@ def _run(request: dict, timeout: Optional[float]) -> tuple[dict, list[int]]:
             proc.kill()
             raise BuildError(f"the build helper did not finish within {timeout:g} s and was stopped "
                              "(KTOP_BUILD_TIMEOUT sets the limit)") from None
-        except BrokenPipeError:
+        except ConnectionError:  # a pipe broken, or reset: the helper died before it read or sent all
             raise BuildError(_died(proc, log)) from None
         finally:
             try:
