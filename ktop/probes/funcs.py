@@ -529,8 +529,10 @@ def ref_ctr_clash(path: str, offset: int, kmsg: str = "/dev/kmsg") -> bool:
                 rec = os.read(fd, 8192)
             except BlockingIOError:
                 break
-            except OSError:  # EPIPE: records overwritten while reading; read on
-                continue
+            except OSError as exc:
+                if exc.errno == errno.EPIPE:  # records overwritten while reading: read on
+                    continue
+                break
             if not rec:
                 break
             if b"ref_ctr_offset mismatch" in rec:
