@@ -395,13 +395,15 @@ def sub_bench(script: str, args: list[str], tmp: str, timeout: float = 420) -> d
 def syscalls_summary(rec: dict) -> dict:
     res = rec.get("results") or {}
     c = res.get("conditions", {})
-    k, s, f = c.get("ktop", {}), c.get("syscount", {}), c.get("floor", {})
+    k, s = c.get("ktop", {}), c.get("syscount", {})
+
+    def cpu(name: str) -> Optional[float]:
+        return c.get(name, {}).get("cpu_ratio")
+
     return {"ktop_wall_ratio": k.get("wall_ratio"), "ktop_cpu_ratio": k.get("cpu_ratio"),
-            "floor_cpu_ratio": f.get("cpu_ratio"),
-            "floor_sampled_cpu_ratio": c.get("floor-sampled", {}).get("cpu_ratio"), "ktop_on_cpu_ratio": c.get("ktop-on", {}).get("cpu_ratio"),
-            "ktop_off_cpu_ratio": c.get("ktop-off", {}).get("cpu_ratio"),
-            "floor_both_cpu_ratio": c.get("floor-both", {}).get("cpu_ratio"),
-            "syscount_l_cpu_ratio": c.get("syscount-L", {}).get("cpu_ratio"),
+            "floor_cpu_ratio": cpu("floor"), "floor_sampled_cpu_ratio": cpu("floor-sampled"),
+            "ktop_on_cpu_ratio": cpu("ktop-on"), "ktop_off_cpu_ratio": cpu("ktop-off"),
+            "floor_both_cpu_ratio": cpu("floor-both"), "syscount_l_cpu_ratio": cpu("syscount-L"),
             "syscount_wall_ratio": s.get("wall_ratio"), "syscount_cpu_ratio": s.get("cpu_ratio"),
             "syscount_skipped": s.get("skipped"), "calls": res.get("calls"), "error": rec.get("error")}
 
@@ -617,7 +619,8 @@ def budget_rows(res: dict) -> list[dict]:
         rows.append(_row(f"syscall loop (default: latency sampled) within {BUDGET_SYSCALL_VS_FLOOR:.2f}x of the "
                          "floor and at most syscount-bpfcc's",
                          "-" if kc is None else f"ktop CPU x{kc:.2f}, floor (same hooks, same windows) "
-                         f"x{fc or 0:.2f} (ktop/floor {vs or 0:.2f}; sys_exit alone x{f1 or 0:.2f}), syscount-bpfcc " + ("-" if scc is None else f"x{scc:.2f}")
+                         f"x{fc or 0:.2f} (ktop/floor {vs or 0:.2f}; sys_exit alone x{f1 or 0:.2f}), "
+                         "syscount-bpfcc " + ("-" if scc is None else f"x{scc:.2f}")
                          + f"; modes: on x{s.get('ktop_on_cpu_ratio') or 0:.2f} (floor-both "
                          f"x{s.get('floor_both_cpu_ratio') or 0:.2f}, "
                          f"syscount -L x{s.get('syscount_l_cpu_ratio') or 0:.2f}),"

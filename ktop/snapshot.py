@@ -27,6 +27,11 @@ def kernel_text(raw: bytes) -> str:
     """Kernel bytes as text, every byte kept (see the module's docstring)."""
     return raw.decode("utf-8", "surrogateescape")
 
+
+def kernel_cstr(raw: bytes) -> str:
+    """A NUL-terminated field of a kernel record (comm, a path) as :func:`kernel_text`."""
+    return kernel_text(bytes(raw).split(b"\0", 1)[0])
+
 # Probe states.
 STARTING = "starting"
 LIVE = "live"

@@ -39,7 +39,7 @@ from ktop.probes import bpfsys, features
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import read_slots
-from ktop.snapshot import BioDiskOp, BioProc, BioSample, kernel_text
+from ktop.snapshot import BioDiskOp, BioProc, BioSample, kernel_cstr
 
 NAME = "bio"
 NSLOTS = 28  # slot 27 holds 2^26 us (67 s) and above
@@ -195,10 +195,6 @@ def build_disks(deltas: dict[tuple[int, int], DiskOpCounters], maxes: dict[tuple
     return tuple(sorted(merged.values(), key=lambda r: (r.disk, order.get(r.op, 99))))
 
 
-def _cstr(raw: bytes) -> str:
-    return kernel_text(bytes(raw).split(b"\0", 1)[0])
-
-
 def build_procs(rows: Iterable[tuple], resolve=resolve_disk) -> tuple[BioProc, ...]:
     """Per-process rows from (pid, comm bytes, dev, reads, writes, others, read_bytes,
     write_bytes, lat_sum_ns, lat_max_ns) tuples."""
@@ -206,7 +202,7 @@ def build_procs(rows: Iterable[tuple], resolve=resolve_disk) -> tuple[BioProc, .
     for pid, comm, dev, reads, writes, others, rb, wb, lat_sum, lat_max in rows:
         if reads + writes + others == 0:
             continue
-        out.append(BioProc(pid=int(pid), comm=_cstr(comm) if isinstance(comm, (bytes, bytearray)) else str(comm),
+        out.append(BioProc(pid=int(pid), comm=kernel_cstr(comm) if isinstance(comm, (bytes, bytearray)) else str(comm),
                            disk=resolve(dev)[0] if dev else "", reads=reads, writes=writes, others=others,
                            read_bytes=rb, write_bytes=wb, lat_sum_ns=lat_sum, lat_max_ns=lat_max))
     out.sort(key=lambda p: p.pid)

@@ -48,7 +48,17 @@ from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import percpu_sum_u64, read_slots
-from ktop.snapshot import FAILED, LIVE, UNSUPPORTED, FuncCount, FuncsSample, FuncTarget, FuncTotal, kernel_text
+from ktop.snapshot import (
+    FAILED,
+    LIVE,
+    UNSUPPORTED,
+    FuncCount,
+    FuncsSample,
+    FuncTarget,
+    FuncTotal,
+    kernel_cstr,
+    kernel_text,
+)
 
 NAME = "funcs"
 DEFAULT_CAP = 1000  # probes one spec may attach (BCC's probe limit)
@@ -555,7 +565,7 @@ def sum_percpu_counts(values: Iterable[tuple[int, bytes]]) -> tuple[int, str]:
     for count, raw in values:
         total += int(count)
         if not comm and raw:
-            comm = kernel_text(raw.split(b"\0", 1)[0])
+            comm = kernel_cstr(raw)
     return total, comm
 
 

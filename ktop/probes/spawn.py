@@ -20,7 +20,7 @@ from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.maps import read_slots
 from ktop.probes.ringbuf import RingBuffer
-from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample, kernel_text
+from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample, kernel_cstr, kernel_text
 
 NAME = "spawn"
 EV_EXEC = 1
@@ -42,10 +42,6 @@ STAT_SLOTS = ("forks", "exec_count", "exec_failures", "exit_count", "lost",
 
 _EXEC_HEAD = struct.Struct("<IIIIiIIIQ16s16s256s")
 _EXIT = struct.Struct("<IIIiQQ16s")
-
-
-def _cstr(raw: bytes) -> str:
-    return kernel_text(raw.split(b"\0", 1)[0])
 
 
 def decode_argv(buf: bytes, argc: int, args_size: int, from_mm: bool = False) -> tuple[str, ...]:
@@ -82,9 +78,9 @@ def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
         pid=pid,
         ppid=ppid,
         uid=uid,
-        comm=_cstr(comm),
-        parent_comm=_cstr(pcomm),
-        filename=_cstr(filename),
+        comm=kernel_cstr(comm),
+        parent_comm=kernel_cstr(pcomm),
+        filename=kernel_cstr(filename),
         argv=decode_argv(args, argc, args_size, bool(flags & F_ARGS_FROM_MM)),
         argv_truncated=bool(flags & F_ARGS_TRUNCATED),
         retval=retval,
@@ -112,7 +108,7 @@ def decode_exit(raw: bytes, clock_offset: float) -> ExitEvent:
         time=ts / 1e9 + clock_offset,
         pid=pid,
         ppid=ppid,
-        comm=_cstr(comm),
+        comm=kernel_cstr(comm),
         exit_code=code,
         exit_signal=sig,
         lifetime_ms=lifetime_ns / 1e6 if lifetime_ns else None,

@@ -48,7 +48,7 @@ from ktop.probes import bpfsys, features, systable
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative, cum_deltas
 from ktop.probes.maps import read_slots
-from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat, kernel_text
+from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat, kernel_cstr
 
 NAME = "syscalls"
 NBUCKETS = 32
@@ -86,10 +86,6 @@ _OWNER_WORDS = _OWNER.size // 8
 
 NrCum = tuple  # (count, errors, lat_ns, hist tuple)
 ProcCum = tuple  # (count, errors, lat_ns, timed, comm)
-
-
-def cstr(raw: bytes) -> str:
-    return kernel_text(raw.split(b"\0", 1)[0])
 
 
 def merge_nr(per_cpu: Iterable[Sequence[int]], nbuckets: int = NBUCKETS) -> NrCum:
@@ -143,7 +139,7 @@ def merge_proc(v: Sequence) -> ProcCum:
     The comm is written on the CPU that created the key; the others hold zeros.
     """
     comm = next((c for c in v[4::5] if c[:1] != b"\0"), b"")
-    return (sum(v[0::5]), sum(v[1::5]), sum(v[2::5]), sum(v[3::5]), cstr(comm))
+    return (sum(v[0::5]), sum(v[1::5]), sum(v[2::5]), sum(v[3::5]), kernel_cstr(comm))
 
 
 @functools.lru_cache(maxsize=4)
@@ -181,9 +177,9 @@ def merge_owners(procs: dict[tuple[int, int], ProcCum], raw: bytes, ncpu: int) -
         pending.add(key)
         old = procs.get(key)
         if old is None:
-            procs[key] = (count, errors, lat, timed, cstr(comm))
+            procs[key] = (count, errors, lat, timed, kernel_cstr(comm))
         else:
-            procs[key] = (old[0] + count, old[1] + errors, old[2] + lat, old[3] + timed, old[4] or cstr(comm))
+            procs[key] = (old[0] + count, old[1] + errors, old[2] + lat, old[3] + timed, old[4] or kernel_cstr(comm))
     return pending
 
 

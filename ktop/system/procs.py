@@ -23,7 +23,7 @@ from typing import Optional
 
 import psutil
 
-from ktop.snapshot import ProcessDetail, ProcessInfo, kernel_text
+from ktop.snapshot import ProcessDetail, ProcessInfo, kernel_cstr, kernel_text
 
 _CLK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -138,7 +138,7 @@ class TaskTable:
     def _decode(self, rec: bytes, dt: int) -> ProcessInfo:
         (pid, ppid, uid, threads, runtime, rss, start, state, exit_state, flags, comm_raw) = \
             TASK_RECORD.unpack(rec)
-        comm = kernel_text(comm_raw.split(b"\0", 1)[0])
+        comm = kernel_cstr(comm_raw)
         if flags & _TF_KTHREAD:  # /proc names kernel threads in full (kworker/0:1-events)
             comm = _kthread_name(f"{self.proc}/{pid}/comm", comm)
         if flags & _TF_WALK_CUT:  # more threads than the kernel walk covers: /proc sums them all
