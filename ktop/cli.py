@@ -16,7 +16,7 @@ import time
 from typing import Optional
 
 from ktop import __version__
-from ktop.probes import registry
+from ktop import registry
 
 EXAMPLES = """examples:
     sudo ktop                  # the dashboard, refreshed every second

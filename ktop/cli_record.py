@@ -121,7 +121,8 @@ def _open_recording(path: str):
 EXIT_WRITE_FAILED = 74  # sysexits' EX_IOERR: the disk filled (or another write error) during a recording
 
 def run_record(args) -> int:
-    from ktop.probes import diag, registry
+    from ktop import registry
+    from ktop.probes import diag
     from ktop.recording import RecordingWriter, header
     from ktop.sources.live import LiveSource
 
@@ -256,7 +257,8 @@ def run_replay(args) -> int:
 
 def run_export(args) -> int:
     from ktop.export import parse_listen, serve
-    from ktop.probes import diag, registry
+    from ktop import registry
+    from ktop.probes import diag
     from ktop.sources.live import LiveSource
 
     names = _probe_names(args)

@@ -13,9 +13,7 @@ raises :class:`DecodeError` naming the place (``processes[3].pid: expected
 an integer, got a string``).
 
 A decoder is compiled once per type (a closure per field), so decoding the
-thousands of objects of a long recording stays cheap. ``overrides`` replace
-the type of chosen dataclass fields, e.g. a snapshot's per-probe sections
-that are typed ``Optional[Any]`` (see ``ktop.snapshot.snapshot_from_jsonable``).
+thousands of objects of a long recording stays cheap.
 Nothing here imports ktop.
 """
 
@@ -34,7 +32,6 @@ except ImportError:  # pragma: no cover - Python 3.9
 
 NoneType = type(None)
 Decoder = Callable[[Any], Any]
-Overrides = frozenset  # of ((dataclass type, field name), type)
 
 
 class DecodeError(ValueError):
@@ -72,27 +69,27 @@ def _kind(v: Any) -> str:
     return type(v).__name__
 
 
-_cache: dict[tuple, Decoder] = {}
+_cache: dict[Any, Decoder] = {}
 _lock = threading.Lock()
 
 
-def decode(tp: Any, data: Any, overrides: Overrides = frozenset()) -> Any:
+def decode(tp: Any, data: Any) -> Any:
     """``data`` (from ``json.loads``) as an instance of type ``tp``.
 
     Raises:
         DecodeError: the data does not fit ``tp``.
     """
-    return decoder(tp, overrides)(data)
+    return decoder(tp)(data)
 
 
-def decoder(tp: Any, overrides: Overrides = frozenset()) -> Decoder:
+def decoder(tp: Any) -> Decoder:
     """The compiled decoder of ``tp`` (cached)."""
-    key = (tp, overrides)
+    key = tp
     try:
         return _cache[key]
     except (KeyError, TypeError):
         pass
-    dec = _build(tp, overrides)
+    dec = _build(tp)
     with _lock:
         try:
             _cache[key] = dec
@@ -157,9 +154,7 @@ def _key(tp: Any) -> Decoder:
     return decoder(tp)
 
 
-def _build(tp: Any, ov: Overrides) -> Decoder:
-    if tp is Dropped:
-        return drop
+def _build(tp: Any) -> Decoder:
     if tp is Any or tp is object:
         return _identity
     if tp is None or tp is NoneType:
@@ -169,7 +164,7 @@ def _build(tp: Any, ov: Overrides) -> Decoder:
     origin = get_origin(tp)
     args = get_args(tp)
     if origin is Union or (UnionType is not None and origin is UnionType):
-        return _union(args, ov)
+        return _union(args)
     if origin is Literal:
         allowed = args
 
@@ -179,18 +174,18 @@ def _build(tp: Any, ov: Overrides) -> Decoder:
             return v
         return lit
     if origin is tuple or tp is tuple:
-        return _tuple(args, ov)
+        return _tuple(args)
     if origin in (list, set, frozenset) or tp in (list, set, frozenset) or \
             origin in (typing.Sequence, _abc("Sequence")):
         make = {set: set, frozenset: frozenset}.get(origin or tp, list)
-        sub = decoder(args[0], ov) if args else _identity
+        sub = decoder(args[0]) if args else _identity
         return _seq(sub, make)
     if origin is dict or tp is dict or origin is _abc("Mapping"):
         kd = _key(args[0]) if args else _identity
-        vd = decoder(args[1], ov) if args else _identity
+        vd = decoder(args[1]) if args else _identity
         return _dict(kd, vd)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _dataclass(tp, ov)
+        return _dataclass(tp)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         def en(v):
             try:
@@ -217,9 +212,9 @@ def _abc(name: str):
     return getattr(collections.abc, name)
 
 
-def _union(args: tuple, ov: Overrides) -> Decoder:
+def _union(args: tuple) -> Decoder:
     allow_none = NoneType in args
-    subs = [decoder(a, ov) for a in args if a is not NoneType]
+    subs = [decoder(a) for a in args if a is not NoneType]
 
     if len(subs) == 1:
         only = subs[0]
@@ -245,14 +240,14 @@ def _union(args: tuple, ov: Overrides) -> Decoder:
     return union
 
 
-def _tuple(args: tuple, ov: Overrides) -> Decoder:
+def _tuple(args: tuple) -> Decoder:
     if not args:
         return lambda v: tuple(_array(v))
     if len(args) == 2 and args[1] is Ellipsis:
-        return _seq(decoder(args[0], ov), tuple)
+        return _seq(decoder(args[0]), tuple)
     if args == ((),):  # tuple[()]
         args = ()
-    subs = [decoder(a, ov) for a in args]
+    subs = [decoder(a) for a in args]
     n = len(subs)
 
     def fixed(v):
@@ -301,10 +296,9 @@ def _dict(kd: Decoder, vd: Decoder) -> Decoder:
     return dct
 
 
-def _dataclass(cls: type, ov: Overrides) -> Decoder:
+def _dataclass(cls: type) -> Decoder:
     spec: list[tuple[str, Decoder, bool]] = []
     ready = False
-    overridden = {f: t for (c, f), t in ov if c is cls}
 
     def resolve() -> None:
         nonlocal ready
@@ -312,9 +306,9 @@ def _dataclass(cls: type, ov: Overrides) -> Decoder:
         for f in dataclasses.fields(cls):
             if not f.init:
                 continue
-            tp = overridden.get(f.name, hints.get(f.name, Any))
+            tp = hints.get(f.name, Any)
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            spec.append((f.name, decoder(tp, ov), required))
+            spec.append((f.name, decoder(tp), required))
         ready = True
 
     def dc(v):
@@ -337,12 +331,4 @@ def _dataclass(cls: type, ov: Overrides) -> Decoder:
             raise DecodeError(f"{cls.__name__}: {exc}") from None
     return dc
 
-
-def drop(v: Any) -> None:
-    """A decoder that throws the value away (a section this ktop cannot read)."""
-    return None
-
-
-class Dropped:
-    """Marker type: fields overridden with it decode to None."""
 

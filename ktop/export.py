@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Iterable, Optional
 
-from ktop.probes.registry import PROBES
+from ktop.registry import PROBES
 from ktop.snapshot import DISABLED, FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, Snapshot
 
 DEFAULT_LISTEN = "127.0.0.1:9435"

@@ -314,11 +314,11 @@ class Snapshot:
     system: SystemSample
     probes: tuple[ProbeStatus, ...]
     processes: tuple[ProcessInfo, ...]
-    # One field per probe (its registry `section`), None when the probe is not live.
+    # One field per probe (its `section` in ktop/registry.py), None when the probe is not live.
     spawns: Optional[SpawnSample] = None
-    bio: Optional[Any] = None  # ktop.probes.bio
-    funcs: Optional[Any] = None  # ktop.probes.funcs
-    syscalls: Optional[Any] = None  # ktop.probes.syscalls
+    bio: Optional[BioSample] = None
+    funcs: Optional[FuncsSample] = None
+    syscalls: Optional[SyscallsSample] = None
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
     # Where the process table came from: "task iterator", or "/proc" and why.
@@ -356,48 +356,23 @@ def from_jsonable(tp: Any, data: Any) -> Any:
     return decode(tp, data)
 
 
-def section_fields() -> tuple[str, ...]:
-    """Snapshot fields typed ``Optional[Any]``: the per-probe sections (spawns, bio, ...)."""
-    import typing
-
-    hints = typing.get_type_hints(Snapshot)
-    return tuple(f.name for f in dataclasses.fields(Snapshot) if hints[f.name] == Optional[Any])
-
-
-def snapshot_from_jsonable(data: Any, sections: Optional[dict[str, type]] = None) -> Snapshot:
+def snapshot_from_jsonable(data: Any) -> Snapshot:
     """A Snapshot from ``to_jsonable`` output (a recording line).
 
-    ``sections`` maps a per-probe section to its sample dataclass (default: the
-    registry's ``sample`` of every probe). A section typed ``Optional[Any]``
-    without a known class is dropped (None): see :func:`unknown_sections`.
+    Keys this ktop does not know (a section of a newer ktop's probe) are
+    ignored: see :func:`unknown_sections`.
+
+    Raises:
+        ktop.codec.DecodeError: naming where the data does not fit.
     """
     from ktop.codec import decode
 
-    return decode(Snapshot, data, _section_overrides(sections))
+    return decode(Snapshot, data)
 
 
-def unknown_sections(data: Any, sections: Optional[dict[str, type]] = None) -> list[str]:
-    """The sections present in ``data`` that this ktop has no sample class for."""
-    if sections is None:
-        from ktop.probes.registry import sample_classes
-
-        sections = sample_classes()
+def unknown_sections(data: Any) -> list[str]:
+    """The top-level keys of ``data`` that are not Snapshot fields (a newer ktop's probe sections)."""
     if not isinstance(data, dict):
         return []
-    return [f for f in section_fields() if data.get(f) is not None and f not in sections]
-
-
-_overrides_cache: dict = {}
-
-
-def _section_overrides(sections: Optional[dict[str, type]]) -> frozenset:
-    from ktop.codec import Dropped
-
-    if sections is None:
-        if "registry" not in _overrides_cache:
-            from ktop.probes.registry import sample_classes
-
-            _overrides_cache["registry"] = _section_overrides(sample_classes())
-        return _overrides_cache["registry"]
-    return frozenset(((Snapshot, f), Optional[sections[f]] if f in sections else Dropped)
-                     for f in section_fields())
+    known = {f.name for f in dataclasses.fields(Snapshot)}
+    return [k for k in data if k not in known]

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 import ktop
-from ktop.probes import features, registry
+from ktop import registry
+from ktop.probes import features
 
 KTOP = [sys.executable, "-m", "ktop"]
 

@@ -14,12 +14,11 @@ from hypothesis import strategies as st
 
 import ktop.snapshot as snapmod
 from ktop.codec import DecodeError, decode
-from ktop.probes.registry import sample_classes
+from ktop.registry import PROBES
 from ktop.snapshot import (
     ProcessInfo,
     Snapshot,
     from_jsonable,
-    section_fields,
     snapshot_from_jsonable,
     to_jsonable,
     unknown_sections,
@@ -49,14 +48,11 @@ def strategy(tp: Any, depth: int = 0) -> st.SearchStrategy:
                                max_size=2)
     if dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
-        sections = sample_classes() if tp is Snapshot else {}
         kw = {}
         for f in dataclasses.fields(tp):
             if not f.init:
                 continue
             h = hints[f.name]
-            if f.name in sections:
-                h = Optional[sections[f.name]]
             if tp is Snapshot and f.name == "focus":
                 kw[f.name] = st.none() if depth else st.none() | strategy(Snapshot, depth + 1)
                 continue
@@ -74,10 +70,9 @@ def strategy(tp: Any, depth: int = 0) -> st.SearchStrategy:
 
 
 def all_dataclasses() -> list[type]:
-    """Every dataclass a snapshot can hold: ktop.snapshot's and each probe's sample classes (nested too)."""
+    """Every dataclass a snapshot can hold (nested too)."""
     found: dict[type, None] = {}
     todo = [v for v in vars(snapmod).values() if dataclasses.is_dataclass(v) and isinstance(v, type)]
-    todo += list(sample_classes().values())
     while todo:
         cls = todo.pop()
         if cls in found:
@@ -161,20 +156,21 @@ def test_errors_name_the_place():
         snapshot_from_jsonable(data)
 
 
-def test_section_without_a_class_is_dropped_and_reported():
+def test_section_of_a_newer_ktop_is_ignored_and_reported():
     data = to_jsonable(snapshot())
-    field = section_fields()[0]
-    data[field] = {"whatever": 1}
-    back = snapshot_from_jsonable(data, sections={})
-    assert getattr(back, field) is None
-    assert unknown_sections(data, sections={}) == [field]
-    assert unknown_sections(to_jsonable(snapshot()), sections={}) == []
+    data["net"] = {"whatever": 1}
+    back = snapshot_from_jsonable(data)
+    assert back == snapshot_from_jsonable(to_jsonable(snapshot()))
+    assert unknown_sections(data) == ["net"]
+    assert unknown_sections(to_jsonable(snapshot())) == []
 
 
-def test_sample_class_of_every_registry_section_is_a_dataclass():
-    for section, cls in sample_classes().items():
-        assert dataclasses.is_dataclass(cls), section
-        assert section in {f.name for f in dataclasses.fields(Snapshot)}
+def test_every_registry_section_is_a_typed_snapshot_field():
+    hints = typing.get_type_hints(Snapshot)
+    for probe in PROBES.values():
+        tp = hints[probe.section]
+        (cls,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        assert dataclasses.is_dataclass(cls), probe.name
 
 
 def test_decode_plain_types():

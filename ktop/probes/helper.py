@@ -69,7 +69,7 @@ def request_probe(req: dict):
     """The probe of a build request, made here with ktop's options: its -D knobs (and the BTF and
     tracefs reads behind them) come from this process."""
     from ktop.probes.base import ProbeOptions
-    from ktop.probes.registry import probe_class
+    from ktop.registry import probe_class
 
     opts = req.get("options") or {}
     return probe_class(req["probe"])(ProbeOptions(pid=opts.get("pid"), extra=dict(opts.get("extra") or {})))

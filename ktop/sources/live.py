@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Optional
 
 from ktop.probes import bpfstats, features, leftovers
 from ktop.probes.base import ProbeOptions, ProbeWorker
-from ktop.probes.registry import PROBES, probe_class
+from ktop.registry import PROBES, probe_class
 from ktop.probes.tasks import TasksIter
 from ktop.snapshot import DISABLED, FAILED, LIVE, STARTING, ProbeStatus, Snapshot
 from ktop.system import heap, host, procs

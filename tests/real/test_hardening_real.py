@@ -277,7 +277,7 @@ def test_hostile_execs_in_the_spawn_stream(hostile_bin):
 def test_clicking_a_hostile_row_triggers_nothing(hostile):
     """Pilot + the real LiveSource (no probes): click the `[@click=app.quit]` row; the app keeps running."""
     from ktop.app import KtopApp
-    from ktop.probes import registry
+    from ktop import registry
     from ktop.sources.live import LiveSource
     from ktop.ui.widgets.table import KTable
 
@@ -384,7 +384,7 @@ def test_compile_error_and_missing_tracepoint_are_sentences(tmp_path, monkeypatc
     """Two broken probes beside the live spawn probe: statuses say why; the panels show it; the app runs."""
     require_spawn()
     from ktop.app import KtopApp
-    from ktop.probes import registry
+    from ktop import registry
     from ktop.probes.spawn import SpawnProbe
     from ktop.sources.live import LiveSource
 
@@ -451,7 +451,7 @@ def _exec_storm(n_each: int = 1000, loops: int = 2) -> None:
 def test_tiny_ring_buffer_counts_lost_events_on_screen():
     require_spawn()
     from ktop.app import KtopApp
-    from ktop.probes import registry
+    from ktop import registry
     from ktop.sources.live import LiveSource
 
     source = LiveSource(["spawn"], ProbeOptions(extra={"spawn_ringbuf_pages": 1}), registry.PROBES)
@@ -496,7 +496,7 @@ def test_tiny_inflight_map_counts_drops_and_drains(tmp_path):
     reason = _bio_unavailable()
     if reason:
         pytest.skip(reason)
-    from ktop.probes import registry
+    from ktop import registry
     from ktop.sources.live import LiveSource
 
     d = Path("/var/tmp") / f"ktop-hardening-{os.getpid()}"
@@ -646,7 +646,7 @@ def test_sigkill_with_a_uprobe_leaves_tracefs_clean():
 # -- 6. vanishing things with real processes ----------------------------------------------
 def test_pid_screen_of_a_process_that_exits():
     from ktop.app import KtopApp
-    from ktop.probes import registry
+    from ktop import registry
     from ktop.sources.live import LiveSource
     from ktop.ui.screens.pid import PidScreen
 

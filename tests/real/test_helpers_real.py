@@ -15,7 +15,7 @@ import time
 import pytest
 from realutil import TIME_SCALE, loaded_prog_ids, probe_events, require_spawn, wait_until
 
-from ktop.probes import registry
+from ktop import registry
 from ktop.probes.base import ProbeOptions
 from ktop.snapshot import FAILED, LIVE
 from ktop.sources.live import LiveSource
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.real
 # Runs in a fresh interpreter, so that nothing this test process imported counts.
 PROCESS_SCRIPT = r"""
 import json, os, sys, threading, time
-from ktop.probes import registry
+from ktop import registry
 from ktop.probes.base import ProbeOptions
 from ktop.sources.live import Collector, LiveSource
 

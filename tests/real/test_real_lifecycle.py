@@ -23,7 +23,8 @@ from realutil import (
     wait_until,
 )
 
-from ktop.probes import features, registry
+from ktop import registry
+from ktop.probes import features
 from ktop.probes import spawn as spawn_module
 from ktop.probes.base import ProbeOptions
 from ktop.snapshot import FAILED, LIVE

@@ -1,0 +1,111 @@
+"""The probes ktop knows, by their one short name: the single plug-in point.
+
+A probe is four files and one :class:`ProbeInfo` here:
+
+- ``bpf/<name>.bpf.c``: the program, built in a helper process;
+- ``ktop/probes/<name>.py``: its collector (a ``ProbeWorker``), which hands
+  over one frozen sample dataclass of ``ktop/snapshot.py`` per tick;
+- ``ktop/model/<name>.py``: its model section, a module with ``update``,
+  ``document``, ``summary_lines`` and ``observe`` (the protocol is
+  :class:`ktop.model.section.Section`);
+- ``ktop/ui/widgets/<name>.py``: its panel, shown on the dashboard and,
+  scoped to one process, on the PID screen.
+
+Everything that loops over probes (the dashboard's panels, the PID screen,
+``build_model``, ``ktop snapshot``'s JSON and text, ``ktop export``, ``--help``)
+reads this table; ``tests/test_registry.py`` fails when an entry lacks a
+part. See docs/adding-a-probe.md. Nothing here imports a probe, a model or a
+widget: entries name them, and :func:`load` imports one when it is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    name: str  # the one short name: --probes, the program, the modules, the status line
+    default: bool  # runs without --probes
+    summary: str  # one line for --help and ktop doctor
+    section: str  # its field in Snapshot, in Model and in the JSON document
+    probe: str  # "module:Class" of its collector
+    model: str  # module of its model section
+    panel: str  # "module:Class" of its panel
+    column: str = "right"  # the dashboard column its panel sits in
+    scoped: bool = True  # its panel also shows on the PID screen, scoped to that process
+
+    @property
+    def program(self) -> str:
+        return f"bpf/{self.name}.bpf.c"
+
+
+PROBES: dict[str, ProbeInfo] = {
+    p.name: p
+    for p in (
+        ProbeInfo("spawn", True,
+                  "every exec (argv, parent, return) and exit (code, lifetime); execsnoop + exitsnoop",
+                  "spawns", "ktop.probes.spawn:SpawnProbe", "ktop.model.spawn", "ktop.ui.widgets.spawns:SpawnsPanel",
+                  column="left", scoped=False),
+        ProbeInfo("funcs", True,
+                  "call counts of functions, tracepoints and USDT probes (-f SPEC, or a in the panel); funccount",
+                  "funcs", "ktop.probes.funcs:FuncsProbe", "ktop.model.funcs", "ktop.ui.widgets.funcs:FuncsPanel"),
+        ProbeInfo("bio", True,
+                  "block I/O latency per disk and op (histograms, percentiles, heatmap) and per process; "
+                  "biolatency + biotop", "bio", "ktop.probes.bio:BioProbe", "ktop.model.bio",
+                  "ktop.ui.widgets.bio:BioPanel"),
+        ProbeInfo("syscalls", True,
+                  "every system call: counts per syscall and process, errors by errno, latency histograms; "
+                  "syscount", "syscalls", "ktop.probes.syscalls:SyscallsProbe", "ktop.model.syscalls",
+                  "ktop.ui.widgets.syscalls:SyscallsPanel"),
+    )
+}
+
+# Where the panels sit on the dashboard, and in which order the number keys reach them.
+PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs")
+
+
+def default_names() -> list[str]:
+    return [n for n, p in PROBES.items() if p.default]
+
+
+def parse_list(text: str) -> list[str]:
+    """Parses ``--probes`` (comma-separated names, ``all``, ``none``).
+
+    Raises:
+        ValueError: naming the unknown probes and the known ones.
+    """
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(PROBES)
+    if names == ["none"]:
+        return []
+    unknown = [n for n in names if n not in PROBES]
+    if unknown:
+        raise ValueError(f"unknown probe {', '.join(unknown)!s} (known: {', '.join(PROBES)})")
+    return list(dict.fromkeys(names))
+
+
+def load(ref: str) -> Any:
+    """``"module:Name"`` (or a bare module) imported."""
+    module, _, name = ref.partition(":")
+    mod = importlib.import_module(module)
+    return getattr(mod, name) if name else mod
+
+
+def probe_class(name: str):
+    return load(PROBES[name].probe)
+
+
+def model_section(name: str):
+    return load(PROBES[name].model)
+
+
+def panel_class(name: str):
+    return load(PROBES[name].panel)
+
+
+def in_panel_order() -> list[ProbeInfo]:
+    return [PROBES[n] for n in PANEL_ORDER]
