@@ -471,7 +471,7 @@ class KtopApp(App):
             for p in self.model.processes:
                 if p.pid == pid:
                     return p.comm
-            for r in self.model.spawns:
+            for r in (self.model.spawns.rows if self.model.spawns else ()):
                 if r.pid == pid:
                     return r.comm
         return ""

@@ -15,8 +15,7 @@ import threading
 import time
 from typing import Optional
 
-from ktop import __version__
-from ktop import registry
+from ktop import __version__, registry
 
 EXAMPLES = """examples:
     sudo ktop                  # the dashboard, refreshed every second
@@ -355,7 +354,7 @@ def run_snapshot(args) -> int:
 
 
 def print_summary(doc: dict) -> None:
-    from ktop.model.format import exit_text, human_bytes
+    from ktop.model.format import human_bytes
     from ktop.model.text import clean, join_argv
 
     h = doc["host"]
@@ -368,24 +367,10 @@ def print_summary(doc: dict) -> None:
         cmd = join_argv(p["cmdline"]) or f"[{p['comm']}]"
         print(f"{p['pid']:>7} {clean(p['user'], 10):<10} {p['cpu_percent']:>5.1f} "
               f"{human_bytes(p['rss']):>7}  {clean(cmd, 100)}")
-    sp = doc.get("spawns")
-    if sp:
-        r = sp["rates"]
-        print(f"\nspawns: {len(sp['events'])} execs ({r['execs_per_s']:.1f}/s), "
-              f"{r['forks_per_s']:.1f} forks/s, lost {sp['lost']}")
-        for e in sp["events"][-20:]:
-            print(f"{e['pid']:>7} {e['ppid']:>7} {e['retval']:>4} "
-                  f"{exit_text(e['exit_code'], e['exit_signal']):>8}  {clean(join_argv(e['argv']), 100)}")
-    if doc.get("bio"):
-        from ktop.model.bio import summary_lines
+    from ktop.model import summary_lines
 
-        print()
-        print("\n".join(summary_lines(doc["bio"])))
-    if doc.get("funcs", {}).get("targets"):
-        from ktop.model.funcs import summary_lines as funcs_lines
-
-        print()
-        print("\n".join(funcs_lines(doc["funcs"])))
+    for line in summary_lines(doc):
+        print(line)
 
 
 def run_doctor(args) -> int:

@@ -256,8 +256,8 @@ def run_replay(args) -> int:
 # -- export --------------------------------------------------------------------
 
 def run_export(args) -> int:
-    from ktop.export import parse_listen, serve
     from ktop import registry
+    from ktop.export import parse_listen, serve
     from ktop.probes import diag
     from ktop.sources.live import LiveSource
 

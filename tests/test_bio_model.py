@@ -9,6 +9,7 @@ import pytest
 
 from ktop.model import bio as mb
 from ktop.model import build_model, snapshot_document
+from ktop.model.common import HISTORY
 from ktop.model.hist import histogram
 from ktop.snapshot import LIVE, BioDiskOp, BioProc, BioSample, ProbeStatus, to_jsonable
 from tests.ui import bio_fakes, fakes
@@ -59,20 +60,20 @@ def test_idle_ticks_keep_the_time_axis_moving_then_forget():
     assert r.count == 0 and r.iops == 0 and r.latency.p99_us is None
     assert r.iops_history == (10.0, 0.0) and r.heat[-1] == () and len(r.heat) == 2
     assert r.total.count == 10  # totals stay
-    for _ in range(mb.HISTORY):
+    for _ in range(HISTORY):
         m = mb.advance(m, sample())
     assert m.diskop("vda/read") is None  # idle for the whole history: gone
     for d in m.diskops:
-        assert len(d.heat) <= mb.HISTORY and len(d.p99_history) <= mb.HISTORY
+        assert len(d.heat) <= HISTORY and len(d.p99_history) <= HISTORY
 
 
 def test_histories_are_bounded():
     m = None
-    for i in range(mb.HISTORY + 30):
+    for i in range(HISTORY + 30):
         m = mb.advance(m, sample([op("read", [50 + i])]))
     r = m.diskop("vda/read")
-    assert len(r.heat) == len(r.iops_history) == len(r.p99_history) == len(r.queue_heat) == mb.HISTORY
-    assert r.total.count == mb.HISTORY + 30
+    assert len(r.heat) == len(r.iops_history) == len(r.p99_history) == len(r.queue_heat) == HISTORY
+    assert r.total.count == HISTORY + 30
 
 
 def test_process_window_and_totals():

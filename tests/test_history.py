@@ -51,10 +51,10 @@ def test_models_and_snapshots_equal_the_chain(every):
     for i in [24, 3, 2, 17, 0, 11, 12, 13, 23]:  # out of order: rebuilt from keyframes, or cached
         got = h.model(i)
         assert h.get(i) == snaps[i]
-        assert got.spawns == models[i].spawns and got.spawn_totals == models[i].spawn_totals
+        assert got.spawns == models[i].spawns and got.spawns.totals == models[i].spawns.totals
         assert got.processes == models[i].processes and got.cpu_history == models[i].cpu_history
         assert got.ticks == models[i].ticks
-    assert h.model(-1).spawn_totals.execs == 50
+    assert h.model(-1).spawns.totals.execs == 50
 
 
 def test_trimmed_a_segment_at_a_time():

@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 import pytest
 from factories import exec_ev, exit_ev, proc, snapshot, spawn_sample
 
-from ktop.model import HISTORY, SpawnRow, build_model, join_spawns, snapshot_document, top_parents, user_name
+from ktop.model import HISTORY, build_model, snapshot_document, user_name
+from ktop.model.spawn import SpawnRow, join_spawns, top_parents
 from ktop.snapshot import FAILED, LIVE, SCHEMA, ProbeStatus, to_jsonable
 
 # ---------------------------------------------------------------------------
@@ -117,7 +118,7 @@ def test_build_model_names_parents_from_processes_or_their_exec():
                             exec_ev(64, ppid=99, comm="x", time=4)),   # parent 99 unknown
                      exec_count=4)
     m = build_model(None, snapshot(processes=(proc(50, comm="make"),), spawns=s))
-    assert m.top_parents == ((61, "sh", 2), (50, "make", 1), (99, "?", 1))
+    assert m.spawns.top_parents == ((61, "sh", 2), (50, "make", 1), (99, "?", 1))
 
 
 # ---------------------------------------------------------------------------
@@ -130,23 +131,23 @@ def test_first_model():
     assert m.cpu_history == ((10.0,), (30.0,))
     assert m.mem_history == (25.0,)
     assert m.processes[0].comm == "init"
-    assert m.spawns == () and m.exec_rate_history == ()
+    assert m.spawns is None  # no spawn sample yet
 
 
 def test_spawn_rates_per_second_of_the_interval():
     s = spawn_sample(execs=(exec_ev(1),), exec_count=10, forks=20, exit_count=6, exec_failures=2,
                      interval_s=2.0)
     m = build_model(None, snapshot(spawns=s))
-    assert m.spawn_rates.execs_per_s == 5.0
-    assert m.spawn_rates.forks_per_s == 10.0
-    assert m.spawn_rates.exits_per_s == 3.0
-    assert m.spawn_rates.exec_failures_per_s == 1.0
-    assert m.exec_rate_history == (5.0,)
+    assert m.spawns.rates.execs_per_s == 5.0
+    assert m.spawns.rates.forks_per_s == 10.0
+    assert m.spawns.rates.exits_per_s == 3.0
+    assert m.spawns.rates.exec_failures_per_s == 1.0
+    assert m.spawns.rate_history == (5.0,)
 
 
 def test_zero_interval_does_not_divide_by_zero():
     m = build_model(None, snapshot(spawns=spawn_sample(exec_count=3, interval_s=0.0)))
-    assert m.spawn_rates.execs_per_s == 3.0
+    assert m.spawns.rates.execs_per_s == 3.0
 
 
 def test_totals_accumulate_and_rows_carry_over():
@@ -155,18 +156,18 @@ def test_totals_accumulate_and_rows_carry_over():
     m = build_model(m, snapshot(spawns=spawn_sample(execs=(exec_ev(2),), exits=(exit_ev(1, code=4),),
                                                     exec_count=1, exit_count=1, exec_failures=1,
                                                     pending_full=2, tracked_full=3)))
-    t = m.spawn_totals
+    t = m.spawns.totals
     assert (t.execs, t.forks, t.exits, t.exec_failures, t.lost) == (2, 2, 1, 1, 1)
     assert (t.pending_full, t.tracked_full, t.args_truncated) == (2, 3, 1)
-    assert [(r.pid, r.exited, r.exit_code) for r in m.spawns] == [(2, False, None), (1, True, 4)]
-    assert m.next_seq == 2
+    assert [(r.pid, r.exited, r.exit_code) for r in m.spawns.rows] == [(2, False, None), (1, True, 4)]
+    assert m.spawns.next_seq == 2
     assert m.ticks == 2
 
 
 def test_a_tick_without_spawns_keeps_the_rows():
     m = build_model(None, snapshot(spawns=spawn_sample(execs=(exec_ev(1),), exec_count=1)))
     m2 = build_model(m, snapshot(spawns=None, probes=(ProbeStatus("spawn", FAILED, "boom"),)))
-    assert m2.spawns == m.spawns
+    assert m2.spawns.rows == m.spawns.rows
     assert m2.probes["spawn"].status == FAILED and m2.probes["spawn"].detail == "boom"
 
 
@@ -180,7 +181,7 @@ def test_histories_are_bounded():
     assert all(len(h) == HISTORY for h in m.cpu_history)
     assert m.cpu_history[0] == tuple(float(i) for i in range(n - HISTORY, n))
     assert len(m.mem_history) == HISTORY and m.mem_history[-1] == pytest.approx(100.0 * (n - 1) / 1000)
-    assert len(m.exec_rate_history) == HISTORY and m.exec_rate_history[-1] == n - 1
+    assert len(m.spawns.rate_history) == HISTORY and m.spawns.rate_history[-1] == n - 1
 
 
 def test_cpu_history_restarts_when_the_cpu_count_changes():
@@ -194,8 +195,8 @@ def test_spawn_rows_bounded_by_spawn_limit():
     m = None
     for i in range(10):
         m = build_model(m, snapshot(spawns=spawn_sample(execs=(exec_ev(i, time=i),))), spawn_limit=4)
-    assert [r.pid for r in m.spawns] == [9, 8, 7, 6]
-    assert m.next_seq == 10
+    assert [r.pid for r in m.spawns.rows] == [9, 8, 7, 6]
+    assert m.spawns.next_seq == 10
 
 
 def test_zero_memory_total():
@@ -265,9 +266,9 @@ def test_document_totals_and_rates():
     assert snapshot_document(_model_with_spawns(), 0.0)["spawns"]["rates"]["forks_per_s"] == 4.0
 
 
-def test_document_without_spawn_probe_has_no_spawns():
+def test_document_has_every_probe_null_when_none_was_selected():
     doc = snapshot_document(build_model(None, snapshot(processes=(proc(1),))), 1.0)
-    assert "spawns" not in doc
+    assert [doc[s] for s in ("spawns", "bio", "funcs", "syscalls")] == [None] * 4
     assert doc["probes"] == {}
 
 

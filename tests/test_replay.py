@@ -135,14 +135,14 @@ def test_models_and_history_follow_a_restart(tmp_path):
     h = History()
     for _ in range(10):
         h.append(src.tick())
-    assert h.model(-1).spawn_totals.execs == 10
+    assert h.model(-1).spawns.totals.execs == 10
     src.seek_index(2)
     first = src.tick()
     assert first.extra.get("restart")
     m = h.append(first)
-    assert len(h) == 1 and m.spawn_totals.execs == 1
+    assert len(h) == 1 and m.spawns.totals.execs == 1
     chain = build_model(build_model(None, snaps[8]), first)
-    assert chain.spawn_totals.execs == 1 and chain.ticks == 1  # build_model starts afresh too
+    assert chain.spawns.totals.execs == 1 and chain.ticks == 1  # build_model starts afresh too
 
 
 def test_describe_and_statuses(tmp_path):
@@ -169,6 +169,6 @@ async def test_app_draws_a_replay(tmp_path):
             if app.model is not None and app.model.time == snaps[-1].time:
                 break
         assert app.model is not None and app.model.time == snaps[-1].time
-        assert app.model.spawn_totals.execs == 4
+        assert app.model.spawns.totals.execs == 4
     src.stop()
     app.stop_collecting()

@@ -145,9 +145,24 @@ def test_document_shape():
 
 
 def test_document_without_the_probe():
-    model = build_model(None, f.snapshot())
-    doc = snapshot_document(model, 1.0)["syscalls"]
+    assert snapshot_document(build_model(None, f.snapshot()), 1.0)["syscalls"] is None  # not selected
+    snap = replace(f.snapshot(), probes=(ProbeStatus("syscalls", "starting"),))
+    doc = snapshot_document(build_model(None, snap), 1.0)["syscalls"]  # selected, no sample yet
     assert doc["calls"] == 0 and doc["counts"] == [] and doc["by_syscall"] == []
+    assert m.summary_lines(doc) == ["syscalls: 0 calls (0/s), 0 errors; latency -"]
+
+
+def test_summary_lines():
+    s = SyscallsSample(1.0, syscalls=(SyscallStat(0, "read", 30, 2, 3000, (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 30),
+                                                  ((2, 2),)),),
+                       counts=(SyscallCount(7, "cat", 0, "read", 30, 2, 3000, 30, ((2, 2),)),), latency="on")
+    snap = replace(f.snapshot(), probes=(ProbeStatus("syscalls", LIVE),), syscalls=s)
+    doc = snapshot_document(build_model(None, snap), 1.0)["syscalls"]
+    lines = m.summary_lines(doc)
+    assert lines[0] == "syscalls: 30 calls (30/s), 2 errors; latency on"
+    p99 = doc["by_syscall"][0]["latency"]["p99_us"]
+    assert lines[2].split() == ["read", "30", "30", "2", "0.1", f"{p99:.1f}", "ENOENT:2"]
+    assert lines[4].split() == ["7", "cat", "30", "2", "ENOENT:2"]
 
 
 def test_dashboard_forgets_exited_processes_after_the_grace_but_keeps_totals():

@@ -11,12 +11,13 @@ totals since the start; per process the figures of a short recent window
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Optional
 
 from ktop.model import hist
-from ktop.snapshot import BioDiskOp, BioProc, BioSample
+from ktop.model.common import HISTORY, push
+from ktop.model.section import Fold
+from ktop.snapshot import BioDiskOp, BioProc, BioSample, ProbeStatus, Snapshot
 
-HISTORY = 120  # ticks kept for sparklines and the heatmap
 WINDOW = 5  # ticks the process table sums over
 MAX_DISKOPS = 64  # (disk, op) pairs the model follows
 MAX_PROC_TOTALS = 5000  # processes whose totals are kept for the snapshot document
@@ -179,9 +180,6 @@ class BioModel:
         return None
 
 
-def _push(h: tuple, v, limit: int = HISTORY) -> tuple:
-    return (h + (v,))[-limit:]
-
 
 def advance_diskops(prev: tuple[DiskOpStats, ...], disks: tuple[BioDiskOp, ...],
                     interval_s: float) -> tuple[DiskOpStats, ...]:
@@ -197,8 +195,8 @@ def advance_diskops(prev: tuple[DiskOpStats, ...], disks: tuple[BioDiskOp, ...],
             out[old.key] = replace(
                 old, count=0, bytes=0, errors=0, iops=0.0, bytes_per_s=0.0, latency=LatencySummary(),
                 queue=LatencySummary(), lat_buckets=(), queue_buckets=(),
-                p99_history=_push(old.p99_history, 0.0), iops_history=_push(old.iops_history, 0.0),
-                heat=_push(old.heat, ()), queue_heat=_push(old.queue_heat, ()), idle_ticks=old.idle_ticks + 1)
+                p99_history=push(old.p99_history, 0.0), iops_history=push(old.iops_history, 0.0),
+                heat=push(old.heat, ()), queue_heat=push(old.queue_heat, ()), idle_ticks=old.idle_ticks + 1)
         else:
             out[old.key] = _tick(old, d, dt)
     for key, d in now.items():  # new ones
@@ -216,8 +214,8 @@ def _tick(old: DiskOpStats, d: BioDiskOp, dt: float) -> DiskOpStats:
         old, dev=d.dev, count=d.count, bytes=d.bytes, errors=d.errors, iops=iops, bytes_per_s=d.bytes / dt,
         latency=lat, queue=summarize(d.queue_buckets, d.queue_sum_ns, d.queue_max_ns),
         lat_buckets=d.lat_buckets, queue_buckets=d.queue_buckets,
-        p99_history=_push(old.p99_history, lat.p99_us or 0.0), iops_history=_push(old.iops_history, iops),
-        heat=_push(old.heat, d.lat_buckets), queue_heat=_push(old.queue_heat, d.queue_buckets),
+        p99_history=push(old.p99_history, lat.p99_us or 0.0), iops_history=push(old.iops_history, iops),
+        heat=push(old.heat, d.lat_buckets), queue_heat=push(old.queue_heat, d.queue_buckets),
         total=old.total.add(d), idle_ticks=0)
 
 
@@ -266,7 +264,7 @@ def advance(prev: Optional[BioModel], s: BioSample, live: Optional[set[int]] = N
     ``ktop snapshot``'s document, are not kept for the dead.
     """
     prev = prev or BioModel()
-    window = _push(prev.window, (s.interval_s, s.procs), WINDOW)
+    window = push(prev.window, (s.interval_s, s.procs), WINDOW)
     totals, dropped = add_totals(prev.proc_totals, s.procs)
     if live and any(pid not in live for pid in totals):
         totals = {pid: t for pid, t in totals.items() if pid in live}
@@ -278,14 +276,12 @@ def advance(prev: Optional[BioModel], s: BioSample, live: Optional[set[int]] = N
         window=window, counters=counters, ticks=prev.ticks + 1, elapsed_s=prev.elapsed_s + s.interval_s)
 
 
-def update(prev_model: Any, model: Any, snap: Any, forget_dead_s: Optional[float] = None) -> Any:
-    """ktop.model.build_model's hook: the model with its ``bio`` field moved on by ``snap.bio``."""
-    prev_bio = getattr(prev_model, "bio", None) if prev_model is not None else None
-    sample = getattr(snap, "bio", None)
-    if not isinstance(sample, BioSample):
-        return replace(model, bio=prev_bio)
-    live = {p.pid for p in snap.processes} if forget_dead_s is not None else None
-    return replace(model, bio=advance(prev_bio, sample, live))
+def update(prev: Optional[BioModel], sample: Optional[BioSample], snap: Snapshot, ctx: Fold) -> Optional[BioModel]:
+    """The section protocol (ktop.model.section): the bio model moved on by one sample."""
+    if sample is None:
+        return prev
+    live = {p.pid for p in snap.processes} if ctx.forget_dead_s is not None else None
+    return advance(prev, sample, live)
 
 
 def path_description(attribution: str, queue_source: str, mode: str = "") -> str:
@@ -316,16 +312,13 @@ def _diskop_json(d: DiskOpStats, duration_s: float) -> dict:
     }
 
 
-def document(model: Any, duration_s: float) -> Optional[dict]:
-    """The ``bio`` section of ``ktop snapshot --json`` (DESIGN.md, "The snapshot contract").
+def document(section: Optional[BioModel], status: Optional[ProbeStatus], duration_s: float) -> dict:
+    """The ``bio`` section of ``ktop snapshot --json`` (docs/probes/bio.md).
 
-    None when the bio probe was not selected. Figures are totals over the
-    whole run: ``disks[disk][op]`` and ``by_process`` (most I/O first).
+    Figures are totals over the whole run: ``disks[disk][op]`` and
+    ``by_process`` (most I/O first).
     """
-    status = getattr(model, "probes", {}).get("bio")
-    if status is None:
-        return None
-    b: BioModel = getattr(model, "bio", None) or BioModel()
+    b = section or BioModel()
     nslots = max((len(d.total.lat_buckets) for d in b.diskops), default=0)
     disks: dict[str, dict[str, dict]] = {}
     for d in b.diskops:
@@ -333,7 +326,7 @@ def document(model: Any, duration_s: float) -> Optional[dict]:
             disks.setdefault(d.disk, {})[d.op] = _diskop_json(d, duration_s)
     procs = sorted(b.proc_totals.values(), key=lambda t: (-t.ios, t.pid))
     return {
-        "status": status.status,
+        "status": status.status if status is not None else "",
         "attribution": b.attribution,
         "queue_source": b.queue_source,
         "mode": b.mode,

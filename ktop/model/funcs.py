@@ -5,12 +5,13 @@ callers. Pure: samples in, frozen dataclasses out, histories bounded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
-from ktop.snapshot import FuncsSample
+from ktop.model.common import push
+from ktop.model.section import Fold
+from ktop.snapshot import FuncsSample, ProbeStatus, Snapshot
 
-HISTORY = 120  # rate samples kept per target
 MAX_ROWS = 5000  # (target, function, process) rows kept; the smallest are dropped beyond
 TOP_CALLERS = 10
 
@@ -79,9 +80,6 @@ class FuncsModel:
     rows_dropped: int = 0  # cumulative: rows dropped beyond MAX_ROWS
 
 
-def _push(hist: tuple, v: float, limit: int = HISTORY) -> tuple:
-    return (hist + (v,))[-limit:]
-
 
 def fold(prev: Optional[FuncsModel], s: FuncsSample, max_rows: int = MAX_ROWS) -> FuncsModel:
     """The model after sample ``s``."""
@@ -103,7 +101,7 @@ def fold(prev: Optional[FuncsModel], s: FuncsSample, max_rows: int = MAX_ROWS) -
         targets.append(TargetView(
             id=t.id, spec=t.spec, kind=t.kind, status=t.status, detail=t.detail, attached=t.attached,
             matched=t.matched, cap=t.cap, calls=n, rate=n / dt, total=(old.total if old else 0) + n,
-            history=_push(old.history if old else (), n / dt)))
+            history=push(old.history if old else (), n / dt)))
 
     # Per-function exact totals, kept for live targets.
     fn_total = {(f.target, f.function): f.total for f in prev.functions if f.target in specs}
@@ -156,25 +154,22 @@ def top_callers(rows: tuple[CountRow, ...], dt: float = 1.0, k: int = TOP_CALLER
                  for pid, e in ranked)
 
 
-def update(prev_model, model, snap):
-    """ktop.model hook: the model's ``funcs`` field after ``snap``."""
-    s = snap.funcs
-    prev = prev_model.funcs if prev_model is not None else None
-    if s is None:
-        return replace(model, funcs=prev)  # probe not live, or its sample came late
-    return replace(model, funcs=fold(prev, s))
+def update(prev: Optional[FuncsModel], sample: Optional[FuncsSample], snap: Snapshot,
+           ctx: Fold) -> Optional[FuncsModel]:
+    """The section protocol (ktop.model.section): the funcs model after one sample."""
+    return prev if sample is None else fold(prev, sample)
 
 
-def document(model, duration_s: float) -> dict:
+def document(section: Optional[FuncsModel], status: Optional[ProbeStatus], duration_s: float) -> dict:
     """The ``funcs`` section of ``ktop snapshot --json`` (counts over the whole run)."""
-    m: Optional[FuncsModel] = model.funcs
+    m = section
     if m is None:
         return {"targets": [], "counts": [], "functions": [], "map_full": 0, "rows_dropped": 0}
     d = duration_s if duration_s > 0 else 1.0
     return {
         "targets": [{"spec": t.spec, "kind": t.kind, "status": t.status, "detail": t.detail,
                      "attached": t.attached, "matched": t.matched, "cap": t.cap, "count": t.total,
-                     "rate": t.total / d} for t in model.funcs.targets],
+                     "rate": t.total / d} for t in m.targets],
         "counts": [{"target": r.spec, "function": r.function, "pid": r.pid, "comm": r.comm, "count": r.total}
                    for r in sorted(m.rows, key=lambda r: (-r.total, r.spec, r.function, r.pid))],
         "functions": [{"target": f.spec, "function": f.function, "count": f.total}

@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 from typing import Mapping, Optional, Sequence
 
 from ktop.model import hist as h
-from ktop.snapshot import SyscallsSample
+from ktop.model.common import HISTORY, push
+from ktop.model.section import Fold
+from ktop.snapshot import ProbeStatus, Snapshot, SyscallsSample
 
-HISTORY = 120  # calls/s samples kept for the sparkline
 MAX_PROCS = 2000  # processes kept, each with its syscalls (at most one row per syscall number)
 TOP_ERRNOS = 3
 
@@ -153,9 +154,6 @@ class SyscallsModel:
         return tuple(r for p in self.processes for r in p.syscalls)
 
 
-def _push(hist: tuple, v: float, limit: int = HISTORY) -> tuple:
-    return (hist + (v,))[-limit:]
-
 
 def _bound(rows: dict, limit: int, score) -> tuple[dict, int]:
     """Keeps the ``limit`` rows with the highest score; returns (kept, dropped)."""
@@ -256,7 +254,7 @@ def fold(prev: Optional[SyscallsModel], s: SyscallsSample, names: Optional[Mappi
     errors = sum(st.errors for st in s.syscalls)
     return SyscallsModel(
         syscalls=syscalls, processes=processes, interval_s=dt, calls=calls, errors=errors, rate=calls / dt,
-        rate_history=_push(prev.rate_history, calls / dt, history),
+        rate_history=push(prev.rate_history, calls / dt, history),
         total_calls=prev.total_calls + calls, total_errors=prev.total_errors + errors,
         attach=s.attach or prev.attach, names_from=s.names_from or prev.names_from,
         latency=s.latency or prev.latency,
@@ -266,14 +264,13 @@ def fold(prev: Optional[SyscallsModel], s: SyscallsSample, names: Optional[Mappi
         procs_dropped=prev.procs_dropped + procs_dropped, procs_gone=prev.procs_gone + gone, elapsed_s=now)
 
 
-def update(prev_model, model, snap, forget_dead_s: Optional[float] = None):
-    """ktop.model hook: the model's ``syscalls`` field after ``snap``."""
-    s = getattr(snap, "syscalls", None)
-    prev = prev_model.syscalls if prev_model is not None else None
-    if not isinstance(s, SyscallsSample):
-        return replace(model, syscalls=prev)  # probe not live, or its sample came late
+def update(prev: Optional[SyscallsModel], sample: Optional[SyscallsSample], snap: Snapshot,
+           ctx: Fold) -> Optional[SyscallsModel]:
+    """The section protocol (ktop.model.section): the syscalls model after one sample."""
+    if sample is None:
+        return prev
     names = {p.pid: p.comm for p in snap.processes}
-    return replace(model, syscalls=fold(prev, s, names, forget_dead_s=forget_dead_s))
+    return fold(prev, sample, names, forget_dead_s=ctx.forget_dead_s)
 
 
 # -- the `ktop snapshot --json` section -------------------------------------------
@@ -298,15 +295,13 @@ def latency_json(lat_ns: int, timed: int, hist: Sequence[int] = ()) -> dict:
     return out
 
 
-def document(model, duration_s: float) -> dict:
+def document(section: Optional[SyscallsModel], status: Optional[ProbeStatus], duration_s: float) -> dict:
     """The ``syscalls`` section of ``ktop snapshot --json`` (totals over the whole run).
 
     See docs/probes/syscalls.md for every field.
     """
-    m: Optional[SyscallsModel] = getattr(model, "syscalls", None)
+    m = section or SyscallsModel()
     d = duration_s if duration_s > 0 else 1.0
-    if m is None:
-        m = SyscallsModel()
     return {
         "attach": m.attach,
         "names_from": m.names_from,
@@ -330,3 +325,30 @@ def document(model, duration_s: float) -> dict:
              "errnos": _errno_dict(p.errnos), "latency": latency_json(p.lat_ns, p.timed)}
             for p in sorted(m.pairs, key=lambda p: (-p.count, p.pid, p.nr))],
     }
+
+
+def summary_lines(section: dict, top: int = 15) -> list[str]:
+    """``ktop snapshot`` without --json: the busiest syscalls and processes of the run."""
+    from ktop.model.text import clean
+
+    def us(v) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    def errs(d: dict) -> str:
+        return " ".join(f"{k}:{n}" for k, n in sorted(d.items(), key=lambda kv: -kv[1])[:TOP_ERRNOS])
+
+    out = [f"syscalls: {section['calls']} calls ({section['rate_per_s']:.0f}/s), {section['errors']} errors; "
+           f"latency {section['latency_mode'] or '-'}"]
+    rows = section["by_syscall"][:top]
+    if rows:
+        out.append(f"{'SYSCALL':<18} {'COUNT':>10} {'RATE/s':>9} {'ERRORS':>8} {'AVGus':>8} {'P99us':>8}  ERRNOS")
+    for r in rows:
+        lat = r["latency"]
+        out.append(f"{clean(r['name'], 18):<18} {r['count']:>10} {r['rate_per_s']:>9.0f} {r['errors']:>8} "
+                   f"{us(lat['avg_us']):>8} {us(lat.get('p99_us')):>8}  {errs(r['errnos'])}")
+    procs = section["by_process"][:top]
+    if procs:
+        out.append(f"{'PID':>7} {'COMM':<16} {'COUNT':>10} {'ERRORS':>8}  ERRNOS")
+    for p in procs:
+        out.append(f"{p['pid']:>7} {clean(p['comm'], 16):<16} {p['count']:>10} {p['errors']:>8}  {errs(p['errnos'])}")
+    return out

@@ -22,8 +22,8 @@ from typing import Callable, Iterable, Optional
 
 from ktop.probes import bpfstats, features, leftovers
 from ktop.probes.base import ProbeOptions, ProbeWorker
-from ktop.registry import PROBES, probe_class
 from ktop.probes.tasks import TasksIter
+from ktop.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, LIVE, STARTING, ProbeStatus, Snapshot
 from ktop.system import heap, host, procs
 

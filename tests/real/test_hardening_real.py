@@ -276,8 +276,8 @@ def test_hostile_execs_in_the_spawn_stream(hostile_bin):
 
 def test_clicking_a_hostile_row_triggers_nothing(hostile):
     """Pilot + the real LiveSource (no probes): click the `[@click=app.quit]` row; the app keeps running."""
-    from ktop.app import KtopApp
     from ktop import registry
+    from ktop.app import KtopApp
     from ktop.sources.live import LiveSource
     from ktop.ui.widgets.table import KTable
 
@@ -383,8 +383,8 @@ def _ownerless(ids: set[int]) -> set[int]:
 def test_compile_error_and_missing_tracepoint_are_sentences(tmp_path, monkeypatch):
     """Two broken probes beside the live spawn probe: statuses say why; the panels show it; the app runs."""
     require_spawn()
-    from ktop.app import KtopApp
     from ktop import registry
+    from ktop.app import KtopApp
     from ktop.probes.spawn import SpawnProbe
     from ktop.sources.live import LiveSource
 
@@ -450,8 +450,8 @@ def _exec_storm(n_each: int = 1000, loops: int = 2) -> None:
 
 def test_tiny_ring_buffer_counts_lost_events_on_screen():
     require_spawn()
-    from ktop.app import KtopApp
     from ktop import registry
+    from ktop.app import KtopApp
     from ktop.sources.live import LiveSource
 
     source = LiveSource(["spawn"], ProbeOptions(extra={"spawn_ringbuf_pages": 1}), registry.PROBES)
@@ -645,8 +645,8 @@ def test_sigkill_with_a_uprobe_leaves_tracefs_clean():
 
 # -- 6. vanishing things with real processes ----------------------------------------------
 def test_pid_screen_of_a_process_that_exits():
-    from ktop.app import KtopApp
     from ktop import registry
+    from ktop.app import KtopApp
     from ktop.sources.live import LiveSource
     from ktop.ui.screens.pid import PidScreen
 

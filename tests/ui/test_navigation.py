@@ -184,9 +184,9 @@ def test_descendant_rows_builds_a_tree_of_execs():
                 E(time=4.0, pid=99, ppid=2, uid=0, comm="other", filename="/bin/x", argv=("x",),
                   argv_truncated=False, retval=0))
     model = build_model(None, fakes.snapshot(spawn=fakes.spawn_sample(evs, ())))
-    tree = descendant_rows(model.spawns, 10)
+    tree = descendant_rows(model.spawns.rows, 10)
     assert [(d, r.pid) for d, r in tree] == [(0, 11), (1, 12)]
-    assert [(d, r.pid) for d, r in descendant_rows(model.spawns, 1)] == [(0, 10), (1, 11), (2, 12)]
+    assert [(d, r.pid) for d, r in descendant_rows(model.spawns.rows, 1)] == [(0, 10), (1, 11), (2, 12)]
 
 
 async def test_maximised_panel_gets_the_whole_width():

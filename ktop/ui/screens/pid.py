@@ -19,8 +19,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from ktop.model import Model, SpawnRow
+from ktop.model import Model
+from ktop.model.common import HISTORY
 from ktop.model.format import duration_ms, exit_text, human_bytes, retval_text
+from ktop.model.spawn import SpawnRow
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.widgets.bio import BioPanel
 from ktop.ui.widgets.funcs import FuncsPanel
@@ -28,7 +30,6 @@ from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.syscalls import SyscallsPanel
 from ktop.ui.widgets.table import Column, KTable, Row
 
-HISTORY = 120
 SCOPED_PANELS = ((BioPanel, "pid-bio"), (SyscallsPanel, "pid-syscalls"), (FuncsPanel, "pid-funcs"))
 
 TREE_COLUMNS = (
@@ -166,7 +167,7 @@ class PidScreen(Screen):
 
     def _tree(self, model: Model) -> None:
         rows = []
-        for depth, r in descendant_rows(model.spawns, self.pid):
+        for depth, r in descendant_rows(model.spawns.rows if model.spawns else (), self.pid):
             argv = join_argv(r.argv) or r.filename
             label = safe_text(("  " * depth) + ("└─ " if depth else "") + argv, limit=600)
             rows.append(Row(

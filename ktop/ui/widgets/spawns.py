@@ -9,8 +9,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 
-from ktop.model import Model, SpawnRow
+from ktop.model import Model
 from ktop.model.format import duration_ms, exit_text, retval_text
+from ktop.model.spawn import SpawnModel, SpawnRow
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
 from ktop.ui.widgets.sparkline import spark as spark_text
@@ -66,13 +67,14 @@ def spawn_row(r: SpawnRow) -> Row:
 def spawn_rows(model: Model, cache: RowCache | None = None) -> list[Row]:
     """Rows newest first; ``cache`` reuses rows that did not change (most of them: a row
     changes once, when its process exits)."""
-    return cache.rows(model.spawns) if cache is not None else [spawn_row(r) for r in model.spawns]
+    rows = model.spawns.rows if model.spawns is not None else ()
+    return cache.rows(rows) if cache is not None else [spawn_row(r) for r in rows]
 
 
 def parent_rows(model: Model) -> list[Row]:
     return [Row(key=ppid, cells=(_num(str(ppid)), safe_text(comm), _num(str(n))),
                 sort_values=(ppid, comm, n), search=f"{ppid} {clean(comm)}".lower(), pid=ppid)
-            for ppid, comm, n in model.top_parents]
+            for ppid, comm, n in (model.spawns or SpawnModel()).top_parents]
 
 
 class SpawnsPanel(Panel):
@@ -104,19 +106,20 @@ class SpawnsPanel(Panel):
 
     def update_from(self, model: Model) -> None:
         st = model.probes.get("spawn")
-        t = model.spawn_totals
+        m = model.spawns or SpawnModel()
+        t = m.totals
         extra = ""
         drops = t.pending_full + t.tracked_full
         if drops:
             extra = f"map full {drops}"
-        r = model.spawn_rates
+        r = m.rates
         line = status_line(st, extra)
         if self.has_class("-slim"):  # no side column: rates, trend and top parents on the status line
             line.append(f"  exec/s {r.execs_per_s:.1f} ")
-            line.append(spark_text(model.exec_rate_history, 16), style="bold")
-            if model.top_parents:
+            line.append(spark_text(m.rate_history, 16), style="bold")
+            if m.top_parents:
                 line.append("  top parents: ")
-                for i, (ppid, comm, n) in enumerate(model.top_parents[:3]):
+                for i, (ppid, comm, n) in enumerate(m.top_parents[:3]):
                     line.append(", " if i else "")
                     line.append_text(safe_text(comm, limit=15))
                     line.append(f"({ppid}) {n}")
@@ -126,7 +129,7 @@ class SpawnsPanel(Panel):
             f"exec/s {r.execs_per_s:.1f}  fork/s {r.forks_per_s:.1f}  fail/s {fails}", no_wrap=True))
         spark = self.query_one("#spawn-spark", StatusLine)
         width = max(4, spark.size.width)
-        hist = model.exec_rate_history
+        hist = m.rate_history
         spark.update(Text(spark_text(hist, width) + "\n" + f"peak {max(hist, default=0):.1f}/s".rjust(width),
                           no_wrap=True))
         self.table.update_rows(spawn_rows(model, self._row_cache))

@@ -1,0 +1,174 @@
+"""The spawn probe's model section: exec rows joined with their exits, rates, top parents."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from ktop.model.common import push, user_name
+from ktop.model.section import SPAWN_ROWS, Fold
+from ktop.snapshot import ExecEvent, ExitEvent, ProbeStatus, Snapshot, SpawnSample, to_jsonable
+
+TOP_PARENTS = 10
+PARENT_WINDOW = 10  # ticks over which top parents are counted
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnRow:
+    """One exec, joined with the exit of the process once it exited."""
+
+    seq: int  # unique, increasing: the row key
+    time: float
+    pid: int
+    ppid: int
+    uid: int
+    user: str
+    comm: str
+    filename: str
+    argv: tuple[str, ...]
+    argv_truncated: bool
+    retval: int
+    parent_comm: str = ""
+    exit_code: Optional[int] = None
+    exit_signal: Optional[int] = None
+    lifetime_ms: Optional[float] = None
+    exited: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "time": self.time, "pid": self.pid, "ppid": self.ppid, "uid": self.uid,
+            "user": self.user, "comm": self.comm, "parent_comm": self.parent_comm, "filename": self.filename,
+            "argv": list(self.argv), "argv_truncated": self.argv_truncated,
+            "retval": self.retval, "exited": self.exited, "exit_code": self.exit_code,
+            "exit_signal": self.exit_signal, "lifetime_ms": self.lifetime_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnRates:
+    execs_per_s: float = 0.0
+    forks_per_s: float = 0.0
+    exits_per_s: float = 0.0
+    exec_failures_per_s: float = 0.0
+    failures_seen: bool = True  # False: failed execs are not traced (fail/s unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnTotals:
+    execs: int = 0
+    exec_failures: int = 0
+    forks: int = 0
+    exits: int = 0
+    lost: int = 0
+    pending_full: int = 0
+    tracked_full: int = 0
+    args_truncated: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnModel:
+    rows: tuple[SpawnRow, ...] = ()  # newest first
+    rates: SpawnRates = field(default_factory=SpawnRates)
+    rate_history: tuple[float, ...] = ()  # execs/s
+    top_parents: tuple[tuple[int, str, int], ...] = ()  # (ppid, comm, execs) over the window
+    parent_window: tuple[tuple[tuple[int, str, int], ...], ...] = ()  # per tick, last PARENT_WINDOW
+    totals: SpawnTotals = field(default_factory=SpawnTotals)
+    next_seq: int = 0
+
+
+def join_spawns(rows: tuple[SpawnRow, ...], execs: tuple[ExecEvent, ...], exits: tuple[ExitEvent, ...],
+                next_seq: int, limit: int = SPAWN_ROWS) -> tuple[tuple[SpawnRow, ...], int]:
+    """Adds new execs (newest first) and fills in exits; returns (rows, next_seq)."""
+    new = []
+    for ev in execs:
+        new.append(SpawnRow(seq=next_seq, time=ev.time, pid=ev.pid, ppid=ev.ppid, uid=ev.uid,
+                            user=user_name(ev.uid), comm=ev.comm, filename=ev.filename,
+                            argv=ev.argv, argv_truncated=ev.argv_truncated, retval=ev.retval,
+                            parent_comm=ev.parent_comm))
+        next_seq += 1
+    merged = list(reversed(new)) + list(rows)
+    if exits:
+        # The newest successful exec of a PID is the image that exited.
+        latest: dict[int, int] = {}
+        for i, r in enumerate(merged):
+            if r.retval == 0 and not r.exited and r.pid not in latest:
+                latest[r.pid] = i
+        for ex in exits:
+            i = latest.pop(ex.pid, None)
+            if i is None:
+                continue
+            merged[i] = replace(merged[i], exited=True, exit_code=ex.exit_code,
+                                exit_signal=ex.exit_signal, lifetime_ms=ex.lifetime_ms)
+    return tuple(merged[:limit]), next_seq
+
+
+def top_parents(execs: tuple[ExecEvent, ...], names: dict[int, str],
+                k: int = TOP_PARENTS) -> tuple[tuple[int, str, int], ...]:
+    """The parents with the most execs, with the parent's command name."""
+    counts = Counter(ev.ppid for ev in execs)
+    kernel_names = {ev.ppid: ev.parent_comm for ev in execs if ev.parent_comm}
+    return tuple((ppid, kernel_names.get(ppid) or names.get(ppid, "?"), n) for ppid, n in counts.most_common(k))
+
+
+def merge_parents(window, k: int = TOP_PARENTS) -> tuple[tuple[int, str, int], ...]:
+    """Sums per-tick parent counts; the newest name of a PID wins."""
+    counts: Counter = Counter()
+    names: dict[int, str] = {}
+    for tick in window:
+        for ppid, name, n in tick:
+            counts[ppid] += n
+            names[ppid] = name
+    return tuple((ppid, names[ppid], n) for ppid, n in counts.most_common(k))
+
+
+def _totals(t: SpawnTotals, s: SpawnSample) -> SpawnTotals:
+    return SpawnTotals(
+        execs=t.execs + s.exec_count, exec_failures=t.exec_failures + s.exec_failures,
+        forks=t.forks + s.forks, exits=t.exits + s.exit_count, lost=t.lost + s.lost,
+        pending_full=t.pending_full + s.pending_full, tracked_full=t.tracked_full + s.tracked_full,
+        args_truncated=t.args_truncated + s.args_truncated)
+
+
+def update(prev: Optional[SpawnModel], s: Optional[SpawnSample], snap: Snapshot, ctx: Fold) -> Optional[SpawnModel]:
+    if s is None:
+        return prev
+    m = prev or SpawnModel()
+    rows, seq = join_spawns(m.rows, s.execs, s.exits, m.next_seq, ctx.max_events)
+    dt = s.interval_s if s.interval_s > 0 else 1.0
+    rates = SpawnRates(execs_per_s=s.exec_count / dt, forks_per_s=s.forks / dt,
+                       exits_per_s=s.exit_count / dt, exec_failures_per_s=s.exec_failures / dt,
+                       failures_seen=s.failures_seen)
+    names = {p.pid: p.comm for p in snap.processes}
+    for r in rows:  # parents that already exited: the name they exec'd as
+        names.setdefault(r.pid, r.comm)
+    window = push(m.parent_window, top_parents(s.execs, names, k=1 << 30), PARENT_WINDOW)
+    return SpawnModel(rows=rows, next_seq=seq, rates=rates, rate_history=push(m.rate_history, rates.execs_per_s),
+                      parent_window=window, top_parents=merge_parents(window), totals=_totals(m.totals, s))
+
+
+def document(section: Optional[SpawnModel], status: Optional[ProbeStatus], duration_s: float) -> dict:
+    """The ``spawns`` section of ``ktop snapshot --json``: every exec kept, oldest first, and run totals."""
+    m = section or SpawnModel()
+    t = m.totals
+    d = duration_s if duration_s > 0 else 1.0
+    return {
+        "events": [r.to_json() for r in reversed(m.rows)],
+        "totals": to_jsonable(t),
+        "rates": {"execs_per_s": t.execs / d, "forks_per_s": t.forks / d, "exits_per_s": t.exits / d,
+                  "exec_failures_per_s": t.exec_failures / d if m.rates.failures_seen else None},
+        "lost": t.lost,
+    }
+
+
+def summary_lines(doc: dict, limit: int = 20) -> list[str]:
+    from ktop.model.format import exit_text
+    from ktop.model.text import clean, join_argv
+
+    r = doc["rates"]
+    out = [f"spawns: {doc['totals']['execs']} execs ({r['execs_per_s']:.1f}/s), {r['forks_per_s']:.1f} forks/s, "
+           f"lost {doc['lost']}"]
+    for e in doc["events"][-limit:]:
+        out.append(f"{e['pid']:>7} {e['ppid']:>7} {e['retval']:>4} "
+                   f"{exit_text(e['exit_code'], e['exit_signal']):>8}  {clean(join_argv(e['argv']), 100)}")
+    return out
