@@ -19,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Static
 
+from ktop import registry
 from ktop.messages import CollectorFailed, ModelReady
 from ktop.model import FORGET_DEAD_S, Model
 from ktop.model.history import History
@@ -28,13 +29,9 @@ from ktop.ui.screens.help import HelpScreen
 from ktop.ui.screens.pick import AskScreen, ConfirmScreen, PickScreen
 from ktop.ui.screens.pid import PidScreen
 from ktop.ui.screens.sort import SortScreen
-from ktop.ui.widgets.bio import BioPanel
-from ktop.ui.widgets.funcs import FuncsPanel
 from ktop.ui.widgets.header import HostHeader
 from ktop.ui.widgets.panel import Panel
 from ktop.ui.widgets.processes import ProcessPanel
-from ktop.ui.widgets.spawns import SpawnsPanel
-from ktop.ui.widgets.syscalls import SyscallsPanel
 from ktop.ui.widgets.table import KTable
 
 
@@ -200,13 +197,17 @@ class KtopApp(App):
             with Vertical(id="left"):
                 yield ProcessPanel(id="processes", scope_pid=getattr(getattr(self.source, "options", None), "pid",
                                                                    None))
-                yield SpawnsPanel(id="spawns")
+                yield from self._probe_panels("left")
             with Vertical(id="right"):
-                # one panel per further probe (bio, syscalls, funcs), each `height: 1fr`
-                yield BioPanel(id="bio")
-                yield SyscallsPanel(id="syscalls")
-                yield FuncsPanel(id="funcs")
+                yield from self._probe_panels("right")  # each `height: 1fr`
         yield Footer()
+
+    @staticmethod
+    def _probe_panels(column: str):
+        """The registered probes' panels of one column, in the registry's panel order (the number keys')."""
+        for p in registry.in_panel_order():
+            if p.column == column:
+                yield registry.panel_class(p.name)(id=p.section)
 
     # -- lifecycle ---------------------------------------------------------
     def on_mount(self) -> None:

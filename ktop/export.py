@@ -9,11 +9,7 @@ lock; a scrape (:meth:`KtopMetrics.collect`) turns the current totals into
 metric families. So a scrape costs the same however often it comes, and
 rates are exact over any window of whole ticks.
 
-Label values are bounded (docs/prometheus.md): for each labelled counter the
-first K distinct values seen get their own series and everything after
-counts under ``other``, so every series only ever grows and ``rate()`` stays
-right. Untrusted text (command names, function names) is stripped of control
-characters and cut to 64 characters.
+Label values are bounded and cleaned (ktop/metrics.py, docs/prometheus.md).
 
 Sections that are absent (a probe not selected, not yet supported, or one
 this ktop has no exporter for) export nothing; the probe's status gauge says
@@ -25,21 +21,16 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import fields
 from typing import Any, Iterable, Optional
 
-from ktop.registry import PROBES
+from ktop.metrics import label
+from ktop.registry import PROBES, model_section
 from ktop.snapshot import DISABLED, FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, Snapshot
 
 DEFAULT_LISTEN = "127.0.0.1:9435"
 IDLE_TIMEOUT_S = 10.0  # a connection that sends nothing (or too slowly) for this long is closed
 MAX_CONNECTIONS = 16  # at once; one more is closed at accept (each holds a thread)
-TOP_PARENTS = 20  # ktop_spawn_execs_total{parent_comm}
-TOP_DISKOPS = 64  # (disk, op) pairs of ktop_bio_*
-TOP_FUNCS = 200  # (target, function) pairs of ktop_funcs_calls_total
-TOP_SYSCALLS = 50  # syscalls of ktop_syscalls_total / ktop_syscall_errors_total
-OTHER = "other"
-LABEL_MAX = 64
 STATUSES = (STARTING, LIVE, UNSUPPORTED, FAILED, NEEDS_ROOT, STOPPED, DISABLED)
 
 
@@ -50,69 +41,18 @@ def full_fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls) if f.name.endswith("_full"))
 
 
-def label(text: Any) -> str:
-    """An untrusted string as a label value: no control characters, at most 64 characters."""
-    s = str(text)
-    out = "".join(c if c.isprintable() else "?" for c in s[:LABEL_MAX])
-    return out or "?"
-
-
-class Bounded:
-    """Cumulative counts keyed by a label tuple; the first ``k`` keys are kept, the rest add up under ``other``."""
-
-    def __init__(self, k: int, other: tuple):
-        self.k = k
-        self.other = other
-        self.values: dict[tuple, float] = {}
-
-    def add(self, key: tuple, n: float) -> None:
-        """Adds ``n`` (0 too: a key is admitted when first seen, so metrics fed the same keys stay aligned)."""
-        if key in self.values or len(self.values) < self.k or key == self.other:
-            self.values[key] = self.values.get(key, 0) + n
-        else:
-            self.values[self.other] = self.values.get(self.other, 0) + n
-
-    def items(self):
-        return sorted(self.values.items())
-
-
-@dataclass
-class _Hist:
-    buckets: list  # cumulative per log2 slot (not cumulative over slots)
-    sum_s: float = 0.0
-    count: int = 0
-
-
-def bucket_bounds_s(nslots: int) -> list[float]:
-    """Upper bounds in seconds of log2-µs slots 0..n-2 (slot i holds values below 2**i µs); the last is +Inf."""
-    return [(1 << i) / 1e6 for i in range(nslots - 1)] + [float("inf")]
-
-
 class KtopMetrics:
-    """A prometheus_client custom collector over cumulative ktop figures."""
+    """A prometheus_client custom collector over cumulative ktop figures: ktop's own, and one
+    ``Metrics`` of each probe's model section (ktop/model/<name>.py) once its first sample came."""
 
-    def __init__(self, top_parents: int = TOP_PARENTS, top_diskops: int = TOP_DISKOPS,
-                 top_funcs: int = TOP_FUNCS, top_syscalls: int = TOP_SYSCALLS):
+    def __init__(self, top: Optional[dict[str, int]] = None):
         self._lock = threading.Lock()
+        self._top = top or {}  # probe name -> the K of its bounded labels (tests make it small)
         self.ticks = 0
         self.last_tick = 0.0
         self.host: Any = None
         self.probes: dict[str, Any] = {}
-        self.spawn = {"forks": 0, "exits": 0, "exec_failures": 0, "lost": 0}
-        self.spawn_failures_seen = True
-        self.spawn_seen = False
-        self.parents = Bounded(top_parents, (OTHER,))
-        self.bio_seen = False
-        self.bio_hist: dict[tuple, _Hist] = {}
-        self.bio_ops = Bounded(top_diskops, (OTHER, OTHER))
-        self.bio_bytes = Bounded(top_diskops, (OTHER, OTHER))
-        self.bio_errors = Bounded(top_diskops, (OTHER, OTHER))
-        self.top_diskops = top_diskops
-        self.funcs_seen = False
-        self.funcs = Bounded(top_funcs, (OTHER, OTHER))
-        self.syscalls_seen = False
-        self.sys_calls = Bounded(top_syscalls, (OTHER,))
-        self.sys_errors = Bounded(top_syscalls, (OTHER,))
+        self.sections: dict[str, Any] = {}  # probe name -> its section's Metrics
         self.map_full: dict[tuple[str, str], int] = {}
 
     # -- folding a tick in (collector thread) ----------------------------------
@@ -123,90 +63,26 @@ class KtopMetrics:
             self.last_tick = snap.time
             self.host = snap.host
             self.probes = dict(model.probes) if model is not None else {p.name: p for p in snap.probes}
-            if snap.spawns is not None:
-                self._spawns(snap)
-            if snap.bio is not None:
-                self._bio(snap.bio)
-            if snap.funcs is not None:
-                self._funcs(snap.funcs)
-            if snap.syscalls is not None:
-                self._syscalls(snap.syscalls)
             for probe in PROBES.values():
-                sample = getattr(snap, probe.section, None)
-                for f in full_fields(type(sample)) if is_dataclass(sample) else ():
+                sample = getattr(snap, probe.section)
+                if sample is None:
+                    continue
+                m = self.sections.get(probe.name)
+                if m is None:
+                    cls = model_section(probe.name).Metrics
+                    m = self.sections[probe.name] = cls(self._top[probe.name]) if probe.name in self._top else cls()
+                m.observe(sample, snap)
+                for f in full_fields(type(sample)):
                     key = (probe.name, f)
                     self.map_full[key] = self.map_full.get(key, 0) + getattr(sample, f)
-
-    def _spawns(self, snap: Snapshot) -> None:
-        s = snap.spawns
-        self.spawn_seen = True
-        self.spawn["forks"] += s.forks
-        self.spawn["exits"] += s.exit_count
-        self.spawn["exec_failures"] += s.exec_failures
-        self.spawn_failures_seen = s.failures_seen
-        self.spawn["lost"] += s.lost
-        names = None
-        seen = 0
-        for ev in s.execs:
-            if ev.retval != 0:
-                continue
-            seen += 1
-            name = ev.parent_comm
-            if not name:
-                if names is None:
-                    names = {p.pid: p.comm for p in snap.processes}
-                name = names.get(ev.ppid, "?")
-            self.parents.add((label(name),), 1)
-        # execs the kernel counted but whose event was lost: counted, under "other"
-        self.parents.add((OTHER,), max(0, s.exec_count - seen))
-
-    def _bio(self, b: Any) -> None:
-        self.bio_seen = True
-        for d in getattr(b, "disks", ()):
-            key = (label(d.disk), label(d.op))
-            if key not in self.bio_hist and len(self.bio_hist) >= self.top_diskops:
-                key = (OTHER, OTHER)
-            h = self.bio_hist.get(key)
-            buckets = list(d.lat_buckets)
-            if h is None:
-                h = self.bio_hist[key] = _Hist([0] * len(buckets))
-            if len(buckets) > len(h.buckets):
-                h.buckets += [0] * (len(buckets) - len(h.buckets))
-            for i, c in enumerate(buckets):
-                h.buckets[i] += c
-            h.sum_s += d.lat_sum_ns / 1e9
-            h.count += d.count
-            self.bio_ops.add(key, d.count)
-            self.bio_bytes.add(key, d.bytes)
-            self.bio_errors.add(key, d.errors)
-
-    def _funcs(self, f: Any) -> None:
-        self.funcs_seen = True
-        specs = {t.id: t.spec for t in getattr(f, "targets", ())}
-        for t in getattr(f, "totals", ()):
-            self.funcs.add((label(specs.get(t.target, "?")), label(t.function)), t.count)
-
-    def _syscalls(self, s: Any) -> None:
-        """Per-syscall totals (SyscallsSample.syscalls: rows with ``name``, ``count``, ``errors``)."""
-        self.syscalls_seen = True
-        rows = getattr(s, "syscalls", None) or ()
-        for r in rows:
-            name = getattr(r, "name", None) or getattr(r, "syscall", None)
-            if name is None:
-                continue
-            self.sys_calls.add((label(name),), getattr(r, "count", 0) or 0)
-            self.sys_errors.add((label(name),), getattr(r, "errors", 0) or 0)
 
     # -- a scrape (HTTP thread) ---------------------------------------------------
     def describe(self) -> list:
         return []  # no collect() at registration
 
     def collect(self) -> Iterable[Any]:
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            HistogramMetricFamily,
-        )
+        from prometheus_client import core
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         with self._lock:
             out = []
@@ -236,65 +112,10 @@ class KtopMetrics:
             for (probe, f), v in sorted(self.map_full.items()):
                 full.add_metric([probe, f], v)
             out.append(full)
-            if self.spawn_seen:
-                out += self._spawn_families(CounterMetricFamily)
-            if self.bio_seen:
-                out += self._bio_families(CounterMetricFamily, HistogramMetricFamily)
-            if self.funcs_seen:
-                c = CounterMetricFamily("ktop_funcs_calls", "calls counted per funcs target and function",
-                                        labels=["target", "function"])
-                for (t, fn), v in self.funcs.items():
-                    c.add_metric([t, fn], v)
-                out.append(c)
-            if self.syscalls_seen:
-                calls = CounterMetricFamily("ktop_syscalls", "system calls per syscall", labels=["syscall"])
-                errs = CounterMetricFamily("ktop_syscall_errors", "system calls that returned an error",
-                                           labels=["syscall"])
-                for (n,), v in self.sys_calls.items():
-                    calls.add_metric([n], v)
-                for (n,), v in self.sys_errors.items():
-                    errs.add_metric([n], v)
-                out += [calls, errs]
+            for name in PROBES:
+                if name in self.sections:
+                    out += self.sections[name].families(core)
             return out
-
-    def _spawn_families(self, Counter) -> list:
-        execs = Counter("ktop_spawn_execs", "successful execs, by the parent's command name (top 20, then other)",
-                        labels=["parent_comm"])
-        for (name,), v in self.parents.items():
-            execs.add_metric([name], v)
-        out = [
-            execs,
-            Counter("ktop_spawn_forks", "new tasks (sched_process_fork)", value=self.spawn["forks"]),
-            Counter("ktop_spawn_exits", "process exits", value=self.spawn["exits"]),
-        ]
-        if self.spawn_failures_seen:  # not traced without --exec-failures: absent, not 0
-            out.insert(1, Counter("ktop_spawn_exec_failures", "failed execve/execveat calls (--exec-failures)",
-                                  value=self.spawn["exec_failures"]))
-        return out
-
-    def _bio_families(self, Counter, Histogram) -> list:
-        lat = Histogram("ktop_bio_latency_seconds", "block I/O latency, issue to completion",
-                        labels=["disk", "op"])
-        for key, h in sorted(self.bio_hist.items()):
-            bounds = bucket_bounds_s(len(h.buckets))
-            cum, acc = [], 0
-            for b, c in zip(bounds, h.buckets):
-                acc += c
-                cum.append((_le(b), acc))
-            lat.add_metric(list(key), cum, h.sum_s)
-        ops = Counter("ktop_bio_ops", "completed block I/O requests", labels=["disk", "op"])
-        byt = Counter("ktop_bio_bytes", "bytes of completed block I/O requests", labels=["disk", "op"])
-        err = Counter("ktop_bio_errors", "block I/O requests completed with an error", labels=["disk", "op"])
-        for fam, b in ((ops, self.bio_ops), (byt, self.bio_bytes), (err, self.bio_errors)):
-            for key, v in b.items():
-                fam.add_metric(list(key), v)
-        return [lat, ops, byt, err]
-
-
-def _le(b: float) -> str:
-    if b == float("inf"):
-        return "+Inf"
-    return repr(b)
 
 
 # -- serving ------------------------------------------------------------------

@@ -12,16 +12,8 @@ from factories import exec_ev, proc, snapshot, spawn_sample
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ktop.export import (
-    OTHER,
-    Exporter,
-    ExportingSource,
-    KtopMetrics,
-    bucket_bounds_s,
-    full_fields,
-    label,
-    parse_listen,
-)
+from ktop.export import Exporter, ExportingSource, KtopMetrics, full_fields, parse_listen
+from ktop.metrics import OTHER, bucket_bounds_s, label
 from ktop.snapshot import (
     LIVE,
     UNSUPPORTED,
@@ -55,7 +47,7 @@ def spawn_tick(parents, t=1000.0, failures=0, lost_execs=0, probes=None):
 
 
 def test_spawn_counters_and_top_k_parents():
-    m = KtopMetrics(top_parents=2)
+    m = KtopMetrics(top={"spawn": 2})
     m.observe(spawn_tick(["bash", "bash", "cron"]))
     m.observe(spawn_tick(["make", "cron", "sh\x1b[31m"], failures=2, lost_execs=4))
     v = scrape(m)
@@ -103,7 +95,7 @@ def diskop(disk="vda", op="read", buckets=(0, 0, 0, 0, 0, 0, 0, 3, 1, 0), count=
 
 
 def test_bio_histogram_buckets_in_seconds():
-    m = KtopMetrics(top_diskops=2)
+    m = KtopMetrics(top={"bio": 2})
     snap = snapshot(probes=(ProbeStatus("bio", LIVE),))
     for _ in range(2):
         m.observe(replace(snap, bio=BioSample(1.0, disks=(diskop(),))))
@@ -129,7 +121,7 @@ def test_bucket_bounds():
 
 
 def test_funcs_counters():
-    m = KtopMetrics(top_funcs=2)
+    m = KtopMetrics(top={"funcs": 2})
     fs = FuncsSample(1.0, targets=(FuncTarget(1, "c:malloc", "uprobe", LIVE), FuncTarget(2, "vfs_*", "kprobe", LIVE)),
                      totals=(FuncTotal(1, "malloc", 10), FuncTotal(2, "vfs_read", 3), FuncTotal(2, "vfs_write", 1)))
     snap = snapshot(probes=(ProbeStatus("funcs", LIVE),))
@@ -143,7 +135,7 @@ def test_funcs_counters():
 def test_syscall_counters():
     from ktop.snapshot import SyscallStat
 
-    m = KtopMetrics(top_syscalls=2)
+    m = KtopMetrics(top={"syscalls": 2})
     snap = snapshot(probes=(ProbeStatus("syscalls", LIVE),))
     for _ in range(2):
         ss = SyscallsSample(1.0, syscalls=(SyscallStat(0, "read", 10, 1), SyscallStat(1, "write", 5, 0),

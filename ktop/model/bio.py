@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from ktop.metrics import OTHER, Bounded, Log2Hist, label
 from ktop.model import hist
 from ktop.model.common import HISTORY, push
 from ktop.model.section import Fold
@@ -368,3 +369,37 @@ def summary_lines(section: dict, top: int = 10) -> list[str]:
     if notes:
         out.append("bio counters: " + ", ".join(notes))
     return out
+
+
+class Metrics:
+    """``ktop_bio_*``: a latency histogram, ops, bytes and errors per (disk, op), the first K pairs kept."""
+
+    def __init__(self, top: int = 64):
+        self.top = top
+        self.hist: dict[tuple, Log2Hist] = {}
+        self.ops = Bounded(top, (OTHER, OTHER))
+        self.bytes = Bounded(top, (OTHER, OTHER))
+        self.errors = Bounded(top, (OTHER, OTHER))
+
+    def observe(self, s: BioSample, snap: Snapshot) -> None:
+        for d in s.disks:
+            key = (label(d.disk), label(d.op))
+            if key not in self.hist and len(self.hist) >= self.top:
+                key = (OTHER, OTHER)
+            self.hist.setdefault(key, Log2Hist()).add(d.lat_buckets, d.lat_sum_ns / 1e9, d.count)
+            self.ops.add(key, d.count)
+            self.bytes.add(key, d.bytes)
+            self.errors.add(key, d.errors)
+
+    def families(self, fam) -> list:
+        lat = fam.HistogramMetricFamily("ktop_bio_latency_seconds", "block I/O latency, issue to completion",
+                                        labels=["disk", "op"])
+        for key, h in sorted(self.hist.items()):
+            lat.add_metric(list(key), h.cumulative(1e-6), h.sum_s)
+        counter = fam.CounterMetricFamily
+        labels = ["disk", "op"]
+        return [lat,
+                self.ops.family(counter("ktop_bio_ops", "completed block I/O requests", labels=labels)),
+                self.bytes.family(counter("ktop_bio_bytes", "bytes of completed block I/O requests", labels=labels)),
+                self.errors.family(counter("ktop_bio_errors", "block I/O requests completed with an error",
+                                           labels=labels))]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ktop.metrics import OTHER, Bounded, label
 from ktop.model.common import push
 from ktop.model.section import Fold
 from ktop.snapshot import FuncsSample, ProbeStatus, Snapshot
@@ -198,3 +199,19 @@ def summary_lines(section: dict, limit: int = 20) -> list[str]:
             out.append(f"  {c['pid']:>7} {clean(c['comm'], 15):<15} {c['count']:>10}  "
                        f"{clean(c['function'], 60)}  [{clean(c['target'], 40)}]")
     return out
+
+
+class Metrics:
+    """``ktop_funcs_calls``: calls per (target, function), the first K pairs kept."""
+
+    def __init__(self, top: int = 200):
+        self.calls = Bounded(top, (OTHER, OTHER))
+
+    def observe(self, s: FuncsSample, snap: Snapshot) -> None:
+        specs = {t.id: t.spec for t in s.targets}
+        for t in s.totals:
+            self.calls.add((label(specs.get(t.target, "?")), label(t.function)), t.count)
+
+    def families(self, fam) -> list:
+        return [self.calls.family(fam.CounterMetricFamily(
+            "ktop_funcs_calls", "calls counted per funcs target and function", labels=["target", "function"]))]

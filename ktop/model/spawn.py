@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from ktop.metrics import OTHER, Bounded, label
 from ktop.model.common import push, user_name
 from ktop.model.section import SPAWN_ROWS, Fold
 from ktop.snapshot import ExecEvent, ExitEvent, ProbeStatus, Snapshot, SpawnSample, to_jsonable
@@ -172,3 +173,45 @@ def summary_lines(doc: dict, limit: int = 20) -> list[str]:
         out.append(f"{e['pid']:>7} {e['ppid']:>7} {e['retval']:>4} "
                    f"{exit_text(e['exit_code'], e['exit_signal']):>8}  {clean(join_argv(e['argv']), 100)}")
     return out
+
+
+class Metrics:
+    """``ktop_spawn_*``: execs by the parent's command name (top K, then other), forks, exits, failures."""
+
+    def __init__(self, top: int = 20):
+        self.parents = Bounded(top, (OTHER,))
+        self.forks = self.exits = self.exec_failures = 0
+        self.failures_seen = True
+
+    def observe(self, s: SpawnSample, snap: Snapshot) -> None:
+        self.forks += s.forks
+        self.exits += s.exit_count
+        self.exec_failures += s.exec_failures
+        self.failures_seen = s.failures_seen
+        names = None
+        seen = 0
+        for ev in s.execs:
+            if ev.retval != 0:
+                continue
+            seen += 1
+            name = ev.parent_comm
+            if not name:
+                if names is None:
+                    names = {p.pid: p.comm for p in snap.processes}
+                name = names.get(ev.ppid, "?")
+            self.parents.add((label(name),), 1)
+        # execs the kernel counted but whose event was lost: counted, under "other"
+        self.parents.add((OTHER,), max(0, s.exec_count - seen))
+
+    def families(self, fam) -> list:
+        counter = fam.CounterMetricFamily
+        out = [
+            self.parents.family(counter("ktop_spawn_execs", "successful execs, by the parent's command name "
+                                        "(top 20, then other)", labels=["parent_comm"])),
+            counter("ktop_spawn_forks", "new tasks (sched_process_fork)", value=self.forks),
+            counter("ktop_spawn_exits", "process exits", value=self.exits),
+        ]
+        if self.failures_seen:  # not traced without --exec-failures: absent, not 0
+            out.insert(1, counter("ktop_spawn_exec_failures", "failed execve/execveat calls (--exec-failures)",
+                                  value=self.exec_failures))
+        return out

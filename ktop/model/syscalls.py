@@ -14,6 +14,7 @@ import errno as _errno
 from dataclasses import dataclass, replace
 from typing import Mapping, Optional, Sequence
 
+from ktop.metrics import OTHER, Bounded, label
 from ktop.model import hist as h
 from ktop.model.common import HISTORY, push
 from ktop.model.section import Fold
@@ -352,3 +353,22 @@ def summary_lines(section: dict, top: int = 15) -> list[str]:
     for p in procs:
         out.append(f"{p['pid']:>7} {clean(p['comm'], 16):<16} {p['count']:>10} {p['errors']:>8}  {errs(p['errnos'])}")
     return out
+
+
+class Metrics:
+    """``ktop_syscalls`` and ``ktop_syscall_errors`` per syscall, the first K syscalls kept."""
+
+    def __init__(self, top: int = 50):
+        self.calls = Bounded(top, (OTHER,))
+        self.errors = Bounded(top, (OTHER,))
+
+    def observe(self, s: SyscallsSample, snap: Snapshot) -> None:
+        for r in s.syscalls:
+            self.calls.add((label(r.name),), r.count)
+            self.errors.add((label(r.name),), r.errors)
+
+    def families(self, fam) -> list:
+        counter = fam.CounterMetricFamily
+        return [self.calls.family(counter("ktop_syscalls", "system calls per syscall", labels=["syscall"])),
+                self.errors.family(counter("ktop_syscall_errors", "system calls that returned an error",
+                                           labels=["syscall"]))]

@@ -19,18 +19,14 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from ktop import registry
 from ktop.model import Model
 from ktop.model.common import HISTORY
 from ktop.model.format import duration_ms, exit_text, human_bytes, retval_text
 from ktop.model.spawn import SpawnRow
 from ktop.model.text import clean, join_argv, safe_text
-from ktop.ui.widgets.bio import BioPanel
-from ktop.ui.widgets.funcs import FuncsPanel
 from ktop.ui.widgets.sparkline import spark
-from ktop.ui.widgets.syscalls import SyscallsPanel
 from ktop.ui.widgets.table import Column, KTable, Row
-
-SCOPED_PANELS = ((BioPanel, "pid-bio"), (SyscallsPanel, "pid-syscalls"), (FuncsPanel, "pid-funcs"))
 
 TREE_COLUMNS = (
     Column("time", "TIME", 8),
@@ -100,8 +96,9 @@ class PidScreen(Screen):
                 yield KTable(TREE_COLUMNS, id="pid-tree", keep_order=True)
             with Vertical(id="pid-scoped"):
                 # The overview's panels, drawing model.focus: data filtered to this PID in the kernel.
-                for cls, pid_id in SCOPED_PANELS:
-                    yield cls(id=pid_id)
+                for p in registry.in_panel_order():
+                    if p.scoped:
+                        yield registry.panel_class(p.name)(id=f"pid-{p.section}")
         yield Footer()
 
     def on_mount(self) -> None:
