@@ -13,9 +13,11 @@
  *     are loaded but not attached; ktop attaches them for a window (half
  *     a tick in five: "sampled") and detaches them after.
  *   none (NO_LATENCY): sys_exit only.
- * `gate` holds the current window's epoch (0: no window). An entry records
- * its epoch and a return only pairs with an entry of the current epoch, so
- * a stale entry from an earlier window is never matched.
+ * `gate` holds the current window's epoch (0: no window) and when it ends
+ * (CLOCK_MONOTONIC ns). An entry records its epoch and a return only pairs
+ * with an entry of the current epoch, so a stale entry from an earlier window
+ * is never matched. No call that enters after the end is timed, however late
+ * user space detaches (a slow tick): the time sampled stays what ktop says.
  *
  * Per (process, syscall), the hot path touches no hash: each CPU keeps, per
  * syscall number, the process whose calls it is summing (`owners`, a
@@ -152,7 +154,11 @@ BPF_PERCPU_HASH(procs, struct proc_key, struct proc_val, MAX_PROCS);
 BPF_PERCPU_HASH(errs, struct err_key, u64, MAX_ERRS);
 BPF_PERCPU_ARRAY(owners, struct owner_t, MAX_NR);
 #ifdef LAT_ON_DEMAND
-BPF_ARRAY(gate, u64, 1);
+struct gate_t {
+    u64 epoch;
+    u64 end_ns;
+};
+BPF_ARRAY(gate, struct gate_t, 1);
 #endif
 #ifndef NO_LATENCY
 BPF_PERCPU_ARRAY(slot, struct slot_t, 1);
@@ -299,11 +305,20 @@ static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)
 static __always_inline u64 epoch_now(void)
 {
     int zero = 0;
-    u64 *e = gate.lookup(&zero);
-    return e ? *e : 0;
+    struct gate_t *g = gate.lookup(&zero);
+    return g ? g->epoch : 0;
+}
+
+/* The epoch a call entering at `now` is timed under: 0 once the window ended. */
+static __always_inline u64 epoch_at(u64 now)
+{
+    int zero = 0;
+    struct gate_t *g = gate.lookup(&zero);
+    return g && now < g->end_ns ? g->epoch : 0;
 }
 #else
 static __always_inline u64 epoch_now(void) { return 1; }
+static __always_inline u64 epoch_at(u64 now) { return 1; }
 #endif
 
 static __always_inline void park(struct slot_t *sl)
@@ -326,7 +341,8 @@ static __always_inline int on_enter(s64 nr)
 #endif
         return 0;
     }
-    u64 epoch = epoch_now();
+    u64 now = bpf_ktime_get_ns();
+    u64 epoch = epoch_at(now);
     if (!epoch)
         return 0;
     int zero = 0;
@@ -338,7 +354,7 @@ static __always_inline int on_enter(s64 nr)
     sl->tid = (u32)id;
     sl->nr = nr;
     sl->epoch = epoch;
-    sl->ts = bpf_ktime_get_ns();
+    sl->ts = now;
     return 0;
 }
 

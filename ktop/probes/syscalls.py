@@ -449,10 +449,12 @@ class SyscallsProbe(ProbeWorker):
         m.delete_many(dead)
         return last
 
-    def _open_window(self) -> None:
-        """Latency on for the next tick: a new epoch, then the hooks (switch and exit before enter)."""
+    def _open_window(self, length_s: float) -> None:
+        """Latency on for ``length_s``: a new epoch and its end (the kernel times no call entered
+        after it, however late the detach), then the hooks (switch and exit before enter)."""
         self._epoch += 1
-        self._maps["gate"].update(struct.pack("<I", 0), struct.pack("<Q", self._epoch))
+        end_ns = time.monotonic_ns() + int(length_s * 1e9)  # CLOCK_MONOTONIC, as bpf_ktime_get_ns
+        self._maps["gate"].update(struct.pack("<I", 0), struct.pack("<QQ", self._epoch, end_ns))
         try:
             for fn, tp in LAT_PROGS:
                 fd = bpfsys.raw_tracepoint_open(tp, self._lat_progs[fn])
@@ -466,7 +468,7 @@ class SyscallsProbe(ProbeWorker):
             self.loaded.links.remove(fd)
             os.close(fd)
         self._window = []
-        self._maps["gate"].update(struct.pack("<I", 0), struct.pack("<Q", 0))
+        self._maps["gate"].update(struct.pack("<I", 0), struct.pack("<QQ", 0, 0))
 
     def _sample_latency(self, interval_s: float) -> None:
         """Opens a window at one tick in WINDOW_EVERY, the first right away."""
@@ -477,9 +479,10 @@ class SyscallsProbe(ProbeWorker):
         self._ticks += 1
         if self._ticks % WINDOW_EVERY != 1:
             return
-        self._open_window()
         # the next tick comes about one interval from now (the first interval is start-up's: clamp it)
-        self.deadline = time.monotonic() + min(max(interval_s, 0.05), 10.0) * WINDOW_EVERY / SAMPLE_EVERY
+        length = min(max(interval_s, 0.05), 10.0) * WINDOW_EVERY / SAMPLE_EVERY
+        self._open_window(length)
+        self.deadline = time.monotonic() + length
 
     def on_deadline(self) -> None:
         if self._window:

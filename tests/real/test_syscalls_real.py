@@ -216,3 +216,37 @@ def _run(prog: Path, mode: str, n: int) -> int:
     p = subprocess.Popen([str(prog), mode, str(n)])
     assert p.wait(60) == 0
     return p.pid
+
+
+@pytest.mark.vm
+def test_a_late_detach_times_no_call_after_the_window(work, tmp_path, monkeypatch):
+    """The kernel ends a window on time, whatever user space does: with its deadline lost (a
+    collector too slow to fire it), the programs stay attached until the next tick, a whole
+    interval, yet only the calls entered in the window's half of it are timed."""
+    from ktop import registry
+    from ktop.probes.base import ProbeOptions
+    from ktop.probes.syscalls import SyscallsProbe
+    from ktop.sources.live import LiveSource
+
+    monkeypatch.setattr(SyscallsProbe, "on_deadline", lambda self: None)
+    prog = named(work, tmp_path)
+    source = LiveSource(["syscalls"], ProbeOptions(), registry.PROBES)
+    try:
+        source.start()
+        assert source.wait_settled(60)
+        if source.workers["syscalls"].mode != "sampled":
+            pytest.skip(f"no sampled latency here: {source.workers['syscalls'].status.detail}")
+        time.sleep(2.0)
+        first = source.tick()  # its first sample, after 2 s: opens a window of 2 * 5 / 10 = 1 s
+        t0 = time.monotonic()
+        p = subprocess.Popen([str(prog), "sleep", "150"])  # 10 ms sleeps for 1.5 s or more
+        assert p.wait(60) == 0
+        elapsed = time.monotonic() - t0
+        ticks = [first, source.tick(), source.tick()]
+    finally:
+        source.stop()
+    rows = [c for t in ticks if t.syscalls for c in t.syscalls.counts if c.pid == p.pid and c.name == "nanosleep"]
+    assert sum(c.count for c in rows) == 150
+    timed = sum(c.timed for c in rows)
+    # 1 s of a run of `elapsed` s is timed: at most 100 of its 150 sleeps, never all of them
+    assert 0 < timed <= 150 * 1.0 / elapsed + 10, (timed, elapsed)
