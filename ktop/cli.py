@@ -130,13 +130,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="most probes one -f SPEC may attach (default 1000, BCC's limit)")
     p.add_argument("--disk", type=_disk, metavar="NAME", default=None,
                    help="bio probe: trace this disk only (e.g. vda; a partition means its disk)")
-    p.add_argument("--syscalls-latency", choices=("sampled", "on", "off"), default="sampled",
+    p.add_argument("--syscalls-latency", choices=("sampled", "on", "off"), default=None,
                    help="syscalls probe: time the calls made in a tenth of the time, the first half of one tick in "
                         "five (sampled, the default; a call still running when its window closes is counted, not "
                         "timed), time every "
                         "call (on: a sys_enter hook too, which every syscall pays for: see the README's "
                         "benchmarks), or only count calls and errors (off). Counts and errors are exact in "
-                        "every mode")
+                        "every mode. $KTOP_SYSCALLS_LATENCY sets the default")
     p.add_argument("--exec-failures", action="store_true",
                    help="spawn probe: also trace failed execs, with their argv (it attaches the execve syscall "
                         "tracepoints, which put every syscall on the machine on the kernel's slow path: "
@@ -236,8 +236,13 @@ def _probe_options(args):
         extra.update(funcs=list(args.funcs), funcs_max=args.funcs_max)
     if getattr(args, "disk", None) is not None:
         extra["bio_disk_dev"] = args.disk
-    if getattr(args, "syscalls_latency", None):
-        extra["syscalls_latency"] = args.syscalls_latency
+    if hasattr(args, "syscalls_latency"):
+        from ktop.probes.syscalls import default_latency_mode
+
+        try:
+            extra["syscalls_latency"] = args.syscalls_latency or default_latency_mode()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if getattr(args, "bpf_stats", False):
         extra["bpf_stats"] = True
     if getattr(args, "exec_failures", False):

@@ -197,3 +197,25 @@ def test_a_usage_error_is_one_line(argv):
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and ": error: " in lines[0] and "--help" in lines[0], r.stderr
+
+
+def test_a_bad_latency_mode_in_the_environment_is_a_sentence():
+    import os
+
+    env = {**os.environ, "KTOP_SYSCALLS_LATENCY": "sometimes"}
+    r = run("snapshot", "--probes", "syscalls", "--duration", "0.1", env=env)
+    assert r.returncode == 2
+    assert "KTOP_SYSCALLS_LATENCY='sometimes' is not a latency mode (one of sampled, on, off)" \
+        in one_error_line(r.stderr)
+
+
+def test_latency_mode_default_from_the_environment(monkeypatch):
+    from ktop.probes.syscalls import SyscallsProbe, default_latency_mode
+
+    monkeypatch.delenv("KTOP_SYSCALLS_LATENCY", raising=False)
+    assert default_latency_mode() == "sampled"
+    monkeypatch.setenv("KTOP_SYSCALLS_LATENCY", "on")
+    assert default_latency_mode() == "on" and SyscallsProbe().mode == "on"
+    from ktop.probes.base import ProbeOptions
+
+    assert SyscallsProbe(ProbeOptions(extra={"syscalls_latency": "off"})).mode == "off"

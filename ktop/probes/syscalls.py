@@ -268,13 +268,33 @@ def _alive(tgid: int) -> bool:
     return True
 
 
+LATENCY_ENV = "KTOP_SYSCALLS_LATENCY"
+
+
+def default_latency_mode() -> str:
+    """``--syscalls-latency``'s default: $KTOP_SYSCALLS_LATENCY, else sampled.
+
+    Raises:
+        ValueError: a sentence, when the variable names no mode.
+    """
+    value = os.environ.get(LATENCY_ENV, "").strip() or "sampled"
+    if value not in MODES:
+        raise ValueError(f"{LATENCY_ENV}={value!r} is not a latency mode (one of {', '.join(MODES)})")
+    return value
+
+
 def latency_mode(value) -> str:
     """--syscalls-latency's value (also True/False, as older callers pass it)."""
     if value is True:
         return "on"
     if value is False:
         return "off"
-    return value if value in MODES else "sampled"
+    if value in MODES:
+        return value
+    try:
+        return default_latency_mode()
+    except ValueError:
+        return "sampled"  # the command line said why already
 
 
 def helper_build(req: dict):
@@ -313,7 +333,7 @@ class SyscallsProbe(ProbeWorker):
         super().__init__(options, on_status)
         self.table, self.names_from = systable.running_table()
         self.max_nr = max_nr_for(self.table)
-        self.mode = latency_mode(self.options.extra.get("syscalls_latency", "sampled"))
+        self.mode = latency_mode(self.options.extra.get("syscalls_latency"))
         self.regs_btf = True  # the syscall number read through a BTF pointer (helper_build may turn it off)
         self._lat_progs: dict[str, int] = {}
         self._window: list[int] = []  # raw tracepoint fds of the open latency window

@@ -106,7 +106,8 @@ def test_sampled_latency_times_some_calls_and_counts_all(work, tmp_path):
     """Half a tick in five is timed: of 10 ms sleeps over 3 s some are timed, all are counted."""
     prog = named(work, tmp_path)
     # 0.5 s ticks: a 250 ms window every 2.5 s, so 3 s of sleeps meet at least one
-    doc, pid = run_collecting(lambda: _run(prog, "sleep", 300), "0.5", duration=5.0)
+    doc, pid = run_collecting(lambda: _run(prog, "sleep", 300), "0.5", "--syscalls-latency", "sampled",
+                              duration=5.0)
     s = pair(doc, pid, "nanosleep")
     assert s is not None and s["count"] == 300
     assert 5 <= s["latency"]["timed"] < 100, s
@@ -230,7 +231,7 @@ def test_a_late_detach_times_no_call_after_the_window(work, tmp_path, monkeypatc
 
     monkeypatch.setattr(SyscallsProbe, "on_deadline", lambda self: None)
     prog = named(work, tmp_path)
-    source = LiveSource(["syscalls"], ProbeOptions(), registry.PROBES)
+    source = LiveSource(["syscalls"], ProbeOptions(extra={"syscalls_latency": "sampled"}), registry.PROBES)
     try:
         source.start()
         assert source.wait_settled(60)
