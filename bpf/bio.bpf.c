@@ -174,15 +174,7 @@ static __always_inline void count(int slot)
 
 static __always_inline u64 slot_of(u64 us)
 {
-    /* the bit length of us (BCC's bpf_log2l for us > 0), 0 for 0 */
-    u64 s = us ? bpf_log2l(us) : 0;
-    s = s < NSLOTS ? s : NSLOTS - 1;
-    /* Hide that bound from the compiler: the callers' own check then stays on
-     * the (64-bit) register that indexes the histogram. Linux 6.1's verifier
-     * does not carry a bound checked on a zero-extended copy back to the
-     * original ("unbounded memory access"). */
-    asm volatile("" : "+r"(s));
-    return s;
+    return ktop_slot(us, NSLOTS);
 }
 
 #ifdef FILTER_DEV
@@ -193,24 +185,7 @@ static __always_inline u64 slot_of(u64 us)
 
 static __always_inline u32 current_match(void)
 {
-#ifdef FILTER_TGID
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (tgid == FILTER_TGID)
-        return F_MATCH;
-#if defined(TASK_OFF_REAL_PARENT) && defined(TASK_OFF_TGID)
-    u64 task = bpf_get_current_task();
-    u64 parent = 0;
-    u32 ptgid = 0;
-    bpf_probe_read_kernel(&parent, sizeof(parent), (void *)(task + TASK_OFF_REAL_PARENT));
-    if (parent)
-        bpf_probe_read_kernel(&ptgid, sizeof(ptgid), (void *)(parent + TASK_OFF_TGID));
-    if (ptgid == FILTER_TGID)
-        return F_MATCH;
-#endif
-    return 0;
-#else
-    return F_MATCH;
-#endif
+    return ktop_wanted(bpf_get_current_pid_tgid() >> 32) ? F_MATCH : 0;
 }
 
 static __always_inline void set_who(struct inflight *f, u32 flags)

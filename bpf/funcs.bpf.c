@@ -16,7 +16,8 @@
  *   MAX_ENTRIES  (function, process) pairs counted per tick; beyond that the
  *                per-process breakdown is incomplete and ST_FULL counts it
  *                (per-function totals stay exact).
- *   FILTER_TGID  count only this process.
+ *   FILTER_TGID  count only this process and its children (TASK_OFF_REAL_PARENT
+ *                and TASK_OFF_TGID from BTF: ktop.h).
  */
 #include <uapi/linux/ptrace.h>
 #include "ktop.h"
@@ -55,10 +56,8 @@ BPF_PERCPU_ARRAY(stats, u64, ST_NR);
 static __always_inline int hit(u32 slot)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
-#ifdef FILTER_TGID
-    if (tgid != FILTER_TGID)
+    if (!ktop_wanted(tgid))
         return 0;
-#endif
     u64 *total = totals.lookup(&slot);
     if (total)
         (*total)++;

@@ -22,4 +22,56 @@
 #define RB_WAKE_EVERY 32
 #endif
 
+/* The parent of the current task, and its TGID, through task_struct offsets
+ * from the kernel's BTF (-DTASK_OFF_REAL_PARENT, -DTASK_OFF_TGID); 0 when
+ * user space found none. */
+static __always_inline u64 ktop_parent_task(void)
+{
+#if defined(TASK_OFF_REAL_PARENT) && defined(TASK_OFF_TGID)
+    u64 parent = 0;
+    bpf_probe_read_kernel(&parent, sizeof(parent), (void *)(bpf_get_current_task() + TASK_OFF_REAL_PARENT));
+    return parent;
+#else
+    return 0;
+#endif
+}
+
+static __always_inline u32 ktop_parent_tgid(void)
+{
+#if defined(TASK_OFF_REAL_PARENT) && defined(TASK_OFF_TGID)
+    u64 parent = ktop_parent_task();
+    u32 tgid = 0;
+    if (parent)
+        bpf_probe_read_kernel(&tgid, sizeof(tgid), (void *)(parent + TASK_OFF_TGID));
+    return tgid;
+#else
+    return 0;
+#endif
+}
+
+/* -p PID (-DFILTER_TGID): the process itself and the tasks whose parent it is
+ * (the parent only with the task offsets; without them, the process alone).
+ * The parent is read only for tasks of other processes. */
+static __always_inline int ktop_wanted(u32 tgid)
+{
+#ifdef FILTER_TGID
+    return tgid == FILTER_TGID || ktop_parent_tgid() == FILTER_TGID;
+#else
+    return 1;
+#endif
+}
+
+/* The log2 slot of v, its bit length (BCC's bpf_log2l), 0 for 0, clamped to
+ * the last of n slots. The empty asm hides the bound from the compiler so the
+ * caller's own check stays on the 64-bit register that indexes the histogram:
+ * Linux 6.1's verifier does not carry a bound checked on a zero-extended copy
+ * back to the original ("unbounded memory access"). */
+static __always_inline u64 ktop_slot(u64 v, u64 n)
+{
+    u64 s = v ? bpf_log2l(v) : 0;
+    s = s < n ? s : n - 1;
+    asm volatile("" : "+r"(s));
+    return s;
+}
+
 #endif /* KTOP_H */

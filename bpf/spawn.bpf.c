@@ -127,41 +127,11 @@ static __always_inline void count(int slot)
         (*v)++;
 }
 
-static __always_inline u64 parent_task(void)
-{
-#ifdef KTOP_NO_TASK_OFFSETS
-    return 0;
-#else
-    u64 task = bpf_get_current_task();
-    u64 parent = 0;
-    bpf_probe_read_kernel(&parent, sizeof(parent), (void *)(task + TASK_OFF_REAL_PARENT));
-    return parent;
-#endif
-}
-
-static __always_inline u32 parent_tgid(void)
-{
-#ifdef KTOP_NO_TASK_OFFSETS
-    return 0;
-#else
-    u64 parent = parent_task();
-    u32 tgid = 0;
-    if (parent)
-        bpf_probe_read_kernel(&tgid, sizeof(tgid), (void *)(parent + TASK_OFF_TGID));
-    return tgid;
-#endif
-}
-
-#ifdef FILTER_TGID
-/* Scope to one process: itself and any task whose parent is it. */
+/* Scope to one process: itself and any task whose parent is it (ktop.h). */
 static __always_inline int filtered_out(void)
 {
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    return tgid != FILTER_TGID && parent_tgid() != FILTER_TGID;
+    return !ktop_wanted(bpf_get_current_pid_tgid() >> 32);
 }
-#else
-static __always_inline int filtered_out(void) { return 0; }
-#endif
 
 #ifdef EXEC_FAILURES
 static __always_inline int enter_exec(const char *filename, const char *const *argv)
@@ -235,10 +205,10 @@ static __always_inline struct exec_event *emit_exec(struct pending_exec *p, u32 
         return 0;
     e->type = KTOP_EV_EXEC;
     e->pid = pid;
-    e->ppid = parent_tgid();
+    e->ppid = ktop_parent_tgid();
     e->pcomm[0] = 0;
 #ifndef KTOP_NO_TASK_OFFSETS
-    u64 parent = parent_task();
+    u64 parent = ktop_parent_task();
     if (parent)
         bpf_probe_read_kernel_str(e->pcomm, sizeof(e->pcomm), (void *)(parent + TASK_OFF_COMM));
 #endif
@@ -411,7 +381,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     u64 start = 0;
     bpf_probe_read_kernel(&code, sizeof(code), (void *)(task + TASK_OFF_EXIT_CODE));
     bpf_probe_read_kernel(&start, sizeof(start), (void *)(task + TASK_OFF_START_TIME));
-    e->ppid = parent_tgid();
+    e->ppid = ktop_parent_tgid();
     e->exit_code = code;
     e->lifetime_ns = start ? e->ts - start : 0;
 #endif

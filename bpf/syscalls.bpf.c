@@ -185,39 +185,9 @@ static __always_inline void count(int slot)
     count_n(slot, 1);
 }
 
-#ifdef FILTER_TGID
 static __always_inline int filtered_out(u32 tgid)
 {
-    if (tgid == FILTER_TGID)
-        return 0;
-#if defined(TASK_OFF_REAL_PARENT) && defined(TASK_OFF_TGID)
-    u64 task = bpf_get_current_task();
-    u64 parent = 0;
-    u32 ptgid = 0;
-    bpf_probe_read_kernel(&parent, sizeof(parent), (void *)(task + TASK_OFF_REAL_PARENT));
-    if (parent)
-        bpf_probe_read_kernel(&ptgid, sizeof(ptgid), (void *)(parent + TASK_OFF_TGID));
-    return ptgid != FILTER_TGID;
-#else
-    return 1;
-#endif
-}
-#else
-static __always_inline int filtered_out(u32 tgid) { return 0; }
-#endif
-
-/* floor(log2(v)) + 1, 0 for 0: BCC's bpf_log2l, clamped to the last bucket. */
-static __always_inline u32 bucket(u64 v)
-{
-    u32 r = 0;
-    if (v >> 32) { v >>= 32; r += 32; }
-    if (v >> 16) { v >>= 16; r += 16; }
-    if (v >> 8) { v >>= 8; r += 8; }
-    if (v >> 4) { v >>= 4; r += 4; }
-    if (v >> 2) { v >>= 2; r += 2; }
-    if (v >> 1) { r += 1; }
-    r = v ? r + 1 : 0;
-    return r < NBUCKETS ? r : NBUCKETS - 1;
+    return !ktop_wanted(tgid);
 }
 
 /* Another process takes over an owner slot: its previous process's calls go to `procs`. */
@@ -257,7 +227,7 @@ static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)
         st->errors++;
     if (timed) {
         st->lat_ns += lat;
-        u32 b = bucket(lat);
+        u64 b = ktop_slot(lat, NBUCKETS);
         if (b < NBUCKETS)
             st->hist[b]++;
     }

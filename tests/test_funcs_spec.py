@@ -129,8 +129,11 @@ def test_every_pooled_function_exists_in_the_c_source():
 
 def test_compile_flags_are_integers_only():
     assert F.compile_flags(3) == ["-DPOOL_SIZE=10", "-DMAX_ENTRIES=10240"]
-    assert F.compile_flags(150, pid=42, max_entries=99) == ["-DPOOL_SIZE=200", "-DMAX_ENTRIES=99",
-                                                            "-DFILTER_TGID=42"]
+    assert F.compile_flags(150, max_entries=99) == ["-DPOOL_SIZE=200", "-DMAX_ENTRIES=99"]
+    from ktop.probes.base import ProbeOptions
+
+    flags = F.FuncsProbe(ProbeOptions(pid=42)).cflags()
+    assert "-DFILTER_TGID=42" in flags and F.FuncsProbe().pid_cflags() == []
 
 
 # -- nothing typed reaches the C text -----------------------------------------------

@@ -165,6 +165,15 @@ class ProbeWorker:
 
         return [f"-I{bpf_dir()}", "-Wno-macro-redefined", "-Wno-unused-function"]
 
+    def pid_cflags(self) -> list[str]:
+        """-p PID: ``-DFILTER_TGID`` and, from BTF, the task offsets with which the program also
+        admits the process's children (``ktop_wanted`` in bpf/ktop.h); nothing without -p."""
+        if self.options.pid is None:
+            return []
+        offs = self.task_offsets() or {}
+        return [f"-DFILTER_TGID={int(self.options.pid)}"] + [f"-DTASK_OFF_{k.upper()}={int(v)}"
+                                                             for k, v in offs.items()]
+
     def source(self) -> str:
         """Absolute path of the C source (BCC would look beside argv[0])."""
         from ktop.resources import bpf_source

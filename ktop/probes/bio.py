@@ -408,12 +408,7 @@ class BioProbe(ProbeWorker):
         disk = x.get("bio_disk_dev")
         if disk is not None:
             flags.append(f"-DFILTER_DEV={int(disk)}")
-        if self.options.pid is not None:
-            flags.append(f"-DFILTER_TGID={int(self.options.pid)}")
-            offs = self.task_offsets()
-            if offs:
-                flags += [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
-        return flags
+        return flags + self.pid_cflags()
 
 
     def live_detail(self) -> str:

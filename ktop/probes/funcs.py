@@ -89,12 +89,9 @@ def fn_name(slot: int) -> bytes:
     return b"trace_%04d" % slot
 
 
-def compile_flags(n_sites: int, pid: Optional[int] = None, max_entries: int = MAX_ENTRIES) -> list[str]:
-    """The -D knobs of one target's program: every value an integer."""
-    flags = [f"-DPOOL_SIZE={pool_size(int(n_sites))}", f"-DMAX_ENTRIES={int(max_entries)}"]
-    if pid is not None:
-        flags.append(f"-DFILTER_TGID={int(pid)}")
-    return flags
+def compile_flags(n_sites: int, max_entries: int = MAX_ENTRIES) -> list[str]:
+    """The -D knobs of one target's program: every value an integer (-p's come with the probe's cflags)."""
+    return [f"-DPOOL_SIZE={pool_size(int(n_sites))}", f"-DMAX_ENTRIES={int(max_entries)}"]
 
 
 # -- ELF: a virtual address to a file offset (USDT semaphores) ----------------
@@ -622,7 +619,7 @@ def helper_build(req: dict):
     r = resolve(spec, int(req["cap"]))
     if r.status != STATUS_OK:
         raise ProbeUnavailable(UNSUPPORTED if r.status == UNSUPPORTED else FAILED, r.detail)
-    cflags = list(req["cflags"]) + compile_flags(len(r.sites), req.get("pid"), int(req["max_entries"]))
+    cflags = list(req["cflags"]) + compile_flags(len(r.sites), int(req["max_entries"]))
     b, names, probes, detail = attach_target(spec, r, req["source"], cflags, int(req["quota_left"]))
     return b, {"names": {str(k): v for k, v in names.items()}, "probes": probes, "detail": detail,
                "matched": r.matched}
@@ -749,6 +746,9 @@ class FuncsProbe(ProbeWorker):
         self.items: dict[int, _Target] = {}  # under io_lock
 
     # -- control, from any thread (the UI) ------------------------------------
+    def cflags(self) -> list[str]:
+        return super().cflags() + self.pid_cflags()
+
     def targets(self) -> tuple[FuncTarget, ...]:
         with self._views_lock:
             return tuple(self._views) + tuple(self._pending.values())
@@ -859,7 +859,7 @@ class FuncsProbe(ProbeWorker):
 
         t = _Target(tid, spec, self.cap)
         req = {"probe": NAME, "source": self.source(), "cflags": self.cflags(), "spec": spec.text, "cap": self.cap,
-               "pid": self.options.pid, "max_entries": self.max_entries,
+               "max_entries": self.max_entries,
                "quota_left": probe_limit() - self._quota_used()}
         try:
             t.loaded = loader.build(req, self.options.extra.get("build_timeout"))
@@ -970,7 +970,7 @@ def _evict_counts(m, keys) -> dict[tuple[int, int], int]:
 
 def ebpf_text(options: ProbeOptions | None = None) -> str:
     probe = FuncsProbe(options)
-    flags = probe.cflags() + compile_flags(1, probe.options.pid, probe.max_entries)
+    flags = probe.cflags() + compile_flags(1, probe.max_entries)
     return f"// {probe.source()}\n// cflags: {' '.join(flags)}\n" + open(probe.source()).read()
 
 

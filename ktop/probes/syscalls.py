@@ -396,12 +396,7 @@ class SyscallsProbe(ProbeWorker):
             flags += ["-DRAW_TP", f"-DREGS_OFF_NR={int(self.regs_offset())}"]
             if self.regs_btf and not self._regs_note:  # the offset came from BTF
                 flags.append("-DREGS_BTF")
-        if self.options.pid is not None:
-            flags.append(f"-DFILTER_TGID={int(self.options.pid)}")
-            offs = self.task_offsets()
-            if offs:
-                flags += [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
-        return flags
+        return flags + self.pid_cflags()
 
     def helper_state(self) -> dict:
         return {"raw": self.use_raw(), "regs_note": self._regs_note, "mode": self.mode, "regs_btf": self.regs_btf,

@@ -95,8 +95,10 @@ def prog(tmp_path_factory) -> Path:
 class Prog:
     """The C program, started and waiting for its go line."""
 
-    def __init__(self, exe: Path, n: int = N):
-        self.p = subprocess.Popen([str(exe), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, exe: Path, n: int = N, under_shell: bool = False):
+        # under_shell: the program runs as a child of sh (self.p's PID), which waits for it
+        argv = ["sh", "-c", '"$0" "$1"; :', str(exe), str(n)] if under_shell else [str(exe), str(n)]
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.pid = int(self.p.stdout.readline())
 
     def go(self) -> None:
@@ -176,6 +178,26 @@ def test_pid_filter_counts_only_that_process(prog):
         p.finish()
         other.finish()
     assert [(c["pid"], c["count"]) for c in doc["funcs"]["counts"]] == [(p.pid, N)]
+    assert _target(doc, spec)["count"] == N
+
+
+def test_pid_filter_follows_children(prog):
+    """-p PID counts the calls of its children too, as in every probe (bpf/ktop.h)."""
+    require_funcs()
+    spec = f"{prog}:ktop_test_work"
+    other = Prog(prog, 5)
+    child = Prog(prog, under_shell=True)
+    assert child.pid != child.p.pid
+    try:
+        def workload():
+            other.go()
+            child.go()
+
+        doc = _run(["-p", str(child.p.pid), "-f", spec], workload)
+    finally:
+        child.finish()
+        other.finish()
+    assert [(c["pid"], c["count"]) for c in doc["funcs"]["counts"]] == [(child.pid, N)]
     assert _target(doc, spec)["count"] == N
 
 
