@@ -234,20 +234,25 @@ def test_a_late_detach_times_no_call_after_the_window(work, tmp_path, monkeypatc
     source = LiveSource(["syscalls"], ProbeOptions(extra={"syscalls_latency": "sampled"}), registry.PROBES)
     try:
         source.start()
-        assert source.wait_settled(60)
+        assert source.wait_settled(120)
         if source.workers["syscalls"].mode != "sampled":
             pytest.skip(f"no sampled latency here: {source.workers['syscalls'].status.detail}")
-        time.sleep(2.0)
-        first = source.tick()  # its first sample, after 2 s: opens a window of 2 * 5 / 10 = 1 s
+        for _ in range(5):  # ticks 1-5: the first opens a window (of whatever length), the next closes it
+            source.tick()
+            time.sleep(0.2)
+        time.sleep(1.8)
+        first = source.tick()  # tick 6, about 2 s after the 5th: a window of half that
         t0 = time.monotonic()
-        p = subprocess.Popen([str(prog), "sleep", "150"])  # 10 ms sleeps for 1.5 s or more
+        p = subprocess.Popen([str(prog), "sleep", "200"])  # 10 ms sleeps for 2 s or more
         assert p.wait(60) == 0
         elapsed = time.monotonic() - t0
         ticks = [first, source.tick(), source.tick()]
     finally:
         source.stop()
+    window = min(first.interval_s, 10.0) * 5 / 10
+    assert window < elapsed * 0.8, (window, elapsed)  # else this test shows nothing
     rows = [c for t in ticks if t.syscalls for c in t.syscalls.counts if c.pid == p.pid and c.name == "nanosleep"]
-    assert sum(c.count for c in rows) == 150
+    assert sum(c.count for c in rows) == 200
     timed = sum(c.timed for c in rows)
-    # 1 s of a run of `elapsed` s is timed: at most 100 of its 150 sleeps, never all of them
-    assert 0 < timed <= 150 * 1.0 / elapsed + 10, (timed, elapsed)
+    # the window's share of the run is timed, never all of it (before, all of them)
+    assert 0 < timed <= 200 * window / elapsed + 10, (timed, window, elapsed)
