@@ -426,8 +426,3 @@ class Recording:
     def duration_s(self) -> float:
         """Wall-clock span from the first to the last snapshot."""
         return self.end - self.start
-
-    @property
-    def index_bytes(self) -> int:
-        """Memory the index holds (the compressed lines of a gzip file)."""
-        return sum(len(b) for b in self._blobs) + 8 * (len(self._offsets) + len(self._lengths) + len(self.times))

@@ -32,8 +32,8 @@ ticks go first, a whole keyframe segment at a time (so up to
 ``keyframe_every - 1`` ticks more than the count bound stay).
 :meth:`History.memory_bytes` reports those bytes plus an estimate of the
 live tick's objects (``sys.getsizeof`` over what is reachable from it,
-:func:`estimate_new_bytes`), for ``ktop doctor`` and the UI; it agreed with
-tracemalloc within 2 % on the recorded data.
+:func:`estimate_new_bytes`); it agreed with tracemalloc within 2 % on the
+recorded data.
 
 API, for the UI (indices run from 0, the oldest kept tick, to
 ``live_index``, the newest)::
@@ -44,7 +44,7 @@ API, for the UI (indices run from 0, the oldest kept tick, to
     len(h); h.live_index              # == len(h) - 1 (-1 when empty)
     h.get(i) -> Snapshot; h.model(i) -> Model; h.time(i) -> float (wall clock)
     h.index_at(t)                     # the last tick at or before wall-clock time t
-    h.memory_bytes(); h.describe()    # estimated bytes held; one line for a status bar
+    h.memory_bytes()                  # estimated bytes held
     h.dropped                         # ticks dropped so far from the front
 
 ``model(i)`` of an old tick can take a fifth of a second: call it off the
@@ -326,12 +326,6 @@ class History:
         if self._live is not None and self._live_bytes is None:
             self._live_bytes, _ = estimate_new_bytes(self._live, set())
         return self._live_bytes or 0
-
-    def describe(self) -> str:
-        """One line for ``ktop doctor`` or a status bar."""
-        span = self._times[-1] - self._times[0] if len(self._times) > 1 else 0.0
-        return (f"history: {len(self)} ticks ({span:.0f} s) of max {self.max_count}, "
-                f"~{self.memory_bytes() / 1e6:.1f} MB (bound {self.max_bytes / 1e6:.0f} MB)")
 
 
 _DELTA = "ktop-processes-delta"

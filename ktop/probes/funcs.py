@@ -968,11 +968,6 @@ def _evict_counts(m, keys) -> dict[tuple[int, int], int]:
     return last
 
 
-def ebpf_text(options: ProbeOptions | None = None) -> str:
-    probe = FuncsProbe(options)
-    flags = probe.cflags() + compile_flags(1, probe.max_entries)
-    return f"// {probe.source()}\n// cflags: {' '.join(flags)}\n" + open(probe.source()).read()
-
 
 __all__ = ["FuncsProbe", "Resolution", "Site", "attach_target", "check_specs", "compile_flags", "count_deltas",
            "fn_name", "pool_size", "remote_check_specs", "remote_resolve", "resolve"]

@@ -294,11 +294,4 @@ class SpawnProbe(ProbeWorker):
         return sample
 
 
-def ebpf_text(options: ProbeOptions | None = None) -> str:
-    """The C program and the flags it would be compiled with (``--ebpf``)."""
-    probe = SpawnProbe(options)
-    return f"// {probe.source()}\n// cflags: {' '.join(probe.cflags())}\n" + \
-        open(probe.source()).read()
-
-
-__all__ = ["SpawnProbe", "decode_event", "decode_exec", "decode_exit", "ebpf_text"]
+__all__ = ["SpawnProbe", "decode_event", "decode_exec", "decode_exit"]

@@ -533,12 +533,6 @@ def bcc_syscall_table() -> dict[str, str]:
     return {str(k): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in syscalls.items()}
 
 
-def ebpf_text(options: ProbeOptions | None = None) -> str:
-    """The C program and the flags it would be compiled with (``--ebpf``)."""
-    probe = SyscallsProbe(options)
-    return f"// {probe.source()}\n// cflags: {' '.join(probe.cflags())}\n" + \
-        open(probe.source()).read()
-
 
 __all__ = ["Cumulative", "SyscallsProbe", "build_sample", "cum_deltas", "decode_nrstats", "merge_nr", "merge_proc",
            "nr_deltas", "unpack_errs", "unpack_procs"]
