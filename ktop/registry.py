@@ -47,7 +47,7 @@ PROBES: dict[str, ProbeInfo] = {
     for p in (
         ProbeInfo("spawn", True,
                   "every exec (argv, parent, return) and exit (code, lifetime); execsnoop + exitsnoop",
-                  "spawns", "ktop.probes.spawn:SpawnProbe", "ktop.model.spawn", "ktop.ui.widgets.spawns:SpawnsPanel",
+                  "spawns", "ktop.probes.spawn:SpawnProbe", "ktop.model.spawn", "ktop.ui.widgets.spawn:SpawnsPanel",
                   column="left", scoped=False),
         ProbeInfo("funcs", True,
                   "call counts of functions, tracepoints and USDT probes (-f SPEC, or a in the panel); funccount",

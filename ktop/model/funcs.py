@@ -185,7 +185,7 @@ def summary_lines(section: dict, limit: int = 20) -> list[str]:
     from ktop.model.text import clean
 
     if not section.get("targets"):
-        return []
+        return ["funcs: no targets (count calls with -f SPEC)"]
     out = ["funcs:"]
     for t in section["targets"]:
         line = f"  {clean(t['spec'], 60):<40} {t['status']:<11} {t['attached']:>4} attached {t['count']:>10} calls"
