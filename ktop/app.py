@@ -195,8 +195,7 @@ class KtopApp(App):
         yield Static(id="tabs")
         with Horizontal(id="panels"):
             with Vertical(id="left"):
-                yield ProcessPanel(id="processes", scope_pid=getattr(getattr(self.source, "options", None), "pid",
-                                                                   None))
+                yield ProcessPanel(id="processes", scope_pid=self.source.scope_pid)
                 yield from self._probe_panels("left")
             with Vertical(id="right"):
                 yield from self._probe_panels("right")  # each `height: 1fr`
@@ -232,7 +231,7 @@ class KtopApp(App):
         from ktop.sources.live import Collector
 
         self.source.start()
-        for note in getattr(self.source, "notes", ()):
+        for note in self.source.notes:
             self.notify(note, title="ktop")
         self.history = History(seconds=self.history_seconds or 600, interval=self.interval,
                                forget_dead_s=FORGET_DEAD_S)
@@ -307,7 +306,7 @@ class KtopApp(App):
     def _watch_probes(self) -> None:
         """Until every probe has settled: as soon as they have, draw at once (not at the
         next tick) so their panels say 'live', and note the time for the benchmark."""
-        if self._settled_logged or not hasattr(self.source, "settled") or not self.source.settled():
+        if self._settled_logged or not self.source.settled():
             return
         self._settled_logged = True
         self._settle_timer.stop()
@@ -491,14 +490,12 @@ class KtopApp(App):
     def drill(self, pid: int) -> None:
         """Opens the PID screen; the source collects for that PID until it closes."""
         self.focus_stack.append(pid)
-        if hasattr(self.source, "set_focus"):
-            self.source.set_focus(pid)
+        self.source.set_focus(pid)
 
         def closed(_result) -> None:
             if self.focus_stack:
                 self.focus_stack.pop()
-            if hasattr(self.source, "set_focus"):
-                self.source.set_focus(self.focus_stack[-1] if self.focus_stack else None)
+            self.source.set_focus(self.focus_stack[-1] if self.focus_stack else None)
 
         self.push_screen(PidScreen(pid, self._comm(pid)), closed)
 
@@ -523,7 +520,7 @@ class KtopApp(App):
     # -- time: pause, history, replay -------------------------------------------
     @property
     def replaying(self) -> bool:
-        return hasattr(self.source, "step") and hasattr(self.source, "seek")
+        return self.source.timeline is not None
 
     def action_pause(self) -> None:
         if self.replaying:  # the recording itself stops and goes on

@@ -1,1 +1,45 @@
-"""Where snapshots come from: live collectors, or (later) a recording."""
+"""Where snapshots come from: the live collectors, or a recording.
+
+Every source is a :class:`Source`: the dashboard and the headless commands
+ask it what it can do instead of guessing from its attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ktop.snapshot import ProbeStatus, Snapshot
+
+
+class Source:
+    """A source of snapshots. Subclasses give ``start``, ``tick``, ``statuses`` and ``stop``;
+    the rest has defaults for a source that cannot do it."""
+
+    scope_pid: Optional[int] = None  # -p PID: everything is already scoped to it
+    paced = False  # tick() itself waits for the next snapshot's time (a replay): no extra wait
+    notes: tuple[str, ...] | list[str] = ()  # sentences for the user at start (leftovers removed, ...)
+    # Time travel (pause, step, seek, speed): the ReplaySource itself when replaying, else None.
+    timeline: Any = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def tick(self) -> Snapshot:
+        raise NotImplementedError
+
+    def statuses(self) -> tuple[ProbeStatus, ...]:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 5.0) -> None:
+        raise NotImplementedError
+
+    def settled(self) -> bool:
+        """Every probe is past starting (live, or failed with its sentence)."""
+        return True
+
+    def set_focus(self, pid: Optional[int]) -> None:
+        """Drill-down: also collect for ``pid`` (scoped in the kernel), or stop doing so (None)."""
+
+    def controller(self, probe: str) -> Any:
+        """The running probe ``probe`` for what the UI asks of it at run time (funcs targets), or None."""
+        return None

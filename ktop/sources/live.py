@@ -25,10 +25,11 @@ from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.tasks import TasksIter
 from ktop.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, LIVE, STARTING, ProbeStatus, Snapshot
+from ktop.sources import Source
 from ktop.system import heap, host, procs
 
 
-class LiveSource:
+class LiveSource(Source):
     def __init__(self, probe_names: Iterable[str], options: ProbeOptions | None = None,
                  all_probe_names: Iterable[str] = ()):
         self.options = options or ProbeOptions()
@@ -52,6 +53,13 @@ class LiveSource:
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self._ring_owner: dict[int, ProbeWorker] = {}
         self._rings_lock = threading.Lock()
+
+    @property
+    def scope_pid(self) -> Optional[int]:
+        return self.options.pid
+
+    def controller(self, probe: str) -> Optional[ProbeWorker]:
+        return self.workers.get(probe)
 
     def start(self) -> None:
         """Starts every probe; returns at once (compiles run in helper processes). Idempotent."""
@@ -311,7 +319,7 @@ class Collector(threading.Thread):
             if self.count is not None and n >= self.count:
                 break
             # a source that paces itself (a replay: its tick() waits) gets no extra wait
-            next_at += 0.0 if getattr(self.source, "paced", False) else self.interval
+            next_at += 0.0 if self.source.paced else self.interval
             delay = next_at - time.monotonic()
             if delay < 0:  # fell behind: do not burst to catch up
                 next_at = time.monotonic()

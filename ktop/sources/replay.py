@@ -35,6 +35,7 @@ from typing import Callable, Optional, Union
 
 from ktop.recording import Recording
 from ktop.snapshot import ProbeStatus, Snapshot
+from ktop.sources import Source
 
 WARMUP = 120  # ticks replayed before a jump target: the model's sparkline history (ktop.model.HISTORY)
 MIN_SPEED, MAX_SPEED = 1 / 16, 64.0
@@ -45,7 +46,7 @@ class ReplayStopped(Exception):
     """tick() after stop(): the replay is over."""
 
 
-class ReplaySource:
+class ReplaySource(Source):
     paced = True  # tick() waits for the recorded pace
 
     def __init__(self, recording: Union[Recording, str], speed: float = 1.0,
@@ -71,7 +72,11 @@ class ReplaySource:
         self._anchor = (clock(), 0)  # (wall clock, index): when that index is due
         self.interval = interval
 
-    # -- LiveSource's interface --------------------------------------------------
+    @property
+    def timeline(self) -> ReplaySource:
+        return self
+
+    # -- the Source interface -----------------------------------------------------
     def start(self) -> None:
         with self._cond:
             self._anchor = (self._clock(), self._next)

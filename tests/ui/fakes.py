@@ -13,6 +13,7 @@ from ktop.snapshot import (
     SpawnSample,
     SystemSample,
 )
+from ktop.sources import Source
 
 T0 = 1_800_000_000.0  # fixed wall clock
 
@@ -75,7 +76,7 @@ def spawn_sample(ex=None, xs=None) -> SpawnSample:
                        exec_failures=sum(1 for e in ex if e.retval), exit_count=len(xs))
 
 
-class FakeSource:
+class FakeSource(Source):
     """Stands in for LiveSource: the app calls start/tick/statuses/stop."""
 
     def __init__(self, snaps=()):

@@ -89,3 +89,6 @@ class FakeSourceWithFuncs(fakes.FakeSource):
     def __init__(self, snaps=()):
         super().__init__(snaps)
         self.workers = {"funcs": FakeFuncsWorker()}
+
+    def controller(self, probe):
+        return self.workers.get(probe)

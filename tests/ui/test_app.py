@@ -264,10 +264,8 @@ def test_screenshot_dir_default_is_private(tmp_path, monkeypatch):
 
 
 async def test_scoped_pid_that_exited_is_said_in_the_title():
-    from types import SimpleNamespace
-
     src = fakes.FakeSource()
-    src.options = SimpleNamespace(pid=999_999)  # -p of a process that is not in the table
+    src.scope_pid = 999_999  # -p of a process that is not in the table
     app = KtopApp(src, autostart=False)
     async with app.run_test(size=SIZE) as pilot:
         await show(app, pilot, fakes.snapshot())

@@ -9,7 +9,7 @@ PID (the app's PID screen).
 
 The panel talks to the funcs probe worker through four calls only
 (``targets``/``preview``/``add_target``/``remove_target``), found as
-``app.source.workers["funcs"]``; preview runs in a thread, off the UI.
+``app.source.controller("funcs")``; preview runs in a thread, off the UI.
 """
 
 from __future__ import annotations
@@ -243,9 +243,7 @@ class FuncsPanel(Panel):
 
     # -- the probe worker ------------------------------------------------------------
     def controller(self) -> Any:
-        workers = getattr(self.app.source, "workers", None) or {}  # type: ignore[attr-defined]
-        w = workers.get("funcs") if isinstance(workers, dict) else None
-        return w if w is not None and hasattr(w, "add_target") else None
+        return self.app.source.controller("funcs")  # type: ignore[attr-defined]
 
     def _no_controller(self) -> None:
         self.say("the funcs probe is not running here (it needs root; or add funcs to --probes)", error=True)
