@@ -40,6 +40,12 @@ def test_help_has_examples():
     assert "--ebpf" not in r.stdout  # hidden, as in BCC's tools
 
 
+def test_usage_names_the_commands():
+    r = run("--help")
+    assert r.stdout.startswith("usage: ktop [options] [interval [count]]\n"
+                               "       ktop {snapshot,doctor,record,replay,export} [options]")
+
+
 def test_snapshot_help_has_examples():
     r = run("snapshot", "--help")
     assert r.returncode == 0
@@ -67,7 +73,8 @@ def test_unknown_probe(argv):
 @pytest.mark.parametrize(("argv", "says"), [
     (["0"], "positive"),
     (["-1"], "positive"),
-    (["abc"], "not a number"),
+    (["abc"], "unknown command 'abc' (commands: snapshot, doctor, record, replay, export;"),
+    (["1", "abc"], "not an integer"),
     (["nan"], "positive"),
     (["inf"], "positive"),
     (["1", "0"], "positive integer"),

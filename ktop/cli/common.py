@@ -1,0 +1,273 @@
+"""What every subcommand shares: the argument types and probe options, the
+error style (one line, exit code 2), the live session and signal handling."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Optional
+
+from ktop import registry
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line on stderr, exit code 2."""
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return v
+
+
+def funcs_max(text: str) -> int:
+    from ktop.probes.funcs import MAX_POOL
+
+    v = positive_int(text)
+    if v > MAX_POOL:
+        raise argparse.ArgumentTypeError(f"at most {MAX_POOL} (the most one target's program holds): {text!r}")
+    return v
+
+
+def theme_name(text: str) -> str:
+    """One of Textual's themes (checked only when given: the import is not free at start-up)."""
+    if text == "textual-dark":
+        return text
+    from textual.theme import BUILTIN_THEMES
+
+    if text not in BUILTIN_THEMES:
+        raise argparse.ArgumentTypeError(f"no theme named {text!r}; known: {', '.join(sorted(BUILTIN_THEMES))}")
+    return text
+
+
+MIN_INTERVAL_S = 0.1  # htop's -d floor (one tenth): shorter spins a core and fills a recording's disk
+
+
+def interval_arg(text: str) -> float:
+    v = positive_float(text)
+    if v < MIN_INTERVAL_S:
+        raise argparse.ArgumentTypeError(f"at least {MIN_INTERVAL_S:g} s between refreshes: {text!r}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer: {text!r}")
+    return v
+
+
+def pid_arg(text: str) -> int:
+    v = positive_int(text)
+    import psutil
+
+    if not psutil.pid_exists(v):
+        raise argparse.ArgumentTypeError(f"no process with PID {v}")
+    return v
+
+
+def probe_list(text: str) -> list[str]:
+    try:
+        return registry.parse_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class Parser(argparse.ArgumentParser):
+    """One line for a usage error, as htop and most tools print (argparse prints the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def probe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--pid", type=pid_arg, metavar="PID",
+                   help="trace only this process and its children")
+    p.add_argument("--probes", type=probe_list, metavar="LIST", default=None,
+                   help=f"probes to run, comma-separated (default: {','.join(registry.default_names())}; "
+                        f"known: {','.join(registry.PROBES)}; 'none': the process table only)")
+    p.add_argument("-f", "--func", dest="funcs", action="append", default=[], metavar="SPEC",
+                   help="count calls of SPEC (repeatable), as funccount: func or k:func (kernel), "
+                        "lib:func or /path/bin:func (user, c: is libc), t:category:event, u:lib:probe (USDT); "
+                        "'*' wildcards")
+    p.add_argument("--funcs-max", type=funcs_max, default=1000, metavar="N",
+                   help="most probes one -f SPEC may attach (default 1000, BCC's limit)")
+    p.add_argument("--disk", type=disk_arg, metavar="NAME", default=None,
+                   help="bio probe: trace this disk only (e.g. vda; a partition means its disk)")
+    p.add_argument("--syscalls-latency", choices=("sampled", "on", "off"), default=None,
+                   help="syscalls probe: time the calls made in a tenth of the time, the first half of one tick in "
+                        "five (sampled, the default; a call still running when its window closes is counted, not "
+                        "timed), time every "
+                        "call (on: a sys_enter hook too, which every syscall pays for: see the README's "
+                        "benchmarks), or only count calls and errors (off). Counts and errors are exact in "
+                        "every mode. $KTOP_SYSCALLS_LATENCY sets the default")
+    p.add_argument("--exec-failures", action="store_true",
+                   help="spawn probe: also trace failed execs, with their argv (it attaches the execve syscall "
+                        "tracepoints, which put every syscall on the machine on the kernel's slow path: "
+                        "about +60 ns a syscall here; successful execs never need them)")
+    p.add_argument("--bpf-stats", action="store_true",
+                   help="measure the kernel time of ktop's own programs (BPF_ENABLE_STATS; it costs every "
+                        "BPF program on the machine ~70 ns a run while on, so it is off by default)")
+    p.add_argument("--procfs", action="store_true",
+                   help="read the process table from /proc each tick instead of the BPF task iterator "
+                        "(the fallback where the kernel has no task iterator; it costs ~20 us a process)")
+    p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
+
+
+def disk_arg(text: str) -> int:
+    from ktop.probes.bio import disk_dev
+
+    try:
+        return disk_dev(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def settle_timeout() -> float:
+    """How long a headless run waits for its probes: a build helper's own limit, plus the checks."""
+    from ktop.probes.loader import timeout_s
+
+    return timeout_s() + 10.0
+
+
+def probe_names(args) -> list[str]:
+    names = list(args.probes if args.probes is not None else registry.default_names())
+    if getattr(args, "funcs", None) and "funcs" not in names:
+        names.append("funcs")  # -f asks for it
+    return names
+
+
+def probe_options(args):
+    """ProbeOptions from the command line; -f specs are checked first (one line, exit 2)."""
+    from ktop.probes.base import ProbeOptions
+
+    extra = {}
+    if getattr(args, "funcs", None) is not None:
+        from ktop.probes.funcs import remote_check_specs
+
+        err = remote_check_specs(args.funcs, args.funcs_max)
+        if err:
+            raise UsageError(err)
+        extra.update(funcs=list(args.funcs), funcs_max=args.funcs_max)
+    if getattr(args, "disk", None) is not None:
+        extra["bio_disk_dev"] = args.disk
+    if hasattr(args, "syscalls_latency"):
+        from ktop.probes.syscalls import default_latency_mode
+
+        try:
+            extra["syscalls_latency"] = args.syscalls_latency or default_latency_mode()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if getattr(args, "bpf_stats", False):
+        extra["bpf_stats"] = True
+    if getattr(args, "exec_failures", False):
+        extra["exec_failures"] = True
+    if getattr(args, "procfs", False):
+        extra["procfs"] = True
+    return ProbeOptions(pid=args.pid, extra=extra)
+
+
+def print_ebpf(names: list[str], pid: Optional[int]) -> int:
+    from ktop.probes.base import ProbeOptions
+
+    opts = ProbeOptions(pid=pid)
+    for n in names:
+        cls = registry.probe_class(n)
+        probe = cls(opts)
+        print(f"// ===== probe {n}: {probe.source()}")
+        print(f"// cflags: {' '.join(probe.cflags())}")
+        with open(probe.source()) as f:
+            sys.stdout.write(f.read())
+        print()
+    return 0
+
+
+class SignalStop:
+    """Turns SIGINT/SIGTERM/SIGHUP into a flag for headless commands."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.signum: Optional[int] = None
+        self._old = {}
+        self.source = None  # woken too: it may be sleeping in its epoll
+
+    def pause(self, source, seconds: float) -> None:
+        """Sleeps between headless ticks while the source drains its ring buffers
+        (a ring is emptied when it fills, not only once a tick); a signal ends it."""
+        self.source = source
+        wait = getattr(source, "wait", None)
+        end = time.monotonic() + seconds
+        while not self.event.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            if wait is None:
+                self.event.wait(left)
+            else:
+                wait(left)
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        self.signum = signum
+        self.event.set()
+        if self.source is not None:
+            self.source.wake()
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def open_recording(path: str):
+    from ktop.recording import Recording, RecordingError
+
+    try:
+        rec = Recording(path)
+    except RecordingError as exc:
+        raise UsageError(str(exc)) from None
+    for w in rec.warnings:
+        print(f"ktop: warning: {w}", file=sys.stderr)
+    if not len(rec):
+        raise UsageError(f"{path}: the recording holds no snapshot")
+    return rec
+
+
+def live_source(args):
+    """The LiveSource of a live command: the probes and options its command line asks for.
+
+    Raises:
+        UsageError: a bad -f SPEC or $KTOP_SYSCALLS_LATENCY (checked before any probe starts).
+    """
+    from ktop.sources.live import LiveSource
+
+    return LiveSource(probe_names(args), probe_options(args), registry.PROBES)
+
+
+@contextmanager
+def running(source):
+    """ktop's own diagnostics on for the run, and the probes stopped after it, however it ends."""
+    from ktop.probes import diag
+
+    diag.start()
+    try:
+        yield source
+    finally:
+        try:
+            source.stop()
+        finally:
+            diag.stop()

@@ -1,0 +1,104 @@
+"""``ktop [interval [count]]``: the dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from ktop import __version__
+from ktop.cli.common import (
+    Parser,
+    UsageError,
+    interval_arg,
+    live_source,
+    positive_float,
+    positive_int,
+    probe_args,
+    running,
+    theme_name,
+)
+
+EXAMPLES = """examples:
+    sudo ktop                  # the dashboard, refreshed every second
+    sudo ktop 2                # refresh every 2 seconds
+    sudo ktop 1 30             # 30 refreshes, then exit
+    sudo ktop -p 1234          # scope the probes and the table to PID 1234 and its children
+    sudo ktop --probes spawn   # only these probes (comma-separated; 'none': the process table only)
+    sudo ktop -f c:malloc -f 't:sched:sched_process_exec'   # count calls (funccount syntax)
+    sudo ktop snapshot --duration 5 --json   # collect 5 s headless, print one JSON document
+    sudo ktop doctor           # what this kernel offers and what each probe needs
+    sudo ktop record -o run.jsonl.gz --duration 60   # record a minute; ktop replay run.jsonl.gz
+    sudo ktop export --listen 127.0.0.1:9435          # Prometheus metrics (docs/prometheus.md)
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    from ktop.cli import SUBCOMMANDS
+
+    p = Parser(
+        prog="ktop",
+        usage=f"ktop [options] [interval [count]]\n       ktop {{{','.join(SUBCOMMANDS)}}} [options] "
+              "(ktop COMMAND --help)",
+        description="A top-like dashboard of what the kernel sees, fed by eBPF probes. "
+                    f"Subcommands: {', '.join(SUBCOMMANDS)} (ktop SUBCOMMAND --help).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("interval", nargs="?", type=interval_arg, default=1.0,
+                   help="seconds between refreshes (default 1)")
+    p.add_argument("count", nargs="?", type=positive_int, default=None,
+                   help="number of refreshes, then exit (default: run until q)")
+    probe_args(p)
+    p.add_argument("--theme", type=theme_name, default="textual-dark",
+                   help="Textual theme name (default textual-dark; nord, gruvbox, dracula, ...)")
+    p.add_argument("--history", type=positive_float, default=None, metavar="SECONDS",
+                   help="seconds of ticks kept for pausing and stepping back (default 600)")
+    p.add_argument("--export", metavar="ADDR", default=None,
+                   help="also serve Prometheus metrics on ADDR (HOST:PORT, e.g. 127.0.0.1:9435)")
+    p.add_argument("--version", action="version", version=f"ktop {__version__}")
+    return p
+
+
+EARLY_SIGNAL: dict = {"signum": None}  # a stop signal that came before the dashboard's own handlers
+
+
+def _early_stop(signum, _frame) -> None:
+    EARLY_SIGNAL["signum"] = signum
+
+
+def run(args) -> int:
+    # First, before the terminal goes raw: a SIGTERM, SIGHUP or SIGINT during start-up is
+    # remembered and ends the dashboard as soon as it is up, through its normal exit (the
+    # terminal restored), instead of killing the process with the screen in raw mode.
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(s, _early_stop)
+    live = live_source(args)  # -f specs checked first
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        raise UsageError("the dashboard needs a terminal; for scripts use: ktop snapshot --json")
+    from ktop.probes import loader
+
+    with running(live):
+        loader.set_nice(19)  # for the first frames (KtopApp puts them back)
+        live.start()  # the helpers compile while Textual loads and draws
+        from ktop.app import KtopApp
+        from ktop.cli.export import export_for_ui
+
+        source = export_for_ui(live, args.export)  # --export: the same ticks, served to Prometheus
+        try:
+            app = KtopApp(source, interval=args.interval, count=args.count, theme_name=args.theme,
+                          early_signal=lambda: EARLY_SIGNAL["signum"])
+        except ValueError as exc:  # --theme
+            source.stop()
+            raise UsageError(f"--theme: {exc}") from None
+        if EARLY_SIGNAL["signum"] is not None:  # before Textual touched the terminal: no need to start it
+            source.stop()
+            return 128 + EARLY_SIGNAL["signum"]
+        if args.history is not None:
+            app.history_seconds = args.history
+        try:
+            app.run()
+        finally:
+            app.stop_collecting()
+            source.stop()  # the exporter too
+    if app.exit_signal:
+        return 128 + app.exit_signal
+    return app.return_code or 0
