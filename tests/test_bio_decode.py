@@ -93,8 +93,10 @@ def test_build_procs():
     assert procs[1].comm == "text\x1bcomm" and procs[1].disk == ""  # made safe by the UI, not here
 
 
-def test_build_sample_and_stat_deltas():
-    d = bio.stat_deltas({"completions": 10, "no_start": 2}, {"completions": 4, "no_start": 5})
+def test_build_sample_and_slot_deltas():
+    from ktop.probes.maps import slot_deltas
+
+    d = slot_deltas({"completions": 10, "no_start": 2}, {"completions": 4, "no_start": 5}, bio.STAT_SLOTS)
     assert d["completions"] == 6 and d["no_start"] == 0 and d["inflight_full"] == 0
     s = bio.build_sample(1.0, (), (), d, "block_io_start", "block_rq_insert", expired=3)
     assert (s.completions, s.expired, s.attribution) == (6, 3, "block_io_start")

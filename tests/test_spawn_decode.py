@@ -30,7 +30,6 @@ from ktop.probes.spawn import (
     decode_exec,
     decode_exit,
     decode_wait_status,
-    stat_deltas,
 )
 from ktop.resources import bpf_dir
 from ktop.snapshot import ExecEvent, ExitEvent
@@ -289,10 +288,12 @@ def test_decode_event_rejects_unknown_and_short_records():
     assert isinstance(decode_event(pack_exec()[: spawn._EXEC_HEAD.size], 0.0), ExecEvent)
 
 
-def test_stat_deltas():
+def test_slot_deltas():
+    from ktop.probes.maps import slot_deltas
+
     prev = {"forks": 10, "exec_count": 5, "lost": 2}
     cur = {"forks": 15, "exec_count": 5, "lost": 1, "exit_count": 4}
-    d = stat_deltas(cur, prev)
+    d = slot_deltas(cur, prev, STAT_SLOTS)
     assert set(d) == set(STAT_SLOTS)
     assert d["forks"] == 5
     assert d["exec_count"] == 0

@@ -188,8 +188,10 @@ def test_special_numbers_and_array_size():
     assert sc.max_nr_for({700: "future"}) == 704
 
 
-def test_stat_deltas():
-    assert sc.stat_deltas({"no_start": 5, "bad_nr": 1}, {"no_start": 2}) == \
+def test_slot_deltas():
+    from ktop.probes.maps import slot_deltas
+
+    assert slot_deltas({"no_start": 5, "bad_nr": 1}, {"no_start": 2}, sc.STAT_SLOTS) == \
         {"start_full": 0, "no_start": 3, "procs_full": 0, "errs_full": 0, "bad_nr": 1}
 
 

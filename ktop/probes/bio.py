@@ -38,7 +38,7 @@ from ktop.model.bio import path_description
 from ktop.probes import bpfsys, features
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative
-from ktop.probes.maps import read_slots
+from ktop.probes.maps import read_slots, slot_deltas
 from ktop.snapshot import BioDiskOp, BioProc, BioSample, kernel_cstr
 
 NAME = "bio"
@@ -134,10 +134,6 @@ def disk_dev(name: str, sysfs: str = "/sys") -> int:
     except (OSError, ValueError):
         raise ValueError(f"no block device {name!r} (see /sys/class/block)") from None
     return make_dev(major, minor)
-
-
-def stat_deltas(current: dict[str, int], previous: dict[str, int]) -> dict[str, int]:
-    return {k: max(0, current.get(k, 0) - previous.get(k, 0)) for k in STAT_SLOTS}
 
 
 def _vec_sub(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
@@ -488,7 +484,7 @@ class BioProbe(ProbeWorker):
         maxes = self._read_maxes()
         rows = proc_deltas(self._procs, self._read_procs(), self._evict_procs)
         stats = read_slots(self._maps["stats"], STAT_SLOTS)
-        d = stat_deltas(stats, self._prev_stats)
+        d = slot_deltas(stats, self._prev_stats, STAT_SLOTS)
         self._prev_stats = stats
         expired = 0
         now = time.monotonic()

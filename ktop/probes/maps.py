@@ -15,7 +15,7 @@ import errno
 import os
 import threading
 from array import array
-from typing import Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 from ktop.probes import bpfsys
 from ktop.probes.bpfsys import BatchAttr, ElemAttr, MapInfo, bpf
@@ -317,3 +317,8 @@ def read_slots(m: Map, names: Sequence[str]) -> dict[str, int]:
     sums = percpu_sum_u64(values, n, m.ncpu, m.stride, 1) if m.percpu else \
         [(v,) for v in u64_array(values[:n * 8])]
     return {name: (sums[i][0] if i < len(sums) else 0) for i, name in enumerate(names)}
+
+
+def slot_deltas(current: Mapping[str, int], previous: Mapping[str, int], names: Sequence[str]) -> dict[str, int]:
+    """Per-interval counts from two :func:`read_slots` reads (a counter never goes back into a negative rate)."""
+    return {k: max(0, current.get(k, 0) - previous.get(k, 0)) for k in names}

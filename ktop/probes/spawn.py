@@ -18,7 +18,7 @@ from typing import Optional
 
 from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
-from ktop.probes.maps import read_slots
+from ktop.probes.maps import read_slots, slot_deltas
 from ktop.probes.ringbuf import RingBuffer
 from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample, kernel_cstr, kernel_text
 
@@ -125,11 +125,6 @@ def decode_event(raw: bytes, clock_offset: float) -> ExecEvent | ExitEvent | Non
     if kind == EV_EXIT and len(raw) >= _EXIT.size:
         return decode_exit(raw, clock_offset)
     return None
-
-
-def stat_deltas(current: dict[str, int], previous: dict[str, int]) -> dict[str, int]:
-    """Per-interval counts from cumulative counters."""
-    return {k: max(0, current.get(k, 0) - previous.get(k, 0)) for k in STAT_SLOTS}
 
 
 def build_sample(interval_s: float, execs: list, exits: list, deltas: dict[str, int],
@@ -284,7 +279,7 @@ class SpawnProbe(ProbeWorker):
 
     def collect(self, interval_s: float) -> SpawnSample:
         cur = self._read_stats()
-        deltas = stat_deltas(cur, self._prev)
+        deltas = slot_deltas(cur, self._prev, STAT_SLOTS)
         self._prev = cur
         execs, self._execs = self._execs, []
         exits, self._exits = self._exits, []

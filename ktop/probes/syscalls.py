@@ -47,7 +47,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 from ktop.probes import bpfsys, features, systable
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative, cum_deltas
-from ktop.probes.maps import read_slots
+from ktop.probes.maps import read_slots, slot_deltas
 from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat, kernel_cstr
 
 NAME = "syscalls"
@@ -190,10 +190,6 @@ def unpack_errs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[int
         key = _ERR_KEY.unpack_from(keys, i * _ERR_KEY.size)
         out[key] = sum(struct.unpack_from(f"<{ncpu}Q", values, i * 8 * ncpu))
     return out
-
-
-def stat_deltas(current: Mapping[str, int], previous: Mapping[str, int]) -> dict[str, int]:
-    return {k: max(0, current.get(k, 0) - previous.get(k, 0)) for k in STAT_SLOTS}
 
 
 def build_sample(interval_s: float, nrs: Mapping[int, NrCum], procs: Mapping[tuple[int, int], ProcCum],
@@ -505,7 +501,7 @@ class SyscallsProbe(ProbeWorker):
 
     def collect(self, interval_s: float) -> SyscallsSample:
         cur_stats = read_slots(self._maps["stats"], STAT_SLOTS)
-        stats = stat_deltas(cur_stats, self._prev_stats)
+        stats = slot_deltas(cur_stats, self._prev_stats, STAT_SLOTS)
         self._prev_stats = cur_stats
 
         cur_nr = self._read_nrstats()
