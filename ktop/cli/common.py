@@ -28,15 +28,6 @@ def positive_float(text: str) -> float:
     return v
 
 
-def funcs_max(text: str) -> int:
-    from ktop.probes.funcs import MAX_POOL
-
-    v = positive_int(text)
-    if v > MAX_POOL:
-        raise argparse.ArgumentTypeError(f"at most {MAX_POOL} (the most one target's program holds): {text!r}")
-    return v
-
-
 def theme_name(text: str) -> str:
     """One of Textual's themes (checked only when given: the import is not free at start-up)."""
     if text == "textual-dark":
@@ -97,25 +88,6 @@ def probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probes", type=probe_list, metavar="LIST", default=None,
                    help=f"probes to run, comma-separated (default: {','.join(registry.default_names())}; "
                         f"known: {','.join(registry.PROBES)}; 'none': the process table only)")
-    p.add_argument("-f", "--func", dest="funcs", action="append", default=[], metavar="SPEC",
-                   help="count calls of SPEC (repeatable), as funccount: func or k:func (kernel), "
-                        "lib:func or /path/bin:func (user, c: is libc), t:category:event, u:lib:probe (USDT); "
-                        "'*' wildcards")
-    p.add_argument("--funcs-max", type=funcs_max, default=1000, metavar="N",
-                   help="most probes one -f SPEC may attach (default 1000, BCC's limit)")
-    p.add_argument("--disk", type=disk_arg, metavar="NAME", default=None,
-                   help="bio probe: trace this disk only (e.g. vda; a partition means its disk)")
-    p.add_argument("--syscalls-latency", choices=("sampled", "on", "off"), default=None,
-                   help="syscalls probe: time the calls made in a tenth of the time, the first half of one tick in "
-                        "five (sampled, the default; a call still running when its window closes is counted, not "
-                        "timed), time every "
-                        "call (on: a sys_enter hook too, which every syscall pays for: see the README's "
-                        "benchmarks), or only count calls and errors (off). Counts and errors are exact in "
-                        "every mode. $KTOP_SYSCALLS_LATENCY sets the default")
-    p.add_argument("--exec-failures", action="store_true",
-                   help="spawn probe: also trace failed execs, with their argv (it attaches the execve syscall "
-                        "tracepoints, which put every syscall on the machine on the kernel's slow path: "
-                        "about +60 ns a syscall here; successful execs never need them)")
     p.add_argument("--bpf-stats", action="store_true",
                    help="measure the kernel time of ktop's own programs (BPF_ENABLE_STATS; it costs every "
                         "BPF program on the machine ~70 ns a run while on, so it is off by default)")
@@ -123,15 +95,8 @@ def probe_args(p: argparse.ArgumentParser) -> None:
                    help="read the process table from /proc each tick instead of the BPF task iterator "
                         "(the fallback where the kernel has no task iterator; it costs ~20 us a process)")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
-
-
-def disk_arg(text: str) -> int:
-    from ktop.probes.bio import disk_dev
-
-    try:
-        return disk_dev(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    for info in registry.PROBES.values():  # each probe's own options, under its name in --help
+        registry.probe_class(info.name).add_arguments(p.add_argument_group(f"{info.name} probe"))
 
 
 def settle_timeout() -> float:
@@ -143,36 +108,24 @@ def settle_timeout() -> float:
 
 def probe_names(args) -> list[str]:
     names = list(args.probes if args.probes is not None else registry.default_names())
-    if getattr(args, "funcs", None) and "funcs" not in names:
-        names.append("funcs")  # -f asks for it
+    for n in registry.PROBES:
+        if n not in names and registry.probe_class(n).wanted(args):
+            names.append(n)  # its options ask for it (-f: funcs)
     return names
 
 
 def probe_options(args):
-    """ProbeOptions from the command line; -f specs are checked first (one line, exit 2)."""
+    """ProbeOptions from the command line: each probe's own options, checked before any starts."""
     from ktop.probes.base import ProbeOptions
 
     extra = {}
-    if getattr(args, "funcs", None) is not None:
-        from ktop.probes.funcs import remote_check_specs
-
-        err = remote_check_specs(args.funcs, args.funcs_max)
-        if err:
-            raise UsageError(err)
-        extra.update(funcs=list(args.funcs), funcs_max=args.funcs_max)
-    if getattr(args, "disk", None) is not None:
-        extra["bio_disk_dev"] = args.disk
-    if hasattr(args, "syscalls_latency"):
-        from ktop.probes.syscalls import default_latency_mode
-
+    for n in registry.PROBES:
         try:
-            extra["syscalls_latency"] = args.syscalls_latency or default_latency_mode()
+            extra.update(registry.probe_class(n).options_from(args))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     if getattr(args, "bpf_stats", False):
         extra["bpf_stats"] = True
-    if getattr(args, "exec_failures", False):
-        extra["exec_failures"] = True
     if getattr(args, "procfs", False):
         extra["procfs"] = True
     return ProbeOptions(pid=args.pid, extra=extra)

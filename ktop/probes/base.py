@@ -108,6 +108,25 @@ class ProbeWorker:
         with self._lock:
             self._status = replace(self._status, run_time_ns=ns, run_count=cnt)
 
+    # -- its command-line options (ktop/cli/common.py asks every registered probe) ----
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        """Adds its options to ``group`` (an argparse group titled after it)."""
+
+    @classmethod
+    def options_from(cls, args) -> dict[str, Any]:
+        """Its :attr:`ProbeOptions.extra` from the parsed command line.
+
+        Raises:
+            ValueError: a sentence for the user (exit 2, before any probe starts).
+        """
+        return {}
+
+    @classmethod
+    def wanted(cls, args) -> bool:
+        """Its options ask for it even when ``--probes`` leaves it out (``-f`` asks for funcs)."""
+        return False
+
     # -- to implement -------------------------------------------------
     def check(self) -> None:
         """Raises ProbeUnavailable when this probe cannot run here."""

@@ -375,6 +375,24 @@ class BioProbe(ProbeWorker):
     def adopt(self, state: dict) -> None:
         self._path = dict(state)
 
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        import argparse
+
+        def disk(text: str) -> int:
+            try:
+                return disk_dev(text)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+
+        group.add_argument("--disk", type=disk, metavar="NAME", default=None,
+                           help="trace this disk only (e.g. vda; a partition means its disk)")
+
+    @classmethod
+    def options_from(cls, args) -> dict:
+        disk = getattr(args, "disk", None)
+        return {} if disk is None else {"bio_disk_dev": disk}
+
     # -- build ---------------------------------------------------------------
     def cflags(self) -> list[str]:
         flags = super().cflags()

@@ -746,6 +746,44 @@ class FuncsProbe(ProbeWorker):
         self.items: dict[int, _Target] = {}  # under io_lock
 
     # -- control, from any thread (the UI) ------------------------------------
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        import argparse
+
+        def most(text: str) -> int:
+            try:
+                v = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+            if v <= 0:
+                raise argparse.ArgumentTypeError(f"must be a positive integer: {text!r}")
+            if v > MAX_POOL:
+                raise argparse.ArgumentTypeError(f"at most {MAX_POOL} (the most one target's program holds): "
+                                                 f"{text!r}")
+            return v
+
+        group.add_argument("-f", "--func", dest="funcs", action="append", default=[], metavar="SPEC",
+                           help="count calls of SPEC (repeatable), as funccount: func or k:func (kernel), "
+                                "lib:func or /path/bin:func (user, c: is libc), t:category:event, u:lib:probe "
+                                "(USDT); '*' wildcards")
+        group.add_argument("--funcs-max", type=most, default=DEFAULT_CAP, metavar="N",
+                           help=f"most probes one -f SPEC may attach (default {DEFAULT_CAP}, BCC's limit)")
+
+    @classmethod
+    def options_from(cls, args) -> dict:
+        """-f specs checked here, in a helper, before any probe starts."""
+        specs = list(getattr(args, "funcs", None) or ())
+        if not specs:
+            return {}
+        err = remote_check_specs(specs, args.funcs_max)
+        if err:
+            raise ValueError(err)
+        return {"funcs": specs, "funcs_max": args.funcs_max}
+
+    @classmethod
+    def wanted(cls, args) -> bool:
+        return bool(getattr(args, "funcs", None))
+
     def cflags(self) -> list[str]:
         return super().cflags() + self.pid_cflags()
 

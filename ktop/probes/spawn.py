@@ -174,6 +174,17 @@ class SpawnProbe(ProbeWorker):
         self._has_offsets = True  # as the helper found (adopt): else ppid comes from /proc
         self._failures = False  # the execve syscall tracepoints are attached (cflags, adopt)
 
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--exec-failures", action="store_true",
+                           help="also trace failed execs, with their argv (it attaches the execve syscall "
+                                "tracepoints, which put every syscall on the machine on the kernel's slow path: "
+                                "about +60 ns a syscall here; successful execs never need them)")
+
+    @classmethod
+    def options_from(cls, args) -> dict:
+        return {"exec_failures": True} if getattr(args, "exec_failures", False) else {}
+
     def cflags(self) -> list[str]:
         flags = super().cflags()
         x = self.options.extra

@@ -325,6 +325,19 @@ class SyscallsProbe(ProbeWorker):
     tracepoints = ("raw_syscalls:sys_enter", "raw_syscalls:sys_exit", "sched:sched_switch",
                    "sched:sched_process_exit")
 
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--syscalls-latency", choices=MODES, default=None,
+                           help="time the calls made in a tenth of the time, the first half of one tick in five "
+                                "(sampled, the default; a call still running when its window closes is counted, "
+                                "not timed), time every call (on: a sys_enter hook too, which every syscall pays "
+                                "for: see the README's benchmarks), or only count calls and errors (off). Counts "
+                                f"and errors are exact in every mode. ${LATENCY_ENV} sets the default")
+
+    @classmethod
+    def options_from(cls, args) -> dict:
+        return {"syscalls_latency": getattr(args, "syscalls_latency", None) or default_latency_mode()}
+
     def __init__(self, options: ProbeOptions | None = None, on_status=None):
         super().__init__(options, on_status)
         self.table, self.names_from = systable.running_table()
