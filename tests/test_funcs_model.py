@@ -13,6 +13,7 @@ from ktop.model import build_model, snapshot_document
 from ktop.model import funcs as M
 from ktop.model.common import HISTORY
 from ktop.probes import funcs as F
+from ktop.probes.funcs import sites as FR
 from ktop.snapshot import FuncCount, FuncsSample, FuncTarget, FuncTotal
 from tests.ui import fakes
 
@@ -48,12 +49,12 @@ def test_elf_vaddr_to_offset(tmp_path):
     struct.pack_into("<HH", head, 0x36, len(ph), 1)
     f = tmp_path / "elf"
     f.write_bytes(bytes(head) + ph)
-    assert F.elf_vaddr_to_offset(str(f), 0x400010) == 0x1010
-    assert F.elf_vaddr_to_offset(str(f), 0x402fff) == 0x3fff  # inside memsz (bss)
-    assert F.elf_vaddr_to_offset(str(f), 0x500000) is None
+    assert FR.elf_vaddr_to_offset(str(f), 0x400010) == 0x1010
+    assert FR.elf_vaddr_to_offset(str(f), 0x402fff) == 0x3fff  # inside memsz (bss)
+    assert FR.elf_vaddr_to_offset(str(f), 0x500000) is None
     (tmp_path / "txt").write_text("not an elf")
-    assert F.elf_vaddr_to_offset(str(tmp_path / "txt"), 1) is None
-    assert F.elf_vaddr_to_offset(str(tmp_path / "missing"), 1) is None
+    assert FR.elf_vaddr_to_offset(str(tmp_path / "txt"), 1) is None
+    assert FR.elf_vaddr_to_offset(str(tmp_path / "missing"), 1) is None
 
 
 @pytest.mark.skipif(not shutil.which("readelf"), reason="readelf (binutils) is not installed")
@@ -63,7 +64,7 @@ def test_elf_vaddr_to_offset_matches_readelf():
     loads = [ln.split() for ln in out.splitlines() if ln.strip().startswith("LOAD")]
     for parts in loads:
         off, vaddr = int(parts[1], 16), int(parts[2], 16)
-        assert F.elf_vaddr_to_offset(exe, vaddr + 8) == off + 8
+        assert FR.elf_vaddr_to_offset(exe, vaddr + 8) == off + 8
 
 
 def _sample(totals=(), counts=(), targets=(T1, T2, T3), full=0, dt=1.0):
@@ -139,7 +140,7 @@ def test_resolution_summary():
 
 
 def test_check_specs_reports_the_first_error_on_one_line(monkeypatch):
-    monkeypatch.setattr(F.features, "kprobes_available", lambda: False)
+    monkeypatch.setattr(FR.features, "kprobes_available", lambda: False)
     assert F.check_specs(["vfs_read", "k:vfs_*"]) is None  # unsupported here, not an error
     err = F.check_specs(["vfs_read", "c:a b"])
     assert err == "-f 'c:a b': spec contains a space"

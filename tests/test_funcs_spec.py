@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from ktop.model.funcspec import KERNEL, TRACEPOINT, USDT, USER, FuncSpec, SpecError, check_spec, parse_spec
 from ktop.probes import funcs as F
+from ktop.probes.funcs import attach as FA
+from ktop.probes.funcs import sites as FR
 from ktop.resources import bpf_source
 
 
@@ -204,7 +206,7 @@ def test_no_input_reaches_the_c_text(text, n, kind):
     _FakeBPF.made = []
     fake_bcc = types.SimpleNamespace(BPF=_FakeBPF)
     with mock.patch.dict(sys.modules, {"bcc": fake_bcc}), \
-            mock.patch.object(F, "resolve", lambda s, cap: _fake_resolution(s, n)):
+            mock.patch.object(FA, "resolve", lambda s, cap: _fake_resolution(s, n)):
         req = {"probe": "funcs", "source": probe.source(), "cflags": probe.cflags(), "spec": text, "cap": 1000,
                "pid": None, "max_entries": F.MAX_ENTRIES, "quota_left": 1000}
         b, extra = F.helper_build(req)
@@ -236,9 +238,9 @@ def _kernel_resolution(tmp_path, monkeypatch, kallsyms: set, bcc_ok: set, ftrace
     bcc.BPF = types.SimpleNamespace(get_kprobe_functions=lambda rx: {n.encode() for n in bcc_ok
                                                                      if re.match(rx.decode(), n)})
     monkeypatch.setitem(sys.modules, "bcc", bcc)
-    monkeypatch.setattr(F.features, "kprobes_available", lambda: True)
-    monkeypatch.setattr(F.features, "tracefs", lambda: tmp_path)
-    monkeypatch.setattr(F, "_kallsyms_text", lambda rx: {n for n in kallsyms if re.match(rx, n)})
+    monkeypatch.setattr(FR.features, "kprobes_available", lambda: True)
+    monkeypatch.setattr(FR.features, "tracefs", lambda: tmp_path)
+    monkeypatch.setattr(FR, "_kallsyms_text", lambda rx: {n for n in kallsyms if re.match(rx, n)})
     return F.resolve(text, cap=10)
 
 
