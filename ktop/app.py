@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import threading
 import time
 from functools import partial
 from typing import Optional
@@ -21,14 +20,14 @@ from textual.widgets import Footer, Input, Static
 
 from ktop import registry
 from ktop.messages import CollectorFailed, ModelReady
-from ktop.model import FORGET_DEAD_S, Model
-from ktop.model.history import History
+from ktop.model import Model
 from ktop.model.text import clean, safe_text
 from ktop.resources import themes_dir
 from ktop.ui.screens.help import HelpScreen
 from ktop.ui.screens.pick import AskScreen, ConfirmScreen, PickScreen
 from ktop.ui.screens.pid import PidScreen
 from ktop.ui.screens.sort import SortScreen
+from ktop.ui.timetravel import TimeTravel, parse_time  # noqa: F401 (parse_time: ktop.app's API)
 from ktop.ui.widgets.header import HostHeader
 from ktop.ui.widgets.panel import Panel
 from ktop.ui.widgets.processes import ProcessPanel
@@ -41,22 +40,6 @@ def seconds_since_start() -> float:
         stat = f.read()
     start_ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
     return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
-
-
-def parse_time(text: str, start: float) -> Optional[float]:
-    """'12:03:04' (today, local time, else the recording's day) or '+90' seconds after ``start``."""
-    text = text.strip()
-    try:
-        if text.startswith("+"):
-            return start + float(text[1:])
-        parts = [int(x) for x in text.split(":")]
-        if not 2 <= len(parts) <= 3:
-            return None
-        h, m, sec = (parts + [0])[:3]
-        base = time.localtime(start)
-        return time.mktime((base.tm_year, base.tm_mon, base.tm_mday, h, m, sec, 0, 0, -1))
-    except (ValueError, OverflowError):
-        return None
 
 
 HELPERS_NICE_S = 1.5  # how long start-up builds run at nice 19 (ktop/probes/loader.py)
@@ -179,12 +162,9 @@ class KtopApp(App):
         self._settled_logged = False
         self._first_frame_logged = False
         self._ticks = 0
-        self.paused = False
         self.compact = False
         self.history_seconds: Optional[float] = None  # --history
-        self.history: Optional[History] = None
-        self._history_lock = threading.Lock()
-        self.view_abs: Optional[int] = None  # absolute tick shown while paused (None: live)
+        self.time = TimeTravel(source.timeline)  # pause, history, replay's controls
         self.focus_stack: list[int] = []
         if theme_name not in self.available_themes:
             raise ValueError(f"no theme named {theme_name!r}; known: {', '.join(sorted(self.available_themes))}")
@@ -233,13 +213,10 @@ class KtopApp(App):
         self.source.start()
         for note in self.source.notes:
             self.notify(note, title="ktop")
-        self.history = History(seconds=self.history_seconds or 600, interval=self.interval,
-                               forget_dead_s=FORGET_DEAD_S)
+        self.time.start(self.history_seconds, self.interval)
 
         def on_snapshot(snap) -> None:
-            with self._history_lock:
-                model = self.history.append(snap)  # builds the model from the previous one
-            self.post_message(ModelReady(model))
+            self.post_message(ModelReady(self.time.append(snap)))
 
         def on_error(exc: BaseException) -> None:
             self.post_message(CollectorFailed(f"{type(exc).__name__}: {exc}"))
@@ -281,7 +258,7 @@ class KtopApp(App):
     # -- data ----------------------------------------------------------------
     def on_model_ready(self, message: ModelReady) -> None:
         self.latest = message.model
-        if not self.paused:
+        if not self.time.paused:
             try:
                 self.show_model(message.model)
             except NoMatches:  # a tick that arrives while the app exits: its widgets are already gone
@@ -295,8 +272,8 @@ class KtopApp(App):
         self.model = model
         with self.batch_update():
             header = self.query_one(HostHeader)
-            header.paused = self.paused or (self.replaying and self.source.paused)
-            header.marker = self._marker_text()
+            header.paused = self.time.frozen()
+            header.marker = self.time.marker()
             header.update_from(model)
             for panel in self.query(Panel):
                 panel.update_from(model)
@@ -517,74 +494,53 @@ class KtopApp(App):
         panel.set_tree(not panel.tree_view)
         self.focus_panel(panel)
 
-    # -- time: pause, history, replay -------------------------------------------
+    # -- time: pause, history, replay (ktop/ui/timetravel.py) ---------------------
+    @property
+    def paused(self) -> bool:
+        return self.time.paused
+
     @property
     def replaying(self) -> bool:
-        return self.source.timeline is not None
+        return self.time.replaying
 
     def action_pause(self) -> None:
-        if self.replaying:  # the recording itself stops and goes on
-            self.source.resume() if self.source.paused else self.source.pause()
-            self._mark()
-            return
-        self.paused = not self.paused
-        self.view_abs = None
-        if not self.paused and getattr(self, "latest", None) is not None:
+        self.time.toggle_pause()
+        if not self.time.frozen() and not self.replaying and getattr(self, "latest", None) is not None:
             self.show_model(self.latest)
         else:
             self._mark()
 
     def _mark(self) -> None:
         header = self.query_one(HostHeader)
-        header.paused = self.paused or (self.replaying and self.source.paused)
-        header.marker = self._marker_text()
+        header.paused = self.time.frozen()
+        header.marker = self.time.marker()
         header.refresh()
 
-    def _marker_text(self) -> str:
-        if self.replaying:
-            return self.source.describe()
-        if not self.paused or self.view_abs is None or self.history is None:
-            return "LIVE" if not self.paused else ""
-        with self._history_lock:
-            i = self.history.index_of(self.view_abs)
-            behind = self.history.time(self.history.live_index) - self.history.time(i)
-            when = time.strftime("%H:%M:%S", time.localtime(self.history.time(i)))
-        return f"viewing {when} (-{behind:.0f}s)  <- -> step"
-
     def action_step(self, n: int) -> None:
-        if self.replaying:
-            self.source.step(n)
-            self._mark()
-            return
-        if not self.paused or self.history is None:
+        if not self.time.stepping():
             # not stepping through time: the arrow keys scroll the table sideways
             if isinstance(self.focused, KTable):
                 self.focused.action_scroll_left() if n < 0 else self.focused.action_scroll_right()
             elif isinstance(self.focused, Input):
                 self.focused.action_cursor_left() if n < 0 else self.focused.action_cursor_right()
             return
-        with self._history_lock:
-            if len(self.history) == 0:
-                return
-            cur = self.history.index_of(self.view_abs) if self.view_abs is not None else self.history.live_index
-            i = max(0, min(self.history.live_index, cur + n))
-            self.view_abs = self.history.dropped + i
-        self._show_tick(i)
+        i = self.time.step(n)
+        if i is None:  # replay: the recording steps
+            self._mark()
+        else:
+            self._show_tick(i)
 
     @work(thread=True, exclusive=True, group="history")
     def _show_tick(self, i: int) -> None:
         """Rebuilding an old tick's model can take 0.2 s: off the UI thread."""
-        with self._history_lock:
-            model = self.history.model(i)
-        self.call_from_thread(self._draw_paused, model)
+        self.call_from_thread(self._draw_paused, self.time.model(i))
 
     def _draw_paused(self, model: Model) -> None:
-        if self.paused:
+        if self.time.paused:
             self.show_model(model)
 
     def action_speed(self, factor: float) -> None:
-        if self.replaying:
-            self.source.faster() if factor > 1 else self.source.slower()
+        if self.time.speed(factor):
             self._mark()
 
     def action_goto_time(self) -> None:
@@ -595,11 +551,10 @@ class KtopApp(App):
         def go(text: Optional[str]) -> None:
             if not text:
                 return
-            t = parse_time(text, self.source.start_time)
-            if t is None:
-                self.notify(f"not a time: {clean(text)} (HH:MM:SS or +SECONDS)", severity="error")
+            err = self.time.seek(text)
+            if err:
+                self.notify(clean(err), severity="error")
                 return
-            self.source.seek(t)
             self._mark()
 
         self.push_screen(AskScreen("Go to time (HH:MM:SS, or +SECONDS from the start)"), go)

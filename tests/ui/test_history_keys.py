@@ -12,10 +12,10 @@ from tests.ui.test_app import keys
 async def test_pause_then_step_back_and_forward_through_ticks():
     app = KtopApp(fakes.FakeSource(), autostart=False)
     async with app.run_test(size=(160, 48)) as pilot:
-        app.history = History(seconds=600, interval=1.0)
+        app.time.history = History(seconds=600, interval=1.0)
         for i in range(1, 5):  # tick i shows i processes
             snap = fakes.snapshot(processes=fakes.PROCESSES[:i], t=fakes.T0 + i)
-            app.show_model(app.history.append(snap))
+            app.show_model(app.time.history.append(snap))
         await pilot.pause()
         t = app.query_one("#proc-table", KTable)
         assert len(keys(t)) == 4
