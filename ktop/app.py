@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Optional
 
@@ -40,6 +41,23 @@ def seconds_since_start() -> float:
         stat = f.read()
     start_ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
     return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class TableStart:
+    """The process table as the command line asks for it at start (htop's -u, -s, -t)."""
+
+    user: Optional[str] = None
+    sort: Optional[int] = None  # column index
+    tree: bool = False
+
+    def apply(self, panel: ProcessPanel) -> None:
+        if self.sort is not None:
+            panel.table.set_sort(self.sort)
+        if self.user is not None:
+            panel.set_user(self.user)
+        if self.tree:
+            panel.set_tree(True)
 
 
 HELPERS_NICE_S = 1.5  # how long start-up builds run at nice 19 (ktop/probes/loader.py)
@@ -148,8 +166,11 @@ class KtopApp(App):
     ]
 
     def __init__(self, source, interval: float = 1.0, count: Optional[int] = None,
-                 theme_name: str = "textual-dark", autostart: bool = True, early_signal=None):
+                 theme_name: str = "textual-dark", autostart: bool = True, early_signal=None,
+                 readonly: bool = False, table: Optional[TableStart] = None):
         super().__init__()
+        self.readonly = readonly  # --readonly: no nice, no kill
+        self._table_start = table or TableStart()
         self.source = source
         self.interval = interval
         self.count = count
@@ -201,6 +222,7 @@ class KtopApp(App):
             self._on_signal(early)
             return
         self._update_columns()
+        self._table_start.apply(self.query_one(ProcessPanel))
         self.query_one("#proc-table", KTable).focus()
         self.call_after_refresh(self._log_first_frame)
         if self.autostart:
@@ -559,7 +581,14 @@ class KtopApp(App):
 
         self.push_screen(AskScreen("Go to time (HH:MM:SS, or +SECONDS from the start)"), go)
 
+    def _read_only(self) -> bool:
+        if self.readonly:
+            self.notify("read-only (--readonly): ktop does not act on processes", severity="warning")
+        return self.readonly
+
     def action_nice(self, delta: int) -> None:
+        if self._read_only():
+            return
         pid = self.selected_pid()
         if pid is None:
             return
@@ -573,6 +602,8 @@ class KtopApp(App):
             self.notify(f"not permitted to renice PID {pid} (lowering nice needs root)", severity="error")
 
     def action_kill(self) -> None:
+        if self._read_only():
+            return
         pid = self.selected_pid()
         if pid is None:
             return

@@ -226,3 +226,22 @@ def test_latency_mode_default_from_the_environment(monkeypatch):
     from ktop.probes.base import ProbeOptions
 
     assert SyscallsProbe(ProbeOptions(extra={"syscalls_latency": "off"})).mode == "off"
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["-d", "0"], "must be a positive number"),
+    (["-d", "0.5"], "at least 0.1 s"),
+    (["-u", "no-such-user-here"], "no user 'no-such-user-here' on this machine"),
+    (["-s", "bogus"], "no column 'bogus' (one of pid, ppid, user, cpu, rss, state, threads, command)"),
+])
+def test_htop_flags_say_what_is_wrong(argv, says):
+    r = run(*argv)
+    assert r.returncode == 2 and says in one_error_line(r.stderr)
+
+
+def test_htop_flags_parse():
+    from ktop.cli.ui import parser
+
+    a = parser().parse_args(["-d", "15", "-u", "0", "-s", "PERCENT_CPU", "-t", "--readonly"])
+    assert (a.delay, a.user, a.sort_key, a.tree, a.readonly) == (1.5, "root", 3, True, True)
+    assert parser().parse_args(["-s", "RSS"]).sort_key == parser().parse_args(["-s", "M_RESIDENT"]).sort_key == 4

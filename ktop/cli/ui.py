@@ -48,6 +48,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("count", nargs="?", type=positive_int, default=None,
                    help="number of refreshes, then exit (default: run until q)")
     probe_args(p)
+    htop = p.add_argument_group("htop's flags")
+    htop.add_argument("-d", "--delay", type=delay_arg, default=None, metavar="DELAY",
+                      help="delay between refreshes in tenths of seconds, as htop's (-d 15: 1.5 s)")
+    htop.add_argument("-u", "--user", type=user_arg, default=None, metavar="USER",
+                      help="show only the processes of USER (a name or a UID; F4 changes it)")
+    htop.add_argument("-s", "--sort-key", type=sort_arg, default=None, metavar="COLUMN",
+                      help=f"sort the process table by COLUMN ({', '.join(SORT_KEYS)}; F6 changes it)")
+    htop.add_argument("-t", "--tree", action="store_true", help="show the process tree (F5 toggles it)")
+    htop.add_argument("--readonly", action="store_true",
+                      help="disable the keys that act on processes (F7/F8 nice, F9 kill)")
     p.add_argument("--theme", type=theme_name, default="textual-dark",
                    help="Textual theme name (default textual-dark; nord, gruvbox, dracula, ...)")
     p.add_argument("--history", type=positive_float, default=None, metavar="SECONDS",
@@ -56,6 +66,37 @@ def parser() -> argparse.ArgumentParser:
                    help="also serve Prometheus metrics on ADDR (HOST:PORT, e.g. 127.0.0.1:9435)")
     p.add_argument("--version", action="version", version=f"ktop {__version__}")
     return p
+
+
+# -s: the process table's column keys, and htop's names for the same columns
+SORT_KEYS = ("pid", "ppid", "user", "cpu", "rss", "state", "threads", "command")
+HTOP_SORT_KEYS = {"percent_cpu": "cpu", "m_resident": "rss", "nlwp": "threads", "tgid": "pid"}
+
+
+def delay_arg(text: str) -> float:
+    """htop's -d: tenths of seconds (1 at the least, as htop)."""
+    return interval_arg(f"{positive_float(text) / 10.0!r}")
+
+
+def user_arg(text: str) -> str:
+    """A user name, or a UID, as the process table shows it."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(int(text)).pw_name if text.isdigit() else pwd.getpwnam(text).pw_name
+    except (KeyError, OverflowError):
+        raise argparse.ArgumentTypeError(f"no user {text!r} on this machine") from None
+
+
+def sort_arg(text: str) -> int:
+    """A column of the process table, by its key, its header (CPU%) or htop's name (PERCENT_CPU)."""
+    key = text.strip().lower().rstrip("%")
+    key = HTOP_SORT_KEYS.get(key, key)
+    aliases = {"s": "state", "thr": "threads", "mem": "rss", "res": "rss", "comm": "command"}
+    key = aliases.get(key, key)
+    if key not in SORT_KEYS:
+        raise argparse.ArgumentTypeError(f"no column {text!r} (one of {', '.join(SORT_KEYS)})")
+    return SORT_KEYS.index(key)
 
 
 EARLY_SIGNAL: dict = {"signum": None}  # a stop signal that came before the dashboard's own handlers
@@ -79,13 +120,14 @@ def run(args) -> int:
     with running(live):
         loader.set_nice(19)  # for the first frames (KtopApp puts them back)
         live.start()  # the helpers compile while Textual loads and draws
-        from ktop.app import KtopApp
+        from ktop.app import KtopApp, TableStart
         from ktop.cli.export import export_for_ui
 
         source = export_for_ui(live, args.export)  # --export: the same ticks, served to Prometheus
         try:
-            app = KtopApp(source, interval=args.interval, count=args.count, theme_name=args.theme,
-                          early_signal=lambda: EARLY_SIGNAL["signum"])
+            app = KtopApp(source, interval=args.delay or args.interval, count=args.count, theme_name=args.theme,
+                          early_signal=lambda: EARLY_SIGNAL["signum"], readonly=args.readonly,
+                          table=TableStart(user=args.user, sort=args.sort_key, tree=args.tree))
         except ValueError as exc:  # --theme
             source.stop()
             raise UsageError(f"--theme: {exc}") from None

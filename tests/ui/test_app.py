@@ -275,3 +275,42 @@ async def test_scoped_pid_that_exited_is_said_in_the_title():
         panel.scope_pid = alive
         await show(app, pilot, fakes.snapshot())
         assert "has exited" not in str(panel.border_title)
+
+
+async def test_htop_flags_set_the_table_at_start():
+    """-u USER, -s COLUMN, -t: the table starts filtered, sorted and as a tree."""
+    from ktop.app import TableStart
+    from ktop.cli.ui import sort_arg
+
+    app = KtopApp(fakes.FakeSource(), autostart=False, table=TableStart(user="root", sort=sort_arg("PID"), tree=True))
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        panel = app.query_one("#processes")
+        assert panel.user_filter == "root" and panel.tree_view
+        assert keys(app.query_one("#proc-table", KTable)) == [1]  # alice, bob, www-data filtered out
+        assert "user root" in str(panel.border_title) and "tree" in str(panel.border_title)
+        assert app.query_one("#proc-table", KTable).sort_column == 0
+
+
+async def test_readonly_refuses_nice_and_kill():
+    app = KtopApp(fakes.FakeSource(), autostart=False, readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        await pilot.press("f9")
+        await pilot.pause()
+        assert len(app.screen_stack) == 1  # no signal menu
+        await pilot.press("f8")
+        await pilot.pause()
+        assert any("read-only (--readonly)" in str(n.message) for n in app._notifications)
+
+
+def test_help_names_every_panel_key():
+    """F1 lists the keys panels add too (a, d, t), not only the app's."""
+    from ktop import registry
+    from ktop.ui.screens.help import KEYS
+
+    listed = " ".join(k for k, _ in KEYS).lower().split()
+    for p in registry.PROBES.values():
+        for b in registry.panel_class(p.name).BINDINGS:
+            first = b.key.split(",")[0]
+            assert first in listed, (p.name, b.key)
