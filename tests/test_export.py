@@ -102,7 +102,7 @@ def test_bio_histogram_buckets_in_seconds():
     m.observe(replace(snap, bio=BioSample(1.0, disks=(
         diskop(op="write", count=1, buckets=(0, 1)), diskop(disk="vdb", count=2, buckets=(0, 0, 2))))))
     v = scrape(m)
-    key = (("disk", "vda"), ("op", "read"))
+    key = (("device", "vda"), ("operation", "read"))
 
     def b(le):
         return v[("ktop_bio_latency_seconds_bucket", tuple(sorted(key + (("le", le),))))]
@@ -113,7 +113,7 @@ def test_bio_histogram_buckets_in_seconds():
     assert math.isclose(v[("ktop_bio_latency_seconds_sum", key)], 1.2e-3)
     assert v[("ktop_bio_ops_total", key)] == 8 and v[("ktop_bio_bytes_total", key)] == 32768
     # bounded: the third (disk, op) pair goes to other
-    assert v[("ktop_bio_ops_total", (("disk", OTHER), ("op", OTHER)))] == 2
+    assert v[("ktop_bio_ops_total", (("device", OTHER), ("operation", OTHER)))] == 2
 
 
 def test_bucket_bounds():
@@ -146,6 +146,27 @@ def test_syscall_counters():
     assert v[("ktop_syscall_errors_total", (("syscall", "read"),))] == 2
     assert v[("ktop_syscalls_total", (("syscall", OTHER),))] == 6
     assert v[("ktop_syscall_errors_total", (("syscall", OTHER),))] == 6
+
+
+def test_syscall_errnos_and_latency_histogram():
+    from ktop.snapshot import SyscallStat
+
+    m = KtopMetrics()
+    snap = snapshot(probes=(ProbeStatus("syscalls", LIVE),))
+    hist = (0,) * 10 + (3, 1) + (0,) * 20  # 32 slots; slot 10: 512..1023 ns, slot 11: 1024..2047 ns
+    for _ in range(2):
+        ss = SyscallsSample(1.0, syscalls=(SyscallStat(257, "openat", 10, 4, 4000, hist, ((2, 3), (13, 1))),))
+        m.observe(replace(snap, syscalls=ss))
+    v = scrape(m)
+    assert v[("ktop_syscall_errnos_total", (("errno", "ENOENT"), ("syscall", "openat")))] == 6
+    assert v[("ktop_syscall_errnos_total", (("errno", "EACCES"), ("syscall", "openat")))] == 2
+
+    def b(le):
+        return v[("ktop_syscall_latency_seconds_bucket", (("le", le), ("syscall", "openat")))]
+
+    assert b("5.12e-07") == 0 and b("1.024e-06") == 6 and b("2.048e-06") == 8 and b("+Inf") == 8
+    assert v[("ktop_syscall_latency_seconds_count", (("syscall", "openat"),))] == 8
+    assert math.isclose(v[("ktop_syscall_latency_seconds_sum", (("syscall", "openat"),))], 8e-6)
 
 
 def test_label_sanitising():
@@ -218,8 +239,9 @@ def test_grafana_dashboard_uses_exported_metrics():
     assert len(exprs) >= 15
     m = KtopMetrics()
     fs = FuncsSample(1.0, targets=(FuncTarget(1, "c:malloc", "uprobe", LIVE),), totals=(FuncTotal(1, "malloc", 1),))
+    read = SyscallStat(0, "read", 1, 1, 100, (0,) * 7 + (1,) + (0,) * 24, ((2, 1),))
     m.observe(replace(spawn_tick(["a"]), bio=BioSample(1.0, disks=(diskop(),)), funcs=fs,
-                      syscalls=SyscallsSample(1.0, syscalls=(SyscallStat(0, "read", 1, 0),))))
+                      syscalls=SyscallsSample(1.0, syscalls=(read,))))
     names = {n for n, _ in scrape(m)}
     for e in exprs:
         for name in re.findall(r"\bktop_[a-z_]+", e):

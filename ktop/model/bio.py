@@ -392,12 +392,12 @@ class Metrics:
             self.errors.add(key, d.errors)
 
     def families(self, fam) -> list:
+        labels = ["device", "operation"]  # node_exporter's and ebpf_exporter's names
         lat = fam.HistogramMetricFamily("ktop_bio_latency_seconds", "block I/O latency, issue to completion",
-                                        labels=["disk", "op"])
+                                        labels=labels)
         for key, h in sorted(self.hist.items()):
             lat.add_metric(list(key), h.cumulative(1e-6), h.sum_s)
         counter = fam.CounterMetricFamily
-        labels = ["disk", "op"]
         return [lat,
                 self.ops.family(counter("ktop_bio_ops", "completed block I/O requests", labels=labels)),
                 self.bytes.family(counter("ktop_bio_bytes", "bytes of completed block I/O requests", labels=labels)),

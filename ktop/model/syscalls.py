@@ -14,7 +14,7 @@ import errno as _errno
 from dataclasses import dataclass, replace
 from typing import Mapping, Optional, Sequence
 
-from ktop.metrics import OTHER, Bounded, label
+from ktop.metrics import OTHER, Bounded, Log2Hist, label
 from ktop.model import hist as h
 from ktop.model.common import HISTORY, push
 from ktop.model.section import Fold
@@ -356,19 +356,38 @@ def summary_lines(section: dict, top: int = 15) -> list[str]:
 
 
 class Metrics:
-    """``ktop_syscalls`` and ``ktop_syscall_errors`` per syscall, the first K syscalls kept."""
+    """``ktop_syscalls`` and ``ktop_syscall_errors`` per syscall (the first 50), ``ktop_syscall_errnos``
+    per (syscall, errno) (the first 100), the latency histogram per syscall (the first 20 timed)."""
 
-    def __init__(self, top: int = 50):
+    def __init__(self, top: int = 50, top_errnos: int = 100, top_latency: int = 20):
+        self.top_latency = top_latency
         self.calls = Bounded(top, (OTHER,))
         self.errors = Bounded(top, (OTHER,))
+        self.errnos = Bounded(top_errnos, (OTHER, OTHER))
+        self.latency: dict[tuple, Log2Hist] = {}
 
     def observe(self, s: SyscallsSample, snap: Snapshot) -> None:
         for r in s.syscalls:
-            self.calls.add((label(r.name),), r.count)
-            self.errors.add((label(r.name),), r.errors)
+            key = (label(r.name),)
+            self.calls.add(key, r.count)
+            self.errors.add(key, r.errors)
+            for err, n in r.errnos:
+                self.errnos.add((key[0], errno_label(err)), n)
+            if r.hist and any(r.hist):
+                if key not in self.latency and len(self.latency) >= self.top_latency:
+                    key = (OTHER,)
+                self.latency.setdefault(key, Log2Hist()).add(r.hist, r.lat_ns / 1e9, sum(r.hist))
 
     def families(self, fam) -> list:
         counter = fam.CounterMetricFamily
+        lat = fam.HistogramMetricFamily("ktop_syscall_latency_seconds",
+                                        "latency of the timed system calls (--syscalls-latency), entry to return",
+                                        labels=["syscall"])
+        for key, hist in sorted(self.latency.items()):
+            lat.add_metric(list(key), hist.cumulative(1e-9), hist.sum_s)
         return [self.calls.family(counter("ktop_syscalls", "system calls per syscall", labels=["syscall"])),
                 self.errors.family(counter("ktop_syscall_errors", "system calls that returned an error",
-                                           labels=["syscall"]))]
+                                           labels=["syscall"])),
+                self.errnos.family(counter("ktop_syscall_errnos", "system calls that returned an error, by errno",
+                                           labels=["syscall", "errno"])),
+                lat]

@@ -222,7 +222,7 @@ def test_bio_p99_agrees(stack, tmp_path):
     assert model_count >= reads * 0.99, (model_count, reads)
     time.sleep(2.5)  # two more scrapes
     window = int(t1 - t0) + 2
-    sel = f'ktop_bio_latency_seconds_bucket{{job="ktop",disk="{disk}",op="read"}}'
+    sel = f'ktop_bio_latency_seconds_bucket{{job="ktop",device="{disk}",operation="read"}}'
     q = prom.value(f"histogram_quantile(0.99, sum by (le) (increase({sel}[{window}s])))", at=t1 + 1.5)
     assert q is not None
     prom_p99 = q * 1e6
