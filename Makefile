@@ -6,9 +6,9 @@ STAMP := $(VENV)/.ktop-installed
 LAUNCHER := /usr/local/bin/ktop
 PYTEST_ARGS ?=
 
-.PHONY: install host venv launcher run test test-vm test-fast bench lint clean
+.PHONY: install host venv launcher files run test test-vm test-fast bench lint clean
 
-install: host venv launcher
+install: host venv launcher files
 
 host:
 	@bash scripts/setup-host.sh
@@ -31,6 +31,15 @@ venv: $(STAMP)
 launcher: $(STAMP)
 	@printf '#!/bin/sh\nexec %s "$$@"\n' "$(abspath $(VENV))/bin/ktop" > $(LAUNCHER).tmp
 	@chmod 755 $(LAUNCHER).tmp && mv $(LAUNCHER).tmp $(LAUNCHER)
+
+# The man page, the bash completion and the (not enabled) systemd unit for `ktop export`.
+# A distribution package: make files PREFIX=/usr DESTDIR=$(pkgdir).
+PREFIX ?= /usr/local
+DESTDIR ?=
+files:
+	@install -Dm644 contrib/ktop.1 $(DESTDIR)$(PREFIX)/share/man/man1/ktop.1
+	@install -Dm644 contrib/completion/ktop.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ktop
+	@install -Dm644 contrib/ktop-export.service $(DESTDIR)$(PREFIX)/lib/systemd/system/ktop-export.service
 
 run: install
 	$(VENV)/bin/ktop
