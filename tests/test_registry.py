@@ -47,7 +47,7 @@ def test_its_sample_is_a_typed_snapshot_section_and_its_model_a_model_field(p):
 def test_its_model_section_follows_the_protocol(p):
     """ktop.model.section.Section: update, document, summary_lines, Metrics (observe, families)."""
     mod = registry.model_section(p.name)
-    for fn, params in (("update", 4), ("document", 3), ("summary_lines", 1)):
+    for fn, params in (("update", 4), ("document", 3), ("summary_lines", 1), ("table", 1)):
         f = getattr(mod, fn)
         assert len([a for a in inspect.signature(f).parameters.values()
                     if a.default is inspect.Parameter.empty]) == params, fn
@@ -57,6 +57,7 @@ def test_its_model_section_follows_the_protocol(p):
     doc = mod.document(None, ProbeStatus(p.name, LIVE), 1.0)
     assert isinstance(doc, dict)
     assert all(isinstance(line, str) for line in mod.summary_lines(doc))
+    assert mod.table(doc) == []
 
 
 @pytest.mark.parametrize("p", PROBES, ids=lambda p: p.name)

@@ -17,10 +17,10 @@ _ktop() {
     esac
     case "$cmd" in
         ktop) opts="--bpf-stats --delay --disk --exec-failures --export --func --funcs-max --help --history --pid --probes --procfs --readonly --sort-key --syscalls-latency --theme --tree --user --version -d -f -h -p -s -t -u" ;;
-        snapshot) opts="--bpf-stats --disk --duration --exec-failures --from --func --funcs-max --help --json --max-events --pid --probes --procfs --syscalls-latency -d -f -h -p" ;;
+        snapshot) opts="--bpf-stats --disk --duration --exec-failures --format --from --func --funcs-max --help --json --max-events --pid --probes --procfs --syscalls-latency --table -d -f -h -p" ;;
         doctor) opts="--help --no-start --probes --procfs -h" ;;
         record) opts="--bpf-stats --count --disk --duration --exec-failures --func --funcs-max --help --output --pid --probes --procfs --syscalls-latency -d -f -h -o -p" ;;
-        replay) opts="--help --history --json --max-events --speed --theme -h" ;;
+        replay) opts="--format --help --history --json --max-events --speed --table --theme -h" ;;
         export) opts="--bpf-stats --disk --exec-failures --func --funcs-max --help --listen --pid --probes --procfs --syscalls-latency -f -h -p" ;;
     esac
     if [[ ${COMP_CWORD} -eq 1 && "$cur" != -* ]]; then

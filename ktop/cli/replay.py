@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ktop.cli import formats
 from ktop.cli.common import Parser, UsageError, open_recording, positive_float, positive_int, theme_name
 from ktop.cli.snapshot import print_document, recording_document
 
@@ -21,11 +22,10 @@ def parser() -> argparse.ArgumentParser:
         description="Replay a recording in the dashboard, or print its snapshot document (--json).",
         epilog=REPLAY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE", help="a recording made by ktop record")
-    p.add_argument("--json", action="store_true",
-                   help="print the `ktop snapshot --json` document of the recorded span, no dashboard")
+    formats.add_arguments(p)  # any of them: print the recorded span's document, no dashboard
     p.add_argument("--speed", type=positive_float, default=1.0, help="replay speed (default 1)")
     p.add_argument("--max-events", type=positive_int, default=100_000,
-                   help="spawn events kept for --json (default 100000)")
+                   help="spawn events kept for --json or --format (default 100000)")
     p.add_argument("--history", type=positive_float, default=None, metavar="SECONDS",
                    help="seconds of ticks kept for stepping back (default 600)")
     p.add_argument("--theme", type=theme_name, default="textual-dark",
@@ -35,11 +35,13 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args) -> int:
     rec = open_recording(args.file)
-    if args.json:
-        print_document(recording_document(rec, args.max_events), True)
+    if args.json or args.format:
+        fmt = formats.chosen(args)
+        doc, metrics = recording_document(rec, args.max_events, fmt)
+        print_document(doc, fmt, args.table, metrics)
         return 0
     if not sys.stdout.isatty() or not sys.stdin.isatty():
-        raise UsageError("the dashboard needs a terminal; for scripts use: ktop replay FILE --json")
+        raise UsageError("the dashboard needs a terminal; for scripts use: ktop replay FILE --json (or --format)")
     from ktop.app import KtopApp
     from ktop.sources.replay import ReplaySource
 

@@ -403,3 +403,11 @@ class Metrics:
                 self.bytes.family(counter("ktop_bio_bytes", "bytes of completed block I/O requests", labels=labels)),
                 self.errors.family(counter("ktop_bio_errors", "block I/O requests completed with an error",
                                            labels=labels))]
+
+
+def table(doc: dict) -> list[dict]:
+    """``--format csv --table bio``: one row per device and operation."""
+    return [{"device": disk, "operation": op, "count": d["count"], "bytes": d["bytes"], "errors": d["errors"],
+             "iops": d["iops"], "bytes_per_s": d["bytes_per_s"], "avg_us": d["avg_us"], "p50_us": d["p50_us"],
+             "p95_us": d["p95_us"], "p99_us": d["p99_us"], "max_us": d["max_us"]}
+            for disk, ops in doc["disks"].items() for op, d in ops.items()]

@@ -215,3 +215,9 @@ class Metrics:
     def families(self, fam) -> list:
         return [self.calls.family(fam.CounterMetricFamily(
             "ktop_funcs_calls", "calls counted per funcs target and function", labels=["target", "function"]))]
+
+
+def table(doc: dict) -> list[dict]:
+    """``--format csv --table funcs``: calls per target, function and process."""
+    return [{"target": c["target"], "function": c["function"], "pid": c["pid"], "comm": c["comm"],
+             "count": c["count"]} for c in doc["counts"]]

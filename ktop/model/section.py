@@ -4,7 +4,7 @@ A section is a module, named by its probe's entry in ``ktop/registry.py``.
 ``ktop.model.build_model`` calls :func:`update` of every registered section
 each tick; ``ktop.model.snapshot_document`` calls :func:`document` of the
 probes that were selected; ``ktop snapshot`` prints :func:`summary_lines` of
-each document section; ``ktop export`` feeds one :class:`Metrics` per section.
+each document section (and :func:`table` as CSV); ``ktop export`` feeds one :class:`Metrics` per section.
 ``tests/test_registry.py`` checks that every registered module has them all.
 """
 
@@ -52,6 +52,10 @@ class Section(Protocol):
 
     def summary_lines(self, doc: dict) -> list[str]:
         """Its part of ``ktop snapshot`` without --json, from its document."""
+        ...
+
+    def table(self, doc: dict) -> list[dict]:
+        """Its flat table for ``--format csv --table <section>``, from its document."""
         ...
 
     Metrics: type

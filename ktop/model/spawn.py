@@ -215,3 +215,14 @@ class Metrics:
             out.insert(1, counter("ktop_spawn_exec_failures", "failed execve/execveat calls (--exec-failures)",
                                   value=self.exec_failures))
         return out
+
+
+def table(doc: dict) -> list[dict]:
+    """``--format csv --table spawns``: one row per exec, oldest first."""
+    from ktop.model.text import join_argv
+
+    return [{"time": e["time"], "pid": e["pid"], "ppid": e["ppid"], "uid": e["uid"], "user": e["user"],
+             "comm": e["comm"], "parent_comm": e["parent_comm"], "filename": e["filename"],
+             "argv": join_argv(e["argv"]), "retval": e["retval"], "exited": e["exited"],
+             "exit_code": e["exit_code"], "exit_signal": e["exit_signal"], "lifetime_ms": e["lifetime_ms"]}
+            for e in doc["events"]]

@@ -391,3 +391,11 @@ class Metrics:
                 self.errnos.family(counter("ktop_syscall_errnos", "system calls that returned an error, by errno",
                                            labels=["syscall", "errno"])),
                 lat]
+
+
+def table(doc: dict) -> list[dict]:
+    """``--format csv --table syscalls``: one row per syscall and process."""
+    return [{"pid": c["pid"], "comm": c["comm"], "nr": c["nr"], "syscall": c["name"], "count": c["count"],
+             "errors": c["errors"], "errnos": " ".join(f"{k}:{n}" for k, n in c["errnos"].items()),
+             "timed": c["latency"]["timed"], "avg_us": c["latency"]["avg_us"]}
+            for c in doc["counts"]]

@@ -204,3 +204,25 @@ def test_doctor_no_start_is_quick_and_checks_only():
     assert "tracepoints: sched:sched_process_exec" in r.stdout
     assert time.monotonic() - t0 < 20
 
+
+
+def test_live_output_fits_the_schema_and_every_format_prints():
+    """Real probes, every one: the JSON document fits ktop/schemas/snapshot.schema.json; CSV and
+    OpenMetrics of a run print what they promise."""
+    require_spawn()
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed (the test extra has it)")
+    from ktop.schema import load
+
+    base = [*KTOP, "snapshot", "--probes", "all", "--duration", "2"]
+    r = subprocess.run([*base, "--json"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    jsonschema.Draft202012Validator(load("snapshot")).validate(doc)
+    assert {n for n, p in doc["probes"].items() if p["status"] == "live"} >= {"spawn", "syscalls"}
+    r = subprocess.run([*base, "--format", "csv", "--table", "syscalls"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    header, *rows = r.stdout.splitlines()
+    assert header == "pid,comm,nr,syscall,count,errors,errnos,timed,avg_us" and rows
+    r = subprocess.run([*base, "--format", "openmetrics"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("# EOF\n") and "ktop_syscalls_total{syscall=" in r.stdout
