@@ -30,6 +30,7 @@ from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import plots_bench  # noqa: E402  (the plots' redraw cost)
 import probe_bench  # noqa: E402  (probe cost, kernel-side cost, capacity, tick cost)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -44,7 +45,7 @@ BUDGET_FIRST_FRAME_S = 0.5
 BUDGET_PROBES_LIVE_S = 1.2
 
 TOOLS = ("ktop", "htop", "btop")
-SECTIONS = ("startup", "ui", "probes", "kernel", "capacity", "tick")
+SECTIONS = ("startup", "ui", "probes", "kernel", "capacity", "tick", "plots")
 SCENARIOS = ("idle", "loaded")
 SCENARIO_TITLES = {
     "idle": "machine as it is",
@@ -964,6 +965,8 @@ def render_md(results: dict) -> str:
         L.append("")
 
     L.extend(probe_bench.render_md(results))
+    if results.get("plots"):
+        L.extend(plots_bench.render_md(results["plots"]))
     noisy = noise_warnings(results)
     if noisy:
         L.append("## Noise\n")
@@ -1062,7 +1065,7 @@ def tick_ui_run(args, workdir: str, sleepers: int) -> dict:
 
 def probe_sections(args, workdir: str, results: dict) -> int:
     """The sections in probe_bench.py; returns how many failed."""
-    wanted = [s for s in ("probes", "kernel", "capacity", "tick") if s in args.sections]
+    wanted = [s for s in ("probes", "kernel", "capacity", "tick", "plots") if s in args.sections]
     if not wanted:
         return 0
     if os.geteuid() != 0 or not shutil.which("gcc"):
@@ -1093,6 +1096,9 @@ def probe_sections(args, workdir: str, results: dict) -> int:
                                                       f"processes" if rec["ok"] else f"FAILED: {rec['error']}"))
                 return rec
         results["tick"] = probe_bench.tick_section(ui, lambda n: Load(n, 0.0))
+    if "plots" in args.sections:
+        log("plot redraw cost ...")
+        results["plots"] = plots_bench.measure()
     results["probe_sections"] = {"seconds": round(time.monotonic() - t0, 1), "loadavg_before": load0,
                                  "loadavg_after": os.getloadavg()}
     log(f"probe sections took {time.monotonic() - t0:.0f} s")

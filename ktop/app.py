@@ -24,6 +24,7 @@ from ktop.messages import CollectorFailed, ModelReady
 from ktop.model import Model
 from ktop.model.text import clean, safe_text
 from ktop.resources import themes_dir
+from ktop.ui.screens import ModelScreen
 from ktop.ui.screens.help import HelpScreen
 from ktop.ui.screens.pick import AskScreen, ConfirmScreen, PickScreen
 from ktop.ui.screens.pid import PidScreen
@@ -144,6 +145,7 @@ class KtopApp(App):
         Binding("minus", "speed(0.5)", "Slower", show=False),
         Binding("ctrl+g", "goto_time", "Go to time", show=False),
         Binding("z", "maximize_panel", "Max", show=False),
+        Binding("v", "graphs", "Graphs"),
         Binding("f12", "save_svg", "Screenshot", show=False),
         Binding("tab", "next_panel", "Next panel", show=False, priority=True),
         Binding("shift+tab", "previous_panel", "Prev panel", show=False, priority=True),
@@ -299,7 +301,7 @@ class KtopApp(App):
             header.update_from(model)
             for panel in self.query(Panel):
                 panel.update_from(model)
-            if isinstance(self.screen, PidScreen):
+            if isinstance(self.screen, ModelScreen):
                 self.screen.update_from(model)
 
     def _watch_probes(self) -> None:
@@ -634,6 +636,13 @@ class KtopApp(App):
         yield from super().get_system_commands(screen)
         for title, help_text, action in self.COMMANDS_HELP:
             yield SystemCommand(title, help_text, partial(self.run_action, action))
+
+    def action_graphs(self) -> None:
+        """The machine as plots (ktop/ui/screens/graphs.py); v or Esc comes back."""
+        from ktop.ui.screens.graphs import GraphsScreen  # plotext: imported when first asked for
+
+        if not isinstance(self.screen, GraphsScreen):
+            self.push_screen(GraphsScreen())
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -32,6 +32,7 @@ KEYS = [
     ("← →", "while paused: step back / forward through the history; in replay: step"),
     ("+ / -", "replay faster / slower"),
     ("Ctrl-G", "replay: go to a time"),
+    ("v", "graphs: CPU per core, memory, execs/s and block I/O p99 over the kept history (v or Esc: back)"),
     ("F12", "save an SVG screenshot"),
     ("F1 or ?", "this help"),
     ("Ctrl-P", "command palette (every action)"),

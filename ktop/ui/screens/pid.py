@@ -16,7 +16,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ktop import registry
@@ -25,6 +24,7 @@ from ktop.model.common import HISTORY
 from ktop.model.format import duration_ms, exit_text, human_bytes, retval_text
 from ktop.model.spawn import SpawnRow
 from ktop.model.text import clean, join_argv, safe_text
+from ktop.ui.screens import ModelScreen
 from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row
 
@@ -67,13 +67,14 @@ def descendant_rows(spawns: tuple[SpawnRow, ...], root: int) -> list[tuple[int, 
     return out
 
 
-class PidScreen(Screen):
+class PidScreen(ModelScreen):
     BINDINGS = [
         Binding("escape,backspace", "close", "Back"),
         Binding("q,f10", "app.quit", "Quit"),
     ]
     DEFAULT_CSS = """
     PidScreen #pid-info { height: auto; max-height: 14; padding: 0 1; }
+    PidScreen #pid-plot { height: 9; border: round $panel-lighten-2; }
     PidScreen #pid-body { height: 1fr; }
     PidScreen #pid-tree-panel { width: 1fr; border: round $panel-lighten-2; }
     PidScreen #pid-tree { height: 1fr; }
@@ -87,10 +88,16 @@ class PidScreen(Screen):
         self.comm = comm
         self.cpu: tuple[float, ...] = ()
         self.rss: tuple[float, ...] = ()
+        self._plotted: tuple = ((), ())
         self.model: Optional[Model] = None
 
     def compose(self) -> ComposeResult:
+        from textual_plotext import PlotextPlot  # plotext: imported when a PID screen first opens
+
         yield Static(id="pid-info")
+        plot = PlotextPlot(id="pid-plot")
+        plot.border_title = "CPU % and RSS over time"
+        yield plot
         with Horizontal(id="pid-body"):
             with Vertical(id="pid-tree-panel", classes="pid-panel"):
                 yield KTable(TREE_COLUMNS, id="pid-tree", keep_order=True)
@@ -118,10 +125,30 @@ class PidScreen(Screen):
             self.cpu = (self.cpu + (d.cpu_percent,))[-HISTORY:]
             self.rss = (self.rss + (float(d.rss),))[-HISTORY:]
         self.query_one("#pid-info", Static).update(self._info(model, d))
+        self._plot(model.interval_s)
         self._tree(model)
         if model.focus is not None:
             for panel in self.query("#pid-scoped > Panel"):
                 panel.update_from(model.focus)
+
+    def _plot(self, interval_s: float) -> None:
+        """CPU % (left axis) and RSS in MiB (right) over the samples of this visit, with a time axis;
+        rebuilt only when a sample came."""
+        data = (self.cpu, self.rss)
+        if data == self._plotted:
+            return
+        self._plotted = data
+        plot = self.query_one("#pid-plot")
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        dt = interval_s if interval_s > 0 else 1.0
+        xs = [-(len(self.cpu) - 1 - i) * dt for i in range(len(self.cpu))]
+        if xs:
+            plt.plot(xs, list(self.cpu), label="CPU %", marker="braille")
+            plt.plot(xs, [r / (1 << 20) for r in self.rss], label="RSS MiB", marker="braille", yside="right")
+        plt.xlabel("seconds ago")
+        plot.refresh()
 
     def _info(self, model: Model, d) -> Group:
         title = Text(no_wrap=True)
