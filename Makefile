@@ -6,12 +6,15 @@ STAMP := $(VENV)/.ktop-installed
 LAUNCHER := /usr/local/bin/ktop
 PYTEST_ARGS ?=
 
-.PHONY: install host venv launcher files run test test-vm test-fast bench lint clean
+.PHONY: install host host-test venv launcher files run test test-vm test-fast bench lint clean
 
 install: host venv launcher files
 
 host:
 	@bash scripts/setup-host.sh
+
+host-test:
+	@bash scripts/setup-host.sh test
 
 $(PY):
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)
@@ -46,19 +49,19 @@ run: install
 
 # The whole suite, real probes included (they need root); then the real-probe
 # tests again inside a second kernel (Debian's 6.1, kprobes on) under QEMU.
-test: install
+test: install host-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@bash scripts/test-vm.sh
 
 # Only the real-probe tests in the second kernel (docs/testing-vm.md).
-test-vm: install
+test-vm: install host-test
 	@bash scripts/test-vm.sh
 
 # Without the real-probe tests.
 test-fast: venv
 	$(PY) -m pytest -m "not real and not slow" $(PYTEST_ARGS)
 
-bench: install
+bench: install host-test
 	$(PY) bench/run.py
 
 lint: venv

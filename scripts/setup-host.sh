@@ -13,9 +13,16 @@ export DEBIAN_FRONTEND=noninteractive
 rel=$(uname -r)
 arch=$(dpkg --print-architecture)
 
-# Packages ktop needs at run time and for its tests. EXTRA_PKGS adds more.
-pkgs=(python3-bpfcc libbpfcc bpfcc-tools python3-venv bpftool bpftrace tmux
-      htop btop fio sudo librsvg2-bin gcc libc6-dev make prometheus ${EXTRA_PKGS:-})
+# What ktop needs to run: BCC (its Python module and library) and a venv. `setup-host.sh test`
+# adds what the tests and `make bench` use: the peers they compare with (bpfcc-tools, bpftrace,
+# htop, btop), the workloads' tools (gcc, fio), tmux for the terminal tests, rsvg for screenshots,
+# bpftool, and Prometheus (its server binary and promtool; the service is not left enabled).
+# EXTRA_PKGS adds more.
+run_pkgs=(python3-bpfcc libbpfcc python3-venv make)
+test_pkgs=(bpfcc-tools bpftool bpftrace tmux htop btop fio sudo librsvg2-bin gcc libc6-dev prometheus groff-base)
+pkgs=("${run_pkgs[@]}")
+[ "${1:-run}" = test ] && pkgs+=("${test_pkgs[@]}")
+pkgs+=(${EXTRA_PKGS:-})
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,7 +41,18 @@ apt_update() { [ $updated -eq 1 ] || { say "apt-get update"; apt-get update -qq;
 if [ ${#missing[@]} -gt 0 ]; then
   apt_update
   say "installing ${missing[*]}"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # No service starts from this install (Prometheus's would listen on :9090): policy-rc.d says no.
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0; [ -e "$policy" ] && had_policy=1
+  [ $had_policy -eq 1 ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; }
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ $had_policy -eq 1 ] || rm -f "$policy"; exit 1; }
+  [ $had_policy -eq 1 ] || rm -f "$policy"
+fi
+# ... nor is enabled at boot: the tests start their own Prometheus on a free port.
+if [ -e /etc/systemd/system/multi-user.target.wants/prometheus.service ]; then
+  say "disabling the prometheus service the package enabled (the tests run their own)"
+  rm -f /etc/systemd/system/multi-user.target.wants/prometheus.service
+  command -v systemctl >/dev/null && systemctl stop prometheus 2>/dev/null || true
 fi
 
 if [ $need_headers -eq 1 ]; then
