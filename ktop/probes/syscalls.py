@@ -138,8 +138,15 @@ def merge_proc(v: Sequence) -> ProcCum:
 
     The comm is written on the CPU that created the key; the others hold zeros.
     """
-    comm = next((c for c in v[4::5] if c[:1] != b"\0"), b"")
-    return (sum(v[0::5]), sum(v[1::5]), sum(v[2::5]), sum(v[3::5]), kernel_cstr(comm))
+    comms = v[4::5]
+    comm = comms[0] if comms[0][:1] != b"\0" else next((c for c in comms if c[:1] != b"\0"), b"")
+    return (sum(v[0::5]), sum(v[1::5]), sum(v[2::5]), sum(v[3::5]), _comm(comm))
+
+
+@functools.lru_cache(maxsize=4096)
+def _comm(raw: bytes) -> str:
+    """A comm field as text; the same few comms come back for thousands of keys a tick."""
+    return kernel_cstr(raw)
 
 
 @functools.lru_cache(maxsize=4)
