@@ -49,13 +49,43 @@ static __always_inline u32 ktop_parent_tgid(void)
 #endif
 }
 
-/* -p PID (-DFILTER_TGID): the process itself and the tasks whose parent it is
- * (the parent only with the task offsets; without them, the process alone).
- * The parent is read only for tasks of other processes. */
+#ifdef FILTER_TGID
+/* -p PID[,PID...]: one of the processes asked for (-DFILTER_TGID, -DFILTER_TGID_2 ... _8). */
+static __always_inline int ktop_is_target(u32 t)
+{
+    return t == FILTER_TGID
+#ifdef FILTER_TGID_2
+        || t == FILTER_TGID_2
+#endif
+#ifdef FILTER_TGID_3
+        || t == FILTER_TGID_3
+#endif
+#ifdef FILTER_TGID_4
+        || t == FILTER_TGID_4
+#endif
+#ifdef FILTER_TGID_5
+        || t == FILTER_TGID_5
+#endif
+#ifdef FILTER_TGID_6
+        || t == FILTER_TGID_6
+#endif
+#ifdef FILTER_TGID_7
+        || t == FILTER_TGID_7
+#endif
+#ifdef FILTER_TGID_8
+        || t == FILTER_TGID_8
+#endif
+        ;
+}
+#endif
+
+/* -p: the processes themselves and the tasks whose parent is one of them (the
+ * parent only with the task offsets; without them, the processes alone). The
+ * parent is read only for tasks of other processes. */
 static __always_inline int ktop_wanted(u32 tgid)
 {
 #ifdef FILTER_TGID
-    return tgid == FILTER_TGID || ktop_parent_tgid() == FILTER_TGID;
+    return ktop_is_target(tgid) || ktop_is_target(ktop_parent_tgid());
 #else
     return 1;
 #endif

@@ -198,7 +198,7 @@ class KtopApp(App):
         yield Static(id="tabs")
         with Horizontal(id="panels"):
             with Vertical(id="left"):
-                yield ProcessPanel(id="processes", scope_pid=self.source.scope_pid)
+                yield ProcessPanel(id="processes", scope_pids=self.source.scope_pids)
                 yield from self._probe_panels("left")
             with Vertical(id="right"):
                 yield from self._probe_panels("right")  # each `height: 1fr`

@@ -42,7 +42,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         command = importlib.import_module(f"ktop.cli.{COMMANDS[name] if name else 'ui'}")
         args = command.parser().parse_args(argv[1:] if name else argv)
         if getattr(args, "ebpf", False):
-            return print_ebpf(probe_names(args), args.pid)
+            return print_ebpf(probe_names(args), args.pids)
         return command.run(args)
     except UsageError as exc:
         print(f"ktop: error: {exc}", file=sys.stderr)

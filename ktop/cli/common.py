@@ -59,13 +59,21 @@ def positive_int(text: str) -> int:
     return v
 
 
-def pid_arg(text: str) -> int:
-    v = positive_int(text)
+def pid_arg(text: str) -> tuple[int, ...]:
+    """-p PID[,PID...], as htop's: each a running process, at most MAX_PIDS."""
     import psutil
 
-    if not psutil.pid_exists(v):
-        raise argparse.ArgumentTypeError(f"no process with PID {v}")
-    return v
+    from ktop.probes.base import MAX_PIDS
+
+    pids = tuple(dict.fromkeys(positive_int(t.strip()) for t in text.split(",") if t.strip()))
+    if not pids:
+        raise argparse.ArgumentTypeError(f"no PID in {text!r}")
+    if len(pids) > MAX_PIDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_PIDS} PIDs (the programs compare each): {text!r}")
+    for v in pids:
+        if not psutil.pid_exists(v):
+            raise argparse.ArgumentTypeError(f"no process with PID {v}")
+    return pids
 
 
 def probe_list(text: str) -> list[str]:
@@ -83,8 +91,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def probe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--pid", type=pid_arg, metavar="PID",
-                   help="trace only this process and its children")
+    p.add_argument("-p", "--pid", dest="pids", type=pid_arg, metavar="PID[,PID...]", default=(),
+                   help="trace only these processes (up to 8, as htop's -p) and their children")
     p.add_argument("--probes", type=probe_list, metavar="LIST", default=None,
                    help=f"probes to run, comma-separated (default: {','.join(registry.default_names())}; "
                         f"known: {','.join(registry.PROBES)}; 'none': the process table only)")
@@ -128,13 +136,14 @@ def probe_options(args):
         extra["bpf_stats"] = True
     if getattr(args, "procfs", False):
         extra["procfs"] = True
-    return ProbeOptions(pid=args.pid, extra=extra)
+    pids = tuple(getattr(args, "pids", ()) or ())
+    return ProbeOptions(pid=pids[0] if pids else None, more_pids=pids[1:], extra=extra)
 
 
-def print_ebpf(names: list[str], pid: Optional[int]) -> int:
+def print_ebpf(names: list[str], pids: tuple[int, ...] = ()) -> int:
     from ktop.probes.base import ProbeOptions
 
-    opts = ProbeOptions(pid=pid)
+    opts = ProbeOptions(pid=pids[0] if pids else None, more_pids=tuple(pids[1:]))
     for n in names:
         cls = registry.probe_class(n)
         probe = cls(opts)

@@ -99,7 +99,7 @@ def print_document(doc: dict, fmt: str, table: str = "processes", metrics=None) 
 
 def run_from(args) -> int:
     """``ktop snapshot --from FILE``: the document of a recording instead of live probes."""
-    if args.pid is not None or getattr(args, "funcs", None) or args.probes is not None:
+    if args.pids or getattr(args, "funcs", None) or args.probes is not None:
         raise UsageError("--from reads a recording: -p, --probes and -f do not apply")
     rec = open_recording(args.from_file)
     fmt = formats.chosen(args)

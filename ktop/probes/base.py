@@ -19,6 +19,8 @@ from ktop.probes import bpfstats, features, loader
 from ktop.probes.loader import BuildError, Loaded
 from ktop.snapshot import FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, ProbeStatus
 
+MAX_PIDS = 8  # -p PID[,PID...]: processes the programs compare against (bpf/ktop.h)
+
 
 class ProbeUnavailable(Exception):
     """Raised by a probe's checks: the kernel or environment lacks something."""
@@ -35,6 +37,11 @@ class ProbeOptions:
 
     pid: Optional[int] = None  # scope to one process (and its children where it makes sense)
     extra: dict[str, Any] = field(default_factory=dict)
+    more_pids: tuple[int, ...] = ()  # -p A,B,C: the processes after the first (MAX_PIDS in all)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return () if self.pid is None else (self.pid, *self.more_pids)
 
 
 def compile_error_summary(text: str, limit: int = 3) -> str:
@@ -151,7 +158,8 @@ class ProbeWorker:
         the same probe and takes its -D knobs there (``cflags``: BTF offsets, tracefs
         checks), so ktop's process never parses the kernel's BTF."""
         return {"probe": self.name, "source": self.source(),
-                "options": {"pid": self.options.pid, "extra": self.options.extra}}
+                "options": {"pid": self.options.pid, "more_pids": list(self.options.more_pids),
+                            "extra": self.options.extra}}
 
     def helper_state(self) -> dict:
         """In the helper, after cflags(): the choices ktop's copy of this probe needs (plain data)."""
@@ -184,14 +192,19 @@ class ProbeWorker:
 
         return [f"-I{bpf_dir()}", "-Wno-macro-redefined", "-Wno-unused-function"]
 
+    def filter_cflags(self) -> list[str]:
+        """-p PID[,PID...]: ``-DFILTER_TGID`` (the first), ``-DFILTER_TGID_2`` ... (``ktop_is_target``
+        in bpf/ktop.h); nothing without -p."""
+        return [f"-DFILTER_TGID{'' if i == 0 else f'_{i + 1}'}={int(p)}"
+                for i, p in enumerate(self.options.pids[:MAX_PIDS])]
+
     def pid_cflags(self) -> list[str]:
-        """-p PID: ``-DFILTER_TGID`` and, from BTF, the task offsets with which the program also
-        admits the process's children (``ktop_wanted`` in bpf/ktop.h); nothing without -p."""
+        """-p: :meth:`filter_cflags` and, from BTF, the task offsets with which the program also
+        admits the processes' children (``ktop_wanted`` in bpf/ktop.h); nothing without -p."""
         if self.options.pid is None:
             return []
         offs = self.task_offsets() or {}
-        return [f"-DFILTER_TGID={int(self.options.pid)}"] + [f"-DTASK_OFF_{k.upper()}={int(v)}"
-                                                             for k, v in offs.items()]
+        return self.filter_cflags() + [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
 
     def source(self) -> str:
         """Absolute path of the C source (BCC would look beside argv[0])."""

@@ -72,7 +72,8 @@ def request_probe(req: dict):
     from ktop.registry import probe_class
 
     opts = req.get("options") or {}
-    return probe_class(req["probe"])(ProbeOptions(pid=opts.get("pid"), extra=dict(opts.get("extra") or {})))
+    return probe_class(req["probe"])(ProbeOptions(pid=opts.get("pid"), extra=dict(opts.get("extra") or {}),
+                                                  more_pids=tuple(opts.get("more_pids") or ())))
 
 
 def default_build(req: dict):

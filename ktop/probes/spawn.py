@@ -193,8 +193,7 @@ class SpawnProbe(ProbeWorker):
             f"-DARG_LEN={int(x.get('spawn_arg_len', ARG_LEN))}",
             f"-DRINGBUF_PAGES={int(x.get('spawn_ringbuf_pages', RINGBUF_PAGES))}",
         ]
-        if self.options.pid is not None:
-            flags.append(f"-DFILTER_TGID={int(self.options.pid)}")
+        flags += self.filter_cflags()
         offs = self.task_offsets()
         mm = self.mm_offsets() if offs else None
         if offs:

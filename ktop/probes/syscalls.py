@@ -440,9 +440,10 @@ class SyscallsProbe(ProbeWorker):
                 how += " (raw tracepoints turned off)"
             else:
                 how += f" ({self._regs_note})" if self._regs_note else " (no raw tracepoints here)"
-        scope = f", PID {self.options.pid} and its children" if self.options.pid is not None else ""
+        pids = ",".join(map(str, self.options.pids))
+        scope = f", PID {pids} and children" if self.options.pid is not None else ""
         if self.options.pid is not None and not self._children:
-            scope = f", PID {self.options.pid} only (no BTF: children not followed)"
+            scope = f", PID {pids} only (no BTF: children not followed)"
         names = self.names_from.rsplit("/", 1)[-1]
         what = {"on": "", "off": ", counts only (no latency)",
                 "sampled": f", latency sampled ({100 // SAMPLE_EVERY}% of the time)"}[self.mode]

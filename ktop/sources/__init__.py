@@ -15,7 +15,7 @@ class Source:
     """A source of snapshots. Subclasses give ``start``, ``tick``, ``statuses`` and ``stop``;
     the rest has defaults for a source that cannot do it."""
 
-    scope_pid: Optional[int] = None  # -p PID: everything is already scoped to it
+    scope_pids: tuple[int, ...] = ()  # -p PID[,PID...]: everything is already scoped to them
     paced = False  # tick() itself waits for the next snapshot's time (a replay): no extra wait
     notes: tuple[str, ...] | list[str] = ()  # sentences for the user at start (leftovers removed, ...)
     # Time travel (pause, step, seek, speed): the ReplaySource itself when replaying, else None.

@@ -55,8 +55,8 @@ class LiveSource(Source):
         self._rings_lock = threading.Lock()
 
     @property
-    def scope_pid(self) -> Optional[int]:
-        return self.options.pid
+    def scope_pids(self) -> tuple[int, ...]:
+        return self.options.pids
 
     def controller(self, probe: str) -> Optional[ProbeWorker]:
         return self.workers.get(probe)
@@ -170,7 +170,7 @@ class LiveSource(Source):
         with self._focus_lock:
             old, self.focus_workers = self.focus_workers, {}
             self.focus_pid = pid
-            if pid is not None and pid != self.options.pid:
+            if pid is not None and pid not in self.options.pids:
                 opts = ProbeOptions(pid=pid, extra=self.options.extra)
                 self.focus_workers = self._start_workers(opts)
         for w in old.values():
@@ -249,12 +249,12 @@ class LiveSource(Source):
                     self.scanner = procs.ProcScanner()  # its caches (an argv per process) go
                 self.process_source = "task iterator"
                 rows = self.table.rows(data, now)
-                return tuple(procs.descendants(list(rows), self.options.pid)) if self.options.pid else rows
+                return tuple(procs.descendants(list(rows), self.options.pids)) if self.options.pids else rows
         if it is not None:
             st = it.status
             self.process_source = "/proc" + ("" if st.status == STARTING else f" (task iterator {st.status}: "
                                                                                f"{st.detail})")
-        return self.scanner.scan(self.options.pid)
+        return self.scanner.scan(self.options.pids or None)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Detaches every probe (closes its descriptors); builds still running are dropped."""

@@ -191,7 +191,7 @@ class ProcScanner:
         self.last_ns: Optional[int] = None  # monotonic time of the last scan
         self._boot = psutil.boot_time()
 
-    def scan(self, pid_filter: int | None = None) -> tuple[ProcessInfo, ...]:
+    def scan(self, pid_filter: int | tuple[int, ...] | None = None) -> tuple[ProcessInfo, ...]:
         """One pass over /proc. Processes that vanish mid-read are skipped."""
         self.last_ns = time.monotonic_ns()
         now = self.last_ns / 1e9
@@ -243,13 +243,14 @@ class ProcScanner:
         return tuple(out)
 
 
-def descendants(processes: list[ProcessInfo], root: int) -> list[ProcessInfo]:
-    """``root`` and every process below it."""
-    keep = {root}
+def descendants(processes: list[ProcessInfo], root: int | tuple[int, ...]) -> list[ProcessInfo]:
+    """``root`` (one PID or several) and every process below it."""
+    roots = (root,) if isinstance(root, int) else tuple(root)
+    keep = set(roots)
     children: dict[int, list[int]] = {}
     for pi in processes:
         children.setdefault(pi.ppid, []).append(pi.pid)
-    stack = [root]
+    stack = list(roots)
     while stack:
         for c in children.get(stack.pop(), ()):
             if c not in keep:

@@ -256,3 +256,30 @@ def test_a_late_detach_times_no_call_after_the_window(work, tmp_path, monkeypatc
     timed = sum(c.timed for c in rows)
     # the window's share of the run is timed, never all of it (before, all of them)
     assert 0 < timed <= 200 * window / elapsed + 10, (timed, window, elapsed)
+
+
+@pytest.mark.vm
+def test_pid_list_scopes_to_each_process_and_no_other(work, tmp_path):
+    """-p A,B (htop's list): the calls of A and of B, exactly, and none of C."""
+    prog = named(work, tmp_path)
+    # each waits for a line, then becomes the workload (the same PID)
+    waiting = [subprocess.Popen(["sh", "-c", f'read x; exec "{prog}" getppid {n}'], stdin=subprocess.PIPE,
+                                text=True) for n in (3000, 2000, 1000)]
+    a, b, c = waiting
+    try:
+        def workload():
+            for p in waiting:
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            for p in waiting:
+                assert p.wait(60) == 0
+            return None
+
+        doc, _ = run_collecting(workload, "-p", f"{a.pid},{b.pid}")
+    finally:
+        for p in waiting:
+            p.kill() if p.poll() is None else None
+    assert pair(doc, a.pid, "getppid")["count"] == 3000
+    assert pair(doc, b.pid, "getppid")["count"] == 2000
+    assert pair(doc, c.pid, "getppid") is None
+    assert {x["pid"] for x in doc["syscalls"]["counts"]} <= {a.pid, b.pid}

@@ -265,16 +265,19 @@ def test_screenshot_dir_default_is_private(tmp_path, monkeypatch):
 
 async def test_scoped_pid_that_exited_is_said_in_the_title():
     src = fakes.FakeSource()
-    src.scope_pid = 999_999  # -p of a process that is not in the table
+    src.scope_pids = (999_999,)  # -p of a process that is not in the table
     app = KtopApp(src, autostart=False)
     async with app.run_test(size=SIZE) as pilot:
         await show(app, pilot, fakes.snapshot())
         panel = app.query_one("#processes")
         assert "PID 999999 has exited" in str(panel.border_title)
         alive = fakes.PROCESSES[0].pid
-        panel.scope_pid = alive
+        panel.scope_pids = (alive,)
         await show(app, pilot, fakes.snapshot())
         assert "has exited" not in str(panel.border_title)
+        panel.scope_pids = (alive, 999_998, 999_999)  # -p 1,999998,999999
+        await show(app, pilot, fakes.snapshot())
+        assert "PID 999998,999999 have exited" in str(panel.border_title)
 
 
 async def test_htop_flags_set_the_table_at_start():

@@ -130,14 +130,14 @@ class ProcessPanel(Panel):
         yield KTable(COLUMNS, sort_column=3, reverse=True, id="proc-table")
         yield from self.filter_input()
 
-    def __init__(self, scope_pid: int | None = None, **kw):
+    def __init__(self, scope_pids: tuple[int, ...] = (), **kw):
         super().__init__(**kw)
         self._rows: dict = {}  # pid -> row: the flat table's rows, reused
         self._tree_rows: dict = {}  # pid -> row: the tree's
         self.user_filter: str | None = None  # F4
         self.tree_view = False  # F5
         self.model: Model | None = None
-        self.scope_pid = scope_pid  # -p: the table holds this process and its descendants
+        self.scope_pids = tuple(scope_pids)  # -p: the table holds these processes and their descendants
 
     def update_from(self, model: Model) -> None:
         self.model = model
@@ -155,8 +155,11 @@ class ProcessPanel(Panel):
             title += f" user {clean(self.user_filter)}"
         if self.tree_view:
             title += " tree"
-        if self.scope_pid is not None and not any(p.pid == self.scope_pid for p in model.processes):
-            title += f" PID {self.scope_pid} has exited"  # an empty table says why
+        if self.scope_pids:
+            present = {p.pid for p in model.processes}
+            gone = [str(pid) for pid in self.scope_pids if pid not in present]
+            if gone:  # an empty table says why
+                title += f" PID {','.join(gone)} {'has' if len(gone) == 1 else 'have'} exited"
         self.set_titles(Text(title))
 
     def set_tree(self, on: bool) -> None:
