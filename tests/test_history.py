@@ -147,7 +147,7 @@ def test_collector_trims_the_heap_every_few_ticks(monkeypatch):
     trims = []
     monkeypatch.setattr(live.heap, "trim", lambda: trims.append(1) or True)
     ticks = []
-    c = live.Collector(types.SimpleNamespace(tick=lambda: len(ticks), paced=False), 0.0, ticks.append,
+    c = live.Collector(types.SimpleNamespace(tick=lambda: len(ticks), paced=False, drains=False), 0.0, ticks.append,
                        count=2 * live.TRIM_EVERY + 3)
     c.run()
     assert len(ticks) == 2 * live.TRIM_EVERY + 3 and len(trims) == 2

@@ -168,7 +168,7 @@ class SignalStop:
         """Sleeps between headless ticks while the source drains its ring buffers
         (a ring is emptied when it fills, not only once a tick); a signal ends it."""
         self.source = source
-        wait = getattr(source, "wait", None)
+        wait = source.wait if source.drains else None
         end = time.monotonic() + seconds
         while not self.event.is_set():
             left = end - time.monotonic()

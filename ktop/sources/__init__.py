@@ -17,6 +17,7 @@ class Source:
 
     scope_pids: tuple[int, ...] = ()  # -p PID[,PID...]: everything is already scoped to them
     paced = False  # tick() itself waits for the next snapshot's time (a replay): no extra wait
+    drains = False  # its wait() drains ring buffers meanwhile: callers wait in it, not on their own
     notes: tuple[str, ...] | list[str] = ()  # sentences for the user at start (leftovers removed, ...)
     # Time travel (pause, step, seek, speed): the ReplaySource itself when replaying, else None.
     timeline: Any = None
@@ -32,6 +33,13 @@ class Source:
 
     def stop(self, timeout: float = 5.0) -> None:
         raise NotImplementedError
+
+    def wait(self, timeout: float) -> bool:
+        """With ``drains``: sleeps up to ``timeout`` s, doing the source's work meanwhile; True when woken."""
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        """With ``drains``: ends a :meth:`wait` early."""
 
     def settled(self) -> bool:
         """Every probe is past starting (live, or failed with its sentence)."""
