@@ -9,7 +9,13 @@
 # the whole guest run; KTOP_VM_MEMORY (default 3G); KTOP_VM_CPUS (default 2);
 # KTOP_VM_HOT_IMAGE=0 leaves every file on the (slow) shared root;
 # KTOP_VM_PYTEST_ARGS adds pytest arguments in the guest (e.g. -k doctor);
-# KTOP_VM_TEST_TIMEOUT (s, default 300) fails one test that runs longer.
+# KTOP_VM_TEST_TIMEOUT (s, default 300) fails one test that runs longer;
+# KTOP_VM_TCG_THREAD (default single) is QEMU's TCG threading: multi-threaded TCG
+# now and then wedged a vCPU for good while the kernel rewrote a jump label
+# (one vCPU looping on the int3 of text_poke_bp, the other in syscall_trace_enter,
+# then RCU stalls: the guest hung at test_300_enoent_opens and at
+# test_default_attaches_no_syscall_tracepoint); single-threaded TCG runs the
+# vCPUs in turn, so a patch is never half-seen.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -141,6 +147,7 @@ say "booting $kver under QEMU/TCG (timeout ${TIMEOUT} s; console log: $OUT/conso
 PATH=$VM_VENV/bin:$PATH timeout --kill-after=20 "$TIMEOUT" \
   "$VM_VENV/bin/vng" --run "$vmlinuz" --disable-kvm --force-9p "${disk_args[@]}" \
   --memory "${KTOP_VM_MEMORY:-3G}" --cpus "${KTOP_VM_CPUS:-2}" --verbose \
+  --qemu-opts="-accel tcg,thread=${KTOP_VM_TCG_THREAD:-single}" \
   --rwdir="$OUT" --exec "bash $(printf '%q' "$repo/scripts/vm-guest.sh") $(printf '%q' "$repo") $(printf '%q' "$OUT")" \
   </dev/null 2>&1 | tee "$OUT/console.log" | grep --line-buffered -v '^\['
 vng_rc=${PIPESTATUS[0]}
