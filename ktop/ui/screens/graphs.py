@@ -28,7 +28,7 @@ PLOTS = {
 MAX_LINES = 8  # cores or disk/ops drawn; the busiest first
 
 
-def _xs(n: int, interval: float) -> list[float]:
+def time_axis(n: int, interval: float) -> list[float]:
     """Seconds before the newest sample, oldest first (the time axis)."""
     return [-(n - 1 - i) * interval for i in range(n)]
 
@@ -37,13 +37,13 @@ def series(model: Model) -> dict[str, list[tuple[str, list[float], list[float]]]
     """Plot id -> [(label, xs, ys)]."""
     dt = model.interval_s if model.interval_s > 0 else 1.0
     cpus = sorted(enumerate(model.cpu_history), key=lambda c: -sum(c[1]))[:MAX_LINES]
-    out = {"g-cpu": [(f"cpu{i}", _xs(len(h), dt), list(h)) for i, h in sorted(cpus)],
-           "g-mem": [("used", _xs(len(model.mem_history), dt), list(model.mem_history))]}
+    out = {"g-cpu": [(f"cpu{i}", time_axis(len(h), dt), list(h)) for i, h in sorted(cpus)],
+           "g-mem": [("used", time_axis(len(model.mem_history), dt), list(model.mem_history))]}
     sp = model.spawns
-    out["g-exec"] = [("execs", _xs(len(sp.rate_history), dt), list(sp.rate_history))] if sp else []
+    out["g-exec"] = [("execs", time_axis(len(sp.rate_history), dt), list(sp.rate_history))] if sp else []
     bio = model.bio
     disks = sorted(bio.diskops, key=lambda d: -max(d.p99_history, default=0.0))[:MAX_LINES] if bio else []
-    out["g-bio"] = [(clean(f"{d.disk} {d.op}", 24), _xs(len(d.p99_history), dt), list(d.p99_history))
+    out["g-bio"] = [(clean(f"{d.disk} {d.op}", 24), time_axis(len(d.p99_history), dt), list(d.p99_history))
                     for d in disks if any(d.p99_history)]
     return out
 

@@ -142,8 +142,9 @@ class PidScreen(ModelScreen):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        dt = interval_s if interval_s > 0 else 1.0
-        xs = [-(len(self.cpu) - 1 - i) * dt for i in range(len(self.cpu))]
+        from ktop.ui.screens.graphs import time_axis
+
+        xs = time_axis(len(self.cpu), interval_s if interval_s > 0 else 1.0)
         if xs:
             plt.plot(xs, list(self.cpu), label="CPU %", marker="braille")
             plt.plot(xs, [r / (1 << 20) for r in self.rss], label="RSS MiB", marker="braille", yside="right")
