@@ -36,8 +36,8 @@
  * idle tick); per-disk maxima are read and cleared each tick.
  *
  * Knobs (-D): NSLOTS, MAX_INFLIGHT, MAX_DISKOPS, MAX_PROCS, FILTER_DEV
- * (kernel dev_t of one disk), FILTER_TGID (one process and its children,
- * which needs TASK_OFF_REAL_PARENT and TASK_OFF_TGID from the kernel's BTF).
+ * (kernel dev_t of one disk), FILTER_TGID (-p: the processes and, with
+ * TASK_OFF_TGID from the kernel's BTF, their descendants: ktop.h).
  * RAW_MODE needs RQ_OFF_CMD_FLAGS, RQ_OFF_DATA_LEN, GD_OFF_MAJOR,
  * GD_OFF_FIRST_MINOR and either RQ_OFF_Q with Q_OFF_DISK, or RQ_OFF_RQ_DISK;
  * and RQ_ARG_<EVENT>, the raw argument that is the request (the queue came
@@ -183,9 +183,38 @@ static __always_inline u64 slot_of(u64 us)
 #define DEV_FILTERED(d) 0
 #endif
 
+#ifdef KTOP_FOLLOW
+/* -p: the descendants of the processes asked for (bpf/ktop.h). */
+BPF_HASH(family, u32, u8, KTOP_FAMILY_MAX);
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    u32 parent = bpf_get_current_pid_tgid() >> 32, child = ktop_forked_tgid(ctx);
+    u8 in = ktop_is_target(parent) || family.lookup(&parent);
+    if (!child)
+        return 0;
+    if (in)
+        family.update(&child, &in);
+    else
+        family.delete(&child); /* a TGID used again since a member exited */
+    return 0;
+}
+#endif
+
+static __always_inline int wanted(u32 tgid)
+{
+#if defined(KTOP_FOLLOW)
+    return ktop_is_target(tgid) || family.lookup(&tgid);
+#elif defined(FILTER_TGID)
+    return ktop_is_target(tgid);
+#else
+    return 1;
+#endif
+}
+
 static __always_inline u32 current_match(void)
 {
-    return ktop_wanted(bpf_get_current_pid_tgid() >> 32) ? F_MATCH : 0;
+    return wanted(bpf_get_current_pid_tgid() >> 32) ? F_MATCH : 0;
 }
 
 static __always_inline void set_who(struct inflight *f, u32 flags)

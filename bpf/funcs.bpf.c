@@ -16,8 +16,8 @@
  *   MAX_ENTRIES  (function, process) pairs counted per tick; beyond that the
  *                per-process breakdown is incomplete and ST_FULL counts it
  *                (per-function totals stay exact).
- *   FILTER_TGID  count only this process and its children (TASK_OFF_REAL_PARENT
- *                and TASK_OFF_TGID from BTF: ktop.h).
+ *   FILTER_TGID  count only these processes and, with TASK_OFF_TGID from
+ *                BTF, their descendants (-p: ktop.h).
  */
 #include <uapi/linux/ptrace.h>
 #include "ktop.h"
@@ -53,10 +53,39 @@ BPF_PERCPU_ARRAY(totals, u64, POOL_SIZE);
 BPF_PERCPU_HASH(counts, struct fkey, struct fval, MAX_ENTRIES);
 BPF_PERCPU_ARRAY(stats, u64, ST_NR);
 
+#ifdef KTOP_FOLLOW
+/* -p: the descendants of the processes asked for (bpf/ktop.h). */
+BPF_HASH(family, u32, u8, KTOP_FAMILY_MAX);
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    u32 parent = bpf_get_current_pid_tgid() >> 32, child = ktop_forked_tgid(ctx);
+    u8 in = ktop_is_target(parent) || family.lookup(&parent);
+    if (!child)
+        return 0;
+    if (in)
+        family.update(&child, &in);
+    else
+        family.delete(&child); /* a TGID used again since a member exited */
+    return 0;
+}
+#endif
+
+static __always_inline int wanted(u32 tgid)
+{
+#if defined(KTOP_FOLLOW)
+    return ktop_is_target(tgid) || family.lookup(&tgid);
+#elif defined(FILTER_TGID)
+    return ktop_is_target(tgid);
+#else
+    return 1;
+#endif
+}
+
 static __always_inline int hit(u32 slot)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (!ktop_wanted(tgid))
+    if (!wanted(tgid))
         return 0;
     u64 *total = totals.lookup(&slot);
     if (total)

@@ -79,17 +79,30 @@ static __always_inline int ktop_is_target(u32 t)
 }
 #endif
 
-/* -p: the processes themselves and the tasks whose parent is one of them (the
- * parent only with the task offsets; without them, the processes alone). The
- * parent is read only for tasks of other processes. */
-static __always_inline int ktop_wanted(u32 tgid)
+#if defined(FILTER_TGID) && defined(TASK_OFF_TGID)
+/* -p follows every descendant of the processes asked for, as `strace -f` does.
+ * Each program that filters keeps `family`, the TGIDs below them: user space
+ * adds those alive at start (ProbeWorker.seed_family), its sched_process_fork
+ * program each new one. A hot path pays one hash lookup, and only for tasks of
+ * other processes. BCC takes map calls only in the main file, so these lines
+ * are in each probe's source (KTOP_FOLLOW there):
+ *
+ *   BPF_HASH(family, u32, u8, KTOP_FAMILY_MAX);
+ *   RAW_TRACEPOINT_PROBE(sched_process_fork) { ... ktop_forked_tgid(ctx) ... }
+ *   wanted(t) = ktop_is_target(t) || family.lookup(&t)
+ */
+#define KTOP_FOLLOW 1
+#define KTOP_FAMILY_MAX 16384
+
+/* The TGID of the process sched_process_fork made (raw args: parent task,
+ * child task), or 0 for a new thread of the current process. */
+static __always_inline u32 ktop_forked_tgid(struct bpf_raw_tracepoint_args *ctx)
 {
-#ifdef FILTER_TGID
-    return ktop_is_target(tgid) || ktop_is_target(ktop_parent_tgid());
-#else
-    return 1;
-#endif
+    u32 tgid = 0;
+    bpf_probe_read_kernel(&tgid, sizeof(tgid), (void *)(ctx->args[1] + TASK_OFF_TGID));
+    return tgid == (u32)(bpf_get_current_pid_tgid() >> 32) ? 0 : tgid;
 }
+#endif
 
 /* The log2 slot of v, its bit length (BCC's bpf_log2l), 0 for 0, clamped to
  * the last of n slots. The empty asm hides the bound from the compiler so the

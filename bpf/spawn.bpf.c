@@ -7,7 +7,7 @@
  * TASK_OFF_START_TIME, TASK_OFF_COMM, TASK_OFF_MM, MM_OFF_ARG_START, MM_OFF_ARG_END (byte offsets into task_struct read from the running
  * kernel's BTF, because the installed headers may not match the kernel).
  * Without them, KTOP_NO_TASK_OFFSETS leaves ppid, exit code and lifetime to
- * user space. FILTER_TGID limits events to one process and its children.
+ * user space. FILTER_TGID limits events to -p's processes and their descendants.
  * EXEC_FAILURES also attaches syscalls:sys_enter/sys_exit_execve(at), to see
  * failed execs with their argv. It is off by default: any syscall tracepoint
  * puts every task on the kernel's slow syscall path (measured on 6.18: +60 ns
@@ -127,10 +127,38 @@ static __always_inline void count(int slot)
         (*v)++;
 }
 
-/* Scope to one process: itself and any task whose parent is it (ktop.h). */
+#ifdef KTOP_FOLLOW
+/* -p: the descendants of the processes asked for (bpf/ktop.h). */
+BPF_HASH(family, u32, u8, KTOP_FAMILY_MAX);
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    u32 parent = bpf_get_current_pid_tgid() >> 32, child = ktop_forked_tgid(ctx);
+    u8 in = ktop_is_target(parent) || family.lookup(&parent);
+    if (!child)
+        return 0;
+    if (in)
+        family.update(&child, &in);
+    else
+        family.delete(&child); /* a TGID used again since a member exited */
+    return 0;
+}
+#endif
+
+static __always_inline int wanted(u32 tgid)
+{
+#if defined(KTOP_FOLLOW)
+    return ktop_is_target(tgid) || family.lookup(&tgid);
+#elif defined(FILTER_TGID)
+    return ktop_is_target(tgid);
+#else
+    return 1;
+#endif
+}
+
 static __always_inline int filtered_out(void)
 {
-    return !ktop_wanted(bpf_get_current_pid_tgid() >> 32);
+    return !wanted(bpf_get_current_pid_tgid() >> 32);
 }
 
 #ifdef EXEC_FAILURES

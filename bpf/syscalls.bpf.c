@@ -41,8 +41,8 @@
  *                     bpf_probe_read_kernel costs ~50 ns, which every syscall
  *                     paid; user space retries without it where it fails
  *   NR_EXIT, NR_EXIT_GROUP  this architecture's numbers of exit/exit_group
- *   FILTER_TGID       only this process (and, with TASK_OFF_REAL_PARENT and
- *                     TASK_OFF_TGID from BTF, its children)
+ *   FILTER_TGID       only these processes (and, with TASK_OFF_TGID from
+ *                     BTF, their descendants: -p in ktop.h)
  *   LAT_ALWAYS, LAT_ON_DEMAND, NO_LATENCY  the latency mode (above)
  *
  * All counters are cumulative: user space reads them each tick and takes
@@ -185,9 +185,38 @@ static __always_inline void count(int slot)
     count_n(slot, 1);
 }
 
+#ifdef KTOP_FOLLOW
+/* -p: the descendants of the processes asked for (bpf/ktop.h). */
+BPF_HASH(family, u32, u8, KTOP_FAMILY_MAX);
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    u32 parent = bpf_get_current_pid_tgid() >> 32, child = ktop_forked_tgid(ctx);
+    u8 in = ktop_is_target(parent) || family.lookup(&parent);
+    if (!child)
+        return 0;
+    if (in)
+        family.update(&child, &in);
+    else
+        family.delete(&child); /* a TGID used again since a member exited */
+    return 0;
+}
+#endif
+
+static __always_inline int wanted(u32 tgid)
+{
+#if defined(KTOP_FOLLOW)
+    return ktop_is_target(tgid) || family.lookup(&tgid);
+#elif defined(FILTER_TGID)
+    return ktop_is_target(tgid);
+#else
+    return 1;
+#endif
+}
+
 static __always_inline int filtered_out(u32 tgid)
 {
-    return !ktop_wanted(tgid);
+    return !wanted(tgid);
 }
 
 /* Another process takes over an owner slot: its previous process's calls go to `procs`. */

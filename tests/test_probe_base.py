@@ -21,6 +21,7 @@ class Handle:
 
     def __init__(self):
         self.cleanups = 0
+        self.maps = {}
         self.progs = {}
         self.extra = {}
 

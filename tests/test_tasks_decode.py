@@ -138,3 +138,37 @@ def test_seeded_from_the_proc_scan_cpu_needs_no_second_tick(proc):
 def test_hostile_names_stay_data(proc):
     row = table(proc).rows(rec(1) + rec(7, comm=b"\x1b]0;pwned\x07\xff"), 0)[1]
     assert row.comm == "\x1b]0;pwned\x07\udcff"  # decoded, never interpreted: the UI sanitises it
+
+
+def test_descendants_are_the_whole_tree_below_the_roots():
+    from ktop.snapshot import ProcessInfo
+    from ktop.system.procs import _below, descendants
+
+    pairs = [(1, 0), (10, 1), (11, 10), (12, 11), (13, 12), (20, 1), (21, 20), (30, 11)]
+    assert _below(pairs, (10,)) == {11, 12, 13, 30}
+    assert _below(pairs, (11, 20)) == {12, 13, 30, 21}
+    assert _below(pairs, (13,)) == set()
+    procs = [ProcessInfo(pid=p, ppid=pp, user="root", comm="x", cmdline=(), cpu_percent=0.0, rss=0,
+                         state="sleeping", threads=1, start_time=0.0) for p, pp in pairs]
+    assert {p.pid for p in descendants(procs, 11)} == {11, 12, 13, 30}
+
+
+def test_descendant_pids_reads_the_live_tree():
+    import subprocess
+    import time
+
+    from ktop.system.procs import descendant_pids
+
+    outer = subprocess.Popen(["sh", "-c", "sleep 30 & sh -c 'sleep 30; exit 0'; wait"])
+    try:
+        for _ in range(200):
+            below = descendant_pids((outer.pid,))
+            if len(below) >= 3:
+                break
+            time.sleep(0.01)
+        assert len(below) == 3  # sleep, sh, and the sh's sleep
+        assert outer.pid not in below
+    finally:
+        subprocess.run(["pkill", "-P", str(outer.pid)])
+        outer.kill()
+        outer.wait()

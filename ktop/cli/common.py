@@ -92,7 +92,7 @@ class Parser(argparse.ArgumentParser):
 
 def probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--pid", dest="pids", type=pid_arg, metavar="PID[,PID...]", default=(),
-                   help="trace only these processes (up to 8, as htop's -p) and their children")
+                   help="trace only these processes (up to 8, as htop's -p) and every process they start, however deep")
     p.add_argument("--probes", type=probe_list, metavar="LIST", default=None,
                    help=f"probes to run, comma-separated (default: {','.join(registry.default_names())}; "
                         f"known: {','.join(registry.PROBES)}; 'none': the process table only)")

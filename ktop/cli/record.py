@@ -25,7 +25,7 @@ from ktop.cli.common import (
 RECORD_EXAMPLES = """examples:
     sudo ktop record -o run.jsonl --duration 60      # one minute, a line per second
     sudo ktop record -o run.jsonl.gz 0.5             # every 0.5 s until Ctrl-C, gzip-compressed
-    sudo ktop record -o run.jsonl --count 10 -p 42   # 10 ticks of PID 42 and its children
+    sudo ktop record -o run.jsonl --count 10 -p 42   # 10 ticks of PID 42 and its descendants
     ktop replay run.jsonl.gz                         # watch it again (Space, arrows, +/-, g)
     ktop replay run.jsonl.gz --json | jq .spawns.rates   # the snapshot --json document of the recording
 

@@ -24,7 +24,7 @@ from ktop.cli.common import (
 
 SNAPSHOT_EXAMPLES = """examples:
     sudo ktop snapshot --duration 5 --json         # 5 s of every default probe, as JSON
-    sudo ktop snapshot --duration 10 --json -p 42  # only PID 42 and its children
+    sudo ktop snapshot --duration 10 --json -p 42  # only PID 42 and its descendants
     sudo ktop snapshot --probes spawn --duration 2 # a text summary
 """
 

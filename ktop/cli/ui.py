@@ -23,7 +23,7 @@ EXAMPLES = """examples:
     sudo ktop                  # the dashboard, refreshed every second
     sudo ktop 2                # refresh every 2 seconds
     sudo ktop 1 30             # 30 refreshes, then exit
-    sudo ktop -p 1234,5678     # scope the probes and the table to these PIDs and their children
+    sudo ktop -p 1234,5678     # scope the probes and the table to these PIDs and their descendants
     sudo ktop --probes spawn   # only these probes (comma-separated; 'none': the process table only)
     sudo ktop -f c:malloc -f 't:sched:sched_process_exec'   # count calls (funccount syntax)
     sudo ktop snapshot --duration 5 --json   # collect 5 s headless, print one JSON document

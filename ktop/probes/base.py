@@ -10,6 +10,7 @@ a sentence; it never propagates.
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -35,7 +36,7 @@ class ProbeUnavailable(Exception):
 class ProbeOptions:
     """Knobs shared by every probe; each probe reads what it needs."""
 
-    pid: Optional[int] = None  # scope to one process (and its children where it makes sense)
+    pid: Optional[int] = None  # scope to one process (and its descendants where it makes sense)
     extra: dict[str, Any] = field(default_factory=dict)
     more_pids: tuple[int, ...] = ()  # -p A,B,C: the processes after the first (MAX_PIDS in all)
 
@@ -200,11 +201,28 @@ class ProbeWorker:
 
     def pid_cflags(self) -> list[str]:
         """-p: :meth:`filter_cflags` and, from BTF, the task offsets with which the program also
-        admits the processes' children (``ktop_wanted`` in bpf/ktop.h); nothing without -p."""
+        follows the processes' descendants (``KTOP_FOLLOW`` in bpf/ktop.h); nothing without -p."""
         if self.options.pid is None:
             return []
         offs = self.task_offsets() or {}
         return self.filter_cflags() + [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
+
+    def seed_family(self, loaded: Loaded) -> str:
+        """-p: the descendants alive now go into the program's ``family`` map (bpf/ktop.h), whose
+        fork program adds each one born from now on. Two passes: a process forked during the first
+        by one it had not added yet is there for the second."""
+        family = loaded.maps.get("family")
+        if family is None or not self.options.pids:
+            return ""
+        from ktop.system.procs import descendant_pids
+
+        for _ in range(2):
+            for pid in sorted(descendant_pids(self.options.pids)):
+                try:
+                    family.update(struct.pack("=I", pid), b"\x01")
+                except OSError as exc:  # E2BIG: more than KTOP_FAMILY_MAX
+                    return f"-p: not every descendant followed ({exc.strerror})"
+        return ""
 
     def source(self) -> str:
         """Absolute path of the C source (BCC would look beside argv[0])."""
@@ -248,12 +266,13 @@ class ProbeWorker:
             try:
                 self.adopt(loaded.extra)
                 self.attached(loaded)
+                note = self.seed_family(loaded)
             except Exception as exc:
                 self._close()
                 self._set_status(FAILED, f"cannot read its maps: {type(exc).__name__}: {exc}")
                 return
             self._last_take = time.monotonic()
-            self._set_status(LIVE, self.live_detail())
+            self._set_status(LIVE, "; ".join(filter(None, (self.live_detail(), note))))
 
     def join(self, timeout: Optional[float] = None) -> None:
         """Waits for the build (not for the probe: it has no thread once live)."""

@@ -357,7 +357,7 @@ class SyscallsProbe(ProbeWorker):
         self._ticks = 0
         self.attach = ""
         self._raw: Optional[bool] = None
-        self._children = False  # -p: children followed (the helper found task_struct in BTF)
+        self._children = False  # -p: descendants followed (the helper found task_struct in BTF)
         self._regs_off: Optional[int] = None
         self._regs_note = ""
         self._prev_stats: dict[str, int] = {}
@@ -441,9 +441,9 @@ class SyscallsProbe(ProbeWorker):
             else:
                 how += f" ({self._regs_note})" if self._regs_note else " (no raw tracepoints here)"
         pids = ",".join(map(str, self.options.pids))
-        scope = f", PID {pids} and children" if self.options.pid is not None else ""
+        scope = f", PID {pids} and descendants" if self.options.pid is not None else ""
         if self.options.pid is not None and not self._children:
-            scope = f", PID {pids} only (no BTF: children not followed)"
+            scope = f", PID {pids} only (no BTF: descendants not followed)"
         names = self.names_from.rsplit("/", 1)[-1]
         what = {"on": "", "off": ", counts only (no latency)",
                 "sampled": f", latency sampled ({100 // SAMPLE_EVERY}% of the time)"}[self.mode]

@@ -246,17 +246,36 @@ class ProcScanner:
 def descendants(processes: list[ProcessInfo], root: int | tuple[int, ...]) -> list[ProcessInfo]:
     """``root`` (one PID or several) and every process below it."""
     roots = (root,) if isinstance(root, int) else tuple(root)
-    keep = set(roots)
+    keep = _below(((pi.pid, pi.ppid) for pi in processes), roots) | set(roots)
+    return [pi for pi in processes if pi.pid in keep]
+
+
+def descendant_pids(roots: tuple[int, ...]) -> set[int]:
+    """The PIDs of every process below ``roots`` now, from /proc (the programs' -p family)."""
+    pairs = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = _read(f"/proc/{name}/stat")
+                pairs.append((int(name), int(stat[stat.rindex(b")") + 2:].split()[1])))
+            except (OSError, ValueError, IndexError):
+                pass  # gone, or not a process
+    return _below(pairs, roots)
+
+
+def _below(pairs, roots: tuple[int, ...]) -> set[int]:
+    """The PIDs under ``roots`` in (pid, ppid) pairs, roots excluded."""
     children: dict[int, list[int]] = {}
-    for pi in processes:
-        children.setdefault(pi.ppid, []).append(pi.pid)
+    for pid, ppid in pairs:
+        children.setdefault(ppid, []).append(pid)
+    keep: set[int] = set()
     stack = list(roots)
     while stack:
         for c in children.get(stack.pop(), ()):
-            if c not in keep:
+            if c not in keep and c not in roots:
                 keep.add(c)
                 stack.append(c)
-    return [pi for pi in processes if pi.pid in keep]
+    return keep
 
 
 def process_detail(pid: int, cpu_percent: float = 0.0) -> ProcessDetail:

@@ -178,18 +178,21 @@ def test_exit_code_lifetime_and_sigkill(tmp_path):
     assert 300 <= k["lifetime_ms"] < 10_000
 
 
-def test_pid_filter_keeps_only_that_process_and_its_children(tmp_path):
+def test_pid_filter_keeps_only_that_process_and_its_descendants(tmp_path):
+    """-p follows the whole tree (as strace -f): children and the children of children."""
     require_spawn(need_btf=True)
     prog = unique_copy("true", tmp_path)
     driver = subprocess.Popen(
         [sys.executable, "-c",
          "import subprocess, sys\nsys.stdin.readline()\n"
-         "for i in range(5): subprocess.run([sys.argv[1], 'child-%d' % i], check=True)\n",
+         "for i in range(5): subprocess.run([sys.argv[1], 'child-%d' % i], check=True)\n"
+         "for i in range(3): subprocess.run(['sh', '-c', '\"$0\" grandchild-$1; exit $?', sys.argv[1], str(i)],"
+         " check=True)\n",
          str(prog)], stdin=subprocess.PIPE, text=True)
     try:
         with Snap("-p", str(driver.pid), duration=4) as snap:
             snap.wait_collecting()
-            for i in range(5):  # the same program, not a child of the driver
+            for i in range(5):  # the same program, not a descendant of the driver
                 subprocess.run([str(prog), f"outsider-{i}"], check=True)
             driver.stdin.write("go\n")
             driver.stdin.close()
@@ -201,10 +204,16 @@ def test_pid_filter_keeps_only_that_process_and_its_children(tmp_path):
             driver.kill()
     assert rc == 0, snap.stderr
     events = _events(doc, str(prog))
-    assert sorted(e["argv"][1] for e in events) == [f"child-{i}" for i in range(5)]
-    assert all(e["ppid"] == driver.pid and e["exit_code"] == 0 for e in events)
+    assert sorted(e["argv"][1] for e in events) == [f"child-{i}" for i in range(5)] + \
+        [f"grandchild-{i}" for i in range(3)]
+    assert all(e["exit_code"] == 0 for e in events)
+    assert all(e["ppid"] == driver.pid for e in events if e["argv"][1].startswith("child-"))
+    shells = {e["pid"] for e in doc["spawns"]["events"] if e["ppid"] == driver.pid and e["argv"][0] == "sh"}
+    assert len(shells) == 3
+    assert all(e["ppid"] in shells for e in events if e["argv"][1].startswith("grandchild-"))
     # nothing else on the machine got through the kernel-side filter
-    assert all(driver.pid in (e["pid"], e["ppid"]) for e in doc["spawns"]["events"]), doc["spawns"]["events"]
+    tree = {driver.pid} | {e["pid"] for e in doc["spawns"]["events"]}
+    assert all(e["pid"] == driver.pid or e["ppid"] in tree for e in doc["spawns"]["events"]), doc["spawns"]["events"]
 
 
 FORK_EXEC_C = r"""

@@ -145,10 +145,15 @@ def test_fork_counted_once_by_the_parent(work, tmp_path):
     assert sum(c["count"] for c in clones) == 10, clones  # the children's returns are not calls
     assert {c["pid"] for c in clones} == {pid}
     assert pair(doc, pid, "wait4")["count"] == 10
-    children = {c["pid"] for c in doc["syscalls"]["counts"] if c["comm"] == prog.name} - {pid}
-    assert len(children) == 10
+    assert len(forked_children(doc, prog, {pid})) == 10
+
+
+def forked_children(doc: dict, prog: Path, parents: set[int]) -> set[int]:
+    """The PIDs of ``prog`` outside ``parents`` (children of its fork mode), each seen to exit once."""
+    children = {c["pid"] for c in doc["syscalls"]["counts"] if c["comm"] == prog.name} - parents
     for child in children:
-        assert pair(doc, child, "exit_group")["count"] == 1
+        assert pair(doc, child, "exit_group")["count"] == 1  # counted at entry (latency on)
+    return children
 
 
 def test_pid_scoping_in_the_kernel(work, tmp_path):
@@ -256,6 +261,57 @@ def test_a_late_detach_times_no_call_after_the_window(work, tmp_path, monkeypatc
     timed = sum(c.timed for c in rows)
     # the window's share of the run is timed, never all of it (before, all of them)
     assert 0 < timed <= 200 * window / elapsed + 10, (timed, window, elapsed)
+
+
+TREE_SH = """# $1: the workload. Each run is two levels below this shell (sh -c, then sh -c that execs it)
+# and prints its PID, then waits for a line: the first starts before ktop, the second after.
+sh -c 'sh -c "exec \\"\\$0\\" \\"\\$1\\" \\"\\$2\\" wait" "$0" "$1" "$2"; exit $?' "$1" getppid 700
+sh -c 'sh -c "exec \\"\\$0\\" \\"\\$1\\" \\"\\$2\\" wait" "$0" "$1" "$2"; exit $?' "$1" fork 10
+"""
+
+
+@pytest.mark.vm
+def test_pid_scoping_follows_grandchildren(work, tmp_path):
+    """-p follows every descendant: a grandchild alive when ktop starts (user space adds it), one
+    forked after it (the kernel adds it) and that one's 10 children, counted exactly; an outsider
+    not at all."""
+    prog, other = named(work, tmp_path), named(work, tmp_path)
+    (tmp_path / "tree.sh").write_text(TREE_SH)
+    tree = subprocess.Popen(["sh", str(tmp_path / "tree.sh"), str(prog)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    grandparent = {}  # read while each waits for its line
+
+    def started() -> int:
+        pid = int(tree.stdout.readline())
+        grandparent[pid] = _ppid(_ppid(pid))
+        return pid
+
+    try:
+        first = started()  # alive before ktop starts
+
+        def workload():
+            tree.stdin.write("go\n")
+            tree.stdin.flush()
+            second = started()  # forked while ktop runs
+            tree.stdin.write("go\n")
+            tree.stdin.flush()
+            assert tree.wait(30) == 0
+            return second, _run(other, "getppid", 500)
+
+        doc, (second, other_pid) = run_collecting(workload, "-p", str(tree.pid), "--syscalls-latency", "on")
+    finally:
+        if tree.poll() is None:
+            tree.kill()
+    assert grandparent == {first: tree.pid, second: tree.pid}
+    assert pair(doc, first, "getppid")["count"] == 700  # from start: the shell's own calls were before
+    assert pair(doc, second, "wait4")["count"] == 10
+    assert len(forked_children(doc, prog, {first, second})) == 10
+    assert other_pid not in {c["pid"] for c in doc["syscalls"]["counts"]}
+
+
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat[stat.rindex(b")") + 2:].split()[1])
 
 
 @pytest.mark.vm

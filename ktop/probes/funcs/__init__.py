@@ -341,6 +341,7 @@ class FuncsProbe(ProbeWorker):
             x = t.loaded.extra
             t.names = {int(k): v for k, v in x["names"].items()}
             t.probes, t.detail, t.matched, t.status = int(x["probes"]), x["detail"], int(x["matched"]), LIVE
+            t.detail = "; ".join(filter(None, (t.detail, self.seed_family(t.loaded))))
         except (loader.BuildError, ProbeUnavailable) as exc:
             t.status = UNSUPPORTED if exc.status == UNSUPPORTED else FAILED
             t.detail = exc.detail
