@@ -35,13 +35,17 @@ launcher: $(STAMP)
 	@printf '#!/bin/sh\nexec %s "$$@"\n' "$(abspath $(VENV))/bin/ktop" > $(LAUNCHER).tmp
 	@chmod 755 $(LAUNCHER).tmp && mv $(LAUNCHER).tmp $(LAUNCHER)
 
-# The man page, the bash completion and the (not enabled) systemd unit for `ktop export`.
+# The man page, the bash, zsh and fish completions and the (not enabled) systemd unit for `ktop export`.
 # A distribution package: make files PREFIX=/usr DESTDIR=$(pkgdir).
 PREFIX ?= /usr/local
 DESTDIR ?=
+# zsh's fpath has Debian's vendor-completions under /usr only; under /usr/local it has site-functions.
+ZSH_COMPLETIONS ?= $(PREFIX)/share/zsh/$(if $(filter /usr,$(PREFIX)),vendor-completions,site-functions)
 files:
 	@install -Dm644 contrib/ktop.1 $(DESTDIR)$(PREFIX)/share/man/man1/ktop.1
 	@install -Dm644 contrib/completion/ktop.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ktop
+	@install -Dm644 contrib/completion/_ktop $(DESTDIR)$(ZSH_COMPLETIONS)/_ktop
+	@install -Dm644 contrib/completion/ktop.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/ktop.fish
 	@install -Dm644 contrib/ktop-export.service $(DESTDIR)$(PREFIX)/lib/systemd/system/ktop-export.service
 
 run: install

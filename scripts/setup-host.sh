@@ -16,10 +16,11 @@ arch=$(dpkg --print-architecture)
 # What ktop needs to run: BCC (its Python module and library) and a venv. `setup-host.sh test`
 # adds what the tests and `make bench` use: the peers they compare with (bpfcc-tools, bpftrace,
 # htop, btop), the workloads' tools (gcc, fio), tmux for the terminal tests, rsvg for screenshots,
-# bpftool, and Prometheus (its server binary and promtool; the service is not left enabled).
+# zsh and fish for the completion tests, bpftool, and Prometheus (its server binary and promtool;
+# the service is not left enabled).
 # EXTRA_PKGS adds more.
 run_pkgs=(python3-bpfcc libbpfcc python3-venv make)
-test_pkgs=(bpfcc-tools bpftool bpftrace tmux htop btop fio sudo librsvg2-bin gcc libc6-dev prometheus groff-base)
+test_pkgs=(bpfcc-tools bpftool bpftrace tmux htop btop fio sudo librsvg2-bin gcc libc6-dev prometheus groff-base zsh fish)
 pkgs=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && pkgs+=("${test_pkgs[@]}")
 pkgs+=(${EXTRA_PKGS:-})

@@ -1,8 +1,9 @@
-"""The man page and the shell completion, made from the argparse definitions so they never drift.
+"""The man page and the shell completions, made from the argparse definitions so they never drift.
 
 ``scripts/gen-docs.py`` writes them to ``contrib/ktop.1`` and
-``contrib/completion/ktop.bash``; ``tests/test_docs.py`` fails when the
-committed files differ from what the parsers say now.
+``contrib/completion/`` (``ktop.bash``, ``_ktop`` for zsh, ``ktop.fish``);
+``tests/test_docs.py`` fails when the committed files differ from what the
+parsers say now.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def _roff(text: str) -> str:
     return "\n".join(("\\&" + ln) if ln[:1] in (".", "'") else ln for ln in text.splitlines())
 
 
+def _help(a: argparse.Action) -> str:
+    text = a.help or ""
+    return text % {"default": a.default} if "%(" in text else text
+
+
 def _options(p: argparse.ArgumentParser) -> list[str]:
     out = []
     for group in p._action_groups:  # argparse keeps groups only here
@@ -42,8 +48,7 @@ def _options(p: argparse.ArgumentParser) -> list[str]:
                 names = ", ".join(f"\\fB{_roff(o)}\\fR{_roff(metavar)}" for o in a.option_strings)
             else:
                 names = f"\\fI{_roff(a.metavar or a.dest)}\\fR"
-            help_text = (a.help or "") % {"default": a.default} if "%(" in (a.help or "") else (a.help or "")
-            out += [".TP", names, _roff(help_text)]
+            out += [".TP", names, _roff(_help(a))]
     return out
 
 
@@ -122,3 +127,153 @@ _ktop() {{
 }}
 complete -F _ktop ktop
 """
+
+
+def _shown(p: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in p._actions if a.help != argparse.SUPPRESS]
+
+
+_PROBE_WORDS = (*registry.PROBES, "all", "none")  # what --probes takes, as registry.parse_list
+
+
+def _values(a: argparse.Action) -> tuple[str, tuple[str, ...]]:
+    """What an argument's value completes to, from the sources the bash completion uses: ("words", list),
+    ("probes", names for a comma-separated list), "users", "pids" (comma-separated), "files", or "" (free)."""
+    from ktop.cli.ui import SORT_KEYS
+    from ktop.probes.syscalls import MODES
+
+    opts = set(a.option_strings)
+    if "--probes" in opts:
+        return "probes", _PROBE_WORDS
+    if "--sort-key" in opts:
+        return "words", SORT_KEYS
+    if "--syscalls-latency" in opts:
+        return "words", MODES
+    if a.choices:  # --format, --table
+        return "words", tuple(a.choices)
+    if "--user" in opts:
+        return "users", ()
+    if "--pid" in opts:
+        return "pids", ()
+    if opts & {"--output", "--from"} or a.dest == "file":  # a.dest "file": replay's recording
+        return "files", ()
+    return "", ()
+
+
+def _summary(p: argparse.ArgumentParser) -> str:
+    """A command's description up to its first sentence's end, for the shells' command menus."""
+    return (p.description or "").split(". ")[0].rstrip(".")
+
+
+def zsh_completion() -> str:
+    """A zsh completion function (#compdef, _arguments): every option with its help as the description,
+    the values ktop knows, and a function per command."""
+    from ktop.cli import COMMANDS
+
+    def q(text: str) -> str:  # one zsh word in single quotes
+        return "'" + text.replace("'", "'\\''") + "'"
+
+    def esc(text: str, chars: str) -> str:  # _arguments takes \\ \[ \] \: literally in its fields
+        return "".join("\\" + c if c in "\\" + chars else c for c in " ".join(text.split()))
+
+    def action(a: argparse.Action) -> str:
+        kind, words = _values(a)
+        return {"words": f"({' '.join(words)})", "probes": f"_values -s , probe {' '.join(words)}",
+                "users": "_users", "pids": "_sequence _pids", "files": "_files"}.get(kind, "")
+
+    def specs(p: argparse.ArgumentParser) -> list[str]:
+        out, pos = [], 0
+        excl = {a: {o for g in p._mutually_exclusive_groups if a in g._group_actions
+                    for b in g._group_actions for o in b.option_strings} for a in p._actions}
+        for a in _shown(p):
+            arg = f":{esc(a.metavar or a.dest, ':')}:{action(a)}" if a.nargs != 0 else ""
+            if not a.option_strings:  # a positional: its place, optional (::) when nargs is ?
+                pos += 1
+                out.append(q(f"{pos}:{':' if a.nargs == '?' else ''}{esc(a.metavar or a.dest, ':')}:{action(a)}"))
+                continue
+            if isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
+                ex = "(- *)"  # nothing else after --help
+            elif isinstance(a, argparse._AppendAction):
+                ex = "*"  # repeatable
+            else:
+                ex = f"({' '.join(sorted(set(a.option_strings) | excl[a]))})"
+            desc = f"[{esc(_help(a), '[]:')}]" if a.help else ""
+            out += [q(f"{ex}{o}{desc}{arg}") for o in a.option_strings]
+        return out
+
+    def function(name: str, lines: list[str]) -> str:
+        return f"{name}() {{\n    _arguments -s -S \\\n        " + " \\\n        ".join(lines) + "\n}\n"
+
+    parsers = _parsers()
+    top = specs(parsers[0][1])
+    top[top.index(q("1::interval:"))] = q("1:: :_ktop_commands")  # the first word: a command (or an interval)
+    cmds = " ".join(q(f"{n}:{esc(_summary(p), ':')}") for n, p in parsers[1:])
+    return (f"""#compdef ktop
+# zsh completion for ktop (made by scripts/gen-docs.py from ktop's argparse definitions)
+
+_ktop_commands() {{
+    local -a commands=({cmds})
+    if (( CURRENT == 2 )); then
+        _describe -t commands 'ktop command' commands
+    else
+        _message interval
+    fi
+}}
+
+""" + "\n".join(function(f"_ktop_{n}", specs(p)) for n, p in parsers[1:]) + f"""
+_ktop() {{
+    # ktop COMMAND ...: that command's options, with the words shifted as if it were the command
+    if (( CURRENT > 2 )) && [[ " {' '.join(COMMANDS)} " == *" $words[2] "* ]]; then
+        local cmd=$words[2]
+        shift words
+        (( CURRENT-- ))
+        curcontext="${{curcontext%:*:*}}:ktop-$cmd:"
+        _ktop_$cmd
+        return
+    fi
+    _arguments -s -S \\
+        """ + " \\\n        ".join(top) + """
+}
+
+# autoloaded from $fpath: complete now; sourced: register the function
+if [[ $funcstack[1] == _ktop ]]; then
+    _ktop "$@"
+else
+    compdef _ktop ktop
+fi
+""")
+
+
+def fish_completion() -> str:
+    """complete -c ktop lines: the commands, then each command's options with their help and values."""
+    from ktop.cli import COMMANDS
+
+    def q(text: str) -> str:  # a fish single-quoted string: only \\ and \' are escapes in it
+        return "'" + " ".join(text.split()).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def value(a: argparse.Action) -> str:
+        kind, words = _values(a)
+        return {"words": f" -x -a {q(' '.join(words))}", "probes": " -x -a '(__fish_complete_list , __ktop_probes)'",
+                "users": " -x -a '(__fish_complete_users)'",
+                "pids": " -x -a '(__fish_complete_list , __fish_complete_pids)'", "files": " -r -F"}.get(kind, " -x")
+
+    parsers = _parsers()
+    lines = ["# fish completion for ktop (made by scripts/gen-docs.py from ktop's argparse definitions)",
+             "complete -c ktop -f  # no file names but where an option takes a file",
+             f"function __ktop_probes; printf '%s\\n' {' '.join(_PROBE_WORDS)}; end",
+             "",
+             "# the commands, as the first word"]
+    lines += [f"complete -c ktop -n __fish_use_subcommand -a {n} -d {q(_summary(p))}" for n, p in parsers[1:]]
+    for name, p in parsers:
+        # the dashboard's options until a command is seen (its interval is not a command)
+        cond = f"'{'' if name else 'not '}__fish_seen_subcommand_from {name or ' '.join(COMMANDS)}'"
+        lines += ["", f"# {'ktop ' + name if name else 'ktop'}"]
+        for a in _shown(p):
+            if not a.option_strings:
+                if _values(a)[0] == "files":
+                    lines.append(f"complete -c ktop -n {cond} -F")
+                continue
+            names = "".join(f" -s {o[1:]}" if o[1] != "-" else f" -l {o[2:]}" for o in a.option_strings)
+            lines.append(f"complete -c ktop -n {cond}{names}{value(a) if a.nargs != 0 else ''}"
+                         + (f" -d {q(_help(a))}" if a.help else ""))
+    return "\n".join(lines) + "\n"
