@@ -20,6 +20,38 @@ except ImportError:  # pragma: no cover - Python 3.9
     UnionType = None  # type: ignore[assignment,misc]
 
 
+# A number with a unit says it at the end of its name; wall-clock timestamps are unix seconds,
+# ``_unix_s``. The snapshot document follows this everywhere (its names are its interface).
+UNIT_SUFFIXES = ("_unix_s", "_s", "_ms", "_us", "_ns", "_bytes", "_percent", "_per_s")
+
+# The recorded tick keeps the dataclasses' names (internal to record/replay: renaming would ripple
+# through the code for no reader), so its numbers whose name does not say the unit get it here, the
+# one table: field name, or "Class.field" where a name means different things, -> unit.
+_LOG2 = "(ktop/model/hist.py: slot 0 holds 0, slot i >= 1 holds [2^(i-1), 2^i), the last slot also all above)"
+TICK_UNITS = {
+    "time": "unix seconds (wall clock)",
+    "boot_time": "unix seconds",
+    "start_time": "unix seconds",
+    "cpu_total": "percent (the mean of cpu_percent)",
+    "mem_total": "bytes",
+    "mem_used": "bytes",
+    "mem_available": "bytes",
+    "swap_total": "bytes",
+    "swap_used": "bytes",
+    "rss": "bytes",
+    "shared": "bytes",
+    "swap": "bytes",
+    "lat_buckets": f"counts per log2 slot of microseconds {_LOG2}",
+    "queue_buckets": f"counts per log2 slot of microseconds {_LOG2}",
+    "hist": f"counts per log2 slot of nanoseconds {_LOG2}",
+}
+
+
+def _described(s: dict, cls: str, name: str) -> dict:
+    unit = TICK_UNITS.get(f"{cls}.{name}", TICK_UNITS.get(name))
+    return {**s, "description": f"Unit: {unit}."} if unit else s
+
+
 def _type(tp: Any, defs: dict) -> dict:
     if tp is Any:
         return {}
@@ -51,7 +83,7 @@ def _type(tp: Any, defs: dict) -> dict:
             fields = [f for f in dataclasses.fields(tp) if f.init]
             defs[name] = {
                 "type": "object",
-                "properties": {f.name: _type(hints[f.name], defs) for f in fields},
+                "properties": {f.name: _described(_type(hints[f.name], defs), name, f.name) for f in fields},
                 "required": [f.name for f in fields if f.default is dataclasses.MISSING
                              and f.default_factory is dataclasses.MISSING],
             }
@@ -66,7 +98,10 @@ def tick_schema() -> dict:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"https://ktop.invalid/schemas/tick-{SCHEMA}.schema.json",
             "title": f"ktop recorded tick (schema {SCHEMA})",
-            "description": "One line of a ktop recording after the header: a Snapshot (ktop/snapshot.py). "
+            "description": "One line of a ktop recording after the header: a Snapshot (ktop/snapshot.py), "
+                           "its fields' names as in the code (the snapshot document renames them to say "
+                           "their units). A number whose name does not end in its unit (_s, _ms, _us, _ns, "
+                           "_bytes, _percent, _per_s) says it in its description, or is a count or an id. "
                            "Text from the kernel keeps every byte: a byte that is not UTF-8 is a lone "
                            "surrogate \\udcNN.",
             "$defs": defs, **root}

@@ -36,6 +36,18 @@ def test_labels():
     assert hist.slot_label(N - 1, N) == "64M+"
 
 
+def test_buckets_json_lists_non_empty_slots_with_their_bounds():
+    """The document's histograms: whole-unit bounds, low <= v < high, no upper bound on the overflow slot."""
+    assert hist.buckets_json((3, 0, 2, 0, 5), "ns") == [
+        {"low_ns": 0, "high_ns": 1, "count": 3}, {"low_ns": 2, "high_ns": 4, "count": 2},
+        {"low_ns": 8, "high_ns": None, "count": 5}]
+    values = [0, 1, 5, 7, 100, 4095, 5000]
+    for b in hist.buckets_json(hist.histogram(values, 13), "us"):
+        inside = [v for v in values if b["low_us"] <= v and (b["high_us"] is None or v < b["high_us"])]
+        assert len(inside) == b["count"]
+    assert hist.buckets_json((0, 0), "us") == []
+
+
 def test_empty_histogram_has_no_percentiles():
     assert hist.percentile((), 50) is None
     assert hist.percentile((0,) * N, 99) is None

@@ -130,17 +130,19 @@ def test_build_model_and_snapshot_document():
     doc = snapshot_document(model, 3.0)
     b = doc["bio"]
     json.dumps(doc)  # plain JSON
-    assert b["status"] == "live" and b["attribution"] == "block_io_start" and b["unit"] == "us"
-    assert len(b["bucket_low_us"]) == N and b["bucket_low_us"][:4] == [0.0, 1.0, 2.0, 4.0]
+    assert b["status"] == "live" and b["attribution"] == "block_io_start"
     read = b["disks"]["vda"]["read"]
     expected = sum(bio_fakes.tick_sample(i).disks[0].count for i in range(3))
-    assert read["count"] == expected and sum(read["buckets"]) == expected
+    assert read["count"] == expected and sum(s["count"] for s in read["histogram"]) == expected
+    # reads of 40..89 us and 900 us: the slots [32, 64), [64, 128) and [512, 1024), bounds in us
+    assert [(s["low_us"], s["high_us"]) for s in read["histogram"]] == [(32, 64), (64, 128), (512, 1024)]
     assert read["bytes"] == expected * 4096 and read["dev"] == "254:0"
     for k in ("p50_us", "p95_us", "p99_us", "max_us", "avg_us"):
         assert read[k] is not None
     assert read["p50_us"] <= read["p95_us"] <= read["p99_us"] <= read["max_us"]
     assert read["max_us"] == 900.0
-    assert read["queue"]["count"] == expected and sum(read["queue"]["buckets"]) == expected
+    assert read["queue"]["count"] == expected and read["queue"]["histogram"] == [
+        {"low_us": 0, "high_us": 1, "count": expected}]  # 0.5 us: slot 0, whole microseconds
     assert set(b["disks"]["vda"]) == {"read", "write", "flush"}
     procs = {p["pid"]: p for p in b["by_process"]}
     assert procs[300]["reads"] == expected and procs[300]["read_bytes"] == expected * 4096

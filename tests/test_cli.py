@@ -159,7 +159,8 @@ def test_snapshot_without_probes_is_json_with_processes():
     assert r.returncode == 0, r.stderr
     assert "ktop: collecting for 0.3 s (live probes: none)" in r.stderr
     doc = json.loads(r.stdout)
-    assert doc["schema"] == 1
+    assert doc["schema"] == 2
+    assert doc["system"]["mem_total_bytes"] > doc["system"]["mem_used_bytes"] > 0
     assert doc["probes"]["spawn"]["status"] == "disabled"
     assert doc["host"]["ktop_version"] == ktop.__version__
     assert doc["host"]["kernel"] == os.uname().release

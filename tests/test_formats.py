@@ -34,7 +34,7 @@ def test_csv_tables_of_the_document_and_no_formula_from_a_process_name():
     assert [r["pid"] for r in rows] == ["1", "66"]
     assert rows[1]["comm"] == "'=cmd|' /C calc'!A0" and rows[1]["command"].startswith("'=HYPERLINK")
     assert list(rows[0]) == ["pid", "ppid", "user", "comm", "cpu_percent", "rss_bytes", "state", "threads",
-                             "start_time", "command"]
+                             "start_time_unix_s", "command"]
     spawns = formats.table_rows(doc, "spawns")
     assert len(spawns) == 9 and spawns[0]["argv"] == "job0 0" and spawns[0]["exit_code"] == 0
     assert formats.table_rows(doc, "bio") is None  # not selected

@@ -122,7 +122,7 @@ def test_snapshot_document_section():
     m = build_model(build_model(None, replace(fakes.snapshot(), funcs=s1)), replace(fakes.snapshot(), funcs=s2))
     doc = snapshot_document(m, 2.0)["funcs"]
     assert doc["targets"][0] == {"spec": "c:malloc", "kind": "uprobe", "status": "live", "detail": "",
-                                 "attached": 1, "matched": 1, "cap": 1000, "count": 14, "rate": 7.0}
+                                 "attached": 1, "matched": 1, "cap": 1000, "count": 14, "rate_per_s": 7.0}
     assert doc["targets"][2]["status"] == "unsupported" and doc["targets"][2]["detail"] == F.NO_KPROBES
     assert doc["counts"] == [{"target": "c:malloc", "function": "malloc", "pid": 5, "comm": "a", "count": 7},
                              {"target": "c:malloc", "function": "malloc", "pid": 6, "comm": "b", "count": 7}]

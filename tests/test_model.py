@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import pytest
 from factories import exec_ev, exit_ev, proc, snapshot, spawn_sample
 
-from ktop.model import HISTORY, build_model, snapshot_document, user_name
+from ktop.model import DOCUMENT_SCHEMA, HISTORY, build_model, snapshot_document, user_name
 from ktop.model.spawn import SpawnRow, join_spawns, top_parents
 from ktop.snapshot import FAILED, LIVE, SCHEMA, ProbeStatus, to_jsonable
 
@@ -223,9 +223,11 @@ def _model_with_spawns():
 
 def test_document_schema_and_keys():
     doc = snapshot_document(_model_with_spawns(), 2.0)
-    assert doc["schema"] == SCHEMA == 1
-    assert {"schema", "host", "probes", "processes", "spawns"} <= set(doc)
-    assert set(doc["host"]) >= {"hostname", "kernel", "cpu_count", "ktop_version"}
+    # the document has its own version; recordings keep the tick's
+    assert doc["schema"] == DOCUMENT_SCHEMA == 2 and SCHEMA == 1
+    assert {"schema", "time_unix_s", "host", "system", "probes", "processes", "spawns"} <= set(doc)
+    assert set(doc["host"]) >= {"hostname", "kernel", "cpu_count", "ktop_version", "boot_time_unix_s"}
+    assert doc["system"]["mem_total_bytes"] == 1000 and doc["system"]["mem_used_bytes"] == 250
     assert doc["host"]["hostname"] == "testhost"
     assert set(doc["probes"]) == {"spawn"}
     # additive fields may join; these three are the contract
@@ -239,7 +241,8 @@ def test_document_processes():
     doc = snapshot_document(_model_with_spawns(), 2.0)
     assert [p["pid"] for p in doc["processes"]] == [1]
     p = doc["processes"][0]
-    assert set(p) >= {"pid", "ppid", "user", "comm", "cmdline", "cpu_percent", "rss"}
+    assert set(p) >= {"pid", "ppid", "user", "comm", "cmdline", "cpu_percent", "rss_bytes", "start_time_unix_s"}
+    assert p["rss_bytes"] == 4096 and p["start_time_unix_s"] == 900.0
     assert p["cmdline"] == ["init"] and p["user"] == "root"
 
 
@@ -247,7 +250,7 @@ def test_document_events_are_chronological_and_joined():
     doc = snapshot_document(_model_with_spawns(), 2.0)
     ev = doc["spawns"]["events"]
     assert [e["pid"] for e in ev] == [100, 101, 102]
-    assert [e["time"] for e in ev] == sorted(e["time"] for e in ev)
+    assert [e["time_unix_s"] for e in ev] == [10.0, 11.0, 12.0]
     first = ev[0]
     assert first["argv"] == ["cc", "-c", "a.c"]
     assert (first["exited"], first["exit_code"], first["exit_signal"], first["lifetime_ms"]) == (True, 1, None, 30.0)

@@ -23,8 +23,9 @@ def _processes(doc: dict) -> list[dict]:
     from ktop.model.text import join_argv
 
     return [{"pid": p["pid"], "ppid": p["ppid"], "user": p["user"], "comm": p["comm"],
-             "cpu_percent": p["cpu_percent"], "rss_bytes": p["rss"], "state": p["state"], "threads": p["threads"],
-             "start_time": p["start_time"], "command": join_argv(p["cmdline"]) or f"[{p['comm']}]"}
+             "cpu_percent": p["cpu_percent"], "rss_bytes": p["rss_bytes"], "state": p["state"],
+             "threads": p["threads"], "start_time_unix_s": p["start_time_unix_s"],
+             "command": join_argv(p["cmdline"]) or f"[{p['comm']}]"}
             for p in doc["processes"]]
 
 
@@ -96,14 +97,14 @@ def text_lines(doc: dict) -> list[str]:
     for p in sorted(doc["processes"], key=lambda p: -p["cpu_percent"])[:10]:
         cmd = join_argv(p["cmdline"]) or f"[{p['comm']}]"
         out.append(f"{p['pid']:>7} {clean(p['user'], 10):<10} {p['cpu_percent']:>5.1f} "
-                   f"{human_bytes(p['rss']):>7}  {clean(cmd, 100)}")
+                   f"{human_bytes(p['rss_bytes']):>7}  {clean(cmd, 100)}")
     return out + summary_lines(doc)
 
 
 def add_arguments(p) -> None:
     p.add_argument("--format", choices=FORMATS, default=None,
-                   help="text (the default), json (the document: docs/snapshot.schema.json), csv (one table, "
-                        "--table), or openmetrics (what ktop export would serve after the same ticks)")
+                   help="text (the default), json (the document: ktop/schemas/snapshot.schema.json), csv "
+                        "(one table, --table), or openmetrics (what ktop export would serve after the same ticks)")
     p.add_argument("--json", action="store_true", help="the same as --format json")
     p.add_argument("--table", choices=TABLES, default="processes",
                    help="--format csv: which table (default processes)")

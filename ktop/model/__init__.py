@@ -80,25 +80,35 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
     return model
 
 
+# The version of the ``ktop snapshot --json`` document (ktop/schemas/snapshot.schema.json), apart
+# from a recording's tick (ktop.snapshot.SCHEMA): the document renames fields for its readers, the
+# ticks keep the dataclasses' names. Additive changes keep it; breaking ones bump it.
+# 2: every number with a unit says it in its name (docs/snapshot.md lists the renames).
+DOCUMENT_SCHEMA = 2
+
+
 def snapshot_document(model: Model, duration_s: float) -> dict:
     """The ``ktop snapshot --json`` document: one key per registered probe, null when it was not selected
     (no status, no sample)."""
-    from ktop.snapshot import SCHEMA, to_jsonable
-
+    h, s = model.host, model.system
     doc = {
-        "schema": SCHEMA,
-        "time": model.time,
+        "schema": DOCUMENT_SCHEMA,
+        "time_unix_s": model.time,
         "duration_s": duration_s,
-        "host": to_jsonable(model.host),
-        "system": to_jsonable(model.system),
+        "host": {"hostname": h.hostname, "kernel": h.kernel, "cpu_count": h.cpu_count,
+                 "ktop_version": h.ktop_version, "boot_time_unix_s": h.boot_time},
+        "system": {"cpu_percent": list(s.cpu_percent), "cpu_total_percent": s.cpu_total,
+                   "mem_total_bytes": s.mem_total, "mem_used_bytes": s.mem_used,
+                   "mem_available_bytes": s.mem_available, "swap_total_bytes": s.swap_total,
+                   "swap_used_bytes": s.swap_used, "load": list(s.load), "uptime_s": s.uptime_s},
         "probes": {n: {"status": p.status, "detail": p.detail, "lost": p.lost,
                        "run_time_ns": p.run_time_ns, "run_count": p.run_count}
                    for n, p in model.probes.items()},
         "process_source": model.process_source,
         "processes": [
             {"pid": p.pid, "ppid": p.ppid, "user": p.user, "comm": p.comm,
-             "cmdline": list(p.cmdline), "cpu_percent": p.cpu_percent, "rss": p.rss,
-             "state": p.state, "threads": p.threads, "start_time": p.start_time}
+             "cmdline": list(p.cmdline), "cpu_percent": p.cpu_percent, "rss_bytes": p.rss,
+             "state": p.state, "threads": p.threads, "start_time_unix_s": p.start_time}
             for p in model.processes
         ],
     }

@@ -294,11 +294,6 @@ def path_description(attribution: str, queue_source: str, mode: str = "") -> str
     return f"{who} {queue} latency@rq_issue→complete" + (f"; {key}" if key else "")
 
 
-def bucket_lows(n: int) -> list[float]:
-    """The lower bound of each slot of an ``n``-slot histogram, in µs."""
-    return [hist.slot_bounds(i, n)[0] for i in range(n)]
-
-
 def _diskop_json(d: DiskOpStats, duration_s: float) -> dict:
     t = d.total
     lat = summarize(t.lat_buckets, t.lat_sum_ns, t.lat_max_ns)
@@ -306,10 +301,10 @@ def _diskop_json(d: DiskOpStats, duration_s: float) -> dict:
     dur = duration_s if duration_s > 0 else 1.0
     return {
         "dev": d.dev, "count": t.count, "bytes": t.bytes, "errors": t.errors,
-        "iops": t.count / dur, "bytes_per_s": t.bytes / dur,
-        "buckets": list(t.lat_buckets), "avg_us": lat.avg_us, "p50_us": lat.p50_us, "p95_us": lat.p95_us,
-        "p99_us": lat.p99_us, "max_us": lat.max_us,
-        "queue": {**q.to_json(), "buckets": list(t.queue_buckets)},
+        "ios_per_s": t.count / dur, "bytes_per_s": t.bytes / dur,
+        "histogram": hist.buckets_json(t.lat_buckets, "us"), "avg_us": lat.avg_us, "p50_us": lat.p50_us,
+        "p95_us": lat.p95_us, "p99_us": lat.p99_us, "max_us": lat.max_us,
+        "queue": {**q.to_json(), "histogram": hist.buckets_json(t.queue_buckets, "us")},
     }
 
 
@@ -320,7 +315,6 @@ def document(section: Optional[BioModel], status: Optional[ProbeStatus], duratio
     ``by_process`` (most I/O first).
     """
     b = section or BioModel()
-    nslots = max((len(d.total.lat_buckets) for d in b.diskops), default=0)
     disks: dict[str, dict[str, dict]] = {}
     for d in b.diskops:
         if d.total.count:
@@ -332,8 +326,6 @@ def document(section: Optional[BioModel], status: Optional[ProbeStatus], duratio
         "queue_source": b.queue_source,
         "mode": b.mode,
         "path": path_description(b.attribution, b.queue_source, b.mode) if b.attribution else "",
-        "unit": "us",
-        "bucket_low_us": bucket_lows(nslots),
         "disks": disks,
         "by_process": [t.to_json() for t in procs],
         "counters": {**{k: b.counters.get(k, 0) for k in COUNTERS}, "procs_dropped": b.procs_dropped},
@@ -408,6 +400,6 @@ class Metrics:
 def table(doc: dict) -> list[dict]:
     """``--format csv --table bio``: one row per device and operation."""
     return [{"device": disk, "operation": op, "count": d["count"], "bytes": d["bytes"], "errors": d["errors"],
-             "iops": d["iops"], "bytes_per_s": d["bytes_per_s"], "avg_us": d["avg_us"], "p50_us": d["p50_us"],
+             "ios_per_s": d["ios_per_s"], "bytes_per_s": d["bytes_per_s"], "avg_us": d["avg_us"], "p50_us": d["p50_us"],
              "p95_us": d["p95_us"], "p99_us": d["p99_us"], "max_us": d["max_us"]}
             for disk, ops in doc["disks"].items() for op, d in ops.items()]

@@ -170,7 +170,7 @@ def document(section: Optional[FuncsModel], status: Optional[ProbeStatus], durat
     return {
         "targets": [{"spec": t.spec, "kind": t.kind, "status": t.status, "detail": t.detail,
                      "attached": t.attached, "matched": t.matched, "cap": t.cap, "count": t.total,
-                     "rate": t.total / d} for t in m.targets],
+                     "rate_per_s": t.total / d} for t in m.targets],
         "counts": [{"target": r.spec, "function": r.function, "pid": r.pid, "comm": r.comm, "count": r.total}
                    for r in sorted(m.rows, key=lambda r: (-r.total, r.spec, r.function, r.pid))],
         "functions": [{"target": f.spec, "function": f.function, "count": f.total}

@@ -36,6 +36,19 @@ def slot_bounds(i: int, nslots: Optional[int] = None) -> tuple[float, float]:
     return low, float((1 << i) - 1)
 
 
+def buckets_json(h: Sequence[int], unit: str) -> list[dict]:
+    """The non-empty slots of ``h`` for a JSON document, each ``{"low_<unit>", "high_<unit>", "count"}``:
+    ``count`` values ``v`` with ``low <= v < high`` (bounds as whole numbers of ``unit``), ``high``
+    None for the overflow slot (no upper bound). Explicit bounds, so a reader needs no slot rule."""
+    out = []
+    for i, c in enumerate(h):
+        if c:
+            low, high = slot_bounds(i, len(h))
+            out.append({f"low_{unit}": int(low), f"high_{unit}": None if math.isinf(high) else int(high) + 1,
+                        "count": int(c)})
+    return out
+
+
 def histogram(values: Iterable[float], nslots: int) -> Hist:
     """Counts ``values`` into slots, as the kernel programs do."""
     out = [0] * nslots

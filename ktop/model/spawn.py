@@ -38,7 +38,7 @@ class SpawnRow:
 
     def to_json(self) -> dict:
         return {
-            "time": self.time, "pid": self.pid, "ppid": self.ppid, "uid": self.uid,
+            "time_unix_s": self.time, "pid": self.pid, "ppid": self.ppid, "uid": self.uid,
             "user": self.user, "comm": self.comm, "parent_comm": self.parent_comm, "filename": self.filename,
             "argv": list(self.argv), "argv_truncated": self.argv_truncated,
             "retval": self.retval, "exited": self.exited, "exit_code": self.exit_code,
@@ -221,7 +221,7 @@ def table(doc: dict) -> list[dict]:
     """``--format csv --table spawns``: one row per exec, oldest first."""
     from ktop.model.text import join_argv
 
-    return [{"time": e["time"], "pid": e["pid"], "ppid": e["ppid"], "uid": e["uid"], "user": e["user"],
+    return [{"time_unix_s": e["time_unix_s"], "pid": e["pid"], "ppid": e["ppid"], "uid": e["uid"], "user": e["user"],
              "comm": e["comm"], "parent_comm": e["parent_comm"], "filename": e["filename"],
              "argv": join_argv(e["argv"]), "retval": e["retval"], "exited": e["exited"],
              "exit_code": e["exit_code"], "exit_signal": e["exit_signal"], "lifetime_ms": e["lifetime_ms"]}

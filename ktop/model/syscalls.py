@@ -292,7 +292,7 @@ def latency_json(lat_ns: int, timed: int, hist: Sequence[int] = ()) -> dict:
     out = {"total_ns": lat_ns, "timed": timed, "avg_us": _us(lat_ns / timed) if timed else None}
     if hist:
         p50, p99 = h.percentiles(hist, (50, 99))
-        out.update(p50_us=_us(p50), p99_us=_us(p99), log2_ns=list(hist))
+        out.update(p50_us=_us(p50), p99_us=_us(p99), histogram=h.buckets_json(hist, "ns"))
     return out
 
 

@@ -59,7 +59,7 @@ def test_signal_stops_cleanly(sig, code):
     assert took < 5, f"ktop took {took:.1f} s to stop after {sig.name}"
     assert rc == code, snap.stderr
     assert "Traceback" not in snap.stderr
-    assert doc["schema"] == 1 and doc["processes"]
+    assert doc["schema"] == 2 and doc["processes"]
     assert doc["probes"]["spawn"]["status"] == LIVE
     assert doc["duration_s"] < 30  # cut short, not the full 60 s
     assert wait_until(lambda: ours.isdisjoint(loaded_prog_ids()), 5), \

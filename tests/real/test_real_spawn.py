@@ -75,7 +75,7 @@ def test_fifty_execs_of_a_unique_program(tmp_path):
         assert e["exited"] is True
         assert e["exit_code"] == 1 and e["exit_signal"] is None
         assert e["lifetime_ms"] is not None and 0 < e["lifetime_ms"] < 10_000
-    times = [e["time"] for e in events]
+    times = [e["time_unix_s"] for e in events]
     assert times == sorted(times)
     assert doc["spawns"]["totals"]["execs"] >= N + 1
     assert doc["spawns"]["totals"]["forks"] >= N
