@@ -147,6 +147,7 @@ class KtopApp(App):
         Binding("z", "maximize_panel", "Max", show=False),
         Binding("v", "graphs", "Graphs"),
         Binding("f12", "save_svg", "Screenshot", show=False),
+        Binding("ctrl+z", "suspend_process", "Suspend", show=False),  # to the shell, as htop: fg returns
         Binding("tab", "next_panel", "Next panel", show=False, priority=True),
         Binding("shift+tab", "previous_panel", "Prev panel", show=False, priority=True),
     ] + [Binding(str(i), f"jump({i})", f"Panel {i}", show=False) for i in range(1, 10)]
@@ -219,6 +220,7 @@ class KtopApp(App):
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (ValueError, RuntimeError, NotImplementedError):
                 pass  # not the main thread (tests)
+        self._watch_stops()
         early = self._early_signal() if self._early_signal else None
         if early is not None:
             self._on_signal(early)
@@ -230,6 +232,44 @@ class KtopApp(App):
         if self.autostart:
             # After the first frame: the probe threads' imports and BTF parsing hold the GIL.
             self.call_after_refresh(self.start_collecting)
+
+    def _watch_stops(self) -> None:
+        """A SIGCONT after a stop that ktop did not ask for (SIGSTOP, a debugger) finds Textual still
+        in application mode, and its handler would start it again over the running one: one more
+        input thread at each stop, the first key after read by the wrong one. Such a stop gets the
+        terminal set up anew instead (the shell may have changed its modes meanwhile), and a
+        redraw. Ctrl+Z (SIGTSTP, which Textual handles by leaving application mode) keeps
+        Textual's way back."""
+        tstp, cont = signal.getsignal(signal.SIGTSTP), signal.getsignal(signal.SIGCONT)
+        if not (callable(tstp) and callable(cont)):
+            return  # no terminal driver of Textual's (headless, tests)
+        loop = asyncio.get_running_loop()
+        suspended = [False]
+
+        def on_tstp(signum, frame) -> None:
+            suspended[0] = True
+            tstp(signum, frame)  # leaves application mode, then stops the process
+
+        def on_cont(signum, frame) -> None:
+            if suspended[0]:
+                suspended[0] = False
+                cont(signum, frame)
+            else:
+                loop.call_soon_threadsafe(self._terminal_anew)
+
+        try:
+            signal.signal(signal.SIGTSTP, on_tstp)
+            signal.signal(signal.SIGCONT, on_cont)
+        except ValueError:
+            pass  # not the main thread
+
+    def _terminal_anew(self) -> None:
+        driver = self._driver
+        if driver is None or not driver.can_suspend:
+            return
+        with self.suspend():  # out of application mode and back: one input thread, modes set again
+            pass
+        self.refresh(repaint=True, layout=True)
 
     def start_collecting(self) -> None:
         from ktop.sources.live import Collector

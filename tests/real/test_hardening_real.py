@@ -146,20 +146,23 @@ class Tmux:
     def ktop_pid(self, timeout: float = 20) -> int:
         found: list[int] = []
 
-        def look() -> bool:
-            for t in Path(f"/proc/{self.pane_pid}/task").iterdir():
-                try:
-                    kids = [int(x) for x in (t / "children").read_text().split()]
-                except OSError:
-                    continue
-                for c in kids:
+        def look() -> bool:  # the pane's shell, or a shell it runs (an interactive one), runs ktop
+            todo = [self.pane_pid]
+            while todo:
+                for t in Path(f"/proc/{todo.pop()}/task").iterdir():
                     try:
-                        cmd = Path(f"/proc/{c}/cmdline").read_bytes()
+                        kids = [int(x) for x in (t / "children").read_text().split()]
                     except OSError:
                         continue
-                    if b"ktop" in cmd and not cmd.startswith(b"sleep"):
-                        found.append(c)
-                        return True
+                    for c in kids:
+                        try:
+                            cmd = Path(f"/proc/{c}/cmdline").read_bytes()
+                        except OSError:
+                            continue
+                        if b"ktop" in cmd and not cmd.startswith((b"sleep", b"bash")):
+                            found.append(c)
+                            return True
+                        todo.append(c)
             return False
 
         assert wait_until(look, timeout * TIME_SCALE, 0.05), self.capture()
@@ -720,3 +723,86 @@ def test_stop_signal_at_any_moment_of_start_up_restores_the_terminal(sig):
             assert _terminal_restored(tm) == [], (sig, delay)
         finally:
             tm.close()
+
+
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def _raw_modes(tm: Tmux) -> list[str]:
+    """What is not as ktop set it: the alternate screen, the cursor, echo and canonical mode off."""
+    wrong = []
+    if tm.display("#{alternate_on}") != "1":
+        wrong.append("alternate screen off")
+    if tm.display("#{cursor_flag}") != "0":
+        wrong.append("cursor shown")
+    modes = subprocess.run(["stty", "-a"], stdin=open(tm.display("#{pane_tty}")), capture_output=True, text=True,
+                           timeout=10).stdout
+    wrong += [f"{flag} on" for flag in ("echo", "icanon") if f" {flag} " in f" {modes} "]
+    return wrong
+
+
+def _typed_filter(tm: Tmux, text: str) -> None:
+    """Types a filter one key at a time; every key must arrive, in order."""
+    tm.run("send-keys", "-t", "k", "/")
+    for c in text:
+        time.sleep(0.05)
+        tm.run("send-keys", "-t", "k", c)
+    tm.wait_text(f"filter: {text}", 10)
+    tm.run("send-keys", "-t", "k", "Escape")
+    time.sleep(0.5)  # a key right after Escape would read as Alt+key
+
+
+def test_stop_and_continue_from_outside_keeps_the_terminal_and_every_key():
+    """SIGSTOP then SIGCONT (a debugger, `kill -STOP`): Textual's own handler started a second input
+    thread on top of the first at each SIGCONT (4 threads, then 8, 12 ...), and the first key after
+    went astray. Now the same threads, the terminal's modes as ktop set them, and every key read."""
+    tm = Tmux(_ktop_cmd("--probes", "none", "1"))
+    try:
+        pid = tm.ktop_pid()
+        tm.wait_text("Processes")
+        time.sleep(1)
+        before = _threads(pid)
+        for _ in range(3):
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.3)
+            subprocess.run(["stty", "sane"], stdin=open(tm.display("#{pane_tty}")), timeout=10)  # as a shell would
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.5 * TIME_SCALE)
+        assert _threads(pid) == before
+        assert _raw_modes(tm) == []
+        _typed_filter(tm, "abcdefghij")
+        tm.run("send-keys", "-t", "k", "q")
+        screen = tm.wait_text("KTOP_EXITED", 30)
+        assert screen.split("KTOP_EXITED", 1)[1].split()[0] == "0"
+    finally:
+        tm.close()
+
+
+def test_ctrl_z_suspends_to_the_shell_and_fg_comes_back():
+    """htop's habit: Ctrl+Z gives the terminal back to the shell as it was, `fg` brings ktop back
+    whole, with every key read after."""
+    _require_tool("bash")
+    tm = Tmux("bash --norc --noprofile -i")
+    try:
+        tm.run("send-keys", "-t", "k", _ktop_cmd("--probes", "none", "1"), "Enter")
+        pid = tm.ktop_pid()
+        tm.wait_text("Processes")
+        time.sleep(1)  # start-up's short-lived threads gone
+        before = _threads(pid)
+        tm.run("send-keys", "-t", "k", "C-z")
+        tm.wait_text("Stopped", 10)
+        assert tm.display("#{alternate_on}") == "0" and tm.display("#{cursor_flag}") == "1"
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+        tm.run("send-keys", "-t", "k", "fg", "Enter")
+        assert wait_until(lambda: tm.display("#{alternate_on}") == "1", 10 * TIME_SCALE, 0.1)
+        tm.wait_text("Processes")
+        assert _threads(pid) == before
+        assert _raw_modes(tm) == []
+        _typed_filter(tm, "klmnop")
+        tm.run("send-keys", "-t", "k", "q")
+        assert wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30 * TIME_SCALE, 0.1)
+        # (echo and icanon are readline's business at bash's prompt)
+        assert [w for w in _terminal_restored(tm) if w not in ("echo off", "icanon off")] == []
+    finally:
+        tm.close()

@@ -36,6 +36,7 @@ KEYS = [
     ("F12", "save an SVG screenshot"),
     ("F1 or ?", "this help"),
     ("Ctrl-P", "command palette (every action)"),
+    ("Ctrl-Z", "suspend to the shell; fg brings ktop back"),
     ("q, F10, Ctrl-C", "quit"),
 ]
 
