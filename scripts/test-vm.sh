@@ -66,27 +66,32 @@ if [ ! -f "$VM_VENV/.installed-$VIRTME_NG" ]; then
   touch "$VM_VENV/.installed-$VIRTME_NG"
 fi
 
-# 3. The kernel: the image package Debian's linux-image-amd64 points at,
-#    unpacked into the cache (never installed on this machine).
+# 3. The kernel: the image package Debian's linux-image-amd64 points at
+#    (Ubuntu: linux-image-generic's, untested), unpacked into the cache (never
+#    installed on this machine).
+image_of() { apt-cache depends "$1" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}'; }
 kpkg=${KTOP_VM_KERNEL_PKG:-}
+meta=linux-image-amd64
 if [ -z "$kpkg" ]; then
-  kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
-  if [ -z "$kpkg" ]; then
-    apt_update
-    kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
-  fi
+  kpkg=$(image_of $meta)
+  [ -n "$kpkg" ] || { apt_update; kpkg=$(image_of $meta); }
+  [ -n "$kpkg" ] || { meta=linux-image-generic; kpkg=$(image_of $meta); }
 fi
-[ -n "$kpkg" ] || die "cannot tell which kernel image linux-image-amd64 depends on (apt-cache depends)"
+[ -n "$kpkg" ] || die "cannot tell which kernel image linux-image-amd64 (or Ubuntu's linux-image-generic) depends on (apt-cache depends); set KTOP_VM_KERNEL_PKG=linux-image-<version>"
 kver=${kpkg#linux-image-}
+# Ubuntu keeps the modules apart from the image
+mods=$(apt-cache show "linux-modules-$kver" >/dev/null 2>&1 && echo "linux-modules-$kver")
 kdir=$CACHE/$kver
 vmlinuz=$kdir/boot/vmlinuz-$kver
 if [ ! -f "$vmlinuz" ]; then
   say "downloading $kpkg into $kdir"
   rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp/deb" && chmod 755 "$kdir.tmp" "$kdir.tmp/deb"
-  (cd "$kdir.tmp/deb" && apt-get download -q "$kpkg" >/dev/null 2>&1) \
-    || { apt_update; (cd "$kdir.tmp/deb" && apt-get download -q "$kpkg" >/dev/null 2>&1); } \
-    || { rm -rf "$kdir.tmp"; die "could not download $kpkg (apt-get download failed)"; }
-  dpkg -x "$kdir.tmp"/deb/*.deb "$kdir.tmp/root" || { rm -rf "$kdir.tmp"; die "could not unpack $kpkg (dpkg -x)"; }
+  (cd "$kdir.tmp/deb" && apt-get download -q "$kpkg" $mods >/dev/null 2>&1) \
+    || { apt_update; (cd "$kdir.tmp/deb" && apt-get download -q "$kpkg" $mods >/dev/null 2>&1); } \
+    || { rm -rf "$kdir.tmp"; die "could not download $kpkg $mods (apt-get download failed)"; }
+  for deb in "$kdir.tmp"/deb/*.deb; do
+    dpkg -x "$deb" "$kdir.tmp/root" || { rm -rf "$kdir.tmp"; die "could not unpack $deb (dpkg -x)"; }
+  done
   rm -rf "$kdir" && mv "$kdir.tmp/root" "$kdir" && rm -rf "$kdir.tmp"
   [ -f "$vmlinuz" ] || die "$kpkg holds no boot/vmlinuz-$kver"
 fi
@@ -94,6 +99,7 @@ fi
 # 4. The guest kernel's headers, for BCC: Debian's, linked inside the unpacked image.
 hdr=/usr/src/linux-headers-$kver
 common=/usr/src/linux-headers-${kver%-*}-common
+[ -d "$common" ] || common=/usr/src/linux-headers-${kver%-*}  # Ubuntu's name for the shared part
 if [ ! -d "$hdr/include" ]; then
   apt_update
   say "installing linux-headers-$kver"

@@ -1,4 +1,4 @@
-"""The wheel: built, installed into a fresh venv, run from outside the source tree."""
+"""The wheel and the sdist: each built, installed into a fresh venv, run from outside the source tree."""
 
 from __future__ import annotations
 
@@ -25,21 +25,22 @@ def _env() -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """(venv dir, work dir outside the tree) with the freshly built wheel installed."""
+@pytest.fixture(scope="module", params=["wheel", "sdist"])
+def installed(request, tmp_path_factory):
+    """(venv dir, work dir outside the tree) with the freshly built wheel or sdist installed."""
     if not Path(SYSTEM_PYTHON).exists():
         pytest.skip(f"{SYSTEM_PYTHON} is missing (the venv must see the system's bcc)")
-    tmp = tmp_path_factory.mktemp("wheel")
+    kind = request.param
+    tmp = tmp_path_factory.mktemp(kind)
     dist = tmp / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist)], cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "build", f"--{kind}", "--outdir", str(dist)], cwd=ROOT,
                    env=_env(), check=True, capture_output=True, timeout=300)
-    (wheel,) = dist.glob("ktop-*.whl")
-    assert wheel.name.startswith(f"ktop-{ktop.__version__}-")
+    (built,) = dist.glob("ktop-*.whl" if kind == "wheel" else "ktop-*.tar.gz")
+    assert built.name.startswith(f"ktop-{ktop.__version__}")
     venv = tmp / "venv"
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(venv)], check=True,
                    env=_env(), timeout=120)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], check=True,
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(built)], check=True,
                    env=_env(), capture_output=True, timeout=600)
     work = tmp / "elsewhere"
     work.mkdir()
@@ -97,3 +98,37 @@ def test_snapshot_from_the_installed_package(installed):
     expected = "live" if reason is None else ("needs-root" if os.geteuid() else None)
     if expected:
         assert doc["probes"]["spawn"]["status"] == expected, doc["probes"]
+
+
+def test_doctor_from_the_installed_package(installed):
+    """`ktop doctor` runs from the installed copy and says what this machine can trace."""
+    venv, _ = installed
+    r = _run(installed, "doctor")
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.startswith(f"ktop {ktop.__version__} doctor: kernel "), r.stdout
+    assert f"{venv}/bin/python3 -m ktop.probes.helper compiles each probe" in r.stdout  # its own copy
+    if os.geteuid() == 0:
+        assert "[ok  ] bcc " in r.stdout and "[ok  ] build helpers" in r.stdout, r.stdout
+    assert r.returncode in (0, 1), (r.returncode, r.stdout, r.stderr)
+
+
+def test_sdist_carries_what_make_install_and_make_test_need(tmp_path):
+    """The sdist is a tree a distribution can build from: the Makefile's targets, the set-up
+    script, the man page, completions and unit, the C sources, the tests and their CI entry."""
+    import tarfile
+
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path)], cwd=ROOT, env=_env(),
+                   check=True, capture_output=True, timeout=300)
+    (sdist,) = tmp_path.glob("ktop-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / "src")  # our own archive (Python 3.11.2 has no extraction filter)
+    (top,) = (tmp_path / "src").iterdir()
+    for name in ("Makefile", "scripts/setup-host.sh", "scripts/test-vm.sh", "contrib/ktop.1",
+                 "contrib/completion/ktop.bash", "contrib/completion/_ktop", "contrib/completion/ktop.fish",
+                 "contrib/ktop-export.service", "bpf/ktop.h", "ktop/schemas/snapshot.schema.json", "LICENSE",
+                 "README.md", ".ci/run", "docs/testing-vm.md"):
+        assert (top / name).is_file(), name
+    for target in ("files", "install", "test"):
+        r = subprocess.run(["make", "-n", "-C", str(top), target, "DESTDIR=" + str(tmp_path / "dest")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, (target, r.stderr)
