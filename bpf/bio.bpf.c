@@ -89,6 +89,7 @@
 #define F_MATCH 4     /* passes the PID filter (always set without one) */
 #define F_DEV 8       /* RAW_MODE: dev and the operation (bits 8-15) taken at submission */
 #define F_OP_SHIFT 8
+#define F_WHO_MASK (F_WHO | F_WHO_LATE | F_MATCH) /* who submitted it: a flush takes these from its flusher */
 
 #define EEXIST_ 17
 
@@ -300,7 +301,9 @@ static __always_inline void issued(struct rq_key *key, struct inflight *f, u32 d
         struct flusher *fl = flushers.lookup(&dev);
         if (fl) {
             f->pid = fl->pid;
-            f->flags = fl->flags;
+            /* the flusher's attribution, never its disk and operation (F_DEV): the
+             * flush's own come from its request at completion */
+            f->flags = (f->flags & ~F_WHO_MASK) | (fl->flags & F_WHO_MASK);
             __builtin_memcpy(f->comm, fl->comm, TASK_COMM_LEN);
         }
     }

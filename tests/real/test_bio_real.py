@@ -240,3 +240,38 @@ def test_every_way_in_counts_every_completion(driver, mode, attribution):
         assert reads <= N and read_bytes == reads * BLOCK
         assert reads + missed >= N - N // 50, f"{N - reads} completions lost, {missed} reported missed"
         assert disk_reads + missed >= N - N // 50
+
+
+@pytest.mark.vm
+def test_flushes_are_counted_on_their_own_disk(tmp_path):
+    """A cache flush (fdatasync on a disk with a write-back cache) is a flush of that disk: it
+    once took the disk and operation of the write that asked for it, before they were known,
+    and showed as a 0-byte write of a disk "0:0"."""
+    require_bio()
+    folder = on_a_disk(tmp_path, Path("/var/tmp"), Path("/root"))
+    st = os.stat(folder)
+    from ktop.probes.bio import make_dev, resolve_disk
+
+    disk = resolve_disk(make_dev(os.major(st.st_dev), os.minor(st.st_dev)))[0]
+    target = folder / f"ktop-flush-{unique_name('kf')}.dat"
+
+    def workload() -> None:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for i in range(20):
+                os.pwrite(fd, b"x" * 4096, i * 4096)
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+            target.unlink(missing_ok=True)
+
+    with Snap("--probes", "bio", duration=4.0) as snap:
+        snap.wait_collecting()
+        workload()
+        rc, doc = snap.finish(timeout=40)
+    assert rc == 0, snap.stderr
+    disks = doc["bio"]["disks"]
+    assert "0:0" not in disks, disks.get("0:0")
+    cache = Path(f"/sys/block/{disk}/queue/write_cache")
+    if doc["bio"]["mode"] == "raw" and cache.exists() and cache.read_text().strip() == "write back":
+        assert disks[disk]["flush"]["count"] >= 1, disks.get(disk)
