@@ -221,6 +221,20 @@ def _model_with_spawns():
         spawns=spawn_sample(execs=(exec_ev(102, ppid=1, comm="ls", time=12.0),), exec_count=1, forks=2, lost=3)))
 
 
+def test_document_carries_every_field_of_host_system_and_process():
+    """The document names its fields itself (units in the names): a field added to HostInfo,
+    SystemSample or ProcessInfo must be added there too, under its name or its name and unit."""
+    from dataclasses import fields
+
+    from ktop.snapshot import HostInfo, ProcessInfo, SystemSample
+
+    doc = snapshot_document(_model_with_spawns(), 2.0)
+    units = ("", "_bytes", "_percent", "_unix_s", "_s")
+    for cls, part in ((HostInfo, doc["host"]), (SystemSample, doc["system"]), (ProcessInfo, doc["processes"][0])):
+        for f in fields(cls):
+            assert any(f.name + u in part for u in units), (cls.__name__, f.name, sorted(part))
+
+
 def test_document_schema_and_keys():
     doc = snapshot_document(_model_with_spawns(), 2.0)
     # the document has its own version; recordings keep the tick's
