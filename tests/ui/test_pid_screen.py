@@ -25,9 +25,14 @@ def tick(i: int):
     detail = ProcessDetail(pid=PID, exists=True, exe="/usr/bin/python3.12", cwd="/home/alice", cmdline=row.cmdline,
                            user=row.user, state="R", start_time=row.start_time, threads=8, open_files=12,
                            rss=row.rss, shared=30 << 20, swap=0, cpu_percent=row.cpu_percent, nice=0)
-    return replace(s, probes=s.probes + (ProbeStatus("bio", LIVE), ProbeStatus("syscalls", LIVE)),
-                   bio=bio_fakes.tick_sample(i), syscalls=syscalls_fakes.sample(i % 3),
-                   focus=fakes.snapshot(processes=(row,), t=s.time), focus_detail=detail)
+    full = replace(s, probes=s.probes + (ProbeStatus("bio", LIVE), ProbeStatus("syscalls", LIVE)),
+                   bio=bio_fakes.tick_sample(i), syscalls=syscalls_fakes.sample(i % 3))
+    mine = {PID, 1001, 1002}  # as the kernel filters the scoped probes: the PID and its children
+    focus = replace(full, processes=(row,),
+                    bio=replace(full.bio, procs=tuple(b for b in full.bio.procs if b.pid in mine)),
+                    syscalls=replace(full.syscalls, counts=tuple(c for c in full.syscalls.counts if c.pid in mine)),
+                    spawns=fakes.spawn_sample(fakes.execs(s.time)[:2], ()))
+    return replace(full, focus=focus, focus_detail=detail)
 
 
 def app_with_history(n: int) -> KtopApp:
@@ -98,6 +103,22 @@ async def test_seeding_is_bounded_by_ticks(monkeypatch):
             app.show_model(app.time.history.append(tick(i)))
         screen = await open_pid(app, pilot)
         assert [p.time for p in screen.shown] == [fakes.T0 + i for i in range(15, 20)]
+
+
+async def test_seeding_is_bounded_by_time(monkeypatch):
+    from ktop.ui.screens import pid
+
+    monkeypatch.setattr(pid, "SEED_BUDGET_S", 0.0)
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.time.history = History(seconds=600, interval=1.0)
+        for i in range(20):
+            app.show_model(app.time.history.append(tick(i)))
+        screen = await open_pid(app, pilot)
+        assert [p.time for p in screen.shown] == [fakes.T0 + 19]  # the tick shown; no time for the rest
+        app.show_model(app.time.history.append(tick(20)))
+        await pilot.pause()
+        assert [p.time for p in screen.shown] == [fakes.T0 + 19, fakes.T0 + 20]
 
 
 async def test_without_a_history_the_charts_start_with_the_visit():
