@@ -4,6 +4,13 @@ While it is open the app asks the source to collect for this PID too, with
 the probes filtered to it in the kernel (``LiveSource.set_focus``); the
 scoped data arrives as ``model.focus`` and is drawn by the same panels as
 the overview.
+
+Its charts (CPU and RSS, block I/O, syscalls, execs of its tree) are the PID's
+points over the kept history (:mod:`ktop.model.pidseries`): a thread worker
+seeds them from the History's snapshots when the screen opens, newest first
+and bounded (:data:`SEED_TICKS`, :data:`SEED_BUDGET_S`), then each tick adds
+its point. They end at the tick the app shows, so pause and time travel step
+them like the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import Optional
 
 from rich.console import Group
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -20,12 +28,11 @@ from textual.widgets import Footer, Static
 
 from ktop import registry
 from ktop.model import Model
-from ktop.model.common import HISTORY
 from ktop.model.format import duration_ms, exit_text, human_bytes, retval_text
+from ktop.model.pidseries import CHARTS, PidPoint, chart_lines, pid_point
 from ktop.model.spawn import SpawnRow
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.screens import ModelScreen
-from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row
 
 TREE_COLUMNS = (
@@ -36,6 +43,10 @@ TREE_COLUMNS = (
     Column("life", "LIFE", 7, numeric=True),
     Column("tree", "DESCENDANTS SPAWNED SINCE KTOP STARTED", None),
 )
+SEED_TICKS = 600  # kept ticks charted at most (the default history: 10 minutes at 1 s)
+SEED_BUDGET_S = 1.5  # wall time the seeding may take (unpacking a kept tick: ~3 ms); the newest go first
+SEED_BATCH_S = 0.25  # the charts fill in as it goes
+ALL_CHARTS_WIDTH = 120  # narrower: one chart at a time, c cycles (four would be ~18 columns each)
 
 
 def descendant_rows(spawns: tuple[SpawnRow, ...], root: int) -> list[tuple[int, SpawnRow]]:
@@ -70,11 +81,17 @@ def descendant_rows(spawns: tuple[SpawnRow, ...], root: int) -> list[tuple[int, 
 class PidScreen(ModelScreen):
     BINDINGS = [
         Binding("escape,backspace", "close", "Back"),
+        Binding("c", "next_chart", "Chart"),
         Binding("q,f10", "app.quit", "Quit"),
     ]
+    # Four compact charts in a row (not one with a key to cycle them): CPU, I/O, syscalls and
+    # execs read side by side at one glance and line up in time (a burst of execs against the
+    # CPU), and 9 rows keep the info block, the tree and the scoped panels on a 160x48 terminal.
+    # Below ALL_CHARTS_WIDTH columns one chart takes the row, and c cycles which.
     DEFAULT_CSS = """
-    PidScreen #pid-info { height: auto; max-height: 14; padding: 0 1; }
-    PidScreen #pid-plot { height: 9; border: round $panel-lighten-2; }
+    PidScreen #pid-info { height: auto; max-height: 12; padding: 0 1; }
+    PidScreen #pid-plots { height: 9; }
+    PidScreen #pid-plots > PlotextPlot { width: 1fr; border: round $panel-lighten-2; }
     PidScreen #pid-body { height: 1fr; }
     PidScreen #pid-tree-panel { width: 1fr; border: round $panel-lighten-2; }
     PidScreen #pid-tree { height: 1fr; }
@@ -86,18 +103,22 @@ class PidScreen(ModelScreen):
         super().__init__()
         self.pid = pid
         self.comm = comm
-        self.cpu: tuple[float, ...] = ()
-        self.rss: tuple[float, ...] = ()
-        self._plotted: tuple = ((), ())
+        self.points: dict[float, PidPoint] = {}  # tick time -> point; only the UI thread writes it
+        self.shown: list[PidPoint] = []  # the points up to the tick shown, oldest first
+        self._drawn: dict[str, tuple] = {}  # chart id -> the lines it shows
+        self._seeding = False
+        self.chart = 0  # the chart shown when there is room for one only
         self.model: Optional[Model] = None
 
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot  # plotext: imported when a PID screen first opens
 
         yield Static(id="pid-info")
-        plot = PlotextPlot(id="pid-plot")
-        plot.border_title = "CPU % and RSS over time"
-        yield plot
+        with Horizontal(id="pid-plots"):
+            for cid, title, _left, _right in CHARTS:
+                plot = PlotextPlot(id=cid)
+                plot.border_title = title
+                yield plot
         with Horizontal(id="pid-body"):
             with Vertical(id="pid-tree-panel", classes="pid-panel"):
                 yield KTable(TREE_COLUMNS, id="pid-tree", keep_order=True)
@@ -111,45 +132,133 @@ class PidScreen(ModelScreen):
     def on_mount(self) -> None:
         self.query_one("#pid-tree-panel").border_title = "Descendants"
         self.query_one("#pid-tree", KTable).focus()
+        self._arrange()
         if self.app.model is not None:  # type: ignore[attr-defined]
             self.update_from(self.app.model)  # type: ignore[attr-defined]
+
+    def on_resize(self) -> None:
+        self._arrange()
+
+    def action_next_chart(self) -> None:
+        self.chart = (self.chart + 1) % len(CHARTS)
+        self._arrange()
+
+    def _arrange(self) -> None:
+        wide = self.size.width >= ALL_CHARTS_WIDTH
+        for k, (cid, *_rest) in enumerate(CHARTS):
+            self.query_one(f"#{cid}").display = wide or k == self.chart
+        if self.model is not None:
+            self._plot()  # a chart just shown draws its data
+
+    def on_screen_resume(self) -> None:
+        if self.model is not None:  # back from a screen above: what the seeding added meanwhile
+            self._plot()
 
     def action_close(self) -> None:
         self.dismiss(None)
 
+    # -- the series ----------------------------------------------------------
+    def _history(self):
+        tt = getattr(self.app, "time", None)
+        return (tt, tt.history) if tt is not None and tt.history is not None else (None, None)
+
+    def _add_point(self, model: Model) -> None:
+        """The point of the tick shown: from its snapshot in the history (the live one is at hand;
+        stepping back, the app just rebuilt that tick, so it is cached), else from the model."""
+        if model.time in self.points:
+            return
+        tt, h = self._history()
+        if h is not None:
+            with tt.lock:
+                i = h.index_at(model.time)
+                snap = h.get(i) if i >= 0 and h.time(i) == model.time else None
+            if snap is not None:
+                self._merge({model.time: pid_point(snap, self.pid)})
+                if i > 0 and not self._seeding:
+                    with tt.lock:
+                        before = h.time(i - 1)
+                    if before not in self.points:  # opened just now, or after a pause: the ticks before
+                        self._seeding = True
+                        self._seed(model.time)
+                return
+        d = model.focus_detail if model.focus_detail is not None and model.focus_detail.pid == self.pid else None
+        row = next((p for p in model.processes if p.pid == self.pid), None)
+        if row is not None or (d is not None and d.exists):
+            cpu, rss = (row.cpu_percent, row.rss) if row is not None else (d.cpu_percent, d.rss)
+            self._merge({model.time: PidPoint(model.time, cpu, float(rss))})
+
+    @work(thread=True, group="pid-seed", exit_on_error=False)
+    def _seed(self, upto: float) -> None:
+        """The PID's points of the kept ticks up to ``upto``, newest first: at most SEED_TICKS
+        ticks and SEED_BUDGET_S, handed to the UI thread in batches."""
+        tt, h = self._history()
+        start = batch_start = time.monotonic()
+        batch: dict[float, PidPoint] = {}
+        try:
+            with tt.lock:
+                top = h.dropped + h.index_at(upto)  # absolute: indices shift as old ticks drop
+            for a in range(top, top - SEED_TICKS, -1):
+                if time.monotonic() - start > SEED_BUDGET_S or not self.is_attached:
+                    break
+                with tt.lock:
+                    i = a - h.dropped
+                    if not 0 <= i < len(h):  # dropped meanwhile, or the history started over
+                        break
+                    t = h.time(i)
+                    snap = None if t in self.points else h.get(i)
+                if snap is not None:
+                    batch[t] = pid_point(snap, self.pid)
+                if batch and time.monotonic() - batch_start > SEED_BATCH_S:
+                    self.app.call_from_thread(self._merge, batch, True)
+                    batch, batch_start = {}, time.monotonic()
+        finally:
+            if self.app.is_running:
+                self.app.call_from_thread(self._merge, batch, True, True)
+
+    def _merge(self, points: dict[float, PidPoint], redraw: bool = False, done: bool = False) -> None:
+        self.points.update(points)
+        if len(self.points) > 2 * SEED_TICKS:  # bounded: the newest stay
+            for t in sorted(self.points)[:-SEED_TICKS]:
+                del self.points[t]
+        if done:
+            self._seeding = False
+        if redraw and self.model is not None and self.is_current:  # hidden: drawn on resume
+            self._plot()
+
     # -- drawing -----------------------------------------------------------
     def update_from(self, model: Model) -> None:
         self.model = model
+        self._add_point(model)
         d = model.focus_detail if model.focus_detail is not None and model.focus_detail.pid == self.pid else None
-        if d is not None and d.exists:
-            self.cpu = (self.cpu + (d.cpu_percent,))[-HISTORY:]
-            self.rss = (self.rss + (float(d.rss),))[-HISTORY:]
         self.query_one("#pid-info", Static).update(self._info(model, d))
-        self._plot(model.interval_s)
+        self._plot()
         self._tree(model)
         if model.focus is not None:
             for panel in self.query("#pid-scoped > Panel"):
                 panel.update_from(model.focus)
 
-    def _plot(self, interval_s: float) -> None:
-        """CPU % (left axis) and RSS in MiB (right) over the samples of this visit, with a time axis;
-        rebuilt only when a sample came."""
-        data = (self.cpu, self.rss)
-        if data == self._plotted:
-            return
-        self._plotted = data
-        plot = self.query_one("#pid-plot")
-        plt = plot.plt
-        plt.clear_data()
-        plt.clear_figure()
-        from ktop.ui.screens.graphs import time_axis
-
-        xs = time_axis(len(self.cpu), interval_s if interval_s > 0 else 1.0)
-        if xs:
-            plt.plot(xs, list(self.cpu), label="CPU %", marker="braille")
-            plt.plot(xs, [r / (1 << 20) for r in self.rss], label="RSS MiB", marker="braille", yside="right")
-        plt.xlabel("seconds ago")
-        plot.refresh()
+    def _plot(self) -> None:
+        """Each chart shown rebuilt only when its lines changed (plotext draws a whole figure each time)."""
+        now = self.model.time
+        times = sorted(t for t in self.points if t <= now)[-SEED_TICKS:]
+        self.shown = [self.points[t] for t in times]
+        for cid, lines in chart_lines(self.shown, now).items():
+            plot = self.query_one(f"#{cid}")
+            if self._drawn.get(cid) == lines or not plot.display:  # hidden: drawn when shown
+                continue
+            self._drawn[cid] = lines
+            plt = plot.plt
+            plt.clear_data()
+            plt.clear_figure()
+            for label, xs, ys, right in lines:
+                plt.plot(xs, ys, label=label, marker="braille", yside="right" if right else "left")
+            if lines:  # whole seconds before the tick shown: no room for an axis label
+                first = min(xs[0] for _, xs, _, _ in lines)
+                ticks = sorted({round(first * k / 3) for k in range(4)})
+                plt.xticks(ticks, [f"{t}s" for t in ticks])
+            else:
+                plt.title("no data (probe off or not seen)")
+            plot.refresh()
 
     def _info(self, model: Model, d) -> Group:
         title = Text(no_wrap=True)
@@ -177,11 +286,9 @@ class PidScreen(ModelScreen):
         lines.append(row("user", Text(clean(d.user)).append(
             f"   state {d.state}   started {started}   threads {d.threads}   open fds "
             f"{d.open_files if d.open_files is not None else '?'}   nice {d.nice}")))
-        lines.append(row("memory", f"RSS {human_bytes(d.rss)}   shared {human_bytes(d.shared)}   swap "
-                                   f"{human_bytes(d.swap) if d.swap is not None else '?'}"))
-        w = 40
-        lines.append(row("cpu", Text(spark(self.cpu, w, 100.0)).append(f" {d.cpu_percent:.1f}%")))
-        lines.append(row("rss", Text(spark(self.rss, w)).append(f" {human_bytes(d.rss)}")))
+        swap = human_bytes(d.swap) if d.swap is not None else "?"
+        lines.append(row("usage", f"CPU {d.cpu_percent:.1f}%   RSS {human_bytes(d.rss)}   shared "
+                                  f"{human_bytes(d.shared)}   swap {swap}"))
         if d.error:
             lines.append(row("note", safe_text(d.error)))
         scoped = model.focus.probes if model.focus is not None else {}
