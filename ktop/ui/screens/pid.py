@@ -43,8 +43,10 @@ TREE_COLUMNS = (
     Column("life", "LIFE", 7, numeric=True),
     Column("tree", "DESCENDANTS SPAWNED SINCE KTOP STARTED", None),
 )
-SEED_TICKS = 600  # kept ticks charted at most (the default history: 10 minutes at 1 s)
-SEED_BUDGET_S = 1.5  # wall time the seeding may take (unpacking a kept tick: ~3 ms); the newest go first
+# Opening the screen charts the newest kept ticks: unpacking one costs ~3.6 ms of CPU with every
+# probe (bench/plots_bench.py), so 5 minutes at 1 s, and never more than a second of work.
+SEED_TICKS = 300
+SEED_BUDGET_S = 1.0  # wall time the seeding may take; the newest ticks go first
 SEED_BATCH_S = 0.25  # the charts fill in as it goes
 ALL_CHARTS_WIDTH = 120  # narrower: one chart at a time, c cycles (four would be ~18 columns each)
 
