@@ -144,3 +144,28 @@ def test_a_refused_connect_is_a_reset_and_a_failed_connect(work, tmp_path):
     assert (c["dport"], c["established"], c["reset"], c["connect_ns"]) == (info["listen"], False, True, None)
     t = net["totals"]
     assert t["resets_sent"] >= 1 and t["resets_received"] >= 1 and t["connect_failed"] >= 1
+
+
+def test_p_counts_the_process_and_its_forked_peer_only(work, tmp_path):
+    """-p PID: the process asked for and the peer it forks (a descendant, followed in the kernel); no other."""
+    prog = named(work, tmp_path)
+    holder = subprocess.Popen(["sh", "-c", f"read _ && exec {prog} tcp 2000000 300000"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        with Snap("--probes", "net", "-p", str(holder.pid), duration=4.0) as snap:
+            snap.wait_collecting()
+            other = _run(named(work, tmp_path), "udp", "10", "100")[0]  # not ours: not counted
+            out, _ = holder.communicate("go\n", timeout=60)
+            rc, doc = snap.finish(timeout=40)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert rc == 0 and holder.returncode == 0, snap.stderr
+    peer = int(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("peer ")))
+    net = doc["net"]
+    assert {p["pid"] for p in net["processes"]} == {holder.pid, peer}, net["processes"]
+    assert other not in {c["pid"] for c in net["connections"]}
+    mine = rows(net, holder.pid)["tcp"]
+    assert (mine["tx_bytes"], mine["rx_bytes"]) == (2_000_000, 300_000)
+    assert (rows(net, peer)["tcp"]["tx_bytes"], rows(net, peer)["tcp"]["rx_bytes"]) == (300_000, 2_000_000)
+    assert sorted(c["pid"] for c in net["connections"]) == sorted([holder.pid, peer])
