@@ -149,6 +149,9 @@ class NetProbe(ProbeWorker):
             f"-DRINGBUF_PAGES={int(x.get('net_ringbuf_pages', RINGBUF_PAGES))}",
         ] + self.pid_cflags()
 
+    def live_detail(self) -> str:
+        return "tracepoints; an accepted connection belongs to the first process that uses it"
+
     def attached(self, loaded) -> None:
         self._maps = {name: loaded[name] for name in ("stats", "procs", "connlat")}
         try:
