@@ -84,3 +84,13 @@ def test_metrics_count_bytes_by_comm_and_the_tcp_counters():
     tx = {s.labels["comm"]: s.value for s in fams["ktop_net_tx_bytes"].samples if s.name.endswith("_total")}
     assert tx == {"curl": 120, "other": 5000}
     assert fams["ktop_net_tcp_connect_failures"].samples[0].value == 1
+
+
+def test_a_recorded_tick_with_net_reads_back_the_same():
+    from ktop.snapshot import snapshot_from_jsonable, to_jsonable
+
+    s = snap(net_fakes.sample())
+    assert snapshot_from_jsonable(to_jsonable(s)) == s
+    old = to_jsonable(fakes.snapshot())
+    old.pop("net")  # a recording made before the net probe
+    assert snapshot_from_jsonable(old).net is None
