@@ -5,6 +5,10 @@ from __future__ import annotations
 import socket
 import struct
 
+import pytest
+
+from ktop.probes import features
+from ktop.probes.base import ProbeUnavailable
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.net import (
     _CONN,
@@ -15,11 +19,13 @@ from ktop.probes.net import (
     F_PASSIVE,
     F_RESET,
     STAT_SLOTS,
+    NetProbe,
     build_sample,
     decode_conn,
     decode_procs,
     proc_rows,
 )
+from ktop.snapshot import UNSUPPORTED
 
 
 def conn_record(pid=42, ts=5_000_000_000, duration_ns=1000, connect_ns=300, tx=10, rx=20, retrans=1,
@@ -101,3 +107,14 @@ def test_the_sample_takes_every_counter_and_adds_the_queue_losses():
     stats = dict.fromkeys(STAT_SLOTS, 0) | {"lost": 2, "retransmits": 3, "connects": 4}
     s = build_sample(1.0, (), [], (0,) * 32, stats, user_lost=5)
     assert (s.lost, s.retransmits, s.connects, s.accepts) == (7, 3, 4, 0)
+
+
+def test_a_kernel_without_sock_send_length_is_told_in_a_sentence(monkeypatch, tmp_path):
+    monkeypatch.setattr(features, "can_trace", lambda: True)
+    monkeypatch.setattr(features, "tracefs", lambda: tmp_path)
+    monkeypatch.setattr(features, "tracepoint_exists", lambda cat, ev: ev != "sock_send_length")
+    with pytest.raises(ProbeUnavailable) as exc:
+        NetProbe().check()
+    assert exc.value.status == UNSUPPORTED
+    assert exc.value.detail == ("this kernel lacks sock:sock_send_length (Linux 6.3+); "
+                                "the kprobe path is not built yet")

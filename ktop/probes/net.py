@@ -136,7 +136,8 @@ class NetProbe(ProbeWorker):
         self._clock_offset = time.time() - time.monotonic()
 
     def check(self) -> None:
-        if features.tracefs() is not None and not features.tracepoint_exists("sock", "sock_send_length"):
+        if features.can_trace() and features.tracefs() is not None and \
+                not features.tracepoint_exists("sock", "sock_send_length"):
             raise ProbeUnavailable(UNSUPPORTED, "this kernel lacks sock:sock_send_length (Linux 6.3+); "
                                                 "the kprobe path is not built yet")
         super().check()
