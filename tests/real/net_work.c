@@ -4,6 +4,7 @@
  *   net_work udp N SIZE  send N datagrams of SIZE bytes to its own UDP socket, receiving each
  *   net_work conns N     N TCP connections to a forked peer: each sends one byte, the peer reads it
  *   net_work refused     one connect to a loopback port nothing listens on
+ *   net_work sendfile N  sendfile(2) N bytes of a file to a forked peer over TCP
  *
  * It prints "peer PID" (tcp, conns), "listen PORT" and, for conns, "port P" for each
  * connection's local port, then "done". Exits non-zero on any failure.
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -157,6 +159,35 @@ int main(int argc, char **argv)
             send_all(c, 1);
             close(c);
         }
+        if (wait_peer(p))
+            return 1;
+    } else if (!strcmp(argv[1], "sendfile") && argc == 3) {
+        long n = atol(argv[2]);
+        FILE *f = tmpfile();
+        if (!f)
+            die("tmpfile");
+        for (long left = n; left > 0; left -= (long)sizeof(buf))
+            if (fwrite(buf, 1, left < (long)sizeof(buf) ? left : (long)sizeof(buf), f) == 0)
+                die("fwrite");
+        fflush(f);
+        int l = listener(SOCK_STREAM, &a);
+        pid_t p = fork_peer();
+        if (p == 0) {
+            int s = accept(l, 0, 0);
+            if (s < 0)
+                die("accept");
+            recv_all(s, n);
+            close(s);
+            _exit(0);
+        }
+        printf("peer %d\nlisten %d\n", p, ntohs(a.sin_port));
+        close(l);
+        int c = dial(&a);
+        off_t off = 0;
+        while (off < n)
+            if (sendfile(c, fileno(f), &off, n - off) <= 0)
+                die("sendfile");
+        close(c);
         if (wait_peer(p))
             return 1;
     } else if (!strcmp(argv[1], "refused") && argc == 2) {

@@ -8,6 +8,8 @@ checked exactly for its PID.
 
 from __future__ import annotations
 
+import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -169,3 +171,15 @@ def test_p_counts_the_process_and_its_forked_peer_only(work, tmp_path):
     assert (mine["tx_bytes"], mine["rx_bytes"]) == (2_000_000, 300_000)
     assert (rows(net, peer)["tcp"]["tx_bytes"], rows(net, peer)["tcp"]["rx_bytes"]) == (300_000, 2_000_000)
     assert sorted(c["pid"] for c in net["connections"]) == sorted([holder.pid, peer])
+
+
+def test_sendfile_to_a_tcp_socket_is_counted(work, tmp_path):
+    """Since Linux 6.5 splice and sendfile to a socket go through sock_sendmsg, so its tracepoint sees them."""
+    release = tuple(int(x) for x in re.findall(r"\d+", platform.release())[:2])
+    if release < (6, 5):
+        pytest.skip("this kernel sends sendfile's pages to a socket through ->sendpage, which "
+                    "sock:sock_send_length does not see (MSG_SPLICE_PAGES came in Linux 6.5)")
+    prog = named(work, tmp_path)
+    net, (pid, info) = run_collecting(lambda: _run(prog, "sendfile", "3000000"))
+    assert rows(net, pid)["tcp"]["tx_bytes"] == 3_000_000
+    assert rows(net, info["peer"])["tcp"]["rx_bytes"] == 3_000_000
