@@ -8,14 +8,17 @@ checked exactly for its PID.
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from realutil import Snap, probe_unavailable_reason, unique_name
+from realutil import Snap, probe_unavailable_reason, unique_copy, unique_name
 
 pytestmark = pytest.mark.real
 
@@ -183,3 +186,31 @@ def test_sendfile_to_a_tcp_socket_is_counted(work, tmp_path):
     net, (pid, info) = run_collecting(lambda: _run(prog, "sendfile", "3000000"))
     assert rows(net, pid)["tcp"]["tx_bytes"] == 3_000_000
     assert rows(net, info["peer"])["tcp"]["rx_bytes"] == 3_000_000
+
+
+IPV6_CLIENT = r"""
+import os, socket, sys
+s = socket.socket(socket.AF_INET6); s.bind(("::1", 0)); s.listen()
+c = socket.create_connection(("::1", s.getsockname()[1])); a, _ = s.accept()
+c.sendall(b"z" * 5000); n = 0
+while n < 5000: n += len(a.recv(65536))
+print(c.getsockname()[1], s.getsockname()[1]); c.close(); a.close()
+"""
+
+
+def test_an_ipv6_connection_has_its_addresses(work, tmp_path):
+    if not socket.has_ipv6 or not os.path.exists("/proc/net/if_inet6"):
+        pytest.skip("this kernel has no IPv6")
+    py = unique_copy(os.path.realpath(sys.executable), tmp_path, "k6")
+
+    def run():
+        p = subprocess.run([str(py), "-c", IPV6_CLIENT], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return [int(x) for x in p.stdout.split()]
+
+    net, (sport, dport) = run_collecting(run)
+    out = [c for c in net["connections"] if c["comm"] == py.name and c["direction"] == "connect"]
+    assert len(out) == 1, net["connections"]
+    c = out[0]
+    assert (c["family"], c["saddr"], c["daddr"], c["sport"], c["dport"], c["tx_bytes"]) == \
+        (6, "::1", "::1", sport, dport, 5000)
