@@ -205,11 +205,12 @@ class KtopApp(App):
                 yield from self._probe_panels("right")  # each `height: 1fr`
         yield Footer()
 
-    @staticmethod
-    def _probe_panels(column: str):
-        """The registered probes' panels of one column, in the registry's panel order (the number keys')."""
+    def _probe_panels(self, column: str):
+        """The registered probes' panels of one column, in the registry's panel order (the number keys').
+        A probe that is off by default has its panel only when it was selected (``--probes``)."""
+        selected = getattr(self.source, "probe_names", ())
         for p in registry.in_panel_order():
-            if p.column == column:
+            if p.column == column and (p.default or p.name in selected):
                 yield registry.panel_class(p.name)(id=p.section)
 
     # -- lifecycle ---------------------------------------------------------

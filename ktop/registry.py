@@ -60,11 +60,18 @@ PROBES: dict[str, ProbeInfo] = {
                   "every system call: counts per syscall and process, errors by errno, latency histograms; "
                   "syscount", "syscalls", "ktop.probes.syscalls:SyscallsProbe", "ktop.model.syscalls",
                   "ktop.ui.widgets.syscalls:SyscallsPanel"),
+        # Off by default until its cost is measured (bench/): --probes net or all turns it on. Its
+        # panel is on the dashboard only when it is selected.
+        ProbeInfo("net", False,
+                  "socket bytes and calls per process and protocol, closed TCP connections with their "
+                  "connect latency, retransmits and resets (Linux 6.3+); tcptop + tcplife + tcpconnlat",
+                  "net", "ktop.probes.net:NetProbe", "ktop.model.net", "ktop.ui.widgets.net:NetPanel",
+                  scoped=False),
     )
 }
 
 # Where the panels sit on the dashboard, and in which order the number keys reach them.
-PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs")
+PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs", "net")
 
 
 def default_names() -> list[str]:

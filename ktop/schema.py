@@ -43,6 +43,7 @@ TICK_UNITS = {
     "swap": "bytes",
     "lat_buckets": f"counts per log2 slot of microseconds {_LOG2}",
     "queue_buckets": f"counts per log2 slot of microseconds {_LOG2}",
+    "connect_buckets": f"counts per log2 slot of microseconds {_LOG2}",
     "hist": f"counts per log2 slot of nanoseconds {_LOG2}",
 }
 

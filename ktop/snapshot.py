@@ -307,6 +307,60 @@ class SyscallsSample:
 
 
 @dataclass(frozen=True, slots=True)
+class NetProc:
+    """One process's socket traffic of one protocol class during one interval (net probe)."""
+
+    pid: int
+    comm: str
+    proto: str  # tcp, udp, unix, other
+    tx_bytes: int = 0
+    tx_calls: int = 0  # sendmsg returns with bytes
+    rx_bytes: int = 0
+    rx_calls: int = 0  # recvmsg returns with bytes (MSG_PEEK left out)
+
+
+@dataclass(frozen=True, slots=True)
+class NetConn:
+    """One TCP connection that closed during the interval (tcplife)."""
+
+    time: float  # its close, wall clock
+    pid: int  # the connecting process, or an accepted socket's first user (0: never used)
+    comm: str
+    family: int  # 4 or 6
+    saddr: str
+    sport: int
+    daddr: str
+    dport: int
+    duration_ns: int  # established (or opened, when it never was) to close
+    connect_ns: int = 0  # connect latency (SYN_SENT to ESTABLISHED); 0 when accepted or not established
+    tx_bytes: int = 0
+    rx_bytes: int = 0
+    retransmits: int = 0
+    active: bool = True  # connect(); False: accepted
+    established: bool = True
+    reset: bool = False  # it received a reset
+
+
+@dataclass(frozen=True, slots=True)
+class NetSample:
+    """What the net probe saw during one interval."""
+
+    interval_s: float
+    procs: tuple[NetProc, ...] = ()
+    conns: tuple[NetConn, ...] = ()  # closed during the interval
+    connect_buckets: tuple[int, ...] = ()  # connect latency of the interval's established connects
+    connects: int = 0  # active opens (SYN_SENT)
+    accepts: int = 0  # passive opens (SYN_RECV)
+    connect_failed: int = 0  # active opens closed before ESTABLISHED (refused, timed out)
+    retransmits: int = 0  # tcp_retransmit_skb, every socket
+    resets_sent: int = 0
+    resets_received: int = 0
+    procs_full: int = 0  # process map full: traffic not counted per process
+    conns_full: int = 0  # connection map full: a connection not followed
+    lost: int = 0  # closed connections dropped (ring buffer full, or ktop's queue)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     time: float
     interval_s: float
@@ -319,6 +373,7 @@ class Snapshot:
     bio: Optional[BioSample] = None
     funcs: Optional[FuncsSample] = None
     syscalls: Optional[SyscallsSample] = None
+    net: Optional[NetSample] = None
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
     # Where the process table came from: "task iterator", or "/proc" and why.

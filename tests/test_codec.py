@@ -158,10 +158,10 @@ def test_errors_name_the_place():
 
 def test_section_of_a_newer_ktop_is_ignored_and_reported():
     data = to_jsonable(snapshot())
-    data["net"] = {"whatever": 1}
+    data["gpu"] = {"whatever": 1}
     back = snapshot_from_jsonable(data)
     assert back == snapshot_from_jsonable(to_jsonable(snapshot()))
-    assert unknown_sections(data) == ["net"]
+    assert unknown_sections(data) == ["gpu"]
     assert unknown_sections(to_jsonable(snapshot())) == []
 
 

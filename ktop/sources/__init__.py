@@ -16,6 +16,7 @@ class Source:
     the rest has defaults for a source that cannot do it."""
 
     scope_pids: tuple[int, ...] = ()  # -p PID[,PID...]: everything is already scoped to them
+    probe_names: tuple[str, ...] | list[str] = ()  # the probes selected (a probe off by default shows only then)
     paced = False  # tick() itself waits for the next snapshot's time (a replay): no extra wait
     drains = False  # its wait() drains ring buffers meanwhile: callers wait in it, not on their own
     notes: tuple[str, ...] | list[str] = ()  # sentences for the user at start (leftovers removed, ...)

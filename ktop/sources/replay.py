@@ -71,6 +71,8 @@ class ReplaySource(Source):
             self._play[i] = self._play[i - 1] + min(max(times[i] - times[i - 1], 0.0), cap)
         self._anchor = (clock(), 0)  # (wall clock, index): when that index is due
         self.interval = interval
+        # The probes recorded: a probe off by default has its panel when the recording has it.
+        self.probe_names = [str(n) for n in (self.recording.header.get("probes") or ()) if isinstance(n, str)]
 
     @property
     def timeline(self) -> ReplaySource:

@@ -1,0 +1,223 @@
+"""The net probe: socket bytes and calls per process and protocol, and TCP
+connection life cycles (bpf/net.bpf.c), on tracepoints only.
+
+Per process: cumulative per-CPU counters from sock:sock_send_length and
+sock:sock_recv_length (Linux 6.3+), differenced each tick (ktop.probes.cumulative).
+Connections: one ring-buffer record per TCP connection that closed
+(tcplife), the connect latency histogram (tcpconnlat), retransmits and
+resets (tcpretrans; counts).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import struct
+import time
+from typing import Optional
+
+from ktop.probes import features
+from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
+from ktop.probes.cumulative import Cumulative
+from ktop.probes.maps import percpu_sum_u64, read_slots, slot_deltas
+from ktop.probes.ringbuf import RingBuffer
+from ktop.snapshot import UNSUPPORTED, NetConn, NetProc, NetSample, kernel_cstr
+
+NAME = "net"
+EV_CONN = 3
+MAX_PROCS = 4096
+MAX_CONNS = 16384
+RINGBUF_PAGES = 64
+LAT_SLOTS = 32
+# Decoded connections waiting for the next tick; beyond this they count as lost.
+MAX_QUEUED = 100_000
+
+PROTOS = ("tcp", "udp", "unix", "other")  # the key's proto (P_* in bpf/net.bpf.c)
+
+# Slots of the per-CPU `stats` array (bpf/net.bpf.c).
+STAT_SLOTS = ("procs_full", "conns_full", "lost", "retransmits", "resets_sent", "resets_received",
+              "connects", "accepts", "connect_failed")
+
+F_ACTIVE = 1
+F_PASSIVE = 2
+F_ESTABLISHED = 4
+F_RESET = 8
+
+AF_INET6 = 10
+
+_PROC_KEY = struct.Struct("<II")  # struct proc_key
+_PROC_VAL = struct.Struct("<4Q16s")  # struct proc_val
+_CONN = struct.Struct("<IIQQQQQIIHHHH16s16s16s")  # struct conn_event
+
+
+def decode_procs(keys: bytes, values: bytes, n: int, ncpu: int, stride: int) -> dict[tuple[int, int], tuple]:
+    """The per-CPU ``procs`` map read in one batch: {(tgid, proto): (tx_bytes, tx_calls, rx_bytes,
+    rx_calls, comm)}, counters summed over CPUs, comm from the first CPU slot that has one."""
+    sums = percpu_sum_u64(values, n, ncpu, stride, 4)
+    out = {}
+    leaf = ncpu * stride
+    for i in range(n):
+        key = _PROC_KEY.unpack_from(keys, i * _PROC_KEY.size)
+        comm = b""
+        for c in range(ncpu):
+            raw = values[i * leaf + c * stride + 32:i * leaf + c * stride + 48]
+            if raw[:1] not in (b"", b"\0"):
+                comm = raw
+                break
+        out[key] = (*sums[i], kernel_cstr(comm))
+    return out
+
+
+def format_addr(raw: bytes, family: int) -> str:
+    """A record's address bytes (network order) as text."""
+    if family == AF_INET6:
+        return str(ipaddress.IPv6Address(bytes(raw[:16])))
+    return str(ipaddress.IPv4Address(bytes(raw[:4])))
+
+
+def decode_conn(raw: bytes, clock_offset: float) -> Optional[NetConn]:
+    """A closed-connection record (struct conn_event); None for another type or a short record."""
+    if len(raw) < _CONN.size:
+        return None
+    (kind, pid, ts, duration_ns, connect_ns, tx_bytes, rx_bytes, retrans, flags, family, sport, dport, _pad,
+     saddr, daddr, comm) = _CONN.unpack_from(raw, 0)
+    if kind != EV_CONN:
+        return None
+    return NetConn(time=ts / 1e9 + clock_offset, pid=pid, comm=kernel_cstr(comm),
+                   family=6 if family == AF_INET6 else 4,
+                   saddr=format_addr(saddr, family), sport=sport, daddr=format_addr(daddr, family), dport=dport,
+                   duration_ns=duration_ns, connect_ns=connect_ns, tx_bytes=tx_bytes, rx_bytes=rx_bytes,
+                   retransmits=retrans, active=not (flags & F_PASSIVE), established=bool(flags & F_ESTABLISHED),
+                   reset=bool(flags & F_RESET))
+
+
+def proc_rows(deltas: dict[tuple[int, int], tuple], comms: dict[tuple[int, int], str]) -> tuple[NetProc, ...]:
+    """The interval's NetProc rows from the per-key increases, by pid then protocol."""
+    out = []
+    for (pid, proto), d in sorted(deltas.items()):
+        tx_bytes, tx_calls, rx_bytes, rx_calls = d[:4]
+        if not (tx_calls or rx_calls):
+            continue
+        out.append(NetProc(pid=pid, comm=comms.get((pid, proto), ""),
+                           proto=PROTOS[proto] if proto < len(PROTOS) else "other",
+                           tx_bytes=tx_bytes, tx_calls=tx_calls, rx_bytes=rx_bytes, rx_calls=rx_calls))
+    return tuple(out)
+
+
+def build_sample(interval_s: float, procs: tuple[NetProc, ...], conns: list[NetConn], hist: tuple[int, ...],
+                 stats: dict[str, int], user_lost: int = 0) -> NetSample:
+    return NetSample(interval_s=interval_s, procs=procs, conns=tuple(conns), connect_buckets=hist,
+                     connects=stats["connects"], accepts=stats["accepts"], connect_failed=stats["connect_failed"],
+                     retransmits=stats["retransmits"], resets_sent=stats["resets_sent"],
+                     resets_received=stats["resets_received"], procs_full=stats["procs_full"],
+                     conns_full=stats["conns_full"], lost=stats["lost"] + user_lost)
+
+
+def _counts(v: tuple) -> int:
+    return v[1] + v[3]
+
+
+class NetProbe(ProbeWorker):
+    name = NAME
+    title = "Network"
+    tracepoints = ("sock:sock_send_length", "sock:sock_recv_length", "sock:inet_sock_set_state",
+                   "tcp:tcp_retransmit_skb", "tcp:tcp_send_reset", "tcp:tcp_receive_reset")
+    needs_ringbuf = True
+
+    def __init__(self, options: ProbeOptions | None = None, on_status=None):
+        super().__init__(options, on_status)
+        self._maps: dict = {}
+        self._ring: Optional[RingBuffer] = None
+        self._conns: list[NetConn] = []
+        self._user_lost = 0
+        self._prev_stats: dict[str, int] = {}
+        self._prev_hist: tuple[int, ...] = (0,) * LAT_SLOTS
+        self._procs = Cumulative(count_of=_counts)
+        self._clock_offset = time.time() - time.monotonic()
+
+    def check(self) -> None:
+        if features.can_trace() and features.tracefs() is not None and \
+                not features.tracepoint_exists("sock", "sock_send_length"):
+            raise ProbeUnavailable(UNSUPPORTED, "this kernel lacks sock:sock_send_length (Linux 6.3+); "
+                                                "the kprobe path is not built yet")
+        super().check()
+
+    def cflags(self) -> list[str]:
+        x = self.options.extra
+        return super().cflags() + [
+            f"-DMAX_PROCS={int(x.get('net_max_procs', MAX_PROCS))}",
+            f"-DMAX_CONNS={int(x.get('net_max_conns', MAX_CONNS))}",
+            f"-DRINGBUF_PAGES={int(x.get('net_ringbuf_pages', RINGBUF_PAGES))}",
+        ] + self.pid_cflags()
+
+    def live_detail(self) -> str:
+        return "tracepoints; an accepted connection belongs to the first process that uses it"
+
+    def attached(self, loaded) -> None:
+        self._maps = {name: loaded[name] for name in ("stats", "procs", "connlat")}
+        try:
+            self._ring = RingBuffer(os.dup(loaded["events"].fd))  # it owns (and closes) its fd
+        except OSError as exc:
+            raise ProbeUnavailable(UNSUPPORTED, f"ring buffer unavailable: {exc.strerror}") from exc
+        self._prev_stats = read_slots(self._maps["stats"], STAT_SLOTS)
+        self._prev_hist = self._read_hist()
+        self._read_procs()  # the baseline: traffic before ktop looked is not this interval's
+
+    def rings(self) -> list:
+        return [self._ring] if self._ring is not None else []
+
+    def drain(self) -> None:
+        records = self._ring.consume()
+        if not records:
+            return
+        room = MAX_QUEUED - len(self._conns)
+        if len(records) > room:
+            self._user_lost += len(records) - max(0, room)
+            records = records[:max(0, room)]
+        offset = self._clock_offset
+        for raw in records:
+            c = decode_conn(raw, offset)
+            if c is not None:
+                self._conns.append(c)
+
+    def _read_hist(self) -> tuple[int, ...]:
+        m = self._maps["connlat"]
+        _k, values, n = m.read_all()
+        sums = percpu_sum_u64(values, n, m.ncpu, m.stride, 1)
+        return tuple(s[0] for s in sums) + (0,) * (LAT_SLOTS - n)
+
+    def _evict(self, keys: list) -> dict:
+        m = self._maps["procs"]
+        last = {}
+        for k in keys:
+            kb = _PROC_KEY.pack(*k)
+            raw = m.lookup_and_delete(kb)
+            if raw is not None:
+                v = decode_procs(kb, raw, 1, m.ncpu, m.stride)[k]
+                last[k] = v[:4]
+        return last
+
+    def _read_procs(self) -> tuple[dict, dict]:
+        m = self._maps["procs"]
+        keys, values, n = m.read_all()
+        rows = decode_procs(keys, values, n, m.ncpu, m.stride)
+        cur = {k: v[:4] for k, v in rows.items()}
+        comms = {k: v[4] for k, v in rows.items()}
+        return self._procs.step(cur, self._evict), comms
+
+    def collect(self, interval_s: float) -> NetSample:
+        cur = read_slots(self._maps["stats"], STAT_SLOTS)
+        stats = slot_deltas(cur, self._prev_stats, STAT_SLOTS)
+        self._prev_stats = cur
+        hist = self._read_hist()
+        dh = tuple(max(0, a - b) for a, b in zip(hist, self._prev_hist))
+        self._prev_hist = hist
+        deltas, comms = self._read_procs()
+        conns, self._conns = self._conns, []
+        user_lost, self._user_lost = self._user_lost, 0
+        sample = build_sample(interval_s, proc_rows(deltas, comms), conns, dh, stats, user_lost)
+        self.add_lost(sample.lost)
+        return sample
+
+
+__all__ = ["NetProbe", "decode_conn", "decode_procs", "proc_rows", "build_sample"]

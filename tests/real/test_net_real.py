@@ -1,0 +1,216 @@
+"""The net probe against known loopback workloads, as root, through `ktop snapshot --probes net --json`.
+
+A small C program (net_work.c, built here under a unique name) moves an exact number of bytes:
+10,000,000 bytes sent and 1,000,000 received over one TCP connection to a forked peer; 200 UDP
+datagrams of 1000 bytes; 50 TCP connections opened and closed; one connect refused. Counts are
+checked exactly for its PID.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from realutil import Snap, probe_unavailable_reason, unique_copy, unique_name
+
+pytestmark = pytest.mark.real
+
+HERE = Path(__file__).resolve().parent
+
+
+def unavailable_reason() -> str | None:
+    """Why the net probe cannot run here, or None: the probe's own feature checks (they name
+    sock:sock_send_length, Linux 6.3+, when it is missing)."""
+    from ktop.probes.net import NetProbe
+
+    reason = probe_unavailable_reason(NetProbe)
+    if reason:
+        return reason
+    if not shutil.which("gcc"):
+        return "gcc is not installed (the tests build their workload)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path_factory.mktemp("net") / "work"
+    subprocess.run(["gcc", "-O2", "-o", str(out), str(HERE / "net_work.c")], check=True, capture_output=True)
+    return out
+
+
+def named(work: Path, tmp_path: Path) -> Path:
+    """A copy of the workload under a unique name: the comm the kernel reports."""
+    dst = tmp_path / unique_name("kn")
+    shutil.copy2(work, dst)
+    return dst
+
+
+def _run(prog: Path, *args: str) -> tuple[int, dict]:
+    """Runs the workload; returns (its PID, what it printed: peer, listen, ports)."""
+    p = subprocess.Popen([str(prog), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    info: dict = {"ports": []}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "port":
+            info["ports"].append(int(value))
+        elif key in ("peer", "listen"):
+            info[key] = int(value)
+    assert out.rstrip().endswith("done"), out
+    return p.pid, info
+
+
+def run_collecting(workload, duration: float = 4.0) -> tuple[dict, object]:
+    """Starts ktop (net only), runs ``workload()`` once it collects; returns (the net section, result)."""
+    with Snap("--probes", "net", duration=duration) as snap:
+        snap.wait_collecting()
+        result = workload()
+        assert snap.proc.poll() is None, "ktop stopped before the workload finished: raise the duration"
+        rc, doc = snap.finish(timeout=duration + 30)
+    assert rc == 0, snap.stderr
+    st = doc["probes"]["net"]
+    assert st["status"] == "live", st
+    net = doc["net"]
+    assert net["drops"] == {"procs_full": 0, "conns_full": 0} and net["lost"] == 0, net
+    return net, result
+
+
+def rows(net: dict, pid: int) -> dict[str, dict]:
+    found = [p for p in net["processes"] if p["pid"] == pid]
+    out = {p["proto"]: p for p in found}
+    assert len(out) == len(found)
+    return out
+
+
+def test_tcp_bytes_each_way_exactly(work, tmp_path):
+    prog = named(work, tmp_path)
+    net, (pid, info) = run_collecting(lambda: _run(prog, "tcp", "10000000", "1000000"))
+    mine = rows(net, pid)
+    assert set(mine) == {"tcp"}, mine
+    t = mine["tcp"]
+    assert (t["tx_bytes"], t["rx_bytes"], t["comm"]) == (10_000_000, 1_000_000, prog.name)
+    assert t["tx_calls"] >= 1 and t["rx_calls"] >= 1
+    peer = rows(net, info["peer"])["tcp"]
+    assert (peer["tx_bytes"], peer["rx_bytes"]) == (1_000_000, 10_000_000)
+    # the connection, from both ends, with the bytes it carried
+    out = [c for c in net["connections"] if c["pid"] == pid]
+    assert len(out) == 1 and out[0]["dport"] == info["listen"] and out[0]["direction"] == "connect"
+    assert (out[0]["tx_bytes"], out[0]["rx_bytes"]) == (10_000_000, 1_000_000)
+    assert out[0]["connect_ns"] is not None and out[0]["connect_ns"] > 0
+    back = [c for c in net["connections"] if c["pid"] == info["peer"]]
+    assert len(back) == 1 and back[0]["direction"] == "accept" and back[0]["sport"] == info["listen"]
+    assert (back[0]["tx_bytes"], back[0]["rx_bytes"]) == (1_000_000, 10_000_000)
+
+
+def test_200_udp_datagrams_of_1000_bytes(work, tmp_path):
+    prog = named(work, tmp_path)
+    net, (pid, _info) = run_collecting(lambda: _run(prog, "udp", "200", "1000"))
+    mine = rows(net, pid)
+    assert set(mine) == {"udp"}, mine
+    u = mine["udp"]
+    assert (u["tx_calls"], u["tx_bytes"], u["rx_calls"], u["rx_bytes"]) == (200, 200_000, 200, 200_000)
+
+
+def test_50_tcp_connections_and_their_life_cycles(work, tmp_path):
+    prog = named(work, tmp_path)
+    net, (pid, info) = run_collecting(lambda: _run(prog, "conns", "50"))
+    assert len(info["ports"]) == 50
+    out = [c for c in net["connections"] if c["pid"] == pid]
+    assert len(out) == 50, out
+    assert sorted(c["sport"] for c in out) == sorted(info["ports"])
+    assert all(c["dport"] == info["listen"] and c["direction"] == "connect" and c["established"]
+               and c["comm"] == prog.name and c["daddr"] == "127.0.0.1" and c["tx_bytes"] == 1 for c in out)
+    assert all(c["connect_ns"] and c["duration_ns"] > 0 for c in out)
+    accepted = [c for c in net["connections"] if c["pid"] == info["peer"]]
+    assert len(accepted) == 50 and all(c["sport"] == info["listen"] and c["direction"] == "accept"
+                                       and c["rx_bytes"] == 1 for c in accepted)
+    assert sorted(c["dport"] for c in accepted) == sorted(info["ports"])
+    assert net["connect_latency"]["count"] >= 50
+    assert net["totals"]["connects"] >= 50 and net["totals"]["accepts"] >= 50
+
+
+def test_a_refused_connect_is_a_reset_and_a_failed_connect(work, tmp_path):
+    prog = named(work, tmp_path)
+    net, (pid, info) = run_collecting(lambda: _run(prog, "refused"))
+    out = [c for c in net["connections"] if c["pid"] == pid]
+    assert len(out) == 1, out
+    c = out[0]
+    assert (c["dport"], c["established"], c["reset"], c["connect_ns"]) == (info["listen"], False, True, None)
+    t = net["totals"]
+    assert t["resets_sent"] >= 1 and t["resets_received"] >= 1 and t["connect_failed"] >= 1
+
+
+def test_p_counts_the_process_and_its_forked_peer_only(work, tmp_path):
+    """-p PID: the process asked for and the peer it forks (a descendant, followed in the kernel); no other."""
+    prog = named(work, tmp_path)
+    holder = subprocess.Popen(["sh", "-c", f"read _ && exec {prog} tcp 2000000 300000"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        with Snap("--probes", "net", "-p", str(holder.pid), duration=4.0) as snap:
+            snap.wait_collecting()
+            other = _run(named(work, tmp_path), "udp", "10", "100")[0]  # not ours: not counted
+            out, _ = holder.communicate("go\n", timeout=60)
+            rc, doc = snap.finish(timeout=40)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert rc == 0 and holder.returncode == 0, snap.stderr
+    peer = int(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("peer ")))
+    net = doc["net"]
+    assert {p["pid"] for p in net["processes"]} == {holder.pid, peer}, net["processes"]
+    assert other not in {c["pid"] for c in net["connections"]}
+    mine = rows(net, holder.pid)["tcp"]
+    assert (mine["tx_bytes"], mine["rx_bytes"]) == (2_000_000, 300_000)
+    assert (rows(net, peer)["tcp"]["tx_bytes"], rows(net, peer)["tcp"]["rx_bytes"]) == (300_000, 2_000_000)
+    assert sorted(c["pid"] for c in net["connections"]) == sorted([holder.pid, peer])
+
+
+def test_sendfile_to_a_tcp_socket_is_counted(work, tmp_path):
+    """Since Linux 6.5 splice and sendfile to a socket go through sock_sendmsg, so its tracepoint sees them."""
+    release = tuple(int(x) for x in re.findall(r"\d+", platform.release())[:2])
+    if release < (6, 5):
+        pytest.skip("this kernel sends sendfile's pages to a socket through ->sendpage, which "
+                    "sock:sock_send_length does not see (MSG_SPLICE_PAGES came in Linux 6.5)")
+    prog = named(work, tmp_path)
+    net, (pid, info) = run_collecting(lambda: _run(prog, "sendfile", "3000000"))
+    assert rows(net, pid)["tcp"]["tx_bytes"] == 3_000_000
+    assert rows(net, info["peer"])["tcp"]["rx_bytes"] == 3_000_000
+
+
+IPV6_CLIENT = r"""
+import os, socket, sys
+s = socket.socket(socket.AF_INET6); s.bind(("::1", 0)); s.listen()
+c = socket.create_connection(("::1", s.getsockname()[1])); a, _ = s.accept()
+c.sendall(b"z" * 5000); n = 0
+while n < 5000: n += len(a.recv(65536))
+print(c.getsockname()[1], s.getsockname()[1]); c.close(); a.close()
+"""
+
+
+def test_an_ipv6_connection_has_its_addresses(work, tmp_path):
+    if not socket.has_ipv6 or not os.path.exists("/proc/net/if_inet6"):
+        pytest.skip("this kernel has no IPv6")
+    py = unique_copy(os.path.realpath(sys.executable), tmp_path, "k6")
+
+    def run():
+        p = subprocess.run([str(py), "-c", IPV6_CLIENT], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return [int(x) for x in p.stdout.split()]
+
+    net, (sport, dport) = run_collecting(run)
+    out = [c for c in net["connections"] if c["comm"] == py.name and c["direction"] == "connect"]
+    assert len(out) == 1, net["connections"]
+    c = out[0]
+    assert (c["family"], c["saddr"], c["daddr"], c["sport"], c["dport"], c["tx_bytes"]) == \
+        (6, "::1", "::1", sport, dport, 5000)

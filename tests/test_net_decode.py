@@ -1,0 +1,120 @@
+"""The net probe's readers fed plain bytes, laid out as bpf/net.bpf.c writes them."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from ktop.probes import features
+from ktop.probes.base import ProbeUnavailable
+from ktop.probes.cumulative import Cumulative
+from ktop.probes.net import (
+    _CONN,
+    _PROC_KEY,
+    EV_CONN,
+    F_ACTIVE,
+    F_ESTABLISHED,
+    F_PASSIVE,
+    F_RESET,
+    STAT_SLOTS,
+    NetProbe,
+    build_sample,
+    decode_conn,
+    decode_procs,
+    proc_rows,
+)
+from ktop.snapshot import UNSUPPORTED
+
+
+def conn_record(pid=42, ts=5_000_000_000, duration_ns=1000, connect_ns=300, tx=10, rx=20, retrans=1,
+                flags=F_ACTIVE | F_ESTABLISHED, family=2, sport=40000, dport=80,
+                saddr=b"\x7f\0\0\x01", daddr=b"\x0a\0\0\x02", comm=b"curl", kind=EV_CONN) -> bytes:
+    return _CONN.pack(kind, pid, ts, duration_ns, connect_ns, tx, rx, retrans, flags, family, sport, dport, 0,
+                      saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"), comm.ljust(16, b"\0"))
+
+
+def test_the_record_layout_matches_struct_conn_event():
+    # u32 type, pid; u64 ts, duration, connect, tx, rx; u32 retrans, flags; u16 family, sport, dport, pad;
+    # u8 saddr[16], daddr[16]; char comm[16]
+    assert _CONN.size == 4 + 4 + 5 * 8 + 4 + 4 + 4 * 2 + 16 + 16 + 16 == 112
+
+
+def test_an_ipv4_connect():
+    c = decode_conn(conn_record(), clock_offset=1000.0)
+    assert (c.pid, c.comm, c.family, c.saddr, c.sport, c.daddr, c.dport) == \
+        (42, "curl", 4, "127.0.0.1", 40000, "10.0.0.2", 80)
+    assert c.time == 1005.0
+    assert (c.duration_ns, c.connect_ns, c.tx_bytes, c.rx_bytes, c.retransmits) == (1000, 300, 10, 20, 1)
+    assert (c.active, c.established, c.reset) == (True, True, False)
+
+
+def test_an_ipv6_accept_that_was_reset():
+    six = socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+    c = decode_conn(conn_record(family=10, saddr=six, daddr=socket.inet_pton(socket.AF_INET6, "::1"),
+                                flags=F_PASSIVE | F_ESTABLISHED | F_RESET, connect_ns=0, pid=0, comm=b""), 0.0)
+    assert (c.family, c.saddr, c.daddr, c.active, c.reset, c.pid, c.comm) == (6, "2001:db8::1", "::1", False,
+                                                                              True, 0, "")
+
+
+def test_a_comm_that_is_not_utf8_keeps_its_bytes():
+    c = decode_conn(conn_record(comm=b"a\xffb"), 0.0)
+    assert c.comm == "a\udcffb"
+
+
+def test_short_or_foreign_records_are_skipped():
+    assert decode_conn(conn_record()[:50], 0.0) is None
+    assert decode_conn(conn_record(kind=1), 0.0) is None
+
+
+def _percpu_procs(entries, ncpu):
+    """keys and per-CPU values of a BPF_PERCPU_HASH(procs): each CPU's slot is 4 u64 + comm[16] (48 bytes)."""
+    keys, values = b"", b""
+    for (tgid, proto), per_cpu in entries:
+        keys += _PROC_KEY.pack(tgid, proto)
+        for c in range(ncpu):
+            tx, txc, rx, rxc, comm = per_cpu[c]
+            values += struct.pack("<4Q16s", tx, txc, rx, rxc, comm)
+    return keys, values
+
+
+def test_per_cpu_counters_are_summed_and_the_comm_comes_from_a_cpu_that_has_one():
+    keys, values = _percpu_procs([
+        ((7, 0), [(0, 0, 0, 0, b""), (100, 2, 50, 1, b"srv")]),
+        ((7, 1), [(10, 1, 0, 0, b"srv"), (20, 1, 5, 1, b"srv")]),
+    ], ncpu=2)
+    rows = decode_procs(keys, values, 2, ncpu=2, stride=48)
+    assert rows == {(7, 0): (100, 2, 50, 1, "srv"), (7, 1): (30, 2, 5, 1, "srv")}
+
+
+def test_rows_of_the_interval_from_cumulative_reads_lose_nothing_to_eviction():
+    cum = Cumulative(count_of=lambda v: v[1] + v[3])
+    assert cum.step({(7, 0): (100, 1, 0, 0)}, lambda ks: {}) == {(7, 0): (100, 1, 0, 0)}
+    # the next read: +50 bytes; then idle, evicted with 10 more bytes that came meanwhile
+    assert cum.step({(7, 0): (150, 2, 0, 0)}, lambda ks: {}) == {(7, 0): (50, 1, 0, 0)}
+    assert cum.step({(7, 0): (150, 2, 0, 0)}, lambda ks: {k: (160, 3, 0, 0) for k in ks}) == \
+        {(7, 0): (10, 1, 0, 0)}
+
+
+def test_proc_rows_name_the_protocol_and_skip_empty_deltas():
+    out = proc_rows({(7, 1): (1000, 1, 0, 0), (7, 0): (0, 0, 0, 0), (8, 9): (1, 1, 1, 1)},
+                    {(7, 1): "dns", (8, 9): "x"})
+    assert [(p.pid, p.proto, p.comm, p.tx_bytes) for p in out] == [(7, "udp", "dns", 1000), (8, "other", "x", 1)]
+
+
+def test_the_sample_takes_every_counter_and_adds_the_queue_losses():
+    stats = dict.fromkeys(STAT_SLOTS, 0) | {"lost": 2, "retransmits": 3, "connects": 4}
+    s = build_sample(1.0, (), [], (0,) * 32, stats, user_lost=5)
+    assert (s.lost, s.retransmits, s.connects, s.accepts) == (7, 3, 4, 0)
+
+
+def test_a_kernel_without_sock_send_length_is_told_in_a_sentence(monkeypatch, tmp_path):
+    monkeypatch.setattr(features, "can_trace", lambda: True)
+    monkeypatch.setattr(features, "tracefs", lambda: tmp_path)
+    monkeypatch.setattr(features, "tracepoint_exists", lambda cat, ev: ev != "sock_send_length")
+    with pytest.raises(ProbeUnavailable) as exc:
+        NetProbe().check()
+    assert exc.value.status == UNSUPPORTED
+    assert exc.value.detail == ("this kernel lacks sock:sock_send_length (Linux 6.3+); "
+                                "the kprobe path is not built yet")

@@ -1,0 +1,96 @@
+"""The net model: totals over the run, rates of the last tick, closed connections, bounds, the JSON section."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ktop.model import build_model, snapshot_document, summary_lines
+from ktop.model import net as m
+from ktop.model.section import Fold
+from ktop.snapshot import LIVE, NetProc, ProbeStatus
+from tests.ui import fakes, net_fakes
+
+
+def snap(sample, t=fakes.T0):
+    return replace(fakes.snapshot(t=t), net=sample,
+                   probes=(ProbeStatus("spawn", LIVE), ProbeStatus("net", LIVE)))
+
+
+def test_two_ticks_add_up_and_rates_are_the_last_interval():
+    a = build_model(None, snap(net_fakes.sample()))
+    b = build_model(a, snap(net_fakes.sample(interval_s=2.0), t=fakes.T0 + 2))
+    n = b.net
+    curl = next(r for r in n.procs if r.pid == 100)
+    assert (curl.tx_bytes, curl.rx_bytes, curl.tx_calls, curl.rx_calls) == (240, 8000, 2, 6)
+    assert (curl.tx_bytes_per_s, curl.rx_bytes_per_s) == (60.0, 2000.0)
+    assert n.totals.tx_bytes == 2 * (120 + 4000 + 1000) and n.totals.closed == 6
+    assert n.totals.resets_received == 2 and n.totals.connect_failed == 2
+    assert n.conns[0].dport == 1 and len(n.conns) == 6  # newest first
+    assert sum(n.connect_buckets) == 2 and n.tx_bytes_per_s == (120 + 4000 + 1000) / 2
+
+
+def test_a_process_quiet_for_a_tick_shows_no_rate_but_keeps_its_totals():
+    a = build_model(None, snap(net_fakes.sample()))
+    quiet = replace(net_fakes.sample(), procs=(NetProc(pid=300, comm="dnsd", proto="udp", tx_bytes=5, tx_calls=1),),
+                    conns=())
+    b = build_model(a, snap(quiet, t=fakes.T0 + 1))
+    curl = next(r for r in b.net.procs if r.pid == 100)
+    assert (curl.tx_bytes_per_s, curl.rx_bytes_per_s, curl.tx_bytes) == (0.0, 0.0, 120)
+
+
+def test_idle_processes_leave_the_dashboard_model_and_rows_are_bounded():
+    ctx = Fold(forget_dead_s=5.0)
+    first = m.update(None, net_fakes.sample(), snap(None), ctx)
+    later = m.update(first, replace(net_fakes.sample(), procs=()), snap(None, t=fakes.T0 + 10), ctx)
+    assert later.procs == () and later.totals.tx_bytes == 5120
+    many = replace(net_fakes.sample(), procs=tuple(NetProc(pid=i, comm="x", proto="tcp", tx_bytes=1, tx_calls=1)
+                                                   for i in range(20)))
+    assert len(m.fold_procs((), many, fakes.T0, Fold(), limit=7)) == 7
+
+
+def test_closed_connections_are_bounded_by_max_events():
+    s = net_fakes.sample()
+    model = None
+    for i in range(5):
+        model = m.update(model, s, snap(None, t=fakes.T0 + i), Fold(max_events=4))
+    assert len(model.conns) == 4
+
+
+def test_the_document_says_units_and_keeps_every_connection_oldest_first():
+    doc = snapshot_document(build_model(None, snap(net_fakes.sample())), 2.0)["net"]
+    assert [c["dport"] for c in doc["connections"]] == [80, 41001, 1]
+    first = doc["connections"][0]
+    assert (first["connect_ns"], first["direction"], first["duration_ns"]) == (30_000, "connect", 2_000_000)
+    assert doc["connections"][1]["connect_ns"] is None and doc["connections"][1]["direction"] == "accept"
+    assert doc["connect_latency"] == {"count": 1, "histogram": [{"low_us": 16, "high_us": 32, "count": 1}]}
+    assert doc["processes"][0]["pid"] in (100, 200)  # most bytes first
+    assert doc["totals"]["tx_bytes_per_s"] == 5120 / 2.0
+    assert doc["drops"] == {"procs_full": 0, "conns_full": 0} and doc["lost"] == 0
+    assert m.table(doc)[0].keys() >= {"pid", "comm", "proto", "tx_bytes", "rx_bytes"}
+
+
+def test_the_text_names_the_section_and_cleans_kernel_text():
+    s = replace(net_fakes.sample(), procs=(NetProc(pid=5, comm="a\x1b[31mb", proto="tcp", tx_bytes=1, tx_calls=1),))
+    text = "\n".join(summary_lines(snapshot_document(build_model(None, snap(s)), 1.0)))
+    assert "\nnet: " in text and "\x1b" not in text
+
+
+def test_metrics_count_bytes_by_comm_and_the_tcp_counters():
+    from prometheus_client import core
+
+    mx = m.Metrics(top=1)
+    mx.observe(net_fakes.sample(), snap(None))
+    fams = {f.name: f for f in mx.families(core)}
+    tx = {s.labels["comm"]: s.value for s in fams["ktop_net_tx_bytes"].samples if s.name.endswith("_total")}
+    assert tx == {"curl": 120, "other": 5000}
+    assert fams["ktop_net_tcp_connect_failures"].samples[0].value == 1
+
+
+def test_a_recorded_tick_with_net_reads_back_the_same():
+    from ktop.snapshot import snapshot_from_jsonable, to_jsonable
+
+    s = snap(net_fakes.sample())
+    assert snapshot_from_jsonable(to_jsonable(s)) == s
+    old = to_jsonable(fakes.snapshot())
+    old.pop("net")  # a recording made before the net probe
+    assert snapshot_from_jsonable(old).net is None

@@ -1,0 +1,51 @@
+"""The Network panel: on the dashboard only when the net probe is selected; its tables and
+hostile names."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ktop.app import KtopApp
+from ktop.model import build_model
+from ktop.snapshot import LIVE, NetConn, ProbeStatus
+from ktop.ui.widgets.net import NetPanel
+from ktop.ui.widgets.table import KTable
+from tests.ui import fakes, net_fakes
+
+SIZE = (160, 60)
+
+
+def plain_rows(table: KTable) -> list[list[str]]:
+    return [[c.plain.strip() for c in table.get_row(r.key)] for r in table.ordered_rows]
+
+
+def _snap(sample, t=fakes.T0):
+    return replace(fakes.snapshot(t=t), net=sample, probes=(ProbeStatus("spawn", LIVE), ProbeStatus("net", LIVE)))
+
+
+async def test_not_selected_no_panel():
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE):
+        assert not app.query(NetPanel)
+
+
+async def test_selected_it_shows_processes_and_closed_connections():
+    source = fakes.FakeSource()
+    source.probe_names = ["spawn", "net"]
+    app = KtopApp(source, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        hostile = NetConn(time=fakes.T0, pid=9, comm="\x1b[31mevil[/b]", family=4, saddr="127.0.0.1", sport=1,
+                          daddr="127.0.0.1", dport=2, duration_ns=1)
+        s = replace(net_fakes.sample(), conns=net_fakes.conns() + (hostile,))
+        app.show_model(build_model(None, _snap(s)))
+        await pilot.pause()
+        procs = plain_rows(app.query_one("#net-procs", KTable))
+        assert procs[0][:3] == ["100", "curl", "tcp"]  # most rx/s first
+        conns = plain_rows(app.query_one("#net-conns", KTable))
+        assert len(conns) == 4
+        assert ["100", "curl", "out", "127.0.0.1:41000", "127.0.0.1:80"] == conns[3][1:6]
+        assert any(r[4] == "[::1]:80" and r[3] == "in" for r in conns)
+        evil = next(r for r in conns if r[1] == "9")
+        assert "\x1b" not in evil[2] and "[/b]" in evil[2]  # shown as text, never markup
+        status = str(app.query_one("#net-status").render())
+        assert "net: live" in status
