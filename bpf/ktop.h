@@ -12,6 +12,7 @@
 /* Ring buffer record types: the first u32 of every record. */
 #define KTOP_EV_EXEC 1
 #define KTOP_EV_EXIT 2
+#define KTOP_EV_CONN 3  /* net: a TCP connection closed */
 
 /* Ring buffer wake-ups: ktop drains its ring buffers on every tick and
  * when woken, so a record wakes the reader only every RB_WAKE_EVERY-th time

@@ -51,8 +51,6 @@
 #define S_SYN_RECV 3
 #define S_CLOSE 7
 
-#define KTOP_EV_CONN 3
-
 /* Counter slots in `stats` (per CPU, cumulative; user space takes differences). */
 #define ST_PROCS_FULL 0  /* procs map full: a send/receive not counted per process */
 #define ST_CONNS_FULL 1  /* conns map full: a connection not followed */

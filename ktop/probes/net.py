@@ -24,7 +24,7 @@ from ktop.probes.ringbuf import RingBuffer
 from ktop.snapshot import UNSUPPORTED, NetConn, NetProc, NetSample, kernel_cstr
 
 NAME = "net"
-EV_CONN = 3
+EV_CONN = 3  # KTOP_EV_CONN (bpf/ktop.h)
 MAX_PROCS = 4096
 MAX_CONNS = 16384
 RINGBUF_PAGES = 64
