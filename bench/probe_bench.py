@@ -41,12 +41,15 @@ BPFTRACE_EXECS = "tracepoint:sched:sched_process_exec { @ = count(); }"
 
 WORKLOAD_C = r"""
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -81,10 +84,42 @@ static int run_true(const char *tag, long i, int use_vfork)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: execloop N TAG | storm SECONDS TAG | mixed SECONDS FILE\n");
+        fprintf(stderr, "usage: execloop N TAG | storm SECONDS TAG | mixed SECONDS FILE | netloop MB X\n");
         return 2;
     }
     const char *mode = argv[1];
+    if (!strcmp(mode, "netloop")) {           /* MB through TCP loopback in 64 KiB writes, timed */
+        long total = atol(argv[2]) << 20;
+        static char buf[65536];
+        int ls = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t al = sizeof a;
+        if (bind(ls, (struct sockaddr *)&a, sizeof a) || listen(ls, 1) || getsockname(ls, (struct sockaddr *)&a, &al))
+            return 3;
+        pid_t rx = fork();
+        if (rx == 0) {                        /* the receiver: reads to the end */
+            int c = accept(ls, NULL, NULL);
+            long got = 0, n;
+            while ((n = read(c, buf, sizeof buf)) > 0)
+                got += n;
+            _exit(got == total ? 0 : 1);
+        }
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(s, (struct sockaddr *)&a, sizeof a))
+            return 4;
+        double t = now();
+        for (long sent = 0; sent < total;) {
+            long n = write(s, buf, sizeof buf);
+            if (n <= 0)
+                return 5;
+            sent += n;
+        }
+        close(s);
+        int st;
+        waitpid(rx, &st, 0);
+        printf("%.9f %d\n", now() - t, WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        return 0;
+    }
     if (!strcmp(mode, "execloop")) {          /* N sequential fork+exec, timed */
         long n = atol(argv[2]), ok = 0;
         double t = now();
@@ -428,9 +463,59 @@ def funcs_summary(rec: dict) -> dict:
             "calls": (rec.get("results") or {}).get("calls"), "error": rec.get("error")}
 
 
+BPFTRACE_NET = ("tracepoint:sock:sock_send_length { @tx[pid] = sum(args->ret); } "
+                "tracepoint:sock:sock_recv_length { @rx[pid] = sum(args->ret); }")
+
+
+def net_loop_section(exe: str, mb: int = 1024, rounds: int = 5, runs: int = 2) -> dict:
+    """MB through a TCP loopback connection in 64 KiB writes: bare vs ktop (``--probes net``) vs a
+    bpftrace one-liner summing bytes per PID on the same tracepoints (tcptop-bpfcc needs kprobes),
+    rounds with a rotating order; ratio = the median of each round's median over its bare median."""
+    conds = ["bare", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
+    by_round: dict[str, list[list[float]]] = {c: [] for c in conds}
+    errors: dict[str, str] = {}
+    subprocess.run([exe, "netloop", "64", "warm"], capture_output=True)
+    for r in range(rounds):
+        for cond in conds[r % len(conds):] + conds[:r % len(conds)]:
+            if cond in errors:
+                continue
+            tracer = {"ktop": lambda: ktop_snapshot(["--probes", "net"], 3600),
+                      "bpftrace": lambda: Tracer("bpftrace", ["bpftrace", "-e", BPFTRACE_NET], "Attaching"),
+                      "bare": lambda: None}[cond]()
+            try:
+                if tracer:
+                    tracer.start()
+                times = []
+                for _ in range(runs):
+                    out = subprocess.run([exe, "netloop", str(mb), "x"], capture_output=True, text=True,
+                                         timeout=300).stdout.split()
+                    if len(out) != 2 or out[1] != "1":
+                        raise RuntimeError(f"the receiver did not get {mb} MB: {out}")
+                    times.append(float(out[0]))
+                by_round[cond].append(times)
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+                errors[cond] = str(exc)[:300]
+                log(f"net loop {cond}: {errors[cond]}")
+            finally:
+                if tracer:
+                    tracer.stop()
+        log(f"net loop round {r + 1}/{rounds}: " + ", ".join(
+            f"{c} {median(by_round[c][-1]) * 1e3:.0f} ms" for c in conds if by_round[c]))
+    per = {}
+    for c in conds:
+        pairs = [median(t) / median(b) for t, b in zip(by_round[c], by_round["bare"]) if t and b]
+        flat = [x for t in by_round[c] for x in t]
+        per[c] = {"median_s": rnd(median(flat), 6), "runs": len(flat), "ratio": rnd(median(pairs), 4) if pairs else None,
+                  "error": errors.get(c)}
+    return {"mb": mb, "rounds": rounds, "runs_per_round": runs, "conditions": per,
+            "summary": {"ktop_ratio": per["ktop"]["ratio"], "bpftrace_ratio": (per.get("bpftrace") or {}).get("ratio"),
+                        "bare_s": per["bare"]["median_s"], "error": errors.get("ktop")}}
+
+
 def probe_cost_section(tmp: str, exe: str, quick: bool) -> dict:
     out: dict = {}
     out["exec_loop"] = exec_loop_section(tmp, exe, rounds=2 if quick else 9, runs=1 if quick else 3)
+    out["net"] = net_loop_section(exe, mb=256 if quick else 1024, rounds=2 if quick else 7, runs=1 if quick else 3)
     sc = sub_bench("syscalls_bench.py", ["--quick"] if quick else
                    ["--rounds", "3", "--runs", "2", "--only",
                     "floor,floor-sampled,floor-both,ktop,ktop-on,ktop-off,syscount,syscount-L",
@@ -633,6 +718,12 @@ def budget_rows(res: dict) -> list[dict]:
                          + f"; of {e['expected']} execs {e['seen']} seen, {e['argv_right']} with argv, "
                          f"{e['exit_code_0']} with exit code",
                          None if k is None else (k <= BUDGET_EXEC_RATIO and e["argv_and_exit_codes_captured"])))
+        n = (pc.get("net") or {}).get("summary") or {}
+        k, bt = n.get("ktop_ratio"), n.get("bpftrace_ratio")
+        rows.append(_row(f"TCP loopback {pc['net']['mb'] if 'net' in pc else 1024} MB in 64 KiB writes: net probe's "
+                         "slowdown <= the peer's", "-" if k is None else f"ktop --probes net x{k:.3f} vs bpftrace "
+                         "sock_send/recv_length sum x" + (f"{bt:.3f}" if bt else "-") + " (tcptop-bpfcc needs kprobes)",
+                         None if k is None or bt is None else k <= max(bt, 1.01)))
         b = pc["bio"]["summary"]
         k = b["ktop_ratio"]
         peer = (f"bpftrace tracepoint biolatency x{b['bpftrace_tp_ratio']:.3f}" if b["bpftrace_tp_ratio"] else "-")
