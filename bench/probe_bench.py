@@ -505,8 +505,8 @@ def net_loop_section(exe: str, mb: int = 1024, rounds: int = 5, runs: int = 2) -
     for c in conds:
         pairs = [median(t) / median(b) for t, b in zip(by_round[c], by_round["bare"]) if t and b]
         flat = [x for t in by_round[c] for x in t]
-        per[c] = {"median_s": rnd(median(flat), 6), "runs": len(flat), "ratio": rnd(median(pairs), 4) if pairs else None,
-                  "error": errors.get(c)}
+        per[c] = {"median_s": rnd(median(flat), 6), "runs": len(flat),
+                  "ratio": rnd(median(pairs), 4) if pairs else None, "error": errors.get(c)}
     return {"mb": mb, "rounds": rounds, "runs_per_round": runs, "conditions": per,
             "summary": {"ktop_ratio": per["ktop"]["ratio"], "bpftrace_ratio": (per.get("bpftrace") or {}).get("ratio"),
                         "bare_s": per["bare"]["median_s"], "error": errors.get("ktop")}}
