@@ -205,11 +205,11 @@ class KtopApp(App):
                 yield from self._probe_panels("right")  # each `height: 1fr`
         yield Footer()
 
-    @staticmethod
-    def _probe_panels(column: str):
-        """The registered probes' panels of one column, in the registry's panel order (the number keys')."""
+    def _probe_panels(self, column: str):
+        """The registered probes' panels of one column, in the registry's panel order (the number keys');
+        a probe off by default has one only when selected (``Source.shows``)."""
         for p in registry.in_panel_order():
-            if p.column == column:
+            if p.column == column and self.source.shows(p.name):
                 yield registry.panel_class(p.name)(id=p.section)
 
     # -- lifecycle ---------------------------------------------------------

@@ -60,11 +60,15 @@ PROBES: dict[str, ProbeInfo] = {
                   "every system call: counts per syscall and process, errors by errno, latency histograms; "
                   "syscount", "syscalls", "ktop.probes.syscalls:SyscallsProbe", "ktop.model.syscalls",
                   "ktop.ui.widgets.syscalls:SyscallsPanel"),
+        ProbeInfo("sched", False,
+                  "run-queue latency per CPU and process (histograms, percentiles) and off-CPU time by state "
+                  "(R, S, D); runqlat + offcputime; off by default (--probes sched)",
+                  "sched", "ktop.probes.sched:SchedProbe", "ktop.model.sched", "ktop.ui.widgets.sched:SchedPanel"),
     )
 }
 
 # Where the panels sit on the dashboard, and in which order the number keys reach them.
-PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs")
+PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs", "sched")
 
 
 def default_names() -> list[str]:

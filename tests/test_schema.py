@@ -12,13 +12,13 @@ jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not install
 from ktop import schema  # noqa: E402
 from ktop.model import build_model, snapshot_document  # noqa: E402
 from ktop.snapshot import LIVE, ProbeStatus, to_jsonable  # noqa: E402
-from tests.ui import bio_fakes, fakes, funcs_fakes, syscalls_fakes  # noqa: E402
+from tests.ui import bio_fakes, fakes, funcs_fakes, sched_fakes, syscalls_fakes  # noqa: E402
 
 
 def _every_section():
     return replace(fakes.snapshot(spawn=fakes.spawn_sample()), bio=bio_fakes.tick_sample(1),
-                   syscalls=syscalls_fakes.sample(), funcs=funcs_fakes.sample(),
-                   probes=tuple(ProbeStatus(n, LIVE) for n in ("spawn", "funcs", "bio", "syscalls")))
+                   syscalls=syscalls_fakes.sample(), funcs=funcs_fakes.sample(), sched=sched_fakes.sample(),
+                   probes=tuple(ProbeStatus(n, LIVE) for n in ("spawn", "funcs", "bio", "syscalls", "sched")))
 
 
 def _check(name: str, data) -> None:
@@ -55,7 +55,7 @@ UNITLESS = {
     "not_issued", "inflight_full", "diskop_full", "proc_full", "unattributed", "rekeyed", "rq_merged",
     "filtered", "expired", "partial", "missed", "unseen", "attached", "matched", "cap", "map_full",
     "rows_dropped", "calls", "timed", "start_full", "procs_full", "errs_full", "bad_nr", "pairs_dropped",
-    "processes_dropped",
+    "processes_dropped", "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full",
 }
 
 

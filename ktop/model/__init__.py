@@ -42,6 +42,7 @@ class Model:
     bio: Any = None  # ktop.model.bio.BioModel
     funcs: Any = None  # ktop.model.funcs.FuncsModel
     syscalls: Any = None  # ktop.model.syscalls.SyscallsModel
+    sched: Any = None  # ktop.model.sched.SchedModel
 
 
 def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS,

@@ -186,6 +186,9 @@ class LiveSource(Source):
                 best = (d, w)
         return best
 
+    def shows(self, probe: str) -> bool:
+        return super().shows(probe) or probe in self.probe_names
+
     def statuses(self) -> tuple[ProbeStatus, ...]:
         out = [w.status for w in self.workers.values()]
         out += [ProbeStatus(n, DISABLED, "not selected (--probes)") for n in self.disabled]
