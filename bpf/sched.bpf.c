@@ -4,6 +4,7 @@
  * without kprobes:
  *
  *   sched_wakeup, sched_wakeup_new  (task)               a task became runnable: enqueue time
+ *   sched_process_exec                                   a process's entry takes its new name
  *   sched_switch                    (preempt, prev, next[, prev_state])
  *       prev leaves the CPU: off-CPU time starts, in its state's class;
  *            a preempted task (still runnable) is enqueued again now, as runqlat does;
@@ -274,6 +275,17 @@ static __always_inline void switched_in(u64 next, u64 now)
         if (c < 3)
             __sync_fetch_and_add(&p->off_ns[c], now - m.off_ts);
     }
+}
+
+/* A process that exec'd since its entry was made takes its new name (the entry
+ * of a child is often made between fork and exec, under its parent's name). */
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct proc_val *p = procs.lookup(&tgid);
+    if (p)
+        bpf_get_current_comm(p->comm, sizeof(p->comm));
+    return 0;
 }
 
 RAW_TRACEPOINT_PROBE(sched_switch)

@@ -126,7 +126,7 @@ def build_sample(interval_s: float, procs: Iterable[SchedProc], cpus: Iterable[S
 class SchedProbe(ProbeWorker):
     name = NAME
     title = "Scheduler"
-    tracepoints = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_wakeup_new")
+    tracepoints = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_process_exec")
 
     def __init__(self, options=None, on_status=None):
         super().__init__(options, on_status)
