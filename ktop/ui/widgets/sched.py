@@ -25,7 +25,7 @@ from ktop.ui.widgets.table import Column, KTable, Row
 
 PROC_COLUMNS = (
     Column("pid", "PID", 7, numeric=True),
-    Column("waits", "WAIT/S", 6, numeric=True, desc=True),
+    Column("waits", "WAIT/S", 7, numeric=True, desc=True),
     Column("p50", "P50", 5, numeric=True, desc=True),
     Column("p99", "P99", 5, numeric=True, desc=True),
     Column("max", "MAX", 5, numeric=True, desc=True),
