@@ -49,6 +49,7 @@
 
 #define K_TASK_UNINTERRUPTIBLE 0x2
 #define K_TASK_NOLOAD 0x400
+#define K_TASK_DEAD 0x80
 #define K_PF_KTHREAD 0x00200000
 
 /* Off-CPU classes: the index into proc_val.off_ns. */
@@ -89,12 +90,12 @@ struct proc_val {
 };
 
 /* tid -> its mark: the state that lives between switch-out or wakeup and the
- * next switch-in (deleted there, so an exited thread leaves at most one). */
+ * next switch-in (deleted there, and at a dying task's last switch). */
 BPF_HASH(tasks, u32, struct mark, MAX_TASKS);
 /* tgid -> the process's figures. */
 BPF_HASH(procs, u32, struct proc_val, MAX_PROCS);
-/* The machine-wide run-queue histogram, one per CPU (the CPU whose queue it
- * was): slots 0..NSLOTS-1 count waits as proc_val.hist does, slot NSLOTS
+/* The machine-wide run-queue histogram, one per CPU (the CPU the task got at
+ * the end of its wait): slots 0..NSLOTS-1 count waits as proc_val.hist does, slot NSLOTS
  * holds their sum in nanoseconds (an exact mean per CPU). */
 BPF_PERCPU_ARRAY(cpu_hist, u64, NSLOTS + 1);
 BPF_PERCPU_ARRAY(stats, u64, ST_NR);
@@ -195,6 +196,10 @@ static __always_inline void switched_out(u64 prev, int preempt, u64 now)
     u16 cls = OFF_R;
     if (!preempt) {
         u32 state = rd32(prev, TASK_OFF_STATE);
+        if (state & K_TASK_DEAD) {
+            tasks.delete(&pid); /* its last switch: a mark now would never be taken back */
+            return;
+        }
         if (state == 0)
             cls = OFF_R;
         else if ((state & K_TASK_UNINTERRUPTIBLE) && !(state & K_TASK_NOLOAD))
