@@ -119,3 +119,19 @@ def test_sched_panel_svg(snap_compare, width):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(width, 20), run_before=run_before)
+
+
+def test_a_replay_shows_the_panel_only_when_the_recording_has_the_probe(tmp_path):
+    from ktop.recording import RecordingWriter, header
+    from ktop.sources.replay import ReplaySource
+
+    def recording(name, snaps):
+        path = tmp_path / name
+        with RecordingWriter(str(path), header(fakes.HOST, 1.0, ["spawn"], started=fakes.T0)) as w:
+            for s in snaps:
+                w.write(s)
+        return ReplaySource(str(path))
+
+    assert recording("with.jsonl", snapshots(2)).shows("sched")
+    without = recording("without.jsonl", [fakes.snapshot()])
+    assert not without.shows("sched") and without.shows("bio")
