@@ -82,7 +82,7 @@ def test_three_cpu_hogs_make_a_wakers_run_queue_p99_ten_times_longer():
                 h.wait()
         return alone, w.pid, [h.pid for h in hogs]
 
-    sched, (alone, loaded, hogs) = run_collecting(workload, duration=4 * 2.0 + 4)
+    sched, (alone, loaded, hogs) = run_collecting(workload, duration=3 * float(secs) + 6)
     base = [of(sched, pid) for pid in alone]
     busy = of(sched, loaded)
     best = min(b["p99_us"] for b in base)
