@@ -72,3 +72,20 @@ def test_a_process_without_waits_has_no_max_and_an_idle_one_no_row():
 def test_build_sample_takes_the_stat_slots():
     s = build_sample(1.0, (), (), {"switches": 5, "wakeups": 2, "runq_waits": 3, "tasks_full": 1, "procs_full": 0})
     assert (s.switches, s.wakeups, s.runq_waits, s.tasks_full, s.procs_full) == (5, 2, 3, 1, 0)
+
+
+def test_missing_btf_or_raw_tracepoints_is_a_sentence(monkeypatch):
+    import pytest
+
+    from ktop.probes import features
+    from ktop.probes.base import ProbeUnavailable, ProbeWorker
+    from ktop.probes.sched import SchedProbe
+
+    monkeypatch.setattr(ProbeWorker, "check", lambda self: None)
+    monkeypatch.setattr(features, "btf_available", lambda: False)
+    with pytest.raises(ProbeUnavailable, match="no BTF"):
+        SchedProbe().check()
+    monkeypatch.setattr(features, "btf_available", lambda: True)
+    monkeypatch.setattr(features, "raw_tracepoints", lambda: False)
+    with pytest.raises(ProbeUnavailable, match="raw tracepoints"):
+        SchedProbe().check()
