@@ -89,3 +89,18 @@ def test_missing_btf_or_raw_tracepoints_is_a_sentence(monkeypatch):
     monkeypatch.setattr(features, "raw_tracepoints", lambda: False)
     with pytest.raises(ProbeUnavailable, match="raw tracepoints"):
         SchedProbe().check()
+
+
+def test_task_offsets_from_the_running_kernels_btf():
+    import pytest
+
+    from ktop.probes.btf import VMLINUX_BTF, struct_offsets
+    from ktop.probes.sched import task_field_offsets
+
+    if not VMLINUX_BTF.is_file():
+        pytest.skip("this kernel has no BTF (/sys/kernel/btf/vmlinux missing: CONFIG_DEBUG_INFO_BTF)")
+    offs = task_field_offsets()
+    plain = struct_offsets("task_struct", ("pid", "tgid", "flags", "comm", "group_leader"))
+    assert {k: offs[f"TASK_OFF_{k.upper()}"] for k in plain} == plain
+    assert offs["TASK_OFF_TGID"] == offs["TASK_OFF_PID"] + 4  # pid_t pid; pid_t tgid;
+    assert "TASK_OFF_STATE" in offs
