@@ -206,11 +206,10 @@ class KtopApp(App):
         yield Footer()
 
     def _probe_panels(self, column: str):
-        """The registered probes' panels of one column, in the registry's panel order (the number keys').
-        A probe that is off by default has its panel only when it was selected (``--probes``)."""
-        selected = getattr(self.source, "probe_names", ())
+        """The registered probes' panels of one column, in the registry's panel order (the number keys');
+        a probe off by default has one only when selected (``Source.shows``)."""
         for p in registry.in_panel_order():
-            if p.column == column and (p.default or p.name in selected):
+            if p.column == column and self.source.shows(p.name):
                 yield registry.panel_class(p.name)(id=p.section)
 
     # -- lifecycle ---------------------------------------------------------

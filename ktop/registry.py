@@ -67,11 +67,15 @@ PROBES: dict[str, ProbeInfo] = {
                   "connect latency, retransmits and resets (Linux 6.3+); tcptop + tcplife + tcpconnlat",
                   "net", "ktop.probes.net:NetProbe", "ktop.model.net", "ktop.ui.widgets.net:NetPanel",
                   scoped=False),
+        ProbeInfo("sched", False,
+                  "run-queue latency per CPU and process (histograms, percentiles) and off-CPU time by state "
+                  "(R, S, D); runqlat + offcputime; off by default (--probes sched)",
+                  "sched", "ktop.probes.sched:SchedProbe", "ktop.model.sched", "ktop.ui.widgets.sched:SchedPanel"),
     )
 }
 
 # Where the panels sit on the dashboard, and in which order the number keys reach them.
-PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs", "net")
+PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs", "net", "sched")
 
 
 def default_names() -> list[str]:

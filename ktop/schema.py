@@ -45,6 +45,7 @@ TICK_UNITS = {
     "queue_buckets": f"counts per log2 slot of microseconds {_LOG2}",
     "connect_buckets": f"counts per log2 slot of microseconds {_LOG2}",
     "hist": f"counts per log2 slot of nanoseconds {_LOG2}",
+    "runq_buckets": f"counts per log2 slot of microseconds {_LOG2}",
 }
 
 

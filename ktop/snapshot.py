@@ -361,6 +361,45 @@ class NetSample:
 
 
 @dataclass(frozen=True, slots=True)
+class SchedProc:
+    """One process's scheduling during one interval (sched probe; ``pid`` is the TGID).
+    Histograms are log2 slots of microseconds (ktop.model.hist)."""
+
+    pid: int
+    comm: str
+    runq_count: int  # waits on a run queue that ended (switch-in)
+    runq_sum_ns: int
+    runq_max_ns: int  # the longest since the kernel's entry for it was made (not this interval's only)
+    runq_buckets: tuple[int, ...]
+    off_r_ns: int = 0  # off-CPU after a preemption (runnable, waiting for a CPU)
+    off_s_ns: int = 0  # off-CPU asleep (interruptible), stopped or traced
+    off_d_ns: int = 0  # off-CPU in uninterruptible sleep (usually I/O)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedCpu:
+    """One CPU's run-queue waits during one interval, every task (kernel threads too)."""
+
+    cpu: int
+    runq_buckets: tuple[int, ...]
+    runq_sum_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SchedSample:
+    """What the sched probe saw during one interval."""
+
+    interval_s: float
+    procs: tuple[SchedProc, ...] = ()
+    cpus: tuple[SchedCpu, ...] = ()
+    switches: int = 0  # context switches seen
+    wakeups: int = 0  # wakeups of followed tasks
+    runq_waits: int = 0  # run-queue waits measured (every task)
+    tasks_full: int = 0  # thread map full: a wait not measured
+    procs_full: int = 0  # process map full: a wait counted per CPU only
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     time: float
     interval_s: float
@@ -374,6 +413,7 @@ class Snapshot:
     funcs: Optional[FuncsSample] = None
     syscalls: Optional[SyscallsSample] = None
     net: Optional[NetSample] = None
+    sched: Optional[SchedSample] = None
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
     # Where the process table came from: "task iterator", or "/proc" and why.

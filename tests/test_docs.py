@@ -139,7 +139,7 @@ def test_zsh_completes_commands_options_and_values(tmp_path):
     assert z("ktop -s c")[0] == ["cpu", "command"]
     assert z("ktop --probes sy")[0] == ["syscalls"]
     assert z("ktop --probes spawn,b")[0] == ["bio"]  # the list goes on after a comma
-    assert z("ktop snapshot --table s")[0] == ["spawns", "syscalls"]
+    assert z("ktop snapshot --table s")[0] == ["spawns", "syscalls", "sched"]
     assert "--count" in z("ktop record --c")[0]
     assert "--count" not in z("ktop record -d 5 --c")[0]  # --duration and --count exclude each other
     assert z("ktop -u roo")[0] == ["root"]
@@ -164,7 +164,7 @@ def test_fish_completes_commands_options_and_values(tmp_path):
     assert sorted(names("ktop -s c")) == ["command", "cpu"]
     assert names("ktop --probes sy") == ["syscalls"]
     assert names("ktop --probes spawn,b") == ["spawn,bio"]
-    assert sorted(names("ktop replay --table s")) == ["spawns", "syscalls"]
+    assert sorted(names("ktop replay --table s")) == ["sched", "spawns", "syscalls"]
     assert names("ktop -u roo") == ["root"]
     assert names("ktop replay --speed ") == []  # a number: no file names
     (tmp_path / "run.jsonl.gz").touch()

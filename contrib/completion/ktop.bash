@@ -8,7 +8,7 @@ _ktop() {
         cmd=${COMP_WORDS[1]}
     fi
     case "$prev" in
-        --probes) COMPREPLY=($(compgen -W "spawn funcs bio syscalls net all none spawn,funcs,bio,syscalls,net" -- "$cur")); return ;;
+        --probes) COMPREPLY=($(compgen -W "spawn funcs bio syscalls net sched all none spawn,funcs,bio,syscalls,net,sched" -- "$cur")); return ;;
         -s|--sort-key) COMPREPLY=($(compgen -W "pid ppid user cpu rss state threads command" -- "$cur")); return ;;
         --syscalls-latency) COMPREPLY=($(compgen -W "sampled on off" -- "$cur")); return ;;
         -u|--user) COMPREPLY=($(compgen -u -- "$cur")); return ;;

@@ -1,6 +1,6 @@
 # fish completion for ktop (made by scripts/gen-docs.py from ktop's argparse definitions)
 complete -c ktop -f  # no file names but where an option takes a file
-function __ktop_probes; printf '%s\n' spawn funcs bio syscalls net all none; end
+function __ktop_probes; printf '%s\n' spawn funcs bio syscalls net sched all none; end
 
 # the commands, as the first word
 complete -c ktop -n __fish_use_subcommand -a snapshot -d 'Run the collectors headless for a while and print what they saw'
@@ -12,7 +12,7 @@ complete -c ktop -n __fish_use_subcommand -a export -d 'Serve the probes\' figur
 # ktop
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -s h -l help -d 'show this help message and exit'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -s p -l pid -x -a '(__fish_complete_list , __fish_complete_pids)' -d 'trace only these processes (up to 8, as htop\'s -p) and every process they start, however deep'
-complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net; \'none\': the process table only)'
+complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched; \'none\': the process table only)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -l exec-failures -d 'also trace failed execs, with their argv (it attaches the execve syscall tracepoints, which put every syscall on the machine on the kernel\'s slow path: about +60 ns a syscall here; successful execs never need them)'
@@ -35,11 +35,11 @@ complete -c ktop -n '__fish_seen_subcommand_from snapshot' -s h -l help -d 'show
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -s d -l duration -x -d 'seconds to collect once the probes are live (default 1)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l format -x -a 'text json csv openmetrics' -d 'text (the default), json (the document: ktop/schemas/snapshot.schema.json), csv (one table, --table), or openmetrics (what ktop export would serve after the same ticks)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l json -d 'the same as --format json'
-complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l table -x -a 'processes spawns funcs bio syscalls net' -d '--format csv: which table (default processes)'
+complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l table -x -a 'processes spawns funcs bio syscalls net sched' -d '--format csv: which table (default processes)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l max-events -x -d 'spawn events kept (default 100000)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l from -r -F -d 'read a recording (ktop record) instead of running the probes'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -s p -l pid -x -a '(__fish_complete_list , __fish_complete_pids)' -d 'trace only these processes (up to 8, as htop\'s -p) and every process they start, however deep'
-complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net; \'none\': the process table only)'
+complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched; \'none\': the process table only)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l exec-failures -d 'also trace failed execs, with their argv (it attaches the execve syscall tracepoints, which put every syscall on the machine on the kernel\'s slow path: about +60 ns a syscall here; successful execs never need them)'
@@ -60,7 +60,7 @@ complete -c ktop -n '__fish_seen_subcommand_from record' -s o -l output -r -F -d
 complete -c ktop -n '__fish_seen_subcommand_from record' -s d -l duration -x -d 'seconds to record once the probes are live (default: until Ctrl-C)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l count -x -d 'ticks to record'
 complete -c ktop -n '__fish_seen_subcommand_from record' -s p -l pid -x -a '(__fish_complete_list , __fish_complete_pids)' -d 'trace only these processes (up to 8, as htop\'s -p) and every process they start, however deep'
-complete -c ktop -n '__fish_seen_subcommand_from record' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net; \'none\': the process table only)'
+complete -c ktop -n '__fish_seen_subcommand_from record' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched; \'none\': the process table only)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l exec-failures -d 'also trace failed execs, with their argv (it attaches the execve syscall tracepoints, which put every syscall on the machine on the kernel\'s slow path: about +60 ns a syscall here; successful execs never need them)'
@@ -74,7 +74,7 @@ complete -c ktop -n '__fish_seen_subcommand_from replay' -s h -l help -d 'show t
 complete -c ktop -n '__fish_seen_subcommand_from replay' -F
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l format -x -a 'text json csv openmetrics' -d 'text (the default), json (the document: ktop/schemas/snapshot.schema.json), csv (one table, --table), or openmetrics (what ktop export would serve after the same ticks)'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l json -d 'the same as --format json'
-complete -c ktop -n '__fish_seen_subcommand_from replay' -l table -x -a 'processes spawns funcs bio syscalls net' -d '--format csv: which table (default processes)'
+complete -c ktop -n '__fish_seen_subcommand_from replay' -l table -x -a 'processes spawns funcs bio syscalls net sched' -d '--format csv: which table (default processes)'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l speed -x -d 'replay speed (default 1)'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l max-events -x -d 'spawn events kept for --json or --format (default 100000)'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l history -x -d 'seconds of ticks kept for stepping back (default 600)'
@@ -84,7 +84,7 @@ complete -c ktop -n '__fish_seen_subcommand_from replay' -l theme -x -d 'Textual
 complete -c ktop -n '__fish_seen_subcommand_from export' -s h -l help -d 'show this help message and exit'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l listen -x -d 'HOST:PORT to serve on (default 127.0.0.1:9435; \':PORT\' is every interface)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -s p -l pid -x -a '(__fish_complete_list , __fish_complete_pids)' -d 'trace only these processes (up to 8, as htop\'s -p) and every process they start, however deep'
-complete -c ktop -n '__fish_seen_subcommand_from export' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net; \'none\': the process table only)'
+complete -c ktop -n '__fish_seen_subcommand_from export' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched; \'none\': the process table only)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l exec-failures -d 'also trace failed execs, with their argv (it attaches the execve syscall tracepoints, which put every syscall on the machine on the kernel\'s slow path: about +60 ns a syscall here; successful execs never need them)'

@@ -43,6 +43,7 @@ class Model:
     funcs: Any = None  # ktop.model.funcs.FuncsModel
     syscalls: Any = None  # ktop.model.syscalls.SyscallsModel
     net: Any = None  # ktop.model.net.NetModel
+    sched: Any = None  # ktop.model.sched.SchedModel
 
 
 def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS,

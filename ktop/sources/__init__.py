@@ -49,6 +49,13 @@ class Source:
     def set_focus(self, pid: Optional[int]) -> None:
         """Drill-down: also collect for ``pid`` (scoped in the kernel), or stop doing so (None)."""
 
+    def shows(self, probe: str) -> bool:
+        """Whether the dashboard has a panel for ``probe``: every probe on by default does (it says
+        "off" when not selected); one off by default (``ProbeInfo.default`` False) only when selected."""
+        from ktop import registry
+
+        return registry.PROBES[probe].default or probe in self.probe_names
+
     def controller(self, probe: str) -> Any:
         """The running probe ``probe`` for what the UI asks of it at run time (funcs targets), or None."""
         return None

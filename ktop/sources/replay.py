@@ -122,6 +122,16 @@ class ReplaySource(Source):
             self.position = i
         return snap
 
+    def shows(self, probe: str) -> bool:
+        """Also a probe off by default that the recording has: in its header, or its status in the first
+        tick (a header without the list)."""
+        if super().shows(probe):
+            return True
+        try:
+            return len(self.recording) > 0 and self.recording.snapshot(0).probe(probe) is not None
+        except Exception:  # a damaged first line: the dashboard says so elsewhere
+            return False
+
     def statuses(self) -> tuple[ProbeStatus, ...]:
         return self._last.probes if self._last is not None else ()
 

@@ -127,7 +127,7 @@ class PidScreen(ModelScreen):
             with Vertical(id="pid-scoped"):
                 # The overview's panels, drawing model.focus: data filtered to this PID in the kernel.
                 for p in registry.in_panel_order():
-                    if p.scoped:
+                    if p.scoped and self.app.source.shows(p.name):  # type: ignore[attr-defined]
                         yield registry.panel_class(p.name)(id=f"pid-{p.section}")
         yield Footer()
 

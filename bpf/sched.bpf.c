@@ -1,0 +1,306 @@
+/* sched: run-queue latency (runqlat) per CPU and per process, and off-CPU
+ * time per process by the state the task left the CPU in (offcputime,
+ * summed by state instead of by stack). Raw tracepoints only, so it runs
+ * without kprobes:
+ *
+ *   sched_wakeup, sched_wakeup_new  (task)               a task became runnable: enqueue time
+ *   sched_process_exec                                   a process's entry takes its new name
+ *   sched_switch                    (preempt, prev, next[, prev_state])
+ *       prev leaves the CPU: off-CPU time starts, in its state's class;
+ *            a preempted task (still runnable) is enqueued again now, as runqlat does;
+ *       next gets the CPU: run-queue latency = now - enqueue time, and the
+ *            off-CPU time since its switch-out goes to its class.
+ *
+ * The state is read from prev->__state, not from the fourth argument
+ * (prev_state, Linux 5.18+): the same value, except that the task read sees
+ * __schedule's fix-up when a signal kept a sleeping task runnable, and it
+ * works on kernels without that argument. preempt (the first argument) means
+ * still runnable, whatever __state says (the task was preempted on its way to
+ * sleep). Classes: R preempted; D TASK_UNINTERRUPTIBLE without TASK_NOLOAD
+ * (as the load average counts it: TASK_IDLE is not D); S everything else
+ * (interruptible sleep, stopped, traced).
+ *
+ * Kernel threads (PF_KTHREAD) count in the per-CPU histograms, as in
+ * runqlat, never per process; the idle task (PID 0) nowhere.
+ *
+ * Counters and histograms are cumulative (user space takes deltas, and
+ * deletes a process's entry only after an idle tick: ktop/probes/cumulative.py).
+ *
+ * Knobs (-D): NSLOTS (log2 slots of microseconds), MAX_TASKS (threads
+ * followed between switch-out/wakeup and switch-in), MAX_PROCS (processes
+ * with their own figures), TASK_OFF_PID, TASK_OFF_TGID, TASK_OFF_STATE,
+ * TASK_OFF_FLAGS, TASK_OFF_COMM, TASK_OFF_GROUP_LEADER (byte offsets into task_struct from the
+ * running kernel's BTF), FILTER_TGID (-p: the processes and their
+ * descendants, ktop.h; then only their tasks are seen at all, per-CPU
+ * histograms included).
+ */
+#include <uapi/linux/ptrace.h>
+#include "ktop.h"
+
+#ifndef NSLOTS
+#define NSLOTS 28
+#endif
+#ifndef MAX_TASKS
+#define MAX_TASKS 65536
+#endif
+#ifndef MAX_PROCS
+#define MAX_PROCS 8192
+#endif
+
+#define K_TASK_UNINTERRUPTIBLE 0x2
+#define K_TASK_NOLOAD 0x400
+#define K_TASK_DEAD 0x80
+#define K_PF_KTHREAD 0x00200000
+
+/* Off-CPU classes: the index into proc_val.off_ns. */
+#define OFF_R 0    /* preempted: runnable, waiting for a CPU */
+#define OFF_S 1    /* sleeping (interruptible), stopped, traced */
+#define OFF_D 2    /* uninterruptible (usually I/O) */
+#define OFF_NONE 3 /* entry made by a wakeup: its switch-out was not seen */
+
+/* Counter slots in `stats` (per CPU, cumulative). */
+#define ST_SWITCHES 0   /* sched_switch seen */
+#define ST_WAKEUPS 1    /* sched_wakeup(_new) of a followed task */
+#define ST_RUNQ 2       /* run-queue latencies measured */
+#define ST_TASKS_FULL 3 /* tasks map full: a wait not measured */
+#define ST_PROCS_FULL 4 /* procs map full: a wait counted per CPU, not per process */
+#define ST_NR 5
+
+/* mark.flags */
+#define M_PROC 1 /* a user process's task: counted per process */
+
+/* One thread between leaving the CPU (or being woken) and getting it back. */
+struct mark {
+    u64 off_ts; /* switch-out time; 0 when not seen */
+    u64 enq_ts; /* when it became runnable (wakeup, or preemption); 0 until then */
+    u32 tgid;
+    u16 cls;    /* OFF_* */
+    u16 flags;  /* M_* */
+};
+
+/* Per process, cumulative. hist: slot i counts run-queue waits of bit length
+ * i in microseconds (ktop_slot); the last slot holds everything above. */
+struct proc_val {
+    u64 rq_count;
+    u64 rq_sum_ns;
+    u64 off_ns[3];  /* by OFF_* class */
+    u64 rq_max_ns;  /* over the entry's life (not atomic: a race may keep a slightly low max) */
+    char comm[TASK_COMM_LEN];
+    u64 hist[NSLOTS];
+};
+
+/* tid -> its mark: the state that lives between switch-out or wakeup and the
+ * next switch-in (deleted there, and at a dying task's last switch). */
+BPF_HASH(tasks, u32, struct mark, MAX_TASKS);
+/* tgid -> the process's figures. */
+BPF_HASH(procs, u32, struct proc_val, MAX_PROCS);
+/* The machine-wide run-queue histogram, one per CPU (the CPU the task got at
+ * the end of its wait): slots 0..NSLOTS-1 count waits as proc_val.hist does, slot NSLOTS
+ * holds their sum in nanoseconds (an exact mean per CPU). */
+BPF_PERCPU_ARRAY(cpu_hist, u64, NSLOTS + 1);
+BPF_PERCPU_ARRAY(stats, u64, ST_NR);
+/* One zeroed proc_val, too big for the stack, to create entries from. */
+BPF_ARRAY(zero_proc, struct proc_val, 1);
+
+static __always_inline void count(int slot)
+{
+    int k = slot;
+    u64 *v = stats.lookup(&k);
+    if (v)
+        (*v)++;
+}
+
+static __always_inline u32 rd32(u64 task, int off)
+{
+    u32 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (void *)(task + off));
+    return v;
+}
+
+#ifdef KTOP_FOLLOW
+/* -p: the descendants of the processes asked for (bpf/ktop.h). */
+BPF_HASH(family, u32, u8, KTOP_FAMILY_MAX);
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    u32 parent = bpf_get_current_pid_tgid() >> 32, child = ktop_forked_tgid(ctx);
+    u8 in = ktop_is_target(parent) || family.lookup(&parent);
+    if (!child)
+        return 0;
+    if (in)
+        family.update(&child, &in);
+    else
+        family.delete(&child); /* a TGID used again since a member exited */
+    return 0;
+}
+#endif
+
+static __always_inline int wanted(u32 tgid)
+{
+#if defined(KTOP_FOLLOW)
+    return ktop_is_target(tgid) || family.lookup(&tgid);
+#elif defined(FILTER_TGID)
+    return ktop_is_target(tgid);
+#else
+    return 1;
+#endif
+}
+
+static __always_inline u16 flags_of(u64 task)
+{
+    return (rd32(task, TASK_OFF_FLAGS) & K_PF_KTHREAD) ? 0 : M_PROC;
+}
+
+/* sched_wakeup(_new): the task is runnable from now. */
+static __always_inline int woken(u64 task)
+{
+    u32 pid = rd32(task, TASK_OFF_PID);
+    if (!pid)
+        return 0;
+    u64 now = bpf_ktime_get_ns();
+    struct mark *m = tasks.lookup(&pid);
+    if (m) {
+        if (!m->enq_ts)
+            m->enq_ts = now;
+        count(ST_WAKEUPS);
+        return 0;
+    }
+    u32 tgid = rd32(task, TASK_OFF_TGID);
+    if (!wanted(tgid))
+        return 0;
+    count(ST_WAKEUPS);
+    struct mark v = {.enq_ts = now, .tgid = tgid, .cls = OFF_NONE, .flags = flags_of(task)};
+    if (tasks.update(&pid, &v) != 0)
+        count(ST_TASKS_FULL);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_wakeup)
+{
+    return woken(ctx->args[0]);
+}
+
+RAW_TRACEPOINT_PROBE(sched_wakeup_new)
+{
+    return woken(ctx->args[0]);
+}
+
+static __always_inline void switched_out(u64 prev, int preempt, u64 now)
+{
+    u32 pid = rd32(prev, TASK_OFF_PID);
+    if (!pid)
+        return;
+    u32 tgid = rd32(prev, TASK_OFF_TGID);
+    if (!wanted(tgid))
+        return;
+    u16 cls = OFF_R;
+    if (!preempt) {
+        u32 state = rd32(prev, TASK_OFF_STATE);
+        if (state & K_TASK_DEAD) {
+            tasks.delete(&pid); /* its last switch: a mark now would never be taken back */
+            return;
+        }
+        if (state == 0)
+            cls = OFF_R;
+        else if ((state & K_TASK_UNINTERRUPTIBLE) && !(state & K_TASK_NOLOAD))
+            cls = OFF_D;
+        else
+            cls = OFF_S;
+    }
+    struct mark v = {.off_ts = now, .enq_ts = cls == OFF_R ? now : 0, .tgid = tgid, .cls = cls,
+                     .flags = flags_of(prev)};
+    if (tasks.update(&pid, &v) != 0)
+        count(ST_TASKS_FULL);
+}
+
+static __always_inline struct proc_val *proc_of(u32 tgid, u64 task)
+{
+    struct proc_val *p = procs.lookup(&tgid);
+    if (p)
+        return p;
+    int zero = 0;
+    struct proc_val *z = zero_proc.lookup(&zero);
+    if (!z)
+        return 0;
+    procs.insert(&tgid, z);
+    p = procs.lookup(&tgid);
+    if (!p) {
+        count(ST_PROCS_FULL);
+        return 0;
+    }
+    /* the process's name: its main thread's (a thread may have named itself) */
+    u64 leader = 0;
+    bpf_probe_read_kernel(&leader, sizeof(leader), (void *)(task + TASK_OFF_GROUP_LEADER));
+    bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), (void *)((leader ? leader : task) + TASK_OFF_COMM));
+    return p;
+}
+
+static __always_inline void switched_in(u64 next, u64 now)
+{
+    u32 pid = rd32(next, TASK_OFF_PID);
+    if (!pid)
+        return;
+    struct mark *mp = tasks.lookup(&pid);
+    if (!mp)
+        return; /* not followed, or runnable since before ktop attached */
+    struct mark m = *mp;
+    tasks.delete(&pid);
+
+    u64 lat = 0;
+    int queued = m.enq_ts && now >= m.enq_ts;
+    if (queued) {
+        lat = now - m.enq_ts;
+        count(ST_RUNQ);
+        int s = ktop_slot(lat / 1000, NSLOTS);
+        u64 *c = cpu_hist.lookup(&s);
+        if (c)
+            (*c)++;
+        int sum = NSLOTS;
+        c = cpu_hist.lookup(&sum);
+        if (c)
+            *c += lat;
+    }
+    int off = m.off_ts && now >= m.off_ts && m.cls < OFF_NONE;
+    if (!(m.flags & M_PROC) || !(queued || off))
+        return;
+    struct proc_val *p = proc_of(m.tgid, next);
+    if (!p)
+        return;
+    if (queued) {
+        u64 s = ktop_slot(lat / 1000, NSLOTS);
+        __sync_fetch_and_add(&p->rq_count, 1);
+        __sync_fetch_and_add(&p->rq_sum_ns, lat);
+        if (s < NSLOTS)
+            __sync_fetch_and_add(&p->hist[s], 1);
+        if (lat > p->rq_max_ns)
+            p->rq_max_ns = lat;
+    }
+    if (off) {
+        u64 c = m.cls;
+        if (c < 3)
+            __sync_fetch_and_add(&p->off_ns[c], now - m.off_ts);
+    }
+}
+
+/* A process that exec'd since its entry was made takes its new name (the entry
+ * of a child is often made between fork and exec, under its parent's name). */
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct proc_val *p = procs.lookup(&tgid);
+    if (p)
+        bpf_get_current_comm(p->comm, sizeof(p->comm));
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+    /* (bool preempt, struct task_struct *prev, struct task_struct *next[, unsigned int prev_state]) */
+    int preempt = (u8)ctx->args[0];
+    u64 prev = ctx->args[1], next = ctx->args[2];
+    u64 now = bpf_ktime_get_ns();
+    count(ST_SWITCHES);
+    switched_out(prev, preempt, now);
+    switched_in(next, now);
+    return 0;
+}

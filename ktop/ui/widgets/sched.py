@@ -1,0 +1,119 @@
+"""The Scheduler panel (sched probe): runqlat and off-CPU time by state inside ktop.
+
+A status line with the machine's run-queue p99 per tick as a sparkline and the
+last tick's p99 per CPU; below, one row per process over the last few ticks:
+run-queue waits per second, p50/p99/max wait, and off-CPU milliseconds per
+second by the state the task left the CPU in (R preempted, S asleep, D
+uninterruptible). Sortable by any column; Enter drills into the PID.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.text import Text
+from textual.app import ComposeResult
+
+from ktop.model import Model
+from ktop.model.sched import WINDOW, ProcStats, SchedModel
+from ktop.model.text import clean, safe_text
+from ktop.ui.widgets.bio import rate_text
+from ktop.ui.widgets.latency import lat_text
+from ktop.ui.widgets.panel import Panel, StatusLine, status_line
+from ktop.ui.widgets.sparkline import spark
+from ktop.ui.widgets.table import Column, KTable, Row
+
+PROC_COLUMNS = (
+    Column("pid", "PID", 7, numeric=True),
+    Column("waits", "WAIT/S", 7, numeric=True, desc=True),
+    Column("p50", "P50", 5, numeric=True, desc=True),
+    Column("p99", "P99", 5, numeric=True, desc=True),
+    Column("max", "MAX", 5, numeric=True, desc=True),
+    Column("off_r", "R ms/s", 6, numeric=True, desc=True),
+    Column("off_s", "S ms/s", 6, numeric=True, desc=True),
+    Column("off_d", "D ms/s", 6, numeric=True, desc=True),
+    Column("comm", "COMM", None),
+)
+
+
+def _num(text: str) -> Text:
+    return Text(text, justify="right", no_wrap=True)
+
+
+def ms_text(v: float) -> str:
+    """Milliseconds per second in at most 6 characters: 0, 0.4, 12, 1000."""
+    if v <= 0:
+        return "0"
+    return f"{v:.1f}" if v < 10 else f"{v:.0f}"
+
+
+def _cells(p: ProcStats) -> tuple[Text, ...]:
+    return (_num(str(p.pid)), _num(rate_text(p.waits_per_s)), _num(lat_text(p.p50_us)), _num(lat_text(p.p99_us)),
+            _num(lat_text(p.max_us)), _num(ms_text(p.off_r_ms_per_s)), _num(ms_text(p.off_s_ms_per_s)),
+            _num(ms_text(p.off_d_ms_per_s)), safe_text(p.comm, limit=40))
+
+
+def _search(p: ProcStats) -> str:
+    return f"{p.pid} {clean(p.comm)}".lower()
+
+
+def proc_rows(m: Optional[SchedModel]) -> list[Row]:
+    if m is None:
+        return []
+    return [Row(key=p.pid, make=_cells, src=p, search=_search, pid=p.pid,
+                sort_values=(p.pid, p.waits_per_s, p.p50_us, p.p99_us, p.max_us, p.off_r_ms_per_s,
+                             p.off_s_ms_per_s, p.off_d_ms_per_s, p.comm))
+            for p in m.procs]
+
+
+def runq_line(m: Optional[SchedModel], width: int) -> Text:
+    """The machine's run-queue p99 over time, then the last tick's p99 per CPU."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    if m is None:
+        return t
+    cpus = "  ".join(f"cpu{c} {lat_text(s.p99_us)}" for c, s in sorted(m.last_cpus.items())[:8])
+    last = m.p99_history[-1] if m.p99_history else 0.0
+    label = f"run queue p99 {lat_text(last)} "
+    room = max(4, width - len(label) - len(cpus) - 3)
+    t.append(label, style="bold")
+    t.append(spark(m.p99_history, min(room, 40)))
+    t.append("  " + cpus)
+    return t
+
+
+def counters_text(m: Optional[SchedModel]) -> str:
+    if m is None:
+        return ""
+    full = m.counters.get("tasks_full", 0) + m.counters.get("procs_full", 0)
+    return f"map full {full}" if full else ""
+
+
+class SchedPanel(Panel):
+    panel_title = "Scheduler"
+    DEFAULT_CSS = """
+    SchedPanel #sched-runq { height: 1; }
+    SchedPanel #sched-procs { height: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="sched-status", classes="status")
+        yield StatusLine(id="sched-runq", classes="rate")
+        yield KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="sched-procs")
+        yield from self.filter_input()
+
+    @property
+    def table(self) -> KTable:
+        return self.query_one("#sched-procs", KTable)
+
+    def update_from(self, model: Model) -> None:
+        m: Optional[SchedModel] = model.sched
+        self.query_one("#sched-status", StatusLine).update(status_line(model.probes.get("sched"), counters_text(m)))
+        line = self.query_one("#sched-runq", StatusLine)
+        line.update(runq_line(m, max(20, line.size.width)))
+        self.table.update_rows(proc_rows(m))
+        waits = m.counters.get("runq_waits", 0) if m is not None else 0
+        self.set_titles(f"Scheduler ({waits} waits)" if waits else "Scheduler",
+                        f"top: last {WINDOW} ticks" if m is not None and m.procs else "")
+
+
+__all__ = ["SchedPanel", "proc_rows", "runq_line"]

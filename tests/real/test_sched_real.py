@@ -1,0 +1,153 @@
+"""The sched probe against known workloads, as root, through `ktop snapshot --probes sched --json`.
+
+(a) run-queue latency: a waker that sleeps 1 ms in a loop waits far longer for CPU 0 when three
+    CPU-bound processes share it than the same waker run alone on each CPU in turn (the idler of
+    the two is the baseline: the machine may be shared);
+(b) off-CPU S: `sleep 2` is off-CPU asleep for 2 s;
+(c) off-CPU D: O_DIRECT reads on a real disk are off-CPU in uninterruptible sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from realutil import TIME_SCALE, Snap, probe_unavailable_reason
+
+pytestmark = pytest.mark.real
+
+WAKER = ("import sys, time\nend = time.monotonic() + float(sys.argv[1])\n"
+         "while time.monotonic() < end:\n    time.sleep(0.001)\n")
+HOG = "while True: pass"
+
+
+def require_sched() -> None:
+    from ktop.probes.sched import SchedProbe
+
+    reason = probe_unavailable_reason(SchedProbe)
+    if reason:
+        pytest.skip(reason)
+
+
+def run_collecting(workload, *args: str, duration: float = 6.0) -> tuple[dict, object]:
+    """Starts ktop (sched only), runs ``workload()`` once it collects; returns (sched section, result)."""
+    require_sched()
+    with Snap("--probes", "sched", *args, duration=duration) as snap:
+        snap.wait_collecting()
+        result = workload()
+        assert snap.proc.poll() is None, "ktop stopped before the workload finished: raise the duration"
+        rc, doc = snap.finish(timeout=duration + 30)
+    assert rc == 0, snap.stderr
+    st = doc["probes"]["sched"]
+    assert st["status"] == "live", st
+    c = doc["sched"]["counters"]
+    assert c["tasks_full"] == c["procs_full"] == 0 and st["lost"] == 0, (st, c)
+    return doc["sched"], result
+
+
+def of(sched: dict, pid: int) -> dict:
+    found = [p for p in sched["by_process"] if p["pid"] == pid]
+    assert len(found) == 1, f"PID {pid} not in the sched section"
+    return found[0]
+
+
+def pinned(cpu: int, code: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-I", "-S", "-c", code, *args])
+
+
+@pytest.mark.vm
+def test_three_cpu_hogs_make_a_wakers_run_queue_p99_ten_times_longer():
+    if (os.cpu_count() or 1) < 2 or not os.path.exists("/usr/bin/taskset"):
+        pytest.skip("needs two CPUs and taskset (util-linux)")
+    secs = str(2.0 * TIME_SCALE)
+
+    def workload():
+        alone = []
+        for cpu in (0, 1):  # the same waker alone on each CPU in turn
+            w = pinned(cpu, WAKER, secs)
+            assert w.wait(30 * TIME_SCALE) == 0
+            alone.append(w.pid)
+        hogs = [pinned(0, HOG) for _ in range(3)]
+        try:
+            time.sleep(0.3)
+            w = pinned(0, WAKER, secs)
+            assert w.wait(30 * TIME_SCALE) == 0
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait()
+        return alone, w.pid, [h.pid for h in hogs]
+
+    sched, (alone, loaded, hogs) = run_collecting(workload, duration=3 * float(secs) + 6)
+    base = [of(sched, pid) for pid in alone]
+    busy = of(sched, loaded)
+    best = min(b["p99_us"] for b in base)
+    figures = f"with hogs p99 {busy['p99_us']:.0f} us; alone p99 {[round(b['p99_us']) for b in base]} us"
+    assert busy["count"] > 500 and all(b["count"] > 500 for b in base), figures
+    assert busy["p99_us"] >= 10 * best, figures
+    # the hogs share CPU 0: each waits runnable (preempted) for much of its life
+    for pid in hogs:
+        h = of(sched, pid)
+        assert h["off_cpu_r_s"] > 0.3 * float(secs), (h, figures)
+        assert h["off_cpu_d_s"] < 0.1, h  # its start-up may read a page or two from disk
+    print(figures, f"; hogs off-CPU R {[round(of(sched, pid)['off_cpu_r_s'], 2) for pid in hogs]} s of {secs} s")
+
+
+@pytest.mark.vm
+def test_a_two_second_sleep_is_two_seconds_off_cpu_asleep():
+    def workload():
+        p = subprocess.Popen(["sleep", "2"])
+        assert p.wait(30) == 0
+        return p.pid
+
+    sched, pid = run_collecting(workload, duration=4.0 + 2.0 * TIME_SCALE)
+    p = of(sched, pid)
+    assert p["off_cpu_s_s"] == pytest.approx(2.0, rel=0.10), p
+    assert p["off_cpu_d_s"] < 0.2 and p["off_cpu_r_s"] < 0.2, p
+    assert p["comm"] == "sleep"
+    print(f"sleep 2: off-CPU S {p['off_cpu_s_s']:.3f} s, R {p['off_cpu_r_s']:.4f} s, D {p['off_cpu_d_s']:.4f} s")
+
+
+@pytest.mark.vm
+def test_direct_reads_are_off_cpu_in_uninterruptible_sleep(tmp_path):
+    from test_bio_real import Driver, on_a_disk
+
+    require_sched()
+    d = Driver(on_a_disk(tmp_path, Path("/var/tmp"), Path("/root")), n=300)
+    try:
+        sched, _ = run_collecting(d.run, duration=6.0)
+    finally:
+        d.close()
+    p = of(sched, d.pid)
+    assert p["off_cpu_d_s"] > 0, p
+    print(f"300 O_DIRECT reads: off-CPU D {p['off_cpu_d_s']:.3f} s, S {p['off_cpu_s_s']:.3f} s")
+
+
+@pytest.mark.vm
+def test_pid_filter_sees_only_the_process_and_its_children():
+    require_sched()
+    # `; true`: a shell may exec its last command in place of itself
+    parent = subprocess.Popen(["sh", "-c", "read x; sleep 1; true"], stdin=subprocess.PIPE)
+    other = subprocess.Popen(["sleep", "2"])
+    try:
+        def go():
+            parent.stdin.write(b"\n")
+            parent.stdin.flush()
+            assert parent.wait(30) == 0
+            return parent.pid
+
+        sched, _ = run_collecting(go, "-p", str(parent.pid), duration=4.0 + TIME_SCALE)
+    finally:
+        other.kill()
+        other.wait()
+        if parent.poll() is None:
+            parent.kill()
+    pids = {p["pid"] for p in sched["by_process"]}
+    assert parent.pid in pids and other.pid not in pids, pids
+    assert len(pids) == 2, sched["by_process"]  # sh and its `sleep 1` child
+    child = [p for p in sched["by_process"] if p["pid"] != parent.pid][0]
+    assert child["comm"] == "sleep" and child["off_cpu_s_s"] == pytest.approx(1.0, rel=0.15), child

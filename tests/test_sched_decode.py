@@ -1,0 +1,106 @@
+"""The sched collector's readers fed plain bytes, laid out as bpf/sched.bpf.c's maps are."""
+
+from __future__ import annotations
+
+import struct
+
+from ktop.probes.cumulative import Cumulative
+from ktop.probes.sched import _PROC_VAL, NSLOTS, build_procs, build_sample, cpu_deltas, decode_cpu_hist, decode_procs
+
+
+def proc_val(rq_count=0, rq_sum=0, off=(0, 0, 0), rq_max=0, comm=b"", hist=()) -> bytes:
+    h = list(hist) + [0] * (NSLOTS - len(hist))
+    return struct.pack(f"<6Q16s{NSLOTS}Q", rq_count, rq_sum, *off, rq_max, comm, *h)
+
+
+def test_the_proc_value_is_the_kernel_struct_size():
+    # 6 u64, comm[16], NSLOTS u64: no padding anywhere
+    assert _PROC_VAL.size == 6 * 8 + 16 + NSLOTS * 8
+
+
+def test_decode_procs_reads_keys_and_values_in_batch_layout():
+    keys = struct.pack("<II", 100, 200)
+    values = proc_val(3, 3000, (10, 20, 30), 1500, b"waker\0junk", (0, 1, 2)) + proc_val(comm=b"idle")
+    rows = decode_procs(keys, values, 2)
+    assert [r[0] for r in rows] == [100, 200]
+    tgid, comm, rq_max, cum = rows[0]
+    assert comm.split(b"\0")[0] == b"waker" and rq_max == 1500
+    assert cum[:5] == (3, 3000, 10, 20, 30) and cum[5:8] == (0, 1, 2) and len(cum) == 5 + NSLOTS
+
+
+def test_decode_procs_honours_a_wider_leaf_stride():
+    keys = struct.pack("<II", 1, 2)
+    pad = b"\0" * 8
+    values = proc_val(1, comm=b"a") + pad + proc_val(2, comm=b"b") + pad
+    rows = decode_procs(keys, values, 2, leaf_size=_PROC_VAL.size + 8)
+    assert [r[3][0] for r in rows] == [1, 2]
+
+
+def test_decode_cpu_hist_splits_per_cpu_slots():
+    # 3 slots (2 histogram slots + the sum), 2 CPUs: key-major, CPU-minor, 8 bytes each
+    raw = struct.pack("<6Q", 1, 10, 2, 20, 500, 7000)
+    assert decode_cpu_hist(raw, 3, 2) == [(1, 2, 500), (10, 20, 7000)]
+
+
+def test_cpu_deltas_subtract_and_leave_out_idle_cpus():
+    prev = [tuple([1] * NSLOTS + [100]), tuple([0] * NSLOTS + [0])]
+    cur = [tuple([1] * NSLOTS + [100]), tuple([0, 3] + [0] * (NSLOTS - 2) + [4500])]
+    out = cpu_deltas(cur, prev)
+    assert len(out) == 1 and out[0].cpu == 1
+    assert out[0].runq_buckets[1] == 3 and sum(out[0].runq_buckets) == 3 and out[0].runq_sum_ns == 4500
+
+
+def test_cumulative_rows_become_per_tick_procs():
+    cum = Cumulative(count_of=lambda v: v[0] + v[2] + v[3] + v[4])
+    first = {7: (2, 2000, 0, 5_000_000, 0, *([0, 2] + [0] * (NSLOTS - 2)))}
+    assert cum.step(first, lambda k: {}) == first  # a new entry counts whole
+    second = {7: (5, 9000, 0, 9_000_000, 1_000, *([0, 4, 1] + [0] * (NSLOTS - 3)))}
+    deltas = cum.step(second, lambda k: {})
+    procs = build_procs(deltas, {7: (b"sleeper\0", 4000)})
+    (p,) = procs
+    assert (p.pid, p.comm, p.runq_count, p.runq_sum_ns, p.runq_max_ns) == (7, "sleeper", 3, 7000, 4000)
+    assert (p.off_r_ns, p.off_s_ns, p.off_d_ns) == (0, 4_000_000, 1_000)
+    assert p.runq_buckets[1:3] == (2, 1)
+
+
+def test_a_process_without_waits_has_no_max_and_an_idle_one_no_row():
+    deltas = {1: (0, 0, 0, 100, 0, *([0] * NSLOTS)), 2: (0, 0, 0, 0, 0, *([0] * NSLOTS))}
+    procs = build_procs(deltas, {1: (b"x", 999), 2: (b"y", 5)})
+    assert [p.pid for p in procs] == [1] and procs[0].runq_max_ns == 0
+
+
+def test_build_sample_takes_the_stat_slots():
+    s = build_sample(1.0, (), (), {"switches": 5, "wakeups": 2, "runq_waits": 3, "tasks_full": 1, "procs_full": 0})
+    assert (s.switches, s.wakeups, s.runq_waits, s.tasks_full, s.procs_full) == (5, 2, 3, 1, 0)
+
+
+def test_missing_btf_or_raw_tracepoints_is_a_sentence(monkeypatch):
+    import pytest
+
+    from ktop.probes import features
+    from ktop.probes.base import ProbeUnavailable, ProbeWorker
+    from ktop.probes.sched import SchedProbe
+
+    monkeypatch.setattr(ProbeWorker, "check", lambda self: None)
+    monkeypatch.setattr(features, "btf_available", lambda: False)
+    with pytest.raises(ProbeUnavailable, match="no BTF"):
+        SchedProbe().check()
+    monkeypatch.setattr(features, "btf_available", lambda: True)
+    monkeypatch.setattr(features, "raw_tracepoints", lambda: False)
+    with pytest.raises(ProbeUnavailable, match="raw tracepoints"):
+        SchedProbe().check()
+
+
+def test_task_offsets_from_the_running_kernels_btf():
+    import pytest
+
+    from ktop.probes.btf import VMLINUX_BTF, struct_offsets
+    from ktop.probes.sched import task_field_offsets
+
+    if not VMLINUX_BTF.is_file():
+        pytest.skip("this kernel has no BTF (/sys/kernel/btf/vmlinux missing: CONFIG_DEBUG_INFO_BTF)")
+    offs = task_field_offsets()
+    plain = struct_offsets("task_struct", ("pid", "tgid", "flags", "comm", "group_leader"))
+    assert {k: offs[f"TASK_OFF_{k.upper()}"] for k in plain} == plain
+    assert offs["TASK_OFF_TGID"] == offs["TASK_OFF_PID"] + 4  # pid_t pid; pid_t tgid;
+    assert "TASK_OFF_STATE" in offs

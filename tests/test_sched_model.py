@@ -1,0 +1,83 @@
+"""The sched model section over hand-made samples: percentiles, rates, totals, the document."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ktop.model import sched
+from ktop.model.section import Fold
+from tests.ui import fakes, sched_fakes
+
+
+def _model(n: int = 1):
+    m = None
+    snap = fakes.snapshot()
+    for _ in range(n):
+        m = sched.update(m, sched_fakes.sample(), snap, Fold())
+    return m
+
+
+def test_window_rows_have_percentiles_rates_and_off_cpu_per_second():
+    m = _model(2)
+    rows = {p.pid: p for p in m.procs}
+    w = rows[100]
+    assert w.waits == 200 and w.waits_per_s == 100.0
+    # 90 waits in [2048, 4096) us and 10 in [8192, 16384): the p50 lies in the first slot, the p99 in the second
+    assert 2048 <= w.p50_us < 4096 and 8192 <= w.p99_us <= 12500 and w.max_us == 12500
+    assert rows[200].off_s_ms_per_s == 1000.0 and rows[300].off_d_ms_per_s == 300.0
+    assert m.procs[0].pid == 100  # most waits first
+
+
+def test_the_document_totals_the_run_with_units():
+    doc = sched.document(_model(3), None, 3.0)
+    by = {p["pid"]: p for p in doc["by_process"]}
+    assert by[200]["off_cpu_s_s"] == 3.0 and by[300]["off_cpu_d_s"] == 0.9
+    assert by[100]["count"] == 300 and by[100]["waits_per_s"] == 100.0
+    assert by[100]["avg_us"] == 3900.0  # from the kernel's exact sum
+    assert sum(b["count"] for b in by[100]["histogram"]) == 300
+    assert all(set(b) == {"low_us", "high_us", "count"} for b in by[100]["histogram"])
+    assert [c["cpu"] for c in doc["cpus"]] == [0, 1]
+    assert doc["runq"]["count"] == 3 * 111 and doc["counters"]["switches"] == 15000
+
+
+def test_summary_and_table_never_pass_control_characters():
+    doc = sched.document(_model(), None, 1.0)
+    text = "\n".join(sched.summary_lines(doc))
+    assert "\x1b" not in text and "waker" in text
+    rows = sched.table(doc)
+    assert {r["pid"] for r in rows} == {100, 200, 300}
+
+
+def test_without_a_sample_the_section_stays_and_forgets_the_dead():
+    m = _model()
+    assert sched.update(m, None, fakes.snapshot(), Fold()) is m
+    live = fakes.snapshot()
+    m2 = sched.update(m, sched_fakes.sample(), live, Fold(forget_dead_s=5.0))
+    alive = {p.pid for p in live.processes}
+    assert set(m2.proc_totals) <= alive
+
+
+def test_totals_are_bounded():
+    totals, dropped = sched.add_totals({}, sched_fakes.sample().procs, limit=2)
+    assert len(totals) == 2 and dropped == 1
+
+
+def test_metrics_families():
+    from prometheus_client import core
+
+    met = sched.Metrics()
+    met.observe(sched_fakes.sample(), fakes.snapshot())
+    fams = {f.name: f for f in met.families(core)}
+    assert set(fams) == {"ktop_sched_runqueue_latency_seconds", "ktop_sched_off_cpu_seconds"}
+    off = {tuple(s.labels.values()): s.value for s in fams["ktop_sched_off_cpu_seconds"].samples}
+    assert off[("sleeper", "S")] == 1.0
+
+
+def test_an_old_recording_without_the_section_reads():
+    from ktop.snapshot import snapshot_from_jsonable, to_jsonable
+
+    data = to_jsonable(fakes.snapshot())
+    data.pop("sched", None)
+    assert snapshot_from_jsonable(data).sched is None
+    s = replace(fakes.snapshot(), sched=sched_fakes.sample())
+    assert snapshot_from_jsonable(to_jsonable(s)).sched == s.sched

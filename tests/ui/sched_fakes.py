@@ -1,0 +1,28 @@
+"""Hand-made sched samples (plain data, as the collector builds them) for model, schema and panel tests."""
+
+from __future__ import annotations
+
+from ktop.model import hist
+from ktop.snapshot import SchedCpu, SchedProc, SchedSample
+
+NSLOTS = 28
+
+
+def buckets(*values_us: float) -> tuple[int, ...]:
+    return hist.histogram(values_us, NSLOTS)
+
+
+def sample(interval_s: float = 1.0) -> SchedSample:
+    """A waker whose waits are long (CPU-bound neighbours), a sleeper, and a reader in D."""
+    waker = buckets(*([3000] * 90 + [12000] * 10))
+    return SchedSample(
+        interval_s=interval_s,
+        procs=(SchedProc(pid=100, comm="waker", runq_count=100, runq_sum_ns=390_000_000, runq_max_ns=12_500_000,
+                         runq_buckets=waker, off_r_ns=0, off_s_ns=100_000_000),
+               SchedProc(pid=200, comm="sleeper", runq_count=1, runq_sum_ns=5_000, runq_max_ns=5_000,
+                         runq_buckets=buckets(5), off_s_ns=1_000_000_000),
+               SchedProc(pid=300, comm="reader\x1b[31m", runq_count=10, runq_sum_ns=40_000, runq_max_ns=8_000,
+                         runq_buckets=buckets(*([4] * 10)), off_d_ns=300_000_000)),
+        cpus=(SchedCpu(cpu=0, runq_buckets=hist.add(waker, buckets(5)), runq_sum_ns=390_005_000),
+              SchedCpu(cpu=1, runq_buckets=buckets(*([4] * 10)), runq_sum_ns=40_000)),
+        switches=5000, wakeups=400, runq_waits=111)

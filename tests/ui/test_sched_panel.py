@@ -1,0 +1,137 @@
+"""The Scheduler panel: shown only when its probe (off by default) is selected, keyed rows,
+sorting, drill-in, hostile names; an SVG snapshot of the panel with fixed data."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from textual.app import App, ComposeResult
+
+from ktop.app import KtopApp
+from ktop.model import build_model
+from ktop.resources import themes_dir
+from ktop.snapshot import LIVE, ProbeStatus
+from ktop.ui.widgets.panel import Panel
+from ktop.ui.widgets.sched import SchedPanel, ms_text, runq_line
+from ktop.ui.widgets.table import KTable
+from tests.ui import fakes, sched_fakes
+
+SIZE = (160, 48)
+
+
+class SchedSource(fakes.FakeSource):
+    """A source where the sched probe was selected (``--probes ...,sched``)."""
+
+    def shows(self, probe: str) -> bool:
+        return super().shows(probe) or probe == "sched"
+
+
+def snapshots(n: int = 3):
+    base = fakes.snapshot()
+    return [replace(base, time=base.time + i, sched=sched_fakes.sample(),
+                    probes=base.probes + (ProbeStatus("sched", LIVE),)) for i in range(n)]
+
+
+async def _show(app, pilot, snaps=None):
+    model = None
+    for s in snaps or snapshots():
+        model = build_model(model, s)
+    app.show_model(model)
+    await pilot.pause()
+    return model
+
+
+def keys(table: KTable) -> list[str]:
+    return [str(r.key.value) for r in table.ordered_rows]
+
+
+def test_text_helpers():
+    assert [ms_text(v) for v in (0, 0.42, 9.96, 12.4, 1000)] == ["0", "0.4", "10.0", "12", "1000"]
+    assert runq_line(None, 40).plain == ""
+
+
+async def test_the_default_dashboard_has_no_sched_panel():
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE):
+        assert not app.query(SchedPanel)
+        assert len(app.query(Panel)) == 5  # processes, spawn, bio, syscalls, funcs
+
+
+async def test_selected_it_has_a_panel_with_rows_sorted_and_safe():
+    app = KtopApp(SchedSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _show(app, pilot)
+        assert len(app.query(SchedPanel)) == 1
+        procs = app.query_one("#sched-procs", KTable)
+        assert keys(procs) == ["100", "300", "200"]  # waits/s, most first
+        procs.set_sort(0, reverse=False)  # PID
+        assert keys(procs) == ["100", "200", "300"]
+        procs.set_sort(6)  # S ms/s, most first
+        assert keys(procs)[0] == "200"
+        procs.set_sort(7)  # D ms/s
+        assert keys(procs)[0] == "300"
+        cells = "".join(c.plain for c in procs.get_row("300"))
+        assert "\x1b" not in cells and "␛[31m" in cells
+        assert "run queue p99" in str(app.query_one("#sched-runq").render())
+        assert "sched: live" in str(app.query_one("#sched-status").render())
+
+
+async def test_enter_on_a_process_drills_into_its_pid():
+    app = KtopApp(SchedSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _show(app, pilot)
+        procs = app.query_one("#sched-procs", KTable)
+        procs.focus()
+        procs.set_sort(0, reverse=False)
+        await pilot.press("down")
+        assert procs.cursor_pid == 200
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.focus_stack == [200]
+
+
+class PanelApp(App):
+    """Just the Scheduler panel, so other panels' layout does not move its snapshot."""
+
+    CSS_PATH = [str(themes_dir() / "default.tcss")]
+    CSS = KtopApp.CSS + "\nSchedPanel { height: 1fr; }\n"
+
+    def __init__(self):
+        super().__init__()
+        self.source = SchedSource()
+        self.model = None
+
+    def compose(self) -> ComposeResult:
+        yield SchedPanel(id="sched")
+
+
+@pytest.mark.parametrize("width", [110])
+def test_sched_panel_svg(snap_compare, width):
+    app = PanelApp()
+
+    async def run_before(pilot):
+        model = None
+        for s in snapshots(10):
+            model = build_model(model, s)
+        app.model = model
+        app.query_one(SchedPanel).update_from(model)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(width, 20), run_before=run_before)
+
+
+def test_a_replay_shows_the_panel_only_when_the_recording_has_the_probe(tmp_path):
+    from ktop.recording import RecordingWriter, header
+    from ktop.sources.replay import ReplaySource
+
+    def recording(name, snaps):
+        path = tmp_path / name
+        with RecordingWriter(str(path), header(fakes.HOST, 1.0, ["spawn"], started=fakes.T0)) as w:
+            for s in snaps:
+                w.write(s)
+        return ReplaySource(str(path))
+
+    assert recording("with.jsonl", snapshots(2)).shows("sched")
+    without = recording("without.jsonl", [fakes.snapshot()])
+    assert not without.shows("sched") and without.shows("bio")
