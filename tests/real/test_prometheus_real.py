@@ -14,6 +14,7 @@ scrapes `ktop export` every second; then its HTTP API must say:
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -228,7 +229,11 @@ def test_bio_p99_agrees(stack, tmp_path):
     prom_p99 = q * 1e6
     print(f"\n{reads} direct reads on {disk}: ktop model p99 {model_p99:.0f} us, "
           f"Prometheus histogram_quantile(0.99) {prom_p99:.0f} us")
-    assert model_p99 / 2 <= prom_p99 <= model_p99 * 2, (prom_p99, model_p99)
+    # Both interpolate inside log2 buckets, over windows a few seconds apart (Prometheus's spans two
+    # scrapes more): agreeing means the same bucket or the one beside it (CI once saw the model's 390
+    # µs, in [256, 512), against Prometheus's 839 µs, in [512, 1024)); a unit or bucket-bound error
+    # in the exporter is a factor of 1000 or a shift of many buckets.
+    assert abs(int(math.log2(prom_p99)) - int(math.log2(model_p99))) <= 1, (prom_p99, model_p99)
 
 
 def _disk_of(path: Path) -> str:

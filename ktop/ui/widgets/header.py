@@ -7,9 +7,11 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
+from ktop import registry
 from ktop.model import Model
 from ktop.model.format import human_bytes, uptime
 from ktop.model.text import clean
+from ktop.snapshot import DISABLED
 from ktop.ui.widgets.sparkline import spark
 
 CELL = 34  # width of one CPU meter
@@ -40,6 +42,9 @@ class HostHeader(Widget):
             return Text("ktop: starting…", style="bold")
         h, s = m.host, m.system
         live = sum(1 for p in m.probes.values() if p.status == "live")
+        # a probe off by default and not selected is not missing: it is not counted
+        counted = sum(1 for n, p in m.probes.items()
+                      if p.status != DISABLED or n not in registry.PROBES or registry.PROBES[n].default)
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" ktop ", style=self.get_component_rich_style("header--title"))
         if self.paused:
@@ -53,7 +58,7 @@ class HostHeader(Widget):
                     f"tasks {len(m.processes)}")
         if m.process_source:  # the reader of the table: "iter" (BPF task iterator) or "/proc"
             line.append(" (iter)" if m.process_source.startswith("task") else " (/proc)")
-        line.append(f"  probes {live}/{len(m.probes)} live")
+        line.append(f"  probes {live}/{counted} live")
         if any(p.run_count for p in m.probes.values()):
             line.append(f", kernel cost {m.probe_cpu_percent:.2f}% CPU")
         width = max(self.size.width, CELL)
