@@ -379,6 +379,9 @@ static __always_inline void count_proc(u32 pid, char *comm, u32 dev, u32 op, u32
     if (lat_ns > p->lat_max_ns)
         p->lat_max_ns = lat_ns;
     p->dev = dev;
+    /* the name of its latest I/O: a process's first reads may be of the program it is
+     * exec'ing, still under its parent's name (a fork of python reading dd's pages) */
+    __builtin_memcpy(p->comm, comm, TASK_COMM_LEN);
 }
 
 /* ``dataless``: the request had no data, so a missing entry means it never

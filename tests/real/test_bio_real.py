@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from realutil import TIME_SCALE, Snap, probe_unavailable_reason, unique_name
+from realutil import TIME_SCALE, Snap, probe_unavailable_reason, unique_copy, unique_name
 
 from ktop.probes import features
 
@@ -275,3 +275,31 @@ def test_flushes_are_counted_on_their_own_disk(tmp_path):
     cache = Path(f"/sys/block/{disk}/queue/write_cache")
     if doc["bio"]["mode"] == "raw" and cache.exists() and cache.read_text().strip() == "write back":
         assert disks[disk]["flush"]["count"] >= 1, disks.get(disk)
+
+
+@pytest.mark.vm
+def test_a_process_shows_under_the_name_of_its_io(tmp_path):
+    """A fork's first reads are the pages of the program it execs, under its parent's name; its own
+    I/O then must show under its own name (a fresh copy of dd, out of the page cache, showed as
+    "python" with its 200 writes)."""
+    require_bio()
+    folder = on_a_disk(tmp_path, Path("/var/tmp"), Path("/root"))
+    exe = unique_copy("dd", folder, "kd")
+    out = folder / f"{exe.name}.dat"
+    try:
+        fd = os.open(exe, os.O_RDONLY)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # exec reads it from the disk
+        os.close(fd)
+        with Snap("--probes", "bio", duration=4.0) as snap:
+            snap.wait_collecting()
+            p = subprocess.run([str(exe), "if=/dev/zero", f"of={out}", "bs=4k", "count=200", "oflag=direct"],
+                               capture_output=True, timeout=60)
+            assert p.returncode == 0, p.stderr
+            rc, doc = snap.finish(timeout=40)
+    finally:
+        exe.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+    assert rc == 0, snap.stderr
+    mine = [r for r in doc["bio"]["by_process"] if r["comm"] == exe.name[:15]]
+    assert len(mine) == 1 and mine[0]["writes"] >= 200, doc["bio"]["by_process"]

@@ -132,7 +132,8 @@ def test_replay_draws_what_live_drew(tmp_path):
         source.stop()
         data.unlink(missing_ok=True)
     # the writer stays in the block I/O table for the 5 ticks it sums over (what the issue saw lost)
-    assert [any(p.comm == "dd" for p in m.bio.procs) for m in models] == [False] * 3 + [True] * 5
+    assert [any(p.comm == "dd" for p in m.bio.procs) for m in models] == [False] * 3 + [True] * 5, \
+        [[(p.comm, p.writes) for p in m.bio.procs] for m in models]
     rec = Recording(str(path))
     replay = ReplaySource(rec, speed=1000.0)
     again = History(seconds=600, interval=0.5, forget_dead_s=FORGET_DEAD_S)
