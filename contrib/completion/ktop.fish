@@ -50,7 +50,7 @@ complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l syscalls-latency -
 
 # ktop doctor
 complete -c ktop -n '__fish_seen_subcommand_from doctor' -s h -l help -d 'show this help message and exit'
-complete -c ktop -n '__fish_seen_subcommand_from doctor' -l probes -x -a '(__fish_complete_list , __ktop_probes)'
+complete -c ktop -n '__fish_seen_subcommand_from doctor' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to check and start (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched; \'all\')'
 complete -c ktop -n '__fish_seen_subcommand_from doctor' -l no-start -d 'only check features, start no probe'
 complete -c ktop -n '__fish_seen_subcommand_from doctor' -l procfs -d 'do not start the task iterator (/proc instead)'
 
