@@ -116,6 +116,8 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
              "state": p.state, "threads": p.threads, "start_time_unix_s": p.start_time}
             for p in model.processes
         ],
+        "flags": {"active": [_flags.flag_json(f) for f in model.flags.active],
+                  "ended": [_flags.flag_json(f) for f in model.flags.recent]},
     }
     for p in registry.PROBES.values():
         status, section = model.probes.get(p.name), getattr(model, p.section)

@@ -432,3 +432,10 @@ def fold(prev: Optional[FlagsModel], snap: Snapshot) -> FlagsModel:
     now = {(f.kind, f.subject, f.start) for f in active}
     ended = tuple(replace(f, end=snap.time) for f in prev.active if (f.kind, f.subject, f.start) not in now)
     return FlagsModel(active=active, recent=(ended + prev.recent)[:RECENT] if ended else prev.recent)
+
+
+def flag_json(f: Flag) -> dict:
+    """A flag in the snapshot document (its times named with their unit)."""
+    return {"kind": f.kind, "subject": f.subject, "text": f.text, "start_unix_s": f.start, "end_unix_s": f.end,
+            "value": f.value, "usual": f.usual, "peak": f.peak, "unit": f.unit, "score": f.score, "pid": f.pid,
+            "new": f.new, "section": f.section}
