@@ -158,7 +158,7 @@ class FlagDetector:
                 s = series[key] = _Series(key[0], key[1], tick, warming)
             self._fold(s, kinds[key[0]], x, pid, who, snap.time, alpha, tick)
         # Rates not seen this tick were 0: fold that into the series that are not already ~0.
-        for key, s in series.items():
+        for s in series.values():
             if s.seen != tick and (s.on or s.mean > 1e-3):
                 k = kinds[s.kind]
                 if k.rate:
