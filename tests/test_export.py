@@ -133,7 +133,7 @@ def test_funcs_counters():
 
 
 def test_syscall_counters():
-    from ktop.snapshot import Flag, SyscallStat
+    from ktop.snapshot import SyscallStat
 
     m = KtopMetrics(top={"syscalls": 2})
     snap = snapshot(probes=(ProbeStatus("syscalls", LIVE),))
@@ -149,7 +149,7 @@ def test_syscall_counters():
 
 
 def test_syscall_errnos_and_latency_histogram():
-    from ktop.snapshot import Flag, SyscallStat
+    from ktop.snapshot import SyscallStat
 
     m = KtopMetrics()
     snap = snapshot(probes=(ProbeStatus("syscalls", LIVE),))

@@ -174,3 +174,19 @@ def test_stamp_keeps_recorded_flags_and_the_model_keeps_ended_ones():
     assert model.flags.active == ()
     (ended,) = model.flags.recent
     assert ended.subject == "ENOENT by python3" and ended.end is not None and 10 <= ended.end - ended.start <= 16
+
+
+def test_the_fast_p99_is_the_histogram_percentile_but_never_the_single_slowest():
+    import random
+
+    from ktop.model import hist
+    from ktop.model.flags import MIN_LATENCY_COUNT, _p99
+
+    rng = random.Random(3)
+    for _ in range(3000):
+        b = tuple(rng.choice([0, 0, 0, 1, 2, 5, 40]) for _ in range(28))
+        n = sum(b)
+        want = hist.percentile(b, min(99.0, 100.0 * (n - 1) / n)) if n >= MIN_LATENCY_COUNT else None
+        assert _p99(b) == pytest.approx(want) if want is not None else _p99(b) is None
+    one_slow = (0,) * 9 + (20,) + (0,) * 10 + (1,) + (0,) * 7  # 20 requests near 0.5 ms, one at 0.5 s
+    assert _p99(one_slow) < 1024

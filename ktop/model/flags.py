@@ -79,7 +79,7 @@ ALWAYS = ("lost", "map-full")  # flagged whenever they happen, no baseline
 
 class _Series:
     __slots__ = ("kind", "subject", "mean", "dev", "n", "seen", "warm_born", "on", "quiet", "start", "peak",
-                 "score", "value", "usual", "exit", "pid", "who", "new")
+                 "score", "value", "usual", "exit", "enter", "pid", "who", "new")
 
     def __init__(self, kind: str, subject: str, tick: int, warm_born: bool):
         self.kind, self.subject = kind, subject
@@ -89,7 +89,7 @@ class _Series:
         self.warm_born = warm_born  # first seen while the detector warmed up: no "new" flag
         self.on = False
         self.quiet = 0
-        self.start = self.peak = self.score = self.value = self.usual = self.exit = 0.0
+        self.start = self.peak = self.score = self.value = self.usual = self.exit = self.enter = 0.0
         self.pid, self.who, self.new = 0, "", False
 
 
@@ -115,20 +115,26 @@ class FlagDetector:
     """Stamps snapshots with their active flags. Feed every tick in order; :meth:`reset` after a jump."""
 
     def __init__(self, sensitivity: float = 1.0, max_series: int = MAX_SERIES):
-        self.sensitivity = float(sensitivity)
         self.max_series = max_series
+        self.sensitivity = float(sensitivity)
         self.reset()
+
+    @property
+    def sensitivity(self) -> float:
+        return self._sensitivity
+
+    @sensitivity.setter
+    def sensitivity(self, value: float) -> None:
+        """Per kind (K deviations, ratio, floor, is a rate): every margin divided by ``value``."""
+        self._sensitivity = s = float(value)
+        self._thresholds = {name: (K_DEV / s, 1.0 + (k.ratio - 1.0) / s, k.floor / s, k.rate)
+                            for name, k in KINDS.items()} if s > 0 else {}
 
     def reset(self) -> None:
         self.series: dict[tuple[str, str], _Series] = {}
         self.ticks = 0
         self._lost: dict[str, int] = {}  # probe -> its cumulative lost count at the tick before
         self._always: dict[tuple[str, str], _Series] = {}
-
-    # -- the thresholds ----------------------------------------------------------
-    def _enter(self, k: Kind, mean: float, dev: float) -> float:
-        s = self.sensitivity
-        return max(mean + K_DEV / s * dev, mean * (1.0 + (k.ratio - 1.0) / s), mean + k.floor / s)
 
     # -- one tick ------------------------------------------------------------------
     def stamp(self, snap: Snapshot) -> Snapshot:
@@ -152,20 +158,56 @@ class FlagDetector:
         series = self.series
         warming = tick <= WARM_TICKS
         kinds = KINDS
-        for key, (x, pid, who) in samples.items():
+        th = self._thresholds
+        now = snap.time
+        for key, v in samples.items():
             s = series.get(key)
             if s is None:
                 s = series[key] = _Series(key[0], key[1], tick, warming)
-            self._fold(s, kinds[key[0]], x, pid, who, snap.time, alpha, tick)
+            s.seen = tick
+            if s.on:
+                self._held(s, v[0], v[1], v[2], now)
+                continue
+            # inline (a thousand series a tick): the enter level, then learn
+            kdev, ratio, floor, rate = th[key[0]]
+            x, mean, dev, n = v[0], s.mean, s.dev, s.n
+            enter = mean + kdev * dev
+            if mean * ratio > enter:
+                enter = mean * ratio
+            if mean + floor > enter:
+                enter = mean + floor
+            if x > enter and (n >= WARM_TICKS or (rate and not s.warm_born)):
+                self._start(s, x, v[1], v[2], now, enter)
+                continue
+            if n >= WARM_TICKS:  # winsorised: a sample far above the usual counts as usual + WINSOR deviations
+                a = alpha
+                cap = mean + WINSOR * (dev if dev > mean * 0.05 else mean * 0.05)
+                if x > cap:
+                    x = cap
+            else:
+                a = 1.0 / (n + 1)
+            if n == 0:
+                s.mean = x
+            else:
+                d = x - mean
+                s.dev = dev + a * ((d if d >= 0 else -d) - dev)
+                s.mean = mean + a * d
+            s.n = n + 1
         # Rates not seen this tick were 0: fold that into the series that are not already ~0.
         for s in series.values():
             if s.seen != tick and (s.on or s.mean > 1e-3):
-                k = kinds[s.kind]
-                if k.rate:
-                    self._fold(s, k, 0.0, s.pid, s.who, snap.time, alpha, tick)
+                s.seen = tick
+                if kinds[s.kind].rate:
+                    if s.on:
+                        self._held(s, 0.0, s.pid, s.who, now)
+                    else:
+                        mean = s.mean
+                        a = alpha if s.n >= WARM_TICKS else 1.0 / (s.n + 1)
+                        s.dev += a * (mean - s.dev)
+                        s.mean = mean - a * mean
+                        s.n += 1
                 elif s.on:  # a latency with no sample (idle): counts as back
                     s.quiet += 1
-                    s.seen = tick
                     if s.quiet >= CLEAR_TICKS:
                         s.on = False
         if len(series) > self.max_series:
@@ -175,48 +217,32 @@ class FlagDetector:
         out.sort(key=lambda f: -f.score)
         return tuple(out)
 
-    def _fold(self, s: _Series, k: Kind, x: float, pid: int, who: str, now: float, alpha: float,
-              tick: int) -> None:
-        s.seen = tick
-        mean, dev = s.mean, s.dev
-        can_flag = s.n >= WARM_TICKS or (not s.warm_born and k.rate)
-        enter = self._enter(k, mean, dev)
-        if s.on:
-            if x > s.exit:
-                s.quiet = 0
-            else:
-                s.quiet += 1
-            s.value = x
-            if x > s.peak:
-                s.peak = x
-                s.pid, s.who = (pid, who) if who else (s.pid, s.who)
-            s.score = x / enter if enter > 0 else 0.0
-            if s.quiet >= CLEAR_TICKS:
-                s.on = False
-            elif now - s.start >= MAX_HOLD_S:  # the new usual
-                s.on = False
-                s.mean, s.dev = x, max(dev, abs(x - mean) / K_DEV)
-            return
-        if can_flag and x > enter:
-            s.on, s.quiet, s.start, s.peak, s.value = True, 0, now, x, x
-            s.exit = mean + (enter - mean) / 2.0  # hysteresis: it ends below half the margin
-            s.usual, s.new = mean, (s.n == 0 or mean < k.floor / 100.0) and not s.warm_born
-            s.pid, s.who = pid, who
-            s.score = x / enter if enter > 0 else 0.0
-            return
-        # learn, robustly: a sample far above the usual counts as usual + WINSOR deviations
-        n = s.n
-        a = alpha if n >= WARM_TICKS else 1.0 / (n + 1)
-        if n >= WARM_TICKS:
-            cap = mean + WINSOR * max(dev, mean * 0.05)
-            if x > cap:
-                x = cap
-        if n == 0:
+    def _start(self, s: _Series, x: float, pid: int, who: str, now: float, enter: float) -> None:
+        k = KINDS[s.kind]
+        mean = s.mean
+        s.on, s.quiet, s.start, s.peak, s.value = True, 0, now, x, x
+        s.exit = mean + (enter - mean) / 2.0  # hysteresis: it ends below half the margin
+        s.usual, s.new = mean, (s.n == 0 or mean < k.floor / 100.0) and not s.warm_born
+        s.pid, s.who = pid, who
+        s.score = x / enter if enter > 0 else 0.0
+        s.enter = enter
+
+    def _held(self, s: _Series, x: float, pid: int, who: str, now: float) -> None:
+        """A flagged series' tick: the baseline does not learn; it ends after CLEAR_TICKS ticks under
+        its exit level, or after MAX_HOLD_S as the new usual."""
+        s.quiet = 0 if x > s.exit else s.quiet + 1
+        s.value = x
+        if x > s.peak:
+            s.peak = x
+            if pid:
+                s.pid, s.who = pid, who
+        s.score = x / s.enter if s.enter > 0 else 0.0
+        if s.quiet >= CLEAR_TICKS:
+            s.on = False
+        elif now - s.start >= MAX_HOLD_S:  # the new usual
+            s.on = False
+            s.dev = max(s.dev, abs(x - s.mean) / K_DEV)
             s.mean = x
-        else:
-            s.dev = dev + a * (abs(x - mean) - dev)
-            s.mean = mean + a * (x - mean)
-        s.n = n + 1
 
     def _evict(self) -> None:
         """Drops the least recently seen series (a tenth more than the bound, so this runs rarely)."""
@@ -228,7 +254,7 @@ class FlagDetector:
     def _flag(self, s: _Series) -> Flag:
         k = KINDS[s.kind]
         value, usual = s.peak, s.usual  # the sentence says how far it went
-        by = f", by {s.who}" if s.who else ""
+        by = f", by {_by(s.who, s.pid)}" if s.who else f", by pid {s.pid}" if s.pid else ""
         subject = s.subject
         if s.kind.startswith("bio-"):  # "vda read" -> "reads on vda"
             disk, _, op = subject.partition(" ")
@@ -299,15 +325,30 @@ def _full_fields(cls: type) -> tuple[str, ...]:
 
 def _p99(buckets, count_min: int = MIN_LATENCY_COUNT) -> Optional[float]:
     """The tick's p99, but never its single slowest event (below 100 events the p99 is the
-    maximum: one slow request is not a slow disk); None below ``count_min`` events."""
-    n = hist.total(buckets) if buckets else 0
+    maximum: one slow request is not a slow disk); None below ``count_min`` events.
+
+    ``hist.percentile``'s value (nearest rank, linear inside the slot), found from the top slot
+    down: the rank is near the top, and this runs for every disk and program each tick."""
+    if not buckets:
+        return None
+    n = sum(buckets)
     if n < count_min:
         return None
-    return hist.percentile(buckets, min(99.0, 100.0 * (n - 1) / n))
+    rank = math.ceil(min(99.0, 100.0 * (n - 1) / n) / 100.0 * n)
+    above = 0
+    for i in range(len(buckets) - 1, -1, -1):
+        c = buckets[i]
+        if c and above + c > n - rank:
+            low, high = hist.slot_bounds(i, len(buckets))
+            if math.isinf(high):
+                return low
+            return low + (high - low) * (rank - (n - above - c)) / c
+        above += c
+    return None  # pragma: no cover - the loop always reaches the rank
 
 
 def _collect(snap: Snapshot, dt: float, out: dict) -> None:
-    """This tick's figure of every series the snapshot has: key -> (value, pid, who)."""
+    """This tick's figure of every series the snapshot has: key -> (value, pid, comm of that pid or "")."""
     names = None
 
     def comm_of(pid: int) -> str:
@@ -326,7 +367,7 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
         for d in b.disks:
             subject = f"{d.disk} {d.op}"
             _, pid, comm = top.get(d.disk, (0, 0, ""))
-            who = _by(comm, pid) if comm else ""
+            who = comm
             out[("bio-iops", subject)] = (d.count / dt, pid, who)
             p99 = _p99(d.lat_buckets)
             if p99 is not None:
@@ -334,11 +375,15 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
     s = snap.syscalls
     if s is not None:
         acc: dict[tuple[str, str], list] = {}
+        errnames: dict[int, str] = {}
         for c in s.counts:
             if not c.errors:
                 continue
             for e, n in c.errnos:
-                key = ("errors", f"{errno_name(e)} by {c.comm}")
+                name = errnames.get(e)
+                if name is None:
+                    name = errnames[e] = errno_name(e)
+                key = ("errors", f"{name} by {c.comm}")
                 a = acc.get(key)
                 if a is None:
                     acc[key] = [n, c.pid, n]
@@ -347,7 +392,7 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
                     if n > a[2]:
                         a[1], a[2] = c.pid, n
         for key, (n, pid, _) in acc.items():
-            out[key] = (n / dt, pid, f"pid {pid}" if pid else "")
+            out[key] = (n / dt, pid, "")
     sp = snap.spawns
     if sp is not None and sp.execs:
         par: dict[str, dict[int, int]] = {}
@@ -359,7 +404,7 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
             d[ev.ppid] = d.get(ev.ppid, 0) + 1
         for name, per in par.items():
             ppid = max(per, key=per.get)
-            out[("execs", f"parent {name}")] = (sum(per.values()) / dt, ppid, _by(name, ppid))
+            out[("execs", f"parent {name}")] = (sum(per.values()) / dt, ppid, name)
     f = snap.funcs
     if f is not None and f.totals:
         specs = {t.id: t.spec for t in f.targets}
@@ -372,7 +417,7 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
                 busiest[c.target] = (c.count, c.pid, c.comm)
         for tid, n in calls.items():
             _, pid, comm = busiest.get(tid, (0, 0, ""))
-            out[("calls", specs.get(tid, str(tid)))] = (n / dt, pid, _by(comm, pid) if comm else "")
+            out[("calls", specs.get(tid, str(tid)))] = (n / dt, pid, comm)
     sc = snap.sched
     if sc is not None:
         for p in sc.procs:
@@ -380,7 +425,7 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
             if p99 is not None:
                 key = ("runq-latency", p.comm)
                 if p99 > out.get(key, (-1.0,))[0]:
-                    out[key] = (p99, p.pid, _by(p.comm, p.pid))
+                    out[key] = (p99, p.pid, p.comm)
     n = snap.net
     if n is not None:
         out[("retransmits", "host")] = (n.retransmits / dt, 0, "")
@@ -399,7 +444,7 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
                 if v > a[2]:
                     a[1], a[2] = p.pid, v
         for comm, (v, pid, _) in per.items():
-            out[("net-bytes", comm)] = (v / dt, pid, _by(comm, pid))
+            out[("net-bytes", comm)] = (v / dt, pid, comm)
 
 
 def sensitivity_arg(text: str) -> float:
