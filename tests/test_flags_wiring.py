@@ -142,3 +142,39 @@ def test_flags_fit_the_document_and_tick_schemas():
 
     for name, data in (("tick", to_jsonable(stream[105])), ("snapshot", recording_document(Rec(stream))[0])):
         jsonschema.Draft202012Validator(schema.load(name)).validate(json.loads(json.dumps(data)))
+
+
+async def test_the_flags_screen_lists_active_and_ended_and_enter_opens_the_pid_screen():
+    from ktop.app import KtopApp
+    from ktop.model import build_model
+    from ktop.ui.screens.flags import FlagsScreen
+    from ktop.ui.screens.pid import PidScreen
+    from ktop.ui.widgets.table import KTable
+    from tests.ui import fakes
+
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    d = FlagDetector()
+    async with app.run_test(size=(160, 44)) as pilot:
+        model = None
+        for s in ticks(170, 1, Steps(bio_slow=(100, 130), enoent=(150, 200))):
+            model = build_model(model, d.stamp(s))
+        app.show_model(model)
+        await pilot.pause()
+        assert not isinstance(app.screen, FlagsScreen)  # nothing opens by itself
+        await pilot.press("exclamation_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, FlagsScreen)
+        table = app.screen.query_one(KTable)
+        rows = [[c.plain.strip() for c in table.get_row(r.key)] for r in table.ordered_rows]
+        assert [r[:3] for r in rows] == [["on", "errors", "ENOENT by python3"], ["over", "bio-latency", "vda read"]]
+        assert rows[0][6] == "301" and rows[1][6] == "200" and rows[1][4]  # the ended one has its end
+        assert "ms" in rows[1][5]  # peak p99
+        await pilot.press("enter")  # the ENOENT flag: python3, pid 301
+        await pilot.pause()
+        assert isinstance(app.screen, PidScreen) and app.screen.pid == 301
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, FlagsScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, FlagsScreen)
