@@ -190,3 +190,68 @@ def test_the_fast_p99_is_the_histogram_percentile_but_never_the_single_slowest()
         assert _p99(b) == pytest.approx(want) if want is not None else _p99(b) is None
     one_slow = (0,) * 9 + (20,) + (0,) * 10 + (1,) + (0,) * 7  # 20 requests near 0.5 ms, one at 0.5 s
     assert _p99(one_slow) < 1024
+
+
+def _with(stream, make):
+    """``stream`` with sections added by ``make(i, rng)`` (a dict of Snapshot fields) at tick ``i``."""
+    import random
+
+    rng = random.Random(11)
+    for i, s in enumerate(stream):
+        yield replace(s, **make(i, rng))
+
+
+def _net(i, rng):
+    from flagload import lat_hist, poisson
+
+    from ktop.snapshot import NetProc, NetSample
+
+    storm = STEP <= i < END
+    return {"net": NetSample(
+        interval_s=1.0, retransmits=poisson(rng, 300 if storm else 2), resets_sent=poisson(rng, 1),
+        connect_buckets=lat_hist(rng, 30, 800.0),
+        procs=(NetProc(pid=300, comm="nginx", proto="tcp", tx_bytes=poisson(rng, 200_000), rx_bytes=50_000),
+               NetProc(pid=400, comm="rsync", proto="tcp",
+                       tx_bytes=80_000_000 if i >= STEP + 100 else poisson(rng, 1000)))), }
+
+
+def _sched(i, rng):
+    from flagload import lat_hist
+
+    from ktop.snapshot import SchedProc, SchedSample
+
+    slow = 40.0 if STEP <= i < END else 1.0
+    b = lat_hist(rng, 200, 30.0 * slow, sigma=0.8)
+    return {"sched": SchedSample(interval_s=1.0, procs=(
+        SchedProc(pid=300, comm="nginx", runq_count=200, runq_sum_ns=0, runq_max_ns=0, runq_buckets=b),))}
+
+
+def _funcs(i, rng):
+    from flagload import poisson
+
+    from ktop.snapshot import FuncCount, FuncsSample, FuncTarget, FuncTotal
+
+    n = poisson(rng, 40_000 if STEP <= i < END else 2_000)
+    return {"funcs": FuncsSample(interval_s=1.0, targets=(FuncTarget(1, "c:malloc", "uprobe", "live"),),
+                                 totals=(FuncTotal(1, "malloc", n),),
+                                 counts=(FuncCount(1, "malloc", 301, "python3", n),))}
+
+
+@pytest.mark.parametrize("make, kind, subject, pid", [
+    (_net, "retransmits", "host", 0),
+    (_sched, "runq-latency", "nginx", 300),
+    (_funcs, "calls", "c:malloc", 301),
+])
+def test_net_sched_and_funcs_series_flag_their_steps(make, kind, subject, pid):
+    timeline = _timeline(_with(ticks(STEP + 60, 2), make))
+    first, last, f = _span(timeline, kind, subject)
+    assert STEP <= first <= STEP + 1 and END - 1 <= last < END + 5, (first, last)
+    assert f.pid == pid and not f.new
+    others = {(g.kind, g.subject) for _, fl in timeline for g in fl} - {(kind, subject)}
+    assert others == set()
+
+
+def test_a_program_that_starts_sending_a_lot_is_new_socket_traffic():
+    timeline = _timeline(_with(ticks(STEP + 130, 2), _net))
+    first, _, f = _span(timeline, "net-bytes", "rsync")
+    assert first == STEP + 100 and f.pid == 400 and f.new and "rsync (pid 400)" in f.text
