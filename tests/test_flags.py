@@ -251,7 +251,8 @@ def test_net_sched_and_funcs_series_flag_their_steps(make, kind, subject, pid):
     assert others == set()
 
 
-def test_a_program_that_starts_sending_a_lot_is_new_socket_traffic():
+def test_a_program_that_starts_sending_a_lot_is_flagged():
     timeline = _timeline(_with(ticks(STEP + 130, 2), _net))
     first, _, f = _span(timeline, "net-bytes", "rsync")
-    assert first == STEP + 100 and f.pid == 400 and f.new and "rsync (pid 400)" in f.text
+    assert first == STEP + 100 and f.pid == 400 and not f.new and "rsync (pid 400)" in f.text
+    assert "the usual socket traffic of rsync" in f.text and "MB/s" in f.text

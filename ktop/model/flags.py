@@ -99,7 +99,7 @@ def _fmt(v: float, unit: str) -> str:
     if unit == "B/s":
         from ktop.model.format import human_bytes
 
-        return f"{human_bytes(v)}/s"
+        return f"{human_bytes(v)}B/s"
     return f"{v:,.0f}/s" if v >= 10 else f"{v:.1f}/s"
 
 
