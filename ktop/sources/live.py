@@ -238,7 +238,7 @@ class LiveSource(Source):
             sections = _sections(focus_samples)
         else:  # already scoped from the command line: the main probes are the focus probes
             statuses, sections = snap.probes, _sections(samples)
-        focus = replace(snap, processes=tuple(mine), probes=statuses, **sections)
+        focus = replace(snap, processes=tuple(mine), probes=statuses, flags=None, **sections)  # flags: the host's
         return replace(snap, focus=focus, focus_detail=detail)
 
     def _processes(self) -> tuple:

@@ -69,6 +69,9 @@ class HostHeader(Widget):
         per_row = max(1, width // CELL)
         spark_w = CELL - 15
         lines = [line]
+        now = self._now_line(m)  # second: still shown when a small terminal cuts the header
+        if now is not None:
+            lines.append(now)
         row = Text(no_wrap=True)
         for i, (pct, hist) in enumerate(zip(s.cpu_percent, m.cpu_history)):
             cell = Text(no_wrap=True)
@@ -90,9 +93,6 @@ class HostHeader(Widget):
         if s.swap_total:
             mem.append(f"   swap {human_bytes(s.swap_used)}/{human_bytes(s.swap_total)}")
         lines.append(mem)
-        now = self._now_line(m)
-        if now is not None:
-            lines.append(now)
         return Group(*lines)
 
     def _now_line(self, m: Model) -> Text | None:
