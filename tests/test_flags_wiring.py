@@ -178,3 +178,28 @@ async def test_the_flags_screen_lists_active_and_ended_and_enter_opens_the_pid_s
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, FlagsScreen)
+
+
+async def test_enter_on_a_flag_about_no_process_focuses_its_panel():
+    from ktop.app import KtopApp
+    from ktop.model import build_model
+    from ktop.snapshot import Flag
+    from ktop.ui.screens.flags import FlagsScreen
+    from ktop.ui.widgets.panel import Panel
+    from tests.ui import fakes
+
+    flag = Flag(kind="bio-iops", subject="vda write", text="x9 the usual IOPS of writes on vda", start=fakes.T0,
+                value=900.0, usual=100.0, peak=900.0, unit="/s", score=2.0, section="bio")
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=(160, 44)) as pilot:
+        app.show_model(build_model(None, replace(fakes.snapshot(), flags=(flag,))))
+        await pilot.pause()
+        assert app.query_one("#proc-table").has_focus
+        await pilot.press("exclamation_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, FlagsScreen)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, FlagsScreen)
+        focused = [p.id for p in app.query(Panel) if p.table.has_focus]
+        assert focused == ["bio"]

@@ -1,6 +1,8 @@
 """!: the flags (ktop/model/flags.py): those active now, highest first, then the last ones that
 ended, each with its start, end, peak and sentence. Enter on a flag about a process opens its PID
-screen; Esc comes back. Opened only by the user: a flag never takes the focus or the screen."""
+screen (Esc comes back here); on one about no process (a disk's IOPS, the host's retransmits) it
+goes back to the dashboard with the flag's panel focused. Opened only by the user: a flag never
+takes the focus or the screen."""
 
 from __future__ import annotations
 
@@ -68,6 +70,8 @@ class FlagsScreen(ModelScreen):
     FlagsScreen #flags-table { height: 1fr; }
     """
 
+    _sections: dict[str, str] = {}  # row key -> the panel (model section) of its flag
+
     def compose(self) -> ComposeResult:
         yield StatusLine(id="flags-status")
         yield KTable(COLUMNS, id="flags-table", keep_order=True)
@@ -82,10 +86,27 @@ class FlagsScreen(ModelScreen):
     def action_close(self) -> None:
         self.dismiss(None)
 
+    def on_data_table_row_selected(self, event) -> None:
+        """A flag with a PID: the event goes on to the app (its PID screen). Without: its panel."""
+        table = event.data_table
+        if not isinstance(table, KTable) or table.cursor_pid is not None:
+            return
+        event.stop()
+        section = self._sections.get(table.cursor_key or "", "")
+        self.dismiss(None)
+        from ktop.ui.widgets.panel import Panel
+
+        for panel in self.app.query(Panel):
+            if panel.id == section:
+                self.app.focus_panel(panel)
+                break
+
     def update_from(self, model: Model) -> None:
         fl = model.flags
+        self._sections = {str((f.kind, f.subject, f.start, on)): f.section
+                          for on, fs in ((True, fl.active), (False, fl.recent)) for f in fs}
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(f" {len(fl.active)} active, {len(fl.recent)} ended", style="bold")
-        line.append("  (README: What is flagged)  Enter: the PID screen of a flag's process  Esc: back")
+        line.append("  (README: What is flagged)  Enter: the flag's process (PID screen) or panel  Esc: back")
         self.query_one("#flags-status", StatusLine).update(line)
         self.query_one(KTable).update_rows(flag_rows(fl))
