@@ -17,9 +17,10 @@ learns a baseline online: an EWMA of the level and of the absolute deviation
 the usual. Memory is a few floats per series and at most
 :data:`MAX_SERIES` series (the least recently seen go first).
 
-A series is flagged when a tick's figure is above all three of
+A series is flagged when its figure is above all three of
 ``usual + K deviations``, ``usual x RATIO`` and ``usual + FLOOR`` (its kind's
-absolute floor: 0 -> 2 errors a second is no news), held while it stays
+absolute floor: 0 -> 2 errors a second is no news) for :data:`PERSIST_TICKS`
+ticks in a row (the flag says since the first), held while it stays
 above half that margin and cleared after :data:`CLEAR_TICKS` ticks below it
 (hysteresis); the baseline does not learn while its flag is on, and a flag
 on for :data:`MAX_HOLD_S` ends as the new usual. A rate series first seen
@@ -42,8 +43,9 @@ from ktop.model.format import errno_name
 from ktop.snapshot import Flag, Snapshot
 
 HALF_LIFE_S = 120.0  # the baseline's memory: "the last minutes"
-WARM_TICKS = 10  # samples a series needs before it can be flagged (and the detector before "new")
+WARM_TICKS = 30  # samples a series needs before it can be flagged (and the detector before "new")
 CLEAR_TICKS = 2  # ticks back under the exit level that end a flag
+PERSIST_TICKS = 2  # ticks in a row above the enter level that start one
 MAX_HOLD_S = 600.0  # a flag on this long ends: its level becomes the usual
 MAX_SERIES = 4000  # series followed; the least recently seen go beyond it
 K_DEV = 6.0  # deviations above the usual
@@ -79,7 +81,7 @@ ALWAYS = ("lost", "map-full")  # flagged whenever they happen, no baseline
 
 class _Series:
     __slots__ = ("kind", "subject", "mean", "dev", "n", "seen", "warm_born", "on", "quiet", "start", "peak",
-                 "score", "value", "usual", "exit", "enter", "pid", "who", "new")
+                 "score", "value", "usual", "exit", "enter", "pid", "who", "new", "over", "first")
 
     def __init__(self, kind: str, subject: str, tick: int, warm_born: bool):
         self.kind, self.subject = kind, subject
@@ -91,6 +93,7 @@ class _Series:
         self.quiet = 0
         self.start = self.peak = self.score = self.value = self.usual = self.exit = self.enter = 0.0
         self.pid, self.who, self.new = 0, "", False
+        self.over, self.first = 0, 0.0  # ticks in a row above the enter level, and the first's time
 
 
 def _fmt(v: float, unit: str) -> str:
@@ -177,8 +180,15 @@ class FlagDetector:
             if mean + floor > enter:
                 enter = mean + floor
             if x > enter and (n >= WARM_TICKS or (rate and not s.warm_born)):
-                self._start(s, x, v[1], v[2], now, enter)
+                # over for PERSIST_TICKS ticks in a row (a one-tick blip is not flagged); meanwhile
+                # the sample is not learnt
+                s.over += 1
+                if s.over == 1:
+                    s.first = now
+                if s.over >= PERSIST_TICKS:
+                    self._start(s, x, v[1], v[2], s.first, enter)
                 continue
+            s.over = 0
             if n >= WARM_TICKS:  # winsorised: a sample far above the usual counts as usual + WINSOR deviations
                 a = alpha
                 cap = mean + WINSOR * (dev if dev > mean * 0.05 else mean * 0.05)
@@ -220,7 +230,7 @@ class FlagDetector:
     def _start(self, s: _Series, x: float, pid: int, who: str, now: float, enter: float) -> None:
         k = KINDS[s.kind]
         mean = s.mean
-        s.on, s.quiet, s.start, s.peak, s.value = True, 0, now, x, x
+        s.on, s.quiet, s.start, s.peak, s.value, s.over = True, 0, now, x, x, 0
         s.exit = mean + (enter - mean) / 2.0  # hysteresis: it ends below half the margin
         s.usual, s.new = mean, (s.n == 0 or mean < k.floor / 100.0) and not s.warm_born
         s.pid, s.who = pid, who

@@ -41,6 +41,7 @@ def _ours(snap, subject: str):
 
 def test_a_first_enoent_burst_is_flagged_within_2_ticks_and_clears(work, tmp_path):
     from ktop import registry
+    from ktop.model.flags import WARM_TICKS
     from ktop.probes.base import ProbeOptions
     from ktop.sources.live import LiveSource
 
@@ -53,7 +54,7 @@ def test_a_first_enoent_burst_is_flagged_within_2_ticks_and_clears(work, tmp_pat
         source.start()
         assert source.wait_settled(120), source.statuses()
         assert source.workers["syscalls"].status.status == "live", source.workers["syscalls"].status
-        for _ in range(14):  # the detector's warm-up (10 ticks) and a baseline of this machine
+        for _ in range(WARM_TICKS + 2):  # the detector's warm-up and a baseline of this machine
             assert not _ours(source.tick(), subject)
             time.sleep(TICK_S)
         p = subprocess.Popen([str(prog), "enoent", "1000000000"])  # fails openat until killed
