@@ -203,3 +203,32 @@ async def test_enter_on_a_flag_about_no_process_focuses_its_panel():
         assert not isinstance(app.screen, FlagsScreen)
         focused = [p.id for p in app.query(Panel) if p.table.has_focus]
         assert focused == ["bio"]
+
+
+async def test_hostile_names_in_flags_reach_no_terminal_and_run_no_markup():
+    from ktop.app import KtopApp
+    from ktop.model import build_model
+    from ktop.snapshot import Flag
+    from ktop.ui.screens.flags import FlagsScreen
+    from ktop.ui.widgets.header import HostHeader
+    from ktop.ui.widgets.table import KTable
+    from tests.ui import fakes
+
+    evil = "\x1b]0;pwned\x07[@click=app.quit]x\x9b"
+    flag = Flag(kind="errors", subject=f"ENOENT by {evil}", text=f"new: rate of ENOENT by {evil} at 500/s",
+                start=fakes.T0, value=500.0, usual=0.0, peak=500.0, unit="/s", score=2.0, pid=0, new=True,
+                section="syscalls")
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=(160, 44)) as pilot:
+        app.show_model(build_model(None, replace(fakes.snapshot(), flags=(flag,))))
+        await pilot.pause()
+        text = _plain(app.query_one(HostHeader))
+        assert "[@click=app.quit]x" in text
+        assert not any(c in text for c in "\x1b\x07\x9b")
+        await pilot.press("exclamation_mark")
+        await pilot.pause()
+        table = app.screen.query_one(KTable)
+        cells = [c.plain for r in table.ordered_rows for c in table.get_row(r.key)]
+        assert any("[@click=app.quit]x" in c for c in cells)
+        assert not any(ch in c for c in cells for ch in "\x1b\x07\x9b")
+        assert isinstance(app.screen, FlagsScreen) and app.is_running
