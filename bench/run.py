@@ -30,6 +30,7 @@ from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import flags_bench  # noqa: E402  (the flag detector's cost per tick)
 import plots_bench  # noqa: E402  (the plots' redraw cost)
 import probe_bench  # noqa: E402  (probe cost, kernel-side cost, capacity, tick cost)
 
@@ -48,7 +49,7 @@ BUDGET_PROBES_LIVE_S = 1.2
 # dashboard (bench/floor_app.py); run in the idle scenario only.
 FLOORS = ("textual-static", "textual-lines", "textual-table")
 TOOLS = ("ktop", "htop", "btop") + FLOORS
-SECTIONS = ("startup", "ui", "probes", "kernel", "capacity", "tick", "plots")
+SECTIONS = ("startup", "ui", "probes", "kernel", "capacity", "tick", "plots", "flags")
 SCENARIOS = ("idle", "loaded")
 SCENARIO_TITLES = {
     "idle": "machine as it is",
@@ -823,6 +824,12 @@ def summarize(results: dict) -> dict:
             summary[key] = {k: v.get("summary") for k, v in results[key].items()} \
                 if key == "probe_cost" else results[key].get("summary")
     summary["budget"] = budget(summary) + probe_bench.budget_rows(results)
+    if results.get("flags"):  # issue 24: at most 1 ms a tick with 1,000 series
+        f = results["flags"]
+        summary["budget"].append({"goal": "flag detector <= 1 ms a tick with 1,000 series",
+                                  "measured": f"mean {f['mean_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms "
+                                              f"({f['series']} series)",
+                                  "status": "met" if f["mean_ms"] <= 1.0 else "not met"})
     return summary
 
 
@@ -985,6 +992,8 @@ def render_md(results: dict) -> str:
     L.extend(probe_bench.render_md(results))
     if results.get("plots"):
         L.extend(plots_bench.render_md(results["plots"]))
+    if results.get("flags"):
+        L.extend(flags_bench.render_md(results["flags"]))
     noisy = noise_warnings(results)
     if noisy:
         L.append("## Noise\n")
@@ -1145,6 +1154,9 @@ def main(argv=None) -> int:
     }
     failures = 0
     try:
+        if "flags" in args.sections:  # pure Python: no root, no probes
+            log("flag detector cost ...")
+            results["flags"] = flags_bench.measure()
         if "startup" in args.sections:
             runs = []
             if not shutil.which("ktop"):
