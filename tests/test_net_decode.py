@@ -18,7 +18,9 @@ from ktop.probes.net import (
     F_ESTABLISHED,
     F_PASSIVE,
     F_RESET,
+    KPROBES,
     STAT_SLOTS,
+    TRACEPOINTS,
     NetProbe,
     build_sample,
     decode_conn,
@@ -109,12 +111,50 @@ def test_the_sample_takes_every_counter_and_adds_the_queue_losses():
     assert (s.lost, s.retransmits, s.connects, s.accepts) == (7, 3, 4, 0)
 
 
-def test_a_kernel_without_sock_send_length_is_told_in_a_sentence(monkeypatch, tmp_path):
+def _kernel(monkeypatch, tmp_path, tracepoints: bool, kprobes: bool, functions: str = ""):
+    """A kernel as features sees it: the length tracepoints or not, kprobes or not, and the
+    functions ftrace may patch (available_filter_functions)."""
     monkeypatch.setattr(features, "can_trace", lambda: True)
     monkeypatch.setattr(features, "tracefs", lambda: tmp_path)
-    monkeypatch.setattr(features, "tracepoint_exists", lambda cat, ev: ev != "sock_send_length")
+    monkeypatch.setattr(features, "tracepoint_exists",
+                        lambda cat, ev: tracepoints or ev not in ("sock_send_length", "sock_recv_length"))
+    monkeypatch.setattr(features, "kprobes_available", lambda: kprobes)
+    (tmp_path / "available_filter_functions").write_text(functions)
+
+
+def test_a_kernel_without_sock_send_length_or_kprobes_is_told_in_a_sentence(monkeypatch, tmp_path):
+    _kernel(monkeypatch, tmp_path, tracepoints=False, kprobes=False)
     with pytest.raises(ProbeUnavailable) as exc:
         NetProbe().check()
     assert exc.value.status == UNSUPPORTED
-    assert exc.value.detail == ("this kernel lacks sock:sock_send_length (Linux 6.3+); "
-                                "the kprobe path is not built yet")
+    assert exc.value.detail == ("this kernel lacks sock:sock_send_length (Linux 6.3+) and has no kprobes "
+                                "(CONFIG_KPROBES is not set) for tcp_sendmsg and the others")
+
+
+def test_the_tracepoints_are_preferred_where_the_kernel_has_them(monkeypatch, tmp_path):
+    _kernel(monkeypatch, tmp_path, tracepoints=True, kprobes=True, functions="tcp_sendmsg\n")
+    p = NetProbe()
+    assert p.path() == (TRACEPOINTS, "")
+    assert not any(f.startswith("-DNET_") for f in p.cflags())
+    assert p.live_detail().startswith("tracepoints;")
+
+
+def test_before_6_3_kprobes_count_the_bytes_and_say_so(monkeypatch, tmp_path):
+    _kernel(monkeypatch, tmp_path, tracepoints=False, kprobes=True,
+            functions="tcp_sendmsg\ntcp_cleanup_rbuf\nudp_sendmsg\nudp_recvmsg\nudpv6_sendmsg [ipv6]\n"
+                      "udpv6_recvmsg [ipv6]\n")
+    p = NetProbe()
+    assert p.path() == (KPROBES, "")
+    assert {"-DNET_KPROBES=1", "-DNET_UDPV6=1"} <= set(p.cflags())
+    assert p.live_detail().startswith("kprobes on tcp_sendmsg, tcp_cleanup_rbuf, udp_sendmsg, udp_recvmsg")
+    q = NetProbe()
+    q.adopt(p.helper_state())  # ktop's copy takes the helper's choice
+    assert q.path()[0] == KPROBES
+
+
+def test_a_function_that_cannot_be_probed_is_named(monkeypatch, tmp_path):
+    _kernel(monkeypatch, tmp_path, tracepoints=False, kprobes=True, functions="tcp_sendmsg\nudp_sendmsg\n")
+    path, why = NetProbe().path()
+    assert path is None
+    assert why == ("this kernel lacks sock:sock_send_length (Linux 6.3+) and cannot kprobe "
+                   "tcp_cleanup_rbuf, udp_recvmsg")

@@ -117,12 +117,40 @@ def _counts(v: tuple) -> int:
     return v[1] + v[3]
 
 
+# Bytes per process: these tracepoints (Linux 6.3+), else kprobes on these functions (as BCC's tcptop).
+LENGTH_TRACEPOINTS = ("sock:sock_send_length", "sock:sock_recv_length")
+KPROBE_FUNCTIONS = ("tcp_sendmsg", "tcp_cleanup_rbuf", "udp_sendmsg", "udp_recvmsg")
+KPROBE_UDPV6 = ("udpv6_sendmsg", "udpv6_recvmsg")  # IPv6 UDP, where the kernel has IPv6
+TRACEPOINTS = "tracepoints"
+KPROBES = "kprobes"
+
+
+def choose_path() -> tuple[Optional[str], str]:
+    """(path, note): TRACEPOINTS where the kernel has sock:sock_send_length/recv_length, else KPROBES
+    where it has kprobes and the functions, else None with the sentence that says why."""
+    if not features.missing_tracepoints(LENGTH_TRACEPOINTS):
+        return TRACEPOINTS, ""
+    why = "this kernel lacks sock:sock_send_length (Linux 6.3+)"
+    if not features.kprobes_available():
+        return None, why + " and has no kprobes (CONFIG_KPROBES is not set) for tcp_sendmsg and the others"
+    missing = features.untraceable_functions(KPROBE_FUNCTIONS)
+    if missing:
+        return None, why + " and cannot kprobe " + ", ".join(missing)
+    return KPROBES, ""
+
+
 class NetProbe(ProbeWorker):
     name = NAME
     title = "Network"
-    tracepoints = ("sock:sock_send_length", "sock:sock_recv_length", "sock:inet_sock_set_state",
-                   "tcp:tcp_retransmit_skb", "tcp:tcp_send_reset", "tcp:tcp_receive_reset")
+    # What every path needs; the bytes come from LENGTH_TRACEPOINTS or KPROBE_FUNCTIONS (choose_path).
+    tracepoints = ("sock:inet_sock_set_state", "tcp:tcp_retransmit_skb", "tcp:tcp_send_reset",
+                   "tcp:tcp_receive_reset")
     needs_ringbuf = True
+
+    @classmethod
+    def attach_summary(cls) -> str:
+        return (f"tracepoints: {', '.join(LENGTH_TRACEPOINTS + cls.tracepoints)}; before Linux 6.3 kprobes on "
+                f"{', '.join(KPROBE_FUNCTIONS + KPROBE_UDPV6)} instead of the first two")
 
     def __init__(self, options: ProbeOptions | None = None, on_status=None):
         super().__init__(options, on_status)
@@ -134,24 +162,46 @@ class NetProbe(ProbeWorker):
         self._prev_hist: tuple[int, ...] = (0,) * LAT_SLOTS
         self._procs = Cumulative(count_of=_counts)
         self._clock_offset = time.time() - time.monotonic()
+        self._path: Optional[tuple[Optional[str], str]] = None
+
+    def path(self) -> tuple[Optional[str], str]:
+        """Which way the bytes are counted here (choose_path), decided once."""
+        if self._path is None:
+            self._path = choose_path()
+        return self._path
 
     def check(self) -> None:
-        if features.can_trace() and features.tracefs() is not None and \
-                not features.tracepoint_exists("sock", "sock_send_length"):
-            raise ProbeUnavailable(UNSUPPORTED, "this kernel lacks sock:sock_send_length (Linux 6.3+); "
-                                                "the kprobe path is not built yet")
         super().check()
+        path, why = self.path()
+        if path is None:
+            raise ProbeUnavailable(UNSUPPORTED, why)
 
     def cflags(self) -> list[str]:
         x = self.options.extra
-        return super().cflags() + [
+        flags = super().cflags() + [
             f"-DMAX_PROCS={int(x.get('net_max_procs', MAX_PROCS))}",
             f"-DMAX_CONNS={int(x.get('net_max_conns', MAX_CONNS))}",
             f"-DRINGBUF_PAGES={int(x.get('net_ringbuf_pages', RINGBUF_PAGES))}",
-        ] + self.pid_cflags()
+        ]
+        if self.path()[0] == KPROBES:
+            flags.append("-DNET_KPROBES=1")
+            if not features.untraceable_functions(KPROBE_UDPV6):
+                flags.append("-DNET_UDPV6=1")
+        return flags + self.pid_cflags()
+
+    def helper_state(self) -> dict:
+        return {"path": self.path()[0]}
+
+    def adopt(self, state: dict) -> None:
+        self._path = (state.get("path") or TRACEPOINTS, "")
 
     def live_detail(self) -> str:
-        return "tracepoints; an accepted connection belongs to the first process that uses it"
+        if self.path()[0] == KPROBES:
+            how = (f"kprobes on {', '.join(KPROBE_FUNCTIONS)} (no sock:sock_send_length before Linux 6.3: "
+                   "TCP and UDP bytes only) and tracepoints")
+        else:
+            how = "tracepoints"
+        return how + "; an accepted connection belongs to the first process that uses it"
 
     def attached(self, loaded) -> None:
         self._maps = {name: loaded[name] for name in ("stats", "procs", "connlat")}

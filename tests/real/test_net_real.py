@@ -3,7 +3,8 @@
 A small C program (net_work.c, built here under a unique name) moves an exact number of bytes:
 10,000,000 bytes sent and 1,000,000 received over one TCP connection to a forked peer; 200 UDP
 datagrams of 1000 bytes; 50 TCP connections opened and closed; one connect refused. Counts are
-checked exactly for its PID.
+checked exactly for its PID. The tests marked vm run in the 6.1 guest too, where the bytes come
+from kprobes (no sock:sock_send_length before Linux 6.3), to the same exact counts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from realutil import Snap, probe_unavailable_reason, unique_copy, unique_name
+from realutil import KTOP, Snap, probe_unavailable_reason, unique_copy, unique_name
+
+from ktop.probes import features
 
 pytestmark = pytest.mark.real
 
@@ -27,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 def unavailable_reason() -> str | None:
     """Why the net probe cannot run here, or None: the probe's own feature checks (they name
-    sock:sock_send_length, Linux 6.3+, when it is missing)."""
+    sock:sock_send_length, Linux 6.3+, and kprobes when both are missing)."""
     from ktop.probes.net import NetProbe
 
     reason = probe_unavailable_reason(NetProbe)
@@ -93,6 +96,7 @@ def rows(net: dict, pid: int) -> dict[str, dict]:
     return out
 
 
+@pytest.mark.vm
 def test_tcp_bytes_each_way_exactly(work, tmp_path):
     prog = named(work, tmp_path)
     net, (pid, info) = run_collecting(lambda: _run(prog, "tcp", "10000000", "1000000"))
@@ -113,6 +117,7 @@ def test_tcp_bytes_each_way_exactly(work, tmp_path):
     assert (back[0]["tx_bytes"], back[0]["rx_bytes"]) == (1_000_000, 10_000_000)
 
 
+@pytest.mark.vm
 def test_200_udp_datagrams_of_1000_bytes(work, tmp_path):
     prog = named(work, tmp_path)
     net, (pid, _info) = run_collecting(lambda: _run(prog, "udp", "200", "1000"))
@@ -122,6 +127,7 @@ def test_200_udp_datagrams_of_1000_bytes(work, tmp_path):
     assert (u["tx_calls"], u["tx_bytes"], u["rx_calls"], u["rx_bytes"]) == (200, 200_000, 200, 200_000)
 
 
+@pytest.mark.vm
 def test_50_tcp_connections_and_their_life_cycles(work, tmp_path):
     prog = named(work, tmp_path)
     net, (pid, info) = run_collecting(lambda: _run(prog, "conns", "50"))
@@ -140,6 +146,7 @@ def test_50_tcp_connections_and_their_life_cycles(work, tmp_path):
     assert net["totals"]["connects"] >= 50 and net["totals"]["accepts"] >= 50
 
 
+@pytest.mark.vm
 def test_a_refused_connect_is_a_reset_and_a_failed_connect(work, tmp_path):
     prog = named(work, tmp_path)
     net, (pid, info) = run_collecting(lambda: _run(prog, "refused"))
@@ -151,6 +158,7 @@ def test_a_refused_connect_is_a_reset_and_a_failed_connect(work, tmp_path):
     assert t["resets_sent"] >= 1 and t["resets_received"] >= 1 and t["connect_failed"] >= 1
 
 
+@pytest.mark.vm
 def test_p_counts_the_process_and_its_forked_peer_only(work, tmp_path):
     """-p PID: the process asked for and the peer it forks (a descendant, followed in the kernel); no other."""
     prog = named(work, tmp_path)
@@ -198,6 +206,7 @@ print(c.getsockname()[1], s.getsockname()[1]); c.close(); a.close()
 """
 
 
+@pytest.mark.vm
 def test_an_ipv6_connection_has_its_addresses(work, tmp_path):
     if not socket.has_ipv6 or not os.path.exists("/proc/net/if_inet6"):
         pytest.skip("this kernel has no IPv6")
@@ -214,3 +223,20 @@ def test_an_ipv6_connection_has_its_addresses(work, tmp_path):
     c = out[0]
     assert (c["family"], c["saddr"], c["daddr"], c["sport"], c["dport"], c["tx_bytes"]) == \
         (6, "::1", "::1", sport, dport, 5000)
+
+
+@pytest.mark.vm
+def test_doctor_says_which_path_counts_the_bytes():
+    """Tracepoints where the kernel has sock:sock_send_length (6.3+), kprobes before (the 6.1 guest)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    r = subprocess.run([*KTOP, "doctor", "--probes", "net"], capture_output=True, text=True, timeout=900)
+    assert "Traceback" not in r.stderr, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if re.match(r"\s+net\s+live\s", ln))
+    if features.tracepoint_exists("sock", "sock_send_length"):
+        assert re.search(r"live\s+tracepoints; ", line), line
+    else:
+        assert re.search(r"live\s+kprobes on tcp_sendmsg, tcp_cleanup_rbuf, udp_sendmsg, udp_recvmsg \(no "
+                         r"sock:sock_send_length before Linux 6.3", line), line
+    assert "before Linux 6.3 kprobes on tcp_sendmsg" in r.stdout  # the probe list names both paths
