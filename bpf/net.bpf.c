@@ -84,6 +84,7 @@ struct proc_val {
     u64 tx_calls;
     u64 rx_bytes;
     u64 rx_calls;
+    u64 retrans;     /* TCP segments retransmitted on its followed connections */
     char comm[TASK_COMM_LEN];
 };
 
@@ -391,8 +392,26 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
     u64 sk = (u64)args->skaddr;
     count(ST_RETRANS);
     struct conn *c = conns.lookup(&sk);
-    if (c)
-        __sync_fetch_and_add(&c->retrans, 1);
+    if (!c)
+        return 0;
+    __sync_fetch_and_add(&c->retrans, 1);
+    if (!c->pid) /* an accepted socket nobody used yet: no process to charge */
+        return 0;
+    /* A timer or softirq retransmits, not the owner: charge the connection's process. */
+    struct proc_key k = {.tgid = c->pid, .proto = P_TCP};
+    struct proc_val *p = procs.lookup(&k);
+    if (!p) {
+        struct proc_val z = {};
+        procs.insert(&k, &z);
+        p = procs.lookup(&k);
+        if (!p) {
+            count(ST_PROCS_FULL);
+            return 0;
+        }
+    }
+    if (!p->comm[0])
+        __builtin_memcpy(p->comm, c->comm, TASK_COMM_LEN);
+    p->retrans += 1;
     return 0;
 }
 

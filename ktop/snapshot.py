@@ -317,6 +317,7 @@ class NetProc:
     tx_calls: int = 0  # sendmsg returns with bytes
     rx_bytes: int = 0
     rx_calls: int = 0  # recvmsg returns with bytes (MSG_PEEK left out)
+    retransmits: int = 0  # TCP segments retransmitted on its connections (those opened while ktop ran)
 
 
 @dataclass(frozen=True, slots=True)

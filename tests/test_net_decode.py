@@ -71,23 +71,23 @@ def test_short_or_foreign_records_are_skipped():
 
 
 def _percpu_procs(entries, ncpu):
-    """keys and per-CPU values of a BPF_PERCPU_HASH(procs): each CPU's slot is 4 u64 + comm[16] (48 bytes)."""
+    """keys and per-CPU values of a BPF_PERCPU_HASH(procs): each CPU's slot is 5 u64 + comm[16] (56 bytes)."""
     keys, values = b"", b""
     for (tgid, proto), per_cpu in entries:
         keys += _PROC_KEY.pack(tgid, proto)
         for c in range(ncpu):
-            tx, txc, rx, rxc, comm = per_cpu[c]
-            values += struct.pack("<4Q16s", tx, txc, rx, rxc, comm)
+            tx, txc, rx, rxc, retr, comm = per_cpu[c]
+            values += struct.pack("<5Q16s", tx, txc, rx, rxc, retr, comm)
     return keys, values
 
 
 def test_per_cpu_counters_are_summed_and_the_comm_comes_from_a_cpu_that_has_one():
     keys, values = _percpu_procs([
-        ((7, 0), [(0, 0, 0, 0, b""), (100, 2, 50, 1, b"srv")]),
-        ((7, 1), [(10, 1, 0, 0, b"srv"), (20, 1, 5, 1, b"srv")]),
+        ((7, 0), [(0, 0, 0, 0, 3, b""), (100, 2, 50, 1, 4, b"srv")]),
+        ((7, 1), [(10, 1, 0, 0, 0, b"srv"), (20, 1, 5, 1, 0, b"srv")]),
     ], ncpu=2)
-    rows = decode_procs(keys, values, 2, ncpu=2, stride=48)
-    assert rows == {(7, 0): (100, 2, 50, 1, "srv"), (7, 1): (30, 2, 5, 1, "srv")}
+    rows = decode_procs(keys, values, 2, ncpu=2, stride=56)
+    assert rows == {(7, 0): (100, 2, 50, 1, 7, "srv"), (7, 1): (30, 2, 5, 1, 0, "srv")}
 
 
 def test_rows_of_the_interval_from_cumulative_reads_lose_nothing_to_eviction():
@@ -100,9 +100,11 @@ def test_rows_of_the_interval_from_cumulative_reads_lose_nothing_to_eviction():
 
 
 def test_proc_rows_name_the_protocol_and_skip_empty_deltas():
-    out = proc_rows({(7, 1): (1000, 1, 0, 0), (7, 0): (0, 0, 0, 0), (8, 9): (1, 1, 1, 1)},
-                    {(7, 1): "dns", (8, 9): "x"})
-    assert [(p.pid, p.proto, p.comm, p.tx_bytes) for p in out] == [(7, "udp", "dns", 1000), (8, "other", "x", 1)]
+    out = proc_rows({(7, 1): (1000, 1, 0, 0, 0), (7, 0): (0, 0, 0, 0, 0), (8, 9): (1, 1, 1, 1, 0),
+                     (9, 0): (0, 0, 0, 0, 2)},
+                    {(7, 1): "dns", (8, 9): "x", (9, 0): "slow"})
+    assert [(p.pid, p.proto, p.comm, p.tx_bytes, p.retransmits) for p in out] == \
+        [(7, "udp", "dns", 1000, 0), (8, "other", "x", 1, 0), (9, "tcp", "slow", 0, 2)]  # retransmits only: kept
 
 
 def test_the_sample_takes_every_counter_and_adds_the_queue_losses():

@@ -94,3 +94,14 @@ def test_a_recorded_tick_with_net_reads_back_the_same():
     old = to_jsonable(fakes.snapshot())
     old.pop("net")  # a recording made before the net probe
     assert snapshot_from_jsonable(old).net is None
+
+
+def test_retransmits_per_process_add_up_and_reach_the_json_and_the_summary():
+    lossy = replace(net_fakes.sample(), procs=(NetProc(pid=100, comm="curl", proto="tcp", tx_bytes=10, tx_calls=1,
+                                                       retransmits=3),), conns=())
+    a = build_model(None, snap(lossy))
+    b = build_model(a, snap(lossy, t=fakes.T0 + 1))
+    assert next(r for r in b.net.procs if r.pid == 100).retransmits == 6
+    doc = snapshot_document(b, duration_s=2.0)["net"]
+    assert next(p for p in doc["processes"] if p["pid"] == 100)["retransmits"] == 6
+    assert any("retrans 6" in ln for ln in m.summary_lines(doc))

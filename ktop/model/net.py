@@ -3,7 +3,7 @@ connect latency, retransmits and resets."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from ktop.metrics import OTHER, Bounded, label
@@ -27,6 +27,7 @@ class NetProcRow:
     tx_calls: int = 0
     rx_bytes: int = 0
     rx_calls: int = 0
+    retransmits: int = 0  # TCP segments retransmitted on its connections, over the run
     tx_bytes_per_s: float = 0.0  # the last interval
     rx_bytes_per_s: float = 0.0
     last_seen: float = 0.0  # the snapshot time of its last traffic
@@ -35,7 +36,7 @@ class NetProcRow:
         d = duration_s if duration_s > 0 else 1.0
         return {"pid": self.pid, "comm": self.comm, "proto": self.proto,
                 "tx_bytes": self.tx_bytes, "tx_calls": self.tx_calls,
-                "rx_bytes": self.rx_bytes, "rx_calls": self.rx_calls,
+                "rx_bytes": self.rx_bytes, "rx_calls": self.rx_calls, "retransmits": self.retransmits,
                 "tx_bytes_per_s": self.tx_bytes / d, "rx_bytes_per_s": self.rx_bytes / d}
 
 
@@ -77,13 +78,13 @@ def fold_procs(rows: tuple[NetProcRow, ...], s: NetSample, now: float, ctx: Fold
             pid=p.pid, comm=p.comm or (old.comm if old else ""), proto=p.proto,
             tx_bytes=(old.tx_bytes if old else 0) + p.tx_bytes, tx_calls=(old.tx_calls if old else 0) + p.tx_calls,
             rx_bytes=(old.rx_bytes if old else 0) + p.rx_bytes, rx_calls=(old.rx_calls if old else 0) + p.rx_calls,
+            retransmits=(old.retransmits if old else 0) + p.retransmits,
             tx_bytes_per_s=p.tx_bytes / dt, rx_bytes_per_s=p.rx_bytes / dt, last_seen=now)
     seen = {(p.pid, p.proto) for p in s.procs}
     out = []
     for k, r in by.items():
         if k not in seen and (r.tx_bytes_per_s or r.rx_bytes_per_s):
-            r = NetProcRow(r.pid, r.comm, r.proto, r.tx_bytes, r.tx_calls, r.rx_bytes, r.rx_calls, 0.0, 0.0,
-                           r.last_seen)
+            r = replace(r, tx_bytes_per_s=0.0, rx_bytes_per_s=0.0)
         if ctx.forget_dead_s is not None and now - r.last_seen > ctx.forget_dead_s:
             continue  # idle that long: it leaves the table (the totals keep its bytes)
         out.append(r)
@@ -157,7 +158,8 @@ def summary_lines(doc: dict, limit: int = 20) -> list[str]:
            f"resets {t['resets_sent']} sent {t['resets_received']} received, lost {doc['lost']}"]
     for p in doc["processes"][:limit]:
         out.append(f"{p['pid']:>7} {clean(p['comm'], 15):<15} {p['proto']:<5} tx {human_bytes(p['tx_bytes']):>9} "
-                   f"({p['tx_calls']}) rx {human_bytes(p['rx_bytes']):>9} ({p['rx_calls']})")
+                   f"({p['tx_calls']}) rx {human_bytes(p['rx_bytes']):>9} ({p['rx_calls']})"
+                   + (f" retrans {p['retransmits']}" if p.get("retransmits") else ""))
     for c in doc["connections"][-limit:]:
         out.append(f"{c['pid']:>7} {clean(c['comm'], 15):<15} {c['direction']:<7} "
                    f"{clean(c['saddr'])}:{c['sport']} -> {clean(c['daddr'])}:{c['dport']} "

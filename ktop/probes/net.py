@@ -46,21 +46,21 @@ F_RESET = 8
 AF_INET6 = 10
 
 _PROC_KEY = struct.Struct("<II")  # struct proc_key
-_PROC_VAL = struct.Struct("<4Q16s")  # struct proc_val
+_PROC_VAL = struct.Struct("<5Q16s")  # struct proc_val
 _CONN = struct.Struct("<IIQQQQQIIHHHH16s16s16s")  # struct conn_event
 
 
 def decode_procs(keys: bytes, values: bytes, n: int, ncpu: int, stride: int) -> dict[tuple[int, int], tuple]:
     """The per-CPU ``procs`` map read in one batch: {(tgid, proto): (tx_bytes, tx_calls, rx_bytes,
-    rx_calls, comm)}, counters summed over CPUs, comm from the first CPU slot that has one."""
-    sums = percpu_sum_u64(values, n, ncpu, stride, 4)
+    rx_calls, retransmits, comm)}, counters summed over CPUs, comm from the first CPU slot that has one."""
+    sums = percpu_sum_u64(values, n, ncpu, stride, 5)
     out = {}
     leaf = ncpu * stride
     for i in range(n):
         key = _PROC_KEY.unpack_from(keys, i * _PROC_KEY.size)
         comm = b""
         for c in range(ncpu):
-            raw = values[i * leaf + c * stride + 32:i * leaf + c * stride + 48]
+            raw = values[i * leaf + c * stride + 40:i * leaf + c * stride + 56]
             if raw[:1] not in (b"", b"\0"):
                 comm = raw
                 break
@@ -95,12 +95,13 @@ def proc_rows(deltas: dict[tuple[int, int], tuple], comms: dict[tuple[int, int],
     """The interval's NetProc rows from the per-key increases, by pid then protocol."""
     out = []
     for (pid, proto), d in sorted(deltas.items()):
-        tx_bytes, tx_calls, rx_bytes, rx_calls = d[:4]
-        if not (tx_calls or rx_calls):
+        tx_bytes, tx_calls, rx_bytes, rx_calls, retrans = d[:5]
+        if not (tx_calls or rx_calls or retrans):
             continue
         out.append(NetProc(pid=pid, comm=comms.get((pid, proto), ""),
                            proto=PROTOS[proto] if proto < len(PROTOS) else "other",
-                           tx_bytes=tx_bytes, tx_calls=tx_calls, rx_bytes=rx_bytes, rx_calls=rx_calls))
+                           tx_bytes=tx_bytes, tx_calls=tx_calls, rx_bytes=rx_bytes, rx_calls=rx_calls,
+                           retransmits=retrans))
     return tuple(out)
 
 
@@ -114,7 +115,7 @@ def build_sample(interval_s: float, procs: tuple[NetProc, ...], conns: list[NetC
 
 
 def _counts(v: tuple) -> int:
-    return v[1] + v[3]
+    return v[1] + v[3] + v[4]  # calls each way and retransmits: a key with any of them is active
 
 
 # Bytes per process: these tracepoints (Linux 6.3+), else kprobes on these functions (as BCC's tcptop).
@@ -244,15 +245,15 @@ class NetProbe(ProbeWorker):
             raw = m.lookup_and_delete(kb)
             if raw is not None:
                 v = decode_procs(kb, raw, 1, m.ncpu, m.stride)[k]
-                last[k] = v[:4]
+                last[k] = v[:5]
         return last
 
     def _read_procs(self) -> tuple[dict, dict]:
         m = self._maps["procs"]
         keys, values, n = m.read_all()
         rows = decode_procs(keys, values, n, m.ncpu, m.stride)
-        cur = {k: v[:4] for k, v in rows.items()}
-        comms = {k: v[4] for k, v in rows.items()}
+        cur = {k: v[:5] for k, v in rows.items()}
+        comms = {k: v[5] for k, v in rows.items()}
         return self._procs.step(cur, self._evict), comms
 
     def collect(self, interval_s: float) -> NetSample:

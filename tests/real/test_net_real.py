@@ -240,3 +240,119 @@ def test_doctor_says_which_path_counts_the_bytes():
         assert re.search(r"live\s+kprobes on tcp_sendmsg, tcp_cleanup_rbuf, udp_sendmsg, udp_recvmsg \(no "
                          r"sock:sock_send_length before Linux 6.3", line), line
     assert "before Linux 6.3 kprobes on tcp_sendmsg" in r.stdout  # the probe list names both paths
+
+
+# --- retransmits over a lossy link: a veth pair into a network namespace made here ---------------
+
+DROP_SERVER = r"""
+import socket, sys
+s = socket.socket(); s.bind((sys.argv[1], 0)); s.listen()
+print(s.getsockname()[1], flush=True)
+a, _ = s.accept(); n = 0
+while True:
+    b = a.recv(65536)
+    if not b:
+        break
+    n += len(b)
+a.sendall(b"ok"); a.close()
+print(n, flush=True)
+"""
+
+DROP_CLIENT = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+c.sendall(b"d" * int(sys.argv[3])); c.shutdown(socket.SHUT_WR)
+assert c.recv(16) == b"ok"
+print(c.getsockname()[1]); c.close()
+"""
+
+# 20 % of the packets that enter the namespace dropped (this kernel has nftables but maybe no sch_netem).
+DROP_RULES = """table inet ktop_drop {
+    chain in { type filter hook input priority 0; policy accept; numgen random mod 5 == 0 drop; }
+}
+"""
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def netns(tmp_path):
+    """A network namespace with one end of a veth pair; the other end here: (namespace, its address)."""
+    if not shutil.which("ip"):
+        pytest.skip("the ip command is not installed (iproute2)")
+    tag = unique_name("")[:8]
+    ns, here, there = f"ktop-{tag}", f"kv{tag}a", f"kv{tag}b"
+    net = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:4], 16)}"
+    try:
+        _ip("netns", "add", ns)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"this kernel cannot make a network namespace: {exc.stderr.strip()}")
+    try:
+        try:
+            _ip("link", "add", here, "type", "veth", "peer", "name", there, "netns", ns)
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"this kernel has no veth pairs: {exc.stderr.strip()}")
+        _ip("addr", "add", f"{net}.1/24", "dev", here)
+        _ip("link", "set", here, "up")
+        _ip("-n", ns, "addr", "add", f"{net}.2/24", "dev", there)
+        _ip("-n", ns, "link", "set", there, "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        yield ns, f"{net}.2"
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)  # the veth pair goes with it
+
+
+def _drop_in(ns: str) -> None:
+    if not shutil.which("nft"):
+        pytest.skip("the nft command is not installed (apt-get install nftables; make host-test does)")
+    p = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=DROP_RULES, capture_output=True,
+                       text=True, timeout=30)
+    if p.returncode != 0:
+        pytest.skip(f"this kernel cannot run the nftables numgen drop rule: {p.stderr.strip()}")
+
+
+def _transfer_into(ns: str, addr: str, client: Path, n: int) -> tuple[int, int, int]:
+    """The client (here) sends n bytes to a server in the namespace: (client PID, its port, server port)."""
+    server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", DROP_SERVER, addr],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        c = subprocess.Popen([str(client), "-c", DROP_CLIENT, addr, str(port), str(n)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        out, err = c.communicate(timeout=120)
+        assert c.returncode == 0, err
+        assert int(server.stdout.readline()) == n
+        assert server.wait(30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    return c.pid, int(out.split()[0]), port
+
+
+def _lossy_or_not(netns, tmp_path, drop: bool, n: int = 400_000) -> tuple[dict, dict]:
+    ns, addr = netns
+    if drop:
+        _drop_in(ns)
+    client = unique_copy(os.path.realpath(sys.executable), tmp_path, "kr")
+    net, (pid, sport, dport) = run_collecting(lambda: _transfer_into(ns, addr, client, n), duration=8.0)
+    conn = [c for c in net["connections"] if c["pid"] == pid]
+    assert len(conn) == 1, net["connections"]
+    assert (conn[0]["daddr"], conn[0]["sport"], conn[0]["dport"], conn[0]["tx_bytes"]) == (addr, sport, dport, n)
+    row = rows(net, pid)["tcp"]
+    assert (row["comm"], row["tx_bytes"]) == (client.name, n)  # retransmitted bytes are not sent bytes
+    return conn[0], row
+
+
+def test_a_lossy_link_retransmits_and_they_are_charged_to_the_connection_and_process(work, netns, tmp_path):
+    """20 % of the packets into the namespace dropped: the sender retransmits, on that connection and
+    for its process."""
+    conn, row = _lossy_or_not(netns, tmp_path, drop=True)
+    assert conn["retransmits"] > 0, conn
+    assert row["retransmits"] == conn["retransmits"], (row, conn)  # its only connection
+
+
+def test_without_the_drop_rule_the_same_transfer_retransmits_nothing(work, netns, tmp_path):
+    conn, row = _lossy_or_not(netns, tmp_path, drop=False)
+    assert (conn["retransmits"], row["retransmits"]) == (0, 0), (conn, row)

@@ -26,6 +26,7 @@ PROC_COLUMNS = (
     Column("tx", "TX/s", 9, numeric=True, desc=True),
     Column("rxt", "RX", 9, numeric=True, desc=True),
     Column("txt", "TX", 9, numeric=True, desc=True),
+    Column("retr", "RETR", 6, numeric=True, desc=True),
 )
 
 CONN_COLUMNS = (
@@ -39,6 +40,7 @@ CONN_COLUMNS = (
     Column("conn", "CONN µs", 8, numeric=True),
     Column("txt", "TX", 9, numeric=True),
     Column("rxt", "RX", 9, numeric=True),
+    Column("retr", "RETR", 6, numeric=True),
 )
 
 
@@ -57,8 +59,10 @@ def proc_rows(m: Optional[NetModel]) -> list[Row]:
         rows.append(Row(
             key=(r.pid, r.proto),
             cells=(_num(str(r.pid)), safe_text(r.comm), Text(r.proto), _num(_rate(r.rx_bytes_per_s)),
-                   _num(_rate(r.tx_bytes_per_s)), _num(human_bytes(r.rx_bytes)), _num(human_bytes(r.tx_bytes))),
-            sort_values=(r.pid, r.comm, r.proto, r.rx_bytes_per_s, r.tx_bytes_per_s, r.rx_bytes, r.tx_bytes),
+                   _num(_rate(r.tx_bytes_per_s)), _num(human_bytes(r.rx_bytes)), _num(human_bytes(r.tx_bytes)),
+                   _num(str(r.retransmits) if r.retransmits else "")),
+            sort_values=(r.pid, r.comm, r.proto, r.rx_bytes_per_s, r.tx_bytes_per_s, r.rx_bytes, r.tx_bytes,
+                         r.retransmits),
             search=f"{r.pid} {clean(r.comm)} {r.proto}".lower(), pid=r.pid))
     return rows
 
@@ -78,9 +82,10 @@ def conn_rows(m: Optional[NetModel]) -> list[Row]:
             cells=(Text(time.strftime("%H:%M:%S", time.localtime(c.time))), _num(str(c.pid) if c.pid else "?"),
                    safe_text(c.comm), Text("out" if c.active else "in"), safe_text(local), safe_text(remote),
                    _num(f"{c.duration_ns / 1e6:.1f}"), _num(f"{c.connect_ns / 1e3:.0f}" if c.connect_ns else ""),
-                   _num(human_bytes(c.tx_bytes)), _num(human_bytes(c.rx_bytes))),
+                   _num(human_bytes(c.tx_bytes)), _num(human_bytes(c.rx_bytes)),
+                   _num(str(c.retransmits) if c.retransmits else "")),
             sort_values=(c.time, c.pid, c.comm, c.active, local, remote, c.duration_ns, c.connect_ns,
-                         c.tx_bytes, c.rx_bytes),
+                         c.tx_bytes, c.rx_bytes, c.retransmits),
             search=f"{c.pid} {clean(c.comm)} {local} {remote}".lower(), pid=c.pid or None))
     return rows
 
