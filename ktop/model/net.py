@@ -13,7 +13,25 @@ from ktop.model.section import Fold
 from ktop.snapshot import NetConn, NetSample, ProbeStatus, Snapshot, to_jsonable
 
 MAX_PROCS = 5000  # (pid, protocol) rows kept: the most recently active
+MAX_REMOTES = 256  # remote addresses with a connect latency kept: the most recently connected to
 LAT_SLOTS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteLatency:
+    """Connect latency to one remote address (tcpconnlat per host), from the connections made to it
+    that closed: log2 slots of microseconds, and the largest exactly."""
+
+    daddr: str
+    count: int = 0
+    buckets: tuple[int, ...] = ()
+    max_ns: int = 0
+    last_seen: float = 0.0  # the snapshot time of its latest connection
+
+    def to_json(self) -> dict:
+        p50, p95, p99 = hist.percentiles(self.buckets, max_value=self.max_ns / 1e3)
+        return {"daddr": self.daddr, "count": self.count, "p50_us": p50, "p95_us": p95, "p99_us": p99,
+                "max_us": self.max_ns / 1e3, "histogram": hist.buckets_json(self.buckets, "us")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +84,7 @@ class NetModel:
     rx_history: tuple[float, ...] = ()
     tx_bytes_per_s: float = 0.0  # the last interval, every process
     rx_bytes_per_s: float = 0.0
+    remotes: tuple[RemoteLatency, ...] = ()  # connect latency per remote address, most connections first
 
 
 def fold_procs(rows: tuple[NetProcRow, ...], s: NetSample, now: float, ctx: Fold,
@@ -93,6 +112,24 @@ def fold_procs(rows: tuple[NetProcRow, ...], s: NetSample, now: float, ctx: Fold
     return tuple(sorted(out, key=lambda r: (r.pid, r.proto)))
 
 
+def fold_remotes(rows: tuple[RemoteLatency, ...], conns: tuple[NetConn, ...], now: float,
+                 limit: int = MAX_REMOTES) -> tuple[RemoteLatency, ...]:
+    """Adds the interval's established active opens to their remote's latency; the most recently
+    connected-to remotes kept, most connections first."""
+    by = {r.daddr: r for r in rows}
+    for c in conns:
+        if not (c.active and c.connect_ns):
+            continue
+        old = by.get(c.daddr) or RemoteLatency(c.daddr, buckets=(0,) * LAT_SLOTS)
+        b = list(old.buckets)
+        b[hist.slot_of(c.connect_ns / 1e3, LAT_SLOTS)] += 1
+        by[c.daddr] = RemoteLatency(c.daddr, old.count + 1, tuple(b), max(old.max_ns, c.connect_ns), now)
+    out = list(by.values())
+    if len(out) > limit:
+        out = sorted(out, key=lambda r: r.last_seen, reverse=True)[:limit]
+    return tuple(sorted(out, key=lambda r: (-r.count, r.daddr)))
+
+
 def _add(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     n = max(len(a), len(b))
     a, b = a + (0,) * (n - len(a)), b + (0,) * (n - len(b))
@@ -117,7 +154,8 @@ def update(prev: Optional[NetModel], s: Optional[NetSample], snap: Snapshot, ctx
     return NetModel(procs=fold_procs(m.procs, s, snap.time, ctx), conns=conns,
                     connect_buckets=_add(m.connect_buckets, s.connect_buckets), totals=totals,
                     tx_history=push(m.tx_history, tx / dt), rx_history=push(m.rx_history, rx / dt),
-                    tx_bytes_per_s=tx / dt, rx_bytes_per_s=rx / dt)
+                    tx_bytes_per_s=tx / dt, rx_bytes_per_s=rx / dt,
+                    remotes=fold_remotes(m.remotes, s.conns, snap.time))
 
 
 def conn_json(c: NetConn) -> dict:
@@ -138,7 +176,8 @@ def document(section: Optional[NetModel], status: Optional[ProbeStatus], duratio
     return {
         "processes": [r.to_json(duration_s) for r in sorted(m.procs, key=lambda r: -(r.tx_bytes + r.rx_bytes))],
         "connections": [conn_json(c) for c in reversed(m.conns)],
-        "connect_latency": {"count": hist.total(lat), "histogram": hist.buckets_json(lat, "us")},
+        "connect_latency": {"count": hist.total(lat), "histogram": hist.buckets_json(lat, "us"),
+                            "by_remote": [r.to_json() for r in m.remotes]},
         "totals": {"tx_bytes": t.tx_bytes, "rx_bytes": t.rx_bytes, "tx_bytes_per_s": t.tx_bytes / d,
                    "rx_bytes_per_s": t.rx_bytes / d, "closed": t.closed, "connects": t.connects,
                    "accepts": t.accepts, "connect_failed": t.connect_failed, "retransmits": t.retransmits,
@@ -210,4 +249,4 @@ class Metrics:
         ]
 
 
-__all__ = ["NetModel", "NetProcRow", "Metrics", "document", "summary_lines", "table", "update", "to_jsonable"]
+__all__ = ["NetModel", "NetProcRow", "RemoteLatency", "Metrics", "document", "summary_lines", "table", "update", "to_jsonable"]

@@ -356,3 +356,78 @@ def test_a_lossy_link_retransmits_and_they_are_charged_to_the_connection_and_pro
 def test_without_the_drop_rule_the_same_transfer_retransmits_nothing(work, netns, tmp_path):
     conn, row = _lossy_or_not(netns, tmp_path, drop=False)
     assert (conn["retransmits"], row["retransmits"]) == (0, 0), (conn, row)
+
+
+# --- connect latency: a full accept queue makes a connect wait for its SYN retransmit ---------------
+
+BACKLOG_CLIENT = r"""
+import socket, sys, threading, time
+full, plain = sys.argv[1], sys.argv[2]
+# listen(0) holds one connection; nothing accepts it, so the next SYN is dropped (the queue is full)
+# and the connect waits for its SYN retransmit (TCP_TIMEOUT_INIT, 1 s). One accept frees the queue
+# before that retransmit.
+l = socket.socket(); l.bind((full, 0)); l.listen(0)
+first = socket.create_connection((full, l.getsockname()[1]))
+time.sleep(0.1)
+held = []
+threading.Thread(target=lambda: (time.sleep(0.3), held.append(l.accept()[0]))).start()
+t0 = time.monotonic()
+slow = socket.create_connection((full, l.getsockname()[1]), timeout=30)
+waited = time.monotonic() - t0
+# an ordinary connect, to another loopback address
+p = socket.socket(); p.bind((plain, 0)); p.listen(16)
+quick = socket.create_connection((plain, p.getsockname()[1]))
+a, _ = p.accept()
+print(first.getsockname()[1], slow.getsockname()[1], quick.getsockname()[1], waited)
+for s in (first, slow, quick, a, *held, l, p):
+    s.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def backlog_run(work, tmp_path_factory):
+    """One ktop run over BACKLOG_CLIENT: (net section, its PID, the addresses, the ports, how long it waited)."""
+    py = unique_copy(os.path.realpath(sys.executable), tmp_path_factory.mktemp("bl"), "kl")
+    tag = [int(x, 16) for x in (unique_name("")[i:i + 2] for i in (0, 2, 4))]
+    full, plain = f"127.{tag[0]}.{tag[1]}.{tag[2] % 250 + 2}", f"127.{tag[0]}.{tag[1]}.1"
+
+    def run():
+        p = subprocess.Popen([str(py), "-c", BACKLOG_CLIENT, full, plain], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        first, slow, quick, waited = out.split()
+        return p.pid, int(first), int(slow), int(quick), float(waited)
+
+    net, (pid, first, slow, quick, waited) = run_collecting(run, duration=6.0)
+    return net, pid, full, plain, first, slow, quick, waited
+
+
+def _mine(net: dict, pid: int, sport: int) -> dict:
+    out = [c for c in net["connections"] if c["pid"] == pid and c["sport"] == sport]
+    assert len(out) == 1, net["connections"]
+    return out[0]
+
+
+@pytest.mark.vm
+def test_a_full_accept_queue_makes_the_connect_wait_for_the_syn_retransmit(backlog_run):
+    net, pid, full, _plain, first, slow, _quick, waited = backlog_run
+    assert waited >= 1.0  # what the process saw
+    c = _mine(net, pid, slow)
+    assert c["daddr"] == full and c["established"] and c["direction"] == "connect"
+    assert c["connect_ns"] >= 1_000_000_000, c
+    assert c["retransmits"] >= 1, c  # the SYN, again
+    assert _mine(net, pid, first)["retransmits"] == 0
+    remote = next(r for r in net["connect_latency"]["by_remote"] if r["daddr"] == full)
+    assert remote["count"] == 2 and remote["max_us"] >= 1_000_000 and remote["p99_us"] >= 1_000_000, remote
+    assert any(b["low_us"] >= 524_288 for b in remote["histogram"])  # the 2^19..2^20 µs slot or above
+
+
+@pytest.mark.vm
+def test_an_ordinary_loopback_connect_takes_well_under_a_millisecond(backlog_run):
+    net, pid, _full, plain, _first, _slow, quick, _waited = backlog_run
+    c = _mine(net, pid, quick)
+    assert c["daddr"] == plain and c["retransmits"] == 0
+    assert 0 < c["connect_ns"] < 1_000_000, c
+    remote = next(r for r in net["connect_latency"]["by_remote"] if r["daddr"] == plain)
+    assert remote["count"] == 1 and remote["max_us"] < 1000, remote
