@@ -155,7 +155,20 @@ def test_a_refused_connect_is_a_reset_and_a_failed_connect(work, tmp_path):
     c = out[0]
     assert (c["dport"], c["established"], c["reset"], c["connect_ns"]) == (info["listen"], False, True, None)
     t = net["totals"]
-    assert t["resets_sent"] >= 1 and t["resets_received"] >= 1 and t["connect_failed"] >= 1
+    assert t["resets_received"] >= 1 and t["connect_failed"] >= 1
+    if socketless_resets_traced():
+        assert t["resets_sent"] >= 1
+    # else (before Linux 6.10, the 6.1 guest) the reset answering a SYN to a closed port is sent
+    # without a socket, and tcp:tcp_send_reset fired only for resets with one
+
+
+def socketless_resets_traced() -> bool:
+    """tcp:tcp_send_reset fires for a reset sent without a socket: its format lists the NO_SOCKET reason."""
+    t = features.tracefs()
+    try:
+        return "NO_SOCKET" in (t / "events/tcp/tcp_send_reset/format").read_text() if t else False
+    except OSError:
+        return False
 
 
 @pytest.mark.vm
