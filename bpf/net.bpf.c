@@ -98,6 +98,14 @@ struct conn {
     u32 flags;
     u32 pad;
     char comm[TASK_COMM_LEN];
+    /* its latest state and addresses, for the open-connections table (a connect's
+     * local port is chosen after SYN_SENT: it is there from ESTABLISHED) */
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u16 state;
+    u8 saddr[16];    /* IPv4: the first 4 bytes */
+    u8 daddr[16];
 };
 
 struct conn_event {
@@ -318,17 +326,27 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         bpf_get_current_comm(c.comm, sizeof(c.comm));
         if (conns.update(&sk, &c) != 0)
             count(ST_CONNS_FULL);
-        return 0;
-    }
-    if (state == S_SYN_RECV) {
+    } else if (state == S_SYN_RECV) {
         count(ST_ACCEPTS);
         struct conn c = {.start_ts = now, .flags = F_PASSIVE};
         if (conns.update(&sk, &c) != 0)
             count(ST_CONNS_FULL);
-        return 0;
     }
     struct conn *c = conns.lookup(&sk);
     if (!c)
+        return 0;
+    c->state = state;
+    c->family = args->family;
+    c->sport = args->sport;
+    c->dport = args->dport;
+    if (args->family == NET_AF_INET6) {
+        bpf_probe_read_kernel(c->saddr, 16, args->saddr_v6);
+        bpf_probe_read_kernel(c->daddr, 16, args->daddr_v6);
+    } else {
+        bpf_probe_read_kernel(c->saddr, 4, args->saddr);
+        bpf_probe_read_kernel(c->daddr, 4, args->daddr);
+    }
+    if (state == S_SYN_SENT || state == S_SYN_RECV)
         return 0;
     if (state == S_ESTABLISHED) {
         if (c->est_ts)

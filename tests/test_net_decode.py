@@ -12,6 +12,7 @@ from ktop.probes.base import ProbeUnavailable
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.net import (
     _CONN,
+    _OPEN,
     _PROC_KEY,
     EV_CONN,
     F_ACTIVE,
@@ -24,6 +25,7 @@ from ktop.probes.net import (
     NetProbe,
     build_sample,
     decode_conn,
+    decode_open,
     decode_procs,
     proc_rows,
 )
@@ -160,3 +162,29 @@ def test_a_function_that_cannot_be_probed_is_named(monkeypatch, tmp_path):
     assert path is None
     assert why == ("this kernel lacks sock:sock_send_length (Linux 6.3+) and cannot kprobe "
                    "tcp_cleanup_rbuf, udp_recvmsg")
+
+
+def _open_value(start=1_000, est=1_500, tx=10, rx=20, pid=42, retrans=2, flags=F_ACTIVE | F_ESTABLISHED,
+                comm=b"curl", family=socket.AF_INET, sport=41000, dport=443, state=1,
+                saddr=b"\x7f\0\0\x01", daddr=b"\x0a\0\0\x02"):
+    # struct conn: u64 start_ts, est_ts, tx, rx; u32 pid, retrans, flags, pad; comm[16];
+    # u16 family, sport, dport, state; u8 saddr[16], daddr[16]
+    return _OPEN.pack(start, est, tx, rx, pid, retrans, flags, 0, comm, family, sport, dport, state,
+                      saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"))
+
+
+def test_open_connections_decode_with_ages_and_the_most_bytes_first():
+    assert _OPEN.size == 104
+    values = (_open_value() + _open_value(tx=5000, sport=41001, state=2, est=0) +
+              _open_value(state=0) +  # no state seen yet: left out
+              _open_value(family=socket.AF_INET6, saddr=socket.inet_pton(socket.AF_INET6, "::1"),
+                          daddr=socket.inet_pton(socket.AF_INET6, "::1"), flags=F_PASSIVE, pid=0, state=3))
+    out = decode_open(values, 4, _OPEN.size, now_ns=11_000)
+    assert [(c.sport, c.state, c.tx_bytes) for c in out] == [(41001, "SYN_SENT", 5000), (41000, "ESTABLISHED", 10),
+                                                             (41000, "SYN_RECV", 10)]
+    a, b, c = out[1], out[0], out[2]
+    assert (a.saddr, a.daddr, a.family, a.age_ns, a.connect_ns, a.retransmits, a.active, a.comm) == \
+        ("127.0.0.1", "10.0.0.2", 4, 10_000, 500, 2, True, "curl")
+    assert b.connect_ns == 0  # not established yet
+    assert (c.family, c.saddr, c.active, c.connect_ns) == (6, "::1", False, 0)
+    assert len(decode_open(values, 4, _OPEN.size, now_ns=11_000, limit=1)) == 1

@@ -10,7 +10,7 @@ from ktop.metrics import OTHER, Bounded, label
 from ktop.model import hist
 from ktop.model.common import push
 from ktop.model.section import Fold
-from ktop.snapshot import NetConn, NetSample, ProbeStatus, Snapshot, to_jsonable
+from ktop.snapshot import NetConn, NetOpen, NetSample, ProbeStatus, Snapshot, to_jsonable
 
 MAX_PROCS = 5000  # (pid, protocol) rows kept: the most recently active
 MAX_REMOTES = 256  # remote addresses with a connect latency kept: the most recently connected to
@@ -85,6 +85,8 @@ class NetModel:
     tx_bytes_per_s: float = 0.0  # the last interval, every process
     rx_bytes_per_s: float = 0.0
     remotes: tuple[RemoteLatency, ...] = ()  # connect latency per remote address, most connections first
+    open: tuple[NetOpen, ...] = ()  # TCP connections open at the last tick, most bytes first (bounded)
+    open_total: int = 0  # how many were open (followed) then
 
 
 def fold_procs(rows: tuple[NetProcRow, ...], s: NetSample, now: float, ctx: Fold,
@@ -155,7 +157,7 @@ def update(prev: Optional[NetModel], s: Optional[NetSample], snap: Snapshot, ctx
                     connect_buckets=_add(m.connect_buckets, s.connect_buckets), totals=totals,
                     tx_history=push(m.tx_history, tx / dt), rx_history=push(m.rx_history, rx / dt),
                     tx_bytes_per_s=tx / dt, rx_bytes_per_s=rx / dt,
-                    remotes=fold_remotes(m.remotes, s.conns, snap.time))
+                    remotes=fold_remotes(m.remotes, s.conns, snap.time), open=s.open, open_total=s.open_total)
 
 
 def conn_json(c: NetConn) -> dict:
@@ -164,6 +166,13 @@ def conn_json(c: NetConn) -> dict:
             "duration_ns": c.duration_ns, "connect_ns": c.connect_ns if c.connect_ns else None,
             "tx_bytes": c.tx_bytes, "rx_bytes": c.rx_bytes, "retransmits": c.retransmits,
             "direction": "connect" if c.active else "accept", "established": c.established, "reset": c.reset}
+
+
+def open_json(c: NetOpen) -> dict:
+    return {"pid": c.pid, "comm": c.comm, "family": c.family, "saddr": c.saddr, "sport": c.sport,
+            "daddr": c.daddr, "dport": c.dport, "state": c.state, "age_ns": c.age_ns,
+            "connect_ns": c.connect_ns if c.connect_ns else None, "tx_bytes": c.tx_bytes, "rx_bytes": c.rx_bytes,
+            "retransmits": c.retransmits, "direction": "connect" if c.active else "accept"}
 
 
 def document(section: Optional[NetModel], status: Optional[ProbeStatus], duration_s: float) -> dict:
@@ -176,6 +185,8 @@ def document(section: Optional[NetModel], status: Optional[ProbeStatus], duratio
     return {
         "processes": [r.to_json(duration_s) for r in sorted(m.procs, key=lambda r: -(r.tx_bytes + r.rx_bytes))],
         "connections": [conn_json(c) for c in reversed(m.conns)],
+        "open_connections": [open_json(c) for c in m.open],
+        "open_total": m.open_total,
         "connect_latency": {"count": hist.total(lat), "histogram": hist.buckets_json(lat, "us"),
                             "by_remote": [r.to_json() for r in m.remotes]},
         "totals": {"tx_bytes": t.tx_bytes, "rx_bytes": t.rx_bytes, "tx_bytes_per_s": t.tx_bytes / d,
@@ -249,4 +260,5 @@ class Metrics:
         ]
 
 
-__all__ = ["NetModel", "NetProcRow", "RemoteLatency", "Metrics", "document", "summary_lines", "table", "update", "to_jsonable"]
+__all__ = ["NetModel", "NetProcRow", "RemoteLatency", "Metrics", "document", "summary_lines", "table", "update",
+           "to_jsonable"]

@@ -21,7 +21,7 @@ from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import percpu_sum_u64, read_slots, slot_deltas
 from ktop.probes.ringbuf import RingBuffer
-from ktop.snapshot import UNSUPPORTED, NetConn, NetProc, NetSample, kernel_cstr
+from ktop.snapshot import UNSUPPORTED, NetConn, NetOpen, NetProc, NetSample, kernel_cstr
 
 NAME = "net"
 EV_CONN = 3  # KTOP_EV_CONN (bpf/ktop.h)
@@ -48,6 +48,10 @@ AF_INET6 = 10
 _PROC_KEY = struct.Struct("<II")  # struct proc_key
 _PROC_VAL = struct.Struct("<5Q16s")  # struct proc_val
 _CONN = struct.Struct("<IIQQQQQIIHHHH16s16s16s")  # struct conn_event
+_OPEN = struct.Struct("<QQQQIIII16sHHHH16s16s")  # struct conn (the conns map's value)
+MAX_OPEN = 1000  # open connections in a sample: the most bytes first (open_total counts them all)
+TCP_STATES = ("?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+              "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV")
 
 
 def decode_procs(keys: bytes, values: bytes, n: int, ncpu: int, stride: int) -> dict[tuple[int, int], tuple]:
@@ -91,6 +95,25 @@ def decode_conn(raw: bytes, clock_offset: float) -> Optional[NetConn]:
                    reset=bool(flags & F_RESET))
 
 
+def decode_open(values: bytes, n: int, stride: int, now_ns: int, limit: int = MAX_OPEN) -> tuple[NetOpen, ...]:
+    """The ``conns`` map's values (struct conn, ``stride`` bytes apart) as open connections, ages from
+    ``now_ns`` (CLOCK_MONOTONIC, as bpf_ktime_get_ns); the ``limit`` with the most bytes, most first."""
+    out = []
+    for i in range(n):
+        (start, est, tx, rx, pid, retrans, flags, _pad, comm, family, sport, dport, state,
+         saddr, daddr) = _OPEN.unpack_from(values, i * stride)
+        if not state:  # not one state change seen yet
+            continue
+        out.append(NetOpen(pid=pid, comm=kernel_cstr(comm), family=6 if family == AF_INET6 else 4,
+                           saddr=format_addr(saddr, family), sport=sport, daddr=format_addr(daddr, family),
+                           dport=dport, state=TCP_STATES[state] if state < len(TCP_STATES) else str(state),
+                           age_ns=max(0, now_ns - start),
+                           connect_ns=est - start if est and flags & F_ACTIVE else 0,
+                           tx_bytes=tx, rx_bytes=rx, retransmits=retrans, active=not flags & F_PASSIVE))
+    out.sort(key=lambda c: (-(c.tx_bytes + c.rx_bytes), c.age_ns, c.sport))
+    return tuple(out[:limit])
+
+
 def proc_rows(deltas: dict[tuple[int, int], tuple], comms: dict[tuple[int, int], str]) -> tuple[NetProc, ...]:
     """The interval's NetProc rows from the per-key increases, by pid then protocol."""
     out = []
@@ -106,12 +129,14 @@ def proc_rows(deltas: dict[tuple[int, int], tuple], comms: dict[tuple[int, int],
 
 
 def build_sample(interval_s: float, procs: tuple[NetProc, ...], conns: list[NetConn], hist: tuple[int, ...],
-                 stats: dict[str, int], user_lost: int = 0) -> NetSample:
+                 stats: dict[str, int], user_lost: int = 0, open_conns: tuple[NetOpen, ...] = (),
+                 open_total: int = 0) -> NetSample:
     return NetSample(interval_s=interval_s, procs=procs, conns=tuple(conns), connect_buckets=hist,
                      connects=stats["connects"], accepts=stats["accepts"], connect_failed=stats["connect_failed"],
                      retransmits=stats["retransmits"], resets_sent=stats["resets_sent"],
                      resets_received=stats["resets_received"], procs_full=stats["procs_full"],
-                     conns_full=stats["conns_full"], lost=stats["lost"] + user_lost)
+                     conns_full=stats["conns_full"], lost=stats["lost"] + user_lost, open=open_conns,
+                     open_total=open_total)
 
 
 def _counts(v: tuple) -> int:
@@ -205,7 +230,7 @@ class NetProbe(ProbeWorker):
         return how + "; an accepted connection belongs to the first process that uses it"
 
     def attached(self, loaded) -> None:
-        self._maps = {name: loaded[name] for name in ("stats", "procs", "connlat")}
+        self._maps = {name: loaded[name] for name in ("stats", "procs", "connlat", "conns")}
         try:
             self._ring = RingBuffer(os.dup(loaded["events"].fd))  # it owns (and closes) its fd
         except OSError as exc:
@@ -266,9 +291,12 @@ class NetProbe(ProbeWorker):
         deltas, comms = self._read_procs()
         conns, self._conns = self._conns, []
         user_lost, self._user_lost = self._user_lost, 0
-        sample = build_sample(interval_s, proc_rows(deltas, comms), conns, dh, stats, user_lost)
+        m = self._maps["conns"]
+        _keys, values, n = m.read_all()  # one batch read: the connections open now
+        open_conns = decode_open(values, n, m.leaf_size, time.monotonic_ns())
+        sample = build_sample(interval_s, proc_rows(deltas, comms), conns, dh, stats, user_lost, open_conns, n)
         self.add_lost(sample.lost)
         return sample
 
 
-__all__ = ["NetProbe", "decode_conn", "decode_procs", "proc_rows", "build_sample"]
+__all__ = ["NetProbe", "decode_conn", "decode_open", "decode_procs", "proc_rows", "build_sample"]

@@ -444,3 +444,45 @@ def test_an_ordinary_loopback_connect_takes_well_under_a_millisecond(backlog_run
     assert 0 < c["connect_ns"] < 1_000_000, c
     remote = next(r for r in net["connect_latency"]["by_remote"] if r["daddr"] == plain)
     assert remote["count"] == 1 and remote["max_us"] < 1000, remote
+
+
+# --- connections open when ktop looks -----------------------------------------------------------------
+
+HOLDER = r"""
+import socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+c.sendall(b"o" * 123456); n = 0
+while n < 123456:
+    n += len(a.recv(65536))
+print(c.getsockname()[1], l.getsockname()[1], flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.vm
+def test_a_connection_still_open_is_in_the_open_table_with_its_bytes(work, tmp_path):
+    py = unique_copy(os.path.realpath(sys.executable), tmp_path, "ko")
+    started = []
+
+    def hold():  # opened once ktop collects (a connection opened before is not followed)
+        started.append(subprocess.Popen([str(py), "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True))
+        return [int(x) for x in started[0].stdout.readline().split()]
+
+    try:
+        net, (sport, dport) = run_collecting(hold)
+    finally:
+        for h in started:
+            h.communicate("\n", timeout=30)  # it closes them now, after ktop's last look
+    holder = started[0]
+    assert holder.returncode == 0
+    mine = [c for c in net["open_connections"] if c["pid"] == holder.pid]
+    out = next(c for c in mine if c["direction"] == "connect")
+    assert (out["saddr"], out["sport"], out["daddr"], out["dport"], out["state"], out["tx_bytes"], out["comm"]) == \
+        ("127.0.0.1", sport, "127.0.0.1", dport, "ESTABLISHED", 123456, py.name)
+    assert out["age_ns"] > 0 and out["connect_ns"] > 0 and out["retransmits"] == 0
+    back = next(c for c in mine if c["direction"] == "accept")  # its first reader owns the accepted end
+    assert (back["sport"], back["dport"], back["rx_bytes"], back["state"]) == (dport, sport, 123456, "ESTABLISHED")
+    assert net["open_total"] >= 2
+    assert not [c for c in net["connections"] if c["pid"] == holder.pid]  # not closed
