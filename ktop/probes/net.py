@@ -294,6 +294,8 @@ class NetProbe(ProbeWorker):
         m = self._maps["conns"]
         _keys, values, n = m.read_all()  # one batch read: the connections open now
         open_conns = decode_open(values, n, m.leaf_size, time.monotonic_ns())
+        if self.options.pid is not None:  # -p: an accepted socket no process of ours has used is not ours
+            open_conns = tuple(c for c in open_conns if c.pid)
         sample = build_sample(interval_s, proc_rows(deltas, comms), conns, dh, stats, user_lost, open_conns, n)
         self.add_lost(sample.lost)
         return sample

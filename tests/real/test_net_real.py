@@ -358,6 +358,7 @@ def _lossy_or_not(netns, tmp_path, drop: bool, n: int = 400_000) -> tuple[dict, 
     return conn[0], row
 
 
+@pytest.mark.vm
 def test_a_lossy_link_retransmits_and_they_are_charged_to_the_connection_and_process(work, netns, tmp_path):
     """20 % of the packets into the namespace dropped: the sender retransmits, on that connection and
     for its process."""
@@ -366,6 +367,7 @@ def test_a_lossy_link_retransmits_and_they_are_charged_to_the_connection_and_pro
     assert row["retransmits"] == conn["retransmits"], (row, conn)  # its only connection
 
 
+@pytest.mark.vm
 def test_without_the_drop_rule_the_same_transfer_retransmits_nothing(work, netns, tmp_path):
     conn, row = _lossy_or_not(netns, tmp_path, drop=False)
     assert (conn["retransmits"], row["retransmits"]) == (0, 0), (conn, row)
