@@ -317,6 +317,7 @@ class NetProc:
     tx_calls: int = 0  # sendmsg returns with bytes
     rx_bytes: int = 0
     rx_calls: int = 0  # recvmsg returns with bytes (MSG_PEEK left out)
+    retransmits: int = 0  # TCP segments retransmitted on its connections (those opened while ktop ran)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +343,26 @@ class NetConn:
 
 
 @dataclass(frozen=True, slots=True)
+class NetOpen:
+    """One TCP connection open at the end of the interval, followed since its open (net probe)."""
+
+    pid: int  # 0: an accepted socket no process has used yet
+    comm: str
+    family: int  # 4 or 6
+    saddr: str
+    sport: int
+    daddr: str
+    dport: int
+    state: str  # ESTABLISHED, SYN_SENT, FIN_WAIT1 ... (include/net/tcp_states.h)
+    age_ns: int  # since SYN_SENT / SYN_RECV
+    connect_ns: int = 0  # SYN_SENT to ESTABLISHED; 0 when accepted or not established yet
+    tx_bytes: int = 0
+    rx_bytes: int = 0
+    retransmits: int = 0
+    active: bool = True  # connect(); False: accepted
+
+
+@dataclass(frozen=True, slots=True)
 class NetSample:
     """What the net probe saw during one interval."""
 
@@ -358,6 +379,8 @@ class NetSample:
     procs_full: int = 0  # process map full: traffic not counted per process
     conns_full: int = 0  # connection map full: a connection not followed
     lost: int = 0  # closed connections dropped (ring buffer full, or ktop's queue)
+    open: tuple[NetOpen, ...] = ()  # open at the end of the interval: the most bytes first, at most MAX_OPEN
+    open_total: int = 0  # how many were open (followed), shown or not
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ def run(args) -> int:
         info = registry.PROBES[n]
         cls = registry.probe_class(n)
         print(f"  {n:<10} {info.summary}")
-        print(f"  {'':<10} tracepoints: {', '.join(cls.tracepoints)}")
+        print(f"  {'':<10} {cls.attach_summary()}")
     if args.no_start:
         return 0 if all(c.ok for c in features.checks() if c.name in ("root", "bpf syscall", "tracefs", "bcc")) else 1
     diag.start()
