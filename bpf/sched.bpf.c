@@ -276,7 +276,13 @@ static __always_inline void switched_in(u64 next, u64 now)
             p->rq_max_ns = lat;
     }
     if (off) {
+        /* The empty asm keeps the bound check on the register that indexes off_ns:
+         * otherwise clang reuses the `m.cls < OFF_NONE` test above, made on one load
+         * of the class from the stack, and indexes with another load of it. Linux
+         * 6.1 gives a spilled scalar no ID (6.8 does), so the check does not bound
+         * the second load: "R0 max value is outside of the allowed memory range". */
         u64 c = m.cls;
+        asm volatile("" : "+r"(c));
         if (c < 3)
             __sync_fetch_and_add(&p->off_ns[c], now - m.off_ts);
     }

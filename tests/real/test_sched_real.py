@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 from realutil import TIME_SCALE, Snap, probe_unavailable_reason
 
-# Not in the 6.1 guest yet (no vm mark): its verifier refuses the sched_switch program ("Permission
-# denied" at load, 2026-12-04); the probe is off by default and says so when selected there.
 pytestmark = pytest.mark.real
 
 WAKER = ("import sys, time\nend = time.monotonic() + float(sys.argv[1])\n"
@@ -61,6 +59,7 @@ def pinned(cpu: int, code: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-I", "-S", "-c", code, *args])
 
 
+@pytest.mark.vm
 def test_three_cpu_hogs_make_a_wakers_run_queue_p99_ten_times_longer():
     if (os.cpu_count() or 1) < 2 or not os.path.exists("/usr/bin/taskset"):
         pytest.skip("needs two CPUs and taskset (util-linux)")
@@ -94,10 +93,12 @@ def test_three_cpu_hogs_make_a_wakers_run_queue_p99_ten_times_longer():
     for pid in hogs:
         h = of(sched, pid)
         assert h["off_cpu_r_s"] > 0.3 * float(secs), (h, figures)
-        assert h["off_cpu_d_s"] < 0.1, h  # its start-up may read a page or two from disk
+        # D: only its start-up's reads from disk (in the 6.1 guest under TCG they took 0.2-0.37 s)
+        assert h["off_cpu_d_s"] < 0.2 * h["off_cpu_r_s"], h
     print(figures, f"; hogs off-CPU R {[round(of(sched, pid)['off_cpu_r_s'], 2) for pid in hogs]} s of {secs} s")
 
 
+@pytest.mark.vm
 def test_a_two_second_sleep_is_two_seconds_off_cpu_asleep():
     def workload():
         p = subprocess.Popen(["sleep", "2"])
@@ -107,11 +108,13 @@ def test_a_two_second_sleep_is_two_seconds_off_cpu_asleep():
     sched, pid = run_collecting(workload, duration=4.0 + 2.0 * TIME_SCALE)
     p = of(sched, pid)
     assert p["off_cpu_s_s"] == pytest.approx(2.0, rel=0.10), p
-    assert p["off_cpu_d_s"] < 0.2 and p["off_cpu_r_s"] < 0.2, p
+    # D: exec's page reads (in the 6.1 guest the binary comes over 9p under TCG: 0.22 s measured)
+    assert p["off_cpu_d_s"] < 0.2 * TIME_SCALE and p["off_cpu_r_s"] < 0.2, p
     assert p["comm"] == "sleep"
     print(f"sleep 2: off-CPU S {p['off_cpu_s_s']:.3f} s, R {p['off_cpu_r_s']:.4f} s, D {p['off_cpu_d_s']:.4f} s")
 
 
+@pytest.mark.vm
 def test_direct_reads_are_off_cpu_in_uninterruptible_sleep(tmp_path):
     from test_bio_real import Driver, on_a_disk
 
@@ -126,6 +129,7 @@ def test_direct_reads_are_off_cpu_in_uninterruptible_sleep(tmp_path):
     print(f"300 O_DIRECT reads: off-CPU D {p['off_cpu_d_s']:.3f} s, S {p['off_cpu_s_s']:.3f} s")
 
 
+@pytest.mark.vm
 def test_pid_filter_sees_only_the_process_and_its_children():
     require_sched()
     # `; true`: a shell may exec its last command in place of itself
@@ -149,3 +153,4 @@ def test_pid_filter_sees_only_the_process_and_its_children():
     assert len(pids) == 2, sched["by_process"]  # sh and its `sleep 1` child
     child = [p for p in sched["by_process"] if p["pid"] != parent.pid][0]
     assert child["comm"] == "sleep" and child["off_cpu_s_s"] == pytest.approx(1.0, rel=0.15), child
+
