@@ -55,8 +55,23 @@ def of(sched: dict, pid: int) -> dict:
     return found[0]
 
 
+# The pinned workloads run at nice -19, each in a session (so an autogroup) of its own at nice -19:
+# with CONFIG_SCHED_AUTOGROUP a task's nice counts only inside its autogroup, and the autogroup's
+# against the others. Then the machine's other work (nice 0, on a shared 2-CPU machine) seldom gets
+# in between, and the workloads' waits are the ones they make each other.
+NICE = ("nice", "-n", "-19")
+
+
+def outweigh(proc: subprocess.Popen) -> subprocess.Popen:
+    group = Path(f"/proc/{proc.pid}/autogroup")
+    if group.exists():
+        group.write_text("-19")
+    return proc
+
+
 def pinned(cpu: int, code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-I", "-S", "-c", code, *args])
+    return outweigh(subprocess.Popen([*NICE, "taskset", "-c", str(cpu), sys.executable, "-I", "-S", "-c", code, *args],
+                                     start_new_session=True))
 
 
 @pytest.mark.vm
