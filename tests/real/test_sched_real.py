@@ -169,3 +169,49 @@ def test_pid_filter_sees_only_the_process_and_its_children():
     child = [p for p in sched["by_process"] if p["pid"] != parent.pid][0]
     assert child["comm"] == "sleep" and child["off_cpu_s_s"] == pytest.approx(1.0, rel=0.15), child
 
+
+@pytest.mark.vm
+def test_slow_waits_name_the_hog_that_ran_meanwhile():
+    if (os.cpu_count() or 1) < 2 or not os.path.exists("/usr/bin/taskset"):
+        pytest.skip("needs two CPUs and taskset (util-linux)")
+    require_sched()
+    secs = str(2.0 * TIME_SCALE)
+    # One shell pinned to CPU 0 at nice -19 (as pinned() does) starts three hogs and then becomes
+    # the waker; only it and its children are followed (-p), so the machine's other waits stay out
+    # of the list. 1024 us is a histogram slot's boundary.
+    script = 'read x; for i in 1 2 3; do "$0" -I -S -c "$1" & done; exec "$0" -I -S -c "$2" "$3"'
+    shell = subprocess.Popen([*NICE, "taskset", "-c", "0", "sh", "-c", script, sys.executable, HOG, WAKER, secs],
+                             stdin=subprocess.PIPE, start_new_session=True)
+    outweigh(shell)
+    try:
+        def go():
+            shell.stdin.write(b"\n")
+            shell.stdin.flush()
+            assert shell.wait(30 * TIME_SCALE) == 0
+
+        sched, _ = run_collecting(go, "-p", str(shell.pid), "--runq-slower-us", "1024", duration=float(secs) + 6)
+    finally:
+        os.killpg(shell.pid, 9)  # the hogs
+        shell.wait()
+    c, slow = sched["counters"], sched["slowest"]
+    assert sched["slow_threshold_us"] == 1024
+    # the kernel's count of slow waits is exactly the run-queue histogram's from the 1024 us slot up
+    above = sum(b["count"] for b in sched["runq"]["histogram"] if b["low_us"] >= 1024)
+    assert c["slow_waits"] == above > 0 and c["slow_lost"] == 0, (c, sched["runq"])
+    assert len(slow) == min(10, above)
+    procs = {p["pid"]: p for p in sched["by_process"]}
+    hogs = set(procs) - {shell.pid}
+    assert len(hogs) == 3, procs.keys()
+    assert all(w["pid"] == w["tgid"] and w["pid"] in procs and w["wait_us"] >= 1024 for w in slow), slow
+    # the slowest is the longest wait the kernel kept for that process
+    assert slow[0]["wait_us"] == procs[slow[0]["pid"]]["max_us"]
+    # the hogs take turns on CPU 0: each waits while another (or the waker) runs
+    ours = hogs | {shell.pid}
+    by_ours = [w for w in slow if w["prev_pid"] in ours]
+    assert len(by_ours) * 2 >= len(slow), [(w["pid"], w["prev_pid"], w["prev_comm"], round(w["wait_us"])) for w in slow]
+    assert all(w["cpu"] == 0 and w["prev_pid"] != w["pid"] for w in by_ours), by_ours
+    assert not any(w["prev_pid"] == w["pid"] for w in slow), slow  # prev, not next, of the switch
+    waker = [w for w in by_ours if w["pid"] == shell.pid]
+    print(f"{c['slow_waits']} waits >= 1024 us; slowest {[round(w['wait_us']) for w in slow]} us; one of ours ran "
+          f"meanwhile in {len(by_ours)} of {len(slow)}; the waker's slowest {procs[shell.pid]['max_us']:.0f} us; "
+          f"waker in the list {len(waker)}")
