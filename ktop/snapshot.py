@@ -409,6 +409,22 @@ class SchedCpu:
 
 
 @dataclass(frozen=True, slots=True)
+class SchedSlowWait:
+    """One run-queue wait of the slow-wait threshold or more (runqslower), and the task that held
+    the CPU until the waiting one got it (the ``prev`` of that switch; PID 0: the CPU was idle)."""
+
+    time: float  # wall-clock seconds of the switch-in
+    pid: int  # the thread that waited
+    tgid: int
+    comm: str  # the thread's name
+    cpu: int  # the CPU it got
+    wait_ns: int
+    prev_pid: int
+    prev_tgid: int
+    prev_comm: str
+
+
+@dataclass(frozen=True, slots=True)
 class SchedSample:
     """What the sched probe saw during one interval."""
 
@@ -420,6 +436,10 @@ class SchedSample:
     runq_waits: int = 0  # run-queue waits measured (every task)
     tasks_full: int = 0  # thread map full: a wait not measured
     procs_full: int = 0  # process map full: a wait counted per CPU only
+    slow: tuple[SchedSlowWait, ...] = ()  # the interval's slowest waits at or above the threshold (a few)
+    slow_waits: int = 0  # waits at or above the threshold (all of them)
+    slow_lost: int = 0  # of those, not reported: the ring buffer was full
+    slow_threshold_ns: int = 0  # --runq-slower-us (0: off)
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,8 @@ UNITLESS = {
     "rows_dropped", "calls", "timed", "start_full", "procs_full", "errs_full", "bad_nr", "pairs_dropped",
     "processes_dropped", "tx_calls", "rx_calls", "sport", "dport", "family", "closed", "connects", "accepts",
     "open_total", "connect_failed", "retransmits", "resets_sent", "resets_received", "conns_full",
-    "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full",
+    "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full", "tgid", "prev_pid", "prev_tgid",
+    "slow_waits", "slow_lost",
 }
 
 

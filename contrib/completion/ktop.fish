@@ -21,6 +21,7 @@ complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record repl
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -l funcs-max -x -d 'most probes one -f SPEC may attach (default 1000, BCC\'s limit)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -l disk -x -d 'trace this disk only (e.g. vda; a partition means its disk)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -l syscalls-latency -x -a 'sampled on off' -d 'time the calls made in a tenth of the time, the first half of one tick in five (sampled, the default; a call still running when its window closes is counted, not timed), time every call (on: a sys_enter hook too, which every syscall pays for: see the README\'s benchmarks), or only count calls and errors (off). Counts and errors are exact in every mode. $KTOP_SYSCALLS_LATENCY sets the default'
+complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -l runq-slower-us -x -d 'sched: report run-queue waits of at least US microseconds with the task that ran meanwhile, the slowest 10 a tick (runqslower; default 10000, 0: off)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -s d -l delay -x -d 'delay between refreshes in tenths of seconds, as htop\'s (-d 15: 1.5 s)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -s u -l user -x -a '(__fish_complete_users)' -d 'show only the processes of USER (a name or a UID; F4 changes it)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export' -s s -l sort-key -x -a 'pid ppid user cpu rss state threads command' -d 'sort the process table by COLUMN (pid, ppid, user, cpu, rss, state, threads, command; F6 changes it)'
@@ -49,6 +50,7 @@ complete -c ktop -n '__fish_seen_subcommand_from snapshot' -s f -l func -x -d 'c
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l funcs-max -x -d 'most probes one -f SPEC may attach (default 1000, BCC\'s limit)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l disk -x -d 'trace this disk only (e.g. vda; a partition means its disk)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l syscalls-latency -x -a 'sampled on off' -d 'time the calls made in a tenth of the time, the first half of one tick in five (sampled, the default; a call still running when its window closes is counted, not timed), time every call (on: a sys_enter hook too, which every syscall pays for: see the README\'s benchmarks), or only count calls and errors (off). Counts and errors are exact in every mode. $KTOP_SYSCALLS_LATENCY sets the default'
+complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l runq-slower-us -x -d 'sched: report run-queue waits of at least US microseconds with the task that ran meanwhile, the slowest 10 a tick (runqslower; default 10000, 0: off)'
 
 # ktop doctor
 complete -c ktop -n '__fish_seen_subcommand_from doctor' -s h -l help -d 'show this help message and exit'
@@ -71,6 +73,7 @@ complete -c ktop -n '__fish_seen_subcommand_from record' -s f -l func -x -d 'cou
 complete -c ktop -n '__fish_seen_subcommand_from record' -l funcs-max -x -d 'most probes one -f SPEC may attach (default 1000, BCC\'s limit)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l disk -x -d 'trace this disk only (e.g. vda; a partition means its disk)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l syscalls-latency -x -a 'sampled on off' -d 'time the calls made in a tenth of the time, the first half of one tick in five (sampled, the default; a call still running when its window closes is counted, not timed), time every call (on: a sys_enter hook too, which every syscall pays for: see the README\'s benchmarks), or only count calls and errors (off). Counts and errors are exact in every mode. $KTOP_SYSCALLS_LATENCY sets the default'
+complete -c ktop -n '__fish_seen_subcommand_from record' -l runq-slower-us -x -d 'sched: report run-queue waits of at least US microseconds with the task that ran meanwhile, the slowest 10 a tick (runqslower; default 10000, 0: off)'
 
 # ktop replay
 complete -c ktop -n '__fish_seen_subcommand_from replay' -s h -l help -d 'show this help message and exit'
@@ -98,3 +101,4 @@ complete -c ktop -n '__fish_seen_subcommand_from export' -s f -l func -x -d 'cou
 complete -c ktop -n '__fish_seen_subcommand_from export' -l funcs-max -x -d 'most probes one -f SPEC may attach (default 1000, BCC\'s limit)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l disk -x -d 'trace this disk only (e.g. vda; a partition means its disk)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l syscalls-latency -x -a 'sampled on off' -d 'time the calls made in a tenth of the time, the first half of one tick in five (sampled, the default; a call still running when its window closes is counted, not timed), time every call (on: a sys_enter hook too, which every syscall pays for: see the README\'s benchmarks), or only count calls and errors (off). Counts and errors are exact in every mode. $KTOP_SYSCALLS_LATENCY sets the default'
+complete -c ktop -n '__fish_seen_subcommand_from export' -l runq-slower-us -x -d 'sched: report run-queue waits of at least US microseconds with the task that ran meanwhile, the slowest 10 a tick (runqslower; default 10000, 0: off)'
