@@ -400,6 +400,34 @@ class SchedSample:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileStack:
+    """One sampled stack of one process during one interval (profile probe), frames named in user
+    space. Frames run from the root (``main``) to the leaf; kernel frames follow user frames."""
+
+    pid: int  # the TGID
+    comm: str
+    count: int  # samples
+    user: tuple[str, ...] = ()  # empty: no user stack (a kernel thread); ("[missed user stack]",): lost
+    kernel: tuple[str, ...] = ()  # empty: the sample was taken in user mode
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSample:
+    """What the profile probe saw during one interval: samples of every CPU at ``hz``."""
+
+    interval_s: float
+    hz: int
+    cpus: int = 1  # CPUs sampled
+    samples: int = 0  # samples of traced tasks (idle left out)
+    idle_samples: int = 0  # samples of the idle task (0 with -p)
+    stacks: tuple[ProfileStack, ...] = ()
+    counts_full: int = 0  # the kernel's count map full: a sample not kept per stack
+    user_stack_lost: int = 0  # a user stack lost to a stack-map collision or a full stack map
+    kernel_stack_lost: int = 0
+    stacks_unread: int = 0  # a stack id the kernel gave but user space could not read back
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     time: float
     interval_s: float
@@ -414,6 +442,7 @@ class Snapshot:
     syscalls: Optional[SyscallsSample] = None
     net: Optional[NetSample] = None
     sched: Optional[SchedSample] = None
+    profile: Optional[ProfileSample] = None
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
     # Where the process table came from: "task iterator", or "/proc" and why.

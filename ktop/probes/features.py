@@ -67,6 +67,11 @@ def kprobes_available() -> bool:
     return bool(t and _may_see(Path.exists, t / "kprobe_events"))
 
 
+def perf_event_supported() -> bool:
+    """Perf events (CONFIG_PERF_EVENTS) with the software PMU, whose cpu-clock the profile probe samples on."""
+    return Path("/sys/bus/event_source/devices/software").exists() or Path("/proc/sys/kernel/perf_event_paranoid").exists()
+
+
 def uprobes_available() -> bool:
     if Path("/sys/bus/event_source/devices/uprobe").exists():
         return True
