@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--duration", type=positive_float, default=5.0,
                    help="seconds to sample once the probe is live (default 5)")
     p.add_argument("-p", "--pid", dest="pids", type=pid_arg, metavar="PID[,PID...]", default=(),
-                   help="sample only these processes (up to 8) and every process they start")
+                   help="sample only these processes (up to 8) and every process they start; it stops early "
+                        "once the processes asked for have exited")
     p.add_argument("--folded", action="store_true",
                    help="print folded stacks, most sampled first (flamegraph.pl's input)")
     p.add_argument("--by-pid", action="store_true",
@@ -38,6 +39,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(probes=["profile"])
     return p
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie has exited: its samples are all in the kernel's counts)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 def run(args) -> int:
@@ -69,8 +80,12 @@ def run(args) -> int:
             left = end - time.monotonic()
             if left <= 0:
                 break
-            stop.pause(source, min(1.0, left))
+            gone = bool(args.pids) and not any(_alive(p) for p in args.pids)
+            if not gone:
+                stop.pause(source, min(1.0, left))
             model = build_model(model, source.tick())
+            if gone:  # as perf record -p: the processes asked for exited (their last samples are in)
+                break
         elapsed = time.monotonic() - t0
     if args.folded:
         out = sys.stdout

@@ -67,6 +67,10 @@ def parse_kallsyms(text: str) -> SymbolTable:
     return SymbolTable(entries)
 
 
+def _underscores(name: str) -> int:
+    return len(name) - len(name.lstrip("_"))
+
+
 @dataclass(frozen=True)
 class ElfInfo:
     symbols: SymbolTable
@@ -113,11 +117,14 @@ def read_elf(data: bytes) -> Optional[ElfInfo]:
             st_name, st_info, _other, shndx, value, size = _SYM.unpack_from(data, o)
             if (st_info & 0xF) not in (STT_FUNC, STT_GNU_IFUNC) or not value or not shndx:
                 continue
-            if value in entries and entries[value][1] >= size:
-                continue  # the same function in both tables (or an alias): one name
             nul = strings.find(b"\0", st_name)
             name = strings[st_name:nul if nul >= 0 else len(strings)].decode("utf-8", "backslashreplace")
-            if name:
+            if not name:
+                continue
+            old = entries.get(value)
+            # One name an address: the same function is in both tables, and aliases share it
+            # (libc's getpid and __getpid): the sized one, then the one people call.
+            if old is None or (size, -_underscores(name), -len(name)) > (old[1], -_underscores(old[2]), -len(old[2])):
                 entries[value] = (value, size, name)
     return ElfInfo(SymbolTable(list(entries.values())), tuple(loads))
 
