@@ -101,7 +101,7 @@ complete -c ktop -n '__fish_seen_subcommand_from export' -l profile-hz -x -d 'sa
 # ktop profile
 complete -c ktop -n '__fish_seen_subcommand_from profile' -s h -l help -d 'show this help message and exit'
 complete -c ktop -n '__fish_seen_subcommand_from profile' -s d -l duration -x -d 'seconds to sample once the probe is live (default 5)'
-complete -c ktop -n '__fish_seen_subcommand_from profile' -s p -l pid -x -a '(__fish_complete_list , __fish_complete_pids)' -d 'sample only these processes (up to 8) and every process they start'
+complete -c ktop -n '__fish_seen_subcommand_from profile' -s p -l pid -x -a '(__fish_complete_list , __fish_complete_pids)' -d 'sample only these processes (up to 8) and every process they start; it stops early once the processes asked for have exited'
 complete -c ktop -n '__fish_seen_subcommand_from profile' -l folded -d 'print folded stacks, most sampled first (flamegraph.pl\'s input)'
 complete -c ktop -n '__fish_seen_subcommand_from profile' -l by-pid -d 'with --folded: keep processes apart (the first field is comm-PID)'
 complete -c ktop -n '__fish_seen_subcommand_from profile' -l profile-hz -x -d 'samples a second on each CPU (default 49, as BCC\'s profile; at most 1000)'
