@@ -138,13 +138,14 @@ def main() -> int:
         log(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{c} cpu {median(cpu[c][-1]):.4f} s wall {median(wall[c][-1]):.3f} s" for c in conds if cpu[c]))
     per = {}
+    def ratio(series, c):
+        pairs = [median(a) / median(b) for a, b in zip(series[c], series["bare"]) if a and b]
+        return round(median(pairs), 4) if pairs else None
+
     for c in conds:
-        def ratio(series):
-            pairs = [median(a) / median(b) for a, b in zip(series[c], series["bare"]) if a and b]
-            return round(median(pairs), 4) if pairs else None
         per[c] = {"cpu_s_median": median([x for t in cpu[c] for x in t]),
                   "wall_s_median": median([x for t in wall[c] for x in t]),
-                  "cpu_ratio": ratio(cpu), "wall_ratio": ratio(wall),
+                  "cpu_ratio": ratio(cpu, c), "wall_ratio": ratio(wall, c),
                   "cpu_ratio_per_round": [round(median(a) / median(b), 4) for a, b in zip(cpu[c], cpu["bare"])],
                   "runs": sum(len(t) for t in cpu[c]), "error": errors.get(c)}
     res = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "kernel": platform.release(),

@@ -69,7 +69,8 @@ def kprobes_available() -> bool:
 
 def perf_event_supported() -> bool:
     """Perf events (CONFIG_PERF_EVENTS) with the software PMU, whose cpu-clock the profile probe samples on."""
-    return Path("/sys/bus/event_source/devices/software").exists() or Path("/proc/sys/kernel/perf_event_paranoid").exists()
+    return (Path("/sys/bus/event_source/devices/software").exists()
+            or Path("/proc/sys/kernel/perf_event_paranoid").exists())
 
 
 def uprobes_available() -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import Optional
 
 from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
