@@ -169,10 +169,11 @@ class ProfileProbe(ProbeWorker):
         from ktop.probes.symbols import Symbolizer
 
         self._maps = {name: loaded[name] for name in ("stats", "counts", "stack_traces")}
-        self._prev_stats = read_slots(self._maps["stats"], STAT_SLOTS)
         self._symbolizer = Symbolizer()
-        self._symbolizer.kernel_table()  # once, here on the build thread, not on a tick
-        self._read_counts()  # the baseline: samples before ktop looked are not this interval's
+        self._symbolizer.kernel_table()  # once, here on the build thread, not on a tick (0.1 s here)
+        # The baselines last, together: samples before ktop looked are not the first interval's.
+        self._prev_stats = read_slots(self._maps["stats"], STAT_SLOTS)
+        self._read_counts()
 
     def _evict(self, keys: list) -> dict:
         m = self._maps["counts"]

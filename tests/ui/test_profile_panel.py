@@ -121,4 +121,4 @@ def test_profile_panel_svg(snap_compare, width):
         app.query_one(ProfilePanel).update_from(model)
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(width, 16), run_before=run_before)
+    assert snap_compare(app, terminal_size=(width, 24), run_before=run_before)

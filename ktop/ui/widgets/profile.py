@@ -103,9 +103,9 @@ class ProfilePanel(Panel):
     panel_title = "Profile"
     DEFAULT_CSS = """
     ProfilePanel #profile-busy { height: 1; }
-    ProfilePanel #profile-body { height: 1fr; layout: horizontal; }
+    ProfilePanel #profile-body { height: 1fr; layout: vertical; }
     ProfilePanel #profile-procs { height: 1fr; width: 1fr; }
-    ProfilePanel #profile-funcs { height: 1fr; width: 2fr; }
+    ProfilePanel #profile-funcs { height: 1fr; width: 1fr; }
     """
 
     def compose(self) -> ComposeResult:
