@@ -5,8 +5,8 @@ over the last tick; then two tables: processes by samples (CPU % of one CPU
 over the last tick, samples over the run) and the hottest functions over the
 run (self: samples with the function as the leaf; total: with it anywhere on
 the stack), kernel functions marked [k]. On the PID screen, both scoped to that
-process (filtered in the kernel). A flame graph is not drawn yet: ``ktop
-profile --folded`` gives the stacks for flamegraph.pl.
+process (filtered in the kernel). ``i`` swaps the tables for an icicle graph of the run's stacks
+(ktop.ui.widgets.flame); ``ktop profile --folded`` gives the stacks for flamegraph.pl.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from typing import Optional
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Container
 
 from ktop.model import Model
 from ktop.model.profile import KERNEL_SUFFIX, ProfileFunc, ProfileModel, ProfileProcRow
 from ktop.model.text import clean, safe_text
+from ktop.ui.widgets.flame import FlameGraph
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
 from ktop.ui.widgets.table import Column, KTable, Row
 
@@ -106,7 +108,11 @@ class ProfilePanel(Panel):
     ProfilePanel #profile-body { height: 1fr; layout: vertical; }
     ProfilePanel #profile-procs { height: 1fr; width: 1fr; }
     ProfilePanel #profile-funcs { height: 1fr; width: 1fr; }
+    ProfilePanel #profile-flame { display: none; }
+    ProfilePanel.flame #profile-flame { display: block; }
+    ProfilePanel.flame #profile-body { display: none; }
     """
+    BINDINGS = [Binding("i", "toggle_flame", "Flame graph")]
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="profile-status", classes="status")
@@ -114,6 +120,7 @@ class ProfilePanel(Panel):
         with Container(id="profile-body"):
             yield KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="profile-procs")
             yield KTable(FUNC_COLUMNS, sort_column=0, reverse=True, id="profile-funcs")
+        yield FlameGraph(id="profile-flame")
         yield from self.filter_input()
 
     @property
@@ -122,11 +129,43 @@ class ProfilePanel(Panel):
 
     def update_from(self, model: Model) -> None:
         m: Optional[ProfileModel] = getattr(model, "profile", None)
+        self._model = m
         self.query_one("#profile-status", StatusLine).update(status_line(model.probes.get("profile"), drops_text(m)))
         self.query_one("#profile-busy", StatusLine).update(busy_line(m))
         self.table.update_rows(proc_rows(m))
         self.query_one("#profile-funcs", KTable).update_rows(func_rows(m))
-        self.set_titles(f"Profile ({m.cpu_percent:.0f}% busy)" if m is not None else "Profile")
+        self._stacks = m.stacks if m is not None else {}
+        if self.has_class("flame"):  # the tree is built only while it is shown
+            self._show_stacks()
+        self.set_titles(f"Profile ({m.cpu_percent:.0f}% busy)" if m is not None else "Profile", self._hint())
+
+    def _hint(self) -> str:
+        return "i: tables  Enter: zoom  Esc: out" if self.has_class("flame") else "i: flame graph"
+
+    def on_flame_graph_changed(self, _msg: FlameGraph.Changed) -> None:
+        self.query_one("#profile-busy", StatusLine).update(self.query_one(FlameGraph).describe())
+
+    _stacks: dict = {}
+    _shown: object = None
+    _model: Optional[ProfileModel] = None
+
+    def _show_stacks(self) -> None:
+        if self._shown is not self._stacks:
+            self._shown = self._stacks
+            self.query_one(FlameGraph).set_stacks(self._stacks)
+        self.query_one("#profile-busy", StatusLine).update(self.query_one(FlameGraph).describe())
+
+    def action_toggle_flame(self) -> None:
+        """Tables or the icicle graph of the run's stacks (Enter zooms, Escape zooms out)."""
+        self.toggle_class("flame")
+        self.set_titles(subtitle=self._hint())
+        if self.has_class("flame"):
+            self._show_stacks()
+            self.query_one(FlameGraph).focus()
+        else:
+            self._shown = None
+            self.query_one("#profile-busy", StatusLine).update(busy_line(self._model))
+            self.table.focus()
 
 
 __all__ = ["ProfilePanel", "func_rows", "proc_rows"]
