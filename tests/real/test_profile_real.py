@@ -65,6 +65,7 @@ def folded_of(lines: list[str], comm: str) -> dict[tuple[str, ...], int]:
     return out
 
 
+@pytest.mark.vm
 def test_a_spinning_function_is_the_hot_leaf_under_main_at_49_hz(work):
     prog, pid = waiting(work, "spin", CPU_S)
     try:
@@ -89,6 +90,7 @@ def test_a_spinning_function_is_the_hot_leaf_under_main_at_49_hz(work):
     assert {line.partition(";")[0] for line in out.splitlines()} == {work.name}, out[:2000]
 
 
+@pytest.mark.vm
 def test_getppid_in_a_loop_shows_the_syscall_in_kernel_stacks_machine_wide(work):
     prog, pid = waiting(work, "getppid", 2.0)
     try:
