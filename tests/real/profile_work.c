@@ -6,12 +6,14 @@
  * Usage: profile_work MODE CPU_SECONDS [wait]
  *   spin     ktop_profile_hot_spin() burns CPU_SECONDS of this thread's CPU time
  *   getppid  getppid(2) in a loop for CPU_SECONDS of CPU time
+ *   child    a forked child spins as "spin" does; this process waits for it
  * With "wait", it prints its PID and waits for a line on stdin first (so a
  * profiler scoped to that PID can attach), then exits. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +65,17 @@ int main(int argc, char **argv)
         ktop_profile_hot_spin(seconds);
     else if (strcmp(argv[1], "getppid") == 0)
         ktop_profile_getppid_loop(seconds);
+    else if (strcmp(argv[1], "child") == 0) {
+        pid_t child = fork();
+        if (child == 0) {
+            ktop_profile_hot_spin(seconds);
+            _exit(0);
+        }
+        int status;
+        if (child < 0 || waitpid(child, &status, 0) != child || status != 0)
+            return 4;
+        printf("%d\n", child);
+    }
     else
         return 2;
     return 0;

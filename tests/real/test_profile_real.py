@@ -90,6 +90,32 @@ def test_a_spinning_function_is_the_hot_leaf_under_main_at_49_hz(work):
     assert {line.partition(";")[0] for line in out.splitlines()} == {work.name}, out[:2000]
 
 
+def test_pid_filter_follows_a_child_born_after_the_profiler_attached(work):
+    prog, pid = waiting(work, "child", 2.0)
+    try:
+        ktop = subprocess.Popen([*KTOP, "profile", "-p", str(pid), "-d", str(60 * TIME_SCALE), "--folded",
+                                 "--by-pid"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        line = ktop.stderr.readline()
+        assert line.startswith("ktop: sampling"), line + ktop.stderr.read()
+        prog.stdin.write("go\n")
+        prog.stdin.flush()
+        child = int(prog.stdout.readline())  # printed once the child spun and exited
+        assert prog.wait(120 * TIME_SCALE) == 0
+        out, err = ktop.communicate(timeout=60 * TIME_SCALE)
+        assert ktop.returncode == 0, err
+    finally:
+        prog.kill()
+    per_pid: dict[str, int] = {}
+    for line in out.splitlines():
+        stack, _, n = line.rpartition(" ")
+        who = stack.partition(";")[0]
+        per_pid[who] = per_pid.get(who, 0) + int(n)
+    # the child (forked after the profiler attached) has its 2 s, and nothing but the family is sampled
+    assert abs(per_pid.get(f"{work.name}-{child}", 0) - HZ * 2.0) <= 0.15 * HZ * 2.0, per_pid
+    assert set(per_pid) <= {f"{work.name}-{child}", f"{work.name}-{pid}"}, per_pid
+
+
 @pytest.mark.vm
 def test_getppid_in_a_loop_shows_the_syscall_in_kernel_stacks_machine_wide(work):
     prog, pid = waiting(work, "getppid", 2.0)
