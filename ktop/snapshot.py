@@ -425,6 +425,8 @@ class ProfileSample:
     user_stack_lost: int = 0  # a user stack lost to a stack-map collision or a full stack map
     kernel_stack_lost: int = 0
     stacks_unread: int = 0  # a stack id the kernel gave but user space could not read back
+    user_stack_none: int = 0  # no user stack (-EFAULT: a kernel thread): not a loss
+    kernel_stack_none: int = 0  # no kernel stack (the sample was taken in user mode): not a loss
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,7 @@ def test_the_json_section_and_its_summary():
     st = next(s for s in doc["stacks"] if s["pid"] == 200)
     assert st["kernel_frames"] == 3 and st["frames"][-1] == "__x64_sys_getppid" and st["samples"] == 30
     assert doc["counters"]["user_stack_lost"] == 3 and doc["lost"] == 0
+    assert (doc["counters"]["user_stack_none"], doc["counters"]["kernel_stack_none"]) == (5, 49)
     text = "\n".join(summary_lines(snapshot_document(model, 1.0)))
     assert "profile: 87 samples at 49 Hz on 2 CPUs" in text and "spin_here" in text
     assert "\x1b" not in text

@@ -61,7 +61,7 @@ UNITLESS = {
     "connect_failed", "retransmits", "resets_sent", "resets_received", "conns_full",
     "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full",
     "cpus", "samples", "idle_samples", "self_samples", "total_samples", "kernel_frames", "counts_full",
-    "user_stack_lost", "kernel_stack_lost", "stacks_unread",
+    "user_stack_lost", "kernel_stack_lost", "stacks_unread", "user_stack_none", "kernel_stack_none",
 }
 
 

@@ -70,6 +70,8 @@ class ProfileTotals:
     user_stack_lost: int = 0
     kernel_stack_lost: int = 0
     stacks_unread: int = 0
+    user_stack_none: int = 0
+    kernel_stack_none: int = 0
     stacks_dropped: int = 0  # samples whose stack was past MAX_STACKS (still in the process and function counts)
     funcs_dropped: int = 0
     seconds: float = 0.0  # the samples' intervals summed: the time the counts cover
@@ -175,7 +177,8 @@ def update(prev: Optional[ProfileModel], s: Optional[ProfileSample], snap: Snaps
         samples=t.samples + s.samples, idle_samples=t.idle_samples + s.idle_samples,
         counts_full=t.counts_full + s.counts_full, user_stack_lost=t.user_stack_lost + s.user_stack_lost,
         kernel_stack_lost=t.kernel_stack_lost + s.kernel_stack_lost,
-        stacks_unread=t.stacks_unread + s.stacks_unread, stacks_dropped=t.stacks_dropped + sd,
+        stacks_unread=t.stacks_unread + s.stacks_unread, user_stack_none=t.user_stack_none + s.user_stack_none,
+        kernel_stack_none=t.kernel_stack_none + s.kernel_stack_none, stacks_dropped=t.stacks_dropped + sd,
         funcs_dropped=t.funcs_dropped + fd, seconds=t.seconds + max(0.0, s.interval_s))
     possible = s.hz * s.interval_s * max(1, s.cpus)
     return ProfileModel(hz=s.hz, cpus=s.cpus, procs=procs, stacks=stacks,
@@ -231,6 +234,7 @@ def document(section: Optional[ProfileModel], status: Optional[ProbeStatus], dur
                    for (pid, comm, fr), n in ranked[:DOC_STACKS]],
         "counters": {"counts_full": t.counts_full, "user_stack_lost": t.user_stack_lost,
                   "kernel_stack_lost": t.kernel_stack_lost, "stacks_unread": t.stacks_unread,
+                  "user_stack_none": t.user_stack_none, "kernel_stack_none": t.kernel_stack_none,
                   "stacks_dropped": t.stacks_dropped, "stacks_not_in_document": max(0, len(ranked) - DOC_STACKS),
                   "funcs_dropped": t.funcs_dropped},
         "lost": t.counts_full + t.stacks_unread,

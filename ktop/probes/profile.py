@@ -231,7 +231,8 @@ class ProfileProbe(ProbeWorker):
             interval_s=interval_s, hz=self.hz, cpus=self.cpus, samples=st["samples"], idle_samples=st["idle"],
             stacks=rows, counts_full=st["counts_full"],
             user_stack_lost=st["ustack_eexist"] + st["ustack_enomem"],
-            kernel_stack_lost=st["kstack_eexist"] + st["kstack_enomem"], stacks_unread=unread)
+            kernel_stack_lost=st["kstack_eexist"] + st["kstack_enomem"], stacks_unread=unread,
+            user_stack_none=st["ustack_other"], kernel_stack_none=st["kstack_other"])
         self.add_lost(sample.counts_full + unread)
         return sample
 

@@ -16,4 +16,4 @@ def sample(interval_s: float = 1.0) -> ProfileSample:
                              kernel=("entry_SYSCALL_64_after_hwframe", "do_syscall_64", "__x64_sys_getppid")),
                 ProfileStack(pid=2, comm="kworker/0:1", count=5, kernel=("worker_thread", "process_one_work")),
                 ProfileStack(pid=300, comm="evil\x1b[31m;x", count=3, user=("[missed user stack]",))),
-        user_stack_lost=3)
+        user_stack_lost=3, user_stack_none=5, kernel_stack_none=49)
