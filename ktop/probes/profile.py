@@ -68,25 +68,38 @@ def missing(stack_id: int, kernel: bool) -> tuple[str, ...]:
     return (MISSED_KERNEL if kernel else MISSED_USER,)
 
 
-def build_stacks(deltas: dict[tuple, int], stacks: dict[int, tuple[int, ...]], symbolizer) -> tuple[
-        tuple[ProfileStack, ...], int]:
+def build_stacks(deltas: dict[tuple, int], stacks: dict[int, tuple[int, ...]], symbolizer,
+                 named: dict | None = None) -> tuple[tuple[ProfileStack, ...], int]:
     """ProfileStack rows (frames root first) from count increases and the stacks read (id -> leaf-first
-    addresses); also how many samples named a stack id that could not be read."""
+    addresses); also how many samples named a stack id that could not be read. ``named`` caches the
+    frame names of (tgid, user stack id) and (None, kernel stack id) across ticks: the caller drops
+    an id's names when it deletes the id."""
+    named = {} if named is None else named
     out = []
     unread = 0
     for (tgid, ustack, kstack, comm), n in deltas.items():
         if n <= 0:
             continue
         if ustack >= 0:
-            ips = stacks.get(ustack)
-            user = tuple(reversed(symbolizer.user_stack(tgid, ips))) if ips else (MISSED_USER,)
-            unread += n if ips is None else 0
+            user = named.get((tgid, ustack))
+            if user is None:
+                ips = stacks.get(ustack)
+                user = tuple(reversed(symbolizer.user_stack(tgid, ips))) if ips else (MISSED_USER,)
+                if ips:
+                    named[(tgid, ustack)] = user
+                else:
+                    unread += n
         else:
             user = missing(ustack, False)
         if kstack >= 0:
-            ips = stacks.get(kstack)
-            kernel = tuple(reversed(symbolizer.kernel_stack(ips))) if ips else (MISSED_KERNEL,)
-            unread += n if ips is None else 0
+            kernel = named.get((None, kstack))
+            if kernel is None:
+                ips = stacks.get(kstack)
+                kernel = tuple(reversed(symbolizer.kernel_stack(ips))) if ips else (MISSED_KERNEL,)
+                if ips:
+                    named[(None, kstack)] = kernel
+                else:
+                    unread += n
         else:
             kernel = missing(kstack, True)
         out.append(ProfileStack(pid=tgid, comm=kernel_cstr(comm), count=n, user=user, kernel=kernel))
@@ -140,6 +153,7 @@ class ProfileProbe(ProbeWorker):
         self._counts = Cumulative(count_of=lambda v: v)
         self._stacks: dict[int, tuple[int, ...]] = {}  # stack id -> addresses, for ids a key of `counts` names
         self._gone: dict[int, tuple[int, ...]] = {}  # ids deleted at the previous tick (see _read_stacks)
+        self._named: dict[tuple, tuple[str, ...]] = {}  # frame names of the stacks in self._stacks
         self._symbolizer = None
 
     @property
@@ -220,12 +234,15 @@ class ProfileProbe(ProbeWorker):
         wanted = {i for k, n in deltas.items() if n for i in k[1:3] if i >= 0}
         stacks = self._read_stacks(wanted)
         self._symbolizer.begin_tick()
-        rows, unread = build_stacks(deltas, stacks, self._symbolizer)
+        rows, unread = build_stacks(deltas, stacks, self._symbolizer, self._named)
         # Stacks no key names any more leave the stack map (a later sample of one adds it again).
         gone = [i for i in self._stacks if i not in live]
         if gone:
             self._maps["stack_traces"].delete_many([struct.pack("<I", i) for i in gone])
         self._gone = {i: self._stacks.pop(i) for i in gone}
+        if gone:  # a deleted id may come back holding another stack: its names go with it
+            drop = set(gone)
+            self._named = {k: v for k, v in self._named.items() if k[1] not in drop}
         self._symbolizer.forget({r.pid for r in rows})
         sample = ProfileSample(
             interval_s=interval_s, hz=self.hz, cpus=self.cpus, samples=st["samples"], idle_samples=st["idle"],
