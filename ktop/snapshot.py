@@ -430,6 +430,26 @@ class ProfileSample:
 
 
 @dataclass(frozen=True, slots=True)
+class Flag:
+    """One anomaly the flag detector (ktop/model/flags.py) holds at a tick: a series that left its
+    usual level, a process doing something never seen, or events lost."""
+
+    kind: str  # bio-latency, bio-iops, errors, execs, calls, runq-latency, retransmits, ... lost, map-full
+    subject: str  # what: "vda read", "ENOENT by curl", "parent bash", a probe name
+    text: str  # one sentence, for people ("x14 the usual p99 of reads on vda since 12:03:05, by dd (pid 123)")
+    start: float  # wall clock it began
+    value: float  # this tick's figure, in ``unit``
+    usual: float  # the baseline it left (0: never seen)
+    peak: float  # the highest figure since it began
+    unit: str  # "us", "/s", "B/s", "events"
+    score: float  # how far past its threshold (peak-independent, now): orders the flags
+    pid: int = 0  # the process it names (the subject, or the busiest one behind it); 0: none
+    new: bool = False  # behaviour never seen before (the first error burst of an errno, ...)
+    section: str = ""  # the model section (panel) it is about
+    end: Optional[float] = None  # when it returned to its usual level (None: still on)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     time: float
     interval_s: float
@@ -452,6 +472,9 @@ class Snapshot:
     # Drill-down: the same data scoped (in the kernel) to one PID and its children.
     focus: Optional[Snapshot] = None
     focus_detail: Optional[ProcessDetail] = None
+    # The flags active at this tick (ktop/model/flags.py); None when no detector ran over it (a
+    # recording made before flags existed: the replay runs one).
+    flags: Optional[tuple[Flag, ...]] = None
 
     def probe(self, name: str) -> Optional[ProbeStatus]:
         for p in self.probes:

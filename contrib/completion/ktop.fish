@@ -16,6 +16,7 @@ complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record repl
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile; \'none\': the process table only)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
+complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l flag-sensitivity -x -d 'how eagerly anomalies are flagged (README, What is flagged): 1 the default, 2 twice as eager (half the margins), 0.5 half as eager, 0 no flags'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l exec-failures -d 'also trace failed execs, with their argv (it attaches the execve syscall tracepoints, which put every syscall on the machine on the kernel\'s slow path: about +60 ns a syscall here; successful execs never need them)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -s f -l func -x -d 'count calls of SPEC (repeatable), as funccount: func or k:func (kernel), lib:func or /path/bin:func (user, c: is libc), t:category:event, u:lib:probe (USDT); \'*\' wildcards'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l funcs-max -x -d 'most probes one -f SPEC may attach (default 1000, BCC\'s limit)'
@@ -44,6 +45,7 @@ complete -c ktop -n '__fish_seen_subcommand_from snapshot' -s p -l pid -x -a '(_
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile; \'none\': the process table only)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
+complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l flag-sensitivity -x -d 'how eagerly anomalies are flagged (README, What is flagged): 1 the default, 2 twice as eager (half the margins), 0.5 half as eager, 0 no flags'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l exec-failures -d 'also trace failed execs, with their argv (it attaches the execve syscall tracepoints, which put every syscall on the machine on the kernel\'s slow path: about +60 ns a syscall here; successful execs never need them)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -s f -l func -x -d 'count calls of SPEC (repeatable), as funccount: func or k:func (kernel), lib:func or /path/bin:func (user, c: is libc), t:category:event, u:lib:probe (USDT); \'*\' wildcards'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l funcs-max -x -d 'most probes one -f SPEC may attach (default 1000, BCC\'s limit)'
@@ -53,7 +55,7 @@ complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l profile-hz -x -d '
 
 # ktop doctor
 complete -c ktop -n '__fish_seen_subcommand_from doctor' -s h -l help -d 'show this help message and exit'
-complete -c ktop -n '__fish_seen_subcommand_from doctor' -l probes -x -a '(__fish_complete_list , __ktop_probes)'
+complete -c ktop -n '__fish_seen_subcommand_from doctor' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to check and start (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile; \'all\')'
 complete -c ktop -n '__fish_seen_subcommand_from doctor' -l no-start -d 'only check features, start no probe'
 complete -c ktop -n '__fish_seen_subcommand_from doctor' -l procfs -d 'do not start the task iterator (/proc instead)'
 
@@ -66,6 +68,7 @@ complete -c ktop -n '__fish_seen_subcommand_from record' -s p -l pid -x -a '(__f
 complete -c ktop -n '__fish_seen_subcommand_from record' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile; \'none\': the process table only)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
+complete -c ktop -n '__fish_seen_subcommand_from record' -l flag-sensitivity -x -d 'how eagerly anomalies are flagged (README, What is flagged): 1 the default, 2 twice as eager (half the margins), 0.5 half as eager, 0 no flags'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l exec-failures -d 'also trace failed execs, with their argv (it attaches the execve syscall tracepoints, which put every syscall on the machine on the kernel\'s slow path: about +60 ns a syscall here; successful execs never need them)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -s f -l func -x -d 'count calls of SPEC (repeatable), as funccount: func or k:func (kernel), lib:func or /path/bin:func (user, c: is libc), t:category:event, u:lib:probe (USDT); \'*\' wildcards'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l funcs-max -x -d 'most probes one -f SPEC may attach (default 1000, BCC\'s limit)'
@@ -83,6 +86,8 @@ complete -c ktop -n '__fish_seen_subcommand_from replay' -l speed -x -d 'replay 
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l max-events -x -d 'spawn events kept for --json or --format (default 100000)'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l history -x -d 'seconds of ticks kept for stepping back (default 600)'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l theme -x -d 'Textual theme name (default textual-dark; nord, gruvbox, dracula, ...)'
+complete -c ktop -n '__fish_seen_subcommand_from replay' -l flags -d 'print the recording\'s flags as a timeline (when each began and ended), no dashboard'
+complete -c ktop -n '__fish_seen_subcommand_from replay' -l flag-sensitivity -x -d 'how eagerly anomalies are flagged (README, What is flagged): 1 the default, 2 twice as eager (half the margins), 0.5 half as eager, 0 no flags'
 
 # ktop export
 complete -c ktop -n '__fish_seen_subcommand_from export' -s h -l help -d 'show this help message and exit'
@@ -91,6 +96,7 @@ complete -c ktop -n '__fish_seen_subcommand_from export' -s p -l pid -x -a '(__f
 complete -c ktop -n '__fish_seen_subcommand_from export' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile; \'none\': the process table only)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
+complete -c ktop -n '__fish_seen_subcommand_from export' -l flag-sensitivity -x -d 'how eagerly anomalies are flagged (README, What is flagged): 1 the default, 2 twice as eager (half the margins), 0.5 half as eager, 0 no flags'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l exec-failures -d 'also trace failed execs, with their argv (it attaches the execve syscall tracepoints, which put every syscall on the machine on the kernel\'s slow path: about +60 ns a syscall here; successful execs never need them)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -s f -l func -x -d 'count calls of SPEC (repeatable), as funccount: func or k:func (kernel), lib:func or /path/bin:func (user, c: is libc), t:category:event, u:lib:probe (USDT); \'*\' wildcards'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l funcs-max -x -d 'most probes one -f SPEC may attach (default 1000, BCC\'s limit)'

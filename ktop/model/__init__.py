@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from ktop import registry
+from ktop.model import flags as _flags
 from ktop.model.common import HISTORY, push, user_name  # noqa: F401 (the model's shared names)
 from ktop.model.section import SPAWN_ROWS, Fold
 from ktop.snapshot import HostInfo, ProbeStatus, ProcessInfo, Snapshot, SystemSample
@@ -45,6 +46,7 @@ class Model:
     net: Any = None  # ktop.model.net.NetModel
     sched: Any = None  # ktop.model.sched.SchedModel
     profile: Any = None  # ktop.model.profile.ProfileModel
+    flags: _flags.FlagsModel = _flags.FlagsModel()  # active and recent flags (ktop/model/flags.py)
 
 
 def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS,
@@ -74,7 +76,8 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         probes={p.name: p for p in snap.probes}, processes=snap.processes,
         process_source=snap.process_source, cpu_history=cpu_hist,
         mem_history=push(prev.mem_history if prev else (), mem_pct),
-        ticks=(prev.ticks + 1) if prev else 1, probe_cpu_percent=cpu_pct, **sections)
+        ticks=(prev.ticks + 1) if prev else 1, probe_cpu_percent=cpu_pct,
+        flags=_flags.fold(prev.flags if prev else None, snap), **sections)
     if snap.focus is not None:
         same = prev is not None and prev.focus_detail is not None and snap.focus_detail is not None \
             and prev.focus_detail.pid == snap.focus_detail.pid
@@ -114,6 +117,8 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
              "state": p.state, "threads": p.threads, "start_time_unix_s": p.start_time}
             for p in model.processes
         ],
+        "flags": {"active": [_flags.flag_json(f) for f in model.flags.active],
+                  "ended": [_flags.flag_json(f) for f in model.flags.recent]},
     }
     for p in registry.PROBES.values():
         status, section = model.probes.get(p.name), getattr(model, p.section)
