@@ -71,11 +71,17 @@ PROBES: dict[str, ProbeInfo] = {
                   "run-queue latency per CPU and process (histograms, percentiles) and off-CPU time by state "
                   "(R, S, D); runqlat + offcputime; off by default (--probes sched)",
                   "sched", "ktop.probes.sched:SchedProbe", "ktop.model.sched", "ktop.ui.widgets.sched:SchedPanel"),
+        ProbeInfo("profile", False,
+                  "on-CPU stack sampling at 49 Hz a CPU (--profile-hz): CPU % per process from samples, the "
+                  "hottest functions (self and total), folded stacks (ktop profile --folded); profile; "
+                  "off by default (--probes profile)",
+                  "profile", "ktop.probes.profile:ProfileProbe", "ktop.model.profile",
+                  "ktop.ui.widgets.profile:ProfilePanel"),
     )
 }
 
 # Where the panels sit on the dashboard, and in which order the number keys reach them.
-PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs", "net", "sched")
+PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs", "net", "sched", "profile")
 
 
 def default_names() -> list[str]:

@@ -443,6 +443,36 @@ class SchedSample:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileStack:
+    """One sampled stack of one process during one interval (profile probe), frames named in user
+    space. Frames run from the root (``main``) to the leaf; kernel frames follow user frames."""
+
+    pid: int  # the TGID
+    comm: str
+    count: int  # samples
+    user: tuple[str, ...] = ()  # empty: no user stack (a kernel thread); ("[missed user stack]",): lost
+    kernel: tuple[str, ...] = ()  # empty: the sample was taken in user mode
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSample:
+    """What the profile probe saw during one interval: samples of every CPU at ``hz``."""
+
+    interval_s: float
+    hz: int
+    cpus: int = 1  # CPUs sampled
+    samples: int = 0  # samples of traced tasks (idle left out)
+    idle_samples: int = 0  # samples of the idle task (0 with -p)
+    stacks: tuple[ProfileStack, ...] = ()
+    counts_full: int = 0  # the kernel's count map full: a sample not kept per stack
+    user_stack_lost: int = 0  # a user stack lost to a stack-map collision or a full stack map
+    kernel_stack_lost: int = 0
+    stacks_unread: int = 0  # a stack id the kernel gave but user space could not read back
+    user_stack_none: int = 0  # no user stack (-EFAULT: a kernel thread): not a loss
+    kernel_stack_none: int = 0  # no kernel stack (the sample was taken in user mode): not a loss
+
+
+@dataclass(frozen=True, slots=True)
 class Flag:
     """One anomaly the flag detector (ktop/model/flags.py) holds at a tick: a series that left its
     usual level, a process doing something never seen, or events lost."""
@@ -477,6 +507,7 @@ class Snapshot:
     syscalls: Optional[SyscallsSample] = None
     net: Optional[NetSample] = None
     sched: Optional[SchedSample] = None
+    profile: Optional[ProfileSample] = None
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
     # Where the process table came from: "task iterator", or "/proc" and why.

@@ -43,7 +43,7 @@ def test_help_has_examples():
 def test_usage_names_the_commands():
     r = run("--help")
     assert r.stdout.startswith("usage: ktop [options] [interval [count]]\n"
-                               "       ktop {snapshot,doctor,record,replay,export} [options]")
+                               "       ktop {snapshot,doctor,record,replay,export,profile} [options]")
 
 
 def test_snapshot_help_has_examples():
@@ -73,7 +73,7 @@ def test_unknown_probe(argv):
 @pytest.mark.parametrize(("argv", "says"), [
     (["0"], "positive"),
     (["-1"], "positive"),
-    (["abc"], "unknown command 'abc' (commands: snapshot, doctor, record, replay, export;"),
+    (["abc"], "unknown command 'abc' (commands: snapshot, doctor, record, replay, export, profile;"),
     (["1", "abc"], "not an integer"),
     (["nan"], "positive"),
     (["inf"], "positive"),

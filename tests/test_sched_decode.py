@@ -5,8 +5,17 @@ from __future__ import annotations
 import struct
 
 from ktop.probes.cumulative import Cumulative
-from ktop.probes.sched import (_PROC_VAL, NSLOTS, build_procs, build_sample, cpu_deltas, decode_cpu_hist,
-                               decode_procs, decode_slow, slowest)
+from ktop.probes.sched import (
+    _PROC_VAL,
+    NSLOTS,
+    build_procs,
+    build_sample,
+    cpu_deltas,
+    decode_cpu_hist,
+    decode_procs,
+    decode_slow,
+    slowest,
+)
 
 
 def proc_val(rq_count=0, rq_sum=0, off=(0, 0, 0), rq_max=0, comm=b"", hist=()) -> bytes:

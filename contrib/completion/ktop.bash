@@ -4,11 +4,11 @@ _ktop() {
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD-1]}
     cmd=ktop
-    if [[ ${COMP_CWORD} -gt 1 && " snapshot doctor record replay export " == *" ${COMP_WORDS[1]} "* ]]; then
+    if [[ ${COMP_CWORD} -gt 1 && " snapshot doctor record replay export profile " == *" ${COMP_WORDS[1]} "* ]]; then
         cmd=${COMP_WORDS[1]}
     fi
     case "$prev" in
-        --probes) COMPREPLY=($(compgen -W "spawn funcs bio syscalls net sched all none spawn,funcs,bio,syscalls,net,sched" -- "$cur")); return ;;
+        --probes) COMPREPLY=($(compgen -W "spawn funcs bio syscalls net sched profile all none spawn,funcs,bio,syscalls,net,sched,profile" -- "$cur")); return ;;
         -s|--sort-key) COMPREPLY=($(compgen -W "pid ppid user cpu rss state threads command" -- "$cur")); return ;;
         --syscalls-latency) COMPREPLY=($(compgen -W "sampled on off" -- "$cur")); return ;;
         -u|--user) COMPREPLY=($(compgen -u -- "$cur")); return ;;
@@ -16,15 +16,16 @@ _ktop() {
         -o|--output|--from|replay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$cmd" in
-        ktop) opts="--bpf-stats --delay --disk --exec-failures --export --flag-sensitivity --func --funcs-max --help --history --pid --probes --procfs --readonly --runq-slower-us --sort-key --syscalls-latency --theme --tree --user --version -d -f -h -p -s -t -u" ;;
-        snapshot) opts="--bpf-stats --disk --duration --exec-failures --flag-sensitivity --format --from --func --funcs-max --help --json --max-events --pid --probes --procfs --runq-slower-us --syscalls-latency --table -d -f -h -p" ;;
+        ktop) opts="--bpf-stats --delay --disk --exec-failures --export --flag-sensitivity --func --funcs-max --help --history --pid --probes --procfs --profile-hz --readonly --runq-slower-us --sort-key --syscalls-latency --theme --tree --user --version -d -f -h -p -s -t -u" ;;
+        snapshot) opts="--bpf-stats --disk --duration --exec-failures --flag-sensitivity --format --from --func --funcs-max --help --json --max-events --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency --table -d -f -h -p" ;;
         doctor) opts="--help --no-start --probes --procfs -h" ;;
-        record) opts="--bpf-stats --count --disk --duration --exec-failures --flag-sensitivity --func --funcs-max --help --output --pid --probes --procfs --runq-slower-us --syscalls-latency -d -f -h -o -p" ;;
+        record) opts="--bpf-stats --count --disk --duration --exec-failures --flag-sensitivity --func --funcs-max --help --output --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency -d -f -h -o -p" ;;
         replay) opts="--flag-sensitivity --flags --format --help --history --json --max-events --speed --table --theme -h" ;;
-        export) opts="--bpf-stats --disk --exec-failures --flag-sensitivity --func --funcs-max --help --listen --pid --probes --procfs --runq-slower-us --syscalls-latency -f -h -p" ;;
+        export) opts="--bpf-stats --disk --exec-failures --flag-sensitivity --func --funcs-max --help --listen --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency -f -h -p" ;;
+        profile) opts="--by-pid --duration --folded --help --pid --profile-hz -d -h -p" ;;
     esac
     if [[ ${COMP_CWORD} -eq 1 && "$cur" != -* ]]; then
-        COMPREPLY=($(compgen -W "snapshot doctor record replay export" -- "$cur"))
+        COMPREPLY=($(compgen -W "snapshot doctor record replay export profile" -- "$cur"))
     else
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
     fi

@@ -20,6 +20,7 @@ COMMANDS = {  # subcommand -> its module (ktop/cli/<module>.py)
     "record": "record",
     "replay": "replay",
     "export": "export",
+    "profile": "profile",
 }
 SUBCOMMANDS = tuple(COMMANDS)
 

@@ -30,6 +30,7 @@ EXAMPLES = """examples:
     sudo ktop doctor           # what this kernel offers and what each probe needs
     sudo ktop record -o run.jsonl.gz --duration 60   # record a minute; ktop replay run.jsonl.gz
     sudo ktop export --listen 127.0.0.1:9435          # Prometheus metrics (docs/prometheus.md)
+    sudo ktop profile -d 10 --folded > out.folded    # on-CPU stacks for flamegraph.pl (docs/probes/profile.md)
 """
 
 

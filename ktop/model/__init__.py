@@ -45,6 +45,7 @@ class Model:
     syscalls: Any = None  # ktop.model.syscalls.SyscallsModel
     net: Any = None  # ktop.model.net.NetModel
     sched: Any = None  # ktop.model.sched.SchedModel
+    profile: Any = None  # ktop.model.profile.ProfileModel
     flags: _flags.FlagsModel = _flags.FlagsModel()  # active and recent flags (ktop/model/flags.py)
 
 

@@ -287,7 +287,7 @@ class FlagDetector:
             self._lost[p.name] = p.lost
             if before is not None and p.lost > before:
                 seen[("lost", p.name)] = (p.lost - before, "the ring buffer was full")
-        for name in ("spawns", "bio", "funcs", "syscalls", "net", "sched"):
+        for name in ("spawns", "bio", "funcs", "syscalls", "net", "sched", "profile"):
             sample = getattr(snap, name, None)
             if sample is None:
                 continue

@@ -84,6 +84,12 @@ def untraceable_functions(names: tuple[str, ...]) -> list[str]:
     return [n for n in names if n not in found]
 
 
+def perf_event_supported() -> bool:
+    """Perf events (CONFIG_PERF_EVENTS) with the software PMU, whose cpu-clock the profile probe samples on."""
+    return (Path("/sys/bus/event_source/devices/software").exists()
+            or Path("/proc/sys/kernel/perf_event_paranoid").exists())
+
+
 def uprobes_available() -> bool:
     if Path("/sys/bus/event_source/devices/uprobe").exists():
         return True

@@ -1,0 +1,318 @@
+"""Instruction pointers to function names, in ktop's process, cached.
+
+Kernel addresses come from ``/proc/kallsyms`` (read once, searched by
+bisection). User addresses go through the process's ``/proc/PID/maps`` to
+the mapped file and an offset in it, then through that file's ELF symbol
+tables (``.symtab`` and ``.dynsym``), read by the small reader here once per
+file (keyed by device and inode, so every process that maps libc shares one
+table). A frame without a symbol is ``module+0xoffset``; an address in no
+mapping (the process exited before the tick, or JIT code) is ``[unknown]``.
+Everything here is pure file reading: no BCC.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+from dataclasses import dataclass
+from typing import Optional
+
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+_PHDR = struct.Struct("<IIQQQQQQ")
+_SYM = struct.Struct("<IBBHQQ")
+SHT_SYMTAB = 2
+SHT_DYNSYM = 11
+PT_LOAD = 1
+STT_FUNC = 2
+STT_GNU_IFUNC = 10
+MAX_ELF_BYTES = 1 << 30  # a bigger file is not read for symbols (its frames show as module+0x...)
+
+
+class SymbolTable:
+    """Sorted (start, size, name) of functions; :meth:`find` bisects."""
+
+    def __init__(self, entries: list[tuple[int, int, str]]):
+        entries.sort()
+        self.starts = [e[0] for e in entries]
+        self.sizes = [e[1] for e in entries]
+        self.names = [e[2] for e in entries]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def find(self, addr: int) -> Optional[tuple[str, int]]:
+        """(name, offset in it) of the function holding ``addr``, or None."""
+        i = bisect.bisect_right(self.starts, addr) - 1
+        if i < 0:
+            return None
+        start, size = self.starts[i], self.sizes[i]
+        if size and addr >= start + size:
+            # Symbols of size 0 (assembly labels) take what follows them; a sized one ends.
+            return None
+        return self.names[i], addr - start
+
+
+def parse_kallsyms(text: str) -> SymbolTable:
+    """``/proc/kallsyms`` text symbols (t, T, w, W); zero addresses (kptr_restrict) are left out."""
+    entries = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or parts[1] not in ("t", "T", "w", "W"):
+            continue
+        addr = int(parts[0], 16)
+        if addr:
+            entries.append((addr, 0, parts[2]))
+    return SymbolTable(entries)
+
+
+def _underscores(name: str) -> int:
+    return len(name) - len(name.lstrip("_"))
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    symbols: SymbolTable
+    loads: tuple[tuple[int, int, int], ...]  # (p_offset, p_vaddr, p_filesz) of PT_LOAD segments
+
+    def vaddr(self, file_offset: int) -> Optional[int]:
+        """The link-time address of a file offset (for the symbol tables), None outside every segment."""
+        for off, vaddr, size in self.loads:
+            if off <= file_offset < off + size:
+                return file_offset - off + vaddr
+        return None
+
+
+def read_elf(data: bytes) -> Optional[ElfInfo]:
+    """The function symbols and load segments of a 64-bit little-endian ELF image, or None."""
+    if len(data) < _EHDR.size or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    (_ident, _type, _machine, _version, _entry, phoff, shoff, _flags, _ehsize, phentsize, phnum,
+     shentsize, shnum, _shstrndx) = _EHDR.unpack_from(data, 0)
+    loads = []
+    for i in range(phnum):
+        o = phoff + i * phentsize
+        if o + _PHDR.size > len(data):
+            break
+        p_type, _pf, p_offset, p_vaddr, _pa, p_filesz, _memsz, _align = _PHDR.unpack_from(data, o)
+        if p_type == PT_LOAD:
+            loads.append((p_offset, p_vaddr, p_filesz))
+    sections = []
+    for i in range(shnum):
+        o = shoff + i * shentsize
+        if o + _SHDR.size > len(data):
+            break
+        sections.append(_SHDR.unpack_from(data, o))
+    entries: dict[int, tuple[int, int, str]] = {}
+    for (_name, sh_type, _fl, _addr, sh_offset, sh_size, sh_link, _info, _align, sh_entsize) in sections:
+        if sh_type not in (SHT_SYMTAB, SHT_DYNSYM) or sh_link >= len(sections):
+            continue
+        strtab = sections[sh_link]
+        s_off, s_size = strtab[4], strtab[5]
+        strings = data[s_off:s_off + s_size]
+        esize = sh_entsize or _SYM.size
+        end = min(len(data), sh_offset + sh_size)
+        for o in range(sh_offset, end - _SYM.size + 1, esize):
+            st_name, st_info, _other, shndx, value, size = _SYM.unpack_from(data, o)
+            if (st_info & 0xF) not in (STT_FUNC, STT_GNU_IFUNC) or not value or not shndx:
+                continue
+            nul = strings.find(b"\0", st_name)
+            name = strings[st_name:nul if nul >= 0 else len(strings)].decode("utf-8", "backslashreplace")
+            if not name:
+                continue
+            old = entries.get(value)
+            # One name an address: the same function is in both tables, and aliases share it
+            # (libc's getpid and __getpid): the sized one, then the one people call.
+            if old is None or (size, -_underscores(name), -len(name)) > (old[1], -_underscores(old[2]), -len(old[2])):
+                entries[value] = (value, size, name)
+    return ElfInfo(SymbolTable(list(entries.values())), tuple(loads))
+
+
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    offset: int
+    dev: str
+    inode: int
+    path: str
+
+
+def parse_maps(text: str) -> list[Mapping]:
+    """The executable mappings of ``/proc/PID/maps`` text, by start address."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5 or "x" not in parts[1]:
+            continue
+        lo, _, hi = parts[0].partition("-")
+        try:
+            out.append(Mapping(int(lo, 16), int(hi, 16), int(parts[2], 16), parts[3], int(parts[4]),
+                               parts[5].strip() if len(parts) > 5 else ""))
+        except ValueError:
+            continue
+    out.sort(key=lambda m: m.start)
+    return _Maps(out)
+
+
+def _module(path: str) -> str:
+    if not path:
+        return "[anon]"
+    if path.startswith("["):
+        return path
+    return os.path.basename(path.removesuffix(" (deleted)"))
+
+
+class Symbolizer:
+    """Kernel and user frames to names, every table read once and kept (bounded)."""
+
+    MAX_FILES = 512  # ELF tables kept (the least recently loaded go first)
+    MAX_PROCS = 4096  # processes whose maps are kept
+    MAX_ADDRS = 200_000  # resolved (file, offset) frames kept
+
+    def __init__(self, proc: str = "/proc", kallsyms: Optional[str] = None):
+        self.proc = proc
+        self._kallsyms_path = kallsyms or f"{proc}/kallsyms"
+        self._kernel: Optional[SymbolTable] = None
+        self._kernel_names: dict[int, str] = {}
+        self._files: dict[tuple[str, int], Optional[ElfInfo]] = {}
+        self._maps: dict[int, tuple[tuple, list[Mapping]]] = {}
+        self._frames: dict[tuple[str, int, int], str] = {}
+        self.elf_reads = 0  # files parsed (a test can see the cache work)
+        self._checked: set[int] = set()  # processes whose maps were checked this tick (begin_tick)
+        self._refreshed: set[int] = set()  # ... and read again for an address in none of them
+
+    def begin_tick(self) -> None:
+        """A process's maps are checked (a stat read) once a tick, not once a stack."""
+        self._checked.clear()
+        self._refreshed.clear()
+
+    # -- kernel -------------------------------------------------------
+    def kernel_table(self) -> SymbolTable:
+        if self._kernel is None:
+            try:
+                with open(self._kallsyms_path) as f:
+                    self._kernel = parse_kallsyms(f.read())
+            except OSError:
+                self._kernel = SymbolTable([])
+        return self._kernel
+
+    def kernel(self, addr: int) -> str:
+        name = self._kernel_names.get(addr)
+        if name is None:
+            hit = self.kernel_table().find(addr)
+            name = hit[0] if hit else f"0x{addr:x}"
+            if len(self._kernel_names) < self.MAX_ADDRS:
+                self._kernel_names[addr] = name
+        return name
+
+    # -- user ---------------------------------------------------------
+    def _proc_key(self, pid: int) -> tuple:
+        """What tells a process from a later one with its PID: its start time and name (an exec renames)."""
+        try:
+            with open(f"{self.proc}/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            return ()
+        r = stat.rfind(b")")
+        fields = stat[r + 2:].split()
+        return (fields[19] if len(fields) > 19 else b"", stat[stat.find(b"(") + 1:r])
+
+    def maps(self, pid: int, refresh: bool = False) -> list[Mapping]:
+        got = self._maps.get(pid)
+        if got is not None and pid in self._checked and not refresh:
+            return got[1]
+        self._checked.add(pid)
+        key = self._proc_key(pid)
+        if got is not None and got[0] == key and key and not refresh:
+            return got[1]
+        try:
+            with open(f"{self.proc}/{pid}/maps") as f:
+                maps = parse_maps(f.read())
+        except OSError:  # gone: keep what we had for it (its last samples still resolve)
+            return got[1] if got is not None else []
+        if len(self._maps) >= self.MAX_PROCS and pid not in self._maps:
+            self._maps.pop(next(iter(self._maps)))
+        self._maps[pid] = (key, maps)
+        return maps
+
+    def forget(self, keep_pids) -> None:
+        """Drops the maps of processes not in ``keep_pids`` that have exited."""
+        for pid in [p for p in self._maps if p not in keep_pids]:
+            if not os.path.exists(f"{self.proc}/{pid}"):
+                del self._maps[pid]
+
+    def _elf(self, pid: int, m: Mapping) -> Optional[ElfInfo]:
+        key = (m.dev, m.inode)
+        if key in self._files:
+            return self._files[key]
+        info = None
+        # map_files opens the very file mapped (even deleted, or in another mount namespace).
+        for path in (f"{self.proc}/{pid}/map_files/{m.start:x}-{m.end:x}", f"{self.proc}/{pid}/root{m.path}"):
+            try:
+                with open(path, "rb") as f:
+                    if os.fstat(f.fileno()).st_size > MAX_ELF_BYTES:
+                        break
+                    data = f.read()
+            except OSError:
+                continue
+            info = read_elf(data)
+            self.elf_reads += 1
+            break
+        if len(self._files) >= self.MAX_FILES:
+            self._files.pop(next(iter(self._files)))
+        self._files[key] = info
+        return info
+
+    def user(self, pid: int, addr: int, maps: list[Mapping]) -> str:
+        m = _find(maps, addr)
+        if m is None:
+            return "[unknown]"
+        off = addr - m.start + m.offset
+        fkey = (m.dev, m.inode, off)
+        name = self._frames.get(fkey) if m.inode else None
+        if name is not None:
+            return name
+        info = self._elf(pid, m) if m.inode else None
+        vaddr = info.vaddr(off) if info else None
+        hit = info.symbols.find(vaddr) if info and vaddr is not None else None
+        if hit:
+            name = hit[0]
+        else:
+            name = f"{_module(m.path)}+0x{(vaddr if vaddr is not None else off):x}"
+        if m.inode:
+            if len(self._frames) >= self.MAX_ADDRS:
+                self._frames.clear()
+            self._frames[fkey] = name
+        return name
+
+    def user_stack(self, pid: int, ips: tuple[int, ...]) -> tuple[str, ...]:
+        """Names of a user stack (as the kernel gives it: leaf first), in the same order."""
+        maps = self.maps(pid)
+        if maps and pid not in self._refreshed and any(_find(maps, ip) is None for ip in ips):
+            self._refreshed.add(pid)  # once a tick: a frame-pointer walk through code without them
+            maps = self.maps(pid, refresh=True)  # ends in junk addresses; or a library loaded since (dlopen)
+        # A caller's frame holds the return address, after its call: the call itself is one byte
+        # before (a call that ends a function would otherwise name the next one).
+        return tuple(self.user(pid, ip if i == 0 else ip - 1, maps) for i, ip in enumerate(ips))
+
+    def kernel_stack(self, ips: tuple[int, ...]) -> tuple[str, ...]:
+        return tuple(self.kernel(ip if i == 0 else ip - 1) for i, ip in enumerate(ips))
+
+
+class _Maps(list):
+    """Mappings by start address, with the starts kept for bisection."""
+
+    def __init__(self, maps):
+        super().__init__(maps)
+        self.starts = [m.start for m in self]
+
+
+def _find(maps: list[Mapping], addr: int) -> Optional[Mapping]:
+    starts = maps.starts if isinstance(maps, _Maps) else [m.start for m in maps]
+    i = bisect.bisect_right(starts, addr) - 1
+    return maps[i] if i >= 0 and addr < maps[i].end else None
+
+
+__all__ = ["ElfInfo", "Mapping", "SymbolTable", "Symbolizer", "parse_kallsyms", "parse_maps", "read_elf"]

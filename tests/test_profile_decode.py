@@ -1,0 +1,124 @@
+"""The profile collector's decoding and frame naming, without root: map bytes as the kernel lays them
+out, kallsyms text, and real ELF files (a C program built here, this Python's libc) read through this
+process's own /proc/self/maps."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from ktop.probes import profile as p
+from ktop.probes.symbols import Symbolizer, parse_kallsyms, parse_maps, read_elf
+
+KALLSYMS = """ffffffff81000000 T _stext
+ffffffff81001000 T do_syscall_64
+ffffffff81001200 t __do_sys_getppid
+ffffffff81001300 T __x64_sys_getppid
+ffffffff81002000 D some_data
+0000000000000000 T hidden_by_kptr_restrict
+ffffffffc0000000 t mod_func\t[nf_tables]
+"""
+
+
+def key(tgid, ustack, kstack, comm):
+    return struct.pack("<Iii I16s".replace(" ", ""), tgid, ustack, kstack, 0, comm)
+
+
+def test_counts_and_stacks_decode_from_kernel_bytes():
+    keys = key(10, 3, -errno.EFAULT, b"spin\0junk") + key(2, -errno.EFAULT, 7, b"kworker/0:1")
+    values = struct.pack("<QQ", 245, 5)
+    assert p.decode_counts(keys, values, 2) == {(10, 3, -errno.EFAULT, b"spin"): 245,
+                                                (2, -errno.EFAULT, 7, b"kworker/0:1"): 5}
+    raw = struct.pack("<127Q", 0x401136, 0x401160, *([0] * 125))
+    assert p.decode_stack(raw) == (0x401136, 0x401160)
+    assert p.missing(-errno.EFAULT, False) == () and p.missing(-errno.EEXIST, False) == (p.MISSED_USER,)
+    assert p.missing(-errno.ENOMEM, True) == (p.MISSED_KERNEL,)
+
+
+def test_kallsyms_text_symbols_by_bisection(tmp_path):
+    t = parse_kallsyms(KALLSYMS)
+    assert len(t) == 5  # data and zeroed addresses left out
+    assert t.find(0xffffffff81001234) == ("__do_sys_getppid", 0x34)
+    assert t.find(0xffffffff81001300) == ("__x64_sys_getppid", 0)
+    assert t.find(0xffffffffc0000010) == ("mod_func", 0x10)
+    assert t.find(0x1000) is None
+    f = tmp_path / "kallsyms"
+    f.write_text(KALLSYMS)
+    s = Symbolizer(kallsyms=str(f))
+    # a caller's frame is a return address: looked up one byte before
+    assert s.kernel_stack((0xffffffff81001310, 0xffffffff81001300)) == ("__x64_sys_getppid", "__do_sys_getppid")
+
+
+def test_maps_keep_executable_mappings_only():
+    text = ("55d0c0a00000-55d0c0a01000 r--p 00000000 fd:01 1234 /usr/bin/prog\n"
+            "55d0c0a01000-55d0c0a02000 r-xp 00001000 fd:01 1234 /usr/bin/prog\n"
+            "7ffd1c5fe000-7ffd1c600000 r-xp 00000000 00:00 0 [vdso]\n"
+            "7f0000000000-7f0000001000 rwxp 00000000 00:00 0 \n")
+    maps = parse_maps(text)
+    assert [(m.start, m.offset, m.inode, m.path) for m in maps] == [
+        (0x55d0c0a01000, 0x1000, 1234, "/usr/bin/prog"), (0x7f0000000000, 0, 0, ""),
+        (0x7ffd1c5fe000, 0, 0, "[vdso]")]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is not installed (the test builds its program)")
+    d = tmp_path_factory.mktemp("elf")
+    src = d / "t.c"
+    src.write_text("__attribute__((noinline)) int ktop_elf_probe_fn(int x) { return x * 3 + 1; }\n"
+                   "int main(int c, char **v) { return ktop_elf_probe_fn(c); }\n")
+    out = d / "t"
+    subprocess.run(["gcc", "-O1", "-o", str(out), str(src)], check=True, capture_output=True)
+    return out
+
+
+def test_an_elf_files_functions_match_nm(built):
+    info = read_elf(built.read_bytes())
+    nm = subprocess.run(["nm", str(built)], capture_output=True, text=True, check=True).stdout
+    addr = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" ktop_elf_probe_fn"))
+    assert info.symbols.find(addr) == ("ktop_elf_probe_fn", 0)
+    assert info.symbols.find(addr + 2)[0] == "ktop_elf_probe_fn"
+    assert read_elf(b"not an elf") is None
+
+
+def test_a_live_address_of_libc_is_named_through_this_process_maps():
+    libc = ctypes.CDLL("libc.so.6")
+    addr = ctypes.cast(libc.getppid, ctypes.c_void_p).value
+    s = Symbolizer()
+    pid = os.getpid()
+    assert s.user_stack(pid, (addr,)) == ("getppid",)
+    reads = s.elf_reads
+    s.begin_tick()
+    assert s.user_stack(pid, (addr + 1,)) == ("getppid",)
+    assert s.elf_reads == reads  # the file's table is read once
+    # no mapping at all: [unknown]; a mapping without a symbol: module+0xoffset
+    assert s.user_stack(pid, (0x10,)) == ("[unknown]",)
+    vdso = next(m for m in s.maps(pid) if m.path == "[vdso]")
+    assert s.user(pid, vdso.start + 0x10, s.maps(pid)) == "[vdso]+0x10"
+
+
+def test_stacks_are_built_root_first_with_missing_sides(tmp_path):
+    f = tmp_path / "kallsyms"
+    f.write_text(KALLSYMS)
+    s = Symbolizer(kallsyms=str(f))
+    libc = ctypes.CDLL("libc.so.6")
+    getppid = ctypes.cast(libc.getppid, ctypes.c_void_p).value
+    getpid = ctypes.cast(libc.getpid, ctypes.c_void_p).value
+    pid = os.getpid()
+    deltas = {(pid, 1, 2, b"me"): 7, (2, -errno.EFAULT, 2, b"kthread"): 3, (pid, -errno.EEXIST, 9, b"me"): 2,
+              (pid, 1, -errno.EFAULT, b"me"): 0}
+    stacks = {1: (getppid, getpid + 1), 2: (0xffffffff81001300, 0xffffffff81001010)}
+    rows, unread = p.build_stacks(deltas, stacks, s)
+    assert [(r.pid, r.comm, r.count, r.user, r.kernel) for r in rows] == [
+        (pid, "me", 7, ("getpid", "getppid"), ("do_syscall_64", "__x64_sys_getppid")),
+        (2, "kthread", 3, (), ("do_syscall_64", "__x64_sys_getppid")),
+        (pid, "me", 2, (p.MISSED_USER,), (p.MISSED_KERNEL,)),  # id 9 could not be read
+    ]
+    assert unread == 2
