@@ -60,6 +60,7 @@ UNITLESS = {
     "processes_dropped", "tx_calls", "rx_calls", "sport", "dport", "family", "closed", "connects", "accepts",
     "connect_failed", "retransmits", "resets_sent", "resets_received", "conns_full",
     "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full",
+    "cgroup_id",  # an id (an inode number)
 }
 
 
