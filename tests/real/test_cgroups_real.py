@@ -154,6 +154,7 @@ EXPECT = {
 }
 
 
+@pytest.mark.vm
 def test_every_figure_under_its_unit_container_and_pod(groups, work, tmp_path):
     tag = secrets.token_hex(3)
     cgs = {k: groups.make(rel) for k, rel in layouts(tag).items()}
@@ -204,6 +205,7 @@ def test_every_figure_under_its_unit_container_and_pod(groups, work, tmp_path):
                 assert e["cgroup_id"] == ids[k]
 
 
+@pytest.mark.vm
 def test_cgroup_option_counts_only_that_subtree(groups, work, tmp_path):
     tag = secrets.token_hex(3)
     lay = layouts(tag)
