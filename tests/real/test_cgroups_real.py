@@ -167,12 +167,13 @@ def test_every_figure_under_its_unit_container_and_pod(groups, work, tmp_path):
         shutil.copy2(work, works[k])
     sleepers = {}
     pids = {}
-    with Snap("--probes", "spawn,syscalls", duration=7.0) as snap:
+    with Snap("--probes", "spawn,syscalls", duration=10.0) as snap:
         snap.wait_collecting()
         for k, cg in cgs.items():
             sleepers[k] = sleeper_in(cg, sleeps[k])
             execs_in(cg, trues[k], 50)
             pids[k] = getppids_in(cg, works[k], 5000)
+        assert snap.proc.poll() is None, "ktop stopped before the workloads finished: raise the duration"
         rc, doc = snap.finish(timeout=60)
     for p in sleepers.values():
         p.kill()
@@ -218,12 +219,13 @@ def test_cgroup_option_counts_only_that_subtree(groups, work, tmp_path):
         shutil.copy2(work, works[k])
     scope = "/" + lay["pod"].split("/")[0]  # /kubepods.slice: the pod's container is two levels below
     sleepers, pids = {}, {}
-    with Snap("--probes", "spawn,syscalls", "--cgroup", scope, duration=6.0) as snap:
+    with Snap("--probes", "spawn,syscalls", "--cgroup", scope, duration=10.0) as snap:
         snap.wait_collecting()
         for k, cg in cgs.items():
             sleepers[k] = sleeper_in(cg, sleeps[k])
             execs_in(cg, trues[k], 50)
             pids[k] = getppids_in(cg, works[k], 5000)
+        assert snap.proc.poll() is None, "ktop stopped before the workloads finished: raise the duration"
         rc, doc = snap.finish(timeout=60)
     for p in sleepers.values():
         p.kill()

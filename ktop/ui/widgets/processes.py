@@ -22,7 +22,34 @@ COLUMNS = (
     Column("state", "S", 2),
     Column("threads", "THR", 4, numeric=True, desc=True),
     Column("command", "COMMAND", None),
+    # last, so the others keep their places; shown once a process is outside the root cgroup
+    Column("cgroup", "CGROUP/UNIT", 20),
 )
+
+# cgroup id -> label (Model.cgroups, set by the panels each tick): an id names one cgroup for
+# as long as it exists, so a row made earlier shows the same label
+_labels: dict = {}
+
+
+def cgroup_label(cgid: int) -> str:
+    c = _labels.get(cgid)
+    return c.label if c is not None else ""
+
+
+def set_cgroups(cgroups) -> None:
+    global _labels
+    _labels = cgroups or {}
+
+
+def any_cgroup(cgroups) -> bool:
+    """Is a process or exec outside the root cgroup (the CGROUP/UNIT column has something to say)?"""
+    return any(c.kind != "root" for c in (cgroups or {}).values())
+
+
+def show_cgroup_column(table: KTable, columns, on: bool) -> None:
+    want = list(columns) if on else [c for c in columns if c.key != "cgroup"]
+    if [c.key for c in table.columns_spec] != [c.key for c in want]:
+        table.set_columns(want)
 
 
 def _num(text: str) -> Text:
@@ -39,12 +66,13 @@ def process_cells(src) -> tuple[Text, ...]:
     state = (p.state or "?")[:1].upper()
     return (_num(str(p.pid)), _num(str(p.ppid)), safe_text(p.user, limit=10),
             _num(f"{p.cpu_percent:.1f}"), _num(human_bytes(p.rss)), Text(state),
-            _num(str(p.threads)), safe_text(prefix + _command(p), limit=400))
+            _num(str(p.threads)), safe_text(prefix + _command(p), limit=400),
+            safe_text(cgroup_label(p.cgroup_id), limit=20))
 
 
 def process_search(src) -> str:
     p = src[0] if type(src) is tuple else src
-    return f"{p.pid} {clean(p.user)} {clean(p.comm)} {clean(_command(p))}".lower()
+    return f"{p.pid} {clean(p.user)} {clean(p.comm)} {cgroup_label(p.cgroup_id)} {clean(_command(p))}".lower()
 
 
 def process_row(p, prefix: str = "") -> Row:
@@ -56,7 +84,8 @@ def process_row(p, prefix: str = "") -> Row:
         key=p.pid,
         # CPU% sorts as shown (0.1 steps): a process at 0.03 % stays among the idle ones instead of
         # jumping above them and shifting every row between (an idle tick then repaints nothing)
-        sort_values=(p.pid, p.ppid, p.user, round(p.cpu_percent, 1), p.rss, state, p.threads, cmd),
+        sort_values=(p.pid, p.ppid, p.user, round(p.cpu_percent, 1), p.rss, state, p.threads, cmd,
+                     cgroup_label(p.cgroup_id)),
         search=process_search,
         pid=p.pid,
         make=process_cells,
@@ -127,7 +156,7 @@ class ProcessPanel(Panel):
     panel_title = "Processes"
 
     def compose(self) -> ComposeResult:
-        yield KTable(COLUMNS, sort_column=3, reverse=True, id="proc-table")
+        yield KTable(COLUMNS[:-1], sort_column=3, reverse=True, id="proc-table")
         yield from self.filter_input()
 
     def __init__(self, scope_pids: tuple[int, ...] = (), **kw):
@@ -141,6 +170,8 @@ class ProcessPanel(Panel):
 
     def update_from(self, model: Model) -> None:
         self.model = model
+        set_cgroups(model.cgroups)
+        show_cgroup_column(self.table, COLUMNS, any_cgroup(model.cgroups))
         procs = model.processes
         if self.user_filter is not None:
             procs = tuple(p for p in procs if p.user == self.user_filter)
