@@ -169,3 +169,57 @@ def test_pid_cgroup_path(tmp_path):
     assert pid_cgroup_path(42, str(tmp_path)) == "/system.slice/web.service"
     assert pid_cgroup_path(43, str(tmp_path)) is None
     assert pid_cgroup_path(os.getpid()) is not None or not os.path.exists("/proc/self/cgroup")
+
+
+# ---------------------------------------------------------------------------
+# the snapshot document: a cgroup on every per-process row, and the cgroups section
+
+
+def _doc_with_groups():
+    from dataclasses import replace
+
+    from ktop.model import build_model, snapshot_document
+    from ktop.snapshot import CgroupInfo, ProbeStatus, SyscallCount, SyscallsSample
+    from tests import factories as f
+
+    web = CgroupInfo(50, "/system.slice/web.service", "web.service", "unit", "web.service")
+    ctr = CgroupInfo(60, f"/system.slice/docker-{H}.scope", "docker:0123456789ab", "container",
+                     f"docker-{H}.scope", "0123456789ab", "docker")
+    procs = (replace(f.proc(10, comm="web"), cgroup_id=50), replace(f.proc(11, comm="idle"), cgroup_id=0))
+    execs = (replace(f.exec_ev(20, comm="job"), cgroup_id=60),)  # exited before any tick saw it
+    calls = SyscallsSample(interval_s=1.0, counts=(SyscallCount(10, "web", 110, "getppid", 5, 0),
+                                                   SyscallCount(20, "job", 110, "getppid", 7, 0),
+                                                   SyscallCount(30, "other", 110, "getppid", 1, 0)))
+    snap = replace(f.snapshot(processes=procs, spawns=f.spawn_sample(execs)), cgroups=(web, ctr), syscalls=calls,
+                   probes=(ProbeStatus("spawn", "live"), ProbeStatus("syscalls", "live")))
+    return snapshot_document(build_model(None, snap), 1.0)
+
+
+def test_document_labels_every_per_process_row():
+    doc = _doc_with_groups()
+    rows = {p["pid"]: (p["cgroup"], p["cgroup_id"]) for p in doc["processes"]}
+    assert rows == {10: ("web.service", 50), 11: ("", 0)}
+    (ev,) = doc["spawns"]["events"]
+    assert (ev["cgroup"], ev["cgroup_id"]) == ("docker:0123456789ab", 60)
+    by_pid = {c["pid"]: (c["cgroup"], c["cgroup_id"]) for c in doc["syscalls"]["counts"]}
+    # the table's cgroup, else the one its exec was seen in, else unknown
+    assert by_pid == {10: ("web.service", 50), 20: ("docker:0123456789ab", 60), 30: ("", 0)}
+    assert {c["id"]: (c["kind"], c["label"], c["container"], c["runtime"]) for c in doc["cgroups"]} == {
+        50: ("unit", "web.service", "", ""), 60: ("container", "docker:0123456789ab", "0123456789ab", "docker")}
+
+
+def test_the_model_keeps_a_bounded_number_of_names():
+    from dataclasses import replace
+
+    from ktop.model import MAX_CGROUPS, build_model
+    from ktop.snapshot import CgroupInfo
+    from tests import factories as f
+
+    m = None
+    for i in range(0, MAX_CGROUPS * 2, 500):  # thousands of short-lived cgroups
+        cgs = tuple(CgroupInfo(1000 + j, f"/g{j}", f"g{j}", "cgroup") for j in range(i, i + 500))
+        m = build_model(m, replace(f.snapshot(), cgroups=cgs))
+    assert len(m.cgroups) == MAX_CGROUPS
+    assert 1000 + MAX_CGROUPS * 2 - 1 in m.cgroups  # the newest kept
+    same = build_model(m, replace(f.snapshot(), cgroups=cgs))
+    assert same.cgroups is m.cgroups  # nothing new: no copy
