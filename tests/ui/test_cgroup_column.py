@@ -53,3 +53,28 @@ async def test_the_column_stays_hidden_when_everything_is_at_the_root():
         assert "cgroup" not in [c.key for c in t.columns_spec]
         assert all(len(r) == len(t.columns_spec) for r in plain_rows(t))
         assert "cgroup" not in [c.key for c in app.query_one("#spawn-table", KTable).columns_spec]
+
+
+async def test_c_folds_the_table_into_one_row_per_cgroup_and_back():
+    from dataclasses import replace
+
+    snap = _snap(True)
+    snap = replace(snap, processes=snap.processes + (replace(fakes.proc(500, 1, comm="web2", cpu=30.0, rss=3 << 20),
+                                                             cgroup_id=50),))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, snap)
+        t = app.query_one("#proc-table", KTable)
+        before = [c.key for c in t.columns_spec]
+        t.focus()
+        await pilot.press("c")
+        assert [c.key for c in t.columns_spec][:2] == ["cgroup", "procs"]
+        rows = {r[0]: r for r in plain_rows(t)}
+        web = rows["web.service"]
+        assert web[1] == "2"  # two processes
+        assert web[5].startswith("500 web2")  # the hottest
+        assert rows["docker:abababababab"][1] == "1"
+        assert {r.key: r.pid for r in t._shown}[50] == 500  # Enter drills into the hottest
+        await pilot.press("c")
+        assert [c.key for c in t.columns_spec] == before
+        assert len(plain_rows(t)) == 5

@@ -26,6 +26,16 @@ COLUMNS = (
     Column("cgroup", "CGROUP/UNIT", 20),
 )
 
+# `c`: the table folded into one row per cgroup
+GROUP_COLUMNS = (
+    Column("cgroup", "CGROUP/UNIT", 24),
+    Column("procs", "PROCS", 6, numeric=True, desc=True),
+    Column("cpu", "CPU%", 6, numeric=True, desc=True),
+    Column("rss", "RSS", 7, numeric=True, desc=True),
+    Column("threads", "THR", 5, numeric=True, desc=True),
+    Column("top", "HOTTEST (PID COMMAND)", None),
+)
+
 # cgroup id -> label (Model.cgroups, set by the panels each tick): an id names one cgroup for
 # as long as it exists, so a row made earlier shows the same label
 _labels: dict = {}
@@ -127,6 +137,33 @@ def _reused(placed, cache: Optional[dict]) -> list[Row]:
     return rows
 
 
+def group_rows(processes) -> list[Row]:
+    """One row per cgroup: its processes, summed CPU %, RSS and threads, and its hottest process
+    (the row's PID: Enter drills into it)."""
+    groups: dict[int, list] = {}
+    for p in processes:
+        g = groups.get(p.cgroup_id)
+        if g is None:
+            groups[p.cgroup_id] = [1, p.cpu_percent, p.rss, p.threads, p]
+        else:
+            g[0] += 1
+            g[1] += p.cpu_percent
+            g[2] += p.rss
+            g[3] += p.threads
+            if (p.cpu_percent, p.rss) > (g[4].cpu_percent, g[4].rss):
+                g[4] = p
+    rows = []
+    for cgid, (n, cpu, rss, threads, top) in groups.items():
+        label = cgroup_label(cgid) or ("(unknown)" if not cgid else f"#{cgid}")
+        cpu = round(cpu, 1)
+        hottest = f"{top.pid} {_command(top)}"
+        rows.append(Row(key=cgid, pid=top.pid, sort_values=(label, n, cpu, rss, threads, hottest),
+                        cells=(safe_text(label, limit=24), _num(str(n)), _num(f"{cpu:.1f}"), _num(human_bytes(rss)),
+                               _num(str(threads)), safe_text(hottest, limit=400)),
+                        search=f"{clean(label)} {clean(hottest)}".lower()))
+    return rows
+
+
 def tree_order(processes) -> list[tuple[int, object]]:
     """Processes in tree order (parents before children, by PID) as (depth, process)."""
     by_pid = {p.pid: p for p in processes}
@@ -165,17 +202,22 @@ class ProcessPanel(Panel):
         self._tree_rows: dict = {}  # pid -> row: the tree's
         self.user_filter: str | None = None  # F4
         self.tree_view = False  # F5
+        self.group_view = False  # c: one row per cgroup
+        self._flat_sort = (3, True)
         self.model: Model | None = None
         self.scope_pids = tuple(scope_pids)  # -p: the table holds these processes and their descendants
 
     def update_from(self, model: Model) -> None:
         self.model = model
         set_cgroups(model.cgroups)
-        show_cgroup_column(self.table, COLUMNS, any_cgroup(model.cgroups))
         procs = model.processes
         if self.user_filter is not None:
             procs = tuple(p for p in procs if p.user == self.user_filter)
-        if self.tree_view:
+        if not self.group_view:
+            show_cgroup_column(self.table, COLUMNS, any_cgroup(model.cgroups))
+        if self.group_view:
+            rows = group_rows(procs)
+        elif self.tree_view:
             rows = tree_rows(procs, self._tree_rows)
         else:
             rows = rows_of(procs, self._rows)
@@ -184,7 +226,9 @@ class ProcessPanel(Panel):
         title += f" of {len(model.processes)})" if len(procs) != len(model.processes) else ")"
         if self.user_filter is not None:
             title += f" user {clean(self.user_filter)}"
-        if self.tree_view:
+        if self.group_view:
+            title += f" by cgroup: {len(rows)}"
+        elif self.tree_view:
             title += " tree"
         if self.scope_pids:
             present = {p.pid for p in model.processes}
@@ -192,6 +236,24 @@ class ProcessPanel(Panel):
             if gone:  # an empty table says why
                 title += f" PID {','.join(gone)} {'has' if len(gone) == 1 else 'have'} exited"
         self.set_titles(Text(title))
+
+    def set_group(self, on: bool) -> None:
+        """``c``: one row per cgroup, or back to one per process (each keeps its own sort)."""
+        if on == self.group_view:
+            return
+        self.group_view = on
+        t = self.table
+        if on:
+            self._flat_sort = (t.sort_column, t.sort_reverse)
+            t.keep_order = False
+            t.set_columns(GROUP_COLUMNS)
+            t.set_sort(2, True)
+        else:
+            t.keep_order = self.tree_view
+            t.set_columns(COLUMNS[:-1])
+            t.set_sort(*self._flat_sort)
+        if self.model is not None:
+            self.update_from(self.model)
 
     def set_tree(self, on: bool) -> None:
         self.tree_view = on
