@@ -273,3 +273,48 @@ def test_a_cgroup_removed_while_ktop_runs(groups, tmp_path):
     assert len(ev) == 25
     assert [e["cgroup"] for e in ev[:20]] == ["gone.service"] * 20
     assert p.pid not in {r["pid"] for r in doc["processes"]}
+
+
+def test_1000_cgroups_made_and_removed_memory_flat(groups, tmp_path):
+    """A cgroup made, an exec in it, the cgroup removed, 1,000 times, ticking all along: the id map
+    follows the hierarchy, the model keeps a bounded number of names, and memory stays flat."""
+    import tracemalloc
+
+    from ktop.model import MAX_CGROUPS, build_model
+    from ktop.probes.base import ProbeOptions
+    from ktop.snapshot import LIVE
+    from ktop.sources.live import LiveSource
+
+    tag = secrets.token_hex(3)
+    true = unique_copy("true", tmp_path, "kc")
+    src = LiveSource(["spawn"], ProbeOptions(), all_probe_names=["spawn"])
+    src.start()
+    try:
+        assert src.wait_settled(120), "spawn never settled"
+        assert src.workers["spawn"].status.status == LIVE, src.workers["spawn"].status
+        parent = groups.make(f"ktop-loop-{tag}.slice")
+        model, labels, sizes = None, set(), []
+        tracemalloc.start()
+        for i in range(1000):
+            cg = groups.make(f"ktop-loop-{tag}.slice/u{i}.service")
+            assert in_cgroup(cg, str(true)).wait(10) == 0
+            if i % 10 == 9:
+                model = build_model(model, src.tick(), spawn_limit=100, forget_dead_s=10.0)
+                labels.update(r.cgroup for r in model.spawns.rows if r.comm == true.name)
+            cg.rmdir()
+            if i in (299, 999):
+                sizes.append(tracemalloc.get_traced_memory()[0])
+        tracemalloc.stop()
+        model = build_model(model, src.tick(), spawn_limit=100, forget_dead_s=10.0)
+        src.cgnames.walk()
+        assert not any(p.startswith(str(parent.relative_to(src.cgnames.root)) + "/")
+                       for p in src.cgnames._paths.values() if p.startswith("/ktop-loop")), "removed cgroups kept"
+        assert len(model.cgroups) <= MAX_CGROUPS
+        # an exec is named when its cgroup still exists at a tick whose walk (at most one a second)
+        # finds it; one whose cgroup went first stays unnamed, never misnamed
+        named = {x for x in labels if x}
+        assert named and all(x.startswith("u") and x.endswith(".service") for x in named), sorted(labels)[:5]
+        growth = sizes[1] - sizes[0]
+        assert growth < 2_000_000, f"Python memory grew {growth} bytes over 700 cgroups"
+    finally:
+        src.stop()
