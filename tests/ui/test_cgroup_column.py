@@ -11,7 +11,7 @@ from ktop.ui.widgets.table import KTable
 from tests.ui import fakes
 from tests.ui.test_app import make_app, plain_rows, show
 
-SIZE = (200, 44)
+SIZE = (260, 44)  # the column needs a table of 120 columns: its panel's share of 260
 HEX = "ab" * 32
 
 
@@ -43,6 +43,15 @@ async def test_the_column_shows_each_processs_unit_container_or_cgroup():
         s = app.query_one("#spawn-table", KTable)
         assert [c.key for c in s.columns_spec][-1] == "cgroup"
         assert plain_rows(s)[0][-1] == "docker:abababababab"
+
+
+async def test_the_column_gives_way_to_the_command_in_a_narrow_table():
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await show(app, pilot, _snap(True))
+        t = app.query_one("#proc-table", KTable)
+        assert t.size.width < 120
+        assert "cgroup" not in [c.key for c in t.columns_spec]
 
 
 async def test_the_column_stays_hidden_when_everything_is_at_the_root():

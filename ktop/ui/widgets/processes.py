@@ -56,7 +56,12 @@ def any_cgroup(cgroups) -> bool:
     return any(c.kind != "root" for c in (cgroups or {}).values())
 
 
+# Narrower than this, COMMAND keeps the room (the `c` view shows the cgroups instead)
+CGROUP_COLUMN_MIN_WIDTH = 120
+
+
 def show_cgroup_column(table: KTable, columns, on: bool) -> None:
+    on = on and table.size.width >= CGROUP_COLUMN_MIN_WIDTH
     want = list(columns) if on else [c for c in columns if c.key != "cgroup"]
     if [c.key for c in table.columns_spec] != [c.key for c in want]:
         table.set_columns(want)
