@@ -318,3 +318,32 @@ def test_1000_cgroups_made_and_removed_memory_flat(groups, tmp_path):
         assert growth < 2_000_000, f"Python memory grew {growth} bytes over 700 cgroups"
     finally:
         src.stop()
+
+
+@pytest.mark.vm
+def test_300_direct_reads_under_the_pods_container(groups, tmp_path):
+    """bio's per-process row takes its process's cgroup: 300 O_DIRECT reads from a process moved
+    into a Kubernetes-named container cgroup."""
+    from test_bio_real import Driver, on_a_disk, require_bio
+
+    require_bio()
+    cg = groups.make(layouts(secrets.token_hex(3))["pod"])
+    d = Driver(on_a_disk(tmp_path, Path("/var/tmp"), Path("/root")), n=300)
+    try:
+        (cg / "cgroup.procs").write_text(str(d.pid))
+        with Snap("--probes", "bio", duration=6.0) as snap:
+            snap.wait_collecting(60)
+            d.run()
+            assert snap.proc.poll() is None, "ktop stopped before the workload finished: raise the duration"
+            rc, doc = snap.finish(timeout=60)
+    finally:
+        d.close()
+    assert rc == 0, snap.stderr
+    bio = doc["bio"]
+    mine = [p for p in bio["by_process"] if p["pid"] == d.pid]
+    assert len(mine) == 1, bio["by_process"]
+    if bio["mode"] == "raw":  # exact counts need raw tracepoints (tests/real/test_bio_real.py)
+        assert mine[0]["reads"] + doc["probes"]["bio"]["lost"] >= 300 and mine[0]["reads"] <= 300, mine[0]
+    assert (mine[0]["cgroup"], mine[0]["cgroup_id"]) == (EXPECT["pod"]["label"], os.stat(cg).st_ino)
+    c = next(x for x in doc["cgroups"] if x["id"] == os.stat(cg).st_ino)
+    assert (c["pod"], c["container"], c["runtime"]) == (UID, HEX2[:12], "containerd")
