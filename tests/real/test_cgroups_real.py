@@ -167,7 +167,7 @@ def test_every_figure_under_its_unit_container_and_pod(groups, work, tmp_path):
         shutil.copy2(work, works[k])
     sleepers = {}
     pids = {}
-    with Snap("--probes", "spawn,syscalls", duration=10.0) as snap:
+    with Snap("--probes", "spawn,syscalls", duration=16.0) as snap:
         snap.wait_collecting(60)  # two probes to build: slow in the 6.1 guest under TCG
         for k, cg in cgs.items():
             sleepers[k] = sleeper_in(cg, sleeps[k])
@@ -219,7 +219,7 @@ def test_cgroup_option_counts_only_that_subtree(groups, work, tmp_path):
         shutil.copy2(work, works[k])
     scope = "/" + lay["pod"].split("/")[0]  # /kubepods.slice: the pod's container is two levels below
     sleepers, pids = {}, {}
-    with Snap("--probes", "spawn,syscalls", "--cgroup", scope, duration=10.0) as snap:
+    with Snap("--probes", "spawn,syscalls", "--cgroup", scope, duration=16.0) as snap:
         snap.wait_collecting(60)  # two probes to build: slow in the 6.1 guest under TCG
         for k, cg in cgs.items():
             sleepers[k] = sleeper_in(cg, sleeps[k])
