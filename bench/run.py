@@ -30,6 +30,7 @@ from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import flags_bench  # noqa: E402  (the flag detector's cost per tick)
 import plots_bench  # noqa: E402  (the plots' redraw cost)
 import probe_bench  # noqa: E402  (probe cost, kernel-side cost, capacity, tick cost)
 
@@ -44,8 +45,11 @@ BUDGET_IDLE_VS_BTOP = 2.0
 BUDGET_FIRST_FRAME_S = 0.5
 BUDGET_PROBES_LIVE_S = 1.2
 
-TOOLS = ("ktop", "htop", "btop")
-SECTIONS = ("startup", "ui", "probes", "kernel", "capacity", "tick", "plots")
+# The floors: Textual itself, static and with as many changed lines a second as ktop's idle
+# dashboard (bench/floor_app.py); run in the idle scenario only.
+FLOORS = ("textual-static", "textual-lines", "textual-table")
+TOOLS = ("ktop", "htop", "btop") + FLOORS
+SECTIONS = ("startup", "ui", "probes", "kernel", "capacity", "tick", "plots", "flags")
 SCENARIOS = ("idle", "loaded")
 SCENARIO_TITLES = {
     "idle": "machine as it is",
@@ -61,7 +65,19 @@ def tool_argv(tool: str, interval_s: float) -> list[str]:
         return ["htop", "-d", str(max(1, round(interval_s * 10)))]
     if tool == "btop":
         return ["btop"]
+    if tool in FLOORS:
+        return [sys.executable, os.path.join(HERE, "floor_app.py"), tool.split("-")[1], "--interval", f"{interval_s:g}"]
     raise ValueError(tool)
+
+
+def tool_missing(tool: str) -> Optional[str]:
+    if tool in FLOORS:
+        try:
+            import textual  # noqa: F401
+        except ImportError:
+            return "textual is not importable by the bench's Python"
+        return None
+    return None if shutil.which(tool) else f"{tool} not on PATH"
 
 
 class Interrupted(BaseException):
@@ -808,6 +824,12 @@ def summarize(results: dict) -> dict:
             summary[key] = {k: v.get("summary") for k, v in results[key].items()} \
                 if key == "probe_cost" else results[key].get("summary")
     summary["budget"] = budget(summary) + probe_bench.budget_rows(results)
+    if results.get("flags"):  # issue 24: at most 1 ms a tick with 1,000 series
+        f = results["flags"]
+        summary["budget"].append({"goal": "flag detector <= 1 ms a tick with 1,000 series",
+                                  "measured": f"mean {f['mean_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms "
+                                              f"({f['series']} series)",
+                                  "status": "met" if f["mean_ms"] <= 1.0 else "not met"})
     return summary
 
 
@@ -827,8 +849,11 @@ def budget(summary: dict) -> list[dict]:
         b = (row.get("btop") or {}).get("cpu_pct")
         if scenario == "idle" and k is not None:
             ok = k <= BUDGET_IDLE_CPU_PCT and (b is None or k <= BUDGET_IDLE_VS_BTOP * b)
+            floors = "; ".join(f"{t} {c:.2f} %" for t in FLOORS
+                               if (c := (row.get(t) or {}).get("cpu_pct")) is not None)
             rows.append({"goal": f"idle CPU <= {BUDGET_IDLE_CPU_PCT:g} % and <= {BUDGET_IDLE_VS_BTOP:g}x btop's",
-                         "measured": f"ktop {k:.2f} % vs btop " + ("-" if b is None else f"{b:.2f} %"),
+                         "measured": f"ktop {k:.2f} % vs btop " + ("-" if b is None else f"{b:.2f} %")
+                                     + (f" (floor: {floors})" if floors else ""),
                          "status": "met" if ok else "not met"})
     rss = [(row.get("ktop") or {}).get("peak_rss_mb") for row in ui.values()]
     rss = [r for r in rss if r is not None]
@@ -967,6 +992,8 @@ def render_md(results: dict) -> str:
     L.extend(probe_bench.render_md(results))
     if results.get("plots"):
         L.extend(plots_bench.render_md(results["plots"]))
+    if results.get("flags"):
+        L.extend(flags_bench.render_md(results["flags"]))
     noisy = noise_warnings(results)
     if noisy:
         L.append("## Noise\n")
@@ -1127,6 +1154,9 @@ def main(argv=None) -> int:
     }
     failures = 0
     try:
+        if "flags" in args.sections:  # pure Python: no root, no probes
+            log("flag detector cost ...")
+            results["flags"] = flags_bench.measure()
         if "startup" in args.sections:
             runs = []
             if not shutil.which("ktop"):
@@ -1144,7 +1174,7 @@ def main(argv=None) -> int:
         if "ui" in args.sections:
             results["ui_cost"] = {"scenarios": {}}
             for scenario in args.scenarios:
-                per_tool: dict = {"runs": {t: [] for t in args.tools}}
+                per_tool: dict = {"runs": {t: [] for t in args.tools if scenario == "idle" or t not in FLOORS}}
                 results["ui_cost"]["scenarios"][scenario] = per_tool
                 load = Load(args.sleepers, args.churn_rate) if scenario == "loaded" else None
                 try:
@@ -1154,8 +1184,10 @@ def main(argv=None) -> int:
                     # Interleave the tools round by round so drift hits them alike.
                     for i in range(1, args.repeats + 1):
                         for tool in args.tools:
-                            if not shutil.which(tool):
-                                rec = {"tool": tool, "run": i, "ok": False, "error": f"{tool} not on PATH"}
+                            if tool in FLOORS and scenario != "idle":
+                                continue
+                            if (why := tool_missing(tool)):
+                                rec = {"tool": tool, "run": i, "ok": False, "error": why}
                             else:
                                 rec = ui_cost_run(args, workdir, tool, scenario, i, load)
                             per_tool["runs"][tool].append(rec)

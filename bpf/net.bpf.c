@@ -5,6 +5,11 @@
  *   sock:sock_send_length, sock:sock_recv_length (Linux 6.3+): every
  *     sendmsg/recvmsg return, in the caller's context, with the socket's
  *     family and protocol: bytes and calls per (process, protocol).
+ *   or, with -DNET_KPROBES=1 (a kernel before 6.3, with kprobes), as BCC's
+ *     tcptop: tcp_sendmsg, udp_sendmsg (and udpv6_sendmsg with
+ *     -DNET_UDPV6=1) entry + return (the bytes the call returned),
+ *     udp_recvmsg (udpv6_recvmsg) entry + return, tcp_cleanup_rbuf (the
+ *     bytes a TCP read copied). Unix and other sockets are not seen there.
  *   sock:inet_sock_set_state: TCP state changes: SYN_SENT starts an active
  *     open (the connecting process is current), SYN_RECV a passive one
  *     (softirq: the owner is learnt from its first send or receive),
@@ -12,7 +17,7 @@
  *   tcp:tcp_retransmit_skb, tcp:tcp_send_reset, tcp:tcp_receive_reset:
  *     counts, and per connection when the socket is one being followed.
  *
- * Knobs (-D): MAX_PROCS (process x protocol entries), MAX_CONNS (open TCP
+ * Knobs (-D): NET_KPROBES, NET_UDPV6 (above), MAX_PROCS (process x protocol entries), MAX_CONNS (open TCP
  * connections followed), RINGBUF_PAGES, FILTER_TGID... (-p, bpf/ktop.h),
  * TASK_OFF_* (-p follows descendants), RB_WAKE_EVERY (ktop.h).
  */
@@ -79,6 +84,7 @@ struct proc_val {
     u64 tx_calls;
     u64 rx_bytes;
     u64 rx_calls;
+    u64 retrans;     /* TCP segments retransmitted on its followed connections */
     char comm[TASK_COMM_LEN];
 };
 
@@ -92,6 +98,14 @@ struct conn {
     u32 flags;
     u32 pad;
     char comm[TASK_COMM_LEN];
+    /* its latest state and addresses, for the open-connections table (a connect's
+     * local port is chosen after SYN_SENT: it is there from ESTABLISHED) */
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u16 state;
+    u8 saddr[16];    /* IPv4: the first 4 bytes */
+    u8 daddr[16];
 };
 
 struct conn_event {
@@ -187,7 +201,7 @@ static __always_inline u32 proto_class(u16 family, u16 protocol)
     return P_OTHER;
 }
 
-static __always_inline int on_length(u64 sk, u16 fam, u16 protocol, int ret, int tx)
+static __always_inline int on_length(u64 sk, u32 proto, int ret, int tx)
 {
     if (ret <= 0)
         return 0;
@@ -195,7 +209,7 @@ static __always_inline int on_length(u64 sk, u16 fam, u16 protocol, int ret, int
     u32 tgid = id >> 32;
     if (!wanted(tgid))
         return 0;
-    struct proc_key k = {.tgid = tgid, .proto = proto_class(fam, protocol)};
+    struct proc_key k = {.tgid = tgid, .proto = proto};
     struct proc_val *p = procs.lookup(&k);
     if (!p) {
         struct proc_val z = {};
@@ -232,17 +246,68 @@ static __always_inline int on_length(u64 sk, u16 fam, u16 protocol, int ret, int
     return 0;
 }
 
+#ifndef NET_KPROBES
 TRACEPOINT_PROBE(sock, sock_send_length)
 {
-    return on_length((u64)args->sk, args->family, args->protocol, args->ret, 1);
+    return on_length((u64)args->sk, proto_class(args->family, args->protocol), args->ret, 1);
 }
 
 TRACEPOINT_PROBE(sock, sock_recv_length)
 {
     if (args->flags & NET_MSG_PEEK) /* the same bytes come again without MSG_PEEK */
         return 0;
-    return on_length((u64)args->sk, args->family, args->protocol, args->ret, 0);
+    return on_length((u64)args->sk, proto_class(args->family, args->protocol), args->ret, 0);
 }
+#else
+/* Before Linux 6.3: the protocols' own functions, as BCC's tcptop. A send's
+ * bytes are what it returned (a partial or failed non-blocking send counts
+ * what went, not what was asked), so the entry keeps the socket for the
+ * return. Overwritten at every entry and taken at the return, so a return
+ * the kernel missed (kretprobe maxactive) leaves nothing stale for long, and
+ * udpv6_sendmsg handing a v4-mapped address to udp_sendmsg counts once (the
+ * inner return takes the entry, the outer finds none). */
+struct sock;
+BPF_HASH(inflight, u64, u64, 10240);
+
+static __always_inline int enter(struct sock *sk)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u64 s = (u64)sk;
+    inflight.update(&id, &s);
+    return 0;
+}
+
+static __always_inline int leave(struct pt_regs *ctx, u32 proto, int tx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u64 *s = inflight.lookup(&id);
+    if (!s)
+        return 0;
+    u64 sk = *s;
+    inflight.delete(&id);
+    return on_length(sk, proto, (int)PT_REGS_RC(ctx), tx);
+}
+
+int kprobe__tcp_sendmsg(struct pt_regs *ctx, struct sock *sk) { return enter(sk); }
+int kretprobe__tcp_sendmsg(struct pt_regs *ctx) { return leave(ctx, P_TCP, 1); }
+int kprobe__udp_sendmsg(struct pt_regs *ctx, struct sock *sk) { return enter(sk); }
+int kretprobe__udp_sendmsg(struct pt_regs *ctx) { return leave(ctx, P_UDP, 1); }
+int kprobe__udp_recvmsg(struct pt_regs *ctx, struct sock *sk) { return enter(sk); }
+int kretprobe__udp_recvmsg(struct pt_regs *ctx) { return leave(ctx, P_UDP, 0); }
+#ifdef NET_UDPV6
+int kprobe__udpv6_sendmsg(struct pt_regs *ctx, struct sock *sk) { return enter(sk); }
+int kretprobe__udpv6_sendmsg(struct pt_regs *ctx) { return leave(ctx, P_UDP, 1); }
+int kprobe__udpv6_recvmsg(struct pt_regs *ctx, struct sock *sk) { return enter(sk); }
+int kretprobe__udpv6_recvmsg(struct pt_regs *ctx) { return leave(ctx, P_UDP, 0); }
+#endif
+
+/* tcp_recvmsg ends by telling tcp_cleanup_rbuf how many bytes it copied (in
+ * the reader's context); a MSG_PEEK read is counted here (tcptop does too). */
+int kprobe__tcp_cleanup_rbuf(struct pt_regs *ctx, struct sock *sk, int copied)
+{
+    return on_length((u64)sk, P_TCP, copied, 0);
+}
+#endif
 
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
@@ -261,17 +326,27 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         bpf_get_current_comm(c.comm, sizeof(c.comm));
         if (conns.update(&sk, &c) != 0)
             count(ST_CONNS_FULL);
-        return 0;
-    }
-    if (state == S_SYN_RECV) {
+    } else if (state == S_SYN_RECV) {
         count(ST_ACCEPTS);
         struct conn c = {.start_ts = now, .flags = F_PASSIVE};
         if (conns.update(&sk, &c) != 0)
             count(ST_CONNS_FULL);
-        return 0;
     }
     struct conn *c = conns.lookup(&sk);
     if (!c)
+        return 0;
+    c->state = state;
+    c->family = args->family;
+    c->sport = args->sport;
+    c->dport = args->dport;
+    if (args->family == NET_AF_INET6) {
+        bpf_probe_read_kernel(c->saddr, 16, args->saddr_v6);
+        bpf_probe_read_kernel(c->daddr, 16, args->daddr_v6);
+    } else {
+        bpf_probe_read_kernel(c->saddr, 4, args->saddr);
+        bpf_probe_read_kernel(c->daddr, 4, args->daddr);
+    }
+    if (state == S_SYN_SENT || state == S_SYN_RECV)
         return 0;
     if (state == S_ESTABLISHED) {
         if (c->est_ts)
@@ -335,8 +410,26 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
     u64 sk = (u64)args->skaddr;
     count(ST_RETRANS);
     struct conn *c = conns.lookup(&sk);
-    if (c)
-        __sync_fetch_and_add(&c->retrans, 1);
+    if (!c)
+        return 0;
+    __sync_fetch_and_add(&c->retrans, 1);
+    if (!c->pid) /* an accepted socket nobody used yet: no process to charge */
+        return 0;
+    /* A timer or softirq retransmits, not the owner: charge the connection's process. */
+    struct proc_key k = {.tgid = c->pid, .proto = P_TCP};
+    struct proc_val *p = procs.lookup(&k);
+    if (!p) {
+        struct proc_val z = {};
+        procs.insert(&k, &z);
+        p = procs.lookup(&k);
+        if (!p) {
+            count(ST_PROCS_FULL);
+            return 0;
+        }
+    }
+    if (!p->comm[0])
+        __builtin_memcpy(p->comm, c->comm, TASK_COMM_LEN);
+    p->retrans += 1;
     return 0;
 }
 

@@ -23,6 +23,12 @@
  * Kernel threads (PF_KTHREAD) count in the per-CPU histograms, as in
  * runqlat, never per process; the idle task (PID 0) nowhere.
  *
+ * Slow waits (runqslower): a run-queue wait of RUNQ_SLOWER_NS or more goes
+ * to the ring buffer `slow` with the waiting thread, its CPU and the task
+ * that ran there until the switch (prev: the last one that held the CPU while
+ * it waited); user space keeps the slowest few of each tick. RUNQ_SLOWER_NS 0:
+ * none.
+ *
  * Counters and histograms are cumulative (user space takes deltas, and
  * deletes a process's entry only after an idle tick: ktop/probes/cumulative.py).
  *
@@ -32,7 +38,8 @@
  * TASK_OFF_FLAGS, TASK_OFF_COMM, TASK_OFF_GROUP_LEADER (byte offsets into task_struct from the
  * running kernel's BTF), FILTER_TGID (-p: the processes and their
  * descendants, ktop.h; then only their tasks are seen at all, per-CPU
- * histograms included).
+ * histograms included), RUNQ_SLOWER_NS (ns; 0: no slow-wait records),
+ * RINGBUF_PAGES (the `slow` ring buffer).
  */
 #include <uapi/linux/ptrace.h>
 #include "ktop.h"
@@ -45,6 +52,12 @@
 #endif
 #ifndef MAX_PROCS
 #define MAX_PROCS 8192
+#endif
+#ifndef RUNQ_SLOWER_NS
+#define RUNQ_SLOWER_NS 10000000ULL
+#endif
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 16
 #endif
 
 #define K_TASK_UNINTERRUPTIBLE 0x2
@@ -64,7 +77,9 @@
 #define ST_RUNQ 2       /* run-queue latencies measured */
 #define ST_TASKS_FULL 3 /* tasks map full: a wait not measured */
 #define ST_PROCS_FULL 4 /* procs map full: a wait counted per CPU, not per process */
-#define ST_NR 5
+#define ST_SLOW 5       /* waits of RUNQ_SLOWER_NS or more */
+#define ST_SLOW_LOST 6  /* ... not reported: the ring buffer was full */
+#define ST_NR 7
 
 /* mark.flags */
 #define M_PROC 1 /* a user process's task: counted per process */
@@ -89,6 +104,20 @@ struct proc_val {
     u64 hist[NSLOTS];
 };
 
+/* A run-queue wait of RUNQ_SLOWER_NS or more (KTOP_EV_RUNQ_SLOW). */
+struct slow_event {
+    u32 type;      /* KTOP_EV_RUNQ_SLOW */
+    u32 pid;       /* the thread that waited */
+    u32 tgid;
+    u32 cpu;       /* the CPU it got */
+    u64 ts;        /* switch-in */
+    u64 wait_ns;
+    u32 prev_pid;  /* the task switched out for it: it ran on that CPU meanwhile (0: idle) */
+    u32 prev_tgid;
+    char comm[TASK_COMM_LEN];
+    char prev_comm[TASK_COMM_LEN];
+};
+
 /* tid -> its mark: the state that lives between switch-out or wakeup and the
  * next switch-in (deleted there, and at a dying task's last switch). */
 BPF_HASH(tasks, u32, struct mark, MAX_TASKS);
@@ -101,6 +130,20 @@ BPF_PERCPU_ARRAY(cpu_hist, u64, NSLOTS + 1);
 BPF_PERCPU_ARRAY(stats, u64, ST_NR);
 /* One zeroed proc_val, too big for the stack, to create entries from. */
 BPF_ARRAY(zero_proc, struct proc_val, 1);
+/* Slow waits (RUNQ_SLOWER_NS). */
+BPF_RINGBUF_OUTPUT(slow, RINGBUF_PAGES);
+/* Records on this CPU since ktop started: see RB_WAKE_EVERY in ktop.h. */
+BPF_PERCPU_ARRAY(rb_wake, u64, 1);
+
+static __always_inline u64 rb_wake_flags(void)
+{
+    int k = 0;
+    u64 *n = rb_wake.lookup(&k);
+    if (!n)
+        return 0;
+    *n += 1;
+    return (*n % RB_WAKE_EVERY) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
+}
 
 static __always_inline void count(int slot)
 {
@@ -235,7 +278,29 @@ static __always_inline struct proc_val *proc_of(u32 tgid, u64 task)
     return p;
 }
 
-static __always_inline void switched_in(u64 next, u64 now)
+/* runqslower: one record for a wait of RUNQ_SLOWER_NS or more. */
+static __always_inline void report_slow(u64 next, u32 pid, u32 tgid, u64 prev, u64 lat, u64 now)
+{
+    count(ST_SLOW);
+    struct slow_event *e = slow.ringbuf_reserve(sizeof(struct slow_event));
+    if (!e) {
+        count(ST_SLOW_LOST);
+        return;
+    }
+    e->type = KTOP_EV_RUNQ_SLOW;
+    e->pid = pid;
+    e->tgid = tgid;
+    e->cpu = bpf_get_smp_processor_id();
+    e->ts = now;
+    e->wait_ns = lat;
+    e->prev_pid = rd32(prev, TASK_OFF_PID);
+    e->prev_tgid = rd32(prev, TASK_OFF_TGID);
+    bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), (void *)(next + TASK_OFF_COMM));
+    bpf_probe_read_kernel_str(e->prev_comm, sizeof(e->prev_comm), (void *)(prev + TASK_OFF_COMM));
+    slow.ringbuf_submit(e, rb_wake_flags());
+}
+
+static __always_inline void switched_in(u64 next, u64 prev, u64 now)
 {
     u32 pid = rd32(next, TASK_OFF_PID);
     if (!pid)
@@ -259,6 +324,8 @@ static __always_inline void switched_in(u64 next, u64 now)
         c = cpu_hist.lookup(&sum);
         if (c)
             *c += lat;
+        if (RUNQ_SLOWER_NS && lat >= RUNQ_SLOWER_NS)
+            report_slow(next, pid, m.tgid, prev, lat, now);
     }
     int off = m.off_ts && now >= m.off_ts && m.cls < OFF_NONE;
     if (!(m.flags & M_PROC) || !(queued || off))
@@ -276,7 +343,13 @@ static __always_inline void switched_in(u64 next, u64 now)
             p->rq_max_ns = lat;
     }
     if (off) {
+        /* The empty asm keeps the bound check on the register that indexes off_ns:
+         * otherwise clang reuses the `m.cls < OFF_NONE` test above, made on one load
+         * of the class from the stack, and indexes with another load of it. Linux
+         * 6.1 gives a spilled scalar no ID (6.8 does), so the check does not bound
+         * the second load: "R0 max value is outside of the allowed memory range". */
         u64 c = m.cls;
+        asm volatile("" : "+r"(c));
         if (c < 3)
             __sync_fetch_and_add(&p->off_ns[c], now - m.off_ts);
     }
@@ -301,6 +374,6 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     u64 now = bpf_ktime_get_ns();
     count(ST_SWITCHES);
     switched_out(prev, preempt, now);
-    switched_in(next, now);
+    switched_in(next, prev, now);
     return 0;
 }

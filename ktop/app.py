@@ -147,6 +147,7 @@ class KtopApp(App):
         Binding("ctrl+g", "goto_time", "Go to time", show=False),
         Binding("z", "maximize_panel", "Max", show=False),
         Binding("v", "graphs", "Graphs"),
+        Binding("exclamation_mark", "flags", "Flags", show=False),
         Binding("f12", "save_svg", "Screenshot", show=False),
         Binding("ctrl+z", "suspend_process", "Suspend", show=False),  # to the shell, as htop: fg returns
         Binding("tab", "next_panel", "Next panel", show=False, priority=True),
@@ -166,6 +167,7 @@ class KtopApp(App):
         ("Pause", "freeze the display; collection goes on (Space)", "pause"),
         ("Maximise panel", "the focused panel fills the screen, again restores (z)", "maximize_panel"),
         ("Drill into PID", "everything ktop knows about the selected process (Enter)", "drill"),
+        ("Flags", "what ktop flags now and lately, Enter: its process (!)", "flags"),
         ("Screenshot", "save an SVG of the screen (F12)", "save_svg"),
         ("Help", "every key (F1 or ?)", "help"),
     ]
@@ -690,6 +692,13 @@ class KtopApp(App):
 
         if not isinstance(self.screen, GraphsScreen):
             self.push_screen(GraphsScreen())
+
+    def action_flags(self) -> None:
+        """The flags, active and recent (ktop/ui/screens/flags.py); ! or Esc comes back."""
+        from ktop.ui.screens.flags import FlagsScreen
+
+        if not isinstance(self.screen, FlagsScreen):
+            self.push_screen(FlagsScreen())
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

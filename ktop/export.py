@@ -41,6 +41,28 @@ def full_fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls) if f.name.endswith("_full"))
 
 
+FLAG_SERIES = 20  # ktop_flag_active series at most: the highest-scored active flags
+
+
+def flag_families(flags: tuple) -> list:
+    """``ktop_flag_active{kind, subject}`` (1 for each of the top FLAG_SERIES active flags; a flag that
+    ends leaves) and ``ktop_flags_active`` (how many are active, all of them)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    active = GaugeMetricFamily("ktop_flag_active", "1 while ktop flags this anomaly (top 20 by score)",
+                               labels=["kind", "subject"])
+    seen = set()
+    for f in flags:
+        key = (label(f.kind), label(f.subject))
+        if key in seen:
+            continue
+        seen.add(key)
+        active.add_metric(list(key), 1.0)
+        if len(seen) >= FLAG_SERIES:
+            break
+    return [active, GaugeMetricFamily("ktop_flags_active", "anomalies ktop flags now", value=len(flags))]
+
+
 class KtopMetrics:
     """A prometheus_client custom collector over cumulative ktop figures: ktop's own, and one
     ``Metrics`` of each probe's model section (ktop/model/<name>.py) once its first sample came."""
@@ -54,6 +76,7 @@ class KtopMetrics:
         self.probes: dict[str, Any] = {}
         self.sections: dict[str, Any] = {}  # probe name -> its section's Metrics
         self.map_full: dict[tuple[str, str], int] = {}
+        self.flags: tuple = ()  # the newest tick's active flags (ktop/model/flags.py)
 
     # -- folding a tick in (collector thread) ----------------------------------
     def observe(self, snap: Snapshot, model: Any = None) -> None:
@@ -63,6 +86,7 @@ class KtopMetrics:
             self.last_tick = snap.time
             self.host = snap.host
             self.probes = dict(model.probes) if model is not None else {p.name: p for p in snap.probes}
+            self.flags = snap.flags or ()
             for probe in PROBES.values():
                 sample = getattr(snap, probe.section)
                 if sample is None:
@@ -112,6 +136,7 @@ class KtopMetrics:
             for (probe, f), v in sorted(self.map_full.items()):
                 full.add_metric([probe, f], v)
             out.append(full)
+            out += flag_families(self.flags)
             for name in PROBES:
                 if name in self.sections:
                     out += self.sections[name].families(core)

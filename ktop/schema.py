@@ -46,6 +46,12 @@ TICK_UNITS = {
     "connect_buckets": f"counts per log2 slot of microseconds {_LOG2}",
     "hist": f"counts per log2 slot of nanoseconds {_LOG2}",
     "runq_buckets": f"counts per log2 slot of microseconds {_LOG2}",
+    "Flag.start": "unix seconds (wall clock)",
+    "Flag.end": "unix seconds (wall clock)",
+    "Flag.value": "the flag's unit field (us, /s, B/s or events)",
+    "Flag.usual": "the flag's unit field (us, /s, B/s or events)",
+    "Flag.peak": "the flag's unit field (us, /s, B/s or events)",
+    "Flag.score": "none (the figure over its threshold; flags are ordered by it)",
 }
 
 

@@ -333,6 +333,7 @@ class NetProc:
     tx_calls: int = 0  # sendmsg returns with bytes
     rx_bytes: int = 0
     rx_calls: int = 0  # recvmsg returns with bytes (MSG_PEEK left out)
+    retransmits: int = 0  # TCP segments retransmitted on its connections (those opened while ktop ran)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +359,26 @@ class NetConn:
 
 
 @dataclass(frozen=True, slots=True)
+class NetOpen:
+    """One TCP connection open at the end of the interval, followed since its open (net probe)."""
+
+    pid: int  # 0: an accepted socket no process has used yet
+    comm: str
+    family: int  # 4 or 6
+    saddr: str
+    sport: int
+    daddr: str
+    dport: int
+    state: str  # ESTABLISHED, SYN_SENT, FIN_WAIT1 ... (include/net/tcp_states.h)
+    age_ns: int  # since SYN_SENT / SYN_RECV
+    connect_ns: int = 0  # SYN_SENT to ESTABLISHED; 0 when accepted or not established yet
+    tx_bytes: int = 0
+    rx_bytes: int = 0
+    retransmits: int = 0
+    active: bool = True  # connect(); False: accepted
+
+
+@dataclass(frozen=True, slots=True)
 class NetSample:
     """What the net probe saw during one interval."""
 
@@ -374,6 +395,8 @@ class NetSample:
     procs_full: int = 0  # process map full: traffic not counted per process
     conns_full: int = 0  # connection map full: a connection not followed
     lost: int = 0  # closed connections dropped (ring buffer full, or ktop's queue)
+    open: tuple[NetOpen, ...] = ()  # open at the end of the interval: the most bytes first, at most MAX_OPEN
+    open_total: int = 0  # how many were open (followed), shown or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +425,22 @@ class SchedCpu:
 
 
 @dataclass(frozen=True, slots=True)
+class SchedSlowWait:
+    """One run-queue wait of the slow-wait threshold or more (runqslower), and the task that held
+    the CPU until the waiting one got it (the ``prev`` of that switch; PID 0: the CPU was idle)."""
+
+    time: float  # wall-clock seconds of the switch-in
+    pid: int  # the thread that waited
+    tgid: int
+    comm: str  # the thread's name
+    cpu: int  # the CPU it got
+    wait_ns: int
+    prev_pid: int
+    prev_tgid: int
+    prev_comm: str
+
+
+@dataclass(frozen=True, slots=True)
 class SchedSample:
     """What the sched probe saw during one interval."""
 
@@ -413,6 +452,30 @@ class SchedSample:
     runq_waits: int = 0  # run-queue waits measured (every task)
     tasks_full: int = 0  # thread map full: a wait not measured
     procs_full: int = 0  # process map full: a wait counted per CPU only
+    slow: tuple[SchedSlowWait, ...] = ()  # the interval's slowest waits at or above the threshold (a few)
+    slow_waits: int = 0  # waits at or above the threshold (all of them)
+    slow_lost: int = 0  # of those, not reported: the ring buffer was full
+    slow_threshold_ns: int = 0  # --runq-slower-us (0: off)
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """One anomaly the flag detector (ktop/model/flags.py) holds at a tick: a series that left its
+    usual level, a process doing something never seen, or events lost."""
+
+    kind: str  # bio-latency, bio-iops, errors, execs, calls, runq-latency, retransmits, ... lost, map-full
+    subject: str  # what: "vda read", "ENOENT by curl", "parent bash", a probe name
+    text: str  # one sentence, for people ("x14 the usual p99 of reads on vda since 12:03:05, by dd (pid 123)")
+    start: float  # wall clock it began
+    value: float  # this tick's figure, in ``unit``
+    usual: float  # the baseline it left (0: never seen)
+    peak: float  # the highest figure since it began
+    unit: str  # "us", "/s", "B/s", "events"
+    score: float  # how far past its threshold (peak-independent, now): orders the flags
+    pid: int = 0  # the process it names (the subject, or the busiest one behind it); 0: none
+    new: bool = False  # behaviour never seen before (the first error burst of an errno, ...)
+    section: str = ""  # the model section (panel) it is about
+    end: Optional[float] = None  # when it returned to its usual level (None: still on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +502,9 @@ class Snapshot:
     # Drill-down: the same data scoped (in the kernel) to one PID and its children.
     focus: Optional[Snapshot] = None
     focus_detail: Optional[ProcessDetail] = None
+    # The flags active at this tick (ktop/model/flags.py); None when no detector ran over it (a
+    # recording made before flags existed: the replay runs one).
+    flags: Optional[tuple[Flag, ...]] = None
 
     def probe(self, name: str) -> Optional[ProbeStatus]:
         for p in self.probes:

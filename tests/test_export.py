@@ -232,7 +232,7 @@ def test_grafana_dashboard_uses_exported_metrics():
     import re
     from pathlib import Path
 
-    from ktop.snapshot import SyscallStat
+    from ktop.snapshot import Flag, SyscallStat
 
     dash = json.loads((Path(__file__).parent.parent / "contrib" / "grafana-ktop.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
@@ -240,8 +240,10 @@ def test_grafana_dashboard_uses_exported_metrics():
     m = KtopMetrics()
     fs = FuncsSample(1.0, targets=(FuncTarget(1, "c:malloc", "uprobe", LIVE),), totals=(FuncTotal(1, "malloc", 1),))
     read = SyscallStat(0, "read", 1, 1, 100, (0,) * 7 + (1,) + (0,) * 24, ((2, 1),))
+    flag = Flag(kind="bio-latency", subject="vda read", text="", start=0.0, value=9e3, usual=400.0, peak=9e3,
+                unit="us", score=2.0)
     m.observe(replace(spawn_tick(["a"]), bio=BioSample(1.0, disks=(diskop(),)), funcs=fs,
-                      syscalls=SyscallsSample(1.0, syscalls=(read,))))
+                      syscalls=SyscallsSample(1.0, syscalls=(read,)), flags=(flag,)))
     names = {n for n, _ in scrape(m)}
     for e in exprs:
         for name in re.findall(r"\bktop_[a-z_]+", e):

@@ -12,16 +12,20 @@ from ktop.probes.base import ProbeUnavailable
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.net import (
     _CONN,
+    _OPEN,
     _PROC_KEY,
     EV_CONN,
     F_ACTIVE,
     F_ESTABLISHED,
     F_PASSIVE,
     F_RESET,
+    KPROBES,
     STAT_SLOTS,
+    TRACEPOINTS,
     NetProbe,
     build_sample,
     decode_conn,
+    decode_open,
     decode_procs,
     proc_rows,
 )
@@ -69,23 +73,23 @@ def test_short_or_foreign_records_are_skipped():
 
 
 def _percpu_procs(entries, ncpu):
-    """keys and per-CPU values of a BPF_PERCPU_HASH(procs): each CPU's slot is 4 u64 + comm[16] (48 bytes)."""
+    """keys and per-CPU values of a BPF_PERCPU_HASH(procs): each CPU's slot is 5 u64 + comm[16] (56 bytes)."""
     keys, values = b"", b""
     for (tgid, proto), per_cpu in entries:
         keys += _PROC_KEY.pack(tgid, proto)
         for c in range(ncpu):
-            tx, txc, rx, rxc, comm = per_cpu[c]
-            values += struct.pack("<4Q16s", tx, txc, rx, rxc, comm)
+            tx, txc, rx, rxc, retr, comm = per_cpu[c]
+            values += struct.pack("<5Q16s", tx, txc, rx, rxc, retr, comm)
     return keys, values
 
 
 def test_per_cpu_counters_are_summed_and_the_comm_comes_from_a_cpu_that_has_one():
     keys, values = _percpu_procs([
-        ((7, 0), [(0, 0, 0, 0, b""), (100, 2, 50, 1, b"srv")]),
-        ((7, 1), [(10, 1, 0, 0, b"srv"), (20, 1, 5, 1, b"srv")]),
+        ((7, 0), [(0, 0, 0, 0, 3, b""), (100, 2, 50, 1, 4, b"srv")]),
+        ((7, 1), [(10, 1, 0, 0, 0, b"srv"), (20, 1, 5, 1, 0, b"srv")]),
     ], ncpu=2)
-    rows = decode_procs(keys, values, 2, ncpu=2, stride=48)
-    assert rows == {(7, 0): (100, 2, 50, 1, "srv"), (7, 1): (30, 2, 5, 1, "srv")}
+    rows = decode_procs(keys, values, 2, ncpu=2, stride=56)
+    assert rows == {(7, 0): (100, 2, 50, 1, 7, "srv"), (7, 1): (30, 2, 5, 1, 0, "srv")}
 
 
 def test_rows_of_the_interval_from_cumulative_reads_lose_nothing_to_eviction():
@@ -98,9 +102,11 @@ def test_rows_of_the_interval_from_cumulative_reads_lose_nothing_to_eviction():
 
 
 def test_proc_rows_name_the_protocol_and_skip_empty_deltas():
-    out = proc_rows({(7, 1): (1000, 1, 0, 0), (7, 0): (0, 0, 0, 0), (8, 9): (1, 1, 1, 1)},
-                    {(7, 1): "dns", (8, 9): "x"})
-    assert [(p.pid, p.proto, p.comm, p.tx_bytes) for p in out] == [(7, "udp", "dns", 1000), (8, "other", "x", 1)]
+    out = proc_rows({(7, 1): (1000, 1, 0, 0, 0), (7, 0): (0, 0, 0, 0, 0), (8, 9): (1, 1, 1, 1, 0),
+                     (9, 0): (0, 0, 0, 0, 2)},
+                    {(7, 1): "dns", (8, 9): "x", (9, 0): "slow"})
+    assert [(p.pid, p.proto, p.comm, p.tx_bytes, p.retransmits) for p in out] == \
+        [(7, "udp", "dns", 1000, 0), (8, "other", "x", 1, 0), (9, "tcp", "slow", 0, 2)]  # retransmits only: kept
 
 
 def test_the_sample_takes_every_counter_and_adds_the_queue_losses():
@@ -109,12 +115,76 @@ def test_the_sample_takes_every_counter_and_adds_the_queue_losses():
     assert (s.lost, s.retransmits, s.connects, s.accepts) == (7, 3, 4, 0)
 
 
-def test_a_kernel_without_sock_send_length_is_told_in_a_sentence(monkeypatch, tmp_path):
+def _kernel(monkeypatch, tmp_path, tracepoints: bool, kprobes: bool, functions: str = ""):
+    """A kernel as features sees it: the length tracepoints or not, kprobes or not, and the
+    functions ftrace may patch (available_filter_functions)."""
     monkeypatch.setattr(features, "can_trace", lambda: True)
     monkeypatch.setattr(features, "tracefs", lambda: tmp_path)
-    monkeypatch.setattr(features, "tracepoint_exists", lambda cat, ev: ev != "sock_send_length")
+    monkeypatch.setattr(features, "tracepoint_exists",
+                        lambda cat, ev: tracepoints or ev not in ("sock_send_length", "sock_recv_length"))
+    monkeypatch.setattr(features, "kprobes_available", lambda: kprobes)
+    (tmp_path / "available_filter_functions").write_text(functions)
+
+
+def test_a_kernel_without_sock_send_length_or_kprobes_is_told_in_a_sentence(monkeypatch, tmp_path):
+    _kernel(monkeypatch, tmp_path, tracepoints=False, kprobes=False)
     with pytest.raises(ProbeUnavailable) as exc:
         NetProbe().check()
     assert exc.value.status == UNSUPPORTED
-    assert exc.value.detail == ("this kernel lacks sock:sock_send_length (Linux 6.3+); "
-                                "the kprobe path is not built yet")
+    assert exc.value.detail == ("this kernel lacks sock:sock_send_length (Linux 6.3+) and has no kprobes "
+                                "(CONFIG_KPROBES is not set) for tcp_sendmsg and the others")
+
+
+def test_the_tracepoints_are_preferred_where_the_kernel_has_them(monkeypatch, tmp_path):
+    _kernel(monkeypatch, tmp_path, tracepoints=True, kprobes=True, functions="tcp_sendmsg\n")
+    p = NetProbe()
+    assert p.path() == (TRACEPOINTS, "")
+    assert not any(f.startswith("-DNET_") for f in p.cflags())
+    assert p.live_detail().startswith("tracepoints;")
+
+
+def test_before_6_3_kprobes_count_the_bytes_and_say_so(monkeypatch, tmp_path):
+    _kernel(monkeypatch, tmp_path, tracepoints=False, kprobes=True,
+            functions="tcp_sendmsg\ntcp_cleanup_rbuf\nudp_sendmsg\nudp_recvmsg\nudpv6_sendmsg [ipv6]\n"
+                      "udpv6_recvmsg [ipv6]\n")
+    p = NetProbe()
+    assert p.path() == (KPROBES, "")
+    assert {"-DNET_KPROBES=1", "-DNET_UDPV6=1"} <= set(p.cflags())
+    assert p.live_detail().startswith("kprobes on tcp_sendmsg, tcp_cleanup_rbuf, udp_sendmsg, udp_recvmsg")
+    q = NetProbe()
+    q.adopt(p.helper_state())  # ktop's copy takes the helper's choice
+    assert q.path()[0] == KPROBES
+
+
+def test_a_function_that_cannot_be_probed_is_named(monkeypatch, tmp_path):
+    _kernel(monkeypatch, tmp_path, tracepoints=False, kprobes=True, functions="tcp_sendmsg\nudp_sendmsg\n")
+    path, why = NetProbe().path()
+    assert path is None
+    assert why == ("this kernel lacks sock:sock_send_length (Linux 6.3+) and cannot kprobe "
+                   "tcp_cleanup_rbuf, udp_recvmsg")
+
+
+def _open_value(start=1_000, est=1_500, tx=10, rx=20, pid=42, retrans=2, flags=F_ACTIVE | F_ESTABLISHED,
+                comm=b"curl", family=socket.AF_INET, sport=41000, dport=443, state=1,
+                saddr=b"\x7f\0\0\x01", daddr=b"\x0a\0\0\x02"):
+    # struct conn: u64 start_ts, est_ts, tx, rx; u32 pid, retrans, flags, pad; comm[16];
+    # u16 family, sport, dport, state; u8 saddr[16], daddr[16]
+    return _OPEN.pack(start, est, tx, rx, pid, retrans, flags, 0, comm, family, sport, dport, state,
+                      saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"))
+
+
+def test_open_connections_decode_with_ages_and_the_most_bytes_first():
+    assert _OPEN.size == 104
+    values = (_open_value() + _open_value(tx=5000, sport=41001, state=2, est=0) +
+              _open_value(state=0) +  # no state seen yet: left out
+              _open_value(family=socket.AF_INET6, saddr=socket.inet_pton(socket.AF_INET6, "::1"),
+                          daddr=socket.inet_pton(socket.AF_INET6, "::1"), flags=F_PASSIVE, pid=0, state=3))
+    out = decode_open(values, 4, _OPEN.size, now_ns=11_000)
+    assert [(c.sport, c.state, c.tx_bytes) for c in out] == [(41001, "SYN_SENT", 5000), (41000, "ESTABLISHED", 10),
+                                                             (41000, "SYN_RECV", 10)]
+    a, b, c = out[1], out[0], out[2]
+    assert (a.saddr, a.daddr, a.family, a.age_ns, a.connect_ns, a.retransmits, a.active, a.comm) == \
+        ("127.0.0.1", "10.0.0.2", 4, 10_000, 500, 2, True, "curl")
+    assert b.connect_ns == 0  # not established yet
+    assert (c.family, c.saddr, c.active, c.connect_ns) == (6, "::1", False, 0)
+    assert len(decode_open(values, 4, _OPEN.size, now_ns=11_000, limit=1)) == 1

@@ -7,7 +7,7 @@ from dataclasses import replace
 from ktop.model import build_model, snapshot_document, summary_lines
 from ktop.model import net as m
 from ktop.model.section import Fold
-from ktop.snapshot import LIVE, NetProc, ProbeStatus
+from ktop.snapshot import LIVE, NetConn, NetProc, ProbeStatus
 from tests.ui import fakes, net_fakes
 
 
@@ -62,7 +62,10 @@ def test_the_document_says_units_and_keeps_every_connection_oldest_first():
     first = doc["connections"][0]
     assert (first["connect_ns"], first["direction"], first["duration_ns"]) == (30_000, "connect", 2_000_000)
     assert doc["connections"][1]["connect_ns"] is None and doc["connections"][1]["direction"] == "accept"
-    assert doc["connect_latency"] == {"count": 1, "histogram": [{"low_us": 16, "high_us": 32, "count": 1}]}
+    lat = doc["connect_latency"]
+    assert (lat["count"], lat["histogram"]) == (1, [{"low_us": 16, "high_us": 32, "count": 1}])
+    assert lat["by_remote"] == [{"daddr": "127.0.0.1", "count": 1, "p50_us": 30.0, "p95_us": 30.0, "p99_us": 30.0,
+                                 "max_us": 30.0, "histogram": [{"low_us": 16, "high_us": 32, "count": 1}]}]
     assert doc["processes"][0]["pid"] in (100, 200)  # most bytes first
     assert doc["totals"]["tx_bytes_per_s"] == 5120 / 2.0
     assert doc["drops"] == {"procs_full": 0, "conns_full": 0} and doc["lost"] == 0
@@ -94,3 +97,29 @@ def test_a_recorded_tick_with_net_reads_back_the_same():
     old = to_jsonable(fakes.snapshot())
     old.pop("net")  # a recording made before the net probe
     assert snapshot_from_jsonable(old).net is None
+
+
+def test_retransmits_per_process_add_up_and_reach_the_json_and_the_summary():
+    lossy = replace(net_fakes.sample(), procs=(NetProc(pid=100, comm="curl", proto="tcp", tx_bytes=10, tx_calls=1,
+                                                       retransmits=3),), conns=())
+    a = build_model(None, snap(lossy))
+    b = build_model(a, snap(lossy, t=fakes.T0 + 1))
+    assert next(r for r in b.net.procs if r.pid == 100).retransmits == 6
+    doc = snapshot_document(b, duration_s=2.0)["net"]
+    assert next(p for p in doc["processes"] if p["pid"] == 100)["retransmits"] == 6
+    assert any("retrans 6" in ln for ln in m.summary_lines(doc))
+
+
+def test_connect_latency_per_remote_counts_established_connects_only_and_is_bounded():
+    def conn(daddr, connect_ns, active=True):
+        return NetConn(time=fakes.T0, pid=1, comm="c", family=4, saddr="10.0.0.1", sport=1, daddr=daddr, dport=2,
+                       duration_ns=1, connect_ns=connect_ns, active=active)
+
+    conns = (conn("10.0.0.2", 1_200_000_000), conn("10.0.0.2", 40_000), conn("10.0.0.3", 500),
+             conn("10.0.0.4", 0), conn("10.0.0.5", 900, active=False))
+    out = m.fold_remotes((), conns, fakes.T0)
+    assert [(r.daddr, r.count, r.max_ns) for r in out] == [("10.0.0.2", 2, 1_200_000_000), ("10.0.0.3", 1, 500)]
+    slow = out[0].to_json()
+    assert slow["max_us"] == 1_200_000.0 and slow["p99_us"] == 1_200_000.0 and 32 <= slow["p50_us"] < 64
+    many = m.fold_remotes(out, tuple(conn(f"10.1.0.{i}", 1000) for i in range(10)), fakes.T0 + 1, limit=4)
+    assert len(many) == 4 and "10.0.0.2" not in {r.daddr for r in many}  # the least recent go first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from factories import HOST, exec_ev, proc, snapshot, spawn_sample
@@ -18,8 +19,9 @@ T0 = 1_700_000_000.0
 
 def make(tmp_path, n=10, gap=1.0, name="r.jsonl"):
     path = tmp_path / name
-    snaps = [snapshot(time=T0 + i * gap, interval_s=gap, processes=[proc(1), proc(2 + i)],
-                      spawns=spawn_sample([exec_ev(100 + i, time=T0 + i * gap)], exec_count=1))
+    # stamped as this ktop records them: no flag active (a tick without flags gets the replay's)
+    snaps = [replace(snapshot(time=T0 + i * gap, interval_s=gap, processes=[proc(1), proc(2 + i)],
+                              spawns=spawn_sample([exec_ev(100 + i, time=T0 + i * gap)], exec_count=1)), flags=())
              for i in range(n)]
     with RecordingWriter(str(path), header(HOST, gap, ["spawn"], started=T0)) as w:
         for s in snaps:

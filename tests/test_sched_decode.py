@@ -5,7 +5,8 @@ from __future__ import annotations
 import struct
 
 from ktop.probes.cumulative import Cumulative
-from ktop.probes.sched import _PROC_VAL, NSLOTS, build_procs, build_sample, cpu_deltas, decode_cpu_hist, decode_procs
+from ktop.probes.sched import (_PROC_VAL, NSLOTS, build_procs, build_sample, cpu_deltas, decode_cpu_hist,
+                               decode_procs, decode_slow, slowest)
 
 
 def proc_val(rq_count=0, rq_sum=0, off=(0, 0, 0), rq_max=0, comm=b"", hist=()) -> bytes:
@@ -104,3 +105,30 @@ def test_task_offsets_from_the_running_kernels_btf():
     assert {k: offs[f"TASK_OFF_{k.upper()}"] for k in plain} == plain
     assert offs["TASK_OFF_TGID"] == offs["TASK_OFF_PID"] + 4  # pid_t pid; pid_t tgid;
     assert "TASK_OFF_STATE" in offs
+
+
+def slow_record(pid=100, tgid=100, cpu=1, ts=2_000_000_000, wait_ns=12_000_000, prev_pid=400, prev_tgid=400,
+                comm=b"waker", prev_comm=b"hog", kind=4) -> bytes:
+    return struct.pack("<IIIIQQII16s16s", kind, pid, tgid, cpu, ts, wait_ns, prev_pid, prev_tgid, comm, prev_comm)
+
+
+def test_a_slow_wait_record_decodes_with_the_task_that_ran_meanwhile():
+    # struct slow_event: 4 u32, 2 u64, 2 u32, 2 comm[16]: no padding
+    assert len(slow_record()) == 4 * 4 + 2 * 8 + 2 * 4 + 32
+    w = decode_slow(slow_record(comm=b"waker\0junk", prev_comm=b"hog\x1b[31m"), 100.0)
+    assert (w.pid, w.tgid, w.cpu, w.wait_ns, w.prev_pid, w.prev_tgid) == (100, 100, 1, 12_000_000, 400, 400)
+    assert w.comm == "waker" and w.prev_comm.startswith("hog") and w.time == 102.0
+    assert decode_slow(slow_record(kind=3), 0.0) is None and decode_slow(slow_record()[:-1], 0.0) is None
+
+
+def test_a_tick_keeps_its_slowest_waits_only():
+    keep: list = []
+    waits = [11, 50, 12, 13, 40, 14, 15, 30, 16, 17, 18, 20]
+    dropped = slowest([slow_record(pid=i, wait_ns=ms * 1_000_000) for i, ms in enumerate(waits)]
+                      + [slow_record(kind=1)], keep, 0.0, n=5)
+    assert dropped == len(waits) - 5
+    s = build_sample(1.0, (), (), {"slow_waits": 12}, [item[-1] for item in keep], 10_000_000)
+    assert [w.wait_ns // 1_000_000 for w in s.slow] == [50, 40, 30, 20, 18]
+    assert s.slow_waits == 12 and s.slow_threshold_ns == 10_000_000
+    # equal waits never compare the records themselves
+    slowest([slow_record(pid=1), slow_record(pid=2)], keep, 0.0, n=5)

@@ -81,3 +81,29 @@ def test_an_old_recording_without_the_section_reads():
     assert snapshot_from_jsonable(data).sched is None
     s = replace(fakes.snapshot(), sched=sched_fakes.sample())
     assert snapshot_from_jsonable(to_jsonable(s)).sched == s.sched
+
+
+def test_slow_waits_keep_the_slowest_of_the_window_and_of_the_run():
+    from ktop.snapshot import SchedSlowWait
+
+    def wait(ms: int, t: float) -> SchedSlowWait:
+        return SchedSlowWait(time=t, pid=100, tgid=100, comm="waker", cpu=0, wait_ns=ms * 1_000_000,
+                             prev_pid=400, prev_tgid=400, prev_comm="hog")
+
+    m = None
+    snap = fakes.snapshot()
+    first = replace(sched_fakes.sample(), slow=(wait(90, 1.0),), slow_waits=1)
+    m = sched.update(m, first, snap, Fold())
+    for i in range(sched.WINDOW):  # the 90 ms wait leaves the window, not the run
+        m = sched.update(m, replace(sched_fakes.sample(), slow=tuple(wait(11 + i, 2.0 + i + j / 10) for j in range(3)),
+                                    slow_waits=5, slow_lost=1), snap, Fold())
+    assert [w.wait_ns // 1_000_000 for w in m.recent_slow][:4] == [15, 15, 15, 14]
+    assert len(m.recent_slow) == sched.SLOWEST and m.slowest[0].wait_ns == 90_000_000
+    assert len(m.slowest) == sched.SLOWEST and m.recent_slow[0].time == 6.0  # ties: the earliest first
+    doc = sched.document(m, None, 6.0)
+    assert doc["slow_threshold_us"] == 10_000.0
+    assert doc["slowest"][0] == {"time": 1.0, "pid": 100, "tgid": 100, "comm": "waker", "cpu": 0, "wait_us": 90_000.0,
+                                 "prev_pid": 400, "prev_tgid": 400, "prev_comm": "hog"}
+    assert doc["counters"]["slow_waits"] == 1 + 5 * sched.WINDOW and doc["counters"]["slow_lost"] == sched.WINDOW
+    text = "\n".join(sched.summary_lines(doc))
+    assert "slowest run-queue waits (>= 10000 us; 26 in all)" in text and "slow_lost 5" in text

@@ -58,8 +58,9 @@ UNITLESS = {
     "filtered", "expired", "partial", "missed", "unseen", "attached", "matched", "cap", "map_full",
     "rows_dropped", "calls", "timed", "start_full", "procs_full", "errs_full", "bad_nr", "pairs_dropped",
     "processes_dropped", "tx_calls", "rx_calls", "sport", "dport", "family", "closed", "connects", "accepts",
-    "connect_failed", "retransmits", "resets_sent", "resets_received", "conns_full",
-    "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full",
+    "open_total", "connect_failed", "retransmits", "resets_sent", "resets_received", "conns_full",
+    "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full", "tgid", "prev_pid", "prev_tgid",
+    "slow_waits", "slow_lost",
     "cgroup_id",  # an id (an inode number)
 }
 

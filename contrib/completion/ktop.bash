@@ -16,12 +16,12 @@ _ktop() {
         -o|--output|--from|replay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$cmd" in
-        ktop) opts="--bpf-stats --cgroup --delay --disk --exec-failures --export --func --funcs-max --help --history --pid --probes --procfs --readonly --sort-key --syscalls-latency --theme --tree --user --version -d -f -h -p -s -t -u" ;;
-        snapshot) opts="--bpf-stats --cgroup --disk --duration --exec-failures --format --from --func --funcs-max --help --json --max-events --pid --probes --procfs --syscalls-latency --table -d -f -h -p" ;;
+        ktop) opts="--bpf-stats --cgroup --delay --disk --exec-failures --export --flag-sensitivity --func --funcs-max --help --history --pid --probes --procfs --readonly --runq-slower-us --sort-key --syscalls-latency --theme --tree --user --version -d -f -h -p -s -t -u" ;;
+        snapshot) opts="--bpf-stats --cgroup --disk --duration --exec-failures --flag-sensitivity --format --from --func --funcs-max --help --json --max-events --pid --probes --procfs --runq-slower-us --syscalls-latency --table -d -f -h -p" ;;
         doctor) opts="--help --no-start --probes --procfs -h" ;;
-        record) opts="--bpf-stats --cgroup --count --disk --duration --exec-failures --func --funcs-max --help --output --pid --probes --procfs --syscalls-latency -d -f -h -o -p" ;;
-        replay) opts="--format --help --history --json --max-events --speed --table --theme -h" ;;
-        export) opts="--bpf-stats --cgroup --disk --exec-failures --func --funcs-max --help --listen --pid --probes --procfs --syscalls-latency -f -h -p" ;;
+        record) opts="--bpf-stats --cgroup --count --disk --duration --exec-failures --flag-sensitivity --func --funcs-max --help --output --pid --probes --procfs --runq-slower-us --syscalls-latency -d -f -h -o -p" ;;
+        replay) opts="--flag-sensitivity --flags --format --help --history --json --max-events --speed --table --theme -h" ;;
+        export) opts="--bpf-stats --cgroup --disk --exec-failures --flag-sensitivity --func --funcs-max --help --listen --pid --probes --procfs --runq-slower-us --syscalls-latency -f -h -p" ;;
     esac
     if [[ ${COMP_CWORD} -eq 1 && "$cur" != -* ]]; then
         COMPREPLY=($(compgen -W "snapshot doctor record replay export" -- "$cur"))

@@ -107,8 +107,23 @@ def probe_args(p: argparse.ArgumentParser) -> None:
                    help="read the process table from /proc each tick instead of the BPF task iterator "
                         "(the fallback where the kernel has no task iterator; it costs ~20 us a process)")
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
+    flag_args(p)
     for info in registry.PROBES.values():  # each probe's own options, under its name in --help
         registry.probe_class(info.name).add_arguments(p.add_argument_group(f"{info.name} probe"))
+
+
+def flag_args(p: argparse.ArgumentParser) -> None:
+    from ktop.model.flags import sensitivity_arg
+
+    p.add_argument("--flag-sensitivity", type=sensitivity_arg, default=1.0, metavar="N",
+                   help="how eagerly anomalies are flagged (README, What is flagged): 1 the default, 2 twice "
+                        "as eager (half the margins), 0.5 half as eager, 0 no flags")
+
+
+def flag_detector(args):
+    from ktop.model.flags import FlagDetector
+
+    return FlagDetector(getattr(args, "flag_sensitivity", 1.0))
 
 
 def settle_timeout() -> float:
@@ -248,7 +263,9 @@ def live_source(args):
     """
     from ktop.sources.live import LiveSource
 
-    return LiveSource(probe_names(args), probe_options(args), registry.PROBES)
+    source = LiveSource(probe_names(args), probe_options(args), registry.PROBES)
+    source.flag_detector = flag_detector(args)
+    return source
 
 
 @contextmanager

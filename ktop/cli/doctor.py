@@ -13,7 +13,9 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="ktop doctor",
         description="Report what this kernel offers, and start each probe to show its status.")
-    p.add_argument("--probes", type=probe_list, metavar="LIST", default=None)
+    p.add_argument("--probes", type=probe_list, metavar="LIST", default=None,
+                   help=f"probes to check and start (default: {','.join(registry.default_names())}; "
+                        f"known: {','.join(registry.PROBES)}; 'all')")
     p.add_argument("--no-start", action="store_true", help="only check features, start no probe")
     p.add_argument("--procfs", action="store_true", help="do not start the task iterator (/proc instead)")
     return p
@@ -37,7 +39,7 @@ def run(args) -> int:
         info = registry.PROBES[n]
         cls = registry.probe_class(n)
         print(f"  {n:<10} {info.summary}")
-        print(f"  {'':<10} tracepoints: {', '.join(cls.tracepoints)}")
+        print(f"  {'':<10} {cls.attach_summary()}")
     if args.no_start:
         return 0 if all(c.ok for c in features.checks() if c.name in ("root", "bpf syscall", "tracefs", "bcc")) else 1
     diag.start()

@@ -93,6 +93,9 @@ def text_lines(doc: dict) -> list[str]:
     h = doc["host"]
     out = [f"{clean(h['hostname'])}  Linux {h['kernel']}  {h['cpu_count']} CPUs  ktop {h['ktop_version']}"]
     out += [f"probe {name:<10} {p['status']:<12} {clean(p['detail'])}" for name, p in doc["probes"].items()]
+    flags = doc.get("flags") or {}
+    out += [f"flag  {clean(f['text'])}" for f in flags.get("active", ())]
+    out += [f"flag  {clean(f['text'])} (over)" for f in flags.get("ended", ())]
     out += ["", f"{'PID':>7} {'USER':<10} {'CPU%':>5} {'RSS':>7}  COMMAND"]
     for p in sorted(doc["processes"], key=lambda p: -p["cpu_percent"])[:10]:
         cmd = join_argv(p["cmdline"]) or f"[{p['comm']}]"
@@ -117,9 +120,11 @@ def chosen(args) -> str:
 class Run:
     """What a command folds its ticks into: the model and, for openmetrics, the exporter's counters."""
 
-    def __init__(self, fmt: str, max_events: int):
+    def __init__(self, fmt: str, max_events: int, flag_sensitivity: float = 1.0):
         from ktop.export import KtopMetrics
+        from ktop.model.flags import FlagDetector
 
+        self.detector = FlagDetector(flag_sensitivity)  # for recorded ticks without flags
         self.max_events = max_events
         self.model = None
         self.metrics = KtopMetrics() if fmt == "openmetrics" else None
@@ -127,6 +132,7 @@ class Run:
     def add(self, snap) -> None:
         from ktop.model import build_model
 
+        snap = self.detector.stamp(snap)
         self.model = build_model(self.model, snap, self.max_events)
         if self.metrics is not None:
             self.metrics.observe(snap, self.model)

@@ -54,7 +54,7 @@ def run(args) -> int:
         return run_from(args)
     fmt = formats.chosen(args)
     interval = args.interval or min(1.0, args.duration)
-    run = formats.Run(fmt, args.max_events)
+    run = formats.Run(fmt, args.max_events, args.flag_sensitivity)
     with SignalStop() as stop, running(live_source(args)) as source:
         source.start()
         for note in source.notes:
@@ -79,12 +79,13 @@ def run(args) -> int:
     return 0
 
 
-def recording_document(rec, max_events: int = 100_000, fmt: str = "json") -> tuple[dict, object]:
+def recording_document(rec, max_events: int = 100_000, fmt: str = "json",
+                       flag_sensitivity: float = 1.0) -> tuple[dict, object]:
     """The ``ktop snapshot --json`` document of every snapshot in ``rec`` (and, for openmetrics, the
     exporter's counters after them)."""
     from ktop.model import snapshot_document
 
-    run = formats.Run(fmt, max_events)
+    run = formats.Run(fmt, max_events, flag_sensitivity)
     for snap in rec:
         run.add(snap)
     return snapshot_document(run.model, rec.duration_s), run.metrics
@@ -103,6 +104,6 @@ def run_from(args) -> int:
         raise UsageError("--from reads a recording: -p, --probes and -f do not apply")
     rec = open_recording(args.from_file)
     fmt = formats.chosen(args)
-    doc, metrics = recording_document(rec, args.max_events, fmt)
+    doc, metrics = recording_document(rec, args.max_events, fmt, args.flag_sensitivity)
     print_document(doc, fmt, args.table, metrics)
     return 0

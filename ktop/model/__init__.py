@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from ktop import registry
+from ktop.model import flags as _flags
 from ktop.model.common import HISTORY, push, user_name  # noqa: F401 (the model's shared names)
 from ktop.model.section import SPAWN_ROWS, Fold
 from ktop.snapshot import HostInfo, ProbeStatus, ProcessInfo, Snapshot, SystemSample
@@ -45,6 +46,7 @@ class Model:
     syscalls: Any = None  # ktop.model.syscalls.SyscallsModel
     net: Any = None  # ktop.model.net.NetModel
     sched: Any = None  # ktop.model.sched.SchedModel
+    flags: _flags.FlagsModel = _flags.FlagsModel()  # active and recent flags (ktop/model/flags.py)
     # cgroup id -> CgroupInfo: every cgroup named in the run's snapshots (the newest MAX_CGROUPS)
     cgroups: Any = None
 
@@ -77,6 +79,7 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         process_source=snap.process_source, cpu_history=cpu_hist,
         mem_history=push(prev.mem_history if prev else (), mem_pct),
         ticks=(prev.ticks + 1) if prev else 1, probe_cpu_percent=cpu_pct,
+        flags=_flags.fold(prev.flags if prev else None, snap),
         cgroups=_merge_cgroups(prev.cgroups if prev else None, snap.cgroups), **sections)
     if snap.focus is not None:
         same = prev is not None and prev.focus_detail is not None and snap.focus_detail is not None \
@@ -103,7 +106,7 @@ def _merge_cgroups(prev: Optional[dict], new) -> dict:
 def _label_rows(doc: dict, by_pid: dict[int, int], names: dict, used: set) -> None:
     """Every per-process row of every probe's section gets ``cgroup`` (a label) and ``cgroup_id``,
     from its own id (spawn) or its PID's (the process table, then the execs seen)."""
-    stack = [v for k, v in doc.items() if k not in ("processes", "host", "system", "probes", "cgroups")]
+    stack = [v for k, v in doc.items() if k not in ("processes", "host", "system", "probes", "cgroups", "flags")]
     while stack:
         v = stack.pop()
         if isinstance(v, list):
@@ -154,6 +157,8 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
              "cgroup": names[p.cgroup_id].label if p.cgroup_id in names else "", "cgroup_id": p.cgroup_id}
             for p in model.processes
         ],
+        "flags": {"active": [_flags.flag_json(f) for f in model.flags.active],
+                  "ended": [_flags.flag_json(f) for f in model.flags.recent]},
     }
     for p in registry.PROBES.values():
         status, section = model.probes.get(p.name), getattr(model, p.section)

@@ -3,17 +3,35 @@ connect latency, retransmits and resets."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from ktop.metrics import OTHER, Bounded, label
 from ktop.model import hist
 from ktop.model.common import push
 from ktop.model.section import Fold
-from ktop.snapshot import NetConn, NetSample, ProbeStatus, Snapshot, to_jsonable
+from ktop.snapshot import NetConn, NetOpen, NetSample, ProbeStatus, Snapshot, to_jsonable
 
 MAX_PROCS = 5000  # (pid, protocol) rows kept: the most recently active
+MAX_REMOTES = 256  # remote addresses with a connect latency kept: the most recently connected to
 LAT_SLOTS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteLatency:
+    """Connect latency to one remote address (tcpconnlat per host), from the connections made to it
+    that closed: log2 slots of microseconds, and the largest exactly."""
+
+    daddr: str
+    count: int = 0
+    buckets: tuple[int, ...] = ()
+    max_ns: int = 0
+    last_seen: float = 0.0  # the snapshot time of its latest connection
+
+    def to_json(self) -> dict:
+        p50, p95, p99 = hist.percentiles(self.buckets, max_value=self.max_ns / 1e3)
+        return {"daddr": self.daddr, "count": self.count, "p50_us": p50, "p95_us": p95, "p99_us": p99,
+                "max_us": self.max_ns / 1e3, "histogram": hist.buckets_json(self.buckets, "us")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +45,7 @@ class NetProcRow:
     tx_calls: int = 0
     rx_bytes: int = 0
     rx_calls: int = 0
+    retransmits: int = 0  # TCP segments retransmitted on its connections, over the run
     tx_bytes_per_s: float = 0.0  # the last interval
     rx_bytes_per_s: float = 0.0
     last_seen: float = 0.0  # the snapshot time of its last traffic
@@ -35,7 +54,7 @@ class NetProcRow:
         d = duration_s if duration_s > 0 else 1.0
         return {"pid": self.pid, "comm": self.comm, "proto": self.proto,
                 "tx_bytes": self.tx_bytes, "tx_calls": self.tx_calls,
-                "rx_bytes": self.rx_bytes, "rx_calls": self.rx_calls,
+                "rx_bytes": self.rx_bytes, "rx_calls": self.rx_calls, "retransmits": self.retransmits,
                 "tx_bytes_per_s": self.tx_bytes / d, "rx_bytes_per_s": self.rx_bytes / d}
 
 
@@ -65,6 +84,9 @@ class NetModel:
     rx_history: tuple[float, ...] = ()
     tx_bytes_per_s: float = 0.0  # the last interval, every process
     rx_bytes_per_s: float = 0.0
+    remotes: tuple[RemoteLatency, ...] = ()  # connect latency per remote address, most connections first
+    open: tuple[NetOpen, ...] = ()  # TCP connections open at the last tick, most bytes first (bounded)
+    open_total: int = 0  # how many were open (followed) then
 
 
 def fold_procs(rows: tuple[NetProcRow, ...], s: NetSample, now: float, ctx: Fold,
@@ -77,19 +99,37 @@ def fold_procs(rows: tuple[NetProcRow, ...], s: NetSample, now: float, ctx: Fold
             pid=p.pid, comm=p.comm or (old.comm if old else ""), proto=p.proto,
             tx_bytes=(old.tx_bytes if old else 0) + p.tx_bytes, tx_calls=(old.tx_calls if old else 0) + p.tx_calls,
             rx_bytes=(old.rx_bytes if old else 0) + p.rx_bytes, rx_calls=(old.rx_calls if old else 0) + p.rx_calls,
+            retransmits=(old.retransmits if old else 0) + p.retransmits,
             tx_bytes_per_s=p.tx_bytes / dt, rx_bytes_per_s=p.rx_bytes / dt, last_seen=now)
     seen = {(p.pid, p.proto) for p in s.procs}
     out = []
     for k, r in by.items():
         if k not in seen and (r.tx_bytes_per_s or r.rx_bytes_per_s):
-            r = NetProcRow(r.pid, r.comm, r.proto, r.tx_bytes, r.tx_calls, r.rx_bytes, r.rx_calls, 0.0, 0.0,
-                           r.last_seen)
+            r = replace(r, tx_bytes_per_s=0.0, rx_bytes_per_s=0.0)
         if ctx.forget_dead_s is not None and now - r.last_seen > ctx.forget_dead_s:
             continue  # idle that long: it leaves the table (the totals keep its bytes)
         out.append(r)
     if len(out) > limit:
         out = sorted(out, key=lambda r: r.last_seen, reverse=True)[:limit]
     return tuple(sorted(out, key=lambda r: (r.pid, r.proto)))
+
+
+def fold_remotes(rows: tuple[RemoteLatency, ...], conns: tuple[NetConn, ...], now: float,
+                 limit: int = MAX_REMOTES) -> tuple[RemoteLatency, ...]:
+    """Adds the interval's established active opens to their remote's latency; the most recently
+    connected-to remotes kept, most connections first."""
+    by = {r.daddr: r for r in rows}
+    for c in conns:
+        if not (c.active and c.connect_ns):
+            continue
+        old = by.get(c.daddr) or RemoteLatency(c.daddr, buckets=(0,) * LAT_SLOTS)
+        b = list(old.buckets)
+        b[hist.slot_of(c.connect_ns / 1e3, LAT_SLOTS)] += 1
+        by[c.daddr] = RemoteLatency(c.daddr, old.count + 1, tuple(b), max(old.max_ns, c.connect_ns), now)
+    out = list(by.values())
+    if len(out) > limit:
+        out = sorted(out, key=lambda r: r.last_seen, reverse=True)[:limit]
+    return tuple(sorted(out, key=lambda r: (-r.count, r.daddr)))
 
 
 def _add(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
@@ -116,7 +156,8 @@ def update(prev: Optional[NetModel], s: Optional[NetSample], snap: Snapshot, ctx
     return NetModel(procs=fold_procs(m.procs, s, snap.time, ctx), conns=conns,
                     connect_buckets=_add(m.connect_buckets, s.connect_buckets), totals=totals,
                     tx_history=push(m.tx_history, tx / dt), rx_history=push(m.rx_history, rx / dt),
-                    tx_bytes_per_s=tx / dt, rx_bytes_per_s=rx / dt)
+                    tx_bytes_per_s=tx / dt, rx_bytes_per_s=rx / dt,
+                    remotes=fold_remotes(m.remotes, s.conns, snap.time), open=s.open, open_total=s.open_total)
 
 
 def conn_json(c: NetConn) -> dict:
@@ -125,6 +166,13 @@ def conn_json(c: NetConn) -> dict:
             "duration_ns": c.duration_ns, "connect_ns": c.connect_ns if c.connect_ns else None,
             "tx_bytes": c.tx_bytes, "rx_bytes": c.rx_bytes, "retransmits": c.retransmits,
             "direction": "connect" if c.active else "accept", "established": c.established, "reset": c.reset}
+
+
+def open_json(c: NetOpen) -> dict:
+    return {"pid": c.pid, "comm": c.comm, "family": c.family, "saddr": c.saddr, "sport": c.sport,
+            "daddr": c.daddr, "dport": c.dport, "state": c.state, "age_ns": c.age_ns,
+            "connect_ns": c.connect_ns if c.connect_ns else None, "tx_bytes": c.tx_bytes, "rx_bytes": c.rx_bytes,
+            "retransmits": c.retransmits, "direction": "connect" if c.active else "accept"}
 
 
 def document(section: Optional[NetModel], status: Optional[ProbeStatus], duration_s: float) -> dict:
@@ -137,7 +185,10 @@ def document(section: Optional[NetModel], status: Optional[ProbeStatus], duratio
     return {
         "processes": [r.to_json(duration_s) for r in sorted(m.procs, key=lambda r: -(r.tx_bytes + r.rx_bytes))],
         "connections": [conn_json(c) for c in reversed(m.conns)],
-        "connect_latency": {"count": hist.total(lat), "histogram": hist.buckets_json(lat, "us")},
+        "open_connections": [open_json(c) for c in m.open],
+        "open_total": m.open_total,
+        "connect_latency": {"count": hist.total(lat), "histogram": hist.buckets_json(lat, "us"),
+                            "by_remote": [r.to_json() for r in m.remotes]},
         "totals": {"tx_bytes": t.tx_bytes, "rx_bytes": t.rx_bytes, "tx_bytes_per_s": t.tx_bytes / d,
                    "rx_bytes_per_s": t.rx_bytes / d, "closed": t.closed, "connects": t.connects,
                    "accepts": t.accepts, "connect_failed": t.connect_failed, "retransmits": t.retransmits,
@@ -157,7 +208,8 @@ def summary_lines(doc: dict, limit: int = 20) -> list[str]:
            f"resets {t['resets_sent']} sent {t['resets_received']} received, lost {doc['lost']}"]
     for p in doc["processes"][:limit]:
         out.append(f"{p['pid']:>7} {clean(p['comm'], 15):<15} {p['proto']:<5} tx {human_bytes(p['tx_bytes']):>9} "
-                   f"({p['tx_calls']}) rx {human_bytes(p['rx_bytes']):>9} ({p['rx_calls']})")
+                   f"({p['tx_calls']}) rx {human_bytes(p['rx_bytes']):>9} ({p['rx_calls']})"
+                   + (f" retrans {p['retransmits']}" if p.get("retransmits") else ""))
     for c in doc["connections"][-limit:]:
         out.append(f"{c['pid']:>7} {clean(c['comm'], 15):<15} {c['direction']:<7} "
                    f"{clean(c['saddr'])}:{c['sport']} -> {clean(c['daddr'])}:{c['dport']} "
@@ -208,4 +260,5 @@ class Metrics:
         ]
 
 
-__all__ = ["NetModel", "NetProcRow", "Metrics", "document", "summary_lines", "table", "update", "to_jsonable"]
+__all__ = ["NetModel", "NetProcRow", "RemoteLatency", "Metrics", "document", "summary_lines", "table", "update",
+           "to_jsonable"]

@@ -5,7 +5,8 @@ Pure functions over :class:`ktop.snapshot.SchedSample`: per process the
 figures of a short recent window (run-queue percentiles from the log2
 histogram, waits per second, off-CPU time per second by state) and totals
 since the start; per CPU and for the whole machine the run-queue histogram
-since the start, and the machine's p99 per tick for a sparkline.
+since the start, and the machine's p99 per tick for a sparkline; the slowest
+waits (runqslower) of the recent window and of the whole run.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from ktop.metrics import OTHER, Bounded, Log2Hist, label
 from ktop.model import hist
 from ktop.model.common import push
 from ktop.model.section import Fold
-from ktop.snapshot import ProbeStatus, SchedProc, SchedSample, Snapshot
+from ktop.snapshot import ProbeStatus, SchedProc, SchedSample, SchedSlowWait, Snapshot
 
 WINDOW = 5  # ticks the process table sums over
 MAX_PROC_TOTALS = 5000  # processes whose totals are kept for the snapshot document
 MAX_CPUS = 1024
-COUNTERS = ("switches", "wakeups", "runq_waits", "tasks_full", "procs_full")
+COUNTERS = ("switches", "wakeups", "runq_waits", "tasks_full", "procs_full", "slow_waits", "slow_lost")
+SLOWEST = 10  # slow waits kept: in the recent window (the panel), and over the run (the document)
 STATES = ("r", "s", "d")  # off-CPU classes: preempted, asleep (or stopped), uninterruptible
 
 
@@ -123,6 +125,10 @@ class SchedModel:
     last_cpus: dict[int, RunqSummary] = field(default_factory=dict)  # the last tick, per CPU
     p99_history: tuple[float, ...] = ()  # µs, every CPU, per tick (0 without waits)
     counters: dict[str, int] = field(default_factory=dict)  # cumulative
+    slow_window: tuple[tuple[SchedSlowWait, ...], ...] = ()  # each recent tick's slowest waits
+    recent_slow: tuple[SchedSlowWait, ...] = ()  # the slowest of the window, slowest first (the panel)
+    slowest: tuple[SchedSlowWait, ...] = ()  # the slowest of the run, slowest first (the document)
+    slow_threshold_ns: int = 0
     ticks: int = 0
     elapsed_s: float = 0.0
 
@@ -143,6 +149,12 @@ def window_procs(window: tuple[tuple[float, tuple[SchedProc, ...]], ...]) -> tup
                              off_d_ms_per_s=t.off_d_ns / 1e6 / seconds))
     out.sort(key=lambda s: (-s.waits, s.pid))
     return tuple(out)
+
+
+def slowest_of(*groups: tuple[SchedSlowWait, ...], n: int = SLOWEST) -> tuple[SchedSlowWait, ...]:
+    """The n slowest waits of the groups, slowest first (then the earliest)."""
+    every = [w for g in groups for w in g]
+    return tuple(sorted(every, key=lambda w: (-w.wait_ns, w.time))[:n])
 
 
 def add_totals(totals: dict[int, ProcTotal], procs: tuple[SchedProc, ...],
@@ -180,7 +192,11 @@ def advance(prev: Optional[SchedModel], s: SchedSample, live: Optional[set[int]]
         every = hist.add(every, c.runq_buckets)
     p99 = hist.percentile(every, 99) if hist.total(every) else None
     counters = {k: prev.counters.get(k, 0) + getattr(s, k, 0) for k in COUNTERS}
-    return SchedModel(procs=window_procs(window), proc_totals=totals, procs_dropped=prev.procs_dropped + dropped,
+    slow_window = push(prev.slow_window, s.slow, WINDOW)
+    return SchedModel(slow_window=slow_window, recent_slow=slowest_of(*slow_window),
+                      slowest=slowest_of(prev.slowest, s.slow),
+                      slow_threshold_ns=s.slow_threshold_ns or prev.slow_threshold_ns,
+                      procs=window_procs(window), proc_totals=totals, procs_dropped=prev.procs_dropped + dropped,
                       window=window, cpu_totals=cpu_totals, cpu_sums_ns=sums, last_cpus=last,
                       p99_history=push(prev.p99_history, p99 or 0.0), counters=counters, ticks=prev.ticks + 1,
                       elapsed_s=prev.elapsed_s + s.interval_s)
@@ -199,6 +215,11 @@ def _runq_json(buckets: tuple[int, ...], sum_ns: int) -> dict:
     return {**summarize(buckets, sum_ns).to_json(), "histogram": hist.buckets_json(buckets, "us")}
 
 
+def slow_json(w: SchedSlowWait) -> dict:
+    return {"time": w.time, "pid": w.pid, "tgid": w.tgid, "comm": w.comm, "cpu": w.cpu, "wait_us": _us(w.wait_ns),
+            "prev_pid": w.prev_pid, "prev_tgid": w.prev_tgid, "prev_comm": w.prev_comm}
+
+
 def document(section: Optional[SchedModel], status: Optional[ProbeStatus], duration_s: float) -> dict:
     """The ``sched`` section of ``ktop snapshot --json`` (docs/probes/sched.md): totals over the run."""
     m = section or SchedModel()
@@ -212,6 +233,8 @@ def document(section: Optional[SchedModel], status: Optional[ProbeStatus], durat
         "cpus": [{"cpu": cpu, **_runq_json(h, m.cpu_sums_ns.get(cpu, 0))} for cpu, h in sorted(m.cpu_totals.items())],
         "by_process": [t.to_json(duration_s) for t in procs],
         "counters": {**{k: m.counters.get(k, 0) for k in COUNTERS}, "procs_dropped": m.procs_dropped},
+        "slow_threshold_us": _us(m.slow_threshold_ns),
+        "slowest": [slow_json(w) for w in m.slowest],
     }
 
 
@@ -233,8 +256,17 @@ def summary_lines(section: dict, top: int = 10) -> list[str]:
         out.append(f"{p['pid']:>7} {clean(p['comm'], 16):<16} {p['count']:>8} {us(p['p50_us']):>8} "
                    f"{us(p['p99_us']):>8} {us(p['max_us']):>8} {p['off_cpu_r_s']:>8.2f} {p['off_cpu_s_s']:>8.2f} "
                    f"{p['off_cpu_d_s']:>8.2f}")
+    slow = section.get("slowest") or []
+    if slow:
+        out.append(f"slowest run-queue waits (>= {us(section.get('slow_threshold_us'))} us; "
+                   f"{(section.get('counters') or {}).get('slow_waits', 0)} in all):")
+        out.append(f"{'WAITus':>8} {'CPU':>4} {'PID':>7} {'COMM':<16} {'RAN PID':>7} RAN COMM")
+    for w in slow[:top]:
+        out.append(f"{us(w['wait_us']):>8} {w['cpu']:>4} {w['pid']:>7} {clean(w['comm'], 16):<16} "
+                   f"{w['prev_pid']:>7} {clean(w['prev_comm'], 16)}")
     c = section.get("counters") or {}
-    notes = [f"{k} {v}" for k, v in c.items() if v and k in ("tasks_full", "procs_full", "procs_dropped")]
+    notes = [f"{k} {v}" for k, v in c.items()
+             if v and k in ("tasks_full", "procs_full", "procs_dropped", "slow_lost")]
     if notes:
         out.append("sched counters: " + ", ".join(notes))
     return out

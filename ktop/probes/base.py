@@ -135,6 +135,11 @@ class ProbeWorker:
         """Its options ask for it even when ``--probes`` leaves it out (``-f`` asks for funcs)."""
         return False
 
+    @classmethod
+    def attach_summary(cls) -> str:
+        """What it attaches to, for ``ktop doctor``."""
+        return "tracepoints: " + ", ".join(cls.tracepoints)
+
     # -- to implement -------------------------------------------------
     def check(self) -> None:
         """Raises ProbeUnavailable when this probe cannot run here."""

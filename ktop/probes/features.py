@@ -67,6 +67,23 @@ def kprobes_available() -> bool:
     return bool(t and _may_see(Path.exists, t / "kprobe_events"))
 
 
+def untraceable_functions(names: tuple[str, ...]) -> list[str]:
+    """Which kernel functions of ``names`` a kprobe cannot attach to: not in tracefs's
+    available_filter_functions (inlined, notrace or absent); all of them when it is unreadable."""
+    t = tracefs()
+    want = set(names)
+    found: set[str] = set()
+    try:
+        with open(Path(t) / "available_filter_functions") if t else open(os.devnull) as f:
+            for line in f:
+                name = line.split(" ", 1)[0].rstrip("\n")
+                if name in want:
+                    found.add(name)
+    except OSError:
+        pass
+    return [n for n in names if n not in found]
+
+
 def uprobes_available() -> bool:
     if Path("/sys/bus/event_source/devices/uprobe").exists():
         return True

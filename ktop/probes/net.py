@@ -21,7 +21,7 @@ from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import percpu_sum_u64, read_slots, slot_deltas
 from ktop.probes.ringbuf import RingBuffer
-from ktop.snapshot import UNSUPPORTED, NetConn, NetProc, NetSample, kernel_cstr
+from ktop.snapshot import UNSUPPORTED, NetConn, NetOpen, NetProc, NetSample, kernel_cstr
 
 NAME = "net"
 EV_CONN = 3  # KTOP_EV_CONN (bpf/ktop.h)
@@ -46,21 +46,25 @@ F_RESET = 8
 AF_INET6 = 10
 
 _PROC_KEY = struct.Struct("<II")  # struct proc_key
-_PROC_VAL = struct.Struct("<4Q16s")  # struct proc_val
+_PROC_VAL = struct.Struct("<5Q16s")  # struct proc_val
 _CONN = struct.Struct("<IIQQQQQIIHHHH16s16s16s")  # struct conn_event
+_OPEN = struct.Struct("<QQQQIIII16sHHHH16s16s")  # struct conn (the conns map's value)
+MAX_OPEN = 1000  # open connections in a sample: the most bytes first (open_total counts them all)
+TCP_STATES = ("?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+              "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV")
 
 
 def decode_procs(keys: bytes, values: bytes, n: int, ncpu: int, stride: int) -> dict[tuple[int, int], tuple]:
     """The per-CPU ``procs`` map read in one batch: {(tgid, proto): (tx_bytes, tx_calls, rx_bytes,
-    rx_calls, comm)}, counters summed over CPUs, comm from the first CPU slot that has one."""
-    sums = percpu_sum_u64(values, n, ncpu, stride, 4)
+    rx_calls, retransmits, comm)}, counters summed over CPUs, comm from the first CPU slot that has one."""
+    sums = percpu_sum_u64(values, n, ncpu, stride, 5)
     out = {}
     leaf = ncpu * stride
     for i in range(n):
         key = _PROC_KEY.unpack_from(keys, i * _PROC_KEY.size)
         comm = b""
         for c in range(ncpu):
-            raw = values[i * leaf + c * stride + 32:i * leaf + c * stride + 48]
+            raw = values[i * leaf + c * stride + 40:i * leaf + c * stride + 56]
             if raw[:1] not in (b"", b"\0"):
                 comm = raw
                 break
@@ -91,38 +95,88 @@ def decode_conn(raw: bytes, clock_offset: float) -> Optional[NetConn]:
                    reset=bool(flags & F_RESET))
 
 
+def decode_open(values: bytes, n: int, stride: int, now_ns: int, limit: int = MAX_OPEN) -> tuple[NetOpen, ...]:
+    """The ``conns`` map's values (struct conn, ``stride`` bytes apart) as open connections, ages from
+    ``now_ns`` (CLOCK_MONOTONIC, as bpf_ktime_get_ns); the ``limit`` with the most bytes, most first."""
+    out = []
+    for i in range(n):
+        (start, est, tx, rx, pid, retrans, flags, _pad, comm, family, sport, dport, state,
+         saddr, daddr) = _OPEN.unpack_from(values, i * stride)
+        if not state:  # not one state change seen yet
+            continue
+        out.append(NetOpen(pid=pid, comm=kernel_cstr(comm), family=6 if family == AF_INET6 else 4,
+                           saddr=format_addr(saddr, family), sport=sport, daddr=format_addr(daddr, family),
+                           dport=dport, state=TCP_STATES[state] if state < len(TCP_STATES) else str(state),
+                           age_ns=max(0, now_ns - start),
+                           connect_ns=est - start if est and flags & F_ACTIVE else 0,
+                           tx_bytes=tx, rx_bytes=rx, retransmits=retrans, active=not flags & F_PASSIVE))
+    out.sort(key=lambda c: (-(c.tx_bytes + c.rx_bytes), c.age_ns, c.sport))
+    return tuple(out[:limit])
+
+
 def proc_rows(deltas: dict[tuple[int, int], tuple], comms: dict[tuple[int, int], str]) -> tuple[NetProc, ...]:
     """The interval's NetProc rows from the per-key increases, by pid then protocol."""
     out = []
     for (pid, proto), d in sorted(deltas.items()):
-        tx_bytes, tx_calls, rx_bytes, rx_calls = d[:4]
-        if not (tx_calls or rx_calls):
+        tx_bytes, tx_calls, rx_bytes, rx_calls, retrans = d[:5]
+        if not (tx_calls or rx_calls or retrans):
             continue
         out.append(NetProc(pid=pid, comm=comms.get((pid, proto), ""),
                            proto=PROTOS[proto] if proto < len(PROTOS) else "other",
-                           tx_bytes=tx_bytes, tx_calls=tx_calls, rx_bytes=rx_bytes, rx_calls=rx_calls))
+                           tx_bytes=tx_bytes, tx_calls=tx_calls, rx_bytes=rx_bytes, rx_calls=rx_calls,
+                           retransmits=retrans))
     return tuple(out)
 
 
 def build_sample(interval_s: float, procs: tuple[NetProc, ...], conns: list[NetConn], hist: tuple[int, ...],
-                 stats: dict[str, int], user_lost: int = 0) -> NetSample:
+                 stats: dict[str, int], user_lost: int = 0, open_conns: tuple[NetOpen, ...] = (),
+                 open_total: int = 0) -> NetSample:
     return NetSample(interval_s=interval_s, procs=procs, conns=tuple(conns), connect_buckets=hist,
                      connects=stats["connects"], accepts=stats["accepts"], connect_failed=stats["connect_failed"],
                      retransmits=stats["retransmits"], resets_sent=stats["resets_sent"],
                      resets_received=stats["resets_received"], procs_full=stats["procs_full"],
-                     conns_full=stats["conns_full"], lost=stats["lost"] + user_lost)
+                     conns_full=stats["conns_full"], lost=stats["lost"] + user_lost, open=open_conns,
+                     open_total=open_total)
 
 
 def _counts(v: tuple) -> int:
-    return v[1] + v[3]
+    return v[1] + v[3] + v[4]  # calls each way and retransmits: a key with any of them is active
+
+
+# Bytes per process: these tracepoints (Linux 6.3+), else kprobes on these functions (as BCC's tcptop).
+LENGTH_TRACEPOINTS = ("sock:sock_send_length", "sock:sock_recv_length")
+KPROBE_FUNCTIONS = ("tcp_sendmsg", "tcp_cleanup_rbuf", "udp_sendmsg", "udp_recvmsg")
+KPROBE_UDPV6 = ("udpv6_sendmsg", "udpv6_recvmsg")  # IPv6 UDP, where the kernel has IPv6
+TRACEPOINTS = "tracepoints"
+KPROBES = "kprobes"
+
+
+def choose_path() -> tuple[Optional[str], str]:
+    """(path, note): TRACEPOINTS where the kernel has sock:sock_send_length/recv_length, else KPROBES
+    where it has kprobes and the functions, else None with the sentence that says why."""
+    if not features.missing_tracepoints(LENGTH_TRACEPOINTS):
+        return TRACEPOINTS, ""
+    why = "this kernel lacks sock:sock_send_length (Linux 6.3+)"
+    if not features.kprobes_available():
+        return None, why + " and has no kprobes (CONFIG_KPROBES is not set) for tcp_sendmsg and the others"
+    missing = features.untraceable_functions(KPROBE_FUNCTIONS)
+    if missing:
+        return None, why + " and cannot kprobe " + ", ".join(missing)
+    return KPROBES, ""
 
 
 class NetProbe(ProbeWorker):
     name = NAME
     title = "Network"
-    tracepoints = ("sock:sock_send_length", "sock:sock_recv_length", "sock:inet_sock_set_state",
-                   "tcp:tcp_retransmit_skb", "tcp:tcp_send_reset", "tcp:tcp_receive_reset")
+    # What every path needs; the bytes come from LENGTH_TRACEPOINTS or KPROBE_FUNCTIONS (choose_path).
+    tracepoints = ("sock:inet_sock_set_state", "tcp:tcp_retransmit_skb", "tcp:tcp_send_reset",
+                   "tcp:tcp_receive_reset")
     needs_ringbuf = True
+
+    @classmethod
+    def attach_summary(cls) -> str:
+        return (f"tracepoints: {', '.join(LENGTH_TRACEPOINTS + cls.tracepoints)}; before Linux 6.3 kprobes on "
+                f"{', '.join(KPROBE_FUNCTIONS + KPROBE_UDPV6)} instead of the first two")
 
     def __init__(self, options: ProbeOptions | None = None, on_status=None):
         super().__init__(options, on_status)
@@ -134,27 +188,49 @@ class NetProbe(ProbeWorker):
         self._prev_hist: tuple[int, ...] = (0,) * LAT_SLOTS
         self._procs = Cumulative(count_of=_counts)
         self._clock_offset = time.time() - time.monotonic()
+        self._path: Optional[tuple[Optional[str], str]] = None
+
+    def path(self) -> tuple[Optional[str], str]:
+        """Which way the bytes are counted here (choose_path), decided once."""
+        if self._path is None:
+            self._path = choose_path()
+        return self._path
 
     def check(self) -> None:
-        if features.can_trace() and features.tracefs() is not None and \
-                not features.tracepoint_exists("sock", "sock_send_length"):
-            raise ProbeUnavailable(UNSUPPORTED, "this kernel lacks sock:sock_send_length (Linux 6.3+); "
-                                                "the kprobe path is not built yet")
         super().check()
+        path, why = self.path()
+        if path is None:
+            raise ProbeUnavailable(UNSUPPORTED, why)
 
     def cflags(self) -> list[str]:
         x = self.options.extra
-        return super().cflags() + [
+        flags = super().cflags() + [
             f"-DMAX_PROCS={int(x.get('net_max_procs', MAX_PROCS))}",
             f"-DMAX_CONNS={int(x.get('net_max_conns', MAX_CONNS))}",
             f"-DRINGBUF_PAGES={int(x.get('net_ringbuf_pages', RINGBUF_PAGES))}",
-        ] + self.pid_cflags()
+        ]
+        if self.path()[0] == KPROBES:
+            flags.append("-DNET_KPROBES=1")
+            if not features.untraceable_functions(KPROBE_UDPV6):
+                flags.append("-DNET_UDPV6=1")
+        return flags + self.pid_cflags()
+
+    def helper_state(self) -> dict:
+        return {"path": self.path()[0]}
+
+    def adopt(self, state: dict) -> None:
+        self._path = (state.get("path") or TRACEPOINTS, "")
 
     def live_detail(self) -> str:
-        return "tracepoints; an accepted connection belongs to the first process that uses it"
+        if self.path()[0] == KPROBES:
+            how = (f"kprobes on {', '.join(KPROBE_FUNCTIONS)} (no sock:sock_send_length before Linux 6.3: "
+                   "TCP and UDP bytes only) and tracepoints")
+        else:
+            how = "tracepoints"
+        return how + "; an accepted connection belongs to the first process that uses it"
 
     def attached(self, loaded) -> None:
-        self._maps = {name: loaded[name] for name in ("stats", "procs", "connlat")}
+        self._maps = {name: loaded[name] for name in ("stats", "procs", "connlat", "conns")}
         try:
             self._ring = RingBuffer(os.dup(loaded["events"].fd))  # it owns (and closes) its fd
         except OSError as exc:
@@ -194,15 +270,15 @@ class NetProbe(ProbeWorker):
             raw = m.lookup_and_delete(kb)
             if raw is not None:
                 v = decode_procs(kb, raw, 1, m.ncpu, m.stride)[k]
-                last[k] = v[:4]
+                last[k] = v[:5]
         return last
 
     def _read_procs(self) -> tuple[dict, dict]:
         m = self._maps["procs"]
         keys, values, n = m.read_all()
         rows = decode_procs(keys, values, n, m.ncpu, m.stride)
-        cur = {k: v[:4] for k, v in rows.items()}
-        comms = {k: v[4] for k, v in rows.items()}
+        cur = {k: v[:5] for k, v in rows.items()}
+        comms = {k: v[5] for k, v in rows.items()}
         return self._procs.step(cur, self._evict), comms
 
     def collect(self, interval_s: float) -> NetSample:
@@ -215,9 +291,14 @@ class NetProbe(ProbeWorker):
         deltas, comms = self._read_procs()
         conns, self._conns = self._conns, []
         user_lost, self._user_lost = self._user_lost, 0
-        sample = build_sample(interval_s, proc_rows(deltas, comms), conns, dh, stats, user_lost)
+        m = self._maps["conns"]
+        _keys, values, n = m.read_all()  # one batch read: the connections open now
+        open_conns = decode_open(values, n, m.leaf_size, time.monotonic_ns())
+        if self.options.pid is not None:  # -p: an accepted socket no process of ours has used is not ours
+            open_conns = tuple(c for c in open_conns if c.pid)
+        sample = build_sample(interval_s, proc_rows(deltas, comms), conns, dh, stats, user_lost, open_conns, n)
         self.add_lost(sample.lost)
         return sample
 
 
-__all__ = ["NetProbe", "decode_conn", "decode_procs", "proc_rows", "build_sample"]
+__all__ = ["NetProbe", "decode_conn", "decode_open", "decode_procs", "proc_rows", "build_sample"]

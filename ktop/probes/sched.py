@@ -8,30 +8,45 @@ stopped, traced), D (uninterruptible). Task fields are read at offsets from
 the kernel's BTF. Per-process counters and histograms are cumulative in the
 kernel; this collector takes deltas and evicts a process's entry after an
 idle tick (:mod:`ktop.probes.cumulative`).
+
+Slow waits (runqslower): each wait of ``--runq-slower-us`` or more comes
+through the ring buffer ``slow`` with the task that ran on the CPU meanwhile;
+only those cross into Python, and a tick keeps its SLOWEST slowest.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import os
 import struct
+import time
 from typing import Iterable, Optional
 
 from ktop.probes import features
 from ktop.probes.base import ProbeUnavailable, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import read_slots, slot_deltas
-from ktop.snapshot import UNSUPPORTED, SchedCpu, SchedProc, SchedSample, kernel_cstr
+from ktop.probes.ringbuf import RingBuffer
+from ktop.snapshot import UNSUPPORTED, SchedCpu, SchedProc, SchedSample, SchedSlowWait, kernel_cstr
 
 NAME = "sched"
 NSLOTS = 28  # log2 slots of microseconds; slot 27 holds 2^26 us (67 s) and above
 MAX_TASKS = 65536
 MAX_PROCS = 8192
+RUNQ_SLOWER_US = 10_000  # runqslower's default threshold (10 ms)
+SLOWEST = 10  # slow waits a tick keeps (the slowest)
+RINGBUF_PAGES = 16
+EV_RUNQ_SLOW = 4  # KTOP_EV_RUNQ_SLOW (bpf/ktop.h)
 
 # Slots of the per-CPU `stats` array (bpf/sched.bpf.c ST_*).
-STAT_SLOTS = ("switches", "wakeups", "runq_waits", "tasks_full", "procs_full")
+STAT_SLOTS = ("switches", "wakeups", "runq_waits", "tasks_full", "procs_full", "slow_waits", "slow_lost")
 
 # struct proc_val: rq_count, rq_sum_ns, off_ns[3], rq_max_ns, comm[16], hist[NSLOTS]
 _PROC_VAL = struct.Struct(f"<6Q16s{NSLOTS}Q")
 _PROC_KEY = struct.Struct("<I")
+# struct slow_event: type, pid, tgid, cpu, ts, wait_ns, prev_pid, prev_tgid, comm, prev_comm
+_SLOW = struct.Struct("<IIIIQQII16s16s")
 
 TASK_FIELDS = ("pid", "tgid", "flags", "comm", "group_leader", "real_parent")
 
@@ -87,6 +102,37 @@ def decode_cpu_hist(values: bytes, n: int, ncpu: int, stride: int = 8) -> list[t
     return [tuple(h) for h in out]
 
 
+def decode_slow(raw: bytes, clock_offset: float) -> Optional[SchedSlowWait]:
+    """A slow-wait record (struct slow_event); None for another type or a short record."""
+    if len(raw) < _SLOW.size:
+        return None
+    kind, pid, tgid, cpu, ts, wait_ns, prev_pid, prev_tgid, comm, prev_comm = _SLOW.unpack_from(raw, 0)
+    if kind != EV_RUNQ_SLOW:
+        return None
+    return SchedSlowWait(time=ts / 1e9 + clock_offset, pid=pid, tgid=tgid, comm=kernel_cstr(comm), cpu=cpu,
+                         wait_ns=wait_ns, prev_pid=prev_pid, prev_tgid=prev_tgid, prev_comm=kernel_cstr(prev_comm))
+
+
+_seq = itertools.count()  # ties in the heap never compare two records
+
+
+def slowest(records: Iterable[bytes], keep: list[SchedSlowWait], clock_offset: float, n: int = SLOWEST) -> int:
+    """Folds raw records into ``keep``, the n slowest so far (a min-heap of (wait_ns, time, seq,
+    record): each record costs a comparison); returns how many records fell out of it."""
+    dropped = 0
+    for raw in records:
+        w = decode_slow(raw, clock_offset)
+        if w is None:
+            continue
+        item = (w.wait_ns, w.time, next(_seq), w)
+        if len(keep) < n:
+            heapq.heappush(keep, item)
+        else:
+            heapq.heappushpop(keep, item)
+            dropped += 1
+    return dropped
+
+
 def _activity(v: tuple) -> int:
     return v[0] + v[2] + v[3] + v[4]
 
@@ -118,15 +164,18 @@ def cpu_deltas(cur: list[tuple[int, ...]], prev: list[tuple[int, ...]]) -> tuple
 
 
 def build_sample(interval_s: float, procs: Iterable[SchedProc], cpus: Iterable[SchedCpu],
-                 stats: dict[str, int]) -> SchedSample:
+                 stats: dict[str, int], slow: Iterable[SchedSlowWait] = (), threshold_ns: int = 0) -> SchedSample:
+    """The interval's sample; ``slow`` sorted slowest first."""
     return SchedSample(interval_s=interval_s, procs=tuple(procs), cpus=tuple(cpus),
-                       **{k: stats.get(k, 0) for k in STAT_SLOTS})
+                       slow=tuple(sorted(slow, key=lambda w: (-w.wait_ns, w.time))),
+                       slow_threshold_ns=threshold_ns, **{k: stats.get(k, 0) for k in STAT_SLOTS})
 
 
 class SchedProbe(ProbeWorker):
     name = NAME
     title = "Scheduler"
     tracepoints = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_process_exec")
+    needs_ringbuf = True
 
     def __init__(self, options=None, on_status=None):
         super().__init__(options, on_status)
@@ -134,6 +183,24 @@ class SchedProbe(ProbeWorker):
         self._prev_stats: dict[str, int] = {}
         self._prev_cpus: list[tuple[int, ...]] = []
         self._procs = Cumulative(count_of=_activity)
+        self._ring: Optional[RingBuffer] = None
+        self._slow: list = []  # heap of (wait_ns, time, seq, SchedSlowWait): the tick's slowest
+        self._clock_offset = time.time() - time.monotonic()
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--runq-slower-us", type=int, metavar="US", default=None,
+                           help=f"sched: report run-queue waits of at least US microseconds with the task that "
+                                f"ran meanwhile, the slowest {SLOWEST} a tick (runqslower; default "
+                                f"{RUNQ_SLOWER_US}, 0: off)")
+
+    @classmethod
+    def options_from(cls, args) -> dict:
+        v = getattr(args, "runq_slower_us", None)
+        return {} if v is None else {"runq_slower_us": v}
+
+    def slower_ns(self) -> int:
+        return max(0, int(self.options.extra.get("runq_slower_us", RUNQ_SLOWER_US))) * 1000
 
     def check(self) -> None:
         super().check()
@@ -158,7 +225,9 @@ class SchedProbe(ProbeWorker):
         x = self.options.extra
         flags += [f"-DNSLOTS={NSLOTS}",
                   f"-DMAX_TASKS={int(x.get('sched_max_tasks', MAX_TASKS))}",
-                  f"-DMAX_PROCS={int(x.get('sched_max_procs', MAX_PROCS))}"]
+                  f"-DMAX_PROCS={int(x.get('sched_max_procs', MAX_PROCS))}",
+                  f"-DRUNQ_SLOWER_NS={self.slower_ns()}ULL",
+                  f"-DRINGBUF_PAGES={int(x.get('sched_ringbuf_pages', RINGBUF_PAGES))}"]
         try:
             offs = task_field_offsets()
         except BTFError as exc:
@@ -171,9 +240,21 @@ class SchedProbe(ProbeWorker):
 
     def attached(self, loaded) -> None:
         self._maps = loaded.maps
+        try:
+            self._ring = RingBuffer(os.dup(loaded["slow"].fd))  # it owns (and closes) its fd
+        except OSError as exc:
+            raise ProbeUnavailable(UNSUPPORTED, f"ring buffer unavailable: {exc.strerror}") from exc
         self._prev_stats = read_slots(loaded["stats"], STAT_SLOTS)
         self._prev_cpus = self._read_cpus()
         self._procs.step({tgid: cum for tgid, _c, _m, cum in self._read_procs()}, lambda _keys: {})
+
+    def rings(self) -> list:
+        return [self._ring] if self._ring is not None else []
+
+    def drain(self) -> None:
+        records = self._ring.consume()
+        if records:
+            slowest(records, self._slow, self._clock_offset)
 
     def _read_cpus(self) -> list[tuple[int, ...]]:
         m = self._maps["cpu_hist"]
@@ -204,8 +285,10 @@ class SchedProbe(ProbeWorker):
         stats = read_slots(self._maps["stats"], STAT_SLOTS)
         d = slot_deltas(stats, self._prev_stats, STAT_SLOTS)
         self._prev_stats = stats
-        self.add_lost(d["tasks_full"] + d["procs_full"])
-        return build_sample(interval_s, build_procs(deltas, extra), cpus, d)
+        self.add_lost(d["tasks_full"] + d["procs_full"] + d["slow_lost"])
+        slow, self._slow = [item[-1] for item in self._slow], []
+        return build_sample(interval_s, build_procs(deltas, extra), cpus, d, slow, self.slower_ns())
 
 
-__all__ = ["SchedProbe", "build_procs", "cpu_deltas", "decode_cpu_hist", "decode_procs", "task_field_offsets"]
+__all__ = ["SchedProbe", "build_procs", "cpu_deltas", "decode_cpu_hist", "decode_procs", "decode_slow", "slowest",
+           "task_field_offsets"]

@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
+from ktop.model.flags import FlagDetector
 from ktop.probes import bpfstats, features, leftovers
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.tasks import TasksIter
@@ -54,6 +55,7 @@ class LiveSource(Source):
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self._ring_owner: dict[int, ProbeWorker] = {}
+        self.flag_detector = FlagDetector()  # stamps each tick with its flags (--flag-sensitivity)
         self._rings_lock = threading.Lock()
         self.cgnames = cgmod.CgroupNames()
         self._cg_ids: frozenset = frozenset()
@@ -230,6 +232,7 @@ class LiveSource(Source):
             cgroups=self._cgroups(processes, samples.get("spawn")),
             **_sections(samples),
         )
+        snap = self.flag_detector.stamp(snap)
         if focus_pid is None:
             return snap
         mine = procs.descendants(list(processes), focus_pid)
@@ -240,7 +243,7 @@ class LiveSource(Source):
             sections = _sections(focus_samples)
         else:  # already scoped from the command line: the main probes are the focus probes
             statuses, sections = snap.probes, _sections(samples)
-        focus = replace(snap, processes=tuple(mine), probes=statuses, **sections)
+        focus = replace(snap, processes=tuple(mine), probes=statuses, flags=None, **sections)  # flags: the host's
         return replace(snap, focus=focus, focus_detail=detail)
 
     def _cgroups(self, processes, spawns) -> tuple:

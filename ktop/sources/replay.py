@@ -33,6 +33,7 @@ import time
 from dataclasses import replace
 from typing import Callable, Optional, Union
 
+from ktop.model.flags import FlagDetector
 from ktop.recording import Recording
 from ktop.snapshot import ProbeStatus, Snapshot
 from ktop.sources import Source
@@ -63,6 +64,7 @@ class ReplaySource(Source):
         self._restart = False
         self._last: Optional[Snapshot] = None
         self.position = -1  # index of the last snapshot handed over
+        self.flag_detector = FlagDetector()  # for ticks recorded without flags
         interval = float(self.recording.header.get("interval_s") or 1.0)
         cap = max(MAX_GAP_S, 10 * interval)
         times = self.recording.times
@@ -117,6 +119,8 @@ class ReplaySource(Source):
         snap = self.recording.snapshot(i)
         if restart:
             snap = replace(snap, extra={**snap.extra, "restart": True})
+        if snap.flags is None:  # recorded before flags existed: the detector runs over the replay
+            snap = self.flag_detector.stamp(snap)
         with self._cond:
             self._last = snap
             self.position = i

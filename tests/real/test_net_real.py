@@ -3,7 +3,8 @@
 A small C program (net_work.c, built here under a unique name) moves an exact number of bytes:
 10,000,000 bytes sent and 1,000,000 received over one TCP connection to a forked peer; 200 UDP
 datagrams of 1000 bytes; 50 TCP connections opened and closed; one connect refused. Counts are
-checked exactly for its PID.
+checked exactly for its PID. The tests marked vm run in the 6.1 guest too, where the bytes come
+from kprobes (no sock:sock_send_length before Linux 6.3), to the same exact counts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from realutil import Snap, probe_unavailable_reason, unique_copy, unique_name
+from realutil import KTOP, Snap, probe_unavailable_reason, unique_copy, unique_name
+
+from ktop.probes import features
 
 pytestmark = pytest.mark.real
 
@@ -27,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 def unavailable_reason() -> str | None:
     """Why the net probe cannot run here, or None: the probe's own feature checks (they name
-    sock:sock_send_length, Linux 6.3+, when it is missing)."""
+    sock:sock_send_length, Linux 6.3+, and kprobes when both are missing)."""
     from ktop.probes.net import NetProbe
 
     reason = probe_unavailable_reason(NetProbe)
@@ -93,6 +96,7 @@ def rows(net: dict, pid: int) -> dict[str, dict]:
     return out
 
 
+@pytest.mark.vm
 def test_tcp_bytes_each_way_exactly(work, tmp_path):
     prog = named(work, tmp_path)
     net, (pid, info) = run_collecting(lambda: _run(prog, "tcp", "10000000", "1000000"))
@@ -113,6 +117,7 @@ def test_tcp_bytes_each_way_exactly(work, tmp_path):
     assert (back[0]["tx_bytes"], back[0]["rx_bytes"]) == (1_000_000, 10_000_000)
 
 
+@pytest.mark.vm
 def test_200_udp_datagrams_of_1000_bytes(work, tmp_path):
     prog = named(work, tmp_path)
     net, (pid, _info) = run_collecting(lambda: _run(prog, "udp", "200", "1000"))
@@ -122,6 +127,7 @@ def test_200_udp_datagrams_of_1000_bytes(work, tmp_path):
     assert (u["tx_calls"], u["tx_bytes"], u["rx_calls"], u["rx_bytes"]) == (200, 200_000, 200, 200_000)
 
 
+@pytest.mark.vm
 def test_50_tcp_connections_and_their_life_cycles(work, tmp_path):
     prog = named(work, tmp_path)
     net, (pid, info) = run_collecting(lambda: _run(prog, "conns", "50"))
@@ -140,6 +146,7 @@ def test_50_tcp_connections_and_their_life_cycles(work, tmp_path):
     assert net["totals"]["connects"] >= 50 and net["totals"]["accepts"] >= 50
 
 
+@pytest.mark.vm
 def test_a_refused_connect_is_a_reset_and_a_failed_connect(work, tmp_path):
     prog = named(work, tmp_path)
     net, (pid, info) = run_collecting(lambda: _run(prog, "refused"))
@@ -148,9 +155,23 @@ def test_a_refused_connect_is_a_reset_and_a_failed_connect(work, tmp_path):
     c = out[0]
     assert (c["dport"], c["established"], c["reset"], c["connect_ns"]) == (info["listen"], False, True, None)
     t = net["totals"]
-    assert t["resets_sent"] >= 1 and t["resets_received"] >= 1 and t["connect_failed"] >= 1
+    assert t["resets_received"] >= 1 and t["connect_failed"] >= 1
+    if socketless_resets_traced():
+        assert t["resets_sent"] >= 1
+    # else (before Linux 6.10, the 6.1 guest) the reset answering a SYN to a closed port is sent
+    # without a socket, and tcp:tcp_send_reset fired only for resets with one
 
 
+def socketless_resets_traced() -> bool:
+    """tcp:tcp_send_reset fires for a reset sent without a socket: its format lists the NO_SOCKET reason."""
+    t = features.tracefs()
+    try:
+        return "NO_SOCKET" in (t / "events/tcp/tcp_send_reset/format").read_text() if t else False
+    except OSError:
+        return False
+
+
+@pytest.mark.vm
 def test_p_counts_the_process_and_its_forked_peer_only(work, tmp_path):
     """-p PID: the process asked for and the peer it forks (a descendant, followed in the kernel); no other."""
     prog = named(work, tmp_path)
@@ -198,6 +219,7 @@ print(c.getsockname()[1], s.getsockname()[1]); c.close(); a.close()
 """
 
 
+@pytest.mark.vm
 def test_an_ipv6_connection_has_its_addresses(work, tmp_path):
     if not socket.has_ipv6 or not os.path.exists("/proc/net/if_inet6"):
         pytest.skip("this kernel has no IPv6")
@@ -214,3 +236,256 @@ def test_an_ipv6_connection_has_its_addresses(work, tmp_path):
     c = out[0]
     assert (c["family"], c["saddr"], c["daddr"], c["sport"], c["dport"], c["tx_bytes"]) == \
         (6, "::1", "::1", sport, dport, 5000)
+
+
+@pytest.mark.vm
+def test_doctor_says_which_path_counts_the_bytes():
+    """Tracepoints where the kernel has sock:sock_send_length (6.3+), kprobes before (the 6.1 guest)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    r = subprocess.run([*KTOP, "doctor", "--probes", "net"], capture_output=True, text=True, timeout=900)
+    assert "Traceback" not in r.stderr, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if re.match(r"\s+net\s+live\s", ln))
+    if features.tracepoint_exists("sock", "sock_send_length"):
+        assert re.search(r"live\s+tracepoints; ", line), line
+    else:
+        assert re.search(r"live\s+kprobes on tcp_sendmsg, tcp_cleanup_rbuf, udp_sendmsg, udp_recvmsg \(no "
+                         r"sock:sock_send_length before Linux 6.3", line), line
+    assert "before Linux 6.3 kprobes on tcp_sendmsg" in r.stdout  # the probe list names both paths
+
+
+# --- retransmits over a lossy link: a veth pair into a network namespace made here ---------------
+
+DROP_SERVER = r"""
+import socket, sys
+s = socket.socket(); s.bind((sys.argv[1], 0)); s.listen()
+print(s.getsockname()[1], flush=True)
+a, _ = s.accept(); n = 0
+while True:
+    b = a.recv(65536)
+    if not b:
+        break
+    n += len(b)
+a.sendall(b"ok"); a.close()
+print(n, flush=True)
+"""
+
+DROP_CLIENT = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+c.sendall(b"d" * int(sys.argv[3])); c.shutdown(socket.SHUT_WR)
+assert c.recv(16) == b"ok"
+print(c.getsockname()[1]); c.close()
+"""
+
+# 20 % of the packets that enter the namespace dropped (this kernel has nftables but maybe no sch_netem).
+DROP_RULES = """table inet ktop_drop {
+    chain in { type filter hook input priority 0; policy accept; numgen random mod 5 == 0 drop; }
+}
+"""
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def netns(tmp_path):
+    """A network namespace with one end of a veth pair; the other end here: (namespace, its address)."""
+    if not shutil.which("ip"):
+        pytest.skip("the ip command is not installed (iproute2)")
+    tag = unique_name("")[:8]
+    ns, here, there = f"ktop-{tag}", f"kv{tag}a", f"kv{tag}b"
+    net = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:4], 16)}"
+    try:
+        _ip("netns", "add", ns)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"this kernel cannot make a network namespace: {exc.stderr.strip()}")
+    try:
+        try:
+            _ip("link", "add", here, "type", "veth", "peer", "name", there, "netns", ns)
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"this kernel has no veth pairs: {exc.stderr.strip()}")
+        _ip("addr", "add", f"{net}.1/24", "dev", here)
+        _ip("link", "set", here, "up")
+        _ip("-n", ns, "addr", "add", f"{net}.2/24", "dev", there)
+        _ip("-n", ns, "link", "set", there, "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        yield ns, f"{net}.2"
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)  # the veth pair goes with it
+
+
+def _drop_in(ns: str) -> None:
+    if not shutil.which("nft"):
+        pytest.skip("the nft command is not installed (apt-get install nftables; make host-test does)")
+    p = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=DROP_RULES, capture_output=True,
+                       text=True, timeout=30)
+    if p.returncode != 0:
+        pytest.skip(f"this kernel cannot run the nftables numgen drop rule: {p.stderr.strip()}")
+
+
+def _transfer_into(ns: str, addr: str, client: Path, n: int) -> tuple[int, int, int]:
+    """The client (here) sends n bytes to a server in the namespace: (client PID, its port, server port)."""
+    server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", DROP_SERVER, addr],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        c = subprocess.Popen([str(client), "-c", DROP_CLIENT, addr, str(port), str(n)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        out, err = c.communicate(timeout=120)
+        assert c.returncode == 0, err
+        assert int(server.stdout.readline()) == n
+        assert server.wait(30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    return c.pid, int(out.split()[0]), port
+
+
+def _lossy_or_not(netns, tmp_path, drop: bool, n: int = 400_000) -> tuple[dict, dict]:
+    ns, addr = netns
+    if drop:
+        _drop_in(ns)
+    client = unique_copy(os.path.realpath(sys.executable), tmp_path, "kr")
+    net, (pid, sport, dport) = run_collecting(lambda: _transfer_into(ns, addr, client, n), duration=8.0)
+    conn = [c for c in net["connections"] if c["pid"] == pid]
+    assert len(conn) == 1, net["connections"]
+    assert (conn[0]["daddr"], conn[0]["sport"], conn[0]["dport"], conn[0]["tx_bytes"]) == (addr, sport, dport, n)
+    row = rows(net, pid)["tcp"]
+    assert (row["comm"], row["tx_bytes"]) == (client.name, n)  # retransmitted bytes are not sent bytes
+    return conn[0], row
+
+
+@pytest.mark.vm
+def test_a_lossy_link_retransmits_and_they_are_charged_to_the_connection_and_process(work, netns, tmp_path):
+    """20 % of the packets into the namespace dropped: the sender retransmits, on that connection and
+    for its process."""
+    conn, row = _lossy_or_not(netns, tmp_path, drop=True)
+    assert conn["retransmits"] > 0, conn
+    assert row["retransmits"] == conn["retransmits"], (row, conn)  # its only connection
+
+
+@pytest.mark.vm
+def test_without_the_drop_rule_the_same_transfer_retransmits_nothing(work, netns, tmp_path):
+    conn, row = _lossy_or_not(netns, tmp_path, drop=False)
+    assert (conn["retransmits"], row["retransmits"]) == (0, 0), (conn, row)
+
+
+# --- connect latency: a full accept queue makes a connect wait for its SYN retransmit ---------------
+
+BACKLOG_CLIENT = r"""
+import socket, sys, threading, time
+full, plain = sys.argv[1], sys.argv[2]
+# listen(0) holds one connection; nothing accepts it, so the next SYN is dropped (the queue is full)
+# and the connect waits for its SYN retransmit (TCP_TIMEOUT_INIT, 1 s). One accept frees the queue
+# before that retransmit.
+l = socket.socket(); l.bind((full, 0)); l.listen(0)
+first = socket.create_connection((full, l.getsockname()[1]))
+time.sleep(0.1)
+held = []
+threading.Thread(target=lambda: (time.sleep(0.3), held.append(l.accept()[0]))).start()
+t0 = time.monotonic()
+slow = socket.create_connection((full, l.getsockname()[1]), timeout=30)
+waited = time.monotonic() - t0
+# an ordinary connect, to another loopback address
+p = socket.socket(); p.bind((plain, 0)); p.listen(16)
+quick = socket.create_connection((plain, p.getsockname()[1]))
+a, _ = p.accept()
+print(first.getsockname()[1], slow.getsockname()[1], quick.getsockname()[1], waited)
+for s in (first, slow, quick, a, *held, l, p):
+    s.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def backlog_run(work, tmp_path_factory):
+    """One ktop run over BACKLOG_CLIENT: (net section, its PID, the addresses, the ports, how long it waited)."""
+    py = unique_copy(os.path.realpath(sys.executable), tmp_path_factory.mktemp("bl"), "kl")
+    tag = [int(x, 16) for x in (unique_name("")[i:i + 2] for i in (0, 2, 4))]
+    full, plain = f"127.{tag[0]}.{tag[1]}.{tag[2] % 250 + 2}", f"127.{tag[0]}.{tag[1]}.1"
+
+    def run():
+        p = subprocess.Popen([str(py), "-c", BACKLOG_CLIENT, full, plain], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        first, slow, quick, waited = out.split()
+        return p.pid, int(first), int(slow), int(quick), float(waited)
+
+    net, (pid, first, slow, quick, waited) = run_collecting(run, duration=6.0)
+    return net, pid, full, plain, first, slow, quick, waited
+
+
+def _mine(net: dict, pid: int, sport: int) -> dict:
+    out = [c for c in net["connections"] if c["pid"] == pid and c["sport"] == sport]
+    assert len(out) == 1, net["connections"]
+    return out[0]
+
+
+@pytest.mark.vm
+def test_a_full_accept_queue_makes_the_connect_wait_for_the_syn_retransmit(backlog_run):
+    net, pid, full, _plain, first, slow, _quick, waited = backlog_run
+    assert waited >= 1.0  # what the process saw
+    c = _mine(net, pid, slow)
+    assert c["daddr"] == full and c["established"] and c["direction"] == "connect"
+    assert c["connect_ns"] >= 1_000_000_000, c
+    assert c["retransmits"] >= 1, c  # the SYN, again
+    assert _mine(net, pid, first)["retransmits"] == 0
+    remote = next(r for r in net["connect_latency"]["by_remote"] if r["daddr"] == full)
+    assert remote["count"] == 2 and remote["max_us"] >= 1_000_000 and remote["p99_us"] >= 1_000_000, remote
+    assert any(b["low_us"] >= 524_288 for b in remote["histogram"])  # the 2^19..2^20 µs slot or above
+
+
+def test_an_ordinary_loopback_connect_takes_well_under_a_millisecond(backlog_run):
+    """Host only: in the 6.1 guest, emulated by QEMU's TCG, the same connect took 6 ms (every
+    instruction emulated), which says nothing about the kernel; there the slow connect's test runs."""
+    net, pid, _full, plain, _first, _slow, quick, _waited = backlog_run
+    c = _mine(net, pid, quick)
+    assert c["daddr"] == plain and c["retransmits"] == 0
+    assert 0 < c["connect_ns"] < 1_000_000, c
+    remote = next(r for r in net["connect_latency"]["by_remote"] if r["daddr"] == plain)
+    assert remote["count"] == 1 and remote["max_us"] < 1000, remote
+
+
+# --- connections open when ktop looks -----------------------------------------------------------------
+
+HOLDER = r"""
+import socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+c.sendall(b"o" * 123456); n = 0
+while n < 123456:
+    n += len(a.recv(65536))
+print(c.getsockname()[1], l.getsockname()[1], flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.vm
+def test_a_connection_still_open_is_in_the_open_table_with_its_bytes(work, tmp_path):
+    py = unique_copy(os.path.realpath(sys.executable), tmp_path, "ko")
+    started = []
+
+    def hold():  # opened once ktop collects (a connection opened before is not followed)
+        started.append(subprocess.Popen([str(py), "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True))
+        return [int(x) for x in started[0].stdout.readline().split()]
+
+    try:
+        net, (sport, dport) = run_collecting(hold)
+    finally:
+        for h in started:
+            h.communicate("\n", timeout=30)  # it closes them now, after ktop's last look
+    holder = started[0]
+    assert holder.returncode == 0
+    mine = [c for c in net["open_connections"] if c["pid"] == holder.pid]
+    out = next(c for c in mine if c["direction"] == "connect")
+    assert (out["saddr"], out["sport"], out["daddr"], out["dport"], out["state"], out["tx_bytes"], out["comm"]) == \
+        ("127.0.0.1", sport, "127.0.0.1", dport, "ESTABLISHED", 123456, py.name)
+    assert out["age_ns"] > 0 and out["connect_ns"] > 0 and out["retransmits"] == 0
+    back = next(c for c in mine if c["direction"] == "accept")  # its first reader owns the accepted end
+    assert (back["sport"], back["dport"], back["rx_bytes"], back["state"]) == (dport, sport, 123456, "ESTABLISHED")
+    assert net["open_total"] >= 2
+    assert not [c for c in net["connections"] if c["pid"] == holder.pid]  # not closed

@@ -18,8 +18,6 @@ from pathlib import Path
 import pytest
 from realutil import TIME_SCALE, Snap, probe_unavailable_reason
 
-# Not in the 6.1 guest yet (no vm mark): its verifier refuses the sched_switch program ("Permission
-# denied" at load, 2026-12-04); the probe is off by default and says so when selected there.
 pytestmark = pytest.mark.real
 
 WAKER = ("import sys, time\nend = time.monotonic() + float(sys.argv[1])\n"
@@ -57,10 +55,26 @@ def of(sched: dict, pid: int) -> dict:
     return found[0]
 
 
+# The pinned workloads run at nice -19, each in a session (so an autogroup) of its own at nice -19:
+# with CONFIG_SCHED_AUTOGROUP a task's nice counts only inside its autogroup, and the autogroup's
+# against the others. Then the machine's other work (nice 0, on a shared 2-CPU machine) seldom gets
+# in between, and the workloads' waits are the ones they make each other.
+NICE = ("nice", "-n", "-19")
+
+
+def outweigh(proc: subprocess.Popen) -> subprocess.Popen:
+    group = Path(f"/proc/{proc.pid}/autogroup")
+    if group.exists():
+        group.write_text("-19")
+    return proc
+
+
 def pinned(cpu: int, code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-I", "-S", "-c", code, *args])
+    return outweigh(subprocess.Popen([*NICE, "taskset", "-c", str(cpu), sys.executable, "-I", "-S", "-c", code, *args],
+                                     start_new_session=True))
 
 
+@pytest.mark.vm
 def test_three_cpu_hogs_make_a_wakers_run_queue_p99_ten_times_longer():
     if (os.cpu_count() or 1) < 2 or not os.path.exists("/usr/bin/taskset"):
         pytest.skip("needs two CPUs and taskset (util-linux)")
@@ -89,15 +103,19 @@ def test_three_cpu_hogs_make_a_wakers_run_queue_p99_ten_times_longer():
     best = min(b["p99_us"] for b in base)
     figures = f"with hogs p99 {busy['p99_us']:.0f} us; alone p99 {[round(b['p99_us']) for b in base]} us"
     assert busy["count"] > 500 and all(b["count"] > 500 for b in base), figures
-    assert busy["p99_us"] >= 10 * best, figures
+    # 10x here; in the 6.1 guest the baseline alone was 1.3 ms (single-threaded TCG runs the two
+    # vCPUs in turn, so a wakeup from the other one waits for its turn) and the ratio 5x
+    assert busy["p99_us"] >= 10 / TIME_SCALE * best, figures
     # the hogs share CPU 0: each waits runnable (preempted) for much of its life
     for pid in hogs:
         h = of(sched, pid)
         assert h["off_cpu_r_s"] > 0.3 * float(secs), (h, figures)
-        assert h["off_cpu_d_s"] < 0.1, h  # its start-up may read a page or two from disk
+        # D: only its start-up's reads from disk (in the 6.1 guest under TCG they took 0.2-0.37 s)
+        assert h["off_cpu_d_s"] < 0.2 * h["off_cpu_r_s"], h
     print(figures, f"; hogs off-CPU R {[round(of(sched, pid)['off_cpu_r_s'], 2) for pid in hogs]} s of {secs} s")
 
 
+@pytest.mark.vm
 def test_a_two_second_sleep_is_two_seconds_off_cpu_asleep():
     def workload():
         p = subprocess.Popen(["sleep", "2"])
@@ -107,11 +125,13 @@ def test_a_two_second_sleep_is_two_seconds_off_cpu_asleep():
     sched, pid = run_collecting(workload, duration=4.0 + 2.0 * TIME_SCALE)
     p = of(sched, pid)
     assert p["off_cpu_s_s"] == pytest.approx(2.0, rel=0.10), p
-    assert p["off_cpu_d_s"] < 0.2 and p["off_cpu_r_s"] < 0.2, p
+    # D: exec's page reads (in the 6.1 guest the binary comes over 9p under TCG: 0.22 s measured)
+    assert p["off_cpu_d_s"] < 0.2 * TIME_SCALE and p["off_cpu_r_s"] < 0.2, p
     assert p["comm"] == "sleep"
     print(f"sleep 2: off-CPU S {p['off_cpu_s_s']:.3f} s, R {p['off_cpu_r_s']:.4f} s, D {p['off_cpu_d_s']:.4f} s")
 
 
+@pytest.mark.vm
 def test_direct_reads_are_off_cpu_in_uninterruptible_sleep(tmp_path):
     from test_bio_real import Driver, on_a_disk
 
@@ -126,6 +146,7 @@ def test_direct_reads_are_off_cpu_in_uninterruptible_sleep(tmp_path):
     print(f"300 O_DIRECT reads: off-CPU D {p['off_cpu_d_s']:.3f} s, S {p['off_cpu_s_s']:.3f} s")
 
 
+@pytest.mark.vm
 def test_pid_filter_sees_only_the_process_and_its_children():
     require_sched()
     # `; true`: a shell may exec its last command in place of itself
@@ -149,3 +170,51 @@ def test_pid_filter_sees_only_the_process_and_its_children():
     assert len(pids) == 2, sched["by_process"]  # sh and its `sleep 1` child
     child = [p for p in sched["by_process"] if p["pid"] != parent.pid][0]
     assert child["comm"] == "sleep" and child["off_cpu_s_s"] == pytest.approx(1.0, rel=0.15), child
+
+
+@pytest.mark.vm
+def test_slow_waits_name_the_hog_that_ran_meanwhile():
+    if (os.cpu_count() or 1) < 2 or not os.path.exists("/usr/bin/taskset"):
+        pytest.skip("needs two CPUs and taskset (util-linux)")
+    require_sched()
+    secs = str(2.0 * TIME_SCALE)
+    # One shell pinned to CPU 0 at nice -19 (as pinned() does) starts three hogs and then becomes
+    # the waker; only it and its children are followed (-p), so the machine's other waits stay out
+    # of the list. 1024 us is a histogram slot's boundary.
+    script = 'read x; for i in 1 2 3; do "$0" -I -S -c "$1" & done; exec "$0" -I -S -c "$2" "$3"'
+    shell = subprocess.Popen([*NICE, "taskset", "-c", "0", "sh", "-c", script, sys.executable, HOG, WAKER, secs],
+                             stdin=subprocess.PIPE, start_new_session=True)
+    outweigh(shell)
+    try:
+        def go():
+            shell.stdin.write(b"\n")
+            shell.stdin.flush()
+            assert shell.wait(30 * TIME_SCALE) == 0
+
+        sched, _ = run_collecting(go, "-p", str(shell.pid), "--runq-slower-us", "1024", duration=float(secs) + 6)
+    finally:
+        os.killpg(shell.pid, 9)  # the hogs
+        shell.wait()
+    c, slow = sched["counters"], sched["slowest"]
+    assert sched["slow_threshold_us"] == 1024
+    # the kernel's count of slow waits is exactly the run-queue histogram's from the 1024 us slot up
+    above = sum(b["count"] for b in sched["runq"]["histogram"] if b["low_us"] >= 1024)
+    assert c["slow_waits"] == above > 0 and c["slow_lost"] == 0, (c, sched["runq"])
+    assert len(slow) == min(10, above)
+    procs = {p["pid"]: p for p in sched["by_process"]}
+    hogs = set(procs) - {shell.pid}
+    assert len(hogs) == 3, procs.keys()
+    assert all(w["pid"] == w["tgid"] and w["pid"] in procs and w["wait_us"] >= 1024 for w in slow), slow
+    # the slowest is the longest wait the kernel kept for that process
+    assert slow[0]["wait_us"] == procs[slow[0]["pid"]]["max_us"]
+    # the hogs take turns on CPU 0: each waits while another (or the waker) runs
+    ours = hogs | {shell.pid}
+    by_ours = [w for w in slow if w["prev_pid"] in ours]
+    # (5-10 of the 10 on the shared host; the rest: other work that got in between)
+    assert len(by_ours) * 3 >= len(slow), [(w["pid"], w["prev_pid"], w["prev_comm"], round(w["wait_us"])) for w in slow]
+    assert all(w["cpu"] == 0 and w["prev_pid"] != w["pid"] for w in by_ours), by_ours
+    assert not any(w["prev_pid"] == w["pid"] for w in slow), slow  # prev, not next, of the switch
+    waker = [w for w in by_ours if w["pid"] == shell.pid]
+    print(f"{c['slow_waits']} waits >= 1024 us; slowest {[round(w['wait_us']) for w in slow]} us; one of ours ran "
+          f"meanwhile in {len(by_ours)} of {len(slow)}; the waker's slowest {procs[shell.pid]['max_us']:.0f} us; "
+          f"waker in the list {len(waker)}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ktop.model import hist
-from ktop.snapshot import SchedCpu, SchedProc, SchedSample
+from ktop.snapshot import SchedCpu, SchedProc, SchedSample, SchedSlowWait
 
 NSLOTS = 28
 
@@ -25,4 +25,9 @@ def sample(interval_s: float = 1.0) -> SchedSample:
                          runq_buckets=buckets(*([4] * 10)), off_d_ns=300_000_000)),
         cpus=(SchedCpu(cpu=0, runq_buckets=hist.add(waker, buckets(5)), runq_sum_ns=390_005_000),
               SchedCpu(cpu=1, runq_buckets=buckets(*([4] * 10)), runq_sum_ns=40_000)),
-        switches=5000, wakeups=400, runq_waits=111)
+        switches=5000, wakeups=400, runq_waits=111,
+        slow=(SchedSlowWait(time=1_700_000_000.5, pid=100, tgid=100, comm="waker", cpu=0, wait_ns=12_500_000,
+                            prev_pid=400, prev_tgid=400, prev_comm="hog\x1b[31m"),
+              SchedSlowWait(time=1_700_000_000.2, pid=101, tgid=100, comm="waker-2", cpu=0, wait_ns=11_000_000,
+                            prev_pid=0, prev_tgid=0, prev_comm="swapper/0")),
+        slow_waits=2, slow_threshold_ns=10_000_000)

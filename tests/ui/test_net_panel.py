@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from ktop.app import KtopApp
 from ktop.model import build_model
-from ktop.snapshot import LIVE, NetConn, ProbeStatus
+from ktop.snapshot import LIVE, NetConn, NetOpen, ProbeStatus
 from ktop.ui.widgets.net import NetPanel
 from ktop.ui.widgets.table import KTable
 from tests.ui import fakes, net_fakes
@@ -49,3 +49,23 @@ async def test_selected_it_shows_processes_and_closed_connections():
         assert "\x1b" not in evil[2] and "[/b]" in evil[2]  # shown as text, never markup
         status = str(app.query_one("#net-status").render())
         assert "net: live" in status
+
+
+async def test_open_connections_have_their_own_table_most_bytes_first():
+    source = fakes.FakeSource()
+    source.probe_names = ["spawn", "net"]
+    app = KtopApp(source, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        big = NetOpen(pid=100, comm="curl", family=4, saddr="10.0.0.1", sport=41000, daddr="10.0.0.2", dport=443,
+                      state="ESTABLISHED", age_ns=2_500_000_000, connect_ns=30_000, tx_bytes=5_000_000,
+                      rx_bytes=100, retransmits=3)
+        evil = NetOpen(pid=0, comm="\x1b[31mevil[/b]", family=6, saddr="::1", sport=80, daddr="::1", dport=41001,
+                       state="SYN_RECV", age_ns=1_000_000, active=False)
+        app.show_model(build_model(None, _snap(replace(net_fakes.sample(), open=(evil, big), open_total=2))))
+        await pilot.pause()
+        rows = plain_rows(app.query_one("#net-open", KTable))
+        assert rows[0] == ["100", "curl", "out", "10.0.0.1:41000", "10.0.0.2:443", "ESTABLISHED", "2.5",
+                           rows[0][7], rows[0][8], "3"]
+        assert rows[1][:6] == ["?", rows[1][1], "in", "[::1]:80", "[::1]:41001", "SYN_RECV"]
+        assert "\x1b" not in rows[1][1] and "[/b]" in rows[1][1]  # text, never markup
+        assert "open 2" in str(app.query_one("#net-rate").render())

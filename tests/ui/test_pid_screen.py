@@ -169,3 +169,19 @@ def test_pid_screen_160x48(snap_compare, utc):
         await open_pid(app, pilot)
 
     assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
+
+
+async def test_an_all_zero_series_is_drawn_from_zero_up_not_around_it():
+    """plotext centres a flat zero line in -1..1; a rate below zero would be a lie."""
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.time.history = History(seconds=600, interval=1.0)
+        for i in range(10):
+            t, none = tick(i), fakes.spawn_sample((), ())
+            app.show_model(app.time.history.append(replace(t, spawns=none, focus=replace(t.focus, spawns=none))))
+        screen = await open_pid(app, pilot)
+        (_, _, ys, _), = screen._drawn["pid-exec"]
+        assert ys == [0.0] * 10
+        text = screen.query_one("#pid-exec").render().plain
+        assert "-1" not in text and "execs/s" in text
+        assert "-1" not in screen.query_one("#pid-cpu").render().plain  # a line with values keeps its own axis

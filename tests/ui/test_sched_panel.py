@@ -13,7 +13,7 @@ from ktop.model import build_model
 from ktop.resources import themes_dir
 from ktop.snapshot import LIVE, ProbeStatus
 from ktop.ui.widgets.panel import Panel
-from ktop.ui.widgets.sched import SchedPanel, ms_text, runq_line
+from ktop.ui.widgets.sched import SchedPanel, ms_text, runq_line, slow_text
 from ktop.ui.widgets.table import KTable
 from tests.ui import fakes, sched_fakes
 
@@ -75,6 +75,23 @@ async def test_selected_it_has_a_panel_with_rows_sorted_and_safe():
         assert "\x1b" not in cells and "␛[31m" in cells
         assert "run queue p99" in str(app.query_one("#sched-runq").render())
         assert "sched: live" in str(app.query_one("#sched-status").render())
+        slow = str(app.query_one("#sched-slow").render())
+        assert "slowest run-queue waits >= 10ms" in slow and "12ms" in slow and "400 hog" in slow
+        assert "\x1b" not in slow
+
+
+def test_the_slow_waits_table_names_idle_and_says_when_off():
+    from ktop.model.sched import advance
+    from ktop.snapshot import SchedSlowWait
+
+    s = sched_fakes.sample()
+    idle = SchedSlowWait(time=1.0, pid=7, tgid=7, comm="w\nx", cpu=1, wait_ns=20_000_000, prev_pid=0, prev_tgid=0,
+                         prev_comm="swapper/1")
+    t = slow_text(advance(None, replace(s, slow=(idle,)))).plain
+    assert t.splitlines()[2].split()[:4] == ["20ms", "1", "7", "w␊x"] and t.splitlines()[2].endswith("idle")
+    assert "none" in slow_text(advance(None, replace(s, slow=()))).plain
+    assert "off (--runq-slower-us)" in slow_text(advance(None, replace(s, slow=(), slow_threshold_ns=0))).plain
+    assert slow_text(None).plain == ""
 
 
 async def test_enter_on_a_process_drills_into_its_pid():

@@ -35,6 +35,7 @@ KEYS = [
     ("+ / -", "replay faster / slower"),
     ("Ctrl-G", "replay: go to a time"),
     ("v", "graphs: CPU per core, memory, execs/s and block I/O p99 over the kept history (v or Esc: back)"),
+    ("!", "flags: what ktop flags now and lately (start, end, peak); Enter: the flag's process (Esc: back)"),
     ("F12", "save an SVG screenshot"),
     ("F1 or ?", "this help"),
     ("Ctrl-P", "command palette (every action)"),

@@ -254,6 +254,9 @@ class PidScreen(ModelScreen):
             plt.clear_figure()
             for label, xs, ys, right in lines:
                 plt.plot(xs, ys, label=label, marker="braille", yside="right" if right else "left")
+            for right in {r for *_, r in lines}:  # plotext centres all-zero lines in -1..1: no rate is negative
+                if not any(any(ys) for _, _, ys, r in lines if r == right):
+                    plt.ylim(0, 1, yside="right" if right else "left")
             if lines:  # whole seconds before the tick shown: no room for an axis label
                 first = min(xs[0] for _, xs, _, _ in lines)
                 ticks = sorted({round(first * k / 3) for k in range(4)})

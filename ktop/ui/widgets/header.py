@@ -1,6 +1,8 @@
-"""The header: host, kernel, uptime, load, per-CPU and memory sparklines."""
+"""The header: host, kernel, uptime, load, per-CPU and memory sparklines, and the "now" line of flags."""
 
 from __future__ import annotations
+
+import time
 
 from rich.console import Group
 from rich.style import Style
@@ -15,6 +17,7 @@ from ktop.snapshot import DISABLED
 from ktop.ui.widgets.sparkline import spark
 
 CELL = 34  # width of one CPU meter
+MAX_NOW = 3  # flags on the header's "now" line
 
 
 class HostHeader(Widget):
@@ -30,8 +33,9 @@ class HostHeader(Widget):
         self.marker = ""  # LIVE, the time being viewed, or the replay position
 
     def update_from(self, model: Model) -> None:
-        # A layout pass only when the number of lines changes (CPU count, swap appearing).
-        lines = (len(model.system.cpu_percent), bool(model.system.swap_total), self.size.width)
+        # A layout pass only when the number of lines changes (CPU count, swap or the now line appearing).
+        lines = (len(model.system.cpu_percent), bool(model.system.swap_total), self.size.width,
+                 bool(model.flags.active or model.flags.recent))
         self.refresh(layout=lines != getattr(self, "_lines", None))
         self._lines = lines
         self.model = model
@@ -65,6 +69,9 @@ class HostHeader(Widget):
         per_row = max(1, width // CELL)
         spark_w = CELL - 15
         lines = [line]
+        now = self._now_line(m)  # second: still shown when a small terminal cuts the header
+        if now is not None:
+            lines.append(now)
         row = Text(no_wrap=True)
         for i, (pct, hist) in enumerate(zip(s.cpu_percent, m.cpu_history)):
             cell = Text(no_wrap=True)
@@ -87,6 +94,29 @@ class HostHeader(Widget):
             mem.append(f"   swap {human_bytes(s.swap_used)}/{human_bytes(s.swap_total)}")
         lines.append(mem)
         return Group(*lines)
+
+    def _now_line(self, m: Model) -> Text | None:
+        """The top flags, highest first, as many as fit; once a flag was seen the line stays (the
+        panels below do not jump when flags come and go)."""
+        fl = m.flags
+        if not fl.active and not fl.recent:
+            return None
+        now = Text(no_wrap=True, overflow="ellipsis")
+        now.append(" now    ", style="bold")
+        if not fl.active:
+            last = fl.recent[0]
+            now.append(f"nothing flagged (last: {clean(last.kind)} {clean(last.subject, 40)}, ended "
+                       f"{time.strftime('%H:%M:%S', time.localtime(last.end or m.time))})")
+            return now
+        crit, warn = self.get_component_rich_style("header--crit"), self.get_component_rich_style("header--warn")
+        for i, f in enumerate(fl.active[:MAX_NOW]):
+            if i:
+                now.append("  ·  ")
+            now.append("⚑ ", style=crit if f.kind in ("lost", "map-full") else warn)
+            now.append(clean(f.text, 160))  # untrusted: it holds process names
+        if len(fl.active) > MAX_NOW:
+            now.append(f"  (+{len(fl.active) - MAX_NOW} more)")
+        return now
 
     def _load_style(self, pct: float):
         name = "header--crit" if pct >= 90 else "header--warn" if pct >= 60 else "header--ok"

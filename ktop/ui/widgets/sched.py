@@ -4,7 +4,9 @@ A status line with the machine's run-queue p99 per tick as a sparkline and the
 last tick's p99 per CPU; below, one row per process over the last few ticks:
 run-queue waits per second, p50/p99/max wait, and off-CPU milliseconds per
 second by the state the task left the CPU in (R preempted, S asleep, D
-uninterruptible). Sortable by any column; Enter drills into the PID.
+uninterruptible). Sortable by any column; Enter drills into the PID. Under
+the status lines, the slowest run-queue waits of those ticks (runqslower):
+the wait, its CPU, the thread that waited and the task that ran meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from ktop.ui.widgets.latency import lat_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
 from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row
+
+SLOW_SHOWN = 3  # slow waits listed (a fixed height: a title, a header, SLOW_SHOWN rows)
 
 PROC_COLUMNS = (
     Column("pid", "PID", 7, numeric=True),
@@ -81,6 +85,30 @@ def runq_line(m: Optional[SchedModel], width: int) -> Text:
     return t
 
 
+def slow_text(m: Optional[SchedModel]) -> Text:
+    """The slowest waits of the recent window as a small table: a title line, then one line each
+    (names are untrusted: cleaned, never markup)."""
+    t = Text(no_wrap=True, overflow="ellipsis", end="")
+    if m is None:
+        return t
+    if not m.slow_threshold_ns:
+        t.append("slow waits: off (--runq-slower-us)", style="dim")
+        return t
+    lost = m.counters.get("slow_lost", 0)
+    title = f"slowest run-queue waits >= {lat_text(m.slow_threshold_ns / 1000)}, last {WINDOW} ticks"
+    t.append(title + (f" ({lost} lost)" if lost else ""), style="bold")
+    if not m.recent_slow:
+        t.append("\nnone", style="dim")
+        return t
+    t.append(f"\n{'WAIT':<6} {'CPU':>4} {'PID':>7} {'COMM':<16}  {'RAN MEANWHILE':<24}", style="dim")
+    for w in m.recent_slow[:SLOW_SHOWN]:
+        t.append(f"\n{lat_text(w.wait_ns / 1000):<6} {w.cpu:>4} {w.pid:>7} ")
+        t.append_text(safe_text(w.comm, limit=16))
+        t.append(" " * max(1, 18 - len(clean(w.comm, 16))))
+        t.append_text(safe_text(f"{w.prev_pid} {w.prev_comm}" if w.prev_pid else "idle", limit=24))
+    return t
+
+
 def counters_text(m: Optional[SchedModel]) -> str:
     if m is None:
         return ""
@@ -92,12 +120,14 @@ class SchedPanel(Panel):
     panel_title = "Scheduler"
     DEFAULT_CSS = """
     SchedPanel #sched-runq { height: 1; }
+    SchedPanel #sched-slow { height: 5; }
     SchedPanel #sched-procs { height: 1fr; }
     """
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="sched-status", classes="status")
         yield StatusLine(id="sched-runq", classes="rate")
+        yield StatusLine(id="sched-slow")
         yield KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="sched-procs")
         yield from self.filter_input()
 
@@ -110,10 +140,11 @@ class SchedPanel(Panel):
         self.query_one("#sched-status", StatusLine).update(status_line(model.probes.get("sched"), counters_text(m)))
         line = self.query_one("#sched-runq", StatusLine)
         line.update(runq_line(m, max(20, line.size.width)))
+        self.query_one("#sched-slow", StatusLine).update(slow_text(m))
         self.table.update_rows(proc_rows(m))
         waits = m.counters.get("runq_waits", 0) if m is not None else 0
         self.set_titles(f"Scheduler ({waits} waits)" if waits else "Scheduler",
                         f"top: last {WINDOW} ticks" if m is not None and m.procs else "")
 
 
-__all__ = ["SchedPanel", "proc_rows", "runq_line"]
+__all__ = ["SchedPanel", "proc_rows", "runq_line", "slow_text"]

@@ -1,0 +1,496 @@
+"""Flags: which number is wrong right now.
+
+A :class:`FlagDetector` is fed every snapshot, in order, by the source that
+makes them (``LiveSource.tick``, or the replay of a recording made without
+flags) and stamps each one with the flags active at that tick
+(``Snapshot.flags``): the dashboard's header and Flags panel, ``ktop
+snapshot --json``, each recorded tick and the Prometheus export all read
+them from there. It sees only what the snapshot holds (nothing is collected
+for it), so it runs over a recording exactly as it ran live.
+
+Per series (a disk and operation's p99 and IOPS, a program's rate of one
+errno, a parent's exec rate, a funcs target's call rate, a program's run-queue
+p99 and socket bytes, the host's retransmits, resets and connect p99) it
+learns a baseline online: an EWMA of the level and of the absolute deviation
+(half-life :data:`HALF_LIFE_S`), winsorised (a sample above
+``usual + 3 deviations`` counts as that much), so one burst does not become
+the usual. Memory is a few floats per series and at most
+:data:`MAX_SERIES` series (the least recently seen go first).
+
+A series is flagged when its figure is above all three of
+``usual + K deviations``, ``usual x RATIO`` and ``usual + FLOOR`` (its kind's
+absolute floor: 0 -> 2 errors a second is no news) for :data:`PERSIST_TICKS`
+ticks in a row (the flag says since the first), held while it stays
+above half that margin and cleared after :data:`CLEAR_TICKS` ticks below it
+(hysteresis); the baseline does not learn while its flag is on, and a flag
+on for :data:`MAX_HOLD_S` ends as the new usual. A rate series first seen
+after the detector's warm-up (:data:`WARM_TICKS`) has a baseline of zero: a
+burst there is flagged as new behaviour (a parent's first spawn storm, a
+program's first burst of an errno). Lost events and full kernel maps are
+flagged whenever they happen. ``sensitivity`` (``--flag-sensitivity``)
+divides the margins: 2 is twice as eager, 0.5 half, 0 turns flags off.
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+from ktop.model import hist
+from ktop.model.format import errno_name
+from ktop.snapshot import Flag, Snapshot
+
+HALF_LIFE_S = 120.0  # the baseline's memory: "the last minutes"
+WARM_TICKS = 30  # samples a series needs before it can be flagged (and the detector before "new")
+CLEAR_TICKS = 2  # ticks back under the exit level that end a flag
+PERSIST_TICKS = 2  # ticks in a row above the enter level that start one
+MAX_HOLD_S = 600.0  # a flag on this long ends: its level becomes the usual
+MAX_SERIES = 4000  # series followed; the least recently seen go beyond it
+K_DEV = 6.0  # deviations above the usual
+WINSOR = 3.0  # a learnt sample is capped at usual + WINSOR deviations
+MIN_LATENCY_COUNT = 8  # events a tick needs for its p99 to be a sample
+RECENT = 50  # ended flags a model keeps (Model.flags.recent)
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    what: str  # "the usual {what}" in the sentence: "p99 of reads on vda"
+    unit: str
+    floor: float  # the absolute margin a flag needs, in ``unit``
+    ratio: float  # and the factor over the usual
+    rate: bool  # a missing sample is 0 (a rate), not "no sample" (a latency)
+    section: str
+
+
+KINDS: dict[str, Kind] = {
+    "bio-latency": Kind("p99", "us", 2000.0, 4.0, False, "bio"),
+    "bio-iops": Kind("IOPS", "/s", 200.0, 4.0, True, "bio"),
+    "errors": Kind("rate", "/s", 50.0, 5.0, True, "syscalls"),
+    "execs": Kind("exec rate", "/s", 50.0, 5.0, True, "spawns"),
+    "calls": Kind("call rate", "/s", 1000.0, 5.0, True, "funcs"),
+    "runq-latency": Kind("run-queue p99", "us", 5000.0, 4.0, False, "sched"),
+    "retransmits": Kind("TCP retransmits", "/s", 20.0, 5.0, True, "net"),
+    "resets": Kind("TCP resets", "/s", 20.0, 5.0, True, "net"),
+    "connect-latency": Kind("TCP connect p99", "us", 50_000.0, 4.0, False, "net"),
+    "net-bytes": Kind("socket traffic", "B/s", 10e6, 5.0, True, "net"),
+}
+ALWAYS = ("lost", "map-full")  # flagged whenever they happen, no baseline
+
+
+class _Series:
+    __slots__ = ("kind", "subject", "mean", "dev", "n", "seen", "warm_born", "on", "quiet", "start", "peak",
+                 "score", "value", "usual", "exit", "enter", "pid", "who", "new", "over", "first")
+
+    def __init__(self, kind: str, subject: str, tick: int, warm_born: bool):
+        self.kind, self.subject = kind, subject
+        self.mean = self.dev = 0.0
+        self.n = 0
+        self.seen = tick
+        self.warm_born = warm_born  # first seen while the detector warmed up: no "new" flag
+        self.on = False
+        self.quiet = 0
+        self.start = self.peak = self.score = self.value = self.usual = self.exit = self.enter = 0.0
+        self.pid, self.who, self.new = 0, "", False
+        self.over, self.first = 0, 0.0  # ticks in a row above the enter level, and the first's time
+
+
+def _fmt(v: float, unit: str) -> str:
+    if unit == "us":
+        return f"{v / 1000:.1f} ms" if v >= 1000 else f"{v:.0f} us"
+    if unit == "B/s":
+        from ktop.model.format import human_bytes
+
+        return f"{human_bytes(v)}B/s"
+    return f"{v:,.0f}/s" if v >= 10 else f"{v:.1f}/s"
+
+
+def _clock(t: float) -> str:
+    return _time.strftime("%H:%M:%S", _time.localtime(t))
+
+
+def _by(comm: str, pid: int) -> str:
+    return f"{comm} (pid {pid})" if pid else comm
+
+
+class FlagDetector:
+    """Stamps snapshots with their active flags. Feed every tick in order; :meth:`reset` after a jump."""
+
+    def __init__(self, sensitivity: float = 1.0, max_series: int = MAX_SERIES):
+        self.max_series = max_series
+        self.sensitivity = float(sensitivity)
+        self.reset()
+
+    @property
+    def sensitivity(self) -> float:
+        return self._sensitivity
+
+    @sensitivity.setter
+    def sensitivity(self, value: float) -> None:
+        """Per kind (K deviations, ratio, floor, is a rate): every margin divided by ``value``."""
+        self._sensitivity = s = float(value)
+        self._thresholds = {name: (K_DEV / s, 1.0 + (k.ratio - 1.0) / s, k.floor / s, k.rate)
+                            for name, k in KINDS.items()} if s > 0 else {}
+
+    def reset(self) -> None:
+        self.series: dict[tuple[str, str], _Series] = {}
+        self.ticks = 0
+        self._lost: dict[str, int] = {}  # probe -> its cumulative lost count at the tick before
+        self._always: dict[tuple[str, str], _Series] = {}
+
+    # -- one tick ------------------------------------------------------------------
+    def stamp(self, snap: Snapshot) -> Snapshot:
+        """``snap`` with ``flags`` set to the flags active at it (kept as they are when already set)."""
+        if snap.flags is not None:
+            return snap
+        return replace(snap, flags=self.update(snap))
+
+    def update(self, snap: Snapshot) -> tuple[Flag, ...]:
+        """Folds ``snap`` in; returns the flags active after it, highest score first."""
+        if snap.extra.get("restart"):
+            self.reset()
+        if self.sensitivity <= 0:
+            return ()
+        self.ticks += 1
+        dt = snap.interval_s if snap.interval_s > 0 else 1.0
+        alpha = 1.0 - 0.5 ** (dt / HALF_LIFE_S)
+        samples: dict[tuple[str, str], tuple[float, int, str]] = {}  # key -> (value, pid, who)
+        _collect(snap, dt, samples)
+        tick = self.ticks
+        series = self.series
+        warming = tick <= WARM_TICKS
+        kinds = KINDS
+        th = self._thresholds
+        now = snap.time
+        for key, v in samples.items():
+            s = series.get(key)
+            if s is None:
+                s = series[key] = _Series(key[0], key[1], tick, warming)
+            s.seen = tick
+            if s.on:
+                self._held(s, v[0], v[1], v[2], now)
+                continue
+            # inline (a thousand series a tick): the enter level, then learn
+            kdev, ratio, floor, rate = th[key[0]]
+            x, mean, dev, n = v[0], s.mean, s.dev, s.n
+            enter = mean + kdev * dev
+            if mean * ratio > enter:
+                enter = mean * ratio
+            if mean + floor > enter:
+                enter = mean + floor
+            if x > enter and (n >= WARM_TICKS or (rate and not s.warm_born)):
+                # over for PERSIST_TICKS ticks in a row (a one-tick blip is not flagged); meanwhile
+                # the sample is not learnt
+                s.over += 1
+                if s.over == 1:
+                    s.first = now
+                if s.over >= PERSIST_TICKS:
+                    self._start(s, x, v[1], v[2], s.first, enter)
+                continue
+            s.over = 0
+            if n >= WARM_TICKS:  # winsorised: a sample far above the usual counts as usual + WINSOR deviations
+                a = alpha
+                cap = mean + WINSOR * (dev if dev > mean * 0.05 else mean * 0.05)
+                if x > cap:
+                    x = cap
+            else:
+                a = 1.0 / (n + 1)
+            if n == 0:
+                s.mean = x
+            else:
+                d = x - mean
+                s.dev = dev + a * ((d if d >= 0 else -d) - dev)
+                s.mean = mean + a * d
+            s.n = n + 1
+        # Rates not seen this tick were 0: fold that into the series that are not already ~0.
+        for s in series.values():
+            if s.seen != tick and (s.on or s.mean > 1e-3):
+                s.seen = tick
+                if kinds[s.kind].rate:
+                    if s.on:
+                        self._held(s, 0.0, s.pid, s.who, now)
+                    else:
+                        mean = s.mean
+                        a = alpha if s.n >= WARM_TICKS else 1.0 / (s.n + 1)
+                        s.dev += a * (mean - s.dev)
+                        s.mean = mean - a * mean
+                        s.n += 1
+                elif s.on:  # a latency with no sample (idle): counts as back
+                    s.quiet += 1
+                    if s.quiet >= CLEAR_TICKS:
+                        s.on = False
+        if len(series) > self.max_series:
+            self._evict()
+        out = [self._flag(s) for s in series.values() if s.on]
+        out += self._always_flags(snap, dt)
+        out.sort(key=lambda f: -f.score)
+        return tuple(out)
+
+    def _start(self, s: _Series, x: float, pid: int, who: str, now: float, enter: float) -> None:
+        k = KINDS[s.kind]
+        mean = s.mean
+        s.on, s.quiet, s.start, s.peak, s.value, s.over = True, 0, now, x, x, 0
+        s.exit = mean + (enter - mean) / 2.0  # hysteresis: it ends below half the margin
+        s.usual, s.new = mean, (s.n == 0 or mean < k.floor / 100.0) and not s.warm_born
+        s.pid, s.who = pid, who
+        s.score = x / enter if enter > 0 else 0.0
+        s.enter = enter
+
+    def _held(self, s: _Series, x: float, pid: int, who: str, now: float) -> None:
+        """A flagged series' tick: the baseline does not learn; it ends after CLEAR_TICKS ticks under
+        its exit level, or after MAX_HOLD_S as the new usual."""
+        s.quiet = 0 if x > s.exit else s.quiet + 1
+        s.value = x
+        if x > s.peak:
+            s.peak = x
+            if pid:
+                s.pid, s.who = pid, who
+        s.score = x / s.enter if s.enter > 0 else 0.0
+        if s.quiet >= CLEAR_TICKS:
+            s.on = False
+        elif now - s.start >= MAX_HOLD_S:  # the new usual
+            s.on = False
+            s.dev = max(s.dev, abs(x - s.mean) / K_DEV)
+            s.mean = x
+
+    def _evict(self) -> None:
+        """Drops the least recently seen series (a tenth more than the bound, so this runs rarely)."""
+        keep = int(self.max_series * 0.9)
+        order = sorted(self.series.items(), key=lambda kv: (kv[1].on, kv[1].seen))
+        for key, _ in order[:len(order) - keep]:
+            del self.series[key]
+
+    def _flag(self, s: _Series) -> Flag:
+        k = KINDS[s.kind]
+        value, usual = s.peak, s.usual  # the sentence says how far it went
+        by = f", by {_by(s.who, s.pid)}" if s.who else f", by pid {s.pid}" if s.pid else ""
+        subject = s.subject
+        if s.kind.startswith("bio-"):  # "vda read" -> "reads on vda"
+            disk, _, op = subject.partition(" ")
+            subject = f"{op}s on {disk}"
+        if s.new:
+            text = (f"new: {k.what} of {subject} at {_fmt(value, k.unit)} (never seen before) since {_clock(s.start)}"
+                    f"{by}")
+        else:
+            text = (f"x{value / usual:.0f} the usual {k.what} of {subject} ({_fmt(usual, k.unit)} -> "
+                    f"{_fmt(value, k.unit)}) since {_clock(s.start)}{by}" if usual > 0 else
+                    f"{k.what} of {subject} at {_fmt(value, k.unit)} since {_clock(s.start)}{by}")
+        return Flag(kind=s.kind, subject=s.subject, text=text, start=s.start, value=value, usual=usual,
+                    peak=s.peak, unit=k.unit, score=s.score, pid=s.pid, new=s.new, section=k.section)
+
+    def _always_flags(self, snap: Snapshot, dt: float) -> list[Flag]:
+        """Lost events and full maps: any is flagged, held until CLEAR_TICKS ticks without."""
+        seen: dict[tuple[str, str], tuple[float, str]] = {}
+        for p in snap.probes:
+            before = self._lost.get(p.name)
+            self._lost[p.name] = p.lost
+            if before is not None and p.lost > before:
+                seen[("lost", p.name)] = (p.lost - before, "the ring buffer was full")
+        for name in ("spawns", "bio", "funcs", "syscalls", "net", "sched"):
+            sample = getattr(snap, name, None)
+            if sample is None:
+                continue
+            for f in _full_fields(type(sample)):
+                v = getattr(sample, f)
+                if v:
+                    seen[("map-full", f"{name} {f}")] = (v, "a kernel map was full; totals stay exact")
+        out = []
+        for key, (n, why) in seen.items():
+            s = self._always.get(key)
+            if s is None or not s.on:
+                s = self._always[key] = _Series(key[0], key[1], self.ticks, False)
+                s.on, s.start = True, snap.time
+                s.peak = 0.0
+                s.n = 0
+            s.quiet = 0
+            s.value = n
+            s.n += int(n)
+            s.peak = max(s.peak, n)
+            s.who = why
+        for key, s in list(self._always.items()):
+            if key not in seen:
+                s.quiet += 1
+                if s.quiet >= CLEAR_TICKS:
+                    del self._always[key]
+                    continue
+            what = f"{s.subject} lost" if s.kind == "lost" else f"{s.subject}: detail of"
+            out.append(Flag(kind=s.kind, subject=s.subject,
+                            text=f"{what} {s.n:,} events since {_clock(s.start)} ({s.who})",
+                            start=s.start, value=float(s.value if key in seen else 0), usual=0.0,
+                            peak=s.peak, unit="events", score=1e6 + s.peak, section=""))
+        return out
+
+
+_FULL: dict[type, tuple[str, ...]] = {}
+
+
+def _full_fields(cls: type) -> tuple[str, ...]:
+    """A sample class's ``*_full`` counters (as ``ktop.export.full_fields``)."""
+    out = _FULL.get(cls)
+    if out is None:
+        out = _FULL[cls] = tuple(f.name for f in fields(cls) if f.name.endswith("_full"))
+    return out
+
+
+def _p99(buckets, count_min: int = MIN_LATENCY_COUNT) -> Optional[float]:
+    """The tick's p99, but never its single slowest event (below 100 events the p99 is the
+    maximum: one slow request is not a slow disk); None below ``count_min`` events.
+
+    ``hist.percentile``'s value (nearest rank, linear inside the slot), found from the top slot
+    down: the rank is near the top, and this runs for every disk and program each tick."""
+    if not buckets:
+        return None
+    n = sum(buckets)
+    if n < count_min:
+        return None
+    rank = math.ceil(min(99.0, 100.0 * (n - 1) / n) / 100.0 * n)
+    above = 0
+    for i in range(len(buckets) - 1, -1, -1):
+        c = buckets[i]
+        if c and above + c > n - rank:
+            low, high = hist.slot_bounds(i, len(buckets))
+            if math.isinf(high):
+                return low
+            return low + (high - low) * (rank - (n - above - c)) / c
+        above += c
+    return None  # pragma: no cover - the loop always reaches the rank
+
+
+def _collect(snap: Snapshot, dt: float, out: dict) -> None:
+    """This tick's figure of every series the snapshot has: key -> (value, pid, comm of that pid or "")."""
+    names = None
+
+    def comm_of(pid: int) -> str:
+        nonlocal names
+        if names is None:
+            names = {p.pid: p.comm for p in snap.processes}
+        return names.get(pid, "")
+
+    b = snap.bio
+    if b is not None:
+        top: dict[str, tuple[int, int, str]] = {}  # disk -> (ios, pid, comm) of its busiest process
+        for p in b.procs:
+            ios = p.reads + p.writes + p.others
+            if p.pid and ios > top.get(p.disk, (0, 0, ""))[0]:
+                top[p.disk] = (ios, p.pid, p.comm)
+        for d in b.disks:
+            subject = f"{d.disk} {d.op}"
+            _, pid, comm = top.get(d.disk, (0, 0, ""))
+            who = comm
+            out[("bio-iops", subject)] = (d.count / dt, pid, who)
+            p99 = _p99(d.lat_buckets)
+            if p99 is not None:
+                out[("bio-latency", subject)] = (p99, pid, who)
+    s = snap.syscalls
+    if s is not None:
+        acc: dict[tuple[str, str], list] = {}
+        errnames: dict[int, str] = {}
+        for c in s.counts:
+            if not c.errors:
+                continue
+            for e, n in c.errnos:
+                name = errnames.get(e)
+                if name is None:
+                    name = errnames[e] = errno_name(e)
+                key = ("errors", f"{name} by {c.comm}")
+                a = acc.get(key)
+                if a is None:
+                    acc[key] = [n, c.pid, n]
+                else:
+                    a[0] += n
+                    if n > a[2]:
+                        a[1], a[2] = c.pid, n
+        for key, (n, pid, _) in acc.items():
+            out[key] = (n / dt, pid, "")
+    sp = snap.spawns
+    if sp is not None and sp.execs:
+        par: dict[str, dict[int, int]] = {}
+        for ev in sp.execs:
+            if ev.retval != 0:
+                continue
+            name = ev.parent_comm or comm_of(ev.ppid) or str(ev.ppid)
+            d = par.setdefault(name, {})
+            d[ev.ppid] = d.get(ev.ppid, 0) + 1
+        for name, per in par.items():
+            ppid = max(per, key=per.get)
+            out[("execs", f"parent {name}")] = (sum(per.values()) / dt, ppid, name)
+    f = snap.funcs
+    if f is not None and f.totals:
+        specs = {t.id: t.spec for t in f.targets}
+        calls: dict[int, int] = {}
+        for t in f.totals:
+            calls[t.target] = calls.get(t.target, 0) + t.count
+        busiest: dict[int, tuple[int, int, str]] = {}
+        for c in f.counts:
+            if c.count > busiest.get(c.target, (0, 0, ""))[0]:
+                busiest[c.target] = (c.count, c.pid, c.comm)
+        for tid, n in calls.items():
+            _, pid, comm = busiest.get(tid, (0, 0, ""))
+            out[("calls", specs.get(tid, str(tid)))] = (n / dt, pid, comm)
+    sc = snap.sched
+    if sc is not None:
+        for p in sc.procs:
+            p99 = _p99(p.runq_buckets)
+            if p99 is not None:
+                key = ("runq-latency", p.comm)
+                if p99 > out.get(key, (-1.0,))[0]:
+                    out[key] = (p99, p.pid, p.comm)
+    n = snap.net
+    if n is not None:
+        out[("retransmits", "host")] = (n.retransmits / dt, 0, "")
+        out[("resets", "host")] = ((n.resets_sent + n.resets_received) / dt, 0, "")
+        p99 = _p99(n.connect_buckets)
+        if p99 is not None:
+            out[("connect-latency", "host")] = (p99, 0, "")
+        per: dict[str, list] = {}
+        for p in n.procs:
+            v = p.tx_bytes + p.rx_bytes
+            a = per.get(p.comm)
+            if a is None:
+                per[p.comm] = [v, p.pid, v]
+            else:
+                a[0] += v
+                if v > a[2]:
+                    a[1], a[2] = p.pid, v
+        for comm, (v, pid, _) in per.items():
+            out[("net-bytes", comm)] = (v / dt, pid, comm)
+
+
+def sensitivity_arg(text: str) -> float:
+    """``--flag-sensitivity``: a number >= 0 (argparse's type)."""
+    import argparse
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v >= 0 or math.isinf(v):
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or more: {text!r}")
+    return v
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsModel:
+    """What the header and the Flags panel draw: the flags active at the tick, and the last ones
+    that ended (from the snapshots alone, so a model rebuilt in time travel has them too)."""
+
+    active: tuple[Flag, ...] = ()
+    recent: tuple[Flag, ...] = ()  # ended, newest first, at most RECENT
+
+
+def fold(prev: Optional[FlagsModel], snap: Snapshot) -> FlagsModel:
+    """The flags after ``snap``: its active ones; those of ``prev`` no longer active end at its time."""
+    active = snap.flags or ()
+    if prev is None:
+        return FlagsModel(active=active)
+    now = {(f.kind, f.subject, f.start) for f in active}
+    ended = tuple(replace(f, end=snap.time) for f in prev.active if (f.kind, f.subject, f.start) not in now)
+    return FlagsModel(active=active, recent=(ended + prev.recent)[:RECENT] if ended else prev.recent)
+
+
+def flag_json(f: Flag) -> dict:
+    """A flag in the snapshot document (its times named with their unit)."""
+    return {"kind": f.kind, "subject": f.subject, "text": f.text, "start_unix_s": f.start, "end_unix_s": f.end,
+            "value": f.value, "usual": f.usual, "peak": f.peak, "unit": f.unit, "score": f.score, "pid": f.pid,
+            "new": f.new, "section": f.section}
