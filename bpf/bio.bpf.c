@@ -215,7 +215,7 @@ static __always_inline int wanted(u32 tgid)
 
 static __always_inline u32 current_match(void)
 {
-    return wanted(bpf_get_current_pid_tgid() >> 32) ? F_MATCH : 0;
+    return ktop_in_cgroup() && wanted(bpf_get_current_pid_tgid() >> 32) ? F_MATCH : 0;
 }
 
 static __always_inline void set_who(struct inflight *f, u32 flags)

@@ -51,6 +51,19 @@ static __always_inline u32 ktop_parent_tgid(void)
 #endif
 }
 
+/* --cgroup PATH: the current task is in that cgroup v2 or below it. Its ancestor at the path's
+ * depth (-DFILTER_CGROUP_LEVEL, the root is 0) has the path's id (-DFILTER_CGROUP_ID): one helper
+ * call, no map, on every kernel since 5.7 (bpf_current_task_under_cgroup would need a
+ * cgroup-array map filled from user space). Always true without --cgroup. */
+static __always_inline int ktop_in_cgroup(void)
+{
+#ifdef FILTER_CGROUP_ID
+    return bpf_get_current_ancestor_cgroup_id(FILTER_CGROUP_LEVEL) == FILTER_CGROUP_ID;
+#else
+    return 1;
+#endif
+}
+
 #ifdef FILTER_TGID
 /* -p PID[,PID...]: one of the processes asked for (-DFILTER_TGID, -DFILTER_TGID_2 ... _8). */
 static __always_inline int ktop_is_target(u32 t)

@@ -7,7 +7,8 @@
  * TASK_OFF_START_TIME, TASK_OFF_COMM, TASK_OFF_MM, MM_OFF_ARG_START, MM_OFF_ARG_END (byte offsets into task_struct read from the running
  * kernel's BTF, because the installed headers may not match the kernel).
  * Without them, KTOP_NO_TASK_OFFSETS leaves ppid, exit code and lifetime to
- * user space. FILTER_TGID limits events to -p's processes and their descendants.
+ * user space. FILTER_TGID limits events to -p's processes and their descendants;
+ * FILTER_CGROUP_ID/LEVEL to --cgroup's cgroup and below (ktop_in_cgroup, ktop.h).
  * EXEC_FAILURES also attaches syscalls:sys_enter/sys_exit_execve(at), to see
  * failed execs with their argv. It is off by default: any syscall tracepoint
  * puts every task on the kernel's slow syscall path (measured on 6.18: +60 ns
@@ -76,6 +77,7 @@ struct exec_event {
     u32 args_size;
     u32 flags;
     u64 ts;
+    u64 cgroup_id;  /* the v2 cgroup (its directory's inode number) */
     char comm[TASK_COMM_LEN];
     char pcomm[TASK_COMM_LEN]; /* the parent's comm: it may be gone by the time user space looks */
     char filename[PATH_LEN];
@@ -158,7 +160,7 @@ static __always_inline int wanted(u32 tgid)
 
 static __always_inline int filtered_out(void)
 {
-    return !wanted(bpf_get_current_pid_tgid() >> 32);
+    return !ktop_in_cgroup() || !wanted(bpf_get_current_pid_tgid() >> 32);
 }
 
 #ifdef EXEC_FAILURES
@@ -243,6 +245,7 @@ static __always_inline struct exec_event *emit_exec(struct pending_exec *p, u32 
     e->uid = (u32)bpf_get_current_uid_gid();
     e->retval = retval;
     e->ts = bpf_ktime_get_ns();
+    e->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     e->argc = 0;
     e->args_size = 0;

@@ -216,7 +216,7 @@ static __always_inline int wanted(u32 tgid)
 
 static __always_inline int filtered_out(u32 tgid)
 {
-    return !wanted(tgid);
+    return !ktop_in_cgroup() || !wanted(tgid); /* ktop_in_cgroup: a constant 1 without --cgroup */
 }
 
 /* Another process takes over an owner slot: its previous process's calls go to `procs`. */

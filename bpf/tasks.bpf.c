@@ -4,7 +4,7 @@
  * included) and once more with task == NULL at the end. For every thread
  * group leader it writes one fixed `struct ktop_task` (ktop/probes/tasks.py
  * decodes the same layout): what /proc/<pid>/stat would say, read in the
- * kernel instead of parsed from text, 64 bytes a process.
+ * kernel instead of parsed from text, 72 bytes a process.
  *
  * CPU time is the scheduler's own (sum_exec_runtime, ns): the group's dead
  * threads (signal->sum_sched_runtime) plus every live thread, walked through
@@ -16,7 +16,8 @@
  * headers may not match it): T_* byte offsets into task_struct, S_* into
  * signal_struct, M_RSS_FILE/ANON/SHMEM into mm_struct (the counter words /proc
  * reads: percpu_counter.count on 6.2+, atomic_long_t before), C_EUID into
- * cred. MAX_WALK bounds the thread walk.
+ * cred, T_CGROUPS/CSS_DFL_CGRP/CG_KN/KN_ID the path to the task's v2 cgroup id
+ * (left 0 where BTF lacks one of them). MAX_WALK bounds the thread walk.
  *
  * Fields are loaded straight from the task's BTF pointer where the verifier
  * can type them (a plain load, ~1 ns); the thread walk goes through
@@ -59,6 +60,7 @@ struct ktop_task {
     u16 exit_state;
     u16 flags;
     char comm[TASK_COMM_LEN];
+    u64 cgroup_id; /* the v2 cgroup: cgroups->dfl_cgrp->kn->id, what bpf_get_current_cgroup_id() says */
 };
 
 #ifdef PROBE_READ
@@ -133,6 +135,18 @@ BPF_ITER(task)
         /* as get_mm_counter(): each counter read alone, negatives as 0 */
         r.rss_pages = (file > 0 ? file : 0) + (anon > 0 ? anon : 0) + (shmem > 0 ? shmem : 0);
     }
+#ifdef T_CGROUPS
+    /* four dependent loads: the css_set, its default-hierarchy cgroup, its kernfs node, the id */
+    u64 cset = LOAD(u64, task, T_CGROUPS);
+    if (cset) {
+        u64 cgrp = LOAD(u64, cset, CSS_DFL_CGRP);
+        if (cgrp) {
+            u64 kn = LOAD(u64, cgrp, CG_KN);
+            if (kn)
+                r.cgroup_id = LOAD(u64, kn, KN_ID);
+        }
+    }
+#endif
     bpf_seq_write(seq, &r, sizeof(r));
     return 0;
 }

@@ -134,6 +134,7 @@ class KtopApp(App):
         Binding("slash,f3", "filter", "Filter"),
         Binding("f4", "user_filter", "User"),
         Binding("f5", "tree", "Tree"),
+        Binding("c", "group_cgroup", "Cgroups", show=False),
         Binding("f6", "sort_menu", "Sort"),
         Binding("f7", "nice(-1)", "Nice-", show=False),
         Binding("f8", "nice(1)", "Nice+", show=False),
@@ -158,6 +159,7 @@ class KtopApp(App):
         ("Filter", "filter the focused table (/ or F3)", "filter"),
         ("Filter by user", "show one user's processes (F4)", "user_filter"),
         ("Tree view", "process tree on/off (F5)", "tree"),
+        ("Group by cgroup", "one row per cgroup (unit, container, pod) on/off (c)", "group_cgroup"),
         ("Sort", "sort menu for the focused table (F6)", "sort_menu"),
         ("Nice -1", "raise the priority of the selected process (F7)", "nice(-1)"),
         ("Nice +1", "lower the priority of the selected process (F8)", "nice(1)"),
@@ -554,6 +556,11 @@ class KtopApp(App):
             panel.table.focus()
 
         self.push_screen(PickScreen("Show processes of user", options, current), picked)
+
+    def action_group_cgroup(self) -> None:
+        panel = self.query_one(ProcessPanel)
+        panel.set_group(not panel.group_view)
+        self.focus_panel(panel)
 
     def action_tree(self) -> None:
         panel = self.query_one(ProcessPanel)

@@ -76,6 +76,21 @@ class ProcessInfo:
     state: str
     threads: int
     start_time: float
+    cgroup_id: int = 0  # the v2 cgroup (0: unknown); named in Snapshot.cgroups
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupInfo:
+    """What a cgroup v2 id names (ktop/system/cgroups.py); every string clean of control characters."""
+
+    id: int  # the cgroup's directory inode number: what bpf_get_current_cgroup_id() returns
+    path: str  # relative to the v2 hierarchy's root ("/" for the root)
+    label: str  # what tables show: a unit ("nginx.service"), "docker:<12 hex>", "pod:<uid>", a folder's name
+    kind: str  # root, unit, container, pod, cgroup
+    unit: str = ""  # the deepest systemd unit or slice on the path
+    container: str = ""  # a container's short id (12 hex)
+    runtime: str = ""  # docker, podman, containerd, crio, cri
+    pod: str = ""  # a Kubernetes pod's uid
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +137,7 @@ class ExecEvent:
     argv_truncated: bool
     retval: int  # 0, or the negative errno of a failed exec
     parent_comm: str = ""  # read in the kernel at exec time ("" when unknown)
+    cgroup_id: int = 0  # the v2 cgroup it exec'd in (0: unknown); named in Snapshot.cgroups
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,6 +528,8 @@ class Snapshot:
     extra: dict[str, Any] = field(default_factory=dict)
     # Where the process table came from: "task iterator", or "/proc" and why.
     process_source: str = ""
+    # The cgroups of this tick's processes and execs, named (the ids that resolved).
+    cgroups: tuple[CgroupInfo, ...] = ()
     # Drill-down: the same data scoped (in the kernel) to one PID and its children.
     focus: Optional[Snapshot] = None
     focus_detail: Optional[ProcessDetail] = None

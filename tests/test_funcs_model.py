@@ -124,8 +124,9 @@ def test_snapshot_document_section():
     assert doc["targets"][0] == {"spec": "c:malloc", "kind": "uprobe", "status": "live", "detail": "",
                                  "attached": 1, "matched": 1, "cap": 1000, "count": 14, "rate_per_s": 7.0}
     assert doc["targets"][2]["status"] == "unsupported" and doc["targets"][2]["detail"] == F.NO_KPROBES
-    assert doc["counts"] == [{"target": "c:malloc", "function": "malloc", "pid": 5, "comm": "a", "count": 7},
-                             {"target": "c:malloc", "function": "malloc", "pid": 6, "comm": "b", "count": 7}]
+    nocg = {"cgroup": "", "cgroup_id": 0}  # every per-process row says its cgroup (unknown here)
+    assert doc["counts"] == [{"target": "c:malloc", "function": "malloc", "pid": 5, "comm": "a", "count": 7, **nocg},
+                             {"target": "c:malloc", "function": "malloc", "pid": 6, "comm": "b", "count": 7, **nocg}]
     assert doc["functions"] == [{"target": "c:malloc", "function": "malloc", "count": 14}]
     assert snapshot_document(build_model(None, fakes.snapshot()), 1.0)["funcs"] is None  # not selected
 

@@ -63,6 +63,7 @@ UNITLESS = {
     "slow_waits", "slow_lost",
     "cpus", "samples", "idle_samples", "self_samples", "total_samples", "kernel_frames", "counts_full",
     "user_stack_lost", "kernel_stack_lost", "stacks_unread", "user_stack_none", "kernel_stack_none",
+    "cgroup_id",  # an id (an inode number)
 }
 
 

@@ -39,12 +39,13 @@ OFFSET = 1_700_000_000.0  # wall clock minus monotonic, for the tests
 
 
 def pack_exec(*, pid=100, ppid=1, uid=0, retval=0, argv=(b"/bin/true",), flags=0, ts=5_000_000_000,
-              comm=b"true", pcomm=b"bash", filename=b"/bin/true", args_size=None, argc=None) -> bytes:
+              comm=b"true", pcomm=b"bash", filename=b"/bin/true", args_size=None, argc=None,
+              cgroup_id=0) -> bytes:
     """struct exec_event, exactly as the kernel program fills it (args zero-padded to ARGS_BUF)."""
     args = b"".join(a + b"\0" for a in argv)
     size = len(args) if args_size is None else args_size
-    head = struct.pack("<IIIIiIIIQ16s16s256s", EV_EXEC, pid, ppid, uid, retval,
-                       len(argv) if argc is None else argc, size, flags, ts, comm, pcomm, filename)
+    head = struct.pack("<IIIIiIIIQQ16s16s256s", EV_EXEC, pid, ppid, uid, retval,
+                       len(argv) if argc is None else argc, size, flags, ts, cgroup_id, comm, pcomm, filename)
     return head + args.ljust(ARGS_BUF, b"\0")[:ARGS_BUF]
 
 
@@ -114,7 +115,8 @@ def _py_offsets(fmt: str, names: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def test_exec_event_layout_matches_c(c_layout):
-    names = ["type", "pid", "ppid", "uid", "retval", "argc", "args_size", "flags", "ts", "comm", "pcomm", "filename"]
+    names = ["type", "pid", "ppid", "uid", "retval", "argc", "args_size", "flags", "ts", "cgroup_id", "comm", "pcomm",
+             "filename"]
     py = _py_offsets(spawn._EXEC_HEAD.format, names)
     c = c_layout["exec_event"]
     assert {k: v for k, v in c.items() if k not in ("args", "sizeof")} == py
@@ -157,11 +159,11 @@ def test_constants_match_c():
 
 def test_decode_exec_fields_and_argv():
     raw = pack_exec(pid=4242, ppid=77, uid=1000, argv=(b"ls", b"-l", b"/tmp"), comm=b"ls",
-                    filename=b"/usr/bin/ls", ts=2_500_000_000)
+                    filename=b"/usr/bin/ls", ts=2_500_000_000, cgroup_id=0x1_0000_0123)
     ev = decode_event(raw, OFFSET)
     assert ev == ExecEvent(time=OFFSET + 2.5, pid=4242, ppid=77, uid=1000, comm="ls",
                            filename="/usr/bin/ls", argv=("ls", "-l", "/tmp"), argv_truncated=False,
-                           retval=0, parent_comm="bash")
+                           retval=0, parent_comm="bash", cgroup_id=0x1_0000_0123)
 
 
 def test_decode_exec_empty_and_spaced_arguments():

@@ -140,7 +140,8 @@ def test_document_shape():
     c = next(c for c in doc["counts"] if c["pid"] == 43)
     assert c == {"name": "openat", "nr": 257, "pid": 43, "comm": "kt_open", "count": 600, "errors": 600,
                  "errnos": {"ENOENT": 580, "EACCES": 20},
-                 "latency": {"total_ns": 600 * 3000, "timed": 600, "avg_us": 3.0}}
+                 "latency": {"total_ns": 600 * 3000, "timed": 600, "avg_us": 3.0},
+                 "cgroup": "", "cgroup_id": 0}  # every per-process row says its cgroup (unknown here)
     p = next(p for p in doc["by_process"] if p["pid"] == 42)
     assert (p["comm"], p["count"], p["errors"]) == ("kt_getppid", 10000, 0)
 

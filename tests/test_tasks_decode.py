@@ -16,8 +16,8 @@ BOOT = 1_700_000_000.0
 
 
 def rec(pid, ppid=1, uid=0, threads=1, runtime=0, rss=10, start=5 * SEC, state=1, exit_state=0, flags=0,
-        comm=b"proc"):
-    return TASK_RECORD.pack(pid, ppid, uid, threads, runtime, rss, start, state, exit_state, flags, comm)
+        comm=b"proc", cgroup_id=0):
+    return TASK_RECORD.pack(pid, ppid, uid, threads, runtime, rss, start, state, exit_state, flags, comm, cgroup_id)
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def table(proc: Path) -> TaskTable:
 
 
 def test_record_layout_is_the_programs():
-    assert RECORD.size == TASK_RECORD.size == 64  # struct ktop_task in bpf/tasks.bpf.c
+    assert RECORD.size == TASK_RECORD.size == 72  # struct ktop_task in bpf/tasks.bpf.c
 
 
 @pytest.mark.parametrize("state,exit_state,letter", [
@@ -53,9 +53,11 @@ def test_state_letters_are_procs(state, exit_state, letter):
 
 
 def test_a_record_becomes_the_row_proc_would_show(proc):
-    rows = table(proc).rows(rec(1) + rec(2, ppid=1, uid=0, threads=3, rss=25, start=7 * SEC, comm=b"sleep"), 0)
+    rows = table(proc).rows(rec(1) + rec(2, ppid=1, uid=0, threads=3, rss=25, start=7 * SEC, comm=b"sleep",
+                                         cgroup_id=0x1_2345_6789), 0)
     assert [r.pid for r in rows] == [1, 2]
     r = rows[1]
+    assert r.cgroup_id == 0x1_2345_6789
     assert (r.ppid, r.user, r.comm, r.cmdline, r.threads, r.state) == (1, "root", "sleep", ("sleep", "3600"), 3,
                                                                       "sleeping")
     assert r.rss == 25 * procs._PAGE

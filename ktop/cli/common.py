@@ -93,6 +93,10 @@ class Parser(argparse.ArgumentParser):
 def probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--pid", dest="pids", type=pid_arg, metavar="PID[,PID...]", default=(),
                    help="trace only these processes (up to 8, as htop's -p) and every process they start, however deep")
+    p.add_argument("--cgroup", metavar="PATH", default=None,
+                   help="trace only the processes in this cgroup v2 and below it (a path in the v2 hierarchy, "
+                        "such as /system.slice/nginx.service, or under its mount point); the spawn, syscalls "
+                        "and bio probes filter in the kernel, the process table by each process's cgroup")
     p.add_argument("--probes", type=probe_list, metavar="LIST", default=None,
                    help=f"probes to run, comma-separated (default: {','.join(registry.default_names())}; "
                         f"known: {','.join(registry.PROBES)}; 'none': the process table only)")
@@ -137,6 +141,31 @@ def probe_names(args) -> list[str]:
     return names
 
 
+def cgroup_scope(path: str) -> dict:
+    """--cgroup: the cgroup's id, depth and path in the v2 hierarchy (numbers for the programs' -D flags).
+
+    Raises:
+        UsageError: no v2 hierarchy, or no such cgroup.
+    """
+    import os
+
+    from ktop.system.cgroups import CgroupNames
+
+    names = CgroupNames()
+    if not names.available:
+        raise UsageError("--cgroup: this machine has no cgroup v2 hierarchy mounted")
+    try:
+        cgid = names.id_of(path)
+    except OSError as exc:
+        raise UsageError(f"--cgroup: {exc}") from None
+    full = path if path.startswith(names.root + "/") else os.path.join(names.root, path.lstrip("/"))
+    rel = os.path.relpath(os.path.realpath(full), os.path.realpath(names.root))
+    if rel.startswith(".."):
+        raise UsageError(f"--cgroup: {path!r} is not in the cgroup v2 hierarchy ({names.root})")
+    rel = "/" if rel == "." else "/" + rel
+    return {"cgroup_id": cgid, "cgroup_level": 0 if rel == "/" else rel.count("/"), "cgroup_path": rel}
+
+
 def probe_options(args):
     """ProbeOptions from the command line: each probe's own options, checked before any starts."""
     from ktop.probes.base import ProbeOptions
@@ -151,6 +180,8 @@ def probe_options(args):
         extra["bpf_stats"] = True
     if getattr(args, "procfs", False):
         extra["procfs"] = True
+    if getattr(args, "cgroup", None):
+        extra.update(cgroup_scope(args.cgroup))
     pids = tuple(getattr(args, "pids", ()) or ())
     return ProbeOptions(pid=pids[0] if pids else None, more_pids=pids[1:], extra=extra)
 

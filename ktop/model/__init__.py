@@ -19,6 +19,7 @@ from ktop.snapshot import HostInfo, ProbeStatus, ProcessInfo, Snapshot, SystemSa
 # The dashboard, like top, lets exited processes go: their per-process probe rows leave this
 # long after their last event (a short burst stays visible for a while).
 FORGET_DEAD_S = 10.0
+MAX_CGROUPS = 4096  # cgroups' names the model keeps (a loop creating thousands cannot grow it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,8 @@ class Model:
     sched: Any = None  # ktop.model.sched.SchedModel
     profile: Any = None  # ktop.model.profile.ProfileModel
     flags: _flags.FlagsModel = _flags.FlagsModel()  # active and recent flags (ktop/model/flags.py)
+    # cgroup id -> CgroupInfo: every cgroup named in the run's snapshots (the newest MAX_CGROUPS)
+    cgroups: Any = None
 
 
 def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS,
@@ -77,13 +80,49 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         process_source=snap.process_source, cpu_history=cpu_hist,
         mem_history=push(prev.mem_history if prev else (), mem_pct),
         ticks=(prev.ticks + 1) if prev else 1, probe_cpu_percent=cpu_pct,
-        flags=_flags.fold(prev.flags if prev else None, snap), **sections)
+        flags=_flags.fold(prev.flags if prev else None, snap),
+        cgroups=_merge_cgroups(prev.cgroups if prev else None, snap.cgroups), **sections)
     if snap.focus is not None:
         same = prev is not None and prev.focus_detail is not None and snap.focus_detail is not None \
             and prev.focus_detail.pid == snap.focus_detail.pid
         model = replace(model, focus=build_model(prev.focus if same else None, snap.focus, spawn_limit),
                         focus_detail=snap.focus_detail)
     return model
+
+
+def _merge_cgroups(prev: Optional[dict], new) -> dict:
+    if not new:
+        return prev if prev is not None else {}
+    if prev and all(prev.get(c.id) == c for c in new):
+        return prev  # nothing new: the same dict
+    out = dict(prev or {})
+    for c in new:
+        out.pop(c.id, None)
+        out[c.id] = c  # newest last: the oldest go first when over the bound
+    if len(out) > MAX_CGROUPS:
+        out = dict(list(out.items())[-MAX_CGROUPS:])
+    return out
+
+
+def _label_rows(doc: dict, by_pid: dict[int, int], names: dict, used: set) -> None:
+    """Every per-process row of every probe's section gets ``cgroup`` (a label) and ``cgroup_id``,
+    from its own id (spawn) or its PID's (the process table, then the execs seen)."""
+    stack = [v for k, v in doc.items() if k not in ("processes", "host", "system", "probes", "cgroups", "flags")]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(x for x in v if isinstance(x, (dict, list)))
+        elif isinstance(v, dict):
+            if isinstance(v.get("pid"), int) and "cgroup_id" not in v:
+                cgid = by_pid.get(v["pid"], 0)
+                v["cgroup_id"] = cgid
+                c = names.get(cgid)
+                v["cgroup"] = c.label if c is not None else ""
+                if c is not None:
+                    used.add(cgid)
+            elif "cgroup_id" in v and v.get("cgroup_id") in names:
+                used.add(v["cgroup_id"])
+            stack.extend(x for x in v.values() if isinstance(x, (dict, list)))
 
 
 # The version of the ``ktop snapshot --json`` document (ktop/schemas/snapshot.schema.json), apart
@@ -97,6 +136,7 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
     """The ``ktop snapshot --json`` document: one key per registered probe, null when it was not selected
     (no status, no sample)."""
     h, s = model.host, model.system
+    names = model.cgroups or {}
     doc = {
         "schema": DOCUMENT_SCHEMA,
         "time_unix_s": model.time,
@@ -114,7 +154,8 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
         "processes": [
             {"pid": p.pid, "ppid": p.ppid, "user": p.user, "comm": p.comm,
              "cmdline": list(p.cmdline), "cpu_percent": p.cpu_percent, "rss_bytes": p.rss,
-             "state": p.state, "threads": p.threads, "start_time_unix_s": p.start_time}
+             "state": p.state, "threads": p.threads, "start_time_unix_s": p.start_time,
+             "cgroup": names[p.cgroup_id].label if p.cgroup_id in names else "", "cgroup_id": p.cgroup_id}
             for p in model.processes
         ],
         "flags": {"active": [_flags.flag_json(f) for f in model.flags.active],
@@ -124,6 +165,17 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
         status, section = model.probes.get(p.name), getattr(model, p.section)
         doc[p.section] = None if status is None and section is None else \
             registry.model_section(p.name).document(section, status, duration_s)
+    # a process's cgroup: the table's (now), else the one it exec'd in (a process that has exited)
+    by_pid = {}
+    for e in (doc.get("spawns") or {}).get("events", ()):
+        if e.get("retval") == 0 and e.get("cgroup_id"):
+            by_pid[e["pid"]] = e["cgroup_id"]
+    by_pid.update((p.pid, p.cgroup_id) for p in model.processes if p.cgroup_id)
+    used = {p.cgroup_id for p in model.processes if p.cgroup_id in names}
+    _label_rows(doc, by_pid, names, used)
+    doc["cgroups"] = [{"id": c.id, "path": c.path, "label": c.label, "kind": c.kind, "unit": c.unit,
+                       "container": c.container, "runtime": c.runtime, "pod": c.pod}
+                      for i, c in names.items() if i in used]
     return doc
 
 

@@ -35,6 +35,8 @@ class SpawnRow:
     exit_signal: Optional[int] = None
     lifetime_ms: Optional[float] = None
     exited: bool = False
+    cgroup_id: int = 0  # the v2 cgroup it exec'd in
+    cgroup: str = ""  # its label (a unit, container or pod), "" when unknown
 
     def to_json(self) -> dict:
         return {
@@ -43,6 +45,7 @@ class SpawnRow:
             "argv": list(self.argv), "argv_truncated": self.argv_truncated,
             "retval": self.retval, "exited": self.exited, "exit_code": self.exit_code,
             "exit_signal": self.exit_signal, "lifetime_ms": self.lifetime_ms,
+            "cgroup": self.cgroup, "cgroup_id": self.cgroup_id,
         }
 
 
@@ -79,14 +82,18 @@ class SpawnModel:
 
 
 def join_spawns(rows: tuple[SpawnRow, ...], execs: tuple[ExecEvent, ...], exits: tuple[ExitEvent, ...],
-                next_seq: int, limit: int = SPAWN_ROWS) -> tuple[tuple[SpawnRow, ...], int]:
-    """Adds new execs (newest first) and fills in exits; returns (rows, next_seq)."""
+                next_seq: int, limit: int = SPAWN_ROWS,
+                cgroups: Optional[dict[int, str]] = None) -> tuple[tuple[SpawnRow, ...], int]:
+    """Adds new execs (newest first) and fills in exits; returns (rows, next_seq).
+
+    ``cgroups``: cgroup id -> label, this tick's (Snapshot.cgroups)."""
     new = []
     for ev in execs:
         new.append(SpawnRow(seq=next_seq, time=ev.time, pid=ev.pid, ppid=ev.ppid, uid=ev.uid,
                             user=user_name(ev.uid), comm=ev.comm, filename=ev.filename,
                             argv=ev.argv, argv_truncated=ev.argv_truncated, retval=ev.retval,
-                            parent_comm=ev.parent_comm))
+                            parent_comm=ev.parent_comm, cgroup_id=ev.cgroup_id,
+                            cgroup=cgroups.get(ev.cgroup_id, "") if cgroups else ""))
         next_seq += 1
     merged = list(reversed(new)) + list(rows)
     if exits:
@@ -135,7 +142,8 @@ def update(prev: Optional[SpawnModel], s: Optional[SpawnSample], snap: Snapshot,
     if s is None:
         return prev
     m = prev or SpawnModel()
-    rows, seq = join_spawns(m.rows, s.execs, s.exits, m.next_seq, ctx.max_events)
+    rows, seq = join_spawns(m.rows, s.execs, s.exits, m.next_seq, ctx.max_events,
+                            {c.id: c.label for c in snap.cgroups} if snap.cgroups else None)
     dt = s.interval_s if s.interval_s > 0 else 1.0
     rates = SpawnRates(execs_per_s=s.exec_count / dt, forks_per_s=s.forks / dt,
                        exits_per_s=s.exit_count / dt, exec_failures_per_s=s.exec_failures / dt,

@@ -201,14 +201,22 @@ class ProbeWorker:
     def filter_cflags(self) -> list[str]:
         """-p PID[,PID...]: ``-DFILTER_TGID`` (the first), ``-DFILTER_TGID_2`` ... (``ktop_is_target``
         in bpf/ktop.h); nothing without -p."""
-        return [f"-DFILTER_TGID{'' if i == 0 else f'_{i + 1}'}={int(p)}"
-                for i, p in enumerate(self.options.pids[:MAX_PIDS])]
+        out = [f"-DFILTER_TGID{'' if i == 0 else f'_{i + 1}'}={int(p)}"
+               for i, p in enumerate(self.options.pids[:MAX_PIDS])]
+        return out + self.cgroup_cflags()
+
+    def cgroup_cflags(self) -> list[str]:
+        """--cgroup: the cgroup's id and depth (``ktop_in_cgroup`` in bpf/ktop.h); nothing without it."""
+        x = self.options.extra
+        if not x.get("cgroup_id"):
+            return []
+        return [f"-DFILTER_CGROUP_ID={int(x['cgroup_id'])}ULL", f"-DFILTER_CGROUP_LEVEL={int(x['cgroup_level'])}"]
 
     def pid_cflags(self) -> list[str]:
         """-p: :meth:`filter_cflags` and, from BTF, the task offsets with which the program also
         follows the processes' descendants (``KTOP_FOLLOW`` in bpf/ktop.h); nothing without -p."""
         if self.options.pid is None:
-            return []
+            return self.cgroup_cflags()
         offs = self.task_offsets() or {}
         return self.filter_cflags() + [f"-DTASK_OFF_{k.upper()}={int(v)}" for k, v in offs.items()]
 
@@ -272,6 +280,8 @@ class ProbeWorker:
                 self.adopt(loaded.extra)
                 self.attached(loaded)
                 note = self.seed_family(loaded)
+                if self.options.extra.get("cgroup_id") and not self.cgroup_filter:
+                    note = "; ".join(filter(None, (note, "not scoped to --cgroup (this probe does not filter by cgroup)")))
             except Exception as exc:
                 self._close()
                 self._set_status(FAILED, f"cannot read its maps: {type(exc).__name__}: {exc}")
@@ -292,6 +302,9 @@ class ProbeWorker:
     def building(self) -> bool:
         t = self._thread
         return t is not None and t.is_alive()
+
+    # Its program calls ktop_in_cgroup() (bpf/ktop.h): --cgroup scopes it in the kernel.
+    cgroup_filter = False
 
     def live_detail(self) -> str:
         return ""

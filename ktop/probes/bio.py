@@ -330,6 +330,7 @@ def prog_misses(prog_fd: int) -> Optional[int]:
 
 
 class BioProbe(ProbeWorker):
+    cgroup_filter = True  # --cgroup: ktop_in_cgroup() in its program
     name = NAME
     title = "Block I/O"
     tracepoints = ("block:block_rq_issue", "block:block_rq_complete")

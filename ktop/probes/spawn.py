@@ -40,7 +40,7 @@ F_ARGS_FROM_MM = 4
 STAT_SLOTS = ("forks", "exec_count", "exec_failures", "exit_count", "lost",
               "pending_full", "tracked_full", "args_truncated")
 
-_EXEC_HEAD = struct.Struct("<IIIIiIIIQ16s16s256s")
+_EXEC_HEAD = struct.Struct("<IIIIiIIIQQ16s16s256s")
 _EXIT = struct.Struct("<IIIiQQ16s")
 
 
@@ -69,7 +69,7 @@ def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
         raw: the record's bytes.
         clock_offset: wall clock minus CLOCK_MONOTONIC, in seconds.
     """
-    (_t, pid, ppid, uid, retval, argc, args_size, flags, ts, comm, pcomm,
+    (_t, pid, ppid, uid, retval, argc, args_size, flags, ts, cgroup_id, comm, pcomm,
      filename) = _EXEC_HEAD.unpack_from(raw, 0)
     args = raw[_EXEC_HEAD.size:]
     args_size = min(args_size, len(args))
@@ -84,6 +84,7 @@ def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
         argv=decode_argv(args, argc, args_size, bool(flags & F_ARGS_FROM_MM)),
         argv_truncated=bool(flags & F_ARGS_TRUNCATED),
         retval=retval,
+        cgroup_id=cgroup_id,
     )
 
 
@@ -159,6 +160,7 @@ class SpawnProbe(ProbeWorker):
     title = "Spawns"
     tracepoints = ("sched:sched_process_exec", "sched:sched_process_exit", "sched:sched_process_fork")
     needs_ringbuf = True
+    cgroup_filter = True
 
     def __init__(self, options: ProbeOptions | None = None, on_status=None):
         super().__init__(options, on_status)

@@ -327,6 +327,7 @@ def helper_build(req: dict):
 
 
 class SyscallsProbe(ProbeWorker):
+    cgroup_filter = True  # --cgroup: ktop_in_cgroup() in its program
     name = NAME
     title = "Syscalls"
     tracepoints = ("raw_syscalls:sys_enter", "raw_syscalls:sys_exit", "sched:sched_switch",

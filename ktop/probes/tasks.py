@@ -3,7 +3,7 @@
 Not a panel's probe but the process table's source: built in a helper like
 every probe (BCC compiles, the helper attaches the iterator and hands over
 its link), then each tick one ``BPF_ITER_CREATE`` and a few ``read()`` calls
-run the program over every task in the kernel and return one fixed 64-byte
+run the program over every task in the kernel and return one fixed 72-byte
 record per process (:data:`RECORD`). Decoding is
 :class:`ktop.system.procs.TaskTable`'s. Where the kernel lacks task
 iterators or BTF, the status says why and the collector keeps the ``/proc``
@@ -21,8 +21,8 @@ from ktop.probes.base import ProbeUnavailable, ProbeWorker
 from ktop.snapshot import FAILED, NEEDS_ROOT, UNSUPPORTED
 
 # struct ktop_task (bpf/tasks.bpf.c): tgid, ppid, euid, nr_threads, runtime_ns, rss_pages,
-# start_boottime_ns, state, exit_state, flags, comm.
-RECORD = struct.Struct("<4I3QIHH16s")
+# start_boottime_ns, state, exit_state, flags, comm, cgroup_id.
+RECORD = struct.Struct("<4I3QIHH16sQ")
 TF_KTHREAD = 1
 TF_WALK_CUT = 2  # more threads than the walk's bound: its runtime is read from /proc
 MAX_WALK = 1024
@@ -50,6 +50,14 @@ def offsets(btf) -> dict[str, int]:
     out = {k: btf.path("task_struct", v)[0] for k, v in _TASK.items()}
     out.update({k: btf.path("signal_struct", v)[0] for k, v in _SIGNAL.items()})
     out["C_EUID"] = btf.path("cred", "euid")[0]
+    # the v2 cgroup id: task->cgroups->dfl_cgrp->kn->id (every kernel since 5.5 has the path);
+    # without it the column stays empty rather than the table failing
+    try:
+        cg = {"T_CGROUPS": btf.path("task_struct", "cgroups")[0], "CSS_DFL_CGRP": btf.path("css_set", "dfl_cgrp")[0],
+              "CG_KN": btf.path("cgroup", "kn")[0], "KN_ID": btf.path("kernfs_node", "id")[0]}
+        out.update(cg)
+    except BTFError:
+        pass
     for k, i in _RSS.items():
         try:
             out[k] = btf.path("mm_struct", f"rss_stat.{i}.count")[0]

@@ -27,6 +27,7 @@ from ktop.probes.tasks import TasksIter
 from ktop.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, LIVE, STARTING, ProbeStatus, Snapshot
 from ktop.sources import Source
+from ktop.system import cgroups as cgmod
 from ktop.system import heap, host, procs
 
 
@@ -56,6 +57,9 @@ class LiveSource(Source):
         self._ring_owner: dict[int, ProbeWorker] = {}
         self.flag_detector = FlagDetector()  # stamps each tick with its flags (--flag-sensitivity)
         self._rings_lock = threading.Lock()
+        self.cgnames = cgmod.CgroupNames()
+        self._cg_ids: frozenset = frozenset()
+        self._cg_infos: tuple = ()
 
     @property
     def scope_pids(self) -> tuple[int, ...]:
@@ -225,6 +229,7 @@ class LiveSource(Source):
             probes=self.statuses(),
             processes=processes,
             process_source=self.process_source,
+            cgroups=self._cgroups(processes, samples.get("spawn")),
             **_sections(samples),
         )
         snap = self.flag_detector.stamp(snap)
@@ -241,7 +246,39 @@ class LiveSource(Source):
         focus = replace(snap, processes=tuple(mine), probes=statuses, flags=None, **sections)  # flags: the host's
         return replace(snap, focus=focus, focus_detail=detail)
 
+    def _cgroups(self, processes, spawns) -> tuple:
+        """The named cgroups of this tick's processes and execs: a set of ids, and names only for a new set."""
+        ids = {p.cgroup_id for p in processes}
+        if spawns is not None:
+            ids.update(e.cgroup_id for e in spawns.execs)
+        ids.discard(0)
+        ids = frozenset(ids)
+        if ids != self._cg_ids:
+            self._cg_ids = ids
+            self._cg_infos = tuple(cgroup_info(i, n) for i in sorted(ids) if (n := self.cgnames.name(i)) is not None)
+        return self._cg_infos
+
+    def _in_scope(self, rows) -> tuple:
+        """--cgroup: the rows whose cgroup is the one asked for or below it (ids resolved to paths)."""
+        top = self.options.extra.get("cgroup_path")
+        if not top:
+            return rows
+        inside = top.rstrip("/") + "/"
+        keep = {}
+        out = []
+        for r in rows:
+            ok = keep.get(r.cgroup_id)
+            if ok is None:
+                path = self.cgnames.path(r.cgroup_id)
+                ok = keep[r.cgroup_id] = path is not None and (path == top or path.startswith(inside) or top == "/")
+            if ok:
+                out.append(r)
+        return tuple(out)
+
     def _processes(self) -> tuple:
+        return self._in_scope(self._table())
+
+    def _table(self) -> tuple:
         """The process table: from the task iterator once it is live, else from /proc."""
         it = self.tasks
         if it is not None and it.status.status == LIVE:
@@ -270,6 +307,13 @@ class LiveSource(Source):
             w.stop()
         bpfstats.disable()
         self.wake()
+
+
+def cgroup_info(cgid: int, n: cgmod.CgroupName):
+    from ktop.snapshot import CgroupInfo
+
+    return CgroupInfo(id=cgid, path=n.path, label=n.label, kind=n.kind, unit=n.unit, container=n.container,
+                      runtime=n.runtime, pod=n.pod)
 
 
 def _sections(samples: dict) -> dict:

@@ -72,8 +72,8 @@ def state_letter(state: int, exit_state: int) -> str:
     return _LETTERS[bits.bit_length()]
 
 
-# struct ktop_task (bpf/tasks.bpf.c, ktop/probes/tasks.py): 64 bytes a process.
-TASK_RECORD = struct.Struct("<4I3QIHH16s")
+# struct ktop_task (bpf/tasks.bpf.c, ktop/probes/tasks.py): 72 bytes a process.
+TASK_RECORD = struct.Struct("<4I3QIHH16sQ")
 _RECORD_BYTES = struct.Struct(f"{TASK_RECORD.size}s")
 _first = operator.itemgetter(0)
 _TF_KTHREAD, _TF_WALK_CUT = 1, 2
@@ -120,7 +120,7 @@ class TaskTable:
             row = out[i] = self._decode(recs[i], dt)
             if row.cpu_percent:
                 idle[recs[i]] = ProcessInfo(row.pid, row.ppid, row.user, row.comm, row.cmdline, 0.0, row.rss,
-                                            row.state, row.threads, row.start_time)
+                                            row.state, row.threads, row.start_time, row.cgroup_id)
         if missing or len(recs) != len(self._rows):
             self._rows = dict(zip(recs, out))
             self._rows.update(idle)
@@ -136,7 +136,7 @@ class TaskTable:
         return tuple(out)
 
     def _decode(self, rec: bytes, dt: int) -> ProcessInfo:
-        (pid, ppid, uid, threads, runtime, rss, start, state, exit_state, flags, comm_raw) = \
+        (pid, ppid, uid, threads, runtime, rss, start, state, exit_state, flags, comm_raw, cgroup_id) = \
             TASK_RECORD.unpack(rec)
         comm = kernel_cstr(comm_raw)
         if flags & _TF_KTHREAD:  # /proc names kernel threads in full (kworker/0:1-events)
@@ -156,11 +156,29 @@ class TaskTable:
         return ProcessInfo(pid=pid, ppid=ppid, user=_user(uid), comm=comm, cmdline=argv,
                            cpu_percent=round(max(cpu, 0.0), 1), rss=rss * _PAGE,
                            state=_STATES.get(state_letter(state, exit_state), "?"), threads=threads,
-                           start_time=self._boot + start / 1e9)
+                           start_time=self._boot + start / 1e9, cgroup_id=cgroup_id)
 
     def _forget(self, alive: set[int]) -> None:
         self._runtime = {p: v for p, v in self._runtime.items() if p in alive}
         self._argv = {p: v for p, v in self._argv.items() if p in alive}
+
+
+_V2_ROOT: list = []
+
+
+def _proc_cgroup_id(proc: str, pid: int) -> int:
+    """The v2 cgroup id of ``pid`` from /proc/<pid>/cgroup (0 when unknown): the /proc fallback's."""
+    from ktop.system.cgroups import pid_cgroup_path, v2_root
+
+    if not _V2_ROOT:
+        _V2_ROOT.append(v2_root())
+    path = pid_cgroup_path(pid, proc)
+    if path is None or _V2_ROOT[0] is None:
+        return 0
+    try:
+        return os.stat(_V2_ROOT[0] + path.rstrip("/")).st_ino if path != "/" else os.stat(_V2_ROOT[0]).st_ino
+    except OSError:
+        return 0
 
 
 def _kthread_name(path: str, fallback: str) -> str:
@@ -186,7 +204,8 @@ class ProcScanner:
         self.proc = proc
         self.only = only  # one PID instead of all
         self._prev: dict[int, tuple[float, float]] = {}  # pid -> (cpu seconds, start ticks)
-        self._cmd: dict[int, tuple[bytes, float, tuple[str, ...]]] = {}  # pid -> (comm, start, argv)
+        # pid -> (comm, start, argv, cgroup id)
+        self._cmd: dict[int, tuple[bytes, float, tuple[str, ...], int]] = {}
         self._prev_time: float | None = None
         self.last_ns: Optional[int] = None  # monotonic time of the last scan
         self._boot = psutil.boot_time()
@@ -227,15 +246,16 @@ class ProcScanner:
             cur[pid] = (cpu_s, start)
             cached = cmds.get(pid)
             if cached and cached[0] == comm and cached[1] == start:
-                argv = cached[2]
-            else:
+                argv, cgid = cached[2], cached[3]
+            else:  # new or exec'd: its command line and cgroup once (a move later is not seen here)
                 argv = _argv(base + "/cmdline")
-            new_cmds[pid] = (comm, start, argv)
+                cgid = _proc_cgroup_id(self.proc, pid)
+            new_cmds[pid] = (comm, start, argv, cgid)
             out.append(ProcessInfo(
                 pid=pid, ppid=ppid, user=_user(uid), comm=kernel_text(comm),
                 cmdline=argv, cpu_percent=round(max(cpu_pct, 0.0), 1), rss=rss,
                 state=_STATES.get(f[0].decode(), f[0].decode()), threads=threads,
-                start_time=self._boot + start / _CLK,
+                start_time=self._boot + start / _CLK, cgroup_id=cgid,
             ))
         self._prev, self._cmd = cur, new_cmds
         if pid_filter is not None:

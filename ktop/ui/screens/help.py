@@ -16,6 +16,7 @@ KEYS = [
     ("↑ ↓ PgUp PgDn Home End, j k g G", "move the cursor (the order holds still for 2 s)"),
     ("Enter", "drill into the PID of the row: everything ktop knows, probes filtered to it"),
     ("Esc / Backspace", "back from the PID screen to the same row"),
+    ("c", "process table: one row per cgroup (unit, container, pod): processes, CPU %, RSS, the hottest; again: back"),
     ("c", "PID screen under 120 columns: the next chart (CPU·RSS, block I/O, syscalls, execs)"),
     ("F6", "sort menu for the focused table"),
     ("< >", "sort by the previous / next column"),

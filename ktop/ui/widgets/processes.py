@@ -22,7 +22,49 @@ COLUMNS = (
     Column("state", "S", 2),
     Column("threads", "THR", 4, numeric=True, desc=True),
     Column("command", "COMMAND", None),
+    # last, so the others keep their places; shown once a process is outside the root cgroup
+    Column("cgroup", "CGROUP/UNIT", 20),
 )
+
+# `c`: the table folded into one row per cgroup
+GROUP_COLUMNS = (
+    Column("cgroup", "CGROUP/UNIT", 24),
+    Column("procs", "PROCS", 6, numeric=True, desc=True),
+    Column("cpu", "CPU%", 6, numeric=True, desc=True),
+    Column("rss", "RSS", 7, numeric=True, desc=True),
+    Column("threads", "THR", 5, numeric=True, desc=True),
+    Column("top", "HOTTEST (PID COMMAND)", None),
+)
+
+# cgroup id -> label (Model.cgroups, set by the panels each tick): an id names one cgroup for
+# as long as it exists, so a row made earlier shows the same label
+_labels: dict = {}
+
+
+def cgroup_label(cgid: int) -> str:
+    c = _labels.get(cgid)
+    return c.label if c is not None else ""
+
+
+def set_cgroups(cgroups) -> None:
+    global _labels
+    _labels = cgroups or {}
+
+
+def any_cgroup(cgroups) -> bool:
+    """Is a process or exec outside the root cgroup (the CGROUP/UNIT column has something to say)?"""
+    return any(c.kind != "root" for c in (cgroups or {}).values())
+
+
+# Narrower than this, COMMAND keeps the room (the `c` view shows the cgroups instead)
+CGROUP_COLUMN_MIN_WIDTH = 120
+
+
+def show_cgroup_column(table: KTable, columns, on: bool) -> None:
+    on = on and table.size.width >= CGROUP_COLUMN_MIN_WIDTH
+    want = list(columns) if on else [c for c in columns if c.key != "cgroup"]
+    if [c.key for c in table.columns_spec] != [c.key for c in want]:
+        table.set_columns(want)
 
 
 def _num(text: str) -> Text:
@@ -39,12 +81,13 @@ def process_cells(src) -> tuple[Text, ...]:
     state = (p.state or "?")[:1].upper()
     return (_num(str(p.pid)), _num(str(p.ppid)), safe_text(p.user, limit=10),
             _num(f"{p.cpu_percent:.1f}"), _num(human_bytes(p.rss)), Text(state),
-            _num(str(p.threads)), safe_text(prefix + _command(p), limit=400))
+            _num(str(p.threads)), safe_text(prefix + _command(p), limit=400),
+            safe_text(cgroup_label(p.cgroup_id), limit=20))
 
 
 def process_search(src) -> str:
     p = src[0] if type(src) is tuple else src
-    return f"{p.pid} {clean(p.user)} {clean(p.comm)} {clean(_command(p))}".lower()
+    return f"{p.pid} {clean(p.user)} {clean(p.comm)} {cgroup_label(p.cgroup_id)} {clean(_command(p))}".lower()
 
 
 def process_row(p, prefix: str = "") -> Row:
@@ -56,7 +99,8 @@ def process_row(p, prefix: str = "") -> Row:
         key=p.pid,
         # CPU% sorts as shown (0.1 steps): a process at 0.03 % stays among the idle ones instead of
         # jumping above them and shifting every row between (an idle tick then repaints nothing)
-        sort_values=(p.pid, p.ppid, p.user, round(p.cpu_percent, 1), p.rss, state, p.threads, cmd),
+        sort_values=(p.pid, p.ppid, p.user, round(p.cpu_percent, 1), p.rss, state, p.threads, cmd,
+                     cgroup_label(p.cgroup_id)),
         search=process_search,
         pid=p.pid,
         make=process_cells,
@@ -98,6 +142,33 @@ def _reused(placed, cache: Optional[dict]) -> list[Row]:
     return rows
 
 
+def group_rows(processes) -> list[Row]:
+    """One row per cgroup: its processes, summed CPU %, RSS and threads, and its hottest process
+    (the row's PID: Enter drills into it)."""
+    groups: dict[int, list] = {}
+    for p in processes:
+        g = groups.get(p.cgroup_id)
+        if g is None:
+            groups[p.cgroup_id] = [1, p.cpu_percent, p.rss, p.threads, p]
+        else:
+            g[0] += 1
+            g[1] += p.cpu_percent
+            g[2] += p.rss
+            g[3] += p.threads
+            if (p.cpu_percent, p.rss) > (g[4].cpu_percent, g[4].rss):
+                g[4] = p
+    rows = []
+    for cgid, (n, cpu, rss, threads, top) in groups.items():
+        label = cgroup_label(cgid) or ("(unknown)" if not cgid else f"#{cgid}")
+        cpu = round(cpu, 1)
+        hottest = f"{top.pid} {_command(top)}"
+        rows.append(Row(key=cgid, pid=top.pid, sort_values=(label, n, cpu, rss, threads, hottest),
+                        cells=(safe_text(label, limit=24), _num(str(n)), _num(f"{cpu:.1f}"), _num(human_bytes(rss)),
+                               _num(str(threads)), safe_text(hottest, limit=400)),
+                        search=f"{clean(label)} {clean(hottest)}".lower()))
+    return rows
+
+
 def tree_order(processes) -> list[tuple[int, object]]:
     """Processes in tree order (parents before children, by PID) as (depth, process)."""
     by_pid = {p.pid: p for p in processes}
@@ -127,7 +198,7 @@ class ProcessPanel(Panel):
     panel_title = "Processes"
 
     def compose(self) -> ComposeResult:
-        yield KTable(COLUMNS, sort_column=3, reverse=True, id="proc-table")
+        yield KTable(COLUMNS[:-1], sort_column=3, reverse=True, id="proc-table")
         yield from self.filter_input()
 
     def __init__(self, scope_pids: tuple[int, ...] = (), **kw):
@@ -136,15 +207,22 @@ class ProcessPanel(Panel):
         self._tree_rows: dict = {}  # pid -> row: the tree's
         self.user_filter: str | None = None  # F4
         self.tree_view = False  # F5
+        self.group_view = False  # c: one row per cgroup
+        self._flat_sort = (3, True)
         self.model: Model | None = None
         self.scope_pids = tuple(scope_pids)  # -p: the table holds these processes and their descendants
 
     def update_from(self, model: Model) -> None:
         self.model = model
+        set_cgroups(model.cgroups)
         procs = model.processes
         if self.user_filter is not None:
             procs = tuple(p for p in procs if p.user == self.user_filter)
-        if self.tree_view:
+        if not self.group_view:
+            show_cgroup_column(self.table, COLUMNS, any_cgroup(model.cgroups))
+        if self.group_view:
+            rows = group_rows(procs)
+        elif self.tree_view:
             rows = tree_rows(procs, self._tree_rows)
         else:
             rows = rows_of(procs, self._rows)
@@ -153,7 +231,9 @@ class ProcessPanel(Panel):
         title += f" of {len(model.processes)})" if len(procs) != len(model.processes) else ")"
         if self.user_filter is not None:
             title += f" user {clean(self.user_filter)}"
-        if self.tree_view:
+        if self.group_view:
+            title += f" by cgroup: {len(rows)}"
+        elif self.tree_view:
             title += " tree"
         if self.scope_pids:
             present = {p.pid for p in model.processes}
@@ -161,6 +241,24 @@ class ProcessPanel(Panel):
             if gone:  # an empty table says why
                 title += f" PID {','.join(gone)} {'has' if len(gone) == 1 else 'have'} exited"
         self.set_titles(Text(title))
+
+    def set_group(self, on: bool) -> None:
+        """``c``: one row per cgroup, or back to one per process (each keeps its own sort)."""
+        if on == self.group_view:
+            return
+        self.group_view = on
+        t = self.table
+        if on:
+            self._flat_sort = (t.sort_column, t.sort_reverse)
+            t.keep_order = False
+            t.set_columns(GROUP_COLUMNS)
+            t.set_sort(2, True)
+        else:
+            t.keep_order = self.tree_view
+            t.set_columns(COLUMNS[:-1])
+            t.set_sort(*self._flat_sort)
+        if self.model is not None:
+            self.update_from(self.model)
 
     def set_tree(self, on: bool) -> None:
         self.tree_view = on

@@ -14,6 +14,7 @@ from ktop.model.format import duration_ms, exit_text, retval_text
 from ktop.model.spawn import SpawnModel, SpawnRow
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
+from ktop.ui.widgets.processes import any_cgroup, show_cgroup_column
 from ktop.ui.widgets.sparkline import spark as spark_text
 from ktop.ui.widgets.table import Column, KTable, Row, RowCache
 
@@ -27,6 +28,7 @@ COLUMNS = (
     Column("exit", "EXIT", 7, numeric=True),
     Column("life", "LIFE", 7, numeric=True),
     Column("argv", "ARGV", None),
+    Column("cgroup", "CGROUP/UNIT", 20),  # last; shown once something is outside the root cgroup
 )
 
 PARENT_COLUMNS = (
@@ -49,18 +51,19 @@ def spawn_cells(r: SpawnRow) -> tuple[Text, ...]:
         _num(str(r.pid)), _num(str(r.ppid)), safe_text(r.user, limit=8), safe_text(r.comm),
         _num(retval_text(r.retval, short=True)), _num(exit_text(r.exit_code, r.exit_signal)),
         _num(duration_ms(r.lifetime_ms) if r.exited else ""), safe_text(argv, limit=600),
+        safe_text(r.cgroup, limit=20),
     )
 
 
 def spawn_search(r: SpawnRow) -> str:
-    return f"{r.pid} {clean(r.user)} {clean(r.comm)} {clean(' '.join(r.argv))}".lower()
+    return f"{r.pid} {clean(r.user)} {clean(r.comm)} {clean(r.cgroup)} {clean(' '.join(r.argv))}".lower()
 
 
 def spawn_row(r: SpawnRow) -> Row:
     """A row whose cells are made when it is first drawn (of 1,000 kept, a screenful is)."""
     return Row(key=r.seq, make=spawn_cells, src=r,
                sort_values=(r.time, r.pid, r.ppid, r.user, r.comm, r.retval, r.exit_code,
-                            r.lifetime_ms, " ".join(r.argv)),
+                            r.lifetime_ms, " ".join(r.argv), r.cgroup),
                search=spawn_search, pid=r.pid)
 
 
@@ -88,7 +91,7 @@ class SpawnsPanel(Panel):
         yield StatusLine(id="spawn-status", classes="status")
         with Horizontal():
             with Vertical(id="spawn-main"):
-                yield KTable(COLUMNS, id="spawn-table", keep_order=True)
+                yield KTable(COLUMNS[:-1], id="spawn-table", keep_order=True)
                 yield from self.filter_input()
             with Vertical(id="spawn-side"):
                 yield StatusLine(id="spawn-rate", classes="rate")
@@ -132,6 +135,7 @@ class SpawnsPanel(Panel):
         hist = m.rate_history
         spark.update(Text(spark_text(hist, width) + "\n" + f"peak {max(hist, default=0):.1f}/s".rjust(width),
                           no_wrap=True))
+        show_cgroup_column(self.table, COLUMNS, any_cgroup(model.cgroups))
         self.table.update_rows(spawn_rows(model, self._row_cache))
         self.query_one("#parent-table", KTable).update_rows(parent_rows(model))
         self.set_titles(f"Spawns ({t.execs} execs)")

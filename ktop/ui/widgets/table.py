@@ -286,6 +286,14 @@ class KTable(ScrollView, can_focus=True):
         self._line_cache.clear()
         self._header_cache = None
 
+    def set_columns(self, columns: Sequence[Column]) -> None:
+        """Other columns (one shown or hidden): rows' cells beyond the last column are not drawn."""
+        self.columns_spec = list(columns)
+        self.sort_column = min(self.sort_column, len(self.columns_spec) - 1)
+        self._layout()
+        self._update_virtual_size()
+        self.refresh()
+
     def on_resize(self, _event: events.Resize) -> None:
         self._layout()
         self._update_virtual_size()
@@ -490,7 +498,7 @@ class KTable(ScrollView, can_focus=True):
 
     def get_row(self, key: Any) -> list[Text]:
         row = self._shown[self.get_row_index(key)]
-        return [self._fit(ci, c) for ci, c in enumerate(row.cells)]
+        return [self._fit(ci, c) for ci, c in enumerate(row.cells[:len(self.columns_spec)])]
 
     @property
     def cursor_key(self) -> Optional[str]:

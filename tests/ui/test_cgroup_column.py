@@ -1,0 +1,88 @@
+"""The CGROUP/UNIT column of the process and spawn tables: hidden while every process sits at
+the root cgroup (a hybrid host's usual state), shown with clean labels once one is not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ktop.snapshot import CgroupInfo, ExecEvent, SpawnSample
+from ktop.ui.widgets.table import KTable
+from tests.ui import fakes
+from tests.ui.test_app import make_app, plain_rows, show
+
+SIZE = (260, 44)  # the column needs a table of 120 columns: its panel's share of 260
+HEX = "ab" * 32
+
+
+def _snap(with_groups: bool):
+    cg = (CgroupInfo(1, "/", "/", "root"),
+          CgroupInfo(50, "/system.slice/web.service", "web.service", "unit", "web.service"),
+          CgroupInfo(60, f"/system.slice/docker-{HEX}.scope", "docker:abababababab", "container",
+                     f"docker-{HEX}.scope", "abababababab", "docker"),
+          CgroupInfo(70, "/evil", "ev\u241bil", "cgroup"))
+    procs = (fakes.proc(1, 0, comm="init"), fakes.proc(200, 1, comm="web"), fakes.proc(300, 1, comm="ctr"),
+             fakes.proc(400, 1, comm="odd"))
+    ids = (1, 50, 60, 70) if with_groups else (1, 1, 1, 1)
+    procs = tuple(replace(p, cgroup_id=i) for p, i in zip(procs, ids))
+    ex = ExecEvent(time=fakes.T0, pid=300, ppid=1, uid=0, comm="ctr", filename="/bin/ctr", argv=("ctr",),
+                   argv_truncated=False, retval=0, cgroup_id=ids[2])
+    snap = fakes.snapshot(processes=procs, spawn=SpawnSample(interval_s=1.0, execs=(ex,), exec_count=1))
+    return replace(snap, cgroups=cg if with_groups else cg[:1])
+
+
+async def test_the_column_shows_each_processs_unit_container_or_cgroup():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, _snap(True))
+        t = app.query_one("#proc-table", KTable)
+        assert [c.key for c in t.columns_spec][-1] == "cgroup"
+        rows = {r[0]: r for r in plain_rows(t)}
+        assert (rows["1"][-1], rows["200"][-1], rows["300"][-1]) == ("/", "web.service", "docker:abababababab")
+        assert "\x1b" not in rows["400"][-1]
+        s = app.query_one("#spawn-table", KTable)
+        assert [c.key for c in s.columns_spec][-1] == "cgroup"
+        assert plain_rows(s)[0][-1] == "docker:abababababab"
+
+
+async def test_the_column_gives_way_to_the_command_in_a_narrow_table():
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await show(app, pilot, _snap(True))
+        t = app.query_one("#proc-table", KTable)
+        assert t.size.width < 120
+        assert "cgroup" not in [c.key for c in t.columns_spec]
+
+
+async def test_the_column_stays_hidden_when_everything_is_at_the_root():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, _snap(False))
+        t = app.query_one("#proc-table", KTable)
+        assert "cgroup" not in [c.key for c in t.columns_spec]
+        assert all(len(r) == len(t.columns_spec) for r in plain_rows(t))
+        assert "cgroup" not in [c.key for c in app.query_one("#spawn-table", KTable).columns_spec]
+
+
+async def test_c_folds_the_table_into_one_row_per_cgroup_and_back():
+    from dataclasses import replace
+
+    snap = _snap(True)
+    snap = replace(snap, processes=snap.processes + (replace(fakes.proc(500, 1, comm="web2", cpu=30.0, rss=3 << 20),
+                                                             cgroup_id=50),))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, snap)
+        t = app.query_one("#proc-table", KTable)
+        before = [c.key for c in t.columns_spec]
+        t.focus()
+        await pilot.press("c")
+        assert [c.key for c in t.columns_spec][:2] == ["cgroup", "procs"]
+        rows = {r[0]: r for r in plain_rows(t)}
+        web = rows["web.service"]
+        assert web[1] == "2"  # two processes
+        assert web[5].startswith("500 web2")  # the hottest
+        assert rows["docker:abababababab"][1] == "1"
+        assert {r.key: r.pid for r in t._shown}[50] == 500  # Enter drills into the hottest
+        await pilot.press("c")
+        assert [c.key for c in t.columns_spec] == before
+        assert len(plain_rows(t)) == 5
