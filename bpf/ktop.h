@@ -13,6 +13,8 @@
 #define KTOP_EV_EXEC 1
 #define KTOP_EV_EXIT 2
 #define KTOP_EV_CONN 3  /* net: a TCP connection closed */
+#define KTOP_EV_HTTP 4  /* http: a request answered */
+#define KTOP_EV_HTTP_ENC 5 /* http: a TLS hello or an HTTP/2 preface */
 
 /* Ring buffer wake-ups: ktop drains its ring buffers on every tick and
  * when woken, so a record wakes the reader only every RB_WAKE_EVERY-th time

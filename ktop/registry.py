@@ -71,11 +71,17 @@ PROBES: dict[str, ProbeInfo] = {
                   "run-queue latency per CPU and process (histograms, percentiles) and off-CPU time by state "
                   "(R, S, D); runqlat + offcputime; off by default (--probes sched)",
                   "sched", "ktop.probes.sched:SchedProbe", "ktop.model.sched", "ktop.ui.widgets.sched:SchedPanel"),
+        ProbeInfo("http", False,
+                  "HTTP/1.x requests per process from the socket syscalls' bytes: server and client side, "
+                  "methods, status codes, path patterns, latency percentiles; TLS and HTTP/2 counted as "
+                  "encrypted; off by default (--probes http)",
+                  "http", "ktop.probes.http:HttpProbe", "ktop.model.http", "ktop.ui.widgets.http:HttpPanel",
+                  scoped=False),
     )
 }
 
 # Where the panels sit on the dashboard, and in which order the number keys reach them.
-PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs", "net", "sched")
+PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs", "net", "sched", "http")
 
 
 def default_names() -> list[str]:

@@ -12,15 +12,15 @@ jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not install
 from ktop import schema  # noqa: E402
 from ktop.model import build_model, snapshot_document  # noqa: E402
 from ktop.snapshot import LIVE, ProbeStatus, to_jsonable  # noqa: E402
-from tests.ui import bio_fakes, fakes, funcs_fakes, net_fakes, sched_fakes, syscalls_fakes  # noqa: E402
+from tests.ui import bio_fakes, fakes, funcs_fakes, http_fakes, net_fakes, sched_fakes, syscalls_fakes  # noqa: E402
 
 
 def _every_section():
     return replace(fakes.snapshot(spawn=fakes.spawn_sample()), bio=bio_fakes.tick_sample(1),
                    syscalls=syscalls_fakes.sample(), funcs=funcs_fakes.sample(), net=net_fakes.sample(),
-                   sched=sched_fakes.sample(),
+                   sched=sched_fakes.sample(), http=http_fakes.sample(),
                    probes=tuple(ProbeStatus(n, LIVE) for n in ("spawn", "funcs", "bio", "syscalls", "net",
-                                                               "sched")))
+                                                               "sched", "http")))
 
 
 def _check(name: str, data) -> None:
@@ -60,6 +60,8 @@ UNITLESS = {
     "processes_dropped", "tx_calls", "rx_calls", "sport", "dport", "family", "closed", "connects", "accepts",
     "connect_failed", "retransmits", "resets_sent", "resets_received", "conns_full",
     "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full",
+    "requests", "errors_4xx", "errors_5xx", "requests_seen", "tls_connections", "h2_connections", "unpaired",
+    "unanswered", "threads_full", "cut", "groups_dropped", "status", "statuses", "methods",
 }
 
 

@@ -8,7 +8,7 @@ _ktop() {
         cmd=${COMP_WORDS[1]}
     fi
     case "$prev" in
-        --probes) COMPREPLY=($(compgen -W "spawn funcs bio syscalls net sched all none spawn,funcs,bio,syscalls,net,sched" -- "$cur")); return ;;
+        --probes) COMPREPLY=($(compgen -W "spawn funcs bio syscalls net sched http all none spawn,funcs,bio,syscalls,net,sched,http" -- "$cur")); return ;;
         -s|--sort-key) COMPREPLY=($(compgen -W "pid ppid user cpu rss state threads command" -- "$cur")); return ;;
         --syscalls-latency) COMPREPLY=($(compgen -W "sampled on off" -- "$cur")); return ;;
         -u|--user) COMPREPLY=($(compgen -u -- "$cur")); return ;;
@@ -16,12 +16,12 @@ _ktop() {
         -o|--output|--from|replay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$cmd" in
-        ktop) opts="--bpf-stats --delay --disk --exec-failures --export --func --funcs-max --help --history --pid --probes --procfs --readonly --sort-key --syscalls-latency --theme --tree --user --version -d -f -h -p -s -t -u" ;;
-        snapshot) opts="--bpf-stats --disk --duration --exec-failures --format --from --func --funcs-max --help --json --max-events --pid --probes --procfs --syscalls-latency --table -d -f -h -p" ;;
+        ktop) opts="--bpf-stats --delay --disk --exec-failures --export --func --funcs-max --help --history --http-query --pid --probes --procfs --readonly --sort-key --syscalls-latency --theme --tree --user --version -d -f -h -p -s -t -u" ;;
+        snapshot) opts="--bpf-stats --disk --duration --exec-failures --format --from --func --funcs-max --help --http-query --json --max-events --pid --probes --procfs --syscalls-latency --table -d -f -h -p" ;;
         doctor) opts="--help --no-start --probes --procfs -h" ;;
-        record) opts="--bpf-stats --count --disk --duration --exec-failures --func --funcs-max --help --output --pid --probes --procfs --syscalls-latency -d -f -h -o -p" ;;
+        record) opts="--bpf-stats --count --disk --duration --exec-failures --func --funcs-max --help --http-query --output --pid --probes --procfs --syscalls-latency -d -f -h -o -p" ;;
         replay) opts="--format --help --history --json --max-events --speed --table --theme -h" ;;
-        export) opts="--bpf-stats --disk --exec-failures --func --funcs-max --help --listen --pid --probes --procfs --syscalls-latency -f -h -p" ;;
+        export) opts="--bpf-stats --disk --exec-failures --func --funcs-max --help --http-query --listen --pid --probes --procfs --syscalls-latency -f -h -p" ;;
     esac
     if [[ ${COMP_CWORD} -eq 1 && "$cur" != -* ]]; then
         COMPREPLY=($(compgen -W "snapshot doctor record replay export" -- "$cur"))

@@ -44,6 +44,7 @@ class Model:
     syscalls: Any = None  # ktop.model.syscalls.SyscallsModel
     net: Any = None  # ktop.model.net.NetModel
     sched: Any = None  # ktop.model.sched.SchedModel
+    http: Any = None  # ktop.model.http.HttpModel
 
 
 def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS,
