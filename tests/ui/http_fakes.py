@@ -18,7 +18,7 @@ def group(pid, comm, side, method, path, status, lat_us: list[float]) -> HttpGro
                      lat_max_ns=int(max(lat_us) * 1000))
 
 
-def sample(interval_s: float = 1.0, t: float = 1_700_000_000.0) -> HttpSample:
+def sample(interval_s: float = 1.0, t: float = 1_800_000_000.0) -> HttpSample:
     """A server answering 8 200s and 2 404s, its client, a hostile path, and a TLS client."""
     return HttpSample(
         interval_s=interval_s,
