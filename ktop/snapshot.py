@@ -414,6 +414,7 @@ class HttpGroup:
     lat_buckets: tuple[int, ...]
     lat_sum_ns: int = 0
     lat_max_ns: int = 0
+    lat_min_ns: int = 0  # 0: unknown (an older recording)
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,3 +82,18 @@ def test_metrics_by_comm_side_method_and_status_class():
     assert got[("api-server", "server", "GET", "2xx")] == 8
     assert got[("api-server", "server", "POST", "5xx")] == 1
     assert got[("loadgen", "client", "GET", "2xx")] == 8
+
+
+def test_percentiles_stay_inside_the_range_seen():
+    from ktop.model import hist
+
+    # 100 requests of a handler that sleeps 50 ms: 50.1 to 52 ms, all in the 32768-65535 us slot
+    h = hist.histogram([50_100 + 19 * i for i in range(100)], 32)
+    assert hist.percentile(h, 50) < 50_000  # the slot's middle: below every value seen
+    p50 = hist.percentile_within(h, 50, 50_100, 51_981)
+    assert 50_100 <= p50 <= 51_981
+    assert hist.percentile_within(h, 100, 50_100, 51_981) == 51_981
+    assert hist.percentile_within((), 50, None, None) is None
+    # spread over slots: only the slots holding the extremes narrow
+    h2 = hist.histogram([3, 100, 1000], 32)
+    assert hist.percentile_within(h2, 100, 3, 1000) == 1000 and hist.percentile_within(h2, 1, 3, 1000) == 3

@@ -105,6 +105,35 @@ def percentile(h: Sequence[int], p: float, max_value: Optional[float] = None) ->
     return None  # pragma: no cover - the loop always reaches the rank
 
 
+def percentile_within(h: Sequence[int], p: float, min_value: Optional[float],
+                      max_value: Optional[float]) -> Optional[float]:
+    """:func:`percentile`, with the values' exact range known: inside the slot that holds the rank,
+    interpolation runs between the slot's bounds narrowed to [min_value, max_value]. Where every value
+    sits in one slot (a handler that always sleeps 50 ms: slot 32768-65535 us), the result stays inside
+    what was seen instead of the slot's middle."""
+    n = total(h)
+    if n <= 0:
+        return None
+    if not 0 < p <= 100:
+        raise ValueError(f"percentile must be in (0, 100]: {p}")
+    rank = max(1, math.ceil(p / 100.0 * n))
+    seen = 0
+    for i, c in enumerate(h):
+        if c <= 0:
+            continue
+        if seen + c >= rank:
+            low, high = slot_bounds(i, len(h))
+            if min_value is not None and low <= min_value <= high:
+                low = min_value
+            if max_value is not None and (math.isinf(high) or low <= max_value <= high):
+                high = max(low, max_value)
+            if math.isinf(high):
+                high = low
+            return low + (high - low) * (rank - seen) / c
+        seen += c
+    return None  # pragma: no cover - the loop always reaches the rank
+
+
 def percentiles(h: Sequence[int], ps: Sequence[float] = (50, 95, 99),
                 max_value: Optional[float] = None) -> tuple[Optional[float], ...]:
     return tuple(percentile(h, p, max_value) for p in ps)

@@ -19,6 +19,20 @@ SLOW_WINDOW_S = 60.0  # ... among those of the last minute
 LAT_SLOTS = 32
 
 
+def lat_percentiles(buckets: tuple[int, ...], min_ns: int, max_ns: int,
+                    ps: tuple[float, ...] = (50, 95, 99)) -> tuple[Optional[float], ...]:
+    """Percentiles in microseconds: the log2 slots narrowed to the exact range seen (hist.percentile_within),
+    as a 50 ms handler's requests all sit in the 32-65 ms slot."""
+    lo = min_ns / 1000 if min_ns else None
+    hi = max_ns / 1000 if max_ns else None
+    return tuple(hist.percentile_within(buckets, p, lo, hi) for p in ps)
+
+
+def _min(a: int, b: int) -> int:
+    """The smaller of two minimums where 0 means none yet."""
+    return min(a, b) if a and b else (a or b)
+
+
 def status_class(code: int) -> str:
     return f"{code // 100}xx" if 100 <= code <= 599 else "other"
 
@@ -44,6 +58,7 @@ class HttpProcRow:
     lat_buckets: tuple[int, ...] = ()  # log2 slots of microseconds, over the run
     lat_sum_ns: int = 0
     lat_max_ns: int = 0
+    lat_min_ns: int = 0
     req_per_s: float = 0.0  # the last interval
     rate_history: tuple[float, ...] = ()
     p99_history: tuple[float, ...] = ()  # microseconds, per tick with requests
@@ -52,8 +67,7 @@ class HttpProcRow:
     last_seen: float = 0.0
 
     def percentiles_us(self) -> tuple[Optional[float], ...]:
-        return hist.percentiles(self.lat_buckets, (50, 95, 99),
-                                self.lat_max_ns / 1000 if self.lat_max_ns else None)
+        return lat_percentiles(self.lat_buckets, self.lat_min_ns, self.lat_max_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +81,11 @@ class HttpPathRow:
     errors: int = 0  # 4xx and 5xx
     lat_buckets: tuple[int, ...] = ()
     lat_max_ns: int = 0
+    lat_min_ns: int = 0
     last_seen: float = 0.0
+
+    def percentiles_us(self) -> tuple[Optional[float], ...]:
+        return lat_percentiles(self.lat_buckets, self.lat_min_ns, self.lat_max_ns, (50, 99))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +127,7 @@ def fold_procs(rows: tuple[HttpProcRow, ...], s: HttpSample, now: float, ctx: Fo
     acc: dict[tuple, dict] = {}
     for g in s.groups:
         a = acc.setdefault((g.pid, g.side), {"comm": g.comm, "n": 0, "4": 0, "5": 0, "st": {}, "m": {},
-                                             "lat": (0,) * LAT_SLOTS, "sum": 0, "max": 0})
+                                             "lat": (0,) * LAT_SLOTS, "sum": 0, "max": 0, "min": 0})
         a["comm"] = g.comm or a["comm"]
         a["n"] += g.count
         if 400 <= g.status < 500:
@@ -121,6 +139,7 @@ def fold_procs(rows: tuple[HttpProcRow, ...], s: HttpSample, now: float, ctx: Fo
         a["lat"] = hist.add(a["lat"], g.lat_buckets)
         a["sum"] += g.lat_sum_ns
         a["max"] = max(a["max"], g.lat_max_ns)
+        a["min"] = _min(a["min"], g.lat_min_ns)
     enc: dict[tuple, tuple[int, int, str]] = {}
     for e in s.encrypted:
         t, h, c = enc.get((e.pid, e.side), (0, 0, e.comm))
@@ -136,19 +155,20 @@ def fold_procs(rows: tuple[HttpProcRow, ...], s: HttpSample, now: float, ctx: Fo
                 continue
             out.append(r)
             continue
-        a = a or {"comm": ecomm, "n": 0, "4": 0, "5": 0, "st": {}, "m": {}, "lat": (), "sum": 0, "max": 0}
+        a = a or {"comm": ecomm, "n": 0, "4": 0, "5": 0, "st": {}, "m": {}, "lat": (), "sum": 0, "max": 0, "min": 0}
         statuses = old.statuses
         for code, n in a["st"].items():
             statuses = _add_pairs(statuses, code, n)
         methods = old.methods
         for m, n in a["m"].items():
             methods = _add_pairs(methods, m, n)
-        p99 = hist.percentile(a["lat"], 99, a["max"] / 1000) if a["n"] else None
+        p99 = lat_percentiles(a["lat"], a["min"], a["max"], (99,))[0] if a["n"] else None
         out.append(HttpProcRow(
             pid=key[0], comm=a["comm"] or old.comm, side=key[1], requests=old.requests + a["n"],
             errors_4xx=old.errors_4xx + a["4"], errors_5xx=old.errors_5xx + a["5"], statuses=statuses,
             methods=methods, lat_buckets=_lat(old.lat_buckets, a["lat"]) if a["n"] else old.lat_buckets,
-            lat_sum_ns=old.lat_sum_ns + a["sum"], lat_max_ns=max(old.lat_max_ns, a["max"]), req_per_s=a["n"] / dt,
+            lat_sum_ns=old.lat_sum_ns + a["sum"], lat_max_ns=max(old.lat_max_ns, a["max"]),
+            lat_min_ns=_min(old.lat_min_ns, a["min"]), req_per_s=a["n"] / dt,
             rate_history=push(old.rate_history, a["n"] / dt),
             p99_history=push(old.p99_history, p99) if p99 is not None else old.p99_history,
             tls=old.tls + t, h2=old.h2 + h, last_seen=now))
@@ -172,8 +192,8 @@ def fold_paths(rows: tuple[HttpPathRow, ...], s: HttpSample, now: float, ctx: Fo
         old = by.get(k) or HttpPathRow(pid=g.pid, comm=g.comm, side=g.side, method=g.method, path=g.path)
         by[k] = HttpPathRow(pid=g.pid, comm=g.comm or old.comm, side=g.side, method=g.method, path=g.path,
                             requests=old.requests + g.count, errors=old.errors + (g.count if g.status >= 400 else 0),
-                            lat_buckets=_lat(old.lat_buckets, g.lat_buckets), lat_max_ns=max(old.lat_max_ns,
-                                                                                             g.lat_max_ns),
+                            lat_buckets=_lat(old.lat_buckets, g.lat_buckets),
+                            lat_max_ns=max(old.lat_max_ns, g.lat_max_ns), lat_min_ns=_min(old.lat_min_ns, g.lat_min_ns),
                             last_seen=now)
     out = [r for r in by.values() if ctx.forget_dead_s is None or now - r.last_seen <= ctx.forget_dead_s]
     dropped = 0
@@ -228,7 +248,7 @@ def proc_json(r: HttpProcRow, duration_s: float) -> dict:
 
 
 def path_json(r: HttpPathRow) -> dict:
-    p50, p99 = hist.percentiles(r.lat_buckets, (50, 99), r.lat_max_ns / 1000 if r.lat_max_ns else None)
+    p50, p99 = r.percentiles_us()
     return {"pid": r.pid, "comm": r.comm, "side": r.side, "method": r.method, "path": r.path,
             "requests": r.requests, "errors": r.errors, "p50_us": p50, "p99_us": p99}
 

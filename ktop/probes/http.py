@@ -146,13 +146,15 @@ class Aggregate:
                     key = (pid, side, method, "{other}", status)
                     g = groups.get(key)
                 if g is None:
-                    g = groups[key] = [0, [0] * LAT_SLOTS, 0, 0]
+                    g = groups[key] = [0, [0] * LAT_SLOTS, 0, 0, lat]
             us = lat // 1000
             g[0] += 1
             g[1][min(us.bit_length(), LAT_SLOTS - 1)] += 1
             g[2] += lat
             if lat > g[3]:
                 g[3] = lat
+            if lat < g[4]:
+                g[4] = lat
         if answered:
             self.slow = sorted(self.slow + answered, key=lambda r: -r[7])[:self.keep]
         for pid, comm, side, kind in enc:
@@ -162,7 +164,8 @@ class Aggregate:
     def take(self) -> tuple[tuple[HttpGroup, ...], tuple[HttpRequest, ...], tuple[HttpEncrypted, ...], int]:
         comms = self.comms
         groups = tuple(HttpGroup(pid=k[0], comm=comms.get(k[0], ""), side=k[1], method=k[2], path=k[3],
-                                 status=k[4], count=g[0], lat_buckets=tuple(g[1]), lat_sum_ns=g[2], lat_max_ns=g[3])
+                                 status=k[4], count=g[0], lat_buckets=tuple(g[1]), lat_sum_ns=g[2], lat_max_ns=g[3],
+                                 lat_min_ns=g[4])
                        for k, g in sorted(self.groups.items()))
         slow = tuple(HttpRequest(*r) for r in self.slow)
         enc = tuple(HttpEncrypted(pid=k[0], comm=comms.get(k[0], ""), side=k[1], kind=k[2], count=n)

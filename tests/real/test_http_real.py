@@ -177,3 +177,31 @@ def test_tls_is_counted_as_encrypted_and_never_as_plaintext_http(python, tmp_pat
     assert (s["server"]["tls_connections"], s["server"]["requests"]) == (1, 0)
     assert (c["client"]["tls_connections"], c["client"]["requests"]) == (1, 0)
     assert h["totals"]["tls_connections"] >= 2
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="node is not installed (Debian's nodejs or NodeSource's)")
+def test_a_node_server_whose_handler_sleeps_50_ms(python, tmp_path):
+    portfile = tmp_path / "node-port"
+    node = subprocess.Popen(["node", str(HERE / "http_node_server.js"), str(portfile)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(portfile.exists, 30), node.stderr.read() if node.poll() is not None else "no port"
+        procs = {}
+
+        def work():
+            procs["cli"] = Proc(python, tmp_path, "client", portfile.read_text(), "100", "0", prefix="kn")
+            procs["cli"].wait()
+
+        h = collect(work, duration=10.0)
+    finally:
+        if node.poll() is None:
+            node.kill()
+        node.communicate(timeout=10)
+    s = rows(h, node.pid)
+    assert set(s) == {"server"}, s
+    s = s["server"]
+    assert (s["requests"], s["statuses"], s["comm"]) == (100, {"200": 100}, "node")
+    assert 50_000 <= s["p50_us"] <= 60_000, s
+    assert 50_000 <= s["max_us"] and s["p99_us"] <= s["max_us"]
+    c = rows(h, procs["cli"].pid)["client"]
+    assert c["requests"] == 100 and c["p50_us"] >= s["p50_us"]

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Container
 
-from ktop.model import Model, hist
+from ktop.model import Model
 from ktop.model.http import HttpModel, HttpPathRow, HttpProcRow
 from ktop.model.text import clean, safe_text
 from ktop.snapshot import HttpRequest
@@ -81,7 +81,7 @@ def path_rows(m: Optional[HttpModel]) -> list[Row]:
     rows = []
     for r in (m.paths if m is not None else ()):
         r: HttpPathRow
-        p50, p99 = hist.percentiles(r.lat_buckets, (50, 99), r.lat_max_ns / 1000 if r.lat_max_ns else None)
+        p50, p99 = r.percentiles_us()
         rows.append(Row(
             key=(r.pid, r.side, r.method, r.path),
             cells=(_num(str(r.pid)), Text(r.side), safe_text(r.method, limit=7), _num(str(r.requests)),
