@@ -59,9 +59,10 @@ class Server(Proc):
         self.port = portfile.read_text()
 
 
-def collect(workload, duration: float = 5.0) -> dict:
-    """Runs ktop (http only) and ``workload()`` once it collects; returns the http section."""
-    with Snap("--probes", "http", duration=duration) as snap:
+def collect(workload, *args: str, duration: float = 5.0) -> dict:
+    """Runs ktop (http only; ``args``: more options) and ``workload()`` once it collects; returns the http
+    section."""
+    with Snap("--probes", "http", *args, duration=duration) as snap:
         snap.wait_collecting()
         workload()
         assert snap.proc.poll() is None, "ktop stopped before the workload finished: raise the duration"
@@ -205,3 +206,20 @@ def test_a_node_server_whose_handler_sleeps_50_ms(python, tmp_path):
     assert 50_000 <= s["max_us"] and s["p99_us"] <= s["max_us"]
     c = rows(h, procs["cli"].pid)["client"]
     assert c["requests"] == 100 and c["p50_us"] >= s["p50_us"]
+
+
+def test_p_sees_only_the_server_asked_for(python, tmp_path):
+    mine, other = Server(python, tmp_path), Server(python, tmp_path)
+    procs = {}
+    try:
+        def work():
+            for name, srv in (("mine", mine), ("other", other)):
+                procs[name] = Proc(python, tmp_path, "client", srv.port, "20", "5", prefix="kc")
+                procs[name].wait()
+
+        h = collect(work, "-p", str(mine.pid))
+    finally:
+        mine.kill()
+        other.kill()
+    assert {(p["pid"], p["side"]) for p in h["processes"]} == {(mine.pid, "server")}, h["processes"]
+    assert h["processes"][0]["statuses"] == {"200": 20, "404": 5}
