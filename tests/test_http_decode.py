@@ -89,3 +89,8 @@ def test_latency_slots_are_log2_of_microseconds():
     agg.add([(1.0, 1, "s", "server", "GET", "/", 200, 50_000_000)], [])  # 50 ms = 50000 us: slot 16
     (g,) = build_sample(1.0, agg, STATS).groups
     assert g.lat_buckets[16] == 1 and (50_000).bit_length() == 16
+
+
+def test_the_sweep_takes_the_connections_of_processes_gone():
+    keys = [struct.pack("<Q", (tgid << 32) | fd) for tgid, fd in ((10, 3), (11, 4), (10, 5), (12, 6))]
+    assert http.gone_keys(keys, lambda t: t == 11) == [keys[0], keys[2], keys[3]]

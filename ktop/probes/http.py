@@ -38,6 +38,8 @@ MAX_GROUPS = 2000  # (process, side, method, path, status) groups in one tick; m
 SLOWEST = 20  # requests kept one by one per tick
 # Decoded records waiting for the next tick; beyond this they count as lost.
 MAX_QUEUED = 200_000
+# A process that exits never calls close(): its connections' entries are swept this often.
+SWEEP_S = 10.0
 
 SIDES = {1: "server", 2: "client"}
 KINDS = {1: "tls", 2: "h2"}
@@ -175,6 +177,18 @@ class Aggregate:
         return groups, slow, enc, dropped
 
 
+def gone_keys(keys: Iterable[bytes], alive) -> list[bytes]:
+    """The ``conns`` keys (u64 tgid << 32 | fd) of processes that ``alive(tgid)`` says are gone."""
+    out, seen = [], {}
+    for k in keys:
+        tgid = struct.unpack("<Q", k)[0] >> 32
+        if tgid not in seen:
+            seen[tgid] = alive(tgid)
+        if not seen[tgid]:
+            out.append(k)
+    return out
+
+
 def build_sample(interval_s: float, agg: Aggregate, stats: dict[str, int], user_lost: int = 0) -> HttpSample:
     groups, slow, enc, dropped = agg.take()
     return HttpSample(interval_s=interval_s, groups=groups, slowest=slow, encrypted=enc,
@@ -204,6 +218,8 @@ class HttpProbe(ProbeWorker):
         self._prev: dict[str, int] = {}
         self._clock_offset = time.time() - time.monotonic()
         self._sock_error = ""
+        self._conns = None
+        self._swept = time.monotonic()
 
     @classmethod
     def add_arguments(cls, group) -> None:
@@ -247,6 +263,7 @@ class HttpProbe(ProbeWorker):
 
     def attached(self, loaded) -> None:
         self._stats = loaded["stats"]
+        self._conns = loaded["conns"]
         try:
             self._ring = RingBuffer(os.dup(loaded["events"].fd))  # it owns (and closes) its fd
         except OSError as exc:
@@ -274,6 +291,10 @@ class HttpProbe(ProbeWorker):
         deltas = slot_deltas(cur, self._prev, STAT_SLOTS)
         self._prev = cur
         user_lost, self._user_lost, self._queued = self._user_lost, 0, 0
+        now = time.monotonic()
+        if now - self._swept >= SWEEP_S:
+            self._swept = now
+            self._conns.delete_many(gone_keys(self._conns.keys(), lambda t: os.path.exists(f"/proc/{t}")))
         sample = build_sample(interval_s, self._agg, deltas, user_lost)
         self.add_lost(sample.lost)
         return sample
