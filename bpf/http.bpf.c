@@ -124,6 +124,9 @@ struct http_event {
 
 struct scratch {
     char buf[WINDOW + 16];
+    u32 offs[NSLOTS];  /* where the further requests of a buffer start */
+    u32 noffs;
+    u32 len;   /* bytes copied into buf */
 };
 
 /* (tgid << 32 | fd) -> the pending requests of one connection. */
@@ -310,7 +313,7 @@ static __always_inline void push(struct conn *c, u32 side, u64 now, u64 ubuf, u6
     c->tail += 1;
 }
 
-static __always_inline void requests(u32 tgid, u32 fd, u32 side, u64 ubuf, u64 n, const char *b, u64 now)
+static __always_inline void requests(u32 tgid, u32 fd, u32 side, u64 ubuf, u64 n, struct scratch *sc, u64 now)
 {
     u64 key = ((u64)tgid << 32) | fd;
     struct conn *c = conn_of(key, 1);
@@ -324,12 +327,36 @@ static __always_inline void requests(u32 tgid, u32 fd, u32 side, u64 ubuf, u64 n
     asm volatile("" : "+r"(m));
     if (m > WINDOW)
         m = WINDOW;
-    bpf_probe_read_user((void *)b, m, (void *)ubuf);
+    char *b = sc->buf;
+    bpf_probe_read_user(b, m, (void *)ubuf);
+    /* Two passes keep the verifier's work small (it walks every iteration of a
+     * bounded loop): the scan only notes offsets, the pushes run NSLOTS - 1
+     * times. The count lives in map memory, not a register, so the verifier
+     * sees one state per iteration whichever way its branch went. */
+    sc->noffs = 0;
+    /* The bound is read back from memory each time: compared in a register,
+     * it would narrow n (the same value to the verifier) differently at each
+     * exit, and every exit would be verified again through the pushes. */
+    sc->len = m;
+#pragma clang loop unroll(disable)
     for (u32 i = 4; i + 4 <= WINDOW; i++) {
-        if (i + 4 > m)
+        if (i + 4 > *(volatile u32 *)&sc->len)
             break;
-        if (*(u32 *)(b + i - 4) == W('\r', '\n', '\r', '\n') && is_method(*(u32 *)(b + i)))
-            push(c, side, now, ubuf, i, n);
+        if (*(u32 *)(b + i - 4) == W('\r', '\n', '\r', '\n') && is_method(*(u32 *)(b + i))) {
+            volatile u32 *nk = &sc->noffs;  /* volatile: never cached in a register */
+            u32 k = *nk;
+            if (k < NSLOTS - 1) {
+                sc->offs[k & (NSLOTS - 1)] = i;
+                *nk = k + 1;
+            }
+        }
+    }
+    u32 k = *(volatile u32 *)&sc->noffs;
+#pragma clang loop unroll(disable)
+    for (u32 j = 0; j < NSLOTS - 1; j++) {
+        if (j >= k)
+            break;
+        push(c, side, now, ubuf, sc->offs[j], n);
     }
     if (n > WINDOW)
         count(ST_CUT, 1);
@@ -337,6 +364,8 @@ static __always_inline void requests(u32 tgid, u32 fd, u32 side, u64 ubuf, u64 n
 
 static __always_inline void response(u32 tgid, u32 fd, u32 side, const char *b, u64 now)
 {
+    if (b[9] == '1') /* 100 Continue, 101 Switching Protocols...: the request waits for its final answer */
+        return;
     u64 key = ((u64)tgid << 32) | fd;
     struct conn *c = conns.lookup(&key);
     if (!c || c->head == c->tail || c->side != side) {
@@ -386,7 +415,7 @@ static __always_inline void look(u32 tgid, u32 fd, u64 ubuf, u64 n, int tx)
     u64 now = bpf_ktime_get_ns();
     switch (kind) {
     case K_REQUEST:
-        requests(tgid, fd, tx ? SIDE_CLIENT : SIDE_SERVER, ubuf, n, b, now);
+        requests(tgid, fd, tx ? SIDE_CLIENT : SIDE_SERVER, ubuf, n, sc, now);
         break;
     case K_RESPONSE:
         response(tgid, fd, tx ? SIDE_SERVER : SIDE_CLIENT, b, now);

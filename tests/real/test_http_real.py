@@ -82,6 +82,7 @@ def rows(h: dict, pid: int) -> dict[str, dict]:
     return out
 
 
+@pytest.mark.vm
 def test_300_keepalive_gets_250_ok_and_50_not_found_on_both_sides(python, tmp_path):
     srv = Server(python, tmp_path)
     cli = None
@@ -121,6 +122,7 @@ def test_300_keepalive_gets_250_ok_and_50_not_found_on_both_sides(python, tmp_pa
     assert lat[0] == pytest.approx(max(c["max_us"], s["max_us"]))
 
 
+@pytest.mark.vm
 def test_pipelined_requests_count_one_by_one_and_a_split_request_once(python, tmp_path):
     srv = Server(python, tmp_path)
     procs = {}
