@@ -339,21 +339,21 @@ static __always_inline void requests(u32 tgid, u32 fd, u32 side, u64 ubuf, u64 n
      * exit, and every exit would be verified again through the pushes. */
     sc->len = m;
 #pragma clang loop unroll(disable)
-    for (u32 i = 4; i + 4 <= WINDOW; i++) {
+    for (u64 i = 4; i + 4 <= WINDOW; i++) { /* u64: 6.1 loses a bound checked on a zero-extended copy */
         if (i + 4 > *(volatile u32 *)&sc->len)
             break;
         if (*(u32 *)(b + i - 4) == W('\r', '\n', '\r', '\n') && is_method(*(u32 *)(b + i))) {
             volatile u32 *nk = &sc->noffs;  /* volatile: never cached in a register */
-            u32 k = *nk;
+            u64 k = *nk;
             if (k < NSLOTS - 1) {
                 sc->offs[k & (NSLOTS - 1)] = i;
                 *nk = k + 1;
             }
         }
     }
-    u32 k = *(volatile u32 *)&sc->noffs;
+    u64 k = *(volatile u32 *)&sc->noffs;
 #pragma clang loop unroll(disable)
-    for (u32 j = 0; j < NSLOTS - 1; j++) {
+    for (u64 j = 0; j < NSLOTS - 1; j++) {
         if (j >= k)
             break;
         push(c, side, now, ubuf, sc->offs[j], n);

@@ -46,6 +46,8 @@ TICK_UNITS = {
     "connect_buckets": f"counts per log2 slot of microseconds {_LOG2}",
     "hist": f"counts per log2 slot of nanoseconds {_LOG2}",
     "runq_buckets": f"counts per log2 slot of microseconds {_LOG2}",
+    "lat_fine": "(index, count) pairs of a fine histogram of microseconds: each log2 slot in 8 linear parts "
+                "(ktop.model.hist.fine_index)",
 }
 
 

@@ -415,6 +415,8 @@ class HttpGroup:
     lat_sum_ns: int = 0
     lat_max_ns: int = 0
     lat_min_ns: int = 0  # 0: unknown (an older recording)
+    # (index, count) of a fine histogram of microseconds (ktop.model.hist.fine_index): percentiles within 1/8
+    lat_fine: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,3 +97,20 @@ def test_percentiles_stay_inside_the_range_seen():
     # spread over slots: only the slots holding the extremes narrow
     h2 = hist.histogram([3, 100, 1000], 32)
     assert hist.percentile_within(h2, 100, 3, 1000) == 1000 and hist.percentile_within(h2, 1, 3, 1000) == 3
+
+
+def test_fine_percentiles_hold_to_an_eighth_whatever_the_outliers():
+    from ktop.model import hist
+
+    # 98 requests near 51 ms and two outliers at 70 and 90 ms: the p50 stays near 51 ms
+    vals = [51_000 + 10 * i for i in range(98)] + [70_000, 90_000]
+    fine = hist.add_pairs((), [(hist.fine_index(v), 1) for v in vals])
+    p50 = hist.fine_percentile(fine, 50, min(vals), max(vals))
+    assert 49_152 <= p50 <= 53_248  # the sub-slot of 51 ms: 1/8 of the 32-65 ms slot
+    assert hist.fine_percentile(fine, 100, min(vals), max(vals)) == 90_000
+    for v in (16, 17, 1000, 51_000, 2**30):  # split slots: [low, high)
+        low, high = hist.fine_bounds(hist.fine_index(v))
+        assert low <= v < high and high - low == low / 8 or high - low == (1 << (v.bit_length() - 1)) / 8
+    for v in (0, 1, 5, 7):  # below 8 the log2 slot itself: [low, high]
+        low, high = hist.fine_bounds(hist.fine_index(v))
+        assert low <= v <= high

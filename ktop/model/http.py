@@ -20,11 +20,13 @@ LAT_SLOTS = 32
 
 
 def lat_percentiles(buckets: tuple[int, ...], min_ns: int, max_ns: int,
-                    ps: tuple[float, ...] = (50, 95, 99)) -> tuple[Optional[float], ...]:
-    """Percentiles in microseconds: the log2 slots narrowed to the exact range seen (hist.percentile_within),
-    as a 50 ms handler's requests all sit in the 32-65 ms slot."""
+                    ps: tuple[float, ...] = (50, 95, 99), fine: tuple = ()) -> tuple[Optional[float], ...]:
+    """Percentiles in microseconds: from the fine histogram (within 1/8 of the value) when there is one, else
+    the log2 slots narrowed to the exact range seen (hist.percentile_within); both kept within [min, max]."""
     lo = min_ns / 1000 if min_ns else None
     hi = max_ns / 1000 if max_ns else None
+    if fine:
+        return tuple(hist.fine_percentile(fine, p, lo, hi) for p in ps)
     return tuple(hist.percentile_within(buckets, p, lo, hi) for p in ps)
 
 
@@ -59,6 +61,7 @@ class HttpProcRow:
     lat_sum_ns: int = 0
     lat_max_ns: int = 0
     lat_min_ns: int = 0
+    lat_fine: tuple[tuple[int, int], ...] = ()
     req_per_s: float = 0.0  # the last interval
     rate_history: tuple[float, ...] = ()
     p99_history: tuple[float, ...] = ()  # microseconds, per tick with requests
@@ -67,7 +70,7 @@ class HttpProcRow:
     last_seen: float = 0.0
 
     def percentiles_us(self) -> tuple[Optional[float], ...]:
-        return lat_percentiles(self.lat_buckets, self.lat_min_ns, self.lat_max_ns)
+        return lat_percentiles(self.lat_buckets, self.lat_min_ns, self.lat_max_ns, fine=self.lat_fine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +85,11 @@ class HttpPathRow:
     lat_buckets: tuple[int, ...] = ()
     lat_max_ns: int = 0
     lat_min_ns: int = 0
+    lat_fine: tuple[tuple[int, int], ...] = ()
     last_seen: float = 0.0
 
     def percentiles_us(self) -> tuple[Optional[float], ...]:
-        return lat_percentiles(self.lat_buckets, self.lat_min_ns, self.lat_max_ns, (50, 99))
+        return lat_percentiles(self.lat_buckets, self.lat_min_ns, self.lat_max_ns, (50, 99), self.lat_fine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +131,8 @@ def fold_procs(rows: tuple[HttpProcRow, ...], s: HttpSample, now: float, ctx: Fo
     acc: dict[tuple, dict] = {}
     for g in s.groups:
         a = acc.setdefault((g.pid, g.side), {"comm": g.comm, "n": 0, "4": 0, "5": 0, "st": {}, "m": {},
-                                             "lat": (0,) * LAT_SLOTS, "sum": 0, "max": 0, "min": 0})
+                                             "lat": (0,) * LAT_SLOTS, "sum": 0, "max": 0, "min": 0,
+                                             "fine": ()})
         a["comm"] = g.comm or a["comm"]
         a["n"] += g.count
         if 400 <= g.status < 500:
@@ -140,6 +145,7 @@ def fold_procs(rows: tuple[HttpProcRow, ...], s: HttpSample, now: float, ctx: Fo
         a["sum"] += g.lat_sum_ns
         a["max"] = max(a["max"], g.lat_max_ns)
         a["min"] = _min(a["min"], g.lat_min_ns)
+        a["fine"] = hist.add_pairs(a["fine"], g.lat_fine)
     enc: dict[tuple, tuple[int, int, str]] = {}
     for e in s.encrypted:
         t, h, c = enc.get((e.pid, e.side), (0, 0, e.comm))
@@ -155,20 +161,22 @@ def fold_procs(rows: tuple[HttpProcRow, ...], s: HttpSample, now: float, ctx: Fo
                 continue
             out.append(r)
             continue
-        a = a or {"comm": ecomm, "n": 0, "4": 0, "5": 0, "st": {}, "m": {}, "lat": (), "sum": 0, "max": 0, "min": 0}
+        a = a or {"comm": ecomm, "n": 0, "4": 0, "5": 0, "st": {}, "m": {}, "lat": (), "sum": 0, "max": 0, "min": 0,
+                  "fine": ()}
         statuses = old.statuses
         for code, n in a["st"].items():
             statuses = _add_pairs(statuses, code, n)
         methods = old.methods
         for m, n in a["m"].items():
             methods = _add_pairs(methods, m, n)
-        p99 = lat_percentiles(a["lat"], a["min"], a["max"], (99,))[0] if a["n"] else None
+        p99 = lat_percentiles(a["lat"], a["min"], a["max"], (99,), a["fine"])[0] if a["n"] else None
         out.append(HttpProcRow(
             pid=key[0], comm=a["comm"] or old.comm, side=key[1], requests=old.requests + a["n"],
             errors_4xx=old.errors_4xx + a["4"], errors_5xx=old.errors_5xx + a["5"], statuses=statuses,
             methods=methods, lat_buckets=_lat(old.lat_buckets, a["lat"]) if a["n"] else old.lat_buckets,
             lat_sum_ns=old.lat_sum_ns + a["sum"], lat_max_ns=max(old.lat_max_ns, a["max"]),
-            lat_min_ns=_min(old.lat_min_ns, a["min"]), req_per_s=a["n"] / dt,
+            lat_min_ns=_min(old.lat_min_ns, a["min"]), lat_fine=hist.add_pairs(old.lat_fine, a["fine"]),
+            req_per_s=a["n"] / dt,
             rate_history=push(old.rate_history, a["n"] / dt),
             p99_history=push(old.p99_history, p99) if p99 is not None else old.p99_history,
             tls=old.tls + t, h2=old.h2 + h, last_seen=now))
@@ -194,6 +202,7 @@ def fold_paths(rows: tuple[HttpPathRow, ...], s: HttpSample, now: float, ctx: Fo
                             requests=old.requests + g.count, errors=old.errors + (g.count if g.status >= 400 else 0),
                             lat_buckets=_lat(old.lat_buckets, g.lat_buckets),
                             lat_max_ns=max(old.lat_max_ns, g.lat_max_ns), lat_min_ns=_min(old.lat_min_ns, g.lat_min_ns),
+                            lat_fine=hist.add_pairs(old.lat_fine, g.lat_fine),
                             last_seen=now)
     out = [r for r in by.values() if ctx.forget_dead_s is None or now - r.last_seen <= ctx.forget_dead_s]
     dropped = 0

@@ -18,6 +18,7 @@ import struct
 import time
 from typing import Iterable, Optional
 
+from ktop.model.hist import fine_index
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.maps import read_slots, slot_deltas
 from ktop.probes.ringbuf import RingBuffer
@@ -148,10 +149,12 @@ class Aggregate:
                     key = (pid, side, method, "{other}", status)
                     g = groups.get(key)
                 if g is None:
-                    g = groups[key] = [0, [0] * LAT_SLOTS, 0, 0, lat]
+                    g = groups[key] = [0, [0] * LAT_SLOTS, 0, 0, lat, {}]
             us = lat // 1000
             g[0] += 1
             g[1][min(us.bit_length(), LAT_SLOTS - 1)] += 1
+            fi = fine_index(us)
+            g[5][fi] = g[5].get(fi, 0) + 1
             g[2] += lat
             if lat > g[3]:
                 g[3] = lat
@@ -167,7 +170,7 @@ class Aggregate:
         comms = self.comms
         groups = tuple(HttpGroup(pid=k[0], comm=comms.get(k[0], ""), side=k[1], method=k[2], path=k[3],
                                  status=k[4], count=g[0], lat_buckets=tuple(g[1]), lat_sum_ns=g[2], lat_max_ns=g[3],
-                                 lat_min_ns=g[4])
+                                 lat_min_ns=g[4], lat_fine=tuple(sorted(g[5].items())))
                        for k, g in sorted(self.groups.items()))
         slow = tuple(HttpRequest(*r) for r in self.slow)
         enc = tuple(HttpEncrypted(pid=k[0], comm=comms.get(k[0], ""), side=k[1], kind=k[2], count=n)

@@ -15,7 +15,8 @@ def buckets(*values_us: float) -> tuple[int, ...]:
 def group(pid, comm, side, method, path, status, lat_us: list[float]) -> HttpGroup:
     return HttpGroup(pid=pid, comm=comm, side=side, method=method, path=path, status=status, count=len(lat_us),
                      lat_buckets=buckets(*lat_us), lat_sum_ns=int(sum(lat_us) * 1000),
-                     lat_max_ns=int(max(lat_us) * 1000), lat_min_ns=int(min(lat_us) * 1000))
+                     lat_max_ns=int(max(lat_us) * 1000), lat_min_ns=int(min(lat_us) * 1000),
+                     lat_fine=hist.add_pairs((), [(hist.fine_index(int(v)), 1) for v in lat_us]))
 
 
 def sample(interval_s: float = 1.0, t: float = 1_800_000_000.0) -> HttpSample:
