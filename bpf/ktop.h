@@ -14,6 +14,8 @@
 #define KTOP_EV_EXIT 2
 #define KTOP_EV_CONN 3  /* net: a TCP connection closed */
 #define KTOP_EV_RUNQ_SLOW 4  /* sched: a run-queue wait of RUNQ_SLOWER_NS or more */
+#define KTOP_EV_HTTP 5  /* http: a request answered */
+#define KTOP_EV_HTTP_ENC 6 /* http: a TLS hello or an HTTP/2 preface */
 
 /* Ring buffer wake-ups: ktop drains its ring buffers on every tick and
  * when woken, so a record wakes the reader only every RB_WAKE_EVERY-th time

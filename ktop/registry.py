@@ -77,11 +77,17 @@ PROBES: dict[str, ProbeInfo] = {
                   "off by default (--probes profile)",
                   "profile", "ktop.probes.profile:ProfileProbe", "ktop.model.profile",
                   "ktop.ui.widgets.profile:ProfilePanel"),
+        ProbeInfo("http", False,
+                  "HTTP/1.x requests per process from the socket syscalls' bytes: server and client side, "
+                  "methods, status codes, path patterns, latency percentiles; TLS and HTTP/2 counted as "
+                  "encrypted; off by default (--probes http)",
+                  "http", "ktop.probes.http:HttpProbe", "ktop.model.http", "ktop.ui.widgets.http:HttpPanel",
+                  scoped=False),
     )
 }
 
 # Where the panels sit on the dashboard, and in which order the number keys reach them.
-PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs", "net", "sched", "profile")
+PANEL_ORDER = ("spawn", "bio", "syscalls", "funcs", "net", "sched", "profile", "http")
 
 
 def default_names() -> list[str]:

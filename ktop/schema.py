@@ -53,6 +53,8 @@ TICK_UNITS = {
     "Flag.usual": "the flag's unit field (us, /s, B/s or events)",
     "Flag.peak": "the flag's unit field (us, /s, B/s or events)",
     "Flag.score": "none (the figure over its threshold; flags are ordered by it)",
+    "lat_fine": "(index, count) pairs of a fine histogram of microseconds: each log2 slot in 8 linear parts "
+                "(ktop.model.hist.fine_index)",
 }
 
 

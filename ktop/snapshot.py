@@ -509,6 +509,70 @@ class Flag:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpGroup:
+    """HTTP requests of one interval that share a process, side, method, path pattern and status (http probe).
+    ``path`` is folded (ktop.probes.http.fold_path): untrusted text. Latency: log2 slots of microseconds."""
+
+    pid: int
+    comm: str
+    side: str  # "server" (it read the request) or "client" (it wrote it)
+    method: str
+    path: str
+    status: int
+    count: int
+    lat_buckets: tuple[int, ...]
+    lat_sum_ns: int = 0
+    lat_max_ns: int = 0
+    lat_min_ns: int = 0  # 0: unknown (an older recording)
+    # (index, count) of a fine histogram of microseconds (ktop.model.hist.fine_index): percentiles within 1/8
+    lat_fine: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """One answered request (the slowest of an interval are kept one by one)."""
+
+    time: float  # wall clock of the response, seconds
+    pid: int
+    comm: str
+    side: str
+    method: str
+    path: str
+    status: int
+    latency_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class HttpEncrypted:
+    """Connections of one process seen opening encrypted (a TLS hello) or as HTTP/2 (its preface): not parsed."""
+
+    pid: int
+    comm: str
+    side: str
+    kind: str  # "tls" or "h2"
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSample:
+    """What the http probe saw during one interval."""
+
+    interval_s: float
+    groups: tuple[HttpGroup, ...] = ()
+    slowest: tuple[HttpRequest, ...] = ()  # the slowest answered requests of the interval, slowest first
+    encrypted: tuple[HttpEncrypted, ...] = ()
+    requests_seen: int = 0  # request lines seen by the kernel (answered or not)
+    lost: int = 0  # answered requests dropped (ring buffer or queue full)
+    conns_full: int = 0  # connection map full: a request not followed
+    pending_full: int = 0  # more requests waiting on one connection than it keeps
+    unpaired: int = 0  # responses with no request waiting
+    unanswered: int = 0  # requests still waiting when their connection closed
+    threads_full: int = 0  # calls in flight map full: a call not looked at
+    cut: int = 0  # request buffers longer than the window: pipelined requests past it not seen
+    groups_dropped: int = 0  # requests of groups beyond the interval's bound (counted in "other")
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     time: float
     interval_s: float
@@ -524,6 +588,7 @@ class Snapshot:
     net: Optional[NetSample] = None
     sched: Optional[SchedSample] = None
     profile: Optional[ProfileSample] = None
+    http: Optional[HttpSample] = None
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
     # Where the process table came from: "task iterator", or "/proc" and why.

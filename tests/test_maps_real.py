@@ -160,6 +160,16 @@ def test_delete_many(new_map, map_type):
 
 
 @pytest.mark.parametrize("map_type", HASHES)
+def test_keys_without_values(new_map, map_type):
+    m = new_map(map_type, max_entries=256)
+    assert m.keys() == []
+    for i in range(100):
+        m.update(k32(i), leaf(m, i))
+    assert sorted(struct.unpack("=I", k)[0] for k in m.keys()) == list(range(100))
+    assert len(m.keys(limit=10)) == 10
+
+
+@pytest.mark.parametrize("map_type", HASHES)
 def test_slow_paths_match_the_batch_ones(new_map, map_type):
     m = new_map(map_type, value_size=8, max_entries=512)
     for i in range(300):

@@ -12,15 +12,15 @@ jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not install
 from ktop import schema  # noqa: E402
 from ktop.model import build_model, snapshot_document  # noqa: E402
 from ktop.snapshot import LIVE, ProbeStatus, to_jsonable  # noqa: E402
-from tests.ui import bio_fakes, fakes, funcs_fakes, net_fakes, profile_fakes, sched_fakes, syscalls_fakes  # noqa: E402
+from tests.ui import bio_fakes, fakes, funcs_fakes, http_fakes, net_fakes, profile_fakes, sched_fakes, syscalls_fakes  # noqa: E402
 
 
 def _every_section():
     return replace(fakes.snapshot(spawn=fakes.spawn_sample()), bio=bio_fakes.tick_sample(1),
                    syscalls=syscalls_fakes.sample(), funcs=funcs_fakes.sample(), net=net_fakes.sample(),
-                   sched=sched_fakes.sample(), profile=profile_fakes.sample(),
+                   sched=sched_fakes.sample(), profile=profile_fakes.sample(), http=http_fakes.sample(),
                    probes=tuple(ProbeStatus(n, LIVE) for n in ("spawn", "funcs", "bio", "syscalls", "net",
-                                                               "sched", "profile")))
+                                                               "sched", "profile", "http")))
 
 
 def _check(name: str, data) -> None:
@@ -64,6 +64,8 @@ UNITLESS = {
     "cpus", "samples", "idle_samples", "self_samples", "total_samples", "kernel_frames", "counts_full",
     "user_stack_lost", "kernel_stack_lost", "stacks_unread", "user_stack_none", "kernel_stack_none",
     "cgroup_id",  # an id (an inode number)
+    "requests", "errors_4xx", "errors_5xx", "requests_seen", "tls_connections", "h2_connections", "unpaired",
+    "unanswered", "threads_full", "cut", "groups_dropped", "status", "statuses", "methods",
 }
 
 

@@ -1,6 +1,6 @@
 # fish completion for ktop (made by scripts/gen-docs.py from ktop's argparse definitions)
 complete -c ktop -f  # no file names but where an option takes a file
-function __ktop_probes; printf '%s\n' spawn funcs bio syscalls net sched profile all none; end
+function __ktop_probes; printf '%s\n' spawn funcs bio syscalls net sched profile http all none; end
 
 # the commands, as the first word
 complete -c ktop -n __fish_use_subcommand -a snapshot -d 'Run the collectors headless for a while and print what they saw'
@@ -14,7 +14,7 @@ complete -c ktop -n __fish_use_subcommand -a profile -d 'Sample on-CPU stacks (u
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -s h -l help -d 'show this help message and exit'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -s p -l pid -x -a '(__fish_complete_list , __fish_complete_pids)' -d 'trace only these processes (up to 8, as htop\'s -p) and every process they start, however deep'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l cgroup -x -d 'trace only the processes in this cgroup v2 and below it (a path in the v2 hierarchy, such as /system.slice/nginx.service, or under its mount point); the spawn, syscalls and bio probes filter in the kernel, the process table by each process\'s cgroup'
-complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile; \'none\': the process table only)'
+complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile,http; \'none\': the process table only)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l flag-sensitivity -x -d 'how eagerly anomalies are flagged (README, What is flagged): 1 the default, 2 twice as eager (half the margins), 0.5 half as eager, 0 no flags'
@@ -25,6 +25,7 @@ complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record repl
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l syscalls-latency -x -a 'sampled on off' -d 'time the calls made in a tenth of the time, the first half of one tick in five (sampled, the default; a call still running when its window closes is counted, not timed), time every call (on: a sys_enter hook too, which every syscall pays for: see the README\'s benchmarks), or only count calls and errors (off). Counts and errors are exact in every mode. $KTOP_SYSCALLS_LATENCY sets the default'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l runq-slower-us -x -d 'sched: report run-queue waits of at least US microseconds with the task that ran meanwhile, the slowest 10 a tick (runqslower; default 10000, 0: off)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l profile-hz -x -d 'samples a second on each CPU (default 49, as BCC\'s profile; at most 1000)'
+complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -l http-query -d 'keep the query strings of HTTP request paths (dropped by default: they carry secrets such as tokens)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -s d -l delay -x -d 'delay between refreshes in tenths of seconds, as htop\'s (-d 15: 1.5 s)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -s u -l user -x -a '(__fish_complete_users)' -d 'show only the processes of USER (a name or a UID; F4 changes it)'
 complete -c ktop -n 'not __fish_seen_subcommand_from snapshot doctor record replay export profile' -s s -l sort-key -x -a 'pid ppid user cpu rss state threads command' -d 'sort the process table by COLUMN (pid, ppid, user, cpu, rss, state, threads, command; F6 changes it)'
@@ -40,12 +41,12 @@ complete -c ktop -n '__fish_seen_subcommand_from snapshot' -s h -l help -d 'show
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -s d -l duration -x -d 'seconds to collect once the probes are live (default 1)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l format -x -a 'text json csv openmetrics' -d 'text (the default), json (the document: ktop/schemas/snapshot.schema.json), csv (one table, --table), or openmetrics (what ktop export would serve after the same ticks)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l json -d 'the same as --format json'
-complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l table -x -a 'processes spawns funcs bio syscalls net sched profile' -d '--format csv: which table (default processes)'
+complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l table -x -a 'processes spawns funcs bio syscalls net sched profile http' -d '--format csv: which table (default processes)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l max-events -x -d 'spawn events kept (default 100000)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l from -r -F -d 'read a recording (ktop record) instead of running the probes'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -s p -l pid -x -a '(__fish_complete_list , __fish_complete_pids)' -d 'trace only these processes (up to 8, as htop\'s -p) and every process they start, however deep'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l cgroup -x -d 'trace only the processes in this cgroup v2 and below it (a path in the v2 hierarchy, such as /system.slice/nginx.service, or under its mount point); the spawn, syscalls and bio probes filter in the kernel, the process table by each process\'s cgroup'
-complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile; \'none\': the process table only)'
+complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile,http; \'none\': the process table only)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l flag-sensitivity -x -d 'how eagerly anomalies are flagged (README, What is flagged): 1 the default, 2 twice as eager (half the margins), 0.5 half as eager, 0 no flags'
@@ -56,10 +57,11 @@ complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l disk -x -d 'trace 
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l syscalls-latency -x -a 'sampled on off' -d 'time the calls made in a tenth of the time, the first half of one tick in five (sampled, the default; a call still running when its window closes is counted, not timed), time every call (on: a sys_enter hook too, which every syscall pays for: see the README\'s benchmarks), or only count calls and errors (off). Counts and errors are exact in every mode. $KTOP_SYSCALLS_LATENCY sets the default'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l runq-slower-us -x -d 'sched: report run-queue waits of at least US microseconds with the task that ran meanwhile, the slowest 10 a tick (runqslower; default 10000, 0: off)'
 complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l profile-hz -x -d 'samples a second on each CPU (default 49, as BCC\'s profile; at most 1000)'
+complete -c ktop -n '__fish_seen_subcommand_from snapshot' -l http-query -d 'keep the query strings of HTTP request paths (dropped by default: they carry secrets such as tokens)'
 
 # ktop doctor
 complete -c ktop -n '__fish_seen_subcommand_from doctor' -s h -l help -d 'show this help message and exit'
-complete -c ktop -n '__fish_seen_subcommand_from doctor' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to check and start (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile; \'all\')'
+complete -c ktop -n '__fish_seen_subcommand_from doctor' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to check and start (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile,http; \'all\')'
 complete -c ktop -n '__fish_seen_subcommand_from doctor' -l no-start -d 'only check features, start no probe'
 complete -c ktop -n '__fish_seen_subcommand_from doctor' -l procfs -d 'do not start the task iterator (/proc instead)'
 
@@ -70,7 +72,7 @@ complete -c ktop -n '__fish_seen_subcommand_from record' -s d -l duration -x -d 
 complete -c ktop -n '__fish_seen_subcommand_from record' -l count -x -d 'ticks to record'
 complete -c ktop -n '__fish_seen_subcommand_from record' -s p -l pid -x -a '(__fish_complete_list , __fish_complete_pids)' -d 'trace only these processes (up to 8, as htop\'s -p) and every process they start, however deep'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l cgroup -x -d 'trace only the processes in this cgroup v2 and below it (a path in the v2 hierarchy, such as /system.slice/nginx.service, or under its mount point); the spawn, syscalls and bio probes filter in the kernel, the process table by each process\'s cgroup'
-complete -c ktop -n '__fish_seen_subcommand_from record' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile; \'none\': the process table only)'
+complete -c ktop -n '__fish_seen_subcommand_from record' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile,http; \'none\': the process table only)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l flag-sensitivity -x -d 'how eagerly anomalies are flagged (README, What is flagged): 1 the default, 2 twice as eager (half the margins), 0.5 half as eager, 0 no flags'
@@ -81,13 +83,14 @@ complete -c ktop -n '__fish_seen_subcommand_from record' -l disk -x -d 'trace th
 complete -c ktop -n '__fish_seen_subcommand_from record' -l syscalls-latency -x -a 'sampled on off' -d 'time the calls made in a tenth of the time, the first half of one tick in five (sampled, the default; a call still running when its window closes is counted, not timed), time every call (on: a sys_enter hook too, which every syscall pays for: see the README\'s benchmarks), or only count calls and errors (off). Counts and errors are exact in every mode. $KTOP_SYSCALLS_LATENCY sets the default'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l runq-slower-us -x -d 'sched: report run-queue waits of at least US microseconds with the task that ran meanwhile, the slowest 10 a tick (runqslower; default 10000, 0: off)'
 complete -c ktop -n '__fish_seen_subcommand_from record' -l profile-hz -x -d 'samples a second on each CPU (default 49, as BCC\'s profile; at most 1000)'
+complete -c ktop -n '__fish_seen_subcommand_from record' -l http-query -d 'keep the query strings of HTTP request paths (dropped by default: they carry secrets such as tokens)'
 
 # ktop replay
 complete -c ktop -n '__fish_seen_subcommand_from replay' -s h -l help -d 'show this help message and exit'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -F
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l format -x -a 'text json csv openmetrics' -d 'text (the default), json (the document: ktop/schemas/snapshot.schema.json), csv (one table, --table), or openmetrics (what ktop export would serve after the same ticks)'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l json -d 'the same as --format json'
-complete -c ktop -n '__fish_seen_subcommand_from replay' -l table -x -a 'processes spawns funcs bio syscalls net sched profile' -d '--format csv: which table (default processes)'
+complete -c ktop -n '__fish_seen_subcommand_from replay' -l table -x -a 'processes spawns funcs bio syscalls net sched profile http' -d '--format csv: which table (default processes)'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l speed -x -d 'replay speed (default 1)'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l max-events -x -d 'spawn events kept for --json or --format (default 100000)'
 complete -c ktop -n '__fish_seen_subcommand_from replay' -l history -x -d 'seconds of ticks kept for stepping back (default 600)'
@@ -100,7 +103,7 @@ complete -c ktop -n '__fish_seen_subcommand_from export' -s h -l help -d 'show t
 complete -c ktop -n '__fish_seen_subcommand_from export' -l listen -x -d 'HOST:PORT to serve on (default 127.0.0.1:9435; \':PORT\' is every interface)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -s p -l pid -x -a '(__fish_complete_list , __fish_complete_pids)' -d 'trace only these processes (up to 8, as htop\'s -p) and every process they start, however deep'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l cgroup -x -d 'trace only the processes in this cgroup v2 and below it (a path in the v2 hierarchy, such as /system.slice/nginx.service, or under its mount point); the spawn, syscalls and bio probes filter in the kernel, the process table by each process\'s cgroup'
-complete -c ktop -n '__fish_seen_subcommand_from export' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile; \'none\': the process table only)'
+complete -c ktop -n '__fish_seen_subcommand_from export' -l probes -x -a '(__fish_complete_list , __ktop_probes)' -d 'probes to run, comma-separated (default: spawn,funcs,bio,syscalls; known: spawn,funcs,bio,syscalls,net,sched,profile,http; \'none\': the process table only)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l bpf-stats -d 'measure the kernel time of ktop\'s own programs (BPF_ENABLE_STATS; it costs every BPF program on the machine ~70 ns a run while on, so it is off by default)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l procfs -d 'read the process table from /proc each tick instead of the BPF task iterator (the fallback where the kernel has no task iterator; it costs ~20 us a process)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l flag-sensitivity -x -d 'how eagerly anomalies are flagged (README, What is flagged): 1 the default, 2 twice as eager (half the margins), 0.5 half as eager, 0 no flags'
@@ -111,6 +114,7 @@ complete -c ktop -n '__fish_seen_subcommand_from export' -l disk -x -d 'trace th
 complete -c ktop -n '__fish_seen_subcommand_from export' -l syscalls-latency -x -a 'sampled on off' -d 'time the calls made in a tenth of the time, the first half of one tick in five (sampled, the default; a call still running when its window closes is counted, not timed), time every call (on: a sys_enter hook too, which every syscall pays for: see the README\'s benchmarks), or only count calls and errors (off). Counts and errors are exact in every mode. $KTOP_SYSCALLS_LATENCY sets the default'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l runq-slower-us -x -d 'sched: report run-queue waits of at least US microseconds with the task that ran meanwhile, the slowest 10 a tick (runqslower; default 10000, 0: off)'
 complete -c ktop -n '__fish_seen_subcommand_from export' -l profile-hz -x -d 'samples a second on each CPU (default 49, as BCC\'s profile; at most 1000)'
+complete -c ktop -n '__fish_seen_subcommand_from export' -l http-query -d 'keep the query strings of HTTP request paths (dropped by default: they carry secrets such as tokens)'
 
 # ktop profile
 complete -c ktop -n '__fish_seen_subcommand_from profile' -s h -l help -d 'show this help message and exit'

@@ -50,6 +50,7 @@ class Model:
     flags: _flags.FlagsModel = _flags.FlagsModel()  # active and recent flags (ktop/model/flags.py)
     # cgroup id -> CgroupInfo: every cgroup named in the run's snapshots (the newest MAX_CGROUPS)
     cgroups: Any = None
+    http: Any = None  # ktop.model.http.HttpModel
 
 
 def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS,

@@ -105,6 +105,89 @@ def percentile(h: Sequence[int], p: float, max_value: Optional[float] = None) ->
     return None  # pragma: no cover - the loop always reaches the rank
 
 
+def percentile_within(h: Sequence[int], p: float, min_value: Optional[float],
+                      max_value: Optional[float]) -> Optional[float]:
+    """:func:`percentile`, with the values' exact range known: inside the slot that holds the rank,
+    interpolation runs between the slot's bounds narrowed to [min_value, max_value]. Where every value
+    sits in one slot (a handler that always sleeps 50 ms: slot 32768-65535 us), the result stays inside
+    what was seen instead of the slot's middle."""
+    n = total(h)
+    if n <= 0:
+        return None
+    if not 0 < p <= 100:
+        raise ValueError(f"percentile must be in (0, 100]: {p}")
+    rank = max(1, math.ceil(p / 100.0 * n))
+    seen = 0
+    for i, c in enumerate(h):
+        if c <= 0:
+            continue
+        if seen + c >= rank:
+            low, high = slot_bounds(i, len(h))
+            if min_value is not None and low <= min_value <= high:
+                low = min_value
+            if max_value is not None and (math.isinf(high) or low <= max_value <= high):
+                high = max(low, max_value)
+            if math.isinf(high):
+                high = low
+            return low + (high - low) * (rank - seen) / c
+        seen += c
+    return None  # pragma: no cover - the loop always reaches the rank
+
+
+FINE_SUB = 8  # linear sub-slots per log2 slot in a fine histogram
+
+
+def fine_index(v: int) -> int:
+    """The index of ``v`` in a fine histogram: its log2 slot split into FINE_SUB equal parts (slots below 8
+    are not split). An error of at most 1/FINE_SUB of the value, where a log2 slot has one of 2x."""
+    s = int(v).bit_length() if v > 0 else 0
+    if s <= 3:
+        return s * FINE_SUB
+    low = 1 << (s - 1)
+    return s * FINE_SUB + (((int(v) - low) * FINE_SUB) >> (s - 1))
+
+
+def fine_bounds(i: int) -> tuple[float, float]:
+    s, sub = divmod(i, FINE_SUB)
+    if s <= 3:
+        return slot_bounds(s)
+    low = float(1 << (s - 1))
+    w = low / FINE_SUB
+    return low + sub * w, low + (sub + 1) * w
+
+
+def fine_percentile(pairs: Sequence[tuple[int, int]], p: float, min_value: Optional[float] = None,
+                    max_value: Optional[float] = None) -> Optional[float]:
+    """The ``p``-th percentile of a sparse fine histogram ((index, count) pairs, by index), interpolated inside
+    its sub-slot and kept within [min_value, max_value] when they are known."""
+    n = sum(c for _i, c in pairs)
+    if n <= 0:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * n))
+    seen = 0
+    for i, c in pairs:
+        if c <= 0:
+            continue
+        if seen + c >= rank:
+            low, high = fine_bounds(i)
+            value = low + (high - low) * (rank - seen) / c
+            if min_value is not None:
+                value = max(value, min_value)
+            if max_value is not None:
+                value = min(value, max_value)
+            return value
+        seen += c
+    return None  # pragma: no cover
+
+
+def add_pairs(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Two sparse histograms summed, by index."""
+    d = dict(a)
+    for i, c in b:
+        d[i] = d.get(i, 0) + c
+    return tuple(sorted(d.items()))
+
+
 def percentiles(h: Sequence[int], ps: Sequence[float] = (50, 95, 99),
                 max_value: Optional[float] = None) -> tuple[Optional[float], ...]:
     return tuple(percentile(h, p, max_value) for p in ps)

@@ -281,7 +281,8 @@ class ProbeWorker:
                 self.attached(loaded)
                 note = self.seed_family(loaded)
                 if self.options.extra.get("cgroup_id") and not self.cgroup_filter:
-                    note = "; ".join(filter(None, (note, "not scoped to --cgroup (this probe does not filter by cgroup)")))
+                    note = "; ".join(filter(None, (note, "not scoped to --cgroup (this probe does not "
+                                                         "filter by cgroup)")))
             except Exception as exc:
                 self._close()
                 self._set_status(FAILED, f"cannot read its maps: {type(exc).__name__}: {exc}")

@@ -147,6 +147,16 @@ class Map:
                 self._no_batch.add(bpfsys.BPF_MAP_DELETE_BATCH)
         return sum(1 for k in keys if self.delete(k))
 
+    def keys(self, limit: Optional[int] = None) -> list[bytes]:
+        """Every key (at most ``limit``), one BPF_MAP_GET_NEXT_KEY each, without copying the values
+        (for maps whose values are large and not wanted)."""
+        out: list[bytes] = []
+        key = self._next_key(None)
+        while key is not None and (limit is None or len(out) < limit):
+            out.append(key)
+            key = self._next_key(key)
+        return out
+
     def _next_key(self, key: Optional[bytes]) -> Optional[bytes]:
         """The key after ``key`` (the first for None), or None at the end."""
         out = ctypes.create_string_buffer(self.key_size)

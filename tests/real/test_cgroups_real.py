@@ -181,7 +181,7 @@ def test_every_figure_under_its_unit_container_and_pod(groups, work, tmp_path):
     assert rc == 0, snap.stderr
     assert doc["probes"]["spawn"]["status"] == "live" and doc["probes"]["syscalls"]["status"] == "live", doc["probes"]
     named = {c["id"]: c for c in doc["cgroups"]}
-    for k, cg in cgs.items():
+    for k in cgs:
         want = EXPECT[k]
         label = want["label"]
         # the cgroups section: what the path means, exactly

@@ -1,0 +1,227 @@
+"""The http probe against loopback HTTP made by the test, as root, through `ktop snapshot --probes http --json`.
+
+Servers and clients are uniquely named copies of Python running tests/real/http_work.py (Python's own
+http.server and http.client), each in its own process, so every count is checked exactly for one PID.
+
+Not marked vm: Linux 6.1's verifier refuses the program's sys_exit_read (EACCES, docs/probes/http.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from realutil import Snap, probe_unavailable_reason, unique_copy, wait_until
+
+pytestmark = pytest.mark.real
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "http_work.py"
+
+
+@pytest.fixture(scope="module")
+def python(tmp_path_factory) -> Path:
+    from ktop.probes.http import HttpProbe
+
+    reason = probe_unavailable_reason(HttpProbe)
+    if reason:
+        pytest.skip(reason)
+    return Path(sys.executable).resolve()
+
+
+class Proc:
+    """A workload process under a unique name."""
+
+    def __init__(self, python: Path, folder: Path, *args: str, prefix: str = "kh"):
+        self.exe = unique_copy(str(python), folder, prefix)
+        self.p = subprocess.Popen([str(self.exe), str(WORK), *args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.pid = self.p.pid
+        self.comm = self.exe.name
+
+    def wait(self, timeout: float = 60) -> None:
+        out, err = self.p.communicate(timeout=timeout)
+        assert self.p.returncode == 0 and out.strip().endswith("done"), (out, err)
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.communicate(timeout=10)
+
+
+class Server(Proc):
+    def __init__(self, python: Path, folder: Path, *extra: str):
+        portfile = folder / f"port-{time.monotonic_ns()}"
+        super().__init__(python, folder, "server", str(portfile), *extra, prefix="ks")
+        assert wait_until(portfile.exists, 20), self.p.stderr.read() if self.p.poll() is not None else "no port"
+        self.port = portfile.read_text()
+
+
+def collect(workload, *args: str, duration: float = 5.0) -> dict:
+    """Runs ktop (http only; ``args``: more options) and ``workload()`` once it collects; returns the http
+    section."""
+    with Snap("--probes", "http", *args, duration=duration) as snap:
+        snap.wait_collecting()
+        workload()
+        assert snap.proc.poll() is None, "ktop stopped before the workload finished: raise the duration"
+        rc, doc = snap.finish(timeout=duration + 30)
+    assert rc == 0, snap.stderr
+    st = doc["probes"]["http"]
+    assert st["status"] == "live", st
+    h = doc["http"]
+    assert h["lost"] == 0, h
+    return h
+
+
+def rows(h: dict, pid: int) -> dict[str, dict]:
+    found = [p for p in h["processes"] if p["pid"] == pid]
+    out = {p["side"]: p for p in found}
+    assert len(out) == len(found)
+    return out
+
+
+def test_300_keepalive_gets_250_ok_and_50_not_found_on_both_sides(python, tmp_path):
+    srv = Server(python, tmp_path)
+    cli = None
+    try:
+        def work():
+            nonlocal cli
+            cli = Proc(python, tmp_path, "client", srv.port, "250", "50", prefix="kc")
+            cli.wait()
+
+        h = collect(work)
+    finally:
+        srv.kill()
+    s = rows(h, srv.pid)
+    assert set(s) == {"server"}, s
+    s = s["server"]
+    assert (s["requests"], s["statuses"], s["methods"]) == (300, {"200": 250, "404": 50}, {"GET": 300})
+    assert (s["errors_4xx"], s["errors_5xx"], s["comm"]) == (50, 0, srv.comm)
+    assert s["p50_us"] is not None and s["p50_us"] > 0 and s["p99_us"] >= s["p50_us"]
+    c = rows(h, cli.pid)
+    assert set(c) == {"client"}, c
+    c = c["client"]
+    assert (c["requests"], c["statuses"], c["comm"]) == (300, {"200": 250, "404": 50}, cli.comm)
+    # a client's latency holds the server's: its median is not below the server's
+    assert c["p50_us"] >= s["p50_us"] * 0.5
+    # the two paths, the second folded, its query string (a token) dropped
+    paths = {(p["side"], p["path"]): (p["requests"], p["errors"]) for p in h["paths"]
+             if p["pid"] in (srv.pid, cli.pid)}
+    assert paths == {("server", "/hello"): (250, 0), ("server", "/missing/{id}"): (50, 50),
+                     ("client", "/hello"): (250, 0), ("client", "/missing/{id}"): (50, 50)}, paths
+    assert not any("token" in p["path"] for p in h["paths"])
+    # the slowest requests, slowest first, are among ours (nothing else spoke HTTP here), and the slowest
+    # of all is the longest the client waited
+    lat = [r["latency_us"] for r in h["slowest"]]
+    assert lat == sorted(lat, reverse=True) and 20 <= len(lat) <= 50  # 20 a tick kept, 50 in all
+    ours = [r for r in h["slowest"] if r["pid"] in (srv.pid, cli.pid)]
+    assert ours and all((r["path"], r["status"]) in (("/hello", 200), ("/missing/{id}", 404)) for r in ours)
+    assert lat[0] == pytest.approx(max(c["max_us"], s["max_us"]))
+
+
+def test_pipelined_requests_count_one_by_one_and_a_split_request_once(python, tmp_path):
+    srv = Server(python, tmp_path)
+    procs = {}
+    try:
+        def work():
+            procs["pipe"] = Proc(python, tmp_path, "pipeline", srv.port, "10", prefix="kp")
+            procs["pipe"].wait()
+            procs["split"] = Proc(python, tmp_path, "split", srv.port, prefix="kl")
+            procs["split"].wait()
+
+        h = collect(work)
+    finally:
+        srv.kill()
+    s = rows(h, srv.pid)["server"]
+    # 10 in one write (the server reads them in one buffer) + 1 split across three writes
+    assert (s["requests"], s["statuses"]) == (11, {"200": 11}), s
+    assert rows(h, procs["pipe"].pid)["client"]["requests"] >= 1  # its responses may arrive in one read
+    split = rows(h, procs["split"].pid)["client"]
+    assert (split["requests"], split["statuses"]) == (1, {"200": 1})
+    assert h["drops"]["cut"] == 0 and h["drops"]["pending_full"] == 0
+
+
+def test_a_binary_protocol_on_the_same_port_is_not_http(python, tmp_path):
+    srv = Server(python, tmp_path)
+    procs = {}
+    try:
+        def work():
+            procs["bin"] = Proc(python, tmp_path, "binary", srv.port, prefix="kb")
+            procs["bin"].wait()
+
+        h = collect(work, duration=3.0)
+    finally:
+        srv.kill()
+    assert rows(h, srv.pid) == {} and rows(h, procs["bin"].pid) == {}
+    assert not [p for p in h["paths"] if p["pid"] in (srv.pid, procs["bin"].pid)]
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl is not installed (the test makes its certificate)")
+def test_tls_is_counted_as_encrypted_and_never_as_plaintext_http(python, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    srv = Server(python, tmp_path, "--tls", str(cert), str(key))
+    procs = {}
+    try:
+        def work():
+            procs["tls"] = Proc(python, tmp_path, "tls", srv.port, prefix="kt")
+            procs["tls"].wait()
+
+        h = collect(work, duration=3.0)
+    finally:
+        srv.kill()
+    s, c = rows(h, srv.pid), rows(h, procs["tls"].pid)
+    assert set(s) == {"server"} and set(c) == {"client"}, (s, c)
+    assert (s["server"]["tls_connections"], s["server"]["requests"]) == (1, 0)
+    assert (c["client"]["tls_connections"], c["client"]["requests"]) == (1, 0)
+    assert h["totals"]["tls_connections"] >= 2
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="node is not installed (Debian's nodejs or NodeSource's)")
+def test_a_node_server_whose_handler_sleeps_50_ms(python, tmp_path):
+    portfile = tmp_path / "node-port"
+    node = subprocess.Popen(["node", str(HERE / "http_node_server.js"), str(portfile)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(portfile.exists, 30), node.stderr.read() if node.poll() is not None else "no port"
+        procs = {}
+
+        def work():
+            procs["cli"] = Proc(python, tmp_path, "client", portfile.read_text(), "100", "0", prefix="kn")
+            procs["cli"].wait()
+
+        h = collect(work, duration=10.0)
+    finally:
+        if node.poll() is None:
+            node.kill()
+        node.communicate(timeout=10)
+    s = rows(h, node.pid)
+    assert set(s) == {"server"}, s
+    s = s["server"]
+    assert (s["requests"], s["statuses"], s["comm"]) == (100, {"200": 100}, "node")
+    assert 50_000 <= s["p50_us"] <= 60_000, s
+    assert 50_000 <= s["max_us"] and s["p99_us"] <= s["max_us"]
+    c = rows(h, procs["cli"].pid)["client"]
+    assert c["requests"] == 100 and c["p50_us"] >= s["p50_us"]
+
+
+def test_p_sees_only_the_server_asked_for(python, tmp_path):
+    mine, other = Server(python, tmp_path), Server(python, tmp_path)
+    procs = {}
+    try:
+        def work():
+            for name, srv in (("mine", mine), ("other", other)):
+                procs[name] = Proc(python, tmp_path, "client", srv.port, "20", "5", prefix="kc")
+                procs[name].wait()
+
+        h = collect(work, "-p", str(mine.pid))
+    finally:
+        mine.kill()
+        other.kill()
+    assert {(p["pid"], p["side"]) for p in h["processes"]} == {(mine.pid, "server")}, h["processes"]
+    assert h["processes"][0]["statuses"] == {"200": 20, "404": 5}
