@@ -6,16 +6,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from textual.app import App, ComposeResult
 
 from ktop.app import KtopApp
 from ktop.model import build_model
-from ktop.resources import themes_dir
 from ktop.snapshot import LIVE, ProbeStatus
 from ktop.ui.widgets.http import HttpPanel, rate_line
 from ktop.ui.widgets.panel import Panel
 from ktop.ui.widgets.table import KTable
 from tests.ui import fakes, http_fakes
+from tests.ui.panelapp import PanelApp
 
 SIZE = (160, 48)
 
@@ -93,24 +92,9 @@ async def test_enter_on_a_process_drills_into_its_pid():
         assert app.focus_stack == [200]
 
 
-class PanelApp(App):
-    """Just the HTTP panel, so other panels' layout does not move its snapshot."""
-
-    CSS_PATH = [str(themes_dir() / "default.tcss")]
-    CSS = KtopApp.CSS + "\nHttpPanel { height: 1fr; }\n"
-
-    def __init__(self):
-        super().__init__()
-        self.source = HttpSource()
-        self.model = None
-
-    def compose(self) -> ComposeResult:
-        yield HttpPanel(id="http")
-
-
 @pytest.mark.parametrize("width", [120])
 def test_http_panel_svg(snap_compare, width):
-    app = PanelApp()
+    app = PanelApp(HttpPanel, "http", HttpSource())
 
     async def run_before(pilot):
         model = None

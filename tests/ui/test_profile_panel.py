@@ -7,16 +7,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from textual.app import App, ComposeResult
 
 from ktop.app import KtopApp
 from ktop.model import build_model
-from ktop.resources import themes_dir
 from ktop.snapshot import LIVE, ProbeStatus
 from ktop.ui.widgets.panel import Panel
 from ktop.ui.widgets.profile import ProfilePanel, busy_line
 from ktop.ui.widgets.table import KTable
 from tests.ui import fakes, profile_fakes
+from tests.ui.panelapp import PanelApp
 
 SIZE = (160, 48)
 
@@ -94,24 +93,9 @@ async def test_enter_on_a_process_drills_into_its_pid():
         assert app.focus_stack == [200]
 
 
-class PanelApp(App):
-    """Just the Profile panel, so other panels' layout does not move its snapshot."""
-
-    CSS_PATH = [str(themes_dir() / "default.tcss")]
-    CSS = KtopApp.CSS + "\nProfilePanel { height: 1fr; }\n"
-
-    def __init__(self):
-        super().__init__()
-        self.source = ProfileSource()
-        self.model = None
-
-    def compose(self) -> ComposeResult:
-        yield ProfilePanel(id="profile")
-
-
 @pytest.mark.parametrize("width", [110])
 def test_profile_panel_svg(snap_compare, width):
-    app = PanelApp()
+    app = PanelApp(ProfilePanel, "profile", ProfileSource())
 
     async def run_before(pilot):
         model = None
@@ -185,7 +169,7 @@ async def test_i_shows_the_flame_graph_enter_zooms_escape_zooms_out():
 
 
 def test_profile_flame_svg(snap_compare):
-    app = PanelApp()
+    app = PanelApp(ProfilePanel, "profile", ProfileSource())
 
     async def run_before(pilot):
         model = None

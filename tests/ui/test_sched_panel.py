@@ -6,16 +6,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from textual.app import App, ComposeResult
 
 from ktop.app import KtopApp
 from ktop.model import build_model
-from ktop.resources import themes_dir
 from ktop.snapshot import LIVE, ProbeStatus
 from ktop.ui.widgets.panel import Panel
 from ktop.ui.widgets.sched import SchedPanel, ms_text, runq_line, slow_text
 from ktop.ui.widgets.table import KTable
 from tests.ui import fakes, sched_fakes
+from tests.ui.panelapp import PanelApp
 
 SIZE = (160, 48)
 
@@ -108,24 +107,9 @@ async def test_enter_on_a_process_drills_into_its_pid():
         assert app.focus_stack == [200]
 
 
-class PanelApp(App):
-    """Just the Scheduler panel, so other panels' layout does not move its snapshot."""
-
-    CSS_PATH = [str(themes_dir() / "default.tcss")]
-    CSS = KtopApp.CSS + "\nSchedPanel { height: 1fr; }\n"
-
-    def __init__(self):
-        super().__init__()
-        self.source = SchedSource()
-        self.model = None
-
-    def compose(self) -> ComposeResult:
-        yield SchedPanel(id="sched")
-
-
 @pytest.mark.parametrize("width", [110])
 def test_sched_panel_svg(snap_compare, width):
-    app = PanelApp()
+    app = PanelApp(SchedPanel, "sched", SchedSource())
 
     async def run_before(pilot):
         model = None
