@@ -95,6 +95,10 @@ def write_private(folder: str, stem: str, suffix: str, text: str) -> str:
     raise FileExistsError(17, "100 screenshots of the same second exist already")
 
 
+FOLD_BELOW = 10  # rows a right-hand panel needs to show a few rows under its headers
+FOLDED_ROWS = 2  # a folded panel: its top and bottom border, the title in the top one
+
+
 class KtopApp(App):
     """The dashboard. ``source`` is a LiveSource (or anything with the same
     start/tick/statuses/stop methods, such as a test's fake)."""
@@ -107,6 +111,7 @@ class KtopApp(App):
     #right { width: 2fr; }
     #left.-empty, #right.-empty { display: none; }
     #right > Panel { height: 1fr; }
+    #right > Panel.-folded { height: 2; }
     ProcessPanel { height: 3fr; }
     SpawnsPanel { height: 2fr; }
     Panel { border: round $panel-lighten-2; }
@@ -191,6 +196,7 @@ class KtopApp(App):
         self._first_frame_logged = False
         self._ticks = 0
         self.compact = False
+        self._recent_right: list[Panel] = []  # the right column's panels, most recently focused first
         self.history_seconds: Optional[float] = None  # --history
         self.time = TimeTravel(source.timeline)  # pause, history, replay's controls
         self.focus_stack: list[int] = []
@@ -470,6 +476,35 @@ class KtopApp(App):
                 for p in self.query(Panel):
                     p.remove_class("-active")
             self._update_columns()
+        self.call_after_refresh(self._fold_right)
+
+    def on_descendant_focus(self, event) -> None:
+        self._fold_right()
+
+    def _fold_right(self) -> None:
+        """Gives the right column's room to the panels in use when it cannot give every panel
+        FOLD_BELOW rows (with --probes all at 160x48 each had ~6: headers and no rows): the focused
+        panel and the most recently focused that fit stay open, the others fold to their border line,
+        title and figure included; a number key, Tab or a click opens one."""
+        try:
+            col = self.query_one("#right", Vertical)
+        except NoMatches:
+            return
+        panels = list(col.query(Panel))
+        cur = self.current_panel()
+        if cur in panels:
+            self._recent_right = [cur, *(p for p in self._recent_right if p is not cur)]
+        height = col.size.height
+        if not height:
+            return
+        if height >= FOLD_BELOW * len(panels):
+            keep = set(panels)
+        else:
+            room = max(1, (height - FOLDED_ROWS * len(panels)) // (FOLD_BELOW - FOLDED_ROWS))
+            order = [*(p for p in self._recent_right if p in panels), *panels]
+            keep = set(list(dict.fromkeys(order))[:room])
+        for p in panels:
+            p.set_class(p not in keep, "-folded")
 
     def _show_only(self, panel: Panel) -> None:
         for p in self.query(Panel):

@@ -317,3 +317,39 @@ def test_help_names_every_panel_key():
         for b in registry.panel_class(p.name).BINDINGS:
             first = b.key.split(",")[0]
             assert first in listed, (p.name, b.key)
+
+
+class AllProbesSource(fakes.FakeSource):
+    def shows(self, name):
+        return True
+
+
+async def test_a_crowded_right_column_folds_all_but_the_panels_in_use():
+    from ktop.ui.widgets.panel import Panel
+
+    app = KtopApp(AllProbesSource(), autostart=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        await pilot.pause()
+        panels = list(app.query_one("#right").query(Panel))
+        assert [p.id for p in panels] == ["bio", "syscalls", "funcs", "net", "sched", "profile", "http"]
+
+        def open_ids():
+            return [p.id for p in panels if not p.has_class("-folded")]
+
+        # seven panels in 44 rows would be 6 rows each, headers and no rows: three stay open
+        assert open_ids() == ["bio", "syscalls", "funcs"]
+        assert all(p.outer_size.height >= 10 for p in panels if p.id in open_ids())
+        assert all(p.outer_size.height == 2 for p in panels if p.id not in open_ids())
+        await pilot.press("8")  # profile: the number key opens it, the least recently used folds
+        await pilot.pause()
+        assert open_ids() == ["bio", "syscalls", "profile"]
+        assert app.current_panel().id == "profile"
+        await pilot.press("7")
+        await pilot.pause()
+        assert open_ids() == ["bio", "sched", "profile"]
+    app = KtopApp(AllProbesSource(), autostart=False)
+    async with app.run_test(size=(160, 80)) as pilot:  # room for all: none folds
+        await show(app, pilot, fakes.snapshot())
+        await pilot.pause()
+        assert not any(p.has_class("-folded") for p in app.query(Panel))

@@ -10,7 +10,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS = [
-    ("Tab / Shift-Tab", "move focus between panels (small terminals: switch the panel shown)"),
+    ("Tab / Shift-Tab", "move focus between panels (small terminals: switch the panel shown; a crowded "
+                         "column opens the panel and folds the least recently used)"),
     ("1 … 9", "jump to panel N"),
     ("z", "maximise the focused panel; again restores"),
     ("↑ ↓ PgUp PgDn Home End, j k g G", "move the cursor (the order holds still for 2 s)"),
