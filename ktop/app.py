@@ -46,13 +46,18 @@ def seconds_since_start() -> float:
 
 @dataclass(frozen=True)
 class TableStart:
-    """The process table as the command line asks for it at start (htop's -u, -s, -t)."""
+    """The process table as the command line asks for it at start (htop's -u, -s, -t, -F)."""
 
     user: Optional[str] = None
     sort: Optional[int] = None  # column index
     tree: bool = False
+    filter: Optional[str] = None
 
     def apply(self, panel: ProcessPanel) -> None:
+        if self.filter:
+            inp = panel.filter_box()
+            inp.value = self.filter  # its Changed event filters the table, as typing would
+            inp.display = True
         if self.sort is not None:
             panel.table.set_sort(self.sort)
         if self.user is not None:

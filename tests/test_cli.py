@@ -245,4 +245,6 @@ def test_htop_flags_parse():
 
     a = parser().parse_args(["-d", "15", "-u", "0", "-s", "PERCENT_CPU", "-t", "--readonly"])
     assert (a.delay, a.user, a.sort_key, a.tree, a.readonly) == (1.5, "root", 3, True, True)
+    a = parser().parse_args(["-F", "nginx", "-C", "-M"])
+    assert (a.filter, a.no_color, a.no_mouse) == ("nginx", True, True)
     assert parser().parse_args(["-s", "RSS"]).sort_key == parser().parse_args(["-s", "M_RESIDENT"]).sort_key == 4

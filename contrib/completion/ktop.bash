@@ -16,7 +16,7 @@ _ktop() {
         -o|--output|--from|replay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$cmd" in
-        ktop) opts="--bpf-stats --cgroup --delay --disk --exec-failures --export --flag-sensitivity --func --funcs-max --help --history --http-query --pid --probes --procfs --profile-hz --readonly --runq-slower-us --sort-key --syscalls-latency --theme --tree --user --version -d -f -h -p -s -t -u" ;;
+        ktop) opts="--bpf-stats --cgroup --delay --disk --exec-failures --export --filter --flag-sensitivity --func --funcs-max --help --history --http-query --no-color --no-colour --no-mouse --pid --probes --procfs --profile-hz --readonly --runq-slower-us --sort-key --syscalls-latency --theme --tree --user --version -C -F -M -d -f -h -p -s -t -u" ;;
         snapshot) opts="--bpf-stats --cgroup --disk --duration --exec-failures --flag-sensitivity --format --from --func --funcs-max --help --http-query --json --max-events --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency --table -d -f -h -p" ;;
         doctor) opts="--help --no-start --probes --procfs -h" ;;
         record) opts="--bpf-stats --cgroup --count --disk --duration --exec-failures --flag-sensitivity --func --funcs-max --help --http-query --output --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency -d -f -h -o -p" ;;

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
 from ktop import __version__
+from ktop.model.text import clean
 from ktop.cli.common import (
     Parser,
     UsageError,
@@ -57,6 +59,12 @@ def parser() -> argparse.ArgumentParser:
     htop.add_argument("-s", "--sort-key", type=sort_arg, default=None, metavar="COLUMN",
                       help=f"sort the process table by COLUMN ({', '.join(SORT_KEYS)}; F6 changes it)")
     htop.add_argument("-t", "--tree", action="store_true", help="show the process tree (F5 toggles it)")
+    htop.add_argument("-F", "--filter", default=None, metavar="FILTER",
+                      help="show only the processes whose command, user or PID contains FILTER (/ or F3 "
+                           "changes it)")
+    htop.add_argument("-C", "--no-color", "--no-colour", dest="no_color", action="store_true",
+                      help="monochrome (as NO_COLOR=1)")
+    htop.add_argument("-M", "--no-mouse", dest="no_mouse", action="store_true", help="ignore the mouse")
     htop.add_argument("--readonly", action="store_true",
                       help="disable the keys that act on processes (F7/F8 nice, F9 kill)")
     p.add_argument("--theme", type=theme_name, default="textual-dark",
@@ -121,6 +129,8 @@ def run(args) -> int:
     with running(live):
         loader.set_nice(19)  # for the first frames (KtopApp puts them back)
         live.start()  # the helpers compile while Textual loads and draws
+        if args.no_color:
+            os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is made: the whole UI monochrome
         from ktop.app import KtopApp, TableStart
         from ktop.cli.export import export_for_ui
 
@@ -128,7 +138,8 @@ def run(args) -> int:
         try:
             app = KtopApp(source, interval=args.delay or args.interval, count=args.count, theme_name=args.theme,
                           early_signal=lambda: EARLY_SIGNAL["signum"], readonly=args.readonly,
-                          table=TableStart(user=args.user, sort=args.sort_key, tree=args.tree))
+                          table=TableStart(user=args.user, sort=args.sort_key, tree=args.tree,
+                                           filter=clean(args.filter) if args.filter else None))
         except ValueError as exc:  # --theme
             source.stop()
             raise UsageError(f"--theme: {exc}") from None
@@ -138,7 +149,7 @@ def run(args) -> int:
         if args.history is not None:
             app.history_seconds = args.history
         try:
-            app.run()
+            app.run(mouse=not args.no_mouse)
         finally:
             app.stop_collecting()
             source.stop()  # the exporter too

@@ -295,6 +295,19 @@ async def test_htop_flags_set_the_table_at_start():
         assert app.query_one("#proc-table", KTable).sort_column == 0
 
 
+async def test_filter_flag_starts_the_table_filtered_and_shows_it():
+    """-F FILTER (htop's --filter): filtered from the first frame, the filter box open with its text."""
+    from ktop.app import TableStart
+
+    app = KtopApp(fakes.FakeSource(), autostart=False, table=TableStart(filter="nginx"))
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        panel = app.query_one("#processes")
+        assert keys(app.query_one("#proc-table", KTable)) == [200]
+        assert panel.filter_box().display and panel.filter_box().value == "nginx"
+        assert "filter: nginx" in str(panel.border_subtitle)
+
+
 async def test_readonly_refuses_nice_and_kill():
     app = KtopApp(fakes.FakeSource(), autostart=False, readonly=True)
     async with app.run_test(size=SIZE) as pilot:
