@@ -20,6 +20,7 @@ from ktop.snapshot import (
     SpawnSample,
     SyscallCount,
     SyscallsSample,
+    SyscallStat,
 )
 
 NSLOTS = 28  # the bio probe's log2 microsecond slots
@@ -40,12 +41,13 @@ def poisson(rng: random.Random, lam: float) -> int:
     return k
 
 
-def lat_hist(rng: random.Random, n: int, median_us: float, sigma: float = 0.6) -> tuple[int, ...]:
-    """``n`` log-normal latencies as the probe's log2 µs slots (slot i holds [2^(i-1), 2^i))."""
-    b = [0] * NSLOTS
+def lat_hist(rng: random.Random, n: int, median_us: float, sigma: float = 0.6,
+             nslots: int = NSLOTS) -> tuple[int, ...]:
+    """``n`` log-normal latencies as the probe's log2 slots (slot i holds [2^(i-1), 2^i))."""
+    b = [0] * nslots
     for _ in range(n):
         v = int(median_us * math.exp(rng.gauss(0.0, sigma)))
-        b[min(NSLOTS - 1, v.bit_length())] += 1
+        b[min(nslots - 1, v.bit_length())] += 1
     return tuple(b)
 
 
@@ -57,6 +59,8 @@ class Steps:
     exec_storm: tuple[int, int] | None = None  # "make" (pid 777, never seen spawning) execs 300/s
     enoent: tuple[int, int] | None = None  # python3 (pid 301) fails 500 ENOENT/s (usually ~5/s)
     lost: tuple[int, int] | None = None  # the spawn probe loses 2,000 events a tick
+    io_burst: tuple[int, int] | None = None  # "dd" (pid 888, never seen doing I/O) reads 400 blocks/s
+    pread_slow: tuple[int, int] | None = None  # postgres's pread64 (usually ~80/s at 300 µs) x20
     extra: dict = field(default_factory=dict)
 
 
@@ -68,6 +72,7 @@ def ticks(n: int = 600, seed: int = 1, steps: Steps | None = None, interval: flo
     """``n`` snapshots, one each ``interval`` s, of a host with ordinary load: two disks' reads and
     writes, a few programs' syscall errors, a cron-like parent's execs, each with Poisson noise."""
     rng = random.Random(seed)
+    frng = random.Random(-seed)  # the file-system calls' own draws: the other series stay as they were
     steps = steps or Steps()
     lost = 0
     procs = (proc(100, comm="bash"), proc(200, comm="postgres"), proc(300, comm="nginx"),
@@ -83,10 +88,12 @@ def ticks(n: int = 600, seed: int = 1, steps: Steps | None = None, interval: flo
             disks.append(BioDiskOp(disk=disk, dev="254:0", op=op, count=c, bytes=c * 4096, errors=0,
                                    lat_sum_ns=int(c * m * 1000), lat_max_ns=int(m * 4000),
                                    lat_buckets=lat_hist(rng, c, m)))
-        bio = BioSample(interval_s=dt, disks=tuple(disks),
-                        procs=(BioProc(pid=200, comm="postgres", disk="vda", reads=disks[0].count,
-                                       writes=disks[1].count, others=0, read_bytes=0, write_bytes=0,
-                                       lat_sum_ns=0, lat_max_ns=0),))
+        bprocs = [BioProc(pid=200, comm="postgres", disk="vda", reads=disks[0].count, writes=disks[1].count,
+                          others=0, read_bytes=0, write_bytes=0, lat_sum_ns=0, lat_max_ns=0)]
+        if _in(steps.io_burst, t):
+            bprocs.append(BioProc(pid=888, comm="dd", disk="vda", reads=poisson(frng, 400 * dt), writes=0, others=0,
+                                  read_bytes=0, write_bytes=0, lat_sum_ns=0, lat_max_ns=0))
+        bio = BioSample(interval_s=dt, disks=tuple(disks), procs=tuple(bprocs))
         counts = []
         e = poisson(rng, 30 * dt)
         counts.append(SyscallCount(pid=300, comm="nginx", nr=0, name="read", count=5000, errors=e,
@@ -98,7 +105,13 @@ def ticks(n: int = 600, seed: int = 1, steps: Steps | None = None, interval: flo
             e = 1 + poisson(rng, 1)
             counts.append(SyscallCount(pid=10_000 + 10 * t + i, comm="sh", nr=257, name="openat", count=40,
                                        errors=e, errnos=((ENOENT, e),)))
-        sys_ = SyscallsSample(interval_s=dt, counts=tuple(counts))
+        n = poisson(frng, 80 * dt)  # postgres's pread64, timed (the sampled mode's windows: every call here)
+        med_ns = 300_000.0 * (20.0 if _in(steps.pread_slow, t) else 1.0)
+        counts.append(SyscallCount(pid=200, comm="postgres", nr=17, name="pread64", count=n, errors=0,
+                                   lat_ns=int(n * med_ns), timed=n))
+        stats = (SyscallStat(nr=17, name="pread64", count=n, errors=0, lat_ns=int(n * med_ns),
+                             hist=lat_hist(frng, n, med_ns, nslots=32)),)
+        sys_ = SyscallsSample(interval_s=dt, syscalls=stats, counts=tuple(counts))
         execs = [ExecEvent(time=T0 + t, pid=20_000 + 10 * t + i, ppid=100, uid=0, comm="sh", filename="/bin/sh",
                            argv=("sh",), argv_truncated=False, retval=0, parent_comm="bash")
                  for i in range(poisson(rng, 3 * dt))]

@@ -85,6 +85,37 @@ def test_500_enoent_per_s_from_one_process(seed):
     assert {(g.kind, g.subject) for _, fl in timeline for g in fl} == {("errors", "ENOENT by python3")}
 
 
+def test_a_first_block_io_burst_of_a_program_is_new():
+    timeline = _timeline(ticks(400, 3, Steps(io_burst=(STEP, END))))
+    first, last, f = _span(timeline, "io-rate", "dd")
+    assert STEP <= first <= STEP + 1 and END - 1 <= last < END + 5
+    assert f.new and f.pid == 888 and f.section == "bio" and f.value > 300
+    assert f.text.startswith("new: block I/O rate of dd at ") and "dd (pid 888)" in f.text
+    assert {(g.kind, g.subject) for _, fl in timeline for g in fl} == {("io-rate", "dd")}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_file_system_call_latency_x20_names_the_slow_program(seed):
+    timeline = _timeline(ticks(400, seed, Steps(pread_slow=(STEP, END))))
+    first, last, f = _span(timeline, "syscall-latency", "pread64")
+    assert STEP <= first <= STEP + 1 and END - 1 <= last < END + 5
+    assert not f.new and f.pid == 200 and f.section == "syscalls" and f.value / f.usual > 8
+    assert "the usual p99 of pread64" in f.text and "postgres (pid 200)" in f.text
+    assert {(g.kind, g.subject) for _, fl in timeline for g in fl} == {("syscall-latency", "pread64")}
+
+
+def test_calls_that_wait_by_design_have_no_latency_series():
+    from ktop.model.flags import _collect
+    from ktop.snapshot import SyscallStat
+
+    snap = next(ticks(1, 1))
+    slow = tuple(SyscallStat(nr=nr, name=name, count=100, errors=0, lat_ns=10**11, hist=(0,) * 31 + (100,))
+                 for nr, name in ((7, "poll"), (202, "futex"), (0, "read"), (35, "nanosleep")))
+    out = {}
+    _collect(replace(snap, syscalls=replace(snap.syscalls, syscalls=slow)), 1.0, out)
+    assert not [k for k in out if k[0] == "syscall-latency"]
+
+
 def test_a_lost_events_burst_is_always_flagged():
     timeline = _timeline(ticks(600, 1, Steps(lost=(STEP, STEP + 5))))
     first, last, f = _span(timeline, "lost", "spawn")

@@ -8,8 +8,9 @@ snapshot --json``, each recorded tick and the Prometheus export all read
 them from there. It sees only what the snapshot holds (nothing is collected
 for it), so it runs over a recording exactly as it ran live.
 
-Per series (a disk and operation's p99 and IOPS, a program's rate of one
-errno, a parent's exec rate, a funcs target's call rate, a program's run-queue
+Per series (a disk and operation's p99 and IOPS, a program's block I/O rate,
+a program's rate of one errno, a file-system call's p99 (pread64, fsync,
+openat, ...: not the calls that wait by design), a parent's exec rate, a funcs target's call rate, a program's run-queue
 p99 and socket bytes, the host's retransmits, resets and connect p99) it
 learns a baseline online: an EWMA of the level and of the absolute deviation
 (half-life :data:`HALF_LIFE_S`), winsorised (a sample above
@@ -26,7 +27,7 @@ above half that margin and cleared after :data:`CLEAR_TICKS` ticks below it
 on for :data:`MAX_HOLD_S` ends as the new usual. A rate series first seen
 after the detector's warm-up (:data:`WARM_TICKS`) has a baseline of zero: a
 burst there is flagged as new behaviour (a parent's first spawn storm, a
-program's first burst of an errno). Lost events and full kernel maps are
+program's first burst of an errno or of block I/O). Lost events and full kernel maps are
 flagged whenever they happen. ``sensitivity`` (``--flag-sensitivity``)
 divides the margins: 2 is twice as eager, 0.5 half, 0 turns flags off.
 """
@@ -40,7 +41,7 @@ from typing import Optional
 
 from ktop.model import hist
 from ktop.model.format import errno_name
-from ktop.snapshot import Flag, Snapshot
+from ktop.snapshot import Flag, Snapshot, SyscallCount
 
 HALF_LIFE_S = 120.0  # the baseline's memory: "the last minutes"
 WARM_TICKS = 30  # samples a series needs before it can be flagged (and the detector before "new")
@@ -67,6 +68,8 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "bio-latency": Kind("p99", "us", 2000.0, 4.0, False, "bio"),
     "bio-iops": Kind("IOPS", "/s", 200.0, 4.0, True, "bio"),
+    "io-rate": Kind("block I/O rate", "/s", 100.0, 5.0, True, "bio"),
+    "syscall-latency": Kind("p99", "us", 1000.0, 4.0, False, "syscalls"),
     "errors": Kind("rate", "/s", 50.0, 5.0, True, "syscalls"),
     "execs": Kind("exec rate", "/s", 50.0, 5.0, True, "spawns"),
     "calls": Kind("call rate", "/s", 1000.0, 5.0, True, "funcs"),
@@ -77,6 +80,13 @@ KINDS: dict[str, Kind] = {
     "net-bytes": Kind("socket traffic", "B/s", 10e6, 5.0, True, "net"),
 }
 ALWAYS = ("lost", "map-full")  # flagged whenever they happen, no baseline
+# The calls whose latency is the storage's and the file system's. The others wait by design (poll,
+# futex, a read of a pipe or a socket, nanosleep): their latency is the wait the program asked for.
+FILE_SYSCALLS = frozenset((
+    "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2", "fsync", "fdatasync", "sync_file_range",
+    "open", "openat", "openat2", "creat", "stat", "lstat", "newfstatat", "statx", "getdents64", "unlink",
+    "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "rmdir", "truncate", "ftruncate",
+    "fallocate", "msync", "io_submit"))
 
 
 class _Series:
@@ -374,6 +384,21 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
             ios = p.reads + p.writes + p.others
             if p.pid and ios > top.get(p.disk, (0, 0, ""))[0]:
                 top[p.disk] = (ios, p.pid, p.comm)
+        per: dict[str, list] = {}  # comm -> [I/Os, busiest pid, its I/Os]
+        for p in b.procs:
+            ios = p.reads + p.writes + p.others
+            if not p.pid or not ios:
+                continue
+            comm = p.comm or comm_of(p.pid) or str(p.pid)
+            a = per.get(comm)
+            if a is None:
+                per[comm] = [ios, p.pid, ios]
+            else:
+                a[0] += ios
+                if ios > a[2]:
+                    a[1], a[2] = p.pid, ios
+        for comm, (ios, pid, _) in per.items():
+            out[("io-rate", comm)] = (ios / dt, pid, comm)
         for d in b.disks:
             subject = f"{d.disk} {d.op}"
             _, pid, comm = top.get(d.disk, (0, 0, ""))
@@ -403,6 +428,16 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
                         a[1], a[2] = c.pid, n
         for key, (n, pid, _) in acc.items():
             out[key] = (n / dt, pid, "")
+        slow: dict[int, SyscallCount] = {}  # nr -> the process that spent the most time in it
+        for c in s.counts:
+            if c.timed and c.name in FILE_SYSCALLS and c.lat_ns > (slow[c.nr].lat_ns if c.nr in slow else 0):
+                slow[c.nr] = c
+        for st in s.syscalls:
+            if st.hist and st.name in FILE_SYSCALLS:
+                p99 = _p99(st.hist)  # ns slots (the sampled mode times some ticks only: the others have none)
+                if p99 is not None:
+                    c = slow.get(st.nr)
+                    out[("syscall-latency", st.name)] = (p99 / 1000.0, c.pid if c else 0, c.comm if c else "")
     sp = snap.spawns
     if sp is not None and sp.execs:
         par: dict[str, dict[int, int]] = {}
