@@ -55,6 +55,7 @@
 #define S_SYN_SENT 2
 #define S_SYN_RECV 3
 #define S_CLOSE 7
+#define S_LISTEN 10
 
 /* Counter slots in `stats` (per CPU, cumulative; user space takes differences). */
 #define ST_PROCS_FULL 0  /* procs map full: a send/receive not counted per process */
@@ -72,6 +73,7 @@
 #define F_ACTIVE 1       /* connect(): the PID is the connecting process */
 #define F_PASSIVE 2      /* accepted: the PID is the first process to send or receive on it */
 #define F_ESTABLISHED 4  /* it reached ESTABLISHED */
+#define F_LISTEN 16      /* not a connection: a listen() began (pid: the listening process) */
 #define F_RESET 8        /* it received a reset */
 
 struct proc_key {
@@ -317,6 +319,30 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     int state = args->newstate;
     u64 now = bpf_ktime_get_ns();
 
+    if (state == S_LISTEN) { /* rare: one record, in the listening process's context */
+        u32 tgid = bpf_get_current_pid_tgid() >> 32;
+        if (!wanted(tgid))
+            return 0;
+        struct conn_event *e = events.ringbuf_reserve(sizeof(struct conn_event));
+        if (!e) {
+            count(ST_LOST);
+            return 0;
+        }
+        __builtin_memset(e, 0, sizeof(*e));
+        e->type = KTOP_EV_CONN;
+        e->pid = tgid;
+        e->ts = now;
+        e->flags = F_LISTEN;
+        e->family = args->family;
+        e->sport = args->sport;
+        if (args->family == NET_AF_INET6)
+            bpf_probe_read_kernel(e->saddr, 16, args->saddr_v6);
+        else
+            bpf_probe_read_kernel(e->saddr, 4, args->saddr);
+        bpf_get_current_comm(e->comm, sizeof(e->comm));
+        events.ringbuf_submit(e, rb_wake_flags());
+        return 0;
+    }
     if (state == S_SYN_SENT) {
         u32 tgid = bpf_get_current_pid_tgid() >> 32;
         count(ST_CONNECTS);

@@ -359,6 +359,18 @@ class NetConn:
 
 
 @dataclass(frozen=True, slots=True)
+class NetListen:
+    """A TCP socket that began to listen during the interval (net probe)."""
+
+    time: float  # wall clock
+    pid: int
+    comm: str
+    family: int  # 4 or 6
+    addr: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class NetOpen:
     """One TCP connection open at the end of the interval, followed since its open (net probe)."""
 
@@ -397,6 +409,7 @@ class NetSample:
     lost: int = 0  # closed connections dropped (ring buffer full, or ktop's queue)
     open: tuple[NetOpen, ...] = ()  # open at the end of the interval: the most bytes first, at most MAX_OPEN
     open_total: int = 0  # how many were open (followed), shown or not
+    listens: tuple[NetListen, ...] = ()  # listen() starts during the interval
 
 
 @dataclass(frozen=True, slots=True)

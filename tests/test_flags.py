@@ -116,6 +116,33 @@ def test_calls_that_wait_by_design_have_no_latency_series():
     assert not [k for k in out if k[0] == "syscall-latency"]
 
 
+def test_a_program_that_begins_to_listen_on_a_new_port_is_flagged_for_a_minute():
+    from ktop.model.flags import LISTEN_HOLD_S, WARM_TICKS
+    from ktop.snapshot import NetListen, NetSample
+
+    def with_listens(snap, *xs):
+        return replace(snap, net=NetSample(interval_s=1.0, listens=tuple(
+            NetListen(time=snap.time, pid=pid, comm=comm, family=4, addr="0.0.0.0", port=port)
+            for pid, comm, port in xs)))
+
+    d = FlagDetector()
+    stream = list(ticks(WARM_TICKS + 120, 1))
+    timeline = []
+    for i, s in enumerate(stream):
+        if i == 3:  # during the warm-up: what listens at start is the usual
+            s = with_listens(s, (300, "nginx", 80))
+        elif i == WARM_TICKS + 10:
+            s = with_listens(s, (300, "nginx", 80), (4242, "nc", 4444))  # nginx again: known
+        elif i == WARM_TICKS + 20:
+            s = with_listens(s, (4243, "nc", 4444))  # the same program and port again: known now
+        timeline.append((i, d.update(s)))
+    first, last, f = _span(timeline, "listen", "nc port 4444")
+    assert first == WARM_TICKS + 10 and last == WARM_TICKS + 10 + LISTEN_HOLD_S - 1
+    assert f.new and f.pid == 4242 and f.section == "net"
+    assert f.text.startswith("new: nc (pid 4242) listens on 0.0.0.0:4444 (never seen before) since ")
+    assert {(g.kind, g.subject) for _, fl in timeline for g in fl} == {("listen", "nc port 4444")}
+
+
 def test_a_lost_events_burst_is_always_flagged():
     timeline = _timeline(ticks(600, 1, Steps(lost=(STEP, STEP + 5))))
     first, last, f = _span(timeline, "lost", "spawn")

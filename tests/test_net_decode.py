@@ -67,6 +67,18 @@ def test_a_comm_that_is_not_utf8_keeps_its_bytes():
     assert c.comm == "a\udcffb"
 
 
+def test_a_listen_start_is_its_own_record():
+    from ktop.probes.net import F_LISTEN
+    from ktop.snapshot import NetListen
+
+    x = decode_conn(conn_record(flags=F_LISTEN, duration_ns=0, connect_ns=0, tx=0, rx=0, retrans=0, sport=8080,
+                                dport=0, saddr=b"\0\0\0\0", daddr=b"", comm=b"nginx"), 1000.0)
+    assert x == NetListen(time=1005.0, pid=42, comm="nginx", family=4, addr="0.0.0.0", port=8080)
+    six = decode_conn(conn_record(flags=F_LISTEN, family=10, saddr=socket.inet_pton(socket.AF_INET6, "::1"),
+                                  sport=9000), 0.0)
+    assert (six.family, six.addr, six.port) == (6, "::1", 9000)
+
+
 def test_short_or_foreign_records_are_skipped():
     assert decode_conn(conn_record()[:50], 0.0) is None
     assert decode_conn(conn_record(kind=1), 0.0) is None

@@ -57,7 +57,7 @@ UNITLESS = {
     "not_issued", "inflight_full", "diskop_full", "proc_full", "unattributed", "rekeyed", "rq_merged",
     "filtered", "expired", "partial", "missed", "unseen", "attached", "matched", "cap", "map_full",
     "rows_dropped", "calls", "timed", "start_full", "procs_full", "errs_full", "bad_nr", "pairs_dropped",
-    "processes_dropped", "tx_calls", "rx_calls", "sport", "dport", "family", "closed", "connects", "accepts",
+    "processes_dropped", "tx_calls", "rx_calls", "sport", "dport", "port", "family", "closed", "connects", "accepts",
     "open_total", "connect_failed", "retransmits", "resets_sent", "resets_received", "conns_full",
     "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full", "tgid", "prev_pid", "prev_tgid",
     "slow_waits", "slow_lost",

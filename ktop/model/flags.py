@@ -27,7 +27,8 @@ above half that margin and cleared after :data:`CLEAR_TICKS` ticks below it
 on for :data:`MAX_HOLD_S` ends as the new usual. A rate series first seen
 after the detector's warm-up (:data:`WARM_TICKS`) has a baseline of zero: a
 burst there is flagged as new behaviour (a parent's first spawn storm, a
-program's first burst of an errno or of block I/O). Lost events and full kernel maps are
+program's first burst of an errno or of block I/O); so is a program that begins to listen on a
+port it was never seen listening on (net probe), for a minute. Lost events and full kernel maps are
 flagged whenever they happen. ``sensitivity`` (``--flag-sensitivity``)
 divides the margins: 2 is twice as eager, 0.5 half, 0 turns flags off.
 """
@@ -80,6 +81,7 @@ KINDS: dict[str, Kind] = {
     "net-bytes": Kind("socket traffic", "B/s", 10e6, 5.0, True, "net"),
 }
 ALWAYS = ("lost", "map-full")  # flagged whenever they happen, no baseline
+LISTEN_HOLD_S = 60.0  # a new listening socket stays flagged this long
 # The calls whose latency is the storage's and the file system's. The others wait by design (poll,
 # futex, a read of a pipe or a socket, nanosleep): their latency is the wait the program asked for.
 FILE_SYSCALLS = frozenset((
@@ -148,6 +150,8 @@ class FlagDetector:
         self.ticks = 0
         self._lost: dict[str, int] = {}  # probe -> its cumulative lost count at the tick before
         self._always: dict[tuple[str, str], _Series] = {}
+        self._listeners: dict[tuple[str, int], int] = {}  # (program, port) -> the tick of its latest listen
+        self._listening: dict[tuple[str, int], Flag] = {}  # new listeners flagged now
 
     # -- one tick ------------------------------------------------------------------
     def stamp(self, snap: Snapshot) -> Snapshot:
@@ -234,6 +238,7 @@ class FlagDetector:
             self._evict()
         out = [self._flag(s) for s in series.values() if s.on]
         out += self._always_flags(snap, dt)
+        out += self._listen_flags(snap)
         out.sort(key=lambda f: -f.score)
         return tuple(out)
 
@@ -288,6 +293,30 @@ class FlagDetector:
                     f"{k.what} of {subject} at {_fmt(value, k.unit)} since {_clock(s.start)}{by}")
         return Flag(kind=s.kind, subject=s.subject, text=text, start=s.start, value=value, usual=usual,
                     peak=s.peak, unit=k.unit, score=s.score, pid=s.pid, new=s.new, section=k.section)
+
+    def _listen_flags(self, snap: Snapshot) -> list[Flag]:
+        """A program that begins to listen on a port it was never seen listening on (after the
+        warm-up: what listens at start is the usual) is flagged for LISTEN_HOLD_S."""
+        n = snap.net
+        for x in (n.listens if n is not None else ()):
+            key = (x.comm, x.port)
+            known = key in self._listeners
+            self._listeners[key] = self.ticks
+            if known or self.ticks <= WARM_TICKS:
+                continue
+            where = f"[{x.addr}]:{x.port}" if x.family == 6 else f"{x.addr}:{x.port}"
+            self._listening[key] = Flag(
+                kind="listen", subject=f"{x.comm} port {x.port}",
+                text=f"new: {_by(x.comm, x.pid)} listens on {where} (never seen before) since {_clock(x.time)}",
+                start=x.time, value=1.0, usual=0.0, peak=1.0, unit="", score=10.0, pid=x.pid, new=True,
+                section="net")
+        if len(self._listeners) > self.max_series:  # the least recently seen go
+            for key in sorted(self._listeners, key=self._listeners.get)[:len(self._listeners) // 10]:
+                del self._listeners[key]
+        for key, f in list(self._listening.items()):
+            if snap.time - f.start >= LISTEN_HOLD_S:
+                del self._listening[key]
+        return list(self._listening.values())
 
     def _always_flags(self, snap: Snapshot, dt: float) -> list[Flag]:
         """Lost events and full maps: any is flagged, held until CLEAR_TICKS ticks without."""

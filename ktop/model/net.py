@@ -10,10 +10,11 @@ from ktop.metrics import OTHER, Bounded, label
 from ktop.model import hist
 from ktop.model.common import push
 from ktop.model.section import Fold
-from ktop.snapshot import NetConn, NetOpen, NetSample, ProbeStatus, Snapshot, to_jsonable
+from ktop.snapshot import NetConn, NetListen, NetOpen, NetSample, ProbeStatus, Snapshot, to_jsonable
 
 MAX_PROCS = 5000  # (pid, protocol) rows kept: the most recently active
 MAX_REMOTES = 256  # remote addresses with a connect latency kept: the most recently connected to
+MAX_LISTENS = 100  # listen() starts kept: the newest
 LAT_SLOTS = 32
 
 
@@ -87,6 +88,7 @@ class NetModel:
     remotes: tuple[RemoteLatency, ...] = ()  # connect latency per remote address, most connections first
     open: tuple[NetOpen, ...] = ()  # TCP connections open at the last tick, most bytes first (bounded)
     open_total: int = 0  # how many were open (followed) then
+    listens: tuple[NetListen, ...] = ()  # listen() starts, newest first (MAX_LISTENS)
 
 
 def fold_procs(rows: tuple[NetProcRow, ...], s: NetSample, now: float, ctx: Fold,
@@ -157,7 +159,8 @@ def update(prev: Optional[NetModel], s: Optional[NetSample], snap: Snapshot, ctx
                     connect_buckets=_add(m.connect_buckets, s.connect_buckets), totals=totals,
                     tx_history=push(m.tx_history, tx / dt), rx_history=push(m.rx_history, rx / dt),
                     tx_bytes_per_s=tx / dt, rx_bytes_per_s=rx / dt,
-                    remotes=fold_remotes(m.remotes, s.conns, snap.time), open=s.open, open_total=s.open_total)
+                    remotes=fold_remotes(m.remotes, s.conns, snap.time), open=s.open, open_total=s.open_total,
+                    listens=(tuple(reversed(s.listens)) + m.listens)[:MAX_LISTENS] if s.listens else m.listens)
 
 
 def conn_json(c: NetConn) -> dict:
@@ -175,6 +178,11 @@ def open_json(c: NetOpen) -> dict:
             "retransmits": c.retransmits, "direction": "connect" if c.active else "accept"}
 
 
+def listen_json(x: NetListen) -> dict:
+    return {"time_unix_s": x.time, "pid": x.pid, "comm": x.comm, "family": x.family, "addr": x.addr,
+            "port": x.port}
+
+
 def document(section: Optional[NetModel], status: Optional[ProbeStatus], duration_s: float) -> dict:
     """The ``net`` section of ``ktop snapshot --json``: traffic per process and protocol over the run,
     every closed connection kept (oldest first), the connect latency histogram and run totals."""
@@ -187,6 +195,7 @@ def document(section: Optional[NetModel], status: Optional[ProbeStatus], duratio
         "connections": [conn_json(c) for c in reversed(m.conns)],
         "open_connections": [open_json(c) for c in m.open],
         "open_total": m.open_total,
+        "listens": [listen_json(x) for x in reversed(m.listens)],
         "connect_latency": {"count": hist.total(lat), "histogram": hist.buckets_json(lat, "us"),
                             "by_remote": [r.to_json() for r in m.remotes]},
         "totals": {"tx_bytes": t.tx_bytes, "rx_bytes": t.rx_bytes, "tx_bytes_per_s": t.tx_bytes / d,

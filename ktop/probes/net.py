@@ -14,6 +14,7 @@ import ipaddress
 import os
 import struct
 import time
+from dataclasses import replace
 from typing import Optional
 
 from ktop.probes import features
@@ -21,7 +22,7 @@ from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import percpu_sum_u64, read_slots, slot_deltas
 from ktop.probes.ringbuf import RingBuffer
-from ktop.snapshot import UNSUPPORTED, NetConn, NetOpen, NetProc, NetSample, kernel_cstr
+from ktop.snapshot import UNSUPPORTED, NetConn, NetListen, NetOpen, NetProc, NetSample, kernel_cstr
 
 NAME = "net"
 EV_CONN = 3  # KTOP_EV_CONN (bpf/ktop.h)
@@ -42,6 +43,7 @@ F_ACTIVE = 1
 F_PASSIVE = 2
 F_ESTABLISHED = 4
 F_RESET = 8
+F_LISTEN = 16
 
 AF_INET6 = 10
 
@@ -79,14 +81,18 @@ def format_addr(raw: bytes, family: int) -> str:
     return str(ipaddress.IPv4Address(bytes(raw[:4])))
 
 
-def decode_conn(raw: bytes, clock_offset: float) -> Optional[NetConn]:
-    """A closed-connection record (struct conn_event); None for another type or a short record."""
+def decode_conn(raw: bytes, clock_offset: float) -> Optional[NetConn | NetListen]:
+    """A closed-connection record (struct conn_event), or a listen's start (F_LISTEN); None for another
+    type or a short record."""
     if len(raw) < _CONN.size:
         return None
     (kind, pid, ts, duration_ns, connect_ns, tx_bytes, rx_bytes, retrans, flags, family, sport, dport, _pad,
      saddr, daddr, comm) = _CONN.unpack_from(raw, 0)
     if kind != EV_CONN:
         return None
+    if flags & F_LISTEN:
+        return NetListen(time=ts / 1e9 + clock_offset, pid=pid, comm=kernel_cstr(comm),
+                         family=6 if family == AF_INET6 else 4, addr=format_addr(saddr, family), port=sport)
     return NetConn(time=ts / 1e9 + clock_offset, pid=pid, comm=kernel_cstr(comm),
                    family=6 if family == AF_INET6 else 4,
                    saddr=format_addr(saddr, family), sport=sport, daddr=format_addr(daddr, family), dport=dport,
@@ -183,6 +189,7 @@ class NetProbe(ProbeWorker):
         self._maps: dict = {}
         self._ring: Optional[RingBuffer] = None
         self._conns: list[NetConn] = []
+        self._listens: list[NetListen] = []
         self._user_lost = 0
         self._prev_stats: dict[str, int] = {}
         self._prev_hist: tuple[int, ...] = (0,) * LAT_SLOTS
@@ -246,14 +253,16 @@ class NetProbe(ProbeWorker):
         records = self._ring.consume()
         if not records:
             return
-        room = MAX_QUEUED - len(self._conns)
+        room = MAX_QUEUED - len(self._conns) - len(self._listens)
         if len(records) > room:
             self._user_lost += len(records) - max(0, room)
             records = records[:max(0, room)]
         offset = self._clock_offset
         for raw in records:
             c = decode_conn(raw, offset)
-            if c is not None:
+            if isinstance(c, NetListen):
+                self._listens.append(c)
+            elif c is not None:
                 self._conns.append(c)
 
     def _read_hist(self) -> tuple[int, ...]:
@@ -297,6 +306,9 @@ class NetProbe(ProbeWorker):
         if self.options.pid is not None:  # -p: an accepted socket no process of ours has used is not ours
             open_conns = tuple(c for c in open_conns if c.pid)
         sample = build_sample(interval_s, proc_rows(deltas, comms), conns, dh, stats, user_lost, open_conns, n)
+        if self._listens:
+            sample = replace(sample, listens=tuple(self._listens))
+            self._listens = []
         self.add_lost(sample.lost)
         return sample
 

@@ -238,6 +238,32 @@ def test_an_ipv6_connection_has_its_addresses(work, tmp_path):
         (6, "::1", "::1", sport, dport, 5000)
 
 
+LISTENERS = r"""
+import socket
+a = socket.socket(); a.bind(("127.0.0.1", 0)); a.listen()
+b = socket.socket(socket.AF_INET6) if socket.has_ipv6 else None
+if b is not None:
+    b.bind(("::1", 0)); b.listen()
+print(a.getsockname()[1], b.getsockname()[1] if b is not None else 0)
+"""
+
+
+@pytest.mark.vm
+def test_each_listen_start_is_reported_with_its_process_address_and_port(work, tmp_path):
+    py = unique_copy(os.path.realpath(sys.executable), tmp_path, "kl")
+
+    def run():
+        p = subprocess.Popen([str(py), "-c", LISTENERS], stdout=subprocess.PIPE, text=True)
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0
+        return p.pid, [int(x) for x in out.split()]
+
+    net, (pid, (port4, port6)) = run_collecting(run)
+    mine = [(x["pid"], x["comm"], x["family"], x["addr"], x["port"]) for x in net["listens"] if x["comm"] == py.name]
+    want = [(pid, py.name, 4, "127.0.0.1", port4)] + ([(pid, py.name, 6, "::1", port6)] if port6 else [])
+    assert mine == want, net["listens"]
+
+
 @pytest.mark.vm
 def test_doctor_says_which_path_counts_the_bytes():
     """Tracepoints where the kernel has sock:sock_send_length (6.3+), kprobes before (the 6.1 guest)."""
