@@ -181,9 +181,10 @@ def test_a_reader_throttled_by_io_max_is_flagged_within_3_s(tmp_path):
         seen = None
         while seen is None and time.monotonic() - moved < 6:
             time.sleep(TICK_S)
-            flags = _latency_of(source.tick(), reader.pid)
+            snap = source.tick()
+            flags = _latency_of(snap, reader.pid)
             if flags:
-                seen = (time.monotonic() - moved, flags[0])
+                seen = (time.monotonic() - moved, flags[0], snap)
     finally:
         if reader is not None:
             reader.kill()
@@ -192,8 +193,10 @@ def test_a_reader_throttled_by_io_max_is_flagged_within_3_s(tmp_path):
         throttle.remove()
         data.unlink(missing_ok=True)
     assert seen is not None, f"not flagged within 6 s ({throttle.how})"
-    after, f = seen
+    after, f, snap = seen
     assert after <= 3.0, (after, f.text)
+    line = _now_line(snap)  # on screen: the header's "now" line of that tick
+    assert f"{name} (pid {reader.pid})" in line and "preadv" in line, line
     assert f.section == "syscalls" and f.value > 4 * f.usual and f.value > 5000, f  # µs
     assert f"{name} (pid {reader.pid})" in f.text and "the usual p99 of preadv" in f.text, f.text
     print(f"flagged {after:.1f} s after the throttle ({throttle.how}): {f.text}")
@@ -201,3 +204,23 @@ def test_a_reader_throttled_by_io_max_is_flagged_within_3_s(tmp_path):
 
 def _latency_of(snap, pid: int):
     return [f for f in snap.flags or () if f.kind == "syscall-latency" and f.pid == pid]
+
+
+def _now_line(snap) -> str:
+    """The dashboard's header "now" line for ``snap``, as the app draws it."""
+    import asyncio
+
+    from ktop.app import KtopApp
+    from ktop.model import build_model
+    from ktop.ui.widgets.header import HostHeader
+    from tests.ui import fakes
+
+    async def draw() -> str:
+        app = KtopApp(fakes.FakeSource(), autostart=False)
+        async with app.run_test(size=(240, 50)) as pilot:
+            app.show_model(build_model(None, snap))
+            await pilot.pause()
+            line = app.query_one(HostHeader)._now_line(app.model)
+            return line.plain if line is not None else ""
+
+    return asyncio.run(draw())
