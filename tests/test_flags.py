@@ -143,6 +143,21 @@ def test_a_program_that_begins_to_listen_on_a_new_port_is_flagged_for_a_minute()
     assert {(g.kind, g.subject) for _, fl in timeline for g in fl} == {("listen", "nc port 4444")}
 
 
+def test_a_flag_names_the_unit_of_its_process():
+    from ktop.snapshot import CgroupInfo
+
+    unit = CgroupInfo(id=77, path="/system.slice/postgresql.service", label="postgresql.service", kind="unit",
+                      unit="postgresql.service")
+    root = CgroupInfo(id=1, path="/", label="/", kind="root")
+
+    def stream():
+        for s in ticks(400, 1, Steps(bio_slow=(STEP, END))):
+            procs = tuple(replace(p, cgroup_id=77 if p.pid == 200 else 1) for p in s.processes)
+            yield replace(s, processes=procs, cgroups=(unit, root))
+    _first, _last, f = _span(_timeline(stream()), "bio-latency", "vda read")
+    assert f.text.endswith("by postgres (pid 200) in postgresql.service"), f.text
+
+
 def test_a_lost_events_burst_is_always_flagged():
     timeline = _timeline(ticks(600, 1, Steps(lost=(STEP, STEP + 5))))
     first, last, f = _span(timeline, "lost", "spawn")

@@ -93,7 +93,7 @@ FILE_SYSCALLS = frozenset((
 
 class _Series:
     __slots__ = ("kind", "subject", "mean", "dev", "n", "seen", "warm_born", "on", "quiet", "start", "peak",
-                 "score", "value", "usual", "exit", "enter", "pid", "who", "new", "over", "first")
+                 "score", "value", "usual", "exit", "enter", "pid", "who", "new", "over", "first", "cg", "cg_pid")
 
     def __init__(self, kind: str, subject: str, tick: int, warm_born: bool):
         self.kind, self.subject = kind, subject
@@ -106,6 +106,7 @@ class _Series:
         self.start = self.peak = self.score = self.value = self.usual = self.exit = self.enter = 0.0
         self.pid, self.who, self.new = 0, "", False
         self.over, self.first = 0, 0.0  # ticks in a row above the enter level, and the first's time
+        self.cg, self.cg_pid = "", 0  # the cgroup (unit, container, pod) of ``pid``, once looked up
 
 
 def _fmt(v: float, unit: str) -> str:
@@ -236,7 +237,10 @@ class FlagDetector:
                         s.on = False
         if len(series) > self.max_series:
             self._evict()
-        out = [self._flag(s) for s in series.values() if s.on]
+        on = [s for s in series.values() if s.on]
+        if any(s.pid and s.cg_pid != s.pid for s in on):
+            _name_cgroups(on, snap)
+        out = [self._flag(s) for s in on]
         out += self._always_flags(snap, dt)
         out += self._listen_flags(snap)
         out.sort(key=lambda f: -f.score)
@@ -280,6 +284,8 @@ class FlagDetector:
         k = KINDS[s.kind]
         value, usual = s.peak, s.usual  # the sentence says how far it went
         by = f", by {_by(s.who, s.pid)}" if s.who else f", by pid {s.pid}" if s.pid else ""
+        if by and s.cg:
+            by += f" in {s.cg}"
         subject = s.subject
         if s.kind.startswith("bio-"):  # "vda read" -> "reads on vda"
             disk, _, op = subject.partition(" ")
@@ -362,6 +368,16 @@ class FlagDetector:
 
 
 _FULL: dict[type, tuple[str, ...]] = {}
+
+
+def _name_cgroups(series: list, snap: Snapshot) -> None:
+    """Each flagged series' process's cgroup as the tables name it (a unit, a container, a pod), kept
+    once found (the process may exit while the flag holds); the root cgroup names nothing."""
+    where = {p.pid: p.cgroup_id for p in snap.processes}
+    labels = {c.id: c.label for c in snap.cgroups if c.kind != "root"}
+    for s in series:
+        if s.pid and s.cg_pid != s.pid and s.pid in where:
+            s.cg, s.cg_pid = labels.get(where[s.pid], ""), s.pid
 
 
 def _full_fields(cls: type) -> tuple[str, ...]:
