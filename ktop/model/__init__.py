@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from ktop import registry
 from ktop.model import flags as _flags
+from ktop.model.cgtree import build_tree
 from ktop.model.common import HISTORY, push, user_name  # noqa: F401 (the model's shared names)
 from ktop.model.section import SPAWN_ROWS, Fold
 from ktop.snapshot import HostInfo, ProbeStatus, ProcessInfo, Snapshot, SystemSample
@@ -51,6 +52,8 @@ class Model:
     # cgroup id -> CgroupInfo: every cgroup named in the run's snapshots (the newest MAX_CGROUPS)
     cgroups: Any = None
     http: Any = None  # ktop.model.http.HttpModel
+    # The Cgroups view's tree (ktop/model/cgtree.py), on the ticks it was open; else None.
+    cgroup_tree: Any = None
 
 
 def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS,
@@ -82,7 +85,10 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         mem_history=push(prev.mem_history if prev else (), mem_pct),
         ticks=(prev.ticks + 1) if prev else 1, probe_cpu_percent=cpu_pct,
         flags=_flags.fold(prev.flags if prev else None, snap),
-        cgroups=_merge_cgroups(prev.cgroups if prev else None, snap.cgroups), **sections)
+        cgroups=_merge_cgroups(prev.cgroups if prev else None, snap.cgroups),
+        cgroup_tree=None if snap.cgroup_stats is None else
+        build_tree(prev.cgroup_tree if prev else None, snap.cgroup_stats, snap.processes, snap.time),
+        **sections)
     if snap.focus is not None:
         same = prev is not None and prev.focus_detail is not None and snap.focus_detail is not None \
             and prev.focus_detail.pid == snap.focus_detail.pid

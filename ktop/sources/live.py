@@ -28,6 +28,7 @@ from ktop.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, LIVE, STARTING, ProbeStatus, Snapshot
 from ktop.sources import Source
 from ktop.system import cgroups as cgmod
+from ktop.system import cgstats
 from ktop.system import heap, host, procs
 
 
@@ -60,6 +61,8 @@ class LiveSource(Source):
         self.cgnames = cgmod.CgroupNames()
         self._cg_ids: frozenset = frozenset()
         self._cg_infos: tuple = ()
+        self.cgroup_view = False  # the Cgroups view is open: read every cgroup's figures each tick
+        self._cgstats: Optional[cgstats.CgroupStats] = None
 
     @property
     def scope_pids(self) -> tuple[int, ...]:
@@ -183,6 +186,17 @@ class LiveSource(Source):
         for w in old.values():
             w.stop()
 
+    def set_cgroup_view(self, on: bool) -> None:
+        self.cgroup_view = on
+
+    def _cgroup_stats(self) -> Optional[tuple]:
+        """Every cgroup's memory, I/O and pressure: only while the Cgroups view is open."""
+        if not self.cgroup_view:
+            return None
+        if self._cgstats is None:
+            self._cgstats = cgstats.CgroupStats()
+        return self._cgstats.sample()
+
     def _next_deadline(self) -> Optional[tuple[float, ProbeWorker]]:
         """The earliest timer a probe asked for (e.g. the end of a latency window)."""
         best = None
@@ -230,6 +244,7 @@ class LiveSource(Source):
             processes=processes,
             process_source=self.process_source,
             cgroups=self._cgroups(processes, samples.get("spawn")),
+            cgroup_stats=self._cgroup_stats(),
             **_sections(samples),
         )
         snap = self.flag_detector.stamp(snap)
