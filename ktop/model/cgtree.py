@@ -84,10 +84,14 @@ def build_tree(prev: Optional[CgroupTree], stats: tuple[CgroupStat, ...], proces
     return CgroupTree(tuple(nodes), now)
 
 
+def within(path: str, top: str) -> bool:
+    """Is cgroup ``path`` the cgroup ``top`` or below it (paths relative to the v2 root)?"""
+    return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
+
+
 def subtree(tree: CgroupTree, path: str) -> list[CgroupNode]:
     """The node at ``path`` and every node below it."""
-    inside = path.rstrip("/") + "/"
-    return [n for n in tree.nodes if n.path == path or n.path.startswith(inside) or path == "/"]
+    return [n for n in tree.nodes if within(n.path, path)]
 
 
-__all__ = ["CgroupNode", "CgroupTree", "build_tree", "subtree"]
+__all__ = ["CgroupNode", "CgroupTree", "build_tree", "subtree", "within"]

@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
+from ktop.model.cgtree import within
 from ktop.model.flags import FlagDetector
 from ktop.probes import bpfstats, features, leftovers
 from ktop.probes.base import ProbeOptions, ProbeWorker
@@ -278,14 +279,13 @@ class LiveSource(Source):
         top = self.options.extra.get("cgroup_path")
         if not top:
             return rows
-        inside = top.rstrip("/") + "/"
         keep = {}
         out = []
         for r in rows:
             ok = keep.get(r.cgroup_id)
             if ok is None:
                 path = self.cgnames.path(r.cgroup_id)
-                ok = keep[r.cgroup_id] = path is not None and (path == top or path.startswith(inside) or top == "/")
+                ok = keep[r.cgroup_id] = path is not None and within(path, top)
             if ok:
                 out.append(r)
         return tuple(out)

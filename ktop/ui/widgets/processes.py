@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 
 from ktop.model import Model
+from ktop.model.cgtree import within
 from ktop.model.format import human_bytes
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.widgets.panel import Panel
@@ -169,6 +170,20 @@ def group_rows(processes) -> list[Row]:
     return rows
 
 
+def in_cgroup(processes, cgroups: dict, path: str) -> tuple:
+    """The processes whose cgroup (``cgroups``: id -> CgroupInfo) is ``path`` or below it."""
+    keep: dict = {}
+    out = []
+    for p in processes:
+        ok = keep.get(p.cgroup_id)
+        if ok is None:
+            c = cgroups.get(p.cgroup_id)
+            ok = keep[p.cgroup_id] = c is not None and within(c.path, path)
+        if ok:
+            out.append(p)
+    return tuple(out)
+
+
 def tree_order(processes) -> list[tuple[int, object]]:
     """Processes in tree order (parents before children, by PID) as (depth, process)."""
     by_pid = {p.pid: p for p in processes}
@@ -208,6 +223,8 @@ class ProcessPanel(Panel):
         self.user_filter: str | None = None  # F4
         self.tree_view = False  # F5
         self.group_view = False  # c: one row per cgroup
+        self.cgroup_filter: str | None = None  # Enter in the Cgroups view: this cgroup path and below
+        self._cgroup_label = ""
         self._flat_sort = (3, True)
         self.model: Model | None = None
         self.scope_pids = tuple(scope_pids)  # -p: the table holds these processes and their descendants
@@ -218,6 +235,8 @@ class ProcessPanel(Panel):
         procs = model.processes
         if self.user_filter is not None:
             procs = tuple(p for p in procs if p.user == self.user_filter)
+        if self.cgroup_filter is not None:
+            procs = in_cgroup(procs, model.cgroups or {}, self.cgroup_filter)
         if not self.group_view:
             show_cgroup_column(self.table, COLUMNS, any_cgroup(model.cgroups))
         if self.group_view:
@@ -231,6 +250,8 @@ class ProcessPanel(Panel):
         title += f" of {len(model.processes)})" if len(procs) != len(model.processes) else ")"
         if self.user_filter is not None:
             title += f" user {clean(self.user_filter)}"
+        if self.cgroup_filter is not None:
+            title += f" cgroup {clean(self._cgroup_label or self.cgroup_filter, 40)} (C, Enter on /: all)"
         if self.group_view:
             title += f" by cgroup: {len(rows)}"
         elif self.tree_view:
@@ -264,6 +285,12 @@ class ProcessPanel(Panel):
         self.tree_view = on
         self.table.keep_order = on
         self.table._relabel()
+        if self.model is not None:
+            self.update_from(self.model)
+
+    def set_cgroup(self, path: str | None, label: str = "") -> None:
+        """Only the processes of cgroup ``path`` and below (None: every process)."""
+        self.cgroup_filter, self._cgroup_label = path, label
         if self.model is not None:
             self.update_from(self.model)
 

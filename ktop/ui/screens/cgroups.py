@@ -1,0 +1,188 @@
+"""C: the cgroup v2 tree, each node with its subtree's processes and CPU %, its memory.current,
+I/O rates and pressure (PSI some avg10), named as the unit, container or pod it is.
+
+The figures are read by the collector thread (ktop/system/cgstats.py) only while this screen is
+open: it tells the source on mount and on unmount. Sorting orders siblings and keeps each node
+under its parent; the filter keeps a match's ancestors; ``-`` / ``+`` collapse and expand a node
+(htop's tree keys). Enter on a node filters the process table to that subtree (Enter on the root:
+every process again).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Input
+
+from ktop.model import Model
+from ktop.model.cgtree import CgroupNode, CgroupTree
+from ktop.model.format import human_bytes
+from ktop.model.text import clean, safe_text
+from ktop.ui.screens import ModelScreen
+from ktop.ui.widgets.panel import StatusLine
+from ktop.ui.widgets.table import Column, KTable, Row
+
+COLUMNS = (
+    Column("cgroup", "CGROUP/UNIT", 40),
+    Column("procs", "PROCS", 6, numeric=True, desc=True),
+    Column("cpu", "CPU%", 6, numeric=True, desc=True),
+    Column("mem", "MEM", 7, numeric=True, desc=True),
+    Column("read", "READ/s", 8, numeric=True, desc=True),
+    Column("write", "WRITE/s", 8, numeric=True, desc=True),
+    Column("psi_cpu", "PSI CPU", 7, numeric=True, desc=True),
+    Column("psi_io", "PSI IO", 7, numeric=True, desc=True),
+    Column("psi_mem", "PSI MEM", 7, numeric=True, desc=True),
+    Column("path", "PATH", None),
+)
+
+
+def _num(text: str) -> Text:
+    return Text(text, justify="right", no_wrap=True)
+
+
+def _opt(v, fmt) -> str:
+    return "-" if v is None else fmt(v)
+
+
+def node_row(n: CgroupNode, has_children: bool, collapsed: bool) -> Row:
+    mark = ("▸ " if collapsed else "▾ ") if has_children else "  "
+    return Row(
+        key=n.id, parent=n.parent,
+        sort_values=(clean(n.label), n.procs, n.cpu_percent, n.memory_bytes, n.read_bps, n.write_bps,
+                     n.psi_cpu_percent, n.psi_io_percent, n.psi_memory_percent, n.path),
+        cells=(safe_text("  " * n.depth + mark + n.label, limit=120), _num(str(n.procs)), _num(f"{n.cpu_percent:.1f}"),
+               _num(_opt(n.memory_bytes, human_bytes)), _num(_opt(n.read_bps, lambda v: human_bytes(int(v)))),
+               _num(_opt(n.write_bps, lambda v: human_bytes(int(v)))),
+               _num(_opt(n.psi_cpu_percent, "{:.2f}".format)), _num(_opt(n.psi_io_percent, "{:.2f}".format)),
+               _num(_opt(n.psi_memory_percent, "{:.2f}".format)), safe_text(n.path, limit=400)),
+        search=f"{clean(n.label)} {clean(n.path)}".lower())
+
+
+def tree_rows(tree: CgroupTree, collapsed: set[int]) -> list[Row]:
+    """A row per node, none below a collapsed one."""
+    parents = {n.parent for n in tree.nodes}
+    hidden: set[int] = set()
+    rows = []
+    for n in tree.nodes:  # parents first
+        if n.parent in hidden or n.parent in collapsed:
+            hidden.add(n.id)
+            continue
+        rows.append(node_row(n, n.id in parents, n.id in collapsed))
+    return rows
+
+
+class CgroupsScreen(ModelScreen):
+    BINDINGS = [
+        Binding("escape,backspace,C", "close", "Back"),
+        Binding("minus", "collapse", "Collapse"),
+        Binding("plus,equals_sign", "expand", "Expand"),
+        Binding("slash,f3", "filter", "Filter"),
+        Binding("q,f10", "app.quit", "Quit"),
+    ]
+    DEFAULT_CSS = """
+    CgroupsScreen #cg-status { height: 1; }
+    CgroupsScreen #cg-table { height: 1fr; }
+    CgroupsScreen #cg-filter { display: none; height: 3; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collapsed: set[int] = set()
+        self.cgtree: Optional[CgroupTree] = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="cg-status")
+        yield KTable(COLUMNS, sort_column=2, reverse=True, id="cg-table", nested=True)
+        yield Input(placeholder="filter: unit, container, pod or path (Enter keeps, Esc clears)", id="cg-filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = self.app
+        self._tell_source(True)
+        collector = getattr(app, "_collector", None)
+        if collector is not None:
+            collector.tick_now()  # the figures now, not at the next interval
+        model = getattr(app, "model", None)
+        if model is not None:
+            self.update_from(model)
+        self.query_one(KTable).focus()
+
+    def on_unmount(self) -> None:
+        self._tell_source(False)
+
+    def _tell_source(self, on: bool) -> None:
+        tell = getattr(self.app.source, "set_cgroup_view", None)  # a test's fake source may not have it
+        if tell is not None:
+            tell(on)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def _cursor_id(self) -> Optional[int]:
+        key = self.query_one(KTable).cursor_key
+        return int(key) if key is not None else None
+
+    def action_collapse(self) -> None:
+        cid = self._cursor_id()
+        if cid is not None:
+            self.collapsed.add(cid)
+            self._draw()
+
+    def action_expand(self) -> None:
+        cid = self._cursor_id()
+        if cid is not None:
+            self.collapsed.discard(cid)
+            self._draw()
+
+    def action_filter(self) -> None:
+        inp = self.query_one("#cg-filter", Input)
+        inp.display = True
+        inp.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.query_one(KTable).set_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        event.input.display = bool(event.value)
+        self.query_one(KTable).focus()
+
+    def on_key(self, event) -> None:
+        inp = self.query_one("#cg-filter", Input)
+        if event.key == "escape" and inp.has_focus:
+            event.stop()
+            inp.value = ""
+            inp.display = False
+            self.query_one(KTable).set_filter("")
+            self.query_one(KTable).focus()
+
+    def on_data_table_row_selected(self, event) -> None:
+        """Enter: the process table shows that subtree's processes (the root: all of them)."""
+        event.stop()
+        node = self.cgtree.by_id().get(self._cursor_id() or 0) if self.cgtree is not None else None
+        if node is None:
+            return
+        self.dismiss(None)
+        self.app.filter_cgroup(None if node.path == "/" else node.path, node.label)
+
+    def update_from(self, model: Model) -> None:
+        self.cgtree = model.cgroup_tree
+        self._draw()
+
+    def _draw(self) -> None:
+        line = Text(no_wrap=True, overflow="ellipsis")
+        tree = self.cgtree
+        if tree is None:
+            replaying = getattr(self.app, "replaying", False)
+            line.append(" no cgroup figures in this recording (the view was not open while it recorded)" if replaying
+                        else " reading the cgroups…")
+        else:
+            line.append(f" {len(tree.nodes)} cgroups", style="bold")
+            line.append("  Enter: their processes in the table  - +: collapse, expand  /: filter  Esc: back"
+                        "  (MEM, I/O '-': controller not enabled there)")
+        self.query_one("#cg-status", StatusLine).update(line)
+        self.query_one(KTable).update_rows(tree_rows(tree, self.collapsed) if tree is not None else [])
