@@ -52,6 +52,34 @@ def set_cgroups(cgroups) -> None:
     _labels = cgroups or {}
 
 
+# PID -> cgroup id for the tables whose rows carry only a PID (syscalls, bio): the process table's,
+# else the exec spawn saw (a process gone since); made once per model, when first asked
+_pid_model: object = None
+_pid_cgroups: Optional[dict] = None
+
+
+def sync_cgroups(model: Model) -> None:
+    """The labels and PIDs of ``model`` for :func:`pid_cgroup_label`; the same model again costs nothing."""
+    global _pid_model, _pid_cgroups
+    if _pid_model is model:
+        return
+    set_cgroups(model.cgroups)
+    _pid_model, _pid_cgroups = model, None
+
+
+def pid_cgroup_label(pid: int) -> str:
+    global _pid_cgroups
+    if _pid_cgroups is None:
+        m: dict = {}
+        model = _pid_model
+        if model is not None:
+            sp = getattr(model, "spawns", None)
+            m.update((r.pid, r.cgroup_id) for r in (sp.rows if sp is not None else ()) if r.cgroup_id)
+            m.update((p.pid, p.cgroup_id) for p in model.processes if p.cgroup_id)
+        _pid_cgroups = m
+    return cgroup_label(_pid_cgroups.get(pid, 0))
+
+
 def any_cgroup(cgroups) -> bool:
     """Is a process or exec outside the root cgroup (the CGROUP/UNIT column has something to say)?"""
     return any(c.kind != "root" for c in (cgroups or {}).values())
@@ -59,10 +87,11 @@ def any_cgroup(cgroups) -> bool:
 
 # Narrower than this, COMMAND keeps the room (the `c` view shows the cgroups instead)
 CGROUP_COLUMN_MIN_WIDTH = 120
+PROC_CGROUP_MIN_WIDTH = 72  # the probes' per-process tables (a few numbers and COMM): enough room from here
 
 
-def show_cgroup_column(table: KTable, columns, on: bool) -> None:
-    on = on and table.size.width >= CGROUP_COLUMN_MIN_WIDTH
+def show_cgroup_column(table: KTable, columns, on: bool, min_width: int = CGROUP_COLUMN_MIN_WIDTH) -> None:
+    on = on and table.size.width >= min_width
     want = list(columns) if on else [c for c in columns if c.key != "cgroup"]
     if [c.key for c in table.columns_spec] != [c.key for c in want]:
         table.set_columns(want)
@@ -231,7 +260,7 @@ class ProcessPanel(Panel):
 
     def update_from(self, model: Model) -> None:
         self.model = model
-        set_cgroups(model.cgroups)
+        sync_cgroups(model)
         procs = model.processes
         if self.user_filter is not None:
             procs = tuple(p for p in procs if p.user == self.user_filter)
