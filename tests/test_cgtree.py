@@ -117,3 +117,47 @@ def test_parsers_take_what_the_kernel_writes_and_nothing_else():
 
 def test_no_v2_hierarchy_reads_nothing(tmp_path):
     assert cgstats.CgroupStats(str(tmp_path / "missing"), v1={}).sample() == ()
+
+
+def test_the_documents_cgroups_carry_memory_io_and_pressure_of_the_last_tick_and_fit_the_schema(tmp_path):
+    import json
+
+    import pytest
+
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed (the test extra has it)")
+    from ktop import schema
+    from ktop.model import build_model, snapshot_document
+    from ktop.snapshot import CgroupInfo
+
+    root, ids = _v2(tmp_path)
+    web = ids["/system.slice/web.service"]
+    snap = fakes.snapshot(processes=(replace(fakes.proc(10, 1, comm="a"), cgroup_id=web),
+                                     replace(fakes.proc(11, 1, comm="b"), cgroup_id=ids["/"])))
+    snap = replace(snap, cgroups=(CgroupInfo(web, "/system.slice/web.service", "web.service", "unit", "web.service"),
+                                  CgroupInfo(ids["/"], "/", "/", "root")))
+    recorded = snapshot_document(build_model(None, snap), 1.0)  # no figures read (a recording): nulls
+    assert {c["memory_current_bytes"] for c in recorded["cgroups"]} == {None}
+    doc = snapshot_document(build_model(None, replace(snap, cgroup_stats=cgstats.CgroupStats(str(root), v1={})
+                                                      .sample())), 1.0)
+    by = {c["id"]: c for c in doc["cgroups"]}
+    assert {k: by[web][k] for k in ("memory_current_bytes", "io_read_bytes", "io_write_bytes", "psi_cpu_percent",
+                                    "psi_io_percent", "psi_memory_percent")} == {
+        "memory_current_bytes": 2000, "io_read_bytes": 100, "io_write_bytes": 10, "psi_cpu_percent": 12.5,
+        "psi_io_percent": 1.25, "psi_memory_percent": 0.5}
+    assert by[ids["/"]]["memory_current_bytes"] is None and by[ids["/"]]["psi_cpu_percent"] == 5.0
+    for d in (recorded, doc):
+        jsonschema.Draft202012Validator(schema.load("snapshot")).validate(json.loads(json.dumps(d)))
+
+
+def test_a_file_a_cgroup_lacks_is_asked_for_again_only_after_a_while(tmp_path):
+    root, ids = _v2(tmp_path)
+    now = [0.0]
+    collector = cgstats.CgroupStats(str(root), v1={}, clock=lambda: now[0])
+    slice_ = ids["/system.slice"]
+    assert {s.id: s for s in collector.sample()}[ids["/"]].memory_bytes is None
+    (root / "memory.current").write_text("77\n")  # a controller enabled meanwhile
+    now[0] = cgstats.RECHECK_S / 2
+    by = {s.id: s for s in collector.sample()}
+    assert by[ids["/"]].memory_bytes is None and by[slice_].memory_bytes == 3000  # present files: every tick
+    now[0] = cgstats.RECHECK_S + 0.1
+    assert {s.id: s for s in collector.sample()}[ids["/"]].memory_bytes == 77

@@ -111,6 +111,15 @@ def _merge_cgroups(prev: Optional[dict], new) -> dict:
     return out
 
 
+def _cgroup_figures(n) -> dict:
+    """A cgroup's memory, I/O bytes and pressure at the document's last tick (ktop/model/cgtree.py); null
+    where the kernel has no figure or nothing read them (a recording)."""
+    return {"memory_current_bytes": n.memory_bytes if n else None, "io_read_bytes": n.io_read_bytes if n else None,
+            "io_write_bytes": n.io_write_bytes if n else None,
+            "psi_cpu_percent": n.psi_cpu_percent if n else None, "psi_io_percent": n.psi_io_percent if n else None,
+            "psi_memory_percent": n.psi_memory_percent if n else None}
+
+
 def _label_rows(doc: dict, by_pid: dict[int, int], names: dict, used: set) -> None:
     """Every per-process row of every probe's section gets ``cgroup`` (a label) and ``cgroup_id``,
     from its own id (spawn) or its PID's (the process table, then the execs seen)."""
@@ -180,8 +189,9 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
     by_pid.update((p.pid, p.cgroup_id) for p in model.processes if p.cgroup_id)
     used = {p.cgroup_id for p in model.processes if p.cgroup_id in names}
     _label_rows(doc, by_pid, names, used)
+    figures = model.cgroup_tree.by_id() if model.cgroup_tree is not None else {}
     doc["cgroups"] = [{"id": c.id, "path": c.path, "label": c.label, "kind": c.kind, "unit": c.unit,
-                       "container": c.container, "runtime": c.runtime, "pod": c.pod}
+                       "container": c.container, "runtime": c.runtime, "pod": c.pod, **_cgroup_figures(figures.get(i))}
                       for i, c in names.items() if i in used]
     return doc
 
