@@ -112,6 +112,9 @@ async def test_the_filter_keeps_the_ancestors_of_a_match():
         await pilot.press(*"web")
         await pilot.pause()
         assert [x.strip("▾▸ ") for x in _labels(t)] == ["/", "system.slice", "web.service"]
+        await pilot.press("escape")  # clears the filter; the view stays
+        await pilot.pause()
+        assert isinstance(app.screen, CgroupsScreen) and len(_labels(t)) == 6
 
 
 async def test_enter_filters_the_process_table_to_the_subtree_and_enter_on_the_root_clears_it():

@@ -22,7 +22,7 @@ from ktop.model.cgtree import CgroupNode, CgroupTree
 from ktop.model.format import human_bytes
 from ktop.model.text import clean, safe_text
 from ktop.ui.screens import ModelScreen
-from ktop.ui.widgets.panel import StatusLine
+from ktop.ui.widgets.panel import Panel, StatusLine
 from ktop.ui.widgets.table import Column, KTable, Row
 
 COLUMNS = (
@@ -74,100 +74,33 @@ def tree_rows(tree: CgroupTree, collapsed: set[int]) -> list[Row]:
     return rows
 
 
-class CgroupsScreen(ModelScreen):
-    BINDINGS = [
-        Binding("escape,backspace,C", "close", "Back"),
-        Binding("minus", "collapse", "Collapse"),
-        Binding("plus,equals_sign", "expand", "Expand"),
-        Binding("slash,f3", "filter", "Filter"),
-        Binding("q,f10", "app.quit", "Quit"),
-    ]
-    DEFAULT_CSS = """
-    CgroupsScreen #cg-status { height: 1; }
-    CgroupsScreen #cg-table { height: 1fr; }
-    CgroupsScreen #cg-filter { display: none; height: 3; }
-    """
+class CgroupTreePanel(Panel):
+    """The tree's table, with the status line and the filter every panel has (``/``, F6 come from the app)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    panel_title = "Cgroups"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
         self.collapsed: set[int] = set()
         self.cgtree: Optional[CgroupTree] = None
 
     def compose(self) -> ComposeResult:
-        yield StatusLine(id="cg-status")
+        yield StatusLine(id="cg-status", classes="status")
         yield KTable(COLUMNS, sort_column=2, reverse=True, id="cg-table", nested=True)
-        yield Input(placeholder="filter: unit, container, pod or path (Enter keeps, Esc clears)", id="cg-filter")
-        yield Footer()
+        yield Input(placeholder="filter: unit, container, pod or path (Enter keeps, Esc clears)",
+                    classes="filter", id=f"{self.id}-filter")
 
-    def on_mount(self) -> None:
-        app = self.app
-        self._tell_source(True)
-        collector = getattr(app, "_collector", None)
-        if collector is not None:
-            collector.tick_now()  # the figures now, not at the next interval
-        model = getattr(app, "model", None)
-        if model is not None:
-            self.update_from(model)
-        self.query_one(KTable).focus()
+    def cursor_node(self) -> Optional[CgroupNode]:
+        key = self.table.cursor_key
+        if key is None or self.cgtree is None:
+            return None
+        return self.cgtree.by_id().get(int(key))
 
-    def on_unmount(self) -> None:
-        self._tell_source(False)
-
-    def _tell_source(self, on: bool) -> None:
-        tell = getattr(self.app.source, "set_cgroup_view", None)  # a test's fake source may not have it
-        if tell is not None:
-            tell(on)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
-
-    def _cursor_id(self) -> Optional[int]:
-        key = self.query_one(KTable).cursor_key
-        return int(key) if key is not None else None
-
-    def action_collapse(self) -> None:
-        cid = self._cursor_id()
-        if cid is not None:
-            self.collapsed.add(cid)
+    def collapse(self, on: bool) -> None:
+        node = self.cursor_node()
+        if node is not None:
+            (self.collapsed.add if on else self.collapsed.discard)(node.id)
             self._draw()
-
-    def action_expand(self) -> None:
-        cid = self._cursor_id()
-        if cid is not None:
-            self.collapsed.discard(cid)
-            self._draw()
-
-    def action_filter(self) -> None:
-        inp = self.query_one("#cg-filter", Input)
-        inp.display = True
-        inp.focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        event.stop()
-        self.query_one(KTable).set_filter(event.value)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        event.input.display = bool(event.value)
-        self.query_one(KTable).focus()
-
-    def on_key(self, event) -> None:
-        inp = self.query_one("#cg-filter", Input)
-        if event.key == "escape" and inp.has_focus:
-            event.stop()
-            inp.value = ""
-            inp.display = False
-            self.query_one(KTable).set_filter("")
-            self.query_one(KTable).focus()
-
-    def on_data_table_row_selected(self, event) -> None:
-        """Enter: the process table shows that subtree's processes (the root: all of them)."""
-        event.stop()
-        node = self.cgtree.by_id().get(self._cursor_id() or 0) if self.cgtree is not None else None
-        if node is None:
-            return
-        self.dismiss(None)
-        self.app.filter_cgroup(None if node.path == "/" else node.path, node.label)
 
     def update_from(self, model: Model) -> None:
         self.cgtree = model.cgroup_tree
@@ -185,4 +118,65 @@ class CgroupsScreen(ModelScreen):
             line.append("  Enter: their processes in the table  - +: collapse, expand  /: filter  Esc: back"
                         "  (MEM, I/O '-': controller not enabled there)")
         self.query_one("#cg-status", StatusLine).update(line)
-        self.query_one(KTable).update_rows(tree_rows(tree, self.collapsed) if tree is not None else [])
+        self.table.update_rows(tree_rows(tree, self.collapsed) if tree is not None else [])
+        self.set_titles(Text(f"Cgroups ({len(tree.nodes)})" if tree is not None else "Cgroups"))
+
+
+class CgroupsScreen(ModelScreen):
+    BINDINGS = [
+        Binding("escape,backspace,C", "close", "Back"),
+        Binding("minus", "collapse(True)", "Collapse"),
+        Binding("plus,equals_sign", "collapse(False)", "Expand"),
+        Binding("q,f10", "app.quit", "Quit"),
+    ]
+    DEFAULT_CSS = """
+    CgroupsScreen CgroupTreePanel { height: 1fr; border: round $accent; }
+    CgroupsScreen #cg-table { height: 1fr; }
+    CgroupsScreen .filter { display: none; height: 3; }
+    CgroupsScreen .status { height: 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield CgroupTreePanel(id="cgroups")
+        yield Footer()
+
+    @property
+    def panel(self) -> CgroupTreePanel:
+        return self.query_one(CgroupTreePanel)
+
+    def on_mount(self) -> None:
+        app = self.app
+        self._tell_source(True)
+        collector = getattr(app, "_collector", None)
+        if collector is not None:
+            collector.tick_now()  # the figures now, not at the next interval
+        model = getattr(app, "model", None)
+        if model is not None:
+            self.update_from(model)
+        self.panel.table.focus()
+
+    def on_unmount(self) -> None:
+        self._tell_source(False)
+
+    def _tell_source(self, on: bool) -> None:
+        tell = getattr(self.app.source, "set_cgroup_view", None)  # a test's fake source may not have it
+        if tell is not None:
+            tell(on)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_collapse(self, on: bool) -> None:
+        self.panel.collapse(on)
+
+    def on_data_table_row_selected(self, event) -> None:
+        """Enter: the process table shows that subtree's processes (the root: all of them)."""
+        event.stop()
+        node = self.panel.cursor_node()
+        if node is None:
+            return
+        self.dismiss(None)
+        self.app.filter_cgroup(None if node.path == "/" else node.path, node.label)
+
+    def update_from(self, model: Model) -> None:
+        self.panel.update_from(model)
