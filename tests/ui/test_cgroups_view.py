@@ -134,3 +134,14 @@ async def test_enter_filters_the_process_table_to_the_subtree_and_enter_on_the_r
         await pilot.press("enter")
         await pilot.pause()
         assert len(app.query_one("#proc-table", KTable).ordered_rows) == 4
+
+
+def test_cgroups_view_svg(snap_compare):
+    app = KtopApp(Source(), autostart=False)
+
+    async def run_before(pilot):
+        app.show_model(_models()[1])
+        await pilot.press("C")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(160, 20), run_before=run_before)
