@@ -93,6 +93,23 @@ def test_the_tree_sums_cpu_and_processes_over_the_subtree_and_rates_io(tmp_path)
     assert len(subtree(t2, "/system.slice")) == 3
 
 
+def test_socket_bytes_add_up_by_the_cgroup_of_each_pid(tmp_path):
+    from ktop.snapshot import NetProc, NetSample
+
+    root, ids = _v2(tmp_path)
+    web, slice_ = ids["/system.slice/web.service"], ids["/system.slice"]
+    procs = (replace(fakes.proc(10, 1, comm="a"), cgroup_id=web), replace(fakes.proc(12, 1, comm="c"), cgroup_id=slice_))
+    net = NetSample(interval_s=2.0, procs=(NetProc(10, "a", "tcp", tx_bytes=1000, rx_bytes=4000),
+                                           NetProc(10, "a", "udp", tx_bytes=1000),
+                                           NetProc(12, "c", "tcp", rx_bytes=2000),
+                                           NetProc(99, "gone", "tcp", rx_bytes=9999)))  # no process row: nowhere
+    n = build_tree(None, cgstats.CgroupStats(str(root), v1={}).sample(), procs, 1.0, net).by_id()
+    assert (n[web].net_rx_bps, n[web].net_tx_bps) == (2000.0, 1000.0)
+    assert (n[slice_].net_rx_bps, n[slice_].net_tx_bps) == (3000.0, 1000.0)
+    assert n[ids["/"]].net_rx_bps == 3000.0
+    assert build_tree(None, cgstats.CgroupStats(str(root), v1={}).sample(), procs, 1.0).by_id()[web].net_rx_bps is None
+
+
 def test_a_removed_cgroup_leaves_the_tree(tmp_path):
     root, ids = _v2(tmp_path)
     collector = cgstats.CgroupStats(str(root), v1={})

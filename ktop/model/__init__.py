@@ -87,7 +87,7 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         flags=_flags.fold(prev.flags if prev else None, snap),
         cgroups=_merge_cgroups(prev.cgroups if prev else None, snap.cgroups),
         cgroup_tree=None if snap.cgroup_stats is None else
-        build_tree(prev.cgroup_tree if prev else None, snap.cgroup_stats, snap.processes, snap.time),
+        build_tree(prev.cgroup_tree if prev else None, snap.cgroup_stats, snap.processes, snap.time, snap.net),
         **sections)
     if snap.focus is not None:
         same = prev is not None and prev.focus_detail is not None and snap.focus_detail is not None \

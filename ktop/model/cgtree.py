@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ktop.snapshot import CgroupStat, ProcessInfo
+from ktop.snapshot import CgroupStat, NetSample, ProcessInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,9 @@ class CgroupNode:
     psi_memory_percent: Optional[float]
     io_read_bytes: Optional[int] = None  # the cumulative counters the next tick's rates start from
     io_write_bytes: Optional[int] = None
+    # socket bytes a second of its subtree's processes (the net probe's last interval); None without it
+    net_rx_bps: Optional[float] = None
+    net_tx_bps: Optional[float] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,19 +58,34 @@ def _rate(now: Optional[int], was: Optional[int], dt: float) -> Optional[float]:
     return max(0, now - was) / dt  # a counter that went back (a recreated cgroup) is no I/O
 
 
+def _up(parent_of: dict, cg: Optional[int]):
+    """``cg`` and every ancestor of it that the walk found."""
+    while cg is not None and cg in parent_of:
+        yield cg
+        cg = parent_of[cg]
+
+
 def build_tree(prev: Optional[CgroupTree], stats: tuple[CgroupStat, ...], processes: tuple[ProcessInfo, ...],
-               now: float) -> CgroupTree:
-    """The tree of ``stats`` (parents before children, as the walk gives them)."""
+               now: float, net: Optional[NetSample] = None) -> CgroupTree:
+    """The tree of ``stats`` (parents before children, as the walk gives them); ``net``: the net
+    probe's sample of the tick, its bytes summed by the cgroup of each PID."""
     id_of = {s.path: s.id for s in stats}
     parent_of = {s.id: id_of.get(_parent_path(s.path)) for s in stats}  # type: ignore[arg-type]
     cpu: dict[int, float] = {}
     count: dict[int, int] = {}
     for p in processes:
-        cg = p.cgroup_id
-        while cg is not None and cg in parent_of:  # the process's cgroup and every ancestor
+        for cg in _up(parent_of, p.cgroup_id):
             cpu[cg] = cpu.get(cg, 0.0) + p.cpu_percent
             count[cg] = count.get(cg, 0) + 1
-            cg = parent_of[cg]
+    rx: dict[int, float] = {}
+    tx: dict[int, float] = {}
+    if net is not None:
+        dt = net.interval_s if net.interval_s > 0 else 1.0
+        cg_of = {p.pid: p.cgroup_id for p in processes}
+        for n in net.procs:
+            for cg in _up(parent_of, cg_of.get(n.pid)):
+                rx[cg] = rx.get(cg, 0.0) + n.rx_bytes / dt
+                tx[cg] = tx.get(cg, 0.0) + n.tx_bytes / dt
     old = prev.by_id() if prev is not None else {}
     dt = now - prev.time if prev is not None else 0.0
     nodes = []
@@ -80,7 +98,8 @@ def build_tree(prev: Optional[CgroupTree], stats: tuple[CgroupStat, ...], proces
             read_bps=_rate(s.io_read_bytes, was.io_read_bytes, dt) if was else None,
             write_bps=_rate(s.io_write_bytes, was.io_write_bytes, dt) if was else None,
             psi_cpu_percent=s.psi_cpu_percent, psi_io_percent=s.psi_io_percent, psi_memory_percent=s.psi_memory_percent,
-            io_read_bytes=s.io_read_bytes, io_write_bytes=s.io_write_bytes))
+            io_read_bytes=s.io_read_bytes, io_write_bytes=s.io_write_bytes,
+            net_rx_bps=None if net is None else rx.get(s.id, 0.0), net_tx_bps=None if net is None else tx.get(s.id, 0.0)))
     return CgroupTree(tuple(nodes), now)
 
 

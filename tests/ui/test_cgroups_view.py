@@ -78,7 +78,8 @@ async def test_c_shows_the_tree_nested_siblings_by_cpu_and_the_source_reads_only
         by = {r[0].strip("▾▸ "): r for r in rows}
         assert by["system.slice"][1:3] == ["2", "100.0"]  # its subtree's processes and CPU %
         assert by["/"][1:4] == ["4", "105.0", "-"]  # no memory.current at the root
-        assert by["web.service"][4] == "1.1K" and by["web.service"][6] == "1.50"  # 11 * 100 B in 1 s
+        assert by["web.service"][4] == "1.1K" and by["web.service"][8] == "1.50"  # 11 * 100 B in 1 s
+        assert by["web.service"][6:8] == ["-", "-"]  # no net probe: no socket figures
         assert all("\x1b" not in c for r in rows for c in r)
         t.set_sort(2, False)  # CPU ascending: siblings flip, children stay under their parents
         await pilot.pause()

@@ -1,5 +1,6 @@
-"""C: the cgroup v2 tree, each node with its subtree's processes and CPU %, its memory.current,
-I/O rates and pressure (PSI some avg10), named as the unit, container or pod it is.
+"""C: the cgroup v2 tree, each node with its subtree's processes, CPU % and socket bytes (the net
+probe's, when it runs), its memory.current, I/O rates and pressure (PSI some avg10), named as the
+unit, container or pod it is.
 
 The figures are read by the collector thread (ktop/system/cgstats.py) only while this screen is
 open: it tells the source on mount and on unmount. Sorting orders siblings and keeps each node
@@ -32,6 +33,8 @@ COLUMNS = (
     Column("mem", "MEM", 7, numeric=True, desc=True),
     Column("read", "READ/s", 8, numeric=True, desc=True),
     Column("write", "WRITE/s", 8, numeric=True, desc=True),
+    Column("rx", "NET RX/s", 8, numeric=True, desc=True),
+    Column("tx", "NET TX/s", 8, numeric=True, desc=True),
     Column("psi_cpu", "PSI CPU", 7, numeric=True, desc=True),
     Column("psi_io", "PSI IO", 7, numeric=True, desc=True),
     Column("psi_mem", "PSI MEM", 7, numeric=True, desc=True),
@@ -43,6 +46,10 @@ def _num(text: str) -> Text:
     return Text(text, justify="right", no_wrap=True)
 
 
+def _per_s(v: float) -> str:
+    return human_bytes(int(v))
+
+
 def _opt(v, fmt) -> str:
     return "-" if v is None else fmt(v)
 
@@ -52,10 +59,12 @@ def node_row(n: CgroupNode, has_children: bool, collapsed: bool) -> Row:
     return Row(
         key=n.id, parent=n.parent,
         sort_values=(clean(n.label), n.procs, n.cpu_percent, n.memory_bytes, n.read_bps, n.write_bps,
-                     n.psi_cpu_percent, n.psi_io_percent, n.psi_memory_percent, n.path),
+                     n.net_rx_bps, n.net_tx_bps, n.psi_cpu_percent, n.psi_io_percent, n.psi_memory_percent, n.path),
         cells=(safe_text("  " * n.depth + mark + n.label, limit=120), _num(str(n.procs)), _num(f"{n.cpu_percent:.1f}"),
-               _num(_opt(n.memory_bytes, human_bytes)), _num(_opt(n.read_bps, lambda v: human_bytes(int(v)))),
-               _num(_opt(n.write_bps, lambda v: human_bytes(int(v)))),
+               _num(_opt(n.memory_bytes, human_bytes)), _num(_opt(n.read_bps, _per_s)),
+               _num(_opt(n.write_bps, _per_s)),
+               _num(_opt(n.net_rx_bps, _per_s)),
+               _num(_opt(n.net_tx_bps, _per_s)),
                _num(_opt(n.psi_cpu_percent, "{:.2f}".format)), _num(_opt(n.psi_io_percent, "{:.2f}".format)),
                _num(_opt(n.psi_memory_percent, "{:.2f}".format)), safe_text(n.path, limit=400)),
         search=f"{clean(n.label)} {clean(n.path)}".lower())
@@ -116,7 +125,7 @@ class CgroupTreePanel(Panel):
         else:
             line.append(f" {len(tree.nodes)} cgroups", style="bold")
             line.append("  Enter: their processes in the table  - +: collapse, expand  /: filter  Esc: back"
-                        "  (MEM, I/O '-': controller not enabled there)")
+                        "  (MEM, I/O '-': controller not enabled there; NET: --probes net)")
         self.query_one("#cg-status", StatusLine).update(line)
         self.table.update_rows(tree_rows(tree, self.collapsed) if tree is not None else [])
         self.set_titles(Text(f"Cgroups ({len(tree.nodes)})" if tree is not None else "Cgroups"))
