@@ -144,7 +144,8 @@ class KtopApp(App):
         Binding("slash,f3", "filter", "Filter"),
         Binding("f4", "user_filter", "User"),
         Binding("f5", "tree", "Tree"),
-        Binding("c", "group_cgroup", "Cgroups", show=False),
+        Binding("c", "group_cgroup", "By cgroup", show=False),
+        Binding("C", "cgroups", "Cgroups", show=False),
         Binding("f6", "sort_menu", "Sort"),
         Binding("f7", "nice(-1)", "Nice-", show=False),
         Binding("f8", "nice(1)", "Nice+", show=False),
@@ -170,6 +171,7 @@ class KtopApp(App):
         ("Filter by user", "show one user's processes (F4)", "user_filter"),
         ("Tree view", "process tree on/off (F5)", "tree"),
         ("Group by cgroup", "one row per cgroup (unit, container, pod) on/off (c)", "group_cgroup"),
+        ("Cgroups", "the cgroup tree: CPU, memory, I/O, pressure; Enter: its processes (C)", "cgroups"),
         ("Sort", "sort menu for the focused table (F6)", "sort_menu"),
         ("Nice -1", "raise the priority of the selected process (F7)", "nice(-1)"),
         ("Nice +1", "lower the priority of the selected process (F8)", "nice(1)"),
@@ -600,6 +602,19 @@ class KtopApp(App):
     def action_group_cgroup(self) -> None:
         panel = self.query_one(ProcessPanel)
         panel.set_group(not panel.group_view)
+        self.focus_panel(panel)
+
+    def action_cgroups(self) -> None:
+        """The cgroup tree (ktop/ui/screens/cgroups.py); C or Esc comes back."""
+        from ktop.ui.screens.cgroups import CgroupsScreen
+
+        if not isinstance(self.screen, CgroupsScreen):
+            self.push_screen(CgroupsScreen())
+
+    def filter_cgroup(self, path: Optional[str], label: str = "") -> None:
+        """The process table shows the processes of ``path`` and below (None: every process)."""
+        panel = self.query_one(ProcessPanel)
+        panel.set_cgroup(path, label)
         self.focus_panel(panel)
 
     def action_tree(self) -> None:

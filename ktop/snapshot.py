@@ -94,6 +94,23 @@ class CgroupInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class CgroupStat:
+    """One v2 cgroup's own figures, read from its folder (ktop/system/cgstats.py) while the Cgroups
+    view is open. None: the kernel gives no such file there (the controller is not enabled)."""
+
+    id: int  # the folder's inode number (CgroupInfo.id)
+    path: str  # relative to the v2 root ("/" for the root); clean
+    label: str  # as CgroupInfo.label
+    kind: str  # as CgroupInfo.kind
+    memory_bytes: Optional[int] = None  # memory.current (a hybrid host: v1 memory.usage_in_bytes, same path)
+    io_read_bytes: Optional[int] = None  # io.stat rbytes over every device, since the cgroup was made
+    io_write_bytes: Optional[int] = None  # io.stat wbytes
+    psi_cpu_percent: Optional[float] = None  # cpu.pressure "some avg10", %
+    psi_io_percent: Optional[float] = None  # io.pressure
+    psi_memory_percent: Optional[float] = None  # memory.pressure
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessDetail:
     """What the PID screen shows beyond the table row (collected for one PID)."""
 
@@ -608,6 +625,8 @@ class Snapshot:
     process_source: str = ""
     # The cgroups of this tick's processes and execs, named (the ids that resolved).
     cgroups: tuple[CgroupInfo, ...] = ()
+    # Every v2 cgroup's figures, only while the Cgroups view is open (None: not collected).
+    cgroup_stats: Optional[tuple[CgroupStat, ...]] = None
     # Drill-down: the same data scoped (in the kernel) to one PID and its children.
     focus: Optional[Snapshot] = None
     focus_detail: Optional[ProcessDetail] = None

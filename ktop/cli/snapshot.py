@@ -70,6 +70,8 @@ def run(args) -> int:
             left = end - time.monotonic()
             if left <= 0:
                 break
+            if left <= interval:  # the last tick: every cgroup's memory and pressure too, read once
+                source.set_cgroup_view(True)
             stop.pause(source, min(interval, left))
             run.add(source.tick())
         elapsed = time.monotonic() - t0

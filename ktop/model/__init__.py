@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from ktop import registry
 from ktop.model import flags as _flags
+from ktop.model.cgtree import build_tree
 from ktop.model.common import HISTORY, push, user_name  # noqa: F401 (the model's shared names)
 from ktop.model.section import SPAWN_ROWS, Fold
 from ktop.snapshot import HostInfo, ProbeStatus, ProcessInfo, Snapshot, SystemSample
@@ -51,6 +52,8 @@ class Model:
     # cgroup id -> CgroupInfo: every cgroup named in the run's snapshots (the newest MAX_CGROUPS)
     cgroups: Any = None
     http: Any = None  # ktop.model.http.HttpModel
+    # The Cgroups view's tree (ktop/model/cgtree.py), on the ticks it was open; else None.
+    cgroup_tree: Any = None
 
 
 def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SPAWN_ROWS,
@@ -82,7 +85,10 @@ def build_model(previous: Optional[Model], snap: Snapshot, spawn_limit: int = SP
         mem_history=push(prev.mem_history if prev else (), mem_pct),
         ticks=(prev.ticks + 1) if prev else 1, probe_cpu_percent=cpu_pct,
         flags=_flags.fold(prev.flags if prev else None, snap),
-        cgroups=_merge_cgroups(prev.cgroups if prev else None, snap.cgroups), **sections)
+        cgroups=_merge_cgroups(prev.cgroups if prev else None, snap.cgroups),
+        cgroup_tree=None if snap.cgroup_stats is None else
+        build_tree(prev.cgroup_tree if prev else None, snap.cgroup_stats, snap.processes, snap.time, snap.net),
+        **sections)
     if snap.focus is not None:
         same = prev is not None and prev.focus_detail is not None and snap.focus_detail is not None \
             and prev.focus_detail.pid == snap.focus_detail.pid
@@ -103,6 +109,15 @@ def _merge_cgroups(prev: Optional[dict], new) -> dict:
     if len(out) > MAX_CGROUPS:
         out = dict(list(out.items())[-MAX_CGROUPS:])
     return out
+
+
+def _cgroup_figures(n) -> dict:
+    """A cgroup's memory, I/O bytes and pressure at the document's last tick (ktop/model/cgtree.py); null
+    where the kernel has no figure or nothing read them (a recording)."""
+    return {"memory_current_bytes": n.memory_bytes if n else None, "io_read_bytes": n.io_read_bytes if n else None,
+            "io_write_bytes": n.io_write_bytes if n else None,
+            "psi_cpu_percent": n.psi_cpu_percent if n else None, "psi_io_percent": n.psi_io_percent if n else None,
+            "psi_memory_percent": n.psi_memory_percent if n else None}
 
 
 def _label_rows(doc: dict, by_pid: dict[int, int], names: dict, used: set) -> None:
@@ -174,8 +189,9 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
     by_pid.update((p.pid, p.cgroup_id) for p in model.processes if p.cgroup_id)
     used = {p.cgroup_id for p in model.processes if p.cgroup_id in names}
     _label_rows(doc, by_pid, names, used)
+    figures = model.cgroup_tree.by_id() if model.cgroup_tree is not None else {}
     doc["cgroups"] = [{"id": c.id, "path": c.path, "label": c.label, "kind": c.kind, "unit": c.unit,
-                       "container": c.container, "runtime": c.runtime, "pod": c.pod}
+                       "container": c.container, "runtime": c.runtime, "pod": c.pod, **_cgroup_figures(figures.get(i))}
                       for i, c in names.items() if i in used]
     return doc
 

@@ -49,6 +49,9 @@ class Source:
     def set_focus(self, pid: Optional[int]) -> None:
         """Drill-down: also collect for ``pid`` (scoped in the kernel), or stop doing so (None)."""
 
+    def set_cgroup_view(self, on: bool) -> None:
+        """The Cgroups view opened (read every cgroup's figures each tick) or closed (stop)."""
+
     def shows(self, probe: str) -> bool:
         """Whether the dashboard has a panel for ``probe``: every probe on by default does (it says
         "off" when not selected); one off by default (``ProbeInfo.default`` False) only when selected."""

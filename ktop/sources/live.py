@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
+from ktop.model.cgtree import within
 from ktop.model.flags import FlagDetector
 from ktop.probes import bpfstats, features, leftovers
 from ktop.probes.base import ProbeOptions, ProbeWorker
@@ -28,6 +29,7 @@ from ktop.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, LIVE, STARTING, ProbeStatus, Snapshot
 from ktop.sources import Source
 from ktop.system import cgroups as cgmod
+from ktop.system import cgstats
 from ktop.system import heap, host, procs
 
 
@@ -60,6 +62,8 @@ class LiveSource(Source):
         self.cgnames = cgmod.CgroupNames()
         self._cg_ids: frozenset = frozenset()
         self._cg_infos: tuple = ()
+        self.cgroup_view = False  # the Cgroups view is open: read every cgroup's figures each tick
+        self._cgstats: Optional[cgstats.CgroupStats] = None
 
     @property
     def scope_pids(self) -> tuple[int, ...]:
@@ -183,6 +187,17 @@ class LiveSource(Source):
         for w in old.values():
             w.stop()
 
+    def set_cgroup_view(self, on: bool) -> None:
+        self.cgroup_view = on
+
+    def _cgroup_stats(self) -> Optional[tuple]:
+        """Every cgroup's memory, I/O and pressure: only while the Cgroups view is open."""
+        if not self.cgroup_view:
+            return None
+        if self._cgstats is None:
+            self._cgstats = cgstats.CgroupStats()
+        return self._cgstats.sample()
+
     def _next_deadline(self) -> Optional[tuple[float, ProbeWorker]]:
         """The earliest timer a probe asked for (e.g. the end of a latency window)."""
         best = None
@@ -230,6 +245,7 @@ class LiveSource(Source):
             processes=processes,
             process_source=self.process_source,
             cgroups=self._cgroups(processes, samples.get("spawn")),
+            cgroup_stats=self._cgroup_stats(),
             **_sections(samples),
         )
         snap = self.flag_detector.stamp(snap)
@@ -263,14 +279,13 @@ class LiveSource(Source):
         top = self.options.extra.get("cgroup_path")
         if not top:
             return rows
-        inside = top.rstrip("/") + "/"
         keep = {}
         out = []
         for r in rows:
             ok = keep.get(r.cgroup_id)
             if ok is None:
                 path = self.cgnames.path(r.cgroup_id)
-                ok = keep[r.cgroup_id] = path is not None and (path == top or path.startswith(inside) or top == "/")
+                ok = keep[r.cgroup_id] = path is not None and within(path, top)
             if ok:
                 out.append(r)
         return tuple(out)

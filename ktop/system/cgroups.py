@@ -169,33 +169,9 @@ class CgroupNames:
         self.walks += 1
         if self.root is None:
             return
-        paths: dict[int, str] = {}
-        try:
-            paths[os.stat(self.root).st_ino] = "/"
-        except OSError:
-            self._paths = {}
-            return
-        stack = [(self.root, "")]
-        self.truncated = False
-        while stack:
-            d, rel = stack.pop()
-            try:
-                with os.scandir(d) as it:
-                    for e in it:
-                        try:
-                            if not e.is_dir(follow_symlinks=False):
-                                continue
-                        except OSError:
-                            continue
-                        p = f"{rel}/{e.name}"
-                        paths[e.inode()] = p
-                        stack.append((e.path, p))
-            except OSError:
-                continue  # removed while walking, or unreadable
-            if len(paths) >= MAX_CGROUPS:
-                self.truncated = True
-                break
-        self._paths = paths
+        found = walk_tree(self.root, MAX_CGROUPS)
+        self.truncated = len(found) >= MAX_CGROUPS
+        self._paths = {ino: rel for ino, rel, _full in found}
 
     def path(self, cgid: int) -> Optional[str]:
         """The path of ``cgid`` ("/" for the root), or None when no cgroup has it (now)."""
@@ -234,6 +210,31 @@ class CgroupNames:
         return 0 if rel == "." else len(rel.split("/"))
 
 
+def walk_tree(root: str, limit: int = MAX_CGROUPS) -> list[tuple[int, str, str]]:
+    """(inode, path relative to ``root``, full path) of every cgroup folder under ``root``, the root
+    first and parents before children, at most ``limit``; ``scandir`` gives the inode numbers
+    without a stat each. A folder removed while walking is skipped, not an error."""
+    try:
+        out = [(os.stat(root).st_ino, "/", root)]
+    except OSError:
+        return []
+    stack = [(root, "")]
+    while stack and len(out) < limit:
+        d, rel = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    try:
+                        if not e.is_dir(follow_symlinks=False):
+                            continue
+                    except OSError:
+                        continue
+                    p = f"{rel}/{e.name}"
+                    out.append((e.inode(), p, e.path))
+                    stack.append((e.path, p))
+        except OSError:
+            continue  # removed while walking, or unreadable
+    return out[:limit]
 
 
 def pid_cgroup_path(pid: int, proc: str = "/proc") -> Optional[str]:
@@ -249,4 +250,4 @@ def pid_cgroup_path(pid: int, proc: str = "/proc") -> Optional[str]:
     return None
 
 
-__all__ = ["CgroupName", "CgroupNames", "describe", "pid_cgroup_path", "root_from_mountinfo", "v2_root"]
+__all__ = ["CgroupName", "CgroupNames", "describe", "pid_cgroup_path", "root_from_mountinfo", "v2_root", "walk_tree"]

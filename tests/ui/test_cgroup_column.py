@@ -86,3 +86,38 @@ async def test_c_folds_the_table_into_one_row_per_cgroup_and_back():
         await pilot.press("c")
         assert [c.key for c in t.columns_spec] == before
         assert len(plain_rows(t)) == 5
+
+
+def _with_probes(with_groups: bool):
+    """_snap with the syscalls and bio probes live, their per-process rows of PIDs 200, 300, ..."""
+    from ktop.snapshot import ProbeStatus
+    from tests.ui import bio_fakes, syscalls_fakes
+
+    snap = _snap(with_groups)
+    return replace(snap, probes=snap.probes + (ProbeStatus("syscalls", "live"), ProbeStatus("bio", "live")),
+                   syscalls=syscalls_fakes.sample(0), bio=bio_fakes.tick_sample(0))
+
+
+async def test_the_syscalls_and_block_io_process_tables_show_each_pids_cgroup():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, _with_probes(True))
+        for table_id in ("#syscalls-procs", "#bio-procs"):
+            t = app.query_one(table_id, KTable)
+            assert t.size.width >= 72
+            assert [c.key for c in t.columns_spec][-1] == "cgroup", table_id
+            rows = {r[0]: r for r in plain_rows(t)}
+            assert (rows["200"][-1], rows["300"][-1]) == ("web.service", "docker:abababababab"), table_id
+            t.set_filter("web.service")  # the filter finds a process by its unit
+            assert [r[0] for r in plain_rows(t)] == ["200"], table_id
+            t.set_filter("")
+        # a process the table does not know has no label, and nothing breaks
+        assert {r[0]: r for r in plain_rows(app.query_one("#syscalls-procs", KTable))}["1001"][-1] == ""
+
+
+async def test_the_probe_tables_keep_their_columns_when_everything_is_at_the_root():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, _with_probes(False))
+        for table_id in ("#syscalls-procs", "#bio-procs"):
+            assert "cgroup" not in [c.key for c in app.query_one(table_id, KTable).columns_spec]

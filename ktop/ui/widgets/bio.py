@@ -25,6 +25,13 @@ from ktop.model.format import human_bytes
 from ktop.model.text import clean, safe_text
 from ktop.ui.widgets.latency import LatencyHeatmap, LatencyHistogram, lat_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
+from ktop.ui.widgets.processes import (
+    PROC_CGROUP_MIN_WIDTH,
+    any_cgroup,
+    pid_cgroup_label,
+    show_cgroup_column,
+    sync_cgroups,
+)
 from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row
 
@@ -49,6 +56,7 @@ PROC_COLUMNS = (
     Column("avg", "AVG", 5, numeric=True, desc=True),
     Column("max", "MAX", 5, numeric=True, desc=True),
     Column("comm", "COMM", None),
+    Column("cgroup", "CGROUP/UNIT", 20),  # last; shown where the table has room and a process is outside /
 )
 
 OP_SHORT = {"read": "R", "write": "W", "discard": "D", "flush": "F", "other": "?"}
@@ -102,7 +110,8 @@ def proc_rows(bio: Optional[BioModel]) -> list[Row]:
     if bio is None:
         return []
     return [Row(key=p.pid, make=_proc_cells, src=p, same=p.disk, search=_proc_search, pid=p.pid or None,
-                sort_values=(p.pid, p.iops, p.read_bps, p.write_bps, p.avg_us, p.max_us, _comm(p)))
+                sort_values=(p.pid, p.iops, p.read_bps, p.write_bps, p.avg_us, p.max_us, _comm(p),
+                             pid_cgroup_label(p.pid)))
             for p in bio.procs]
 
 
@@ -114,11 +123,12 @@ def _proc_cells(p) -> tuple[Text, ...]:
     """A process row's cells, made when it is first drawn."""
     return (_num(str(p.pid)), _num(rate_text(p.iops)), _num(human_bytes(p.read_bps)),
             _num(human_bytes(p.write_bps)), _num(lat_text(p.avg_us)), _num(lat_text(p.max_us)),
-            safe_text(_comm(p) + (f" ({p.disk})" if p.disk else ""), limit=40))
+            safe_text(_comm(p) + (f" ({p.disk})" if p.disk else ""), limit=40),
+            safe_text(pid_cgroup_label(p.pid), limit=20))
 
 
 def _proc_search(p) -> str:
-    return f"{p.pid} {clean(_comm(p))} {clean(p.disk)}".lower()
+    return f"{p.pid} {clean(_comm(p))} {clean(p.disk)} {pid_cgroup_label(p.pid)}".lower()
 
 
 def trend_line(d: Optional[DiskOpStats], width: int) -> Text:
@@ -193,7 +203,7 @@ class BioPanel(Panel):
         with Horizontal(id="bio-charts"):
             yield LatencyHistogram(id="bio-hist")
             yield LatencyHeatmap(id="bio-heat")
-        yield KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="bio-procs")
+        yield KTable(PROC_COLUMNS[:-1], sort_column=1, reverse=True, id="bio-procs")
         yield from self.filter_input()
 
     @property
@@ -224,6 +234,8 @@ class BioPanel(Panel):
         col = disks.columns.get("trend")  # type: ignore[arg-type]
         width = col.width if col is not None and col.width else 16
         disks.update_rows(disk_rows(bio, width))
+        sync_cgroups(model)
+        show_cgroup_column(self.table, PROC_COLUMNS, any_cgroup(model.cgroups), PROC_CGROUP_MIN_WIDTH)
         self.table.update_rows(proc_rows(bio))
         self._draw_charts()
         total = sum(d.total.count for d in bio.diskops) if bio is not None else 0

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 
 from ktop.model import Model
+from ktop.model.cgtree import within
 from ktop.model.format import human_bytes
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.widgets.panel import Panel
@@ -51,6 +52,34 @@ def set_cgroups(cgroups) -> None:
     _labels = cgroups or {}
 
 
+# PID -> cgroup id for the tables whose rows carry only a PID (syscalls, bio): the process table's,
+# else the exec spawn saw (a process gone since); made once per model, when first asked
+_pid_model: object = None
+_pid_cgroups: Optional[dict] = None
+
+
+def sync_cgroups(model: Model) -> None:
+    """The labels and PIDs of ``model`` for :func:`pid_cgroup_label`; the same model again costs nothing."""
+    global _pid_model, _pid_cgroups
+    if _pid_model is model:
+        return
+    set_cgroups(model.cgroups)
+    _pid_model, _pid_cgroups = model, None
+
+
+def pid_cgroup_label(pid: int) -> str:
+    global _pid_cgroups
+    if _pid_cgroups is None:
+        m: dict = {}
+        model = _pid_model
+        if model is not None:
+            sp = getattr(model, "spawns", None)
+            m.update((r.pid, r.cgroup_id) for r in (sp.rows if sp is not None else ()) if r.cgroup_id)
+            m.update((p.pid, p.cgroup_id) for p in model.processes if p.cgroup_id)
+        _pid_cgroups = m
+    return cgroup_label(_pid_cgroups.get(pid, 0))
+
+
 def any_cgroup(cgroups) -> bool:
     """Is a process or exec outside the root cgroup (the CGROUP/UNIT column has something to say)?"""
     return any(c.kind != "root" for c in (cgroups or {}).values())
@@ -58,10 +87,11 @@ def any_cgroup(cgroups) -> bool:
 
 # Narrower than this, COMMAND keeps the room (the `c` view shows the cgroups instead)
 CGROUP_COLUMN_MIN_WIDTH = 120
+PROC_CGROUP_MIN_WIDTH = 72  # the probes' per-process tables (a few numbers and COMM): enough room from here
 
 
-def show_cgroup_column(table: KTable, columns, on: bool) -> None:
-    on = on and table.size.width >= CGROUP_COLUMN_MIN_WIDTH
+def show_cgroup_column(table: KTable, columns, on: bool, min_width: int = CGROUP_COLUMN_MIN_WIDTH) -> None:
+    on = on and table.size.width >= min_width
     want = list(columns) if on else [c for c in columns if c.key != "cgroup"]
     if [c.key for c in table.columns_spec] != [c.key for c in want]:
         table.set_columns(want)
@@ -169,6 +199,20 @@ def group_rows(processes) -> list[Row]:
     return rows
 
 
+def in_cgroup(processes, cgroups: dict, path: str) -> tuple:
+    """The processes whose cgroup (``cgroups``: id -> CgroupInfo) is ``path`` or below it."""
+    keep: dict = {}
+    out = []
+    for p in processes:
+        ok = keep.get(p.cgroup_id)
+        if ok is None:
+            c = cgroups.get(p.cgroup_id)
+            ok = keep[p.cgroup_id] = c is not None and within(c.path, path)
+        if ok:
+            out.append(p)
+    return tuple(out)
+
+
 def tree_order(processes) -> list[tuple[int, object]]:
     """Processes in tree order (parents before children, by PID) as (depth, process)."""
     by_pid = {p.pid: p for p in processes}
@@ -208,16 +252,20 @@ class ProcessPanel(Panel):
         self.user_filter: str | None = None  # F4
         self.tree_view = False  # F5
         self.group_view = False  # c: one row per cgroup
+        self.cgroup_filter: str | None = None  # Enter in the Cgroups view: this cgroup path and below
+        self._cgroup_label = ""
         self._flat_sort = (3, True)
         self.model: Model | None = None
         self.scope_pids = tuple(scope_pids)  # -p: the table holds these processes and their descendants
 
     def update_from(self, model: Model) -> None:
         self.model = model
-        set_cgroups(model.cgroups)
+        sync_cgroups(model)
         procs = model.processes
         if self.user_filter is not None:
             procs = tuple(p for p in procs if p.user == self.user_filter)
+        if self.cgroup_filter is not None:
+            procs = in_cgroup(procs, model.cgroups or {}, self.cgroup_filter)
         if not self.group_view:
             show_cgroup_column(self.table, COLUMNS, any_cgroup(model.cgroups))
         if self.group_view:
@@ -231,6 +279,8 @@ class ProcessPanel(Panel):
         title += f" of {len(model.processes)})" if len(procs) != len(model.processes) else ")"
         if self.user_filter is not None:
             title += f" user {clean(self.user_filter)}"
+        if self.cgroup_filter is not None:
+            title += f" cgroup {clean(self._cgroup_label or self.cgroup_filter, 40)} (C, Enter on /: all)"
         if self.group_view:
             title += f" by cgroup: {len(rows)}"
         elif self.tree_view:
@@ -264,6 +314,12 @@ class ProcessPanel(Panel):
         self.tree_view = on
         self.table.keep_order = on
         self.table._relabel()
+        if self.model is not None:
+            self.update_from(self.model)
+
+    def set_cgroup(self, path: str | None, label: str = "") -> None:
+        """Only the processes of cgroup ``path`` and below (None: every process)."""
+        self.cgroup_filter, self._cgroup_label = path, label
         if self.model is not None:
             self.update_from(self.model)
 

@@ -22,6 +22,13 @@ from ktop.model.text import clean, safe_text
 from ktop.ui.widgets.funcs import count_text
 from ktop.ui.widgets.latency import lat_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
+from ktop.ui.widgets.processes import (
+    PROC_CGROUP_MIN_WIDTH,
+    any_cgroup,
+    pid_cgroup_label,
+    show_cgroup_column,
+    sync_cgroups,
+)
 from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row, RowCache
 
@@ -42,6 +49,7 @@ PROC_COLUMNS = (
     Column("count", "TOTAL", 6, numeric=True, desc=True),
     Column("errors", "ERR", 5, numeric=True, desc=True),
     Column("comm", "COMM", None),
+    Column("cgroup", "CGROUP/UNIT", 20),  # last; shown where the table has room and a process is outside /
 )
 
 WIDE = 120  # panel width from which the two tables sit side by side
@@ -85,17 +93,17 @@ def proc_cells(p: ProcRow) -> tuple[Text, ...]:
     if p.top:
         comm.append(f" {clean(p.top, 20)}", style="dim")
     return (_num(str(p.pid)), _num(count_text(p.rate)), _num(count_text(p.count)),
-            _num(count_text(p.errors)), comm)
+            _num(count_text(p.errors)), comm, safe_text(pid_cgroup_label(p.pid), limit=20))
 
 
 def proc_search(p: ProcRow) -> str:
-    return f"{p.pid} {clean(p.comm)} {p.top}".lower()
+    return f"{p.pid} {clean(p.comm)} {p.top} {pid_cgroup_label(p.pid)}".lower()
 
 
 def proc_row(p: ProcRow) -> Row:
     """A row whose cells are made when it is first drawn (of thousands of processes, a screenful is)."""
     return Row(key=p.pid, make=proc_cells, src=p, search=proc_search, pid=p.pid,
-               sort_values=(p.pid, p.rate, p.count, p.errors, p.comm))
+               sort_values=(p.pid, p.rate, p.count, p.errors, p.comm, pid_cgroup_label(p.pid)))
 
 
 def proc_rows(m: Optional[SyscallsModel], cache: Optional[RowCache] = None) -> list[Row]:
@@ -142,6 +150,7 @@ class SyscallsPanel(Panel):
     SyscallsPanel.-wide-panel #syscalls-body { layout: horizontal; }
     SyscallsPanel.-wide-panel #syscalls-table { height: 1fr; }
     SyscallsPanel.-wide-panel #syscalls-procs { height: 1fr; width: 50; }
+    SyscallsPanel.-wide-panel.-maximized #syscalls-procs { width: 1fr; }
     """
 
     def __init__(self, **kw):
@@ -156,7 +165,7 @@ class SyscallsPanel(Panel):
             yield StatusLine(id="syscalls-spark")
         with Container(id="syscalls-body"):
             yield KTable(SYSCALL_COLUMNS, sort_column=1, reverse=True, id="syscalls-table")
-            yield KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="syscalls-procs")
+            yield KTable(PROC_COLUMNS[:-1], sort_column=1, reverse=True, id="syscalls-procs")
         yield from self.filter_input()
 
     @property
@@ -175,5 +184,8 @@ class SyscallsPanel(Panel):
         width = max(4, sp.size.width)
         sp.update(Text(spark(m.rate_history if m else (), width), no_wrap=True))
         self.table.update_rows(syscall_rows(m, self._syscall_rows))
-        self.query_one("#syscalls-procs", KTable).update_rows(proc_rows(m, self._proc_rows))
+        procs = self.query_one("#syscalls-procs", KTable)
+        sync_cgroups(model)
+        show_cgroup_column(procs, PROC_COLUMNS, any_cgroup(model.cgroups), PROC_CGROUP_MIN_WIDTH)
+        procs.update_rows(proc_rows(m, self._proc_rows))
         self.set_titles(f"Syscalls ({count_text(m.rate)}/s)" if m is not None else "Syscalls")

@@ -71,17 +71,18 @@ class Row:
     identity).
     """
 
-    __slots__ = ("key", "sort_values", "pid", "_cells", "_search", "_make", "_src", "_same")
+    __slots__ = ("key", "sort_values", "pid", "parent", "_cells", "_search", "_make", "_src", "_same")
 
     def __init__(self, key: Hashable, cells: Optional[tuple[Text, ...]] = None, sort_values: tuple[Any, ...] = (),
                  search: str | Callable[[Any], str] = "", pid: Optional[int] = None, *,
                  make: Optional[Callable[[Any], tuple[Text, ...]]] = None, src: Any = None,
-                 same: Any = _SRC):
+                 same: Any = _SRC, parent: Optional[Hashable] = None):
         if cells is None and make is None:
             raise TypeError("Row needs cells or make")
         self.key = key
         self.sort_values = sort_values  # one per column, comparable within a column
         self.pid = pid  # the process this row is about: Enter drills into it
+        self.parent = parent  # a nested table's: the key of the row this one sits under
         self._cells = cells
         self._search = search
         self._make = make
@@ -122,6 +123,7 @@ class Row:
         if type(other) is not type(self):
             return NotImplemented
         return (self.key == other.key and self.pid == other.pid and self.sort_values == other.sort_values
+                and self.parent == other.parent
                 and (self._same is _EAGER) == (other._same is _EAGER) and self._look() == other._look())
 
     __hash__ = None  # type: ignore[assignment]
@@ -251,12 +253,14 @@ class KTable(ScrollView, can_focus=True):
 
     def __init__(self, columns: Sequence[Column], sort_column: int = 0, reverse: bool = False,
                  *, id: Optional[str] = None, classes: Optional[str] = None,
-                 keep_order: bool = False):
+                 keep_order: bool = False, nested: bool = False):
         super().__init__(id=id, classes=classes)
         self.columns_spec = list(columns)
         self.sort_column = sort_column
         self.sort_reverse = reverse
         self.keep_order = keep_order  # newest-first streams: insertion order is the order
+        # A tree (Row.parent): each row under its parent, siblings sorted; the filter keeps a match's ancestors
+        self.nested = nested
         self.filter_text = ""
         self.columns: dict[str, ColumnState] = {}
         self.on_sort_changed: Optional[Callable[[], None]] = None
@@ -413,8 +417,12 @@ class KTable(ScrollView, can_focus=True):
         if self.filter_text:
             f = self.filter_text
             rows = [r for r in rows if f in r.search]
+            if self.nested:
+                rows = _with_ancestors(rows, self._by_key)
         if not self.keep_order and len(rows) > 1:
             rows = _sort(rows, self.sort_column, self.sort_reverse)
+        if self.nested:
+            rows = _nest(rows)
         self._wanted_memo = (sig, rows)
         return rows
 
@@ -679,6 +687,37 @@ def _sort(rows: list[Row], column: int, reverse: bool) -> list[Row]:
         values = list(map(_sortable, values))
     order = sorted(range(len(values)), key=values.__getitem__, reverse=reverse)
     return list(map(rows.__getitem__, order))
+
+
+def _with_ancestors(rows: list[Row], by_key: dict) -> list[Row]:
+    """``rows`` and every row above them (in the table's order of ``by_key``)."""
+    keep = {r.key for r in rows}
+    for r in rows:
+        p = r.parent
+        while p is not None and p not in keep and p in by_key:
+            keep.add(p)
+            p = by_key[p].parent
+    return [r for r in by_key.values() if r.key in keep]
+
+
+def _nest(rows: list[Row]) -> list[Row]:
+    """Each row right under its parent (depth first), siblings in their order in ``rows``; a row
+    whose parent is not there is a top row."""
+    present = {r.key for r in rows}
+    children: dict[Hashable, list[Row]] = {}
+    tops = []
+    for r in rows:
+        if r.parent is not None and r.parent in present and r.parent != r.key:
+            children.setdefault(r.parent, []).append(r)
+        else:
+            tops.append(r)
+    out: list[Row] = []
+    stack = list(reversed(tops))
+    while stack:
+        r = stack.pop()
+        out.append(r)
+        stack.extend(reversed(children.get(r.key, ())))
+    return out
 
 
 def _sortable(v: Any) -> tuple:
