@@ -22,7 +22,7 @@ _ktop() {
         record) opts="--bpf-stats --cgroup --count --disk --duration --exec-failures --flag-sensitivity --func --funcs-max --help --http-query --offcpu-min-us --offcpu-stacks --output --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency -d -f -h -o -p" ;;
         replay) opts="--flag-sensitivity --flags --format --help --history --json --max-events --speed --table --theme -h" ;;
         export) opts="--bpf-stats --cgroup --disk --exec-failures --flag-sensitivity --func --funcs-max --help --http-query --listen --offcpu-min-us --offcpu-stacks --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency -f -h -p" ;;
-        profile) opts="--by-pid --duration --folded --help --pid --profile-hz -d -h -p" ;;
+        profile) opts="--by-pid --duration --folded --help --offcpu --offcpu-min-us --pid --profile-hz -d -h -p" ;;
     esac
     if [[ ${COMP_CWORD} -eq 1 && "$cur" != -* ]]; then
         COMPREPLY=($(compgen -W "snapshot doctor record replay export profile" -- "$cur"))
