@@ -9,11 +9,11 @@ from ktop.model.section import Fold
 from tests.ui import fakes, sched_fakes
 
 
-def _model(n: int = 1):
+def _model(n: int = 1, make=sched_fakes.sample):
     m = None
     snap = fakes.snapshot()
     for _ in range(n):
-        m = sched.update(m, sched_fakes.sample(), snap, Fold())
+        m = sched.update(m, make(), snap, Fold())
     return m
 
 
@@ -110,11 +110,7 @@ def test_slow_waits_keep_the_slowest_of_the_window_and_of_the_run():
 
 
 def _off_model(n: int = 1):
-    m = None
-    snap = fakes.snapshot()
-    for _ in range(n):
-        m = sched.update(m, sched_fakes.offcpu_sample(), snap, Fold())
-    return m
+    return _model(n, sched_fakes.offcpu_sample)
 
 
 def test_offcpu_stacks_sum_over_the_run_per_process_and_machine_wide():

@@ -3,7 +3,7 @@ through `ktop snapshot --probes sched --offcpu-stacks --json`:
 
 (a) `sleep 1` is off-CPU asleep (S) for 1 s under a stack through the nanosleep path;
 (b) O_DIRECT reads are off-CPU in D under the block layer's io_schedule;
-(c) `-p` keeps only the process's stacks; (d) the same folded by `ktop profile --offcpu --folded`.
+(c) `-p` keeps only the process's stacks; (d) `ktop profile --offcpu --folded -p` prints the sleep.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from realutil import TIME_SCALE
-from test_sched_real import of, run_collecting
+from test_sched_real import collect_family, of, run_collecting
 
 pytestmark = pytest.mark.real
 
@@ -73,30 +73,21 @@ def test_direct_reads_are_off_cpu_in_d_under_io_schedule(tmp_path):
     assert under, [s["frames"][-6:] for s in mine]
     secs = sum(s["off_cpu_s"] for s in under)
     blocks = sum(s["blocks"] for s in under)
-    assert secs > 0 and blocks >= 300, under  # one sleep a read at least
+    # Not every read sleeps: one whose I/O completed before it waited does not (300 of 300 slept
+    # here, 107 of 300 in the 6.1 guest under TCG); those that sleep in D sleep in the block layer
+    assert secs > 0 and 0 < blocks <= 300 * 2, under
+    assert secs >= 0.5 * sum(s["off_cpu_s"] for s in mine), mine
     assert secs <= of(sched, d.pid)["off_cpu_d_s"] + 1e-6
     print(f"300 O_DIRECT reads: {secs * 1000:.1f} ms off-CPU D in {blocks} blocks under "
           f"{' < '.join(reversed(under[0]['frames'][-5:]))}")
 
 
-@pytest.mark.vm
-def test_pid_filter_keeps_only_that_process_stacks_and_folds_them():
-    parent = subprocess.Popen(["sh", "-c", "read x; sleep 1; true"], stdin=subprocess.PIPE)
-    other = subprocess.Popen(["sleep", "2"])
-    try:
-        def go():
-            parent.stdin.write(b"\n")
-            parent.stdin.flush()
-            assert parent.wait(30) == 0
-
-        sched, _ = run_collecting(go, "-p", str(parent.pid), "--offcpu-stacks", duration=3.0 + TIME_SCALE)
-    finally:
-        other.kill()
-        other.wait()
-        if parent.poll() is None:
-            parent.kill()
+def test_pid_filter_keeps_only_that_process_stacks():
+    # not in the guest: the folded test below covers -p there (each build under TCG takes a minute)
+    sched, parent_pid, other_pid = collect_family("--offcpu-stacks")
+    check_counters(sched)
     pids = {s["pid"] for s in sched["offcpu"]["stacks"]}
-    assert parent.pid in pids and other.pid not in pids and len(pids) == 2, pids  # sh and its sleep
+    assert parent_pid in pids and other_pid not in pids and len(pids) == 2, pids  # sh and its sleep
 
 
 @pytest.mark.vm
