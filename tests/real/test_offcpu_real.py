@@ -116,4 +116,5 @@ def test_ktop_profile_offcpu_folded_prints_the_sleep():
     under = [line for line in lines if "do_nanosleep_[k]" in line and line.rsplit(" ", 1)[0].endswith(";[S]")]
     assert under, out[:2000]
     us = sum(int(line.rsplit(" ", 1)[1]) for line in under)
-    assert us == pytest.approx(1e6, rel=0.10), under
+    # `sleep 1` (under TCG's slow clock in the 6.1 guest it slept 1.13 s)
+    assert 0.9e6 <= us <= 1e6 * (1 + 0.1 * TIME_SCALE), under
