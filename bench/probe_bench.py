@@ -44,6 +44,7 @@ WORKLOAD_C = r"""
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +85,8 @@ static int run_true(const char *tag, long i, int use_vfork)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: execloop N TAG | storm SECONDS TAG | mixed SECONDS FILE | netloop MB X\n");
+        fprintf(stderr, "usage: execloop N TAG | storm SECONDS TAG | mixed SECONDS FILE | netloop MB X | "
+                        "pingpong N X\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -118,6 +120,33 @@ int main(int argc, char **argv)
         int st;
         waitpid(rx, &st, 0);
         printf("%.9f %d\n", now() - t, WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        return 0;
+    }
+    if (!strcmp(mode, "pingpong")) {          /* N round trips over two pipes, both on CPU 0, timed */
+        long n = atol(argv[2]);
+        int a[2], b[2];
+        char c = 0;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(0, &one);
+        /* one CPU: each round trip is two direct switches, each a sleep in pipe_read (perf bench sched pipe) */
+        if (sched_setaffinity(0, sizeof one, &one) || pipe(a) || pipe(b))
+            return 3;
+        pid_t p = fork();
+        if (p == 0) {
+            for (long i = 0; i < n; i++)
+                if (read(a[0], &c, 1) != 1 || write(b[1], &c, 1) != 1)
+                    _exit(1);
+            _exit(0);
+        }
+        double t = now();
+        for (long i = 0; i < n; i++)
+            if (write(a[1], &c, 1) != 1 || read(b[0], &c, 1) != 1)
+                return 5;
+        double el = now() - t;
+        int st;
+        waitpid(p, &st, 0);
+        printf("%.9f %d\n", el, WIFEXITED(st) && WEXITSTATUS(st) == 0);
         return 0;
     }
     if (!strcmp(mode, "execloop")) {          /* N sequential fork+exec, timed */
@@ -467,55 +496,121 @@ BPFTRACE_NET = ("tracepoint:sock:sock_send_length { @tx[pid] = sum(args->ret); }
                 "tracepoint:sock:sock_recv_length { @rx[pid] = sum(args->ret); }")
 
 
-def net_loop_section(exe: str, mb: int = 1024, rounds: int = 5, runs: int = 2) -> dict:
-    """MB through a TCP loopback connection in 64 KiB writes: bare vs ktop (``--probes net``) vs a
-    bpftrace one-liner summing bytes per PID on the same tracepoints (tcptop-bpfcc needs kprobes),
-    rounds with a rotating order; ratio = the median of each round's median over its bare median."""
-    conds = ["bare", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
+def paired_rounds(label: str, conds: list[str], tracer_of: Callable[[str], Optional[Tracer]],
+                  run_once: Callable[[], float], rounds: int, runs: int) -> dict:
+    """Rounds of ``runs`` timed runs under each condition ("bare" first in ``conds``: no tracer), in a
+    rotating order; a condition whose tracer fails is dropped with its error. Per condition: the
+    median, and the ratio, the median over rounds of its round's median over bare's in that round
+    (the machine's speed drifts over minutes, more than the probes cost)."""
     by_round: dict[str, list[list[float]]] = {c: [] for c in conds}
     errors: dict[str, str] = {}
-    subprocess.run([exe, "netloop", "64", "warm"], capture_output=True)
     for r in range(rounds):
         for cond in conds[r % len(conds):] + conds[:r % len(conds)]:
             if cond in errors:
                 continue
-            tracer = {"ktop": lambda: ktop_snapshot(["--probes", "net"], 3600),
-                      "bpftrace": lambda: Tracer("bpftrace", ["bpftrace", "-e", BPFTRACE_NET], "Attaching"),
-                      "bare": lambda: None}[cond]()
+            tracer = tracer_of(cond)
             try:
                 if tracer:
                     tracer.start()
-                times = []
-                for _ in range(runs):
-                    out = subprocess.run([exe, "netloop", str(mb), "x"], capture_output=True, text=True,
-                                         timeout=300).stdout.split()
-                    if len(out) != 2 or out[1] != "1":
-                        raise RuntimeError(f"the receiver did not get {mb} MB: {out}")
-                    times.append(float(out[0]))
-                by_round[cond].append(times)
+                by_round[cond].append([run_once() for _ in range(runs)])
             except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
                 errors[cond] = str(exc)[:300]
-                log(f"net loop {cond}: {errors[cond]}")
+                log(f"{label} {cond}: {errors[cond]}")
             finally:
                 if tracer:
                     tracer.stop()
-        log(f"net loop round {r + 1}/{rounds}: " + ", ".join(
+        log(f"{label} round {r + 1}/{rounds}: " + ", ".join(
             f"{c} {median(by_round[c][-1]) * 1e3:.0f} ms" for c in conds if by_round[c]))
     per = {}
     for c in conds:
         pairs = [median(t) / median(b) for t, b in zip(by_round[c], by_round["bare"]) if t and b]
         flat = [x for t in by_round[c] for x in t]
         per[c] = {"median_s": rnd(median(flat), 6), "runs": len(flat),
-                  "ratio": rnd(median(pairs), 4) if pairs else None, "error": errors.get(c)}
+                  "ratio": rnd(median(pairs), 4) if pairs else None,
+                  "ratio_per_round": [rnd(x, 4) for x in pairs], "error": errors.get(c)}
+    return per
+
+
+def timed_run(exe: str, mode: str, arg: int, failed: str) -> float:
+    """One run of a WORKLOAD_C mode that prints its seconds and 1 when it did all it should."""
+    out = subprocess.run([exe, mode, str(arg), "x"], capture_output=True, text=True, timeout=300).stdout.split()
+    if len(out) != 2 or out[1] != "1":
+        raise RuntimeError(f"{failed}: {out}")
+    return float(out[0])
+
+
+def net_loop_section(exe: str, mb: int = 1024, rounds: int = 5, runs: int = 2) -> dict:
+    """MB through a TCP loopback connection in 64 KiB writes: bare vs ktop (``--probes net``) vs a
+    bpftrace one-liner summing bytes per PID on the same tracepoints (tcptop-bpfcc needs kprobes)."""
+    conds = ["bare", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
+    subprocess.run([exe, "netloop", "64", "warm"], capture_output=True)
+
+    def tracer_of(cond: str) -> Optional[Tracer]:
+        return {"ktop": lambda: ktop_snapshot(["--probes", "net"], 3600),
+                "bpftrace": lambda: Tracer("bpftrace", ["bpftrace", "-e", BPFTRACE_NET], "Attaching"),
+                "bare": lambda: None}[cond]()
+
+    per = paired_rounds("net loop", conds, tracer_of,
+                        lambda: timed_run(exe, "netloop", mb, f"the receiver did not get {mb} MB"), rounds, runs)
     return {"mb": mb, "rounds": rounds, "runs_per_round": runs, "conditions": per,
             "summary": {"ktop_ratio": per["ktop"]["ratio"], "bpftrace_ratio": (per.get("bpftrace") or {}).get("ratio"),
-                        "bare_s": per["bare"]["median_s"], "error": errors.get("ktop")}}
+                        "bare_s": per["bare"]["median_s"], "error": per["ktop"]["error"]}}
+
+
+# offcputime on the same tracepoint: the sleeping task's kernel stack at switch-out, its time at switch-in
+BPFTRACE_OFFCPU = ("tracepoint:sched:sched_switch { if (args->prev_state != 0) { @ts[args->prev_pid] = nsecs; "
+                   "@st[args->prev_pid] = kstack; } $t = @ts[args->next_pid]; if ($t) { "
+                   "@off[@st[args->next_pid]] = sum(nsecs - $t); delete(@ts[args->next_pid]); "
+                   "delete(@st[args->next_pid]); } }")
+
+
+def sched_loop_section(exe: str, n: int = 200_000, rounds: int = 5, runs: int = 2) -> dict:
+    """A context-switch storm: two processes on CPU 0 ping-pong a byte through two pipes N times
+    (every switch a sleep in pipe_read). Bare; ``--probes sched``; the same with ``--offcpu-stacks``
+    (a kernel stack walk at every sleep); BCC's runqlat-bpfcc (raw tracepoints: the sched probe's
+    peer); offcputime-bpfcc (BCC's own needs a kprobe on finish_task_switch: where there are none its
+    error is recorded); bpftrace's offcputime on the sched_switch tracepoint."""
+    conds = ["bare", "sched", "offcpu"]
+    peers = {"runqlat-bpfcc": (["runqlat-bpfcc"], "Tracing run queue latency"),
+             "offcputime-bpfcc": (["offcputime-bpfcc", "-K"], "Tracing off-CPU time"),
+             "bpftrace-offcpu": (["bpftrace", "-e", BPFTRACE_OFFCPU], "Attaching")}
+    conds += [name for name, (argv, _r) in peers.items() if shutil.which(argv[0])]
+    subprocess.run([exe, "pingpong", "20000", "warm"], capture_output=True)
+
+    def tracer_of(cond: str) -> Optional[Tracer]:
+        if cond == "bare":
+            return None
+        if cond in ("sched", "offcpu"):
+            return ktop_snapshot(["--probes", "sched"] + (["--offcpu-stacks"] if cond == "offcpu" else []), 3600)
+        argv, ready = peers[cond]
+        return Tracer(cond, argv, ready)
+
+    per = paired_rounds("sched loop", conds, tracer_of,
+                        lambda: timed_run(exe, "pingpong", n, "the ping-pong did not finish"), rounds, runs)
+    for v in per.values():  # a round trip is two switches, two sleeps and two wakeups
+        v["us_per_round_trip"] = rnd(v["median_s"] / n * 1e6, 3) if v["median_s"] else None
+    bare = per["bare"]["us_per_round_trip"]
+    for v in per.values():
+        v["added_us_per_round_trip"] = rnd(v["us_per_round_trip"] - bare, 3) if (v["us_per_round_trip"] and bare) \
+            else None
+
+    def ratio(c: str) -> Optional[float]:
+        return (per.get(c) or {}).get("ratio")
+
+    return {"round_trips": n, "rounds": rounds, "runs_per_round": runs, "conditions": per,
+            "summary": {"sched_ratio": ratio("sched"), "offcpu_ratio": ratio("offcpu"),
+                        "runqlat_ratio": ratio("runqlat-bpfcc"), "offcputime_ratio": ratio("offcputime-bpfcc"),
+                        "offcputime_error": (per.get("offcputime-bpfcc") or {}).get("error"),
+                        "bpftrace_offcpu_ratio": ratio("bpftrace-offcpu"), "bare_s": per["bare"]["median_s"],
+                        "error": per["sched"]["error"] or per["offcpu"]["error"]}}
 
 
 def probe_cost_section(tmp: str, exe: str, quick: bool) -> dict:
     out: dict = {}
     out["exec_loop"] = exec_loop_section(tmp, exe, rounds=2 if quick else 9, runs=1 if quick else 3)
     out["net"] = net_loop_section(exe, mb=256 if quick else 1024, rounds=2 if quick else 7, runs=1 if quick else 3)
+    out["sched"] = sched_loop_section(exe, n=50_000 if quick else 200_000, rounds=2 if quick else 7,
+                                      runs=1 if quick else 3)
     sc = sub_bench("syscalls_bench.py", ["--quick"] if quick else
                    ["--rounds", "3", "--runs", "2", "--only",
                     "floor,floor-sampled,floor-both,ktop,ktop-on,ktop-off,syscount,syscount-L",
@@ -724,6 +819,18 @@ def budget_rows(res: dict) -> list[dict]:
                          "slowdown <= the peer's", "-" if k is None else f"ktop --probes net x{k:.3f} vs bpftrace "
                          "sock_send/recv_length sum x" + (f"{bt:.3f}" if bt else "-") + " (tcptop-bpfcc needs kprobes)",
                          None if k is None or bt is None else k <= max(bt, 1.01)))
+        sc = (pc.get("sched") or {}).get("summary") or {}
+        if sc:
+            k, rq, off, bt = sc.get("sched_ratio"), sc.get("runqlat_ratio"), sc.get("offcpu_ratio"), \
+                sc.get("bpftrace_offcpu_ratio")
+            fmt = lambda v: "-" if v is None else f"x{v:.3f}"  # noqa: E731
+            rows.append(_row(f"context-switch storm ({pc['sched']['round_trips']} pipe round trips on one CPU): sched "
+                             "probe's slowdown <= runqlat-bpfcc's",
+                             f"ktop --probes sched {fmt(k)} vs runqlat-bpfcc {fmt(rq)}; with --offcpu-stacks "
+                             f"{fmt(off)} vs bpftrace offcputime on sched_switch {fmt(bt)}"
+                             + ("; offcputime-bpfcc needs kprobes" if sc.get("offcputime_error") else
+                                f", offcputime-bpfcc {fmt(sc.get('offcputime_ratio'))}"),
+                             None if k is None or rq is None else k <= max(rq, 1.01)))
         b = pc["bio"]["summary"]
         k = b["ktop_ratio"]
         peer = (f"bpftrace tracepoint biolatency x{b['bpftrace_tp_ratio']:.3f}" if b["bpftrace_tp_ratio"] else "-")
@@ -795,6 +902,22 @@ def render_md(res: dict) -> list[str]:
             L.append(f"| {c} | {v['median_s'] * 1e3:.1f} ms | {v['ratio']:.3f} | {v['added_us_per_exec']:+.1f} µs "
                      f"| {v['runs']} | {note} |")
         L.append("")
+        sc = pc.get("sched")
+        if sc:
+            L.append(f"Context-switch storm: two processes on CPU 0 ping-pong a byte through two pipes "
+                     f"{sc['round_trips']} times (a round trip: two switches, each a sleep in pipe_read, two "
+                     f"wakeups), {sc['rounds']} rounds x {sc['runs_per_round']} runs, rotating order. sched = "
+                     "`ktop snapshot --probes sched`, offcpu = the same with `--offcpu-stacks`, bpftrace-offcpu = "
+                     "offcputime as a bpftrace script on `sched:sched_switch` (kstack at switch-out).\n")
+            L.append("| condition | median | ratio | µs per round trip | added | runs | note |")
+            L.append("|---|---:|---:|---:|---:|---:|---|")
+            for c, v in sc["conditions"].items():
+                if v["median_s"] is None:
+                    L.append(f"| {c} | - | - | - | - | 0 | {(v['error'] or '')[:160]} |")
+                    continue
+                L.append(f"| {c} | {v['median_s'] * 1e3:.1f} ms | {v['ratio']:.3f} | {v['us_per_round_trip']:.3f} | "
+                         f"{v['added_us_per_round_trip']:+.3f} | {v['runs']} | |")
+            L.append("")
         for key, title in (("syscalls", "getppid loop (bench/syscalls_bench.py)"),
                            ("bio", "O_DIRECT reads (bench/bio_bench.py)"),
                            ("funcs", "uprobe loop (bench/funcs_bench.py)")):

@@ -40,6 +40,17 @@
  * descendants, ktop.h; then only their tasks are seen at all, per-CPU
  * histograms included), RUNQ_SLOWER_NS (ns; 0: no slow-wait records),
  * RINGBUF_PAGES (the `slow` ring buffer).
+ *
+ * Off-CPU stacks (offcputime), with -DOFFCPU_STACKS only: a sleep (S or D,
+ * not a preemption) takes its kernel stack id at switch-out (the raw
+ * tracepoint runs in prev's context, so this is where it blocked) and keeps
+ * it in its mark; at switch-in, a block of MIN_BLOCK_NS or more adds its time
+ * to `offcpu` under (tgid, stack id, state). A stack walk on every sleep is
+ * the cost, so it is off by default (--offcpu-stacks). Knobs: MIN_BLOCK_NS,
+ * MAX_OFF_KEYS (`offcpu` entries), STACK_STORAGE (`off_stacks` entries).
+ * User space reads both each tick and deletes what no key names (as the
+ * profile probe does); a failed stack id (-EEXIST: a collision, -ENOMEM:
+ * the stack map is full) is kept as a negative id and counted.
  */
 #include <uapi/linux/ptrace.h>
 #include "ktop.h"
@@ -59,6 +70,17 @@
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 16
 #endif
+#ifndef MIN_BLOCK_NS
+#define MIN_BLOCK_NS 1000ULL
+#endif
+#ifndef MAX_OFF_KEYS
+#define MAX_OFF_KEYS 10240
+#endif
+#ifndef STACK_STORAGE
+#define STACK_STORAGE 8192
+#endif
+#define E_EEXIST 17
+#define E_ENOMEM 12
 
 #define K_TASK_UNINTERRUPTIBLE 0x2
 #define K_TASK_NOLOAD 0x400
@@ -79,7 +101,12 @@
 #define ST_PROCS_FULL 4 /* procs map full: a wait counted per CPU, not per process */
 #define ST_SLOW 5       /* waits of RUNQ_SLOWER_NS or more */
 #define ST_SLOW_LOST 6  /* ... not reported: the ring buffer was full */
-#define ST_NR 7
+#define ST_OFF_BLOCKS 7 /* sleeps of MIN_BLOCK_NS or more counted per stack */
+#define ST_OFF_FULL 8   /* ... not counted: offcpu map full */
+#define ST_STACK_EEXIST 9 /* stack id lost to a stack map collision */
+#define ST_STACK_ENOMEM 10 /* ... the stack map full */
+#define ST_STACK_OTHER 11  /* ... another error (-EFAULT) */
+#define ST_NR 12
 
 /* mark.flags */
 #define M_PROC 1 /* a user process's task: counted per process */
@@ -91,6 +118,20 @@ struct mark {
     u32 tgid;
     u16 cls;    /* OFF_* */
     u16 flags;  /* M_* */
+    s32 kstack; /* kernel stack id at switch-out (OFFCPU_STACKS; < 0: none, or the error) */
+    u32 pad;
+};
+
+/* Off-CPU time per (process, kernel stack, state): offcputime's key. */
+struct off_key {
+    u32 tgid;
+    s32 kstack;  /* < 0: the helper's error */
+    u32 cls;     /* OFF_S or OFF_D */
+};
+
+struct off_val {
+    u64 ns;
+    u64 count;   /* blocks */
 };
 
 /* Per process, cumulative. hist: slot i counts run-queue waits of bit length
@@ -132,6 +173,11 @@ BPF_PERCPU_ARRAY(stats, u64, ST_NR);
 BPF_ARRAY(zero_proc, struct proc_val, 1);
 /* Slow waits (RUNQ_SLOWER_NS). */
 BPF_RINGBUF_OUTPUT(slow, RINGBUF_PAGES);
+#ifdef OFFCPU_STACKS
+BPF_HASH(offcpu, struct off_key, struct off_val, MAX_OFF_KEYS);
+/* Stack id -> kernel instruction pointers, leaf first. */
+BPF_STACK_TRACE(off_stacks, STACK_STORAGE);
+#endif
 /* Records on this CPU since ktop started: see RB_WAKE_EVERY in ktop.h. */
 BPF_PERCPU_ARRAY(rb_wake, u64, 1);
 
@@ -228,7 +274,7 @@ RAW_TRACEPOINT_PROBE(sched_wakeup_new)
     return woken(ctx->args[0]);
 }
 
-static __always_inline void switched_out(u64 prev, int preempt, u64 now)
+static __always_inline void switched_out(void *ctx, u64 prev, int preempt, u64 now)
 {
     u32 pid = rd32(prev, TASK_OFF_PID);
     if (!pid)
@@ -251,10 +297,40 @@ static __always_inline void switched_out(u64 prev, int preempt, u64 now)
             cls = OFF_S;
     }
     struct mark v = {.off_ts = now, .enq_ts = cls == OFF_R ? now : 0, .tgid = tgid, .cls = cls,
-                     .flags = flags_of(prev)};
+                     .flags = flags_of(prev), .kstack = -1};
+#ifdef OFFCPU_STACKS
+    if (cls != OFF_R && (v.flags & M_PROC)) {
+        /* prev is the current task here: its stack is where it went to sleep */
+        v.kstack = off_stacks.get_stackid(ctx, 0);
+        if (v.kstack == -E_EEXIST)
+            count(ST_STACK_EEXIST);
+        else if (v.kstack == -E_ENOMEM)
+            count(ST_STACK_ENOMEM);
+        else if (v.kstack < 0)
+            count(ST_STACK_OTHER);
+    }
+#endif
     if (tasks.update(&pid, &v) != 0)
         count(ST_TASKS_FULL);
 }
+
+#ifdef OFFCPU_STACKS
+static __always_inline void add_offcpu(struct mark *m, u64 delta)
+{
+    if (delta < MIN_BLOCK_NS || m->cls == OFF_R || !(m->flags & M_PROC))
+        return;
+    struct off_key k = {.tgid = m->tgid, .kstack = m->kstack, .cls = m->cls};
+    struct off_val zero = {};
+    struct off_val *v = offcpu.lookup_or_try_init(&k, &zero);
+    if (!v) {
+        count(ST_OFF_FULL);
+        return;
+    }
+    __sync_fetch_and_add(&v->ns, delta);
+    __sync_fetch_and_add(&v->count, 1);
+    count(ST_OFF_BLOCKS);
+}
+#endif
 
 static __always_inline struct proc_val *proc_of(u32 tgid, u64 task)
 {
@@ -328,6 +404,10 @@ static __always_inline void switched_in(u64 next, u64 prev, u64 now)
             report_slow(next, pid, m.tgid, prev, lat, now);
     }
     int off = m.off_ts && now >= m.off_ts && m.cls < OFF_NONE;
+#ifdef OFFCPU_STACKS
+    if (off)
+        add_offcpu(&m, now - m.off_ts);
+#endif
     if (!(m.flags & M_PROC) || !(queued || off))
         return;
     struct proc_val *p = proc_of(m.tgid, next);
@@ -373,7 +453,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     u64 prev = ctx->args[1], next = ctx->args[2];
     u64 now = bpf_ktime_get_ns();
     count(ST_SWITCHES);
-    switched_out(prev, preempt, now);
+    switched_out(ctx, prev, preempt, now);
     switched_in(next, prev, now);
     return 0;
 }

@@ -471,6 +471,19 @@ class SchedSlowWait:
 
 
 @dataclass(frozen=True, slots=True)
+class SchedOffStack:
+    """Off-CPU time of one process under one kernel stack in one state during one interval
+    (offcputime; sched probe with --offcpu-stacks): blocks of the threshold or more only."""
+
+    pid: int  # the TGID
+    comm: str
+    state: str  # "S" asleep (or stopped), "D" uninterruptible
+    off_ns: int
+    count: int  # blocks
+    kernel: tuple[str, ...] = ()  # frames, root first (where it went to sleep is the last); a marker when lost
+
+
+@dataclass(frozen=True, slots=True)
 class SchedSample:
     """What the sched probe saw during one interval."""
 
@@ -486,6 +499,13 @@ class SchedSample:
     slow_waits: int = 0  # waits at or above the threshold (all of them)
     slow_lost: int = 0  # of those, not reported: the ring buffer was full
     slow_threshold_ns: int = 0  # --runq-slower-us (0: off)
+    offcpu_stacks: bool = False  # --offcpu-stacks: off-CPU time per kernel stack
+    offcpu_min_block_ns: int = 0  # blocks shorter than this are not counted per stack
+    offcpu: tuple[SchedOffStack, ...] = ()  # most off-CPU time first
+    off_blocks: int = 0  # blocks counted per stack
+    off_full: int = 0  # blocks not counted per stack: the kernel's map was full
+    stack_lost: int = 0  # stacks lost to a stack-map collision or a full stack map (counted under a marker)
+    stacks_unread: int = 0  # blocks whose stack id could not be read back
 
 
 @dataclass(frozen=True, slots=True)

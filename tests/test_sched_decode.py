@@ -141,3 +141,80 @@ def test_a_tick_keeps_its_slowest_waits_only():
     assert s.slow_waits == 12 and s.slow_threshold_ns == 10_000_000
     # equal waits never compare the records themselves
     slowest([slow_record(pid=1), slow_record(pid=2)], keep, 0.0, n=5)
+
+
+# -- off-CPU stacks (--offcpu-stacks) ------------------------------------------------------
+
+KALLSYMS = """ffffffff81000000 T _stext
+ffffffff81001000 T do_nanosleep
+ffffffff81001200 T schedule
+ffffffff81001300 T __schedule
+ffffffff81001400 T bpf_trace_run4
+ffffffffc0001000 t bpf_prog_0123456789abcdef_raw_tracepoint__sched_switch
+"""
+
+
+def test_decode_offcpu_reads_the_key_and_value_structs():
+    from ktop.probes.sched import _OFF_KEY, _OFF_VAL, decode_offcpu
+
+    # struct off_key {u32 tgid; s32 kstack; u32 cls;}, struct off_val {u64 ns; u64 count;}
+    assert _OFF_KEY.size == 12 and _OFF_VAL.size == 16
+    keys = struct.pack("<IiI", 7, 3, 1) + struct.pack("<IiI", 8, -17, 2)
+    values = struct.pack("<QQ", 1_000_000_000, 1) + struct.pack("<QQ", 5_000_000, 4)
+    assert decode_offcpu(keys, values, 2) == {(7, 3, 1): (1_000_000_000, 1), (8, -17, 2): (5_000_000, 4)}
+
+
+def test_offcpu_rows_are_named_root_first_without_the_tracing_frames(tmp_path):
+    from ktop.probes.sched import MISSED_KERNEL, build_offcpu, strip_tracing
+    from ktop.probes.symbols import Symbolizer
+
+    f = tmp_path / "kallsyms"
+    f.write_text(KALLSYMS)
+    sym = Symbolizer(kallsyms=str(f))
+    leaf_first = (0xffffffffc0001010, 0xffffffff81001410, 0xffffffff81001310, 0xffffffff81001210,
+                  0xffffffff81001010)
+    deltas = {(7, 3, 1): (1_000_000_000, 1), (8, -17, 2): (5_000_000, 4), (9, 4, 2): (2_000_000, 2),
+              (7, 3, 0): (10, 1), (10, 3, 1): (0, 0)}
+    named: dict = {}
+    rows, unread = build_offcpu(deltas, {3: leaf_first}, sym, {7: "sleep", 8: "dd"}, named)
+    assert [(r.pid, r.comm, r.state, r.off_ns, r.count, r.kernel) for r in rows] == [
+        (7, "sleep", "S", 1_000_000_000, 1, ("do_nanosleep", "schedule", "__schedule")),
+        (8, "dd", "D", 5_000_000, 4, (MISSED_KERNEL,)),  # -EEXIST in the kernel
+        (9, "", "D", 2_000_000, 2, (MISSED_KERNEL,)),  # id 4 could not be read
+    ]  # an R key and an idle key are left out
+    assert unread == 2  # the -EEXIST one is counted in the kernel (stack_lost), not here
+    assert named == {3: ("do_nanosleep", "schedule", "__schedule")}
+    assert strip_tracing(("bpf_prog_x",)) == ("bpf_prog_x",)  # never empty
+
+
+def test_the_stack_store_reads_each_id_once_and_deletes_what_no_key_names():
+    from ktop.probes.stacks import StackStore
+
+    class FakeMap:
+        def __init__(self):
+            self.data = {1: struct.pack("<3Q", 0x10, 0x20, 0), 2: struct.pack("<2Q", 0x30, 0)}
+            self.lookups = 0
+
+        def lookup(self, key):
+            self.lookups += 1
+            return self.data.get(struct.unpack("<I", key)[0])
+
+        def delete_many(self, keys):
+            for k in keys:
+                self.data.pop(struct.unpack("<I", k)[0], None)
+
+    m = FakeMap()
+    s = StackStore(m)
+    assert s.read({1, 2, 3}) == {1: (0x10, 0x20), 2: (0x30,)}
+    assert s.read({1}) == {1: (0x10, 0x20)} and m.lookups == 3
+    assert s.release({2}) == [1] and 1 not in m.data and 2 in m.data
+    # id 1 counted again between the read and the delete: last tick's copy stands in
+    assert s.read({1}) == {1: (0x10, 0x20)}
+
+
+def test_the_sample_carries_the_offcpu_counters():
+    s = build_sample(1.0, [], [], {"off_blocks": 9, "off_full": 1, "stack_eexist": 2, "stack_enomem": 3,
+                                   "stack_other": 1}, min_block_ns=1_000_000, stacks_unread=4)
+    assert s.offcpu_stacks and s.offcpu_min_block_ns == 1_000_000
+    assert (s.off_blocks, s.off_full, s.stack_lost, s.stacks_unread) == (9, 1, 6, 4)
+    assert not build_sample(1.0, [], [], {}).offcpu_stacks

@@ -9,11 +9,11 @@ from ktop.model.section import Fold
 from tests.ui import fakes, sched_fakes
 
 
-def _model(n: int = 1):
+def _model(n: int = 1, make=sched_fakes.sample):
     m = None
     snap = fakes.snapshot()
     for _ in range(n):
-        m = sched.update(m, sched_fakes.sample(), snap, Fold())
+        m = sched.update(m, make(), snap, Fold())
     return m
 
 
@@ -107,3 +107,45 @@ def test_slow_waits_keep_the_slowest_of_the_window_and_of_the_run():
     assert doc["counters"]["slow_waits"] == 1 + 5 * sched.WINDOW and doc["counters"]["slow_lost"] == sched.WINDOW
     text = "\n".join(sched.summary_lines(doc))
     assert "slowest run-queue waits (>= 10000 us; 26 in all)" in text and "slow_lost 5" in text
+
+
+def _off_model(n: int = 1):
+    return _model(n, sched_fakes.offcpu_sample)
+
+
+def test_offcpu_stacks_sum_over_the_run_per_process_and_machine_wide():
+    doc = sched.document(_off_model(3), None, 3.0)
+    off = doc["offcpu"]
+    assert off["min_block_us"] == 1000.0 and off["stacks_kept"] == 3 and off["dropped_s"] == 0
+    top = off["stacks"][0]
+    assert (top["pid"], top["state"], top["off_cpu_s"], top["blocks"]) == (200, "S", 3.0, 3)
+    assert top["frames"][-3:] == ["do_nanosleep", "schedule", "__schedule"]
+    machine = off["machine"]
+    assert [(s["state"], s["off_cpu_s"], s["blocks"]) for s in machine] == [("S", 3.3, 9), ("D", 0.9, 30)]
+    assert "io_schedule" in machine[1]["frames"]
+    assert doc["counters"]["off_blocks"] == 39
+    text = "\n".join(sched.summary_lines(doc))
+    assert "off-CPU stacks (blocks >= 1000 us; 39 blocks)" in text and "__schedule < schedule < do_nanosleep" in text
+    assert "\x1b" not in text
+
+
+def test_without_offcpu_stacks_the_document_says_null():
+    assert sched.document(_model(1), None, 1.0)["offcpu"] is None
+    assert sched.folded_offcpu(_model(1)) == []
+
+
+def test_the_recent_window_and_the_run_are_bounded():
+    m = _off_model(sched.WINDOW + 3)
+    assert len(m.off_window) == sched.WINDOW
+    assert m.recent_off[0].off_ns == sched.WINDOW * 1_000_000_000
+    totals, dropped = sched.add_off(m.off_totals, sched_fakes.offcpu_sample().offcpu, limit=2)
+    assert len(totals) == 2 and dropped == (sched.WINDOW + 4) * 100_000_000  # the waker's, the least
+
+
+def test_offcpu_stacks_fold_with_the_state_as_leaf_in_microseconds():
+    lines = sched.folded_offcpu(_off_model(2))
+    assert lines[0] == ("sleeper;entry_SYSCALL_64_after_hwframe_[k];do_syscall_64_[k];__x64_sys_clock_nanosleep_[k];"
+                        "hrtimer_nanosleep_[k];do_nanosleep_[k];schedule_[k];__schedule_[k];[S] 2000000")
+    assert lines[1].startswith("reader_[31m;") and lines[1].endswith("[D] 600000")
+    by_pid = sched.folded_offcpu(_off_model(1), by_pid=True)
+    assert by_pid[0].startswith("sleeper-200;")

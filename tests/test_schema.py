@@ -60,7 +60,7 @@ UNITLESS = {
     "processes_dropped", "tx_calls", "rx_calls", "sport", "dport", "port", "family", "closed", "connects", "accepts",
     "open_total", "connect_failed", "retransmits", "resets_sent", "resets_received", "conns_full",
     "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full", "tgid", "prev_pid", "prev_tgid",
-    "slow_waits", "slow_lost",
+    "slow_waits", "slow_lost", "blocks", "stacks_kept", "off_blocks", "off_full", "stack_lost", "stacks_unread",
     "cpus", "samples", "idle_samples", "self_samples", "total_samples", "kernel_frames", "counts_full",
     "user_stack_lost", "kernel_stack_lost", "stacks_unread", "user_stack_none", "kernel_stack_none",
     "cgroup_id",  # an id (an inode number)

@@ -16,13 +16,13 @@ _ktop() {
         -o|--output|--from|replay) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$cmd" in
-        ktop) opts="--bpf-stats --cgroup --delay --disk --exec-failures --export --filter --flag-sensitivity --func --funcs-max --help --history --http-query --no-color --no-colour --no-mouse --pid --probes --procfs --profile-hz --readonly --runq-slower-us --sort-key --syscalls-latency --theme --tree --user --version -C -F -M -d -f -h -p -s -t -u" ;;
-        snapshot) opts="--bpf-stats --cgroup --disk --duration --exec-failures --flag-sensitivity --format --from --func --funcs-max --help --http-query --json --max-events --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency --table -d -f -h -p" ;;
+        ktop) opts="--bpf-stats --cgroup --delay --disk --exec-failures --export --filter --flag-sensitivity --func --funcs-max --help --history --http-query --no-color --no-colour --no-mouse --offcpu-min-us --offcpu-stacks --pid --probes --procfs --profile-hz --readonly --runq-slower-us --sort-key --syscalls-latency --theme --tree --user --version -C -F -M -d -f -h -p -s -t -u" ;;
+        snapshot) opts="--bpf-stats --cgroup --disk --duration --exec-failures --flag-sensitivity --format --from --func --funcs-max --help --http-query --json --max-events --offcpu-min-us --offcpu-stacks --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency --table -d -f -h -p" ;;
         doctor) opts="--help --no-start --probes --procfs -h" ;;
-        record) opts="--bpf-stats --cgroup --count --disk --duration --exec-failures --flag-sensitivity --func --funcs-max --help --http-query --output --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency -d -f -h -o -p" ;;
+        record) opts="--bpf-stats --cgroup --count --disk --duration --exec-failures --flag-sensitivity --func --funcs-max --help --http-query --offcpu-min-us --offcpu-stacks --output --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency -d -f -h -o -p" ;;
         replay) opts="--flag-sensitivity --flags --format --help --history --json --max-events --speed --table --theme -h" ;;
-        export) opts="--bpf-stats --cgroup --disk --exec-failures --flag-sensitivity --func --funcs-max --help --http-query --listen --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency -f -h -p" ;;
-        profile) opts="--by-pid --duration --folded --help --pid --profile-hz -d -h -p" ;;
+        export) opts="--bpf-stats --cgroup --disk --exec-failures --flag-sensitivity --func --funcs-max --help --http-query --listen --offcpu-min-us --offcpu-stacks --pid --probes --procfs --profile-hz --runq-slower-us --syscalls-latency -f -h -p" ;;
+        profile) opts="--by-pid --duration --folded --help --offcpu --offcpu-min-us --pid --profile-hz -d -h -p" ;;
     esac
     if [[ ${COMP_CWORD} -eq 1 && "$cur" != -* ]]; then
         COMPREPLY=($(compgen -W "snapshot doctor record replay export profile" -- "$cur"))

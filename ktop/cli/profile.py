@@ -15,6 +15,7 @@ PROFILE_EXAMPLES = """examples:
     sudo ktop profile -d 5 --profile-hz 99 --folded        # 99 samples a second on each CPU
     sudo ktop profile -d 5 --folded --by-pid               # one stack per process (comm-PID;...)
     sudo ktop profile -d 5                                 # processes and the hottest functions, as text
+    sudo ktop profile -d 5 --offcpu --folded               # off-CPU kernel stacks (offcputime -f), in us
 """
 
 
@@ -35,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
                    help="print folded stacks, most sampled first (flamegraph.pl's input)")
     p.add_argument("--by-pid", action="store_true",
                    help="with --folded: keep processes apart (the first field is comm-PID)")
+    p.add_argument("--offcpu", action="store_true",
+                   help="off-CPU time instead of on-CPU samples: where processes sleep (S) or wait in D, as "
+                        "kernel stacks summed in microseconds (offcputime; the sched probe's --offcpu-stacks); "
+                        "folded, the state is the leaf frame ([S], [D])")
+    p.add_argument("--offcpu-min-us", type=int, metavar="US", default=None,
+                   help="with --offcpu: count only blocks of at least US microseconds (default 1)")
     ProfileProbe.add_arguments(p)
     p.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(probes=["profile"])
@@ -55,24 +62,32 @@ def run(args) -> int:
     from ktop import registry
     from ktop.cli.common import probe_options
     from ktop.model import snapshot_document
-    from ktop.model.profile import folded, summary_lines
+    from ktop.model import profile as profile_model
+    from ktop.model import sched as sched_model
     from ktop.sources.live import LiveSource
 
     if args.by_pid and not args.folded:
         raise UsageError("--by-pid goes with --folded")
-    source = LiveSource(["profile"], probe_options(args), registry.PROBES)
+    if args.offcpu_min_us is not None and not args.offcpu:
+        raise UsageError("--offcpu-min-us goes with --offcpu")
+    if args.offcpu and args.profile_hz is not None:
+        raise UsageError("--profile-hz is for on-CPU samples, not --offcpu")
+    name = "sched" if args.offcpu else "profile"
+    args.offcpu_stacks = args.offcpu
+    source = LiveSource([name], probe_options(args), registry.PROBES)
     model = None
     with SignalStop() as stop, running(source):
         from ktop.model import build_model
 
         source.start()
         source.wait_settled(settle_timeout(), stop.event)
-        status = next((s for s in source.statuses() if s.name == "profile"), None)
+        status = next((s for s in source.statuses() if s.name == name), None)
         if status is None or status.status != "live":
             why = status.detail if status is not None else "it did not start"
-            print(f"ktop: the profile probe is not live: {why}", file=sys.stderr)
+            print(f"ktop: the {name} probe is not live: {why}", file=sys.stderr)
             return 1
-        print(f"ktop: sampling for {args.duration:g} s ({status.detail})", file=sys.stderr, flush=True)
+        what = "tracing off-CPU time" if args.offcpu else "sampling"
+        print(f"ktop: {what} for {args.duration:g} s ({status.detail})", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         model = build_model(model, source.tick())
         end = t0 + args.duration
@@ -87,13 +102,15 @@ def run(args) -> int:
             if gone:  # as perf record -p: the processes asked for exited (their last samples are in)
                 break
         elapsed = time.monotonic() - t0
+    section = sched_model if args.offcpu else profile_model
     if args.folded:
         out = sys.stdout
-        for line in folded(model.profile, by_pid=args.by_pid):
+        lines = (sched_model.folded_offcpu(model.sched, by_pid=args.by_pid) if args.offcpu
+                 else profile_model.folded(model.profile, by_pid=args.by_pid))
+        for line in lines:
             out.write(line + "\n")
     else:
-        doc = snapshot_document(model, elapsed)["profile"]
-        for line in summary_lines(doc):
+        for line in section.summary_lines(snapshot_document(model, elapsed)[name]):
             print(line)
     if stop.signum in (signal.SIGTERM, signal.SIGHUP):
         return 128 + stop.signum

@@ -6,7 +6,9 @@ figures of a short recent window (run-queue percentiles from the log2
 histogram, waits per second, off-CPU time per second by state) and totals
 since the start; per CPU and for the whole machine the run-queue histogram
 since the start, and the machine's p99 per tick for a sparkline; the slowest
-waits (runqslower) of the recent window and of the whole run.
+waits (runqslower) of the recent window and of the whole run; with
+``--offcpu-stacks``, off-CPU time per (process, state, kernel stack) over the
+recent window and the run (offcputime), bounded.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from ktop.metrics import OTHER, Bounded, Log2Hist, label
 from ktop.model import hist
 from ktop.model.common import push
 from ktop.model.section import Fold
-from ktop.snapshot import ProbeStatus, SchedProc, SchedSample, SchedSlowWait, Snapshot
+from ktop.snapshot import ProbeStatus, SchedOffStack, SchedProc, SchedSample, SchedSlowWait, Snapshot
 
 WINDOW = 5  # ticks the process table sums over
 MAX_PROC_TOTALS = 5000  # processes whose totals are kept for the snapshot document
 MAX_CPUS = 1024
-COUNTERS = ("switches", "wakeups", "runq_waits", "tasks_full", "procs_full", "slow_waits", "slow_lost")
+COUNTERS = ("switches", "wakeups", "runq_waits", "tasks_full", "procs_full", "slow_waits", "slow_lost",
+            "off_blocks", "off_full", "stack_lost", "stacks_unread")
+MAX_OFF_STACKS = 5000  # (pid, state, frames) kept over the run; beyond, the least time goes
+DOC_OFF_STACKS = 500  # of those in the document (the most time)
+OffKey = tuple  # (pid, state, frames root first)
 SLOWEST = 10  # slow waits kept: in the recent window (the panel), and over the run (the document)
 STATES = ("r", "s", "d")  # off-CPU classes: preempted, asleep (or stopped), uninterruptible
 
@@ -115,6 +121,60 @@ class ProcStats:
 
 
 @dataclass(frozen=True, slots=True)
+class OffTotal:
+    """Off-CPU time of one process in one state under one kernel stack (root first), summed."""
+
+    pid: int
+    comm: str
+    state: str
+    frames: tuple[str, ...]
+    off_ns: int = 0
+    count: int = 0
+
+    def add(self, r: SchedOffStack) -> OffTotal:
+        return OffTotal(self.pid, r.comm or self.comm, self.state, self.frames, self.off_ns + r.off_ns,
+                        self.count + r.count)
+
+    def to_json(self) -> dict:
+        return {"pid": self.pid, "comm": self.comm, "state": self.state, "off_cpu_s": self.off_ns / 1e9,
+                "blocks": self.count, "frames": list(self.frames)}
+
+
+def add_off(totals: dict, rows, limit: int = MAX_OFF_STACKS) -> tuple[dict, int]:
+    """``totals`` (OffKey -> OffTotal) with these rows added (a copy); beyond ``limit`` keys the least
+    time goes. Returns the new totals and the off-CPU nanoseconds dropped."""
+    if not rows:
+        return totals, 0
+    out = dict(totals)
+    for r in rows:
+        k = (r.pid, r.state, r.kernel)
+        out[k] = (out.get(k) or OffTotal(r.pid, r.comm, r.state, r.kernel)).add(r)
+    dropped = 0
+    if len(out) > limit:
+        keep = sorted(out.items(), key=lambda kv: (-kv[1].off_ns, kv[0][:2]))
+        dropped = sum(t.off_ns for _k, t in keep[limit:])
+        out = dict(keep[:limit])
+    return out, dropped
+
+
+def top_off(totals: dict, n: Optional[int] = None, pid: Optional[int] = None) -> list[OffTotal]:
+    """The stacks with the most off-CPU time (of one process, or every one), most first."""
+    rows = [t for t in totals.values() if pid is None or t.pid == pid]
+    rows.sort(key=lambda t: (-t.off_ns, t.pid, t.state, t.frames))
+    return rows if n is None else rows[:n]
+
+
+def machine_off(totals: dict) -> list[OffTotal]:
+    """Off-CPU time per (state, stack) over every process (pid 0, comm empty), most first."""
+    acc: dict[tuple, OffTotal] = {}
+    for t in totals.values():
+        k = (t.state, t.frames)
+        a = acc.get(k)
+        acc[k] = OffTotal(0, "", t.state, t.frames, (a.off_ns if a else 0) + t.off_ns, (a.count if a else 0) + t.count)
+    return top_off({k: v for k, v in acc.items()})
+
+
+@dataclass(frozen=True, slots=True)
 class SchedModel:
     procs: tuple[ProcStats, ...] = ()  # the recent window, most waits first
     proc_totals: dict[int, ProcTotal] = field(default_factory=dict)
@@ -131,6 +191,12 @@ class SchedModel:
     slow_threshold_ns: int = 0
     ticks: int = 0
     elapsed_s: float = 0.0
+    offcpu_stacks: bool = False  # --offcpu-stacks was on
+    offcpu_min_block_ns: int = 0
+    off_window: tuple[tuple[SchedOffStack, ...], ...] = ()  # each recent tick's off-CPU stacks
+    recent_off: tuple[OffTotal, ...] = ()  # summed over the window, most time first (the panel)
+    off_totals: dict = field(default_factory=dict)  # OffKey -> OffTotal over the run (the document)
+    off_dropped_ns: int = 0  # off-CPU time of stacks dropped past MAX_OFF_STACKS
 
 
 def window_procs(window: tuple[tuple[float, tuple[SchedProc, ...]], ...]) -> tuple[ProcStats, ...]:
@@ -193,7 +259,15 @@ def advance(prev: Optional[SchedModel], s: SchedSample, live: Optional[set[int]]
     p99 = hist.percentile(every, 99) if hist.total(every) else None
     counters = {k: prev.counters.get(k, 0) + getattr(s, k, 0) for k in COUNTERS}
     slow_window = push(prev.slow_window, s.slow, WINDOW)
-    return SchedModel(slow_window=slow_window, recent_slow=slowest_of(*slow_window),
+    off_window = push(prev.off_window, s.offcpu, WINDOW) if s.offcpu_stacks else prev.off_window
+    recent: dict = {}
+    for rows in off_window:
+        recent, _ = add_off(recent, rows, limit=1 << 30)
+    off_totals, off_dropped = add_off(prev.off_totals, s.offcpu)
+    return SchedModel(offcpu_stacks=s.offcpu_stacks or prev.offcpu_stacks,
+                      offcpu_min_block_ns=s.offcpu_min_block_ns or prev.offcpu_min_block_ns,
+                      off_window=off_window, recent_off=tuple(top_off(recent)), off_totals=off_totals,
+                      off_dropped_ns=prev.off_dropped_ns + off_dropped, slow_window=slow_window, recent_slow=slowest_of(*slow_window),
                       slowest=slowest_of(prev.slowest, s.slow),
                       slow_threshold_ns=s.slow_threshold_ns or prev.slow_threshold_ns,
                       procs=window_procs(window), proc_totals=totals, procs_dropped=prev.procs_dropped + dropped,
@@ -235,7 +309,34 @@ def document(section: Optional[SchedModel], status: Optional[ProbeStatus], durat
         "counters": {**{k: m.counters.get(k, 0) for k in COUNTERS}, "procs_dropped": m.procs_dropped},
         "slow_threshold_us": _us(m.slow_threshold_ns),
         "slowest": [slow_json(w) for w in m.slowest],
+        "offcpu": offcpu_json(m),
     }
+
+
+def offcpu_json(m: SchedModel) -> Optional[dict]:
+    """Off-CPU stacks over the run (null without --offcpu-stacks): per process, and machine-wide."""
+    if not m.offcpu_stacks:
+        return None
+    return {"min_block_us": _us(m.offcpu_min_block_ns),
+            "stacks": [t.to_json() for t in top_off(m.off_totals, DOC_OFF_STACKS)],
+            "machine": [{k: v for k, v in t.to_json().items() if k not in ("pid", "comm")}
+                        for t in machine_off(m.off_totals)[:DOC_OFF_STACKS]],
+            "stacks_kept": len(m.off_totals), "dropped_s": m.off_dropped_ns / 1e9}
+
+
+def folded_offcpu(m: Optional[SchedModel], by_pid: bool = False) -> list[str]:
+    """Off-CPU stacks of the run folded as offcputime -f prints them: ``comm;frame;...;frame us``
+    (kernel frames suffixed ``_[k]``, then the state as the leaf: ``[S]``/``[D]``), most time first."""
+    from ktop.model.profile import KERNEL_SUFFIX, folded_line
+
+    if m is None:
+        return []
+    merged: dict[tuple, int] = {}
+    for t in m.off_totals.values():
+        k = (f"{t.comm}-{t.pid}" if by_pid else t.comm, tuple(f + KERNEL_SUFFIX for f in t.frames) + (f"[{t.state}]",))
+        merged[k] = merged.get(k, 0) + t.off_ns
+    rows = sorted(((c, fr, ns // 1000) for (c, fr), ns in merged.items()), key=lambda r: (-r[2], r[:2]))
+    return [folded_line(c, fr, us) for c, fr, us in rows if us > 0]
 
 
 def summary_lines(section: dict, top: int = 10) -> list[str]:
@@ -265,8 +366,16 @@ def summary_lines(section: dict, top: int = 10) -> list[str]:
         out.append(f"{us(w['wait_us']):>8} {w['cpu']:>4} {w['pid']:>7} {clean(w['comm'], 16):<16} "
                    f"{w['prev_pid']:>7} {clean(w['prev_comm'], 16)}")
     c = section.get("counters") or {}
+    off = section.get("offcpu")
+    if off:
+        out.append(f"off-CPU stacks (blocks >= {us(off.get('min_block_us'))} us; {c.get('off_blocks', 0)} blocks):")
+        out.append(f"{'OFF s':>8} {'ST':<2} {'PID':>7} {'COMM':<16} STACK (leaf first)")
+    for t in (off or {}).get("stacks", [])[:top]:
+        frames = " < ".join(clean(f, 40) for f in reversed(t["frames"][-4:]))
+        out.append(f"{t['off_cpu_s']:>8.3f} {t['state']:<2} {t['pid']:>7} {clean(t['comm'], 16):<16} {frames}")
     notes = [f"{k} {v}" for k, v in c.items()
-             if v and k in ("tasks_full", "procs_full", "procs_dropped", "slow_lost")]
+             if v and k in ("tasks_full", "procs_full", "procs_dropped", "slow_lost", "off_full", "stack_lost",
+                            "stacks_unread")]
     if notes:
         out.append("sched counters: " + ", ".join(notes))
     return out

@@ -19,6 +19,7 @@ from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import read_slots, slot_deltas, u64_array
+from ktop.probes.stacks import StackStore, decode_stack
 from ktop.snapshot import UNSUPPORTED, ProfileSample, ProfileStack, kernel_cstr
 
 NAME = "profile"
@@ -47,17 +48,6 @@ def decode_counts(keys: bytes, values: bytes, n: int) -> dict[tuple, int]:
         tgid, ustack, kstack, _pad, comm = _KEY.unpack_from(keys, i * _KEY.size)
         out[(tgid, ustack, kstack, comm.split(b"\0", 1)[0])] = counts[i]
     return out
-
-
-def decode_stack(raw: bytes) -> tuple[int, ...]:
-    """A stack-trace map value (PERF_MAX_STACK_DEPTH u64 addresses, leaf first, 0 after the last)."""
-    ips = u64_array(raw[:len(raw) // 8 * 8])
-    out = []
-    for ip in ips:
-        if not ip:
-            break
-        out.append(ip)
-    return tuple(out)
 
 
 def missing(stack_id: int, kernel: bool) -> tuple[str, ...]:
@@ -151,8 +141,7 @@ class ProfileProbe(ProbeWorker):
         self._maps: dict = {}
         self._prev_stats: dict[str, int] = {}
         self._counts = Cumulative(count_of=lambda v: v)
-        self._stacks: dict[int, tuple[int, ...]] = {}  # stack id -> addresses, for ids a key of `counts` names
-        self._gone: dict[int, tuple[int, ...]] = {}  # ids deleted at the previous tick (see _read_stacks)
+        self._stacks: StackStore | None = None  # the stacks that keys of `counts` name
         self._named: dict[tuple, tuple[str, ...]] = {}  # frame names of the stacks in self._stacks
         self._symbolizer = None
 
@@ -183,6 +172,7 @@ class ProfileProbe(ProbeWorker):
         from ktop.probes.symbols import Symbolizer
 
         self._maps = {name: loaded[name] for name in ("stats", "counts", "stack_traces")}
+        self._stacks = StackStore(self._maps["stack_traces"])
         self._symbolizer = Symbolizer()
         self._symbolizer.kernel_table()  # once, here on the build thread, not on a tick (0.1 s here)
         # The baselines last, together: samples before ktop looked are not the first interval's.
@@ -207,39 +197,17 @@ class ProfileProbe(ProbeWorker):
         live = {i for k in self._counts.prev for i in k[1:3] if i >= 0}
         return deltas, live
 
-    def _read_stacks(self, ids: set[int]) -> dict[int, tuple[int, ...]]:
-        """The stacks of these ids. One already read is not read again: the kernel never replaces a
-        stack it holds (no BPF_F_REUSE_STACKID), and this collector deletes an id only once no key names
-        it. An id deleted last tick may come back in a key counted in the moment between that tick's
-        read and its delete: the map then lacks it, but it held the same stack, so last tick's copy
-        stands in."""
-        m = self._maps["stack_traces"]
-        out = {}
-        for sid in ids:
-            ips = self._stacks.get(sid)
-            if ips is None:
-                raw = m.lookup(struct.pack("<I", sid))
-                ips = decode_stack(raw) if raw is not None else self._gone.get(sid)
-                if ips is not None:
-                    self._stacks[sid] = ips
-            if ips is not None:
-                out[sid] = ips
-        return out
-
     def collect(self, interval_s: float) -> ProfileSample:
         cur = read_slots(self._maps["stats"], STAT_SLOTS)
         st = slot_deltas(cur, self._prev_stats, STAT_SLOTS)
         self._prev_stats = cur
         deltas, live = self._read_counts()
         wanted = {i for k, n in deltas.items() if n for i in k[1:3] if i >= 0}
-        stacks = self._read_stacks(wanted)
+        stacks = self._stacks.read(wanted)
         self._symbolizer.begin_tick()
         rows, unread = build_stacks(deltas, stacks, self._symbolizer, self._named)
         # Stacks no key names any more leave the stack map (a later sample of one adds it again).
-        gone = [i for i in self._stacks if i not in live]
-        if gone:
-            self._maps["stack_traces"].delete_many([struct.pack("<I", i) for i in gone])
-        self._gone = {i: self._stacks.pop(i) for i in gone}
+        gone = self._stacks.release(live)
         if gone:  # a deleted id may come back holding another stack: its names go with it
             drop = set(gone)
             self._named = {k: v for k, v in self._named.items() if k[1] not in drop}

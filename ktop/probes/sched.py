@@ -12,6 +12,14 @@ idle tick (:mod:`ktop.probes.cumulative`).
 Slow waits (runqslower): each wait of ``--runq-slower-us`` or more comes
 through the ring buffer ``slow`` with the task that ran on the CPU meanwhile;
 only those cross into Python, and a tick keeps its SLOWEST slowest.
+
+Off-CPU stacks (offcputime, ``--offcpu-stacks``): the program takes the
+kernel stack of every sleep at switch-out and sums blocks of
+``--offcpu-min-us`` or more per (process, stack, state); this collector reads
+the cumulative sums, the stacks they name (:mod:`ktop.probes.stacks`), names
+the frames from kallsyms (:mod:`ktop.probes.symbols`, cached per stack id)
+and deletes stacks nothing names any more. A stack walk on every sleep is
+the cost: off by default.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ from ktop.probes.base import ProbeUnavailable, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import read_slots, slot_deltas
 from ktop.probes.ringbuf import RingBuffer
-from ktop.snapshot import UNSUPPORTED, SchedCpu, SchedProc, SchedSample, SchedSlowWait, kernel_cstr
+from ktop.probes.stacks import StackStore
+from ktop.snapshot import UNSUPPORTED, SchedCpu, SchedOffStack, SchedProc, SchedSample, SchedSlowWait, kernel_cstr
 
 NAME = "sched"
 NSLOTS = 28  # log2 slots of microseconds; slot 27 holds 2^26 us (67 s) and above
@@ -38,15 +47,23 @@ RUNQ_SLOWER_US = 10_000  # runqslower's default threshold (10 ms)
 SLOWEST = 10  # slow waits a tick keeps (the slowest)
 RINGBUF_PAGES = 16
 EV_RUNQ_SLOW = 4  # KTOP_EV_RUNQ_SLOW (bpf/ktop.h)
+MIN_BLOCK_US = 1  # --offcpu-min-us (offcputime's default): shorter blocks are not counted per stack
+MAX_OFF_KEYS = 10240  # (process, stack, state) keys
+OFF_STACK_STORAGE = 8192  # stack map entries
+OFF_STATES = {1: "S", 2: "D"}  # OFF_S, OFF_D (bpf/sched.bpf.c)
+MISSED_KERNEL = "[missed kernel stack]"
 
 # Slots of the per-CPU `stats` array (bpf/sched.bpf.c ST_*).
-STAT_SLOTS = ("switches", "wakeups", "runq_waits", "tasks_full", "procs_full", "slow_waits", "slow_lost")
+STAT_SLOTS = ("switches", "wakeups", "runq_waits", "tasks_full", "procs_full", "slow_waits", "slow_lost",
+              "off_blocks", "off_full", "stack_eexist", "stack_enomem", "stack_other")
 
 # struct proc_val: rq_count, rq_sum_ns, off_ns[3], rq_max_ns, comm[16], hist[NSLOTS]
 _PROC_VAL = struct.Struct(f"<6Q16s{NSLOTS}Q")
 _PROC_KEY = struct.Struct("<I")
 # struct slow_event: type, pid, tgid, cpu, ts, wait_ns, prev_pid, prev_tgid, comm, prev_comm
 _SLOW = struct.Struct("<IIIIQQII16s16s")
+_OFF_KEY = struct.Struct("<IiI")  # struct off_key: tgid, kstack, cls
+_OFF_VAL = struct.Struct("<QQ")  # struct off_val: ns, count
 
 TASK_FIELDS = ("pid", "tgid", "flags", "comm", "group_leader", "real_parent")
 
@@ -113,6 +130,50 @@ def decode_slow(raw: bytes, clock_offset: float) -> Optional[SchedSlowWait]:
                          wait_ns=wait_ns, prev_pid=prev_pid, prev_tgid=prev_tgid, prev_comm=kernel_cstr(prev_comm))
 
 
+def decode_offcpu(keys: bytes, values: bytes, n: int, leaf_size: int = _OFF_VAL.size) -> dict[tuple, tuple]:
+    """The ``offcpu`` map read in one batch: {(tgid, kernel stack id, state class): (ns, blocks)}."""
+    return {_OFF_KEY.unpack_from(keys, i * _OFF_KEY.size): _OFF_VAL.unpack_from(values, i * leaf_size)
+            for i in range(n)}
+
+
+def _tracing(frame: str) -> bool:
+    """A frame of the tracing itself (the tracepoint's BPF call), not of where the task slept."""
+    return frame.startswith(("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_", "bpf_dispatcher"))
+
+
+def strip_tracing(frames: tuple[str, ...]) -> tuple[str, ...]:
+    """Root-first kernel frames without the leaf frames the tracepoint's program added."""
+    n = len(frames)
+    while n > 1 and _tracing(frames[n - 1]):
+        n -= 1
+    return frames[:n]
+
+
+def build_offcpu(deltas: dict[tuple, tuple], stacks: dict[int, tuple[int, ...]], symbolizer,
+                 comms: dict[int, str], named: Optional[dict] = None) -> tuple[tuple[SchedOffStack, ...], int]:
+    """SchedOffStack rows (frames root first, most time first) from increases {(tgid, stack id, cls):
+    (ns, blocks)} and the stacks read (id -> leaf-first addresses); also the blocks whose stack id
+    could not be read. ``named`` caches frame names by stack id (the caller drops a deleted id's)."""
+    named = {} if named is None else named
+    out, unread = [], 0
+    for (tgid, sid, cls), (ns, count) in deltas.items():
+        state = OFF_STATES.get(cls)
+        if ns <= 0 or state is None:
+            continue
+        frames = named.get(sid) if sid >= 0 else None
+        if frames is None:
+            ips = stacks.get(sid) if sid >= 0 else None
+            if ips:
+                frames = named[sid] = strip_tracing(tuple(reversed(symbolizer.kernel_stack(ips))))
+            else:
+                frames = (MISSED_KERNEL,)
+                unread += count if sid >= 0 else 0
+        out.append(SchedOffStack(pid=tgid, comm=comms.get(tgid, ""), state=state, off_ns=ns, count=count,
+                                 kernel=frames))
+    out.sort(key=lambda r: (-r.off_ns, r.pid, r.state))
+    return tuple(out), unread
+
+
 _seq = itertools.count()  # ties in the heap never compare two records
 
 
@@ -163,12 +224,21 @@ def cpu_deltas(cur: list[tuple[int, ...]], prev: list[tuple[int, ...]]) -> tuple
     return tuple(out)
 
 
+_SAMPLE_STATS = ("switches", "wakeups", "runq_waits", "tasks_full", "procs_full", "slow_waits", "slow_lost",
+                 "off_blocks", "off_full")
+
+
 def build_sample(interval_s: float, procs: Iterable[SchedProc], cpus: Iterable[SchedCpu],
-                 stats: dict[str, int], slow: Iterable[SchedSlowWait] = (), threshold_ns: int = 0) -> SchedSample:
-    """The interval's sample; ``slow`` sorted slowest first."""
+                 stats: dict[str, int], slow: Iterable[SchedSlowWait] = (), threshold_ns: int = 0,
+                 offcpu: Iterable[SchedOffStack] = (), min_block_ns: Optional[int] = None,
+                 stacks_unread: int = 0) -> SchedSample:
+    """The interval's sample; ``slow`` sorted slowest first. ``min_block_ns`` None: no off-CPU stacks."""
     return SchedSample(interval_s=interval_s, procs=tuple(procs), cpus=tuple(cpus),
                        slow=tuple(sorted(slow, key=lambda w: (-w.wait_ns, w.time))),
-                       slow_threshold_ns=threshold_ns, **{k: stats.get(k, 0) for k in STAT_SLOTS})
+                       slow_threshold_ns=threshold_ns, offcpu_stacks=min_block_ns is not None,
+                       offcpu_min_block_ns=min_block_ns or 0, offcpu=tuple(offcpu), stacks_unread=stacks_unread,
+                       stack_lost=stats.get("stack_eexist", 0) + stats.get("stack_enomem", 0) + stats.get("stack_other", 0),
+                       **{k: stats.get(k, 0) for k in _SAMPLE_STATS})
 
 
 class SchedProbe(ProbeWorker):
@@ -186,6 +256,10 @@ class SchedProbe(ProbeWorker):
         self._ring: Optional[RingBuffer] = None
         self._slow: list = []  # heap of (wait_ns, time, seq, SchedSlowWait): the tick's slowest
         self._clock_offset = time.time() - time.monotonic()
+        self._offcpu = Cumulative()
+        self._stacks: Optional[StackStore] = None  # with --offcpu-stacks
+        self._named: dict[int, tuple[str, ...]] = {}  # frame names by stack id
+        self._symbolizer = None
 
     @classmethod
     def add_arguments(cls, group) -> None:
@@ -194,13 +268,38 @@ class SchedProbe(ProbeWorker):
                                 f"ran meanwhile, the slowest {SLOWEST} a tick (runqslower; default "
                                 f"{RUNQ_SLOWER_US}, 0: off)")
 
+        group.add_argument("--offcpu-stacks", action="store_true", default=None,
+                           help="sched: also sum off-CPU time per kernel stack (offcputime): where processes "
+                                "sleep (S) and wait uninterruptibly (D). Costs a kernel stack walk at every "
+                                "sleep (see the README's benchmarks)")
+        group.add_argument("--offcpu-min-us", type=int, metavar="US", default=None,
+                           help=f"sched: with --offcpu-stacks, count only blocks of at least US microseconds "
+                                f"(default {MIN_BLOCK_US}, as offcputime's --min-block-time)")
+
     @classmethod
     def options_from(cls, args) -> dict:
+        out = {}
         v = getattr(args, "runq_slower_us", None)
-        return {} if v is None else {"runq_slower_us": v}
+        if v is not None:
+            out["runq_slower_us"] = v
+        if getattr(args, "offcpu_stacks", None):
+            out["offcpu_stacks"] = True
+        m = getattr(args, "offcpu_min_us", None)
+        if m is not None:
+            if m < 0:
+                raise ValueError(f"--offcpu-min-us must be 0 or more: {m}")
+            out["offcpu_min_us"] = m
+        return out
 
     def slower_ns(self) -> int:
         return max(0, int(self.options.extra.get("runq_slower_us", RUNQ_SLOWER_US))) * 1000
+
+    @property
+    def offcpu_stacks(self) -> bool:
+        return bool(self.options.extra.get("offcpu_stacks"))
+
+    def min_block_ns(self) -> int:
+        return max(0, int(self.options.extra.get("offcpu_min_us", MIN_BLOCK_US))) * 1000
 
     def check(self) -> None:
         super().check()
@@ -233,10 +332,15 @@ class SchedProbe(ProbeWorker):
         except BTFError as exc:
             raise ProbeUnavailable(UNSUPPORTED, f"the sched probe needs task_struct offsets from BTF: {exc}") from exc
         flags += [f"-D{k}={int(v)}" for k, v in offs.items()]
+        if self.offcpu_stacks:
+            flags += ["-DOFFCPU_STACKS", f"-DMIN_BLOCK_NS={self.min_block_ns()}ULL",
+                      f"-DMAX_OFF_KEYS={int(x.get('sched_max_off_keys', MAX_OFF_KEYS))}",
+                      f"-DSTACK_STORAGE={int(x.get('sched_stack_storage', OFF_STACK_STORAGE))}"]
         return flags + self.filter_cflags()
 
     def live_detail(self) -> str:
-        return "run queue @sched_wakeup→switch-in; off-CPU by state @switch-out→switch-in"
+        stacks = f"; off-CPU stacks of blocks >= {self.min_block_ns() // 1000} us" if self.offcpu_stacks else ""
+        return "run queue @sched_wakeup→switch-in; off-CPU by state @switch-out→switch-in" + stacks
 
     def attached(self, loaded) -> None:
         self._maps = loaded.maps
@@ -247,6 +351,13 @@ class SchedProbe(ProbeWorker):
         self._prev_stats = read_slots(loaded["stats"], STAT_SLOTS)
         self._prev_cpus = self._read_cpus()
         self._procs.step({tgid: cum for tgid, _c, _m, cum in self._read_procs()}, lambda _keys: {})
+        if self.offcpu_stacks:
+            from ktop.probes.symbols import Symbolizer
+
+            self._stacks = StackStore(loaded["off_stacks"])
+            self._symbolizer = Symbolizer()
+            self._symbolizer.kernel_table()  # once, here on the build thread, not on a tick
+            self._read_offcpu()  # the baseline: blocks before ktop looked are not the first interval's
 
     def rings(self) -> list:
         return [self._ring] if self._ring is not None else []
@@ -275,6 +386,28 @@ class SchedProbe(ProbeWorker):
                 last[tgid] = (*v[:5], *v[7:7 + NSLOTS])
         return last
 
+    def _evict_offcpu(self, keys: list) -> dict:
+        last = {}
+        for k in keys:
+            raw = self._maps["offcpu"].lookup_and_delete(_OFF_KEY.pack(*k))
+            if raw is not None:
+                last[k] = _OFF_VAL.unpack_from(raw)
+        return last
+
+    def _read_offcpu(self) -> dict[tuple, tuple]:
+        m = self._maps["offcpu"]
+        keys, values, n = m.read_all()
+        return self._offcpu.step(decode_offcpu(keys, values, n, m.leaf_size), self._evict_offcpu)
+
+    def _collect_offcpu(self, comms: dict[int, str]) -> tuple[tuple[SchedOffStack, ...], int]:
+        deltas = self._read_offcpu()
+        stacks = self._stacks.read({k[1] for k, v in deltas.items() if v[0] and k[1] >= 0})
+        rows, unread = build_offcpu(deltas, stacks, self._symbolizer, comms, self._named)
+        gone = self._stacks.release({k[1] for k in self._offcpu.prev if k[1] >= 0})
+        for sid in gone:  # a deleted id may come back holding another stack
+            self._named.pop(sid, None)
+        return rows, unread
+
     def collect(self, interval_s: float) -> SchedSample:
         rows = self._read_procs()
         extra = {tgid: (comm, rq_max) for tgid, comm, rq_max, _cum in rows}
@@ -287,8 +420,15 @@ class SchedProbe(ProbeWorker):
         self._prev_stats = stats
         self.add_lost(d["tasks_full"] + d["procs_full"] + d["slow_lost"])
         slow, self._slow = [item[-1] for item in self._slow], []
-        return build_sample(interval_s, build_procs(deltas, extra), cpus, d, slow, self.slower_ns())
+        procs = build_procs(deltas, extra)
+        offcpu, unread, min_block = (), 0, None
+        if self._stacks is not None:
+            comms = {tgid: kernel_cstr(comm) for tgid, comm, _m, _c in rows}
+            offcpu, unread = self._collect_offcpu(comms)
+            min_block = self.min_block_ns()
+            self.add_lost(d["off_full"] + unread)
+        return build_sample(interval_s, procs, cpus, d, slow, self.slower_ns(), offcpu, min_block, unread)
 
 
-__all__ = ["SchedProbe", "build_procs", "cpu_deltas", "decode_cpu_hist", "decode_procs", "decode_slow", "slowest",
+__all__ = ["SchedProbe", "build_offcpu", "build_procs", "decode_offcpu", "cpu_deltas", "decode_cpu_hist", "decode_procs", "decode_slow", "slowest",
            "task_field_offsets"]

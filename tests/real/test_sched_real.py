@@ -149,8 +149,9 @@ def test_direct_reads_are_off_cpu_in_uninterruptible_sleep(tmp_path):
     print(f"300 O_DIRECT reads: off-CPU D {p['off_cpu_d_s']:.3f} s, S {p['off_cpu_s_s']:.3f} s")
 
 
-@pytest.mark.vm
-def test_pid_filter_sees_only_the_process_and_its_children():
+def collect_family(*args: str) -> tuple[dict, int, int]:
+    """ktop with ``-p`` on a shell that sleeps 1 s in a child once ktop collects, while another
+    `sleep 2` runs beside it; returns (sched section, the shell's PID, the other's PID)."""
     require_sched()
     # `; true`: a shell may exec its last command in place of itself
     parent = subprocess.Popen(["sh", "-c", "read x; sleep 1; true"], stdin=subprocess.PIPE)
@@ -162,16 +163,22 @@ def test_pid_filter_sees_only_the_process_and_its_children():
             assert parent.wait(30) == 0
             return parent.pid
 
-        sched, _ = run_collecting(go, "-p", str(parent.pid), duration=4.0 + TIME_SCALE)
+        sched, _ = run_collecting(go, "-p", str(parent.pid), *args, duration=4.0 + TIME_SCALE)
     finally:
         other.kill()
         other.wait()
         if parent.poll() is None:
             parent.kill()
+    return sched, parent.pid, other.pid
+
+
+@pytest.mark.vm
+def test_pid_filter_sees_only_the_process_and_its_children():
+    sched, parent_pid, other_pid = collect_family()
     pids = {p["pid"] for p in sched["by_process"]}
-    assert parent.pid in pids and other.pid not in pids, pids
+    assert parent_pid in pids and other_pid not in pids, pids
     assert len(pids) == 2, sched["by_process"]  # sh and its `sleep 1` child
-    child = [p for p in sched["by_process"] if p["pid"] != parent.pid][0]
+    child = [p for p in sched["by_process"] if p["pid"] != parent_pid][0]
     assert child["comm"] == "sleep" and child["off_cpu_s_s"] == pytest.approx(1.0, rel=0.15), child
 
 

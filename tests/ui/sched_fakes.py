@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ktop.model import hist
-from ktop.snapshot import SchedCpu, SchedProc, SchedSample, SchedSlowWait
+from dataclasses import replace
+
+from ktop.snapshot import SchedCpu, SchedOffStack, SchedProc, SchedSample, SchedSlowWait
 
 NSLOTS = 28
 
@@ -31,3 +33,21 @@ def sample(interval_s: float = 1.0) -> SchedSample:
               SchedSlowWait(time=1_700_000_000.2, pid=101, tgid=100, comm="waker-2", cpu=0, wait_ns=11_000_000,
                             prev_pid=0, prev_tgid=0, prev_comm="swapper/0")),
         slow_waits=2, slow_threshold_ns=10_000_000)
+
+
+SLEEP = ("entry_SYSCALL_64_after_hwframe", "do_syscall_64", "__x64_sys_clock_nanosleep", "hrtimer_nanosleep",
+         "do_nanosleep", "schedule", "__schedule")
+READ = ("entry_SYSCALL_64_after_hwframe", "do_syscall_64", "__x64_sys_pread64", "vfs_read", "blkdev_read_iter",
+        "__iomap_dio_rw", "io_schedule", "schedule", "__schedule")
+
+
+def offcpu_sample(interval_s: float = 1.0) -> SchedSample:
+    """sample() with off-CPU stacks (--offcpu-stacks): the sleeper under nanosleep, the reader in D
+    under io_schedule, and the waker asleep under nanosleep too."""
+    return replace(sample(interval_s), offcpu_stacks=True, offcpu_min_block_ns=1_000_000, off_blocks=13,
+                   offcpu=(SchedOffStack(pid=200, comm="sleeper", state="S", off_ns=1_000_000_000, count=1,
+                                         kernel=SLEEP),
+                           SchedOffStack(pid=300, comm="reader\x1b[31m", state="D", off_ns=300_000_000, count=10,
+                                         kernel=READ),
+                           SchedOffStack(pid=100, comm="waker", state="S", off_ns=100_000_000, count=2,
+                                         kernel=SLEEP)))

@@ -11,7 +11,7 @@ from ktop.app import KtopApp
 from ktop.model import build_model
 from ktop.snapshot import LIVE, ProbeStatus
 from ktop.ui.widgets.panel import Panel
-from ktop.ui.widgets.sched import SchedPanel, ms_text, runq_line, slow_text
+from ktop.ui.widgets.sched import SchedPanel, ms_text, off_note, runq_line, slow_text, where
 from ktop.ui.widgets.table import KTable
 from tests.ui import fakes, sched_fakes
 from tests.ui.panelapp import PanelApp
@@ -26,9 +26,10 @@ class SchedSource(fakes.FakeSource):
         return super().shows(probe) or probe == "sched"
 
 
-def snapshots(n: int = 3):
+def snapshots(n: int = 3, stacks: bool = False):
     base = fakes.snapshot()
-    return [replace(base, time=base.time + i, sched=sched_fakes.sample(),
+    make = sched_fakes.offcpu_sample if stacks else sched_fakes.sample
+    return [replace(base, time=base.time + i, sched=make(),
                     probes=base.probes + (ProbeStatus("sched", LIVE),)) for i in range(n)]
 
 
@@ -136,3 +137,51 @@ def test_a_replay_shows_the_panel_only_when_the_recording_has_the_probe(tmp_path
     assert recording("with.jsonl", snapshots(2)).shows("sched")
     without = recording("without.jsonl", [fakes.snapshot()])
     assert not without.shows("sched") and without.shows("bio")
+
+
+def test_where_leaves_the_scheduler_out_leaf_first():
+    assert where(sched_fakes.SLEEP).startswith("do_nanosleep < hrtimer_nanosleep < __x64_sys_clock_nanosleep")
+    assert where(("__schedule",)) == "__schedule"
+    assert "off (start ktop with --offcpu-stacks" in off_note(build_model(None, snapshots(1)[0]).sched).plain
+
+
+async def test_o_shows_the_off_cpu_stacks_and_enter_drills_into_one():
+    app = KtopApp(SchedSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _show(app, pilot, snapshots(3, stacks=True))
+        panel = app.query_one(SchedPanel)
+        panel.query_one("#sched-procs", KTable).focus()
+        await pilot.press("o")
+        await pilot.pause()
+        off = app.query_one("#sched-offcpu", KTable)
+        assert panel.has_class("offcpu") and off.display and panel.table is off
+        rows = off.ordered_rows
+        assert [r.key.value.split(",")[:2] for r in rows] == [["(200", " 'S'"], ["(300", " 'D'"], ["(100", " 'S'"]]
+        cells = [c.plain.strip() for c in off.get_row(rows[0].key)]
+        assert cells[:5] == ["1000", "S", "1.0", "200", "sleeper"]
+        assert cells[5].startswith("do_nanosleep < hrtimer_nanosleep")
+        reader = "".join(c.plain for c in off.get_row(rows[1].key))
+        assert "\x1b" not in reader and "io_schedule < __iomap_dio_rw" in reader
+        note = str(app.query_one("#sched-offnote").render())
+        assert "off-CPU stacks of blocks >= 1.0ms, last 5 ticks" in note
+        off.focus()
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        assert app.focus_stack == [300]
+
+
+@pytest.mark.parametrize("width", [110])
+def test_sched_offcpu_view_svg(snap_compare, width):
+    app = PanelApp(SchedPanel, "sched", SchedSource())
+
+    async def run_before(pilot):
+        model = None
+        for s in snapshots(10, stacks=True):
+            model = build_model(model, s)
+        app.model = model
+        panel = app.query_one(SchedPanel)
+        panel.update_from(model)
+        panel.action_toggle_offcpu()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(width, 20), run_before=run_before)

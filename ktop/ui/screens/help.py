@@ -33,6 +33,7 @@ KEYS = [
     ("a", "Functions panel: add a target (a funccount spec: vfs_read, c:malloc, t:sched:*, u:lib:probe)"),
     ("d / Delete", "Functions panel: remove the selected target (its probes detach)"),
     ("t", "Block I/O panel: latency or queue-time histogram and heatmap"),
+    ("o", "Scheduler panel: off-CPU stacks of the last ticks (--offcpu-stacks); again: the processes"),
     ("Space", "pause the display (collection goes on); in replay: pause the recording"),
     ("← →", "while paused: step back / forward through the history; in replay: step"),
     ("+ / -", "replay faster / slower"),

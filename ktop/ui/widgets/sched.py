@@ -7,6 +7,9 @@ second by the state the task left the CPU in (R preempted, S asleep, D
 uninterruptible). Sortable by any column; Enter drills into the PID. Under
 the status lines, the slowest run-queue waits of those ticks (runqslower):
 the wait, its CPU, the thread that waited and the task that ran meanwhile.
+``o`` swaps the table for the off-CPU stacks of those ticks (--offcpu-stacks):
+off-CPU milliseconds per second by (process, state, kernel stack), with
+where the task went to sleep, leaf first.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from typing import Optional
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 
 from ktop.model import Model
-from ktop.model.sched import WINDOW, ProcStats, SchedModel
+from ktop.model.sched import WINDOW, OffTotal, ProcStats, SchedModel
 from ktop.model.text import clean, safe_text
 from ktop.ui.widgets.bio import rate_text
 from ktop.ui.widgets.latency import lat_text
@@ -38,6 +42,17 @@ PROC_COLUMNS = (
     Column("off_d", "D ms/s", 6, numeric=True, desc=True),
     Column("comm", "COMM", None),
 )
+
+
+OFF_COLUMNS = (
+    Column("off", "ms/s", 6, numeric=True, desc=True),
+    Column("state", "ST", 2),
+    Column("blocks", "BLK/s", 6, numeric=True, desc=True),
+    Column("pid", "PID", 7, numeric=True),
+    Column("comm", "COMM", 16),
+    Column("where", "WHERE IT SLEPT (leaf first)", None),
+)
+SCHEDULER = ("__schedule", "schedule")  # every stack's leaf: left out of WHERE
 
 
 def _num(text: str) -> Text:
@@ -68,6 +83,55 @@ def proc_rows(m: Optional[SchedModel]) -> list[Row]:
                 sort_values=(p.pid, p.waits_per_s, p.p50_us, p.p99_us, p.max_us, p.off_r_ms_per_s,
                              p.off_s_ms_per_s, p.off_d_ms_per_s, p.comm))
             for p in m.procs]
+
+
+def where(frames: tuple[str, ...]) -> str:
+    """A root-first kernel stack as ``do_nanosleep < hrtimer_nanosleep < ...``, the scheduler's own
+    leaf frames left out."""
+    leaf_first = list(reversed(frames))
+    while len(leaf_first) > 1 and leaf_first[0] in SCHEDULER:
+        leaf_first.pop(0)
+    return " < ".join(leaf_first)
+
+
+def _window_s(m: SchedModel) -> float:
+    return sum(dt for dt, _ in m.window[-len(m.off_window):]) if m.off_window else 0.0
+
+
+def off_rows(m: Optional[SchedModel]) -> list[Row]:
+    """The recent window's off-CPU stacks, per second of it."""
+    if m is None or not m.recent_off:
+        return []
+    seconds = _window_s(m) or 1.0
+
+    def cells(t: OffTotal) -> tuple[Text, ...]:
+        return (_num(ms_text(t.off_ns / 1e6 / seconds)), Text(t.state), _num(rate_text(t.count / seconds)),
+                _num(str(t.pid)), safe_text(t.comm, limit=16), safe_text(where(t.frames), limit=400))
+
+    return [Row(key=(t.pid, t.state, t.frames), make=cells, src=t, pid=t.pid,
+                search=lambda t: f"{t.pid} {clean(t.comm)} {' '.join(t.frames)}".lower(),
+                sort_values=(t.off_ns, t.state, t.count, t.pid, t.comm, where(t.frames)))
+            for t in m.recent_off]
+
+
+def off_note(m: Optional[SchedModel]) -> Text:
+    """What the stacks view covers, or how to turn it on."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    if m is None:
+        return t
+    if not m.offcpu_stacks:
+        t.append("off-CPU stacks: off (start ktop with --offcpu-stacks: a kernel stack walk at every sleep)",
+                 style="dim")
+        return t
+    c = m.counters
+    t.append(f"off-CPU stacks of blocks >= {lat_text(m.offcpu_min_block_ns / 1000)}, last {WINDOW} ticks",
+             style="bold")
+    lost = {"stacks lost": c.get("stack_lost", 0), "map full": c.get("off_full", 0),
+            "unread": c.get("stacks_unread", 0)}
+    notes = [f"{k} {v}" for k, v in lost.items() if v]
+    if notes:
+        t.append("  " + ", ".join(notes), style="bold")
+    return t
 
 
 def runq_line(m: Optional[SchedModel], width: int) -> Text:
@@ -122,18 +186,38 @@ class SchedPanel(Panel):
     SchedPanel #sched-runq { height: 1; }
     SchedPanel #sched-slow { height: 5; }
     SchedPanel #sched-procs { height: 1fr; }
+    SchedPanel #sched-offnote { height: 1; display: none; }
+    SchedPanel #sched-offcpu { height: 1fr; display: none; }
+    SchedPanel.offcpu #sched-slow { display: none; }
+    SchedPanel.offcpu #sched-procs { display: none; }
+    SchedPanel.offcpu #sched-offnote { display: block; }
+    SchedPanel.offcpu #sched-offcpu { display: block; }
     """
+    BINDINGS = [Binding("o", "toggle_offcpu", "Off-CPU stacks")]
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="sched-status", classes="status")
         yield StatusLine(id="sched-runq", classes="rate")
         yield StatusLine(id="sched-slow")
         yield KTable(PROC_COLUMNS, sort_column=1, reverse=True, id="sched-procs")
+        yield StatusLine(id="sched-offnote")
+        yield KTable(OFF_COLUMNS, sort_column=0, reverse=True, id="sched-offcpu")
         yield from self.filter_input()
 
     @property
     def table(self) -> KTable:
-        return self.query_one("#sched-procs", KTable)
+        return self.query_one("#sched-offcpu" if self.has_class("offcpu") else "#sched-procs", KTable)
+
+    _top = ""
+
+    def _hint(self) -> str:
+        return "o: processes" if self.has_class("offcpu") else f"{self._top}o: off-CPU stacks"
+
+    def action_toggle_offcpu(self) -> None:
+        """The process table, or the off-CPU stacks of the same ticks (offcputime)."""
+        self.toggle_class("offcpu")
+        self.set_titles(subtitle=self._hint())
+        self.table.focus()
 
     def update_from(self, model: Model) -> None:
         m: Optional[SchedModel] = model.sched
@@ -141,10 +225,12 @@ class SchedPanel(Panel):
         line = self.query_one("#sched-runq", StatusLine)
         line.update(runq_line(m, max(20, line.size.width)))
         self.query_one("#sched-slow", StatusLine).update(slow_text(m))
-        self.table.update_rows(proc_rows(m))
+        self.query_one("#sched-procs", KTable).update_rows(proc_rows(m))
+        self.query_one("#sched-offnote", StatusLine).update(off_note(m))
+        self.query_one("#sched-offcpu", KTable).update_rows(off_rows(m))
         waits = m.counters.get("runq_waits", 0) if m is not None else 0
-        self.set_titles(f"Scheduler ({waits} waits)" if waits else "Scheduler",
-                        f"top: last {WINDOW} ticks" if m is not None and m.procs else "")
+        self._top = f"top: last {WINDOW} ticks  " if m is not None and m.procs else ""
+        self.set_titles(f"Scheduler ({waits} waits)" if waits else "Scheduler", self._hint())
 
 
-__all__ = ["SchedPanel", "proc_rows", "runq_line", "slow_text"]
+__all__ = ["SchedPanel", "off_note", "off_rows", "proc_rows", "runq_line", "slow_text", "where"]
