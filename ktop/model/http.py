@@ -119,6 +119,7 @@ class HttpModel:
     totals: HttpTotals = field(default_factory=HttpTotals)
     req_history: tuple[float, ...] = ()  # requests/s, every process
     req_per_s: float = 0.0
+    p99_history: tuple[float, ...] = ()  # microseconds, every process, per tick with requests (0 without)
 
 
 def _lat(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
@@ -237,8 +238,15 @@ def update(prev: Optional[HttpModel], s: Optional[HttpSample], snap: Snapshot, c
         unpaired=t.unpaired + s.unpaired, unanswered=t.unanswered + s.unanswered,
         threads_full=t.threads_full + s.threads_full, cut=t.cut + s.cut,
         groups_dropped=t.groups_dropped + s.groups_dropped, rows_dropped=t.rows_dropped + d1 + d2)
+    p99 = 0.0
+    if n:
+        fine, lo, hi = (), 0, 0
+        for g in s.groups:
+            fine, lo, hi = hist.add_pairs(fine, g.lat_fine), _min(lo, g.lat_min_ns), max(hi, g.lat_max_ns)
+        p99 = lat_percentiles((), lo, hi, (99,), fine)[0] or 0.0
     return HttpModel(procs=procs, paths=paths, slowest=fold_slowest(m.slowest, s, snap.time), totals=totals,
-                     req_history=push(m.req_history, n / dt), req_per_s=n / dt)
+                     req_history=push(m.req_history, n / dt), req_per_s=n / dt,
+                     p99_history=push(m.p99_history, p99))
 
 
 def _ms(us: Optional[float]) -> Optional[float]:

@@ -3,7 +3,9 @@
 Servers and clients are uniquely named copies of Python running tests/real/http_work.py (Python's own
 http.server and http.client), each in its own process, so every count is checked exactly for one PID.
 
-Marked vm (they also run in the Debian 6.1 guest, scripts/test-vm.sh).
+Marked vm (they also run in the Debian 6.1 guest, scripts/test-vm.sh), all but the PID screen's: what it adds
+to -p (the same program, filtered the same way) is user space, and a second build would take its whole
+300 s there.
 """
 
 from __future__ import annotations
@@ -236,3 +238,71 @@ def test_p_sees_only_the_server_asked_for(python, tmp_path):
     assert {(p["pid"], p["side"]) for p in h["processes"]} == {(mine.pid, "server")}, h["processes"]
     assert h["processes"][0]["statuses"] == {"200": 20, "404": 5}
 
+
+@pytest.mark.vm
+def test_p_counts_the_requests_its_forked_children_answer(python, tmp_path):
+    """-p follows the server's children: each connection of a forking server is answered by a new child."""
+    mine, other = Server(python, tmp_path, "--fork"), Server(python, tmp_path)
+    try:
+        def work():
+            for srv, n in ((mine, 3), (other, 2)):
+                for _ in range(n):  # a connection each: a child each on the forking server
+                    Proc(python, tmp_path, "client", srv.port, "8", "2", prefix="kc").wait()
+
+        h = collect(work, "-p", str(mine.pid))
+    finally:
+        mine.kill()
+        other.kill()
+    rows_ = h["processes"]
+    assert {(p["comm"], p["side"]) for p in rows_} == {(mine.comm, "server")}, rows_
+    assert mine.pid not in {p["pid"] for p in rows_} and len(rows_) == 3  # three children answered
+    assert sum(p["requests"] for p in rows_) == 30
+    assert all(p["statuses"] == {"200": 8, "404": 2} for p in rows_), rows_
+
+
+def test_the_pid_screen_counts_exactly_the_requests_its_process_answered(python, tmp_path):
+    """The drill-down (model.focus, what the PID screen's HTTP panel draws): the probe scoped to one PID in
+    the kernel, next to the unscoped one."""
+    from ktop.model import build_model
+    from ktop.probes.base import ProbeOptions
+    from ktop.snapshot import LIVE
+    from ktop.sources.live import LiveSource
+
+    mine, other = Server(python, tmp_path), Server(python, tmp_path)
+    src = LiveSource(["http"], ProbeOptions(extra={"procfs": True}))
+    model = None
+    try:
+        src.start()
+        src.set_focus(mine.pid)
+        assert wait_until(lambda: all(w.status.status == LIVE for w in (*src.workers.values(),
+                                                                        *src.focus_workers.values())),
+                          120 * TIME_SCALE), [w.status for w in (*src.workers.values(), *src.focus_workers.values())]
+
+        def tick():
+            nonlocal model
+            src.wait(0.2)
+            model = build_model(model, src.tick())
+
+        tick()
+        clients = [Proc(python, tmp_path, "client", srv.port, ok, bad, prefix="kc")
+                   for srv, ok, bad in ((mine, "40", "7"), (other, "11", "0"))]
+        end = time.monotonic() + 60 * TIME_SCALE
+        while any(c.p.poll() is None for c in clients) and time.monotonic() < end:
+            tick()
+        for c in clients:
+            c.wait()
+        for _ in range(3):  # what the rings still hold
+            tick()
+    finally:
+        src.stop()
+        mine.kill()
+        other.kill()
+    focus = {(r.pid, r.side): r for r in model.focus.http.procs}
+    assert set(focus) == {(mine.pid, "server")}, focus
+    r = focus[(mine.pid, "server")]
+    assert (r.requests, dict(r.statuses), r.errors_4xx) == (47, {200: 40, 404: 7}, 7)
+    assert model.focus.http.totals.requests == 47 and model.focus.http.totals.lost == 0
+    assert sum(model.focus.http.req_history) > 0  # the rate line's history
+    every = {(r.pid, r.side): r.requests for r in model.http.procs}
+    assert every[(mine.pid, "server")] == 47 and every[(other.pid, "server")] == 11
+    assert every[(clients[0].pid, "client")] == 47
