@@ -356,7 +356,14 @@ static __always_inline void requests(u32 tgid, u32 fd, u32 side, u64 ubuf, u64 n
     for (u64 j = 0; j < NSLOTS - 1; j++) {
         if (j >= k)
             break;
-        push(c, side, now, ubuf, sc->offs[j], n);
+        /* Bound the very index that reads offs[]: else clang walks offs[] with a pointer of its
+         * own and stops on a second counter, whose link to it 6.1's verifier does not follow
+         * ("invalid access to map value ... off=600"). */
+        u64 x = j;
+        asm volatile("" : "+r"(x));
+        if (x >= NSLOTS - 1)
+            break;
+        push(c, side, now, ubuf, sc->offs[x], n);
     }
     if (n > WINDOW)
         count(ST_CUT, 1);

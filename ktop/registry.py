@@ -81,8 +81,7 @@ PROBES: dict[str, ProbeInfo] = {
                   "HTTP/1.x requests per process from the socket syscalls' bytes: server and client side, "
                   "methods, status codes, path patterns, latency percentiles; TLS and HTTP/2 counted as "
                   "encrypted; off by default (--probes http)",
-                  "http", "ktop.probes.http:HttpProbe", "ktop.model.http", "ktop.ui.widgets.http:HttpPanel",
-                  scoped=False),
+                  "http", "ktop.probes.http:HttpProbe", "ktop.model.http", "ktop.ui.widgets.http:HttpPanel"),
     )
 }
 

@@ -321,3 +321,17 @@ def test_a_helper_killed_before_it_read_its_request_is_a_sentence(monkeypatch):
         sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
     with pytest.raises(loader.BuildError, match="the build helper was killed by SIGKILL"):
         loader._run({"probe": "none"}, 10)
+
+
+def test_a_verifier_refusal_names_the_program_and_the_verifiers_complaint():
+    log = ("bpf: Failed to load program: Permission denied\n0: (bf) r6 = r1\n"
+           "12: (85) call bpf_probe_read_user#112\nR2 min value is negative, either use unsigned or 'var &= const'\n"
+           "HINT: The invalid mem access 'inv' error can happen if you try to dereference memory\n"
+           "processed 44 insns (limit 1000000) max_states_per_insn 0 total_states 3 peak_states 3 mark_read 2\n\n"
+           "Traceback (most recent call last):\n")
+    exc = Exception("Failed to load BPF program b'tracepoint__syscalls__sys_exit_read': Permission denied")
+    assert describe_build_error(exc, log) == (
+        "the kernel's verifier refused tracepoint__syscalls__sys_exit_read (Permission denied): "
+        "R2 min value is negative, either use unsigned or 'var &= const'")
+    assert describe_build_error(exc, "") == (
+        "the kernel's verifier refused tracepoint__syscalls__sys_exit_read (Permission denied)")

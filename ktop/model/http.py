@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ktop.metrics import OTHER, Bounded, label
+from ktop.metrics import OTHER, Bounded, Log2Hist, label
 from ktop.model import hist
 from ktop.model.common import push
 from ktop.model.section import Fold
@@ -119,6 +119,7 @@ class HttpModel:
     totals: HttpTotals = field(default_factory=HttpTotals)
     req_history: tuple[float, ...] = ()  # requests/s, every process
     req_per_s: float = 0.0
+    p99_history: tuple[float, ...] = ()  # microseconds, every process, per tick with requests (0 without)
 
 
 def _lat(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
@@ -237,8 +238,15 @@ def update(prev: Optional[HttpModel], s: Optional[HttpSample], snap: Snapshot, c
         unpaired=t.unpaired + s.unpaired, unanswered=t.unanswered + s.unanswered,
         threads_full=t.threads_full + s.threads_full, cut=t.cut + s.cut,
         groups_dropped=t.groups_dropped + s.groups_dropped, rows_dropped=t.rows_dropped + d1 + d2)
+    p99 = 0.0
+    if n:
+        fine, lo, hi = (), 0, 0
+        for g in s.groups:
+            fine, lo, hi = hist.add_pairs(fine, g.lat_fine), _min(lo, g.lat_min_ns), max(hi, g.lat_max_ns)
+        p99 = lat_percentiles((), lo, hi, (99,), fine)[0] or 0.0
     return HttpModel(procs=procs, paths=paths, slowest=fold_slowest(m.slowest, s, snap.time), totals=totals,
-                     req_history=push(m.req_history, n / dt), req_per_s=n / dt)
+                     req_history=push(m.req_history, n / dt), req_per_s=n / dt,
+                     p99_history=push(m.p99_history, p99))
 
 
 def _ms(us: Optional[float]) -> Optional[float]:
@@ -316,20 +324,34 @@ def table(doc: dict) -> list[dict]:
 
 
 class Metrics:
-    """``ktop_http_*``: requests by command name (top 20, then other), side, method and status class."""
+    """``ktop_http_*``: requests by command name (top 50, then other), side, method and status class; the
+    latency histogram by command name, side and status class (its first 20 such keys, then other)."""
 
-    def __init__(self, top: int = 50):
+    def __init__(self, top: int = 50, hist_top: int = 20):
         self.requests = Bounded(top, (OTHER, OTHER, OTHER, OTHER))
+        self.hist_top = hist_top
+        self.hist: dict[tuple, Log2Hist] = {}
 
     def observe(self, s: HttpSample, snap: Snapshot) -> None:
         for g in s.groups:
             method = g.method if g.method in _METHODS else OTHER
-            self.requests.add((label(g.comm), g.side, method, status_class(g.status)), g.count)
+            sc = status_class(g.status)
+            self.requests.add((label(g.comm), g.side, method, sc), g.count)
+            key = (label(g.comm), g.side, sc)
+            if key not in self.hist and len(self.hist) >= self.hist_top:
+                key = (OTHER, OTHER, OTHER)
+            self.hist.setdefault(key, Log2Hist()).add(g.lat_buckets, g.lat_sum_ns / 1e9, g.count)
 
     def families(self, fam) -> list:
+        lat = fam.HistogramMetricFamily(
+            "ktop_http_request_duration_seconds", "HTTP/1.x request latency, request to response as this side "
+            "saw it, by command name, side and status class (bounded, then other)",
+            labels=["comm", "side", "status_class"])
+        for key, h in sorted(self.hist.items()):
+            lat.add_metric(list(key), h.cumulative(1e-6), h.sum_s)
         return [self.requests.family(fam.CounterMetricFamily(
             "ktop_http_requests", "HTTP/1.x requests answered, by command name, side, method and status class "
-            "(bounded, then other)", labels=["comm", "side", "method", "status_class"]))]
+            "(bounded, then other)", labels=["comm", "side", "method", "status_class"])), lat]
 
 
 _METHODS = frozenset(("GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"))

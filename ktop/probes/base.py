@@ -10,6 +10,7 @@ a sentence; it never propagates.
 
 from __future__ import annotations
 
+import re
 import struct
 import threading
 import time
@@ -381,9 +382,27 @@ class ProbeWorker:
             self._set_status(STOPPED)
 
 
+def verifier_reason(log: str) -> str:
+    """The verifier's own complaint in a load log BCC printed: the last line before its "processed N insns"
+    summary (BCC's HINT lines and the summary itself skipped); "" when the log has none."""
+    lines = [ln.strip() for ln in log.splitlines()]
+    ends = [i for i, ln in enumerate(lines) if ln.startswith("processed ") and " insns" in ln]
+    if not ends:
+        return ""
+    for ln in reversed(lines[:ends[-1]]):
+        if ln and not ln.startswith(("HINT:", "verification time", "stack depth")):
+            return ln
+    return ""
+
+
 def describe_build_error(exc: BaseException, log: str = "") -> str:
-    """A sentence for a compile or attach failure; ``log``: what clang printed."""
+    """A sentence for a compile, load or attach failure; ``log``: what clang and the verifier printed."""
     msg = str(exc).strip() or type(exc).__name__
+    m = re.match(r"Failed to load BPF program b?'?([\w.]+)'?: (.*)", msg)
+    if m:
+        reason = verifier_reason(log)
+        return (f"the kernel's verifier refused {m.group(1)} ({m.group(2)})"
+                + (f": {reason}" if reason else ""))
     if "Failed to compile" in msg or "compile" in msg.lower():
         summary = compile_error_summary(log)
         return "compile error" + (f": {summary}" if summary else f": {msg}")

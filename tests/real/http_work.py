@@ -4,6 +4,7 @@
                                        /hello answers 200, anything else 404 (both with a body, so the
                                        connection stays open); writes its port to PORTFILE and serves
                                        until killed
+    server PORTFILE --fork             the same, each connection answered by a forked child
     client PORT N_OK N_MISSING         http.client over one keep-alive connection: N_OK GET /hello,
                                        then N_MISSING GET /missing/<n>?token=secret
     pipeline PORT N                    N GET /pipe requests in one write (the last says Connection:
@@ -19,6 +20,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import socket
+import socketserver
 import ssl
 import sys
 import time
@@ -41,8 +43,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def server(portfile: str, tls: tuple[str, str] | None = None) -> None:
-    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+class ForkingServer(socketserver.ForkingMixIn, http.server.HTTPServer):
+    pass
+
+
+def server(portfile: str, tls: tuple[str, str] | None = None, fork: bool = False) -> None:
+    srv = (ForkingServer if fork else http.server.HTTPServer)(("127.0.0.1", 0), Handler)
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*tls)
@@ -116,7 +122,7 @@ def tls(port: int) -> None:
 def main(argv: list[str]) -> None:
     cmd = argv[0]
     if cmd == "server":
-        server(argv[1], (argv[3], argv[4]) if len(argv) > 2 and argv[2] == "--tls" else None)
+        server(argv[1], (argv[3], argv[4]) if len(argv) > 2 and argv[2] == "--tls" else None, "--fork" in argv)
     elif cmd == "client":
         client(int(argv[1]), int(argv[2]), int(argv[3]))
     elif cmd == "pipeline":

@@ -110,9 +110,12 @@ def rate_line(m: Optional[HttpModel], width: int = 80) -> Text:
     if m is None:
         return t
     tt = m.totals
-    label = f"{rate_text(m.req_per_s)} req/s "
-    t.append(label, style="bold")
-    t.append(spark(m.req_history, max(4, min(30, width - 60))))
+    w = max(4, min(30, (width - 70) // 2))
+    t.append(f"{rate_text(m.req_per_s)} req/s ", style="bold")
+    t.append(spark(m.req_history, w))
+    p99 = m.p99_history[-1] if m.p99_history else 0.0
+    t.append(f"  p99 {lat_text(p99) if p99 else '-'} ", style="bold")  # the PID screen: its latency history
+    t.append(spark(m.p99_history, w))
     t.append(f"  {tt.requests} answered  4xx {tt.errors_4xx}  5xx {tt.errors_5xx}  encrypted {tt.tls + tt.h2}")
     return t
 
