@@ -16,10 +16,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from realutil import KTOP, Snap, probe_unavailable_reason, unique_copy, unique_name
+from realutil import KTOP, TIME_SCALE, Snap, probe_unavailable_reason, unique_copy, unique_name
 
 from ktop.probes import features
 
@@ -180,7 +181,7 @@ def test_p_counts_the_process_and_its_forked_peer_only(work, tmp_path):
     try:
         with Snap("--probes", "net", "-p", str(holder.pid), duration=4.0) as snap:
             snap.wait_collecting()
-            other = _run(named(work, tmp_path), "udp", "10", "100")[0]  # not ours: not counted
+            other = _run(named(work, tmp_path), "conns", "5")[0]  # not ours: not counted
             out, _ = holder.communicate("go\n", timeout=60)
             rc, doc = snap.finish(timeout=40)
     finally:
@@ -195,6 +196,58 @@ def test_p_counts_the_process_and_its_forked_peer_only(work, tmp_path):
     assert (mine["tx_bytes"], mine["rx_bytes"]) == (2_000_000, 300_000)
     assert (rows(net, peer)["tcp"]["tx_bytes"], rows(net, peer)["tcp"]["rx_bytes"]) == (300_000, 2_000_000)
     assert sorted(c["pid"] for c in net["connections"]) == sorted([holder.pid, peer])
+    # the counts are theirs too, filtered in the kernel: one connect, one accept (the other's five are not)
+    t = net["totals"]
+    assert (t["connects"], t["accepts"], t["connect_failed"], t["retransmits"]) == (1, 1, 0, 0), t
+
+
+@pytest.mark.vm
+def test_the_pid_screens_focus_model_has_the_pids_bytes_and_connections_exactly(work, tmp_path):
+    """The PID screen's data: LiveSource.set_focus(PID) starts the probe again, filtered to the PID and its
+    children in the kernel; model.focus has exactly their transfer and connections, and another process's
+    five connections stay out of it while the host's model has them."""
+    from ktop import registry
+    from ktop.model import build_model
+    from ktop.probes.base import ProbeOptions
+    from ktop.sources.live import LiveSource
+
+    prog = named(work, tmp_path)
+    holder = subprocess.Popen(["sh", "-c", f"read _ && exec {prog} tcp 2000000 300000"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    src = LiveSource(["net"], ProbeOptions(), registry.PROBES)
+    src.start()
+    try:
+        assert src.wait_settled(120 * TIME_SCALE), src.statuses()
+        src.set_focus(holder.pid)
+        end = time.monotonic() + 120 * TIME_SCALE
+        while src.focus_workers["net"].status.status != "live" and time.monotonic() < end:
+            src.wait(0.05)
+        assert src.focus_workers["net"].status.status == "live", src.focus_workers["net"].status
+        model = build_model(None, src.tick())
+        other = _run(named(work, tmp_path), "conns", "5")[0]
+        out, _ = holder.communicate("go\n", timeout=60)
+        assert holder.returncode == 0
+        peer = int(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("peer ")))
+        end = time.monotonic() + 20 * TIME_SCALE
+        while True:  # the connections' records arrive once the kernel closes them
+            src.wait(0.2)
+            model = build_model(model, src.tick())
+            if len(model.focus.net.conns) >= 2 or time.monotonic() > end:
+                break
+    finally:
+        src.stop()
+        if holder.poll() is None:
+            holder.kill()
+    focus = model.focus.net
+    by = {(r.pid, r.proto): (r.tx_bytes, r.rx_bytes) for r in focus.procs}
+    assert by == {(holder.pid, "tcp"): (2_000_000, 300_000), (peer, "tcp"): (300_000, 2_000_000)}, focus.procs
+    assert sorted((c.pid, c.active, c.tx_bytes, c.rx_bytes) for c in focus.conns) == sorted(
+        [(holder.pid, True, 2_000_000, 300_000), (peer, False, 300_000, 2_000_000)])
+    assert (focus.totals.connects, focus.totals.accepts, focus.totals.tx_bytes) == (1, 1, 2_300_000)
+    assert any(focus.tx_history) and any(focus.rx_history)  # its bandwidth line (the panel's sparklines)
+    host = model.net
+    assert other in {r.pid for r in host.procs} and host.totals.connects >= 6
+    assert len([c for c in host.conns if c.pid == other]) == 5
 
 
 def test_sendfile_to_a_tcp_socket_is_counted(work, tmp_path):

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from ktop.app import KtopApp
 from ktop.model import build_model
-from ktop.snapshot import LIVE, NetConn, NetOpen, ProbeStatus
+from ktop.snapshot import LIVE, NetConn, NetOpen, ProbeStatus, ProcessDetail
 from ktop.ui.widgets.net import NetPanel
 from ktop.ui.widgets.table import KTable
 from tests.ui import fakes, net_fakes
@@ -69,3 +69,37 @@ async def test_open_connections_have_their_own_table_most_bytes_first():
         assert rows[1][:6] == ["?", rows[1][1], "in", "[::1]:80", "[::1]:41001", "SYN_RECV"]
         assert "\x1b" not in rows[1][1] and "[/b]" in rows[1][1]  # text, never markup
         assert "open 2" in str(app.query_one("#net-rate").render())
+
+
+async def test_the_pid_screen_shows_the_pids_connections_and_bandwidth_from_the_focus_model():
+    """Enter on PID 100: the Network panel of its screen draws model.focus (the probe filtered to it in the
+    kernel), its rows and connections only, and the bandwidth line of its ticks."""
+    source = fakes.FakeSource()
+    source.probe_names = ["spawn", "net"]
+    app = KtopApp(source, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        model = None
+        for i in range(5):
+            full = net_fakes.sample()
+            mine = replace(full, procs=tuple(replace(p, rx_bytes=p.rx_bytes * (i + 1)) for p in full.procs
+                                             if p.pid == 100),
+                           conns=tuple(c for c in full.conns if c.pid == 100))
+            snap = _snap(full, t=fakes.T0 + i)
+            detail = ProcessDetail(pid=100, exists=True)  # the same PID each tick: the focus model goes on
+            model = build_model(model, replace(snap, focus=replace(snap, net=mine), focus_detail=detail))
+            app.show_model(model)
+        app.drill(100)
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        assert screen.__class__.__name__ == "PidScreen"
+        procs = plain_rows(screen.query_one("#pid-net #net-procs", KTable))
+        assert [r[:3] for r in procs] == [["100", "curl", "tcp"]]
+        assert procs[0][3] == "19.5K"  # 5 x 4000 bytes in its last second
+        conns = plain_rows(screen.query_one("#pid-net #net-conns", KTable))
+        assert {r[1] for r in conns} == {"100"} and len(conns) == 10  # two a tick
+        spark = str(screen.query_one("#pid-net #net-spark").render())
+        assert spark.startswith("rx ") and "▆█  19.5K/s  tx " in spark and "120/s" in spark, spark
+        # the dashboard's panel keeps every process
+        assert len(plain_rows(app.query_one("#net-procs", KTable))) == 3

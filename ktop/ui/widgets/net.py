@@ -1,6 +1,7 @@
 """The Network panel: processes by socket bytes per second each way (per protocol), the TCP
 connections open now (most bytes first) and those that closed, newest first. On the dashboard
-only when the net probe is selected."""
+only when the net probe is selected; on the PID screen it draws ``model.focus``, the probe
+filtered to that process and its children in the kernel, so its bandwidth line is theirs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ktop.model.net import NetModel, NetProcRow
 from ktop.model.text import clean, safe_text
 from ktop.snapshot import NetConn, NetOpen
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
+from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row
 
 PROC_COLUMNS = (
@@ -135,10 +137,25 @@ def rate_line(m: Optional[NetModel]) -> Text:
     return t
 
 
+def spark_line(m: Optional[NetModel], width: int) -> Text:
+    """The bytes per second each way over the kept ticks: two sparklines side by side, each scaled to
+    its own peak (named at its end)."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    if m is None:
+        return t
+    w = max(4, (width - 26) // 2)
+    for label, hist in (("rx", m.rx_history), ("tx", m.tx_history)):
+        t.append(f"{label} ", style="bold")
+        t.append(spark(hist, w))
+        t.append(f" {human_bytes(max(hist, default=0)):>6}/s  ")
+    return t
+
+
 class NetPanel(Panel):
     panel_title = "Network"
     DEFAULT_CSS = """
     NetPanel #net-rate { height: 1; }
+    NetPanel #net-spark { height: 1; }
     NetPanel #net-body { height: 1fr; layout: vertical; }
     NetPanel #net-procs { height: 1fr; width: 1fr; }
     NetPanel #net-open { height: 1fr; width: 1fr; }
@@ -148,6 +165,7 @@ class NetPanel(Panel):
     def compose(self) -> ComposeResult:
         yield StatusLine(id="net-status", classes="status")
         yield StatusLine(id="net-rate", classes="rate")
+        yield StatusLine(id="net-spark", classes="rate")
         with Container(id="net-body"):
             yield KTable(PROC_COLUMNS, sort_column=3, reverse=True, id="net-procs")
             yield KTable(OPEN_COLUMNS, sort_column=7, reverse=True, id="net-open")
@@ -167,6 +185,8 @@ class NetPanel(Panel):
             drops = f"map full {full}" if full else ""
         self.query_one("#net-status", StatusLine).update(status_line(model.probes.get("net"), drops))
         self.query_one("#net-rate", StatusLine).update(rate_line(m))
+        sp = self.query_one("#net-spark", StatusLine)
+        sp.update(spark_line(m, sp.size.width))
         self.table.update_rows(proc_rows(m))
         self.query_one("#net-open", KTable).update_rows(open_rows(m))
         self.query_one("#net-conns", KTable).update_rows(conn_rows(m))
