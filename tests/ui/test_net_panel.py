@@ -103,3 +103,72 @@ async def test_the_pid_screen_shows_the_pids_connections_and_bandwidth_from_the_
         assert spark.startswith("rx ") and "▆█  19.5K/s  tx " in spark and "120/s" in spark, spark
         # the dashboard's panel keeps every process
         assert len(plain_rows(app.query_one("#net-procs", KTable))) == 3
+
+
+def _with_remotes():
+    return _snap(replace(net_fakes.sample(), conns=net_fakes.remote_conns()))
+
+
+async def test_connect_latency_per_remote_percentiles_histogram_sort_and_filter():
+    source = fakes.FakeSource()
+    source.probe_names = ["spawn", "net"]
+    app = KtopApp(source, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.show_model(build_model(None, _with_remotes()))
+        await pilot.pause()
+        table = app.query_one("#net-remotes", KTable)
+        rows = plain_rows(table)
+        assert [(r[6], r[0]) for r in rows] == [("10.0.0.1", "4"), ("10.0.0.2", "2"), ("::1", "1")]  # most first
+        assert rows[0][4] == "1.5s" and rows[0][3] == "1.5s"  # p99 clamped to the largest seen
+        assert rows[0][1] == "127µs" and rows[1][1:4] == ["31µs", "33µs", "33µs"]
+        assert rows[2][1:5] == ["5µs"] * 4  # one connect: every percentile is it
+        # each row's histogram over the same slots (4-7 µs .. 1M-2M µs), scaled to its own peak: they line up
+        cells = {r.key.value: table.get_row(r.key)[5].plain for r in table.ordered_rows}
+        assert cells == {"::1": "█" + " " * 19, "10.0.0.2": "  ██" + " " * 16,
+                         "10.0.0.1": "    █▄" + " " * 12 + "▄ "}, cells
+        # the bars: the busiest remote until the user picks one
+        chart = app.query_one("#net-hist")
+        assert "to 10.0.0.1" in str(chart.render())
+        table.focus()
+        await pilot.press("down")
+        await pilot.pause()
+        assert "to 10.0.0.2" in str(chart.render())
+        # sortable: the slowest p50 first
+        table.set_sort(1, reverse=True)
+        await pilot.pause()
+        assert [r[6] for r in plain_rows(table)] == ["10.0.0.1", "10.0.0.2", "::1"]
+        table.set_sort(1, reverse=False)
+        await pilot.pause()
+        assert [r[6] for r in plain_rows(table)] == ["::1", "10.0.0.2", "10.0.0.1"]
+        # filterable: `/` in this table filters this table, not the processes'
+        await pilot.press("slash")
+        for ch in "10.0.0.2":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert [r[6] for r in plain_rows(table)] == ["10.0.0.2"]
+        assert len(plain_rows(app.query_one("#net-procs", KTable))) == 3
+
+
+def test_net_panel_svg(snap_compare):
+    from ktop.ui.widgets.net import NetPanel
+    from tests.ui.panelapp import PanelApp
+
+    source = fakes.FakeSource()
+    source.probe_names = ["spawn", "net"]
+    app = PanelApp(NetPanel, "net", source)
+
+    async def run_before(pilot):
+        model = None
+        for i in range(8):
+            s = replace(net_fakes.sample(), procs=tuple(replace(p, rx_bytes=p.rx_bytes * (1 + i % 4))
+                                                        for p in net_fakes.sample().procs),
+                        conns=net_fakes.remote_conns(fakes.T0 + i) if i == 7 else ())
+            model = build_model(model, _snap(s, t=fakes.T0 + i))
+        app.model = model
+        app.query_one(NetPanel).update_from(model)
+        await pilot.pause()
+        app.query_one(NetPanel).update_from(model)  # the sparklines at the width laid out
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(130, 44), run_before=run_before)

@@ -1,5 +1,7 @@
 """The Network panel: processes by socket bytes per second each way (per protocol), the TCP
-connections open now (most bytes first) and those that closed, newest first. On the dashboard
+connections open now (most bytes first), those that closed, newest first, and the connect
+latency per remote host (percentiles, a histogram in the row, and the bars of the one under the
+cursor, as biolatency prints them). On the dashboard
 only when the net probe is selected; on the PID screen it draws ``model.focus``, the probe
 filtered to that process and its children in the kernel, so its bandwidth line is theirs."""
 
@@ -10,13 +12,14 @@ from typing import Optional
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Container
+from textual.containers import Container, Horizontal
 
-from ktop.model import Model
+from ktop.model import Model, hist
 from ktop.model.format import human_bytes
-from ktop.model.net import NetModel, NetProcRow
+from ktop.model.net import LAT_SLOTS, NetModel, NetProcRow, RemoteLatency
 from ktop.model.text import clean, safe_text
 from ktop.snapshot import NetConn, NetOpen
+from ktop.ui.widgets.latency import LatencyHistogram, lat_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
 from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row
@@ -58,6 +61,20 @@ OPEN_COLUMNS = (
     Column("txt", "TX", 9, numeric=True, desc=True),
     Column("rxt", "RX", 9, numeric=True, desc=True),
     Column("retr", "RETR", 6, numeric=True, desc=True),
+)
+
+
+HIST_CELLS = 20  # slots a row's histogram shows at most (the slowest of those used): a factor of 10^6
+# The address last (it takes the width left, as the command in the process table): an IPv6 address
+# or a name is long.
+REMOTE_COLUMNS = (
+    Column("n", "CONNS", 6, numeric=True, desc=True),
+    Column("p50", "P50", 7, numeric=True, desc=True),
+    Column("p95", "P95", 7, numeric=True, desc=True),
+    Column("p99", "P99", 7, numeric=True, desc=True),
+    Column("max", "MAX", 7, numeric=True, desc=True),
+    Column("hist", "LOG2 HISTOGRAM", HIST_CELLS, desc=True),
+    Column("remote", "REMOTE", None),
 )
 
 
@@ -126,6 +143,42 @@ def open_rows(m: Optional[NetModel]) -> list[Row]:
     return rows
 
 
+def hist_window(remotes: tuple[RemoteLatency, ...]) -> tuple[int, int]:
+    """The slots every row's histogram shows, so that columns line up: those any remote used, the
+    slowest ``HIST_CELLS`` of them."""
+    used = hist.used_range(r.buckets for r in remotes)
+    if used is None:
+        return 0, 0
+    lo, hi = used
+    return max(lo, hi - HIST_CELLS + 1), hi
+
+
+def remote_rows(m: Optional[NetModel]) -> list[Row]:
+    """Connect latency per remote address: count, percentiles (µs), the largest, and the histogram
+    over a window of slots common to the rows (each scaled to its own peak)."""
+    remotes = m.remotes if m is not None else ()
+    lo, hi = hist_window(remotes)
+    rows = []
+    for r in remotes:
+        p50, p95, p99 = hist.percentiles(r.buckets, max_value=r.max_ns / 1e3)
+        max_us = r.max_ns / 1e3
+        window = r.buckets[lo:hi + 1]
+        rows.append(Row(
+            key=r.daddr,
+            cells=(_num(str(r.count)), _num(lat_text(p50)), _num(lat_text(p95)), _num(lat_text(p99)),
+                   _num(lat_text(max_us)), Text(spark(window, len(window)).ljust(HIST_CELLS), no_wrap=True),
+                   safe_text(r.daddr)),
+            sort_values=(r.count, p50 or 0.0, p95 or 0.0, p99 or 0.0, max_us, p50 or 0.0, r.daddr),
+            search=clean(r.daddr).lower()))
+    return rows
+
+
+def hist_title(r: Optional[RemoteLatency]) -> str:
+    if r is None:
+        return "connect latency"
+    return f"connect µs to {clean(r.daddr)} ({r.count})"
+
+
 def rate_line(m: Optional[NetModel]) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     if m is None:
@@ -160,7 +213,16 @@ class NetPanel(Panel):
     NetPanel #net-procs { height: 1fr; width: 1fr; }
     NetPanel #net-open { height: 1fr; width: 1fr; }
     NetPanel #net-conns { height: 1fr; width: 1fr; }
+    NetPanel #net-lat { height: 1fr; min-height: 4; }
+    NetPanel #net-remotes { width: 3fr; }
+    NetPanel #net-hist { width: 2fr; min-width: 24; }
     """
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._model: Optional[NetModel] = None
+        self._picked = False  # the user moved the remotes table's cursor
+        self._active = "net-procs"  # the table the user was last in: the filter's
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="net-status", classes="status")
@@ -170,11 +232,43 @@ class NetPanel(Panel):
             yield KTable(PROC_COLUMNS, sort_column=3, reverse=True, id="net-procs")
             yield KTable(OPEN_COLUMNS, sort_column=7, reverse=True, id="net-open")
             yield KTable(CONN_COLUMNS, id="net-conns", keep_order=True)
+            with Horizontal(id="net-lat"):
+                yield KTable(REMOTE_COLUMNS, sort_column=0, reverse=True, id="net-remotes")
+                yield LatencyHistogram(id="net-hist")
         yield from self.filter_input()
 
     @property
     def table(self) -> KTable:
-        return self.query_one("#net-procs", KTable)
+        """The table the user was last in (the processes' at first): `/` filters that one."""
+        return self.query_one(f"#{self._active}", KTable)
+
+    def on_descendant_focus(self, event) -> None:
+        if isinstance(event.widget, KTable) and event.widget.id:
+            self._active = event.widget.id
+
+    def selected(self) -> Optional[RemoteLatency]:
+        """The remote the user picked in the remotes table; until then the one with the most connects."""
+        m = self._model
+        if m is None or not m.remotes:
+            return None
+        if self._picked:
+            key = self.query_one("#net-remotes", KTable).cursor_key
+            r = next((r for r in m.remotes if r.daddr == key), None)
+            if r is not None:
+                return r
+        return m.remotes[0]
+
+    def _draw_hist(self) -> None:
+        r = self.selected()
+        self.query_one("#net-hist", LatencyHistogram).set_data(
+            r.buckets if r is not None else (), hist_title(r), nslots=LAT_SLOTS,
+            empty="no connection established and closed yet")
+
+    def on_data_table_row_highlighted(self, event: KTable.RowHighlighted) -> None:
+        if event.data_table.id == "net-remotes":
+            if event.data_table.has_focus:
+                self._picked = True
+            self._draw_hist()
 
     def update_from(self, model: Model) -> None:
         m: Optional[NetModel] = getattr(model, "net", None)
@@ -187,8 +281,11 @@ class NetPanel(Panel):
         self.query_one("#net-rate", StatusLine).update(rate_line(m))
         sp = self.query_one("#net-spark", StatusLine)
         sp.update(spark_line(m, sp.size.width))
-        self.table.update_rows(proc_rows(m))
+        self.query_one("#net-procs", KTable).update_rows(proc_rows(m))
         self.query_one("#net-open", KTable).update_rows(open_rows(m))
         self.query_one("#net-conns", KTable).update_rows(conn_rows(m))
+        self._model = m
+        self.query_one("#net-remotes", KTable).update_rows(remote_rows(m))
+        self._draw_hist()
         self.set_titles(f"Network (rx {human_bytes(m.rx_bytes_per_s)}/s tx {human_bytes(m.tx_bytes_per_s)}/s)"
                         if m is not None else "Network")
