@@ -3,6 +3,7 @@ hostile names."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 from ktop.app import KtopApp
@@ -172,3 +173,51 @@ def test_net_panel_svg(snap_compare):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(130, 44), run_before=run_before)
+
+
+async def test_n_shows_remote_names_looked_up_in_the_background_numbers_until_answered(monkeypatch):
+    """n: remote addresses by name; the lookup never holds up a draw (the number until it answers, then a
+    redraw with the name); the filter finds a row by either; n again: numbers."""
+    gate = threading.Event()
+    asked = []
+
+    def resolve(addr):
+        asked.append(addr)
+        gate.wait(5)
+        return {"10.0.0.1": "db.example", "10.0.0.2": "\x1b[31mevil[/b]"}.get(addr)
+
+    monkeypatch.setattr(NetPanel, "resolve", staticmethod(resolve))
+    source = fakes.FakeSource()
+    source.probe_names = ["spawn", "net"]
+    app = KtopApp(source, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.show_model(build_model(None, _with_remotes()))
+        await pilot.pause()
+        table = app.query_one("#net-remotes", KTable)
+        table.focus()
+        await pilot.press("n")
+        await pilot.pause()
+        assert sorted(r[6] for r in plain_rows(table)) == ["10.0.0.1", "10.0.0.2", "::1"]  # asked, not answered
+        assert "names on (n)" in str(app.query_one("#net-rate").render())
+        gate.set()
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if "db.example" in {r[6] for r in plain_rows(table)} and len(asked) == 3:
+                break
+        names = {r[0]: r[6] for r in plain_rows(table)}
+        assert names["4"] == "db.example" and names["1"] == "::1"  # ::1 has no name here: the number stays
+        assert "\x1b" not in names["2"] and "[/b]" in names["2"]  # a PTR record is untrusted text
+        assert sorted(asked) == ["10.0.0.1", "10.0.0.2", "::1"]  # each once
+        conns = plain_rows(app.query_one("#net-conns", KTable))
+        assert "db.example:443" in {r[5] for r in conns}
+        await pilot.press("slash")
+        for ch in "10.0.0.1":  # the number still finds the named row
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert [r[6] for r in plain_rows(table)] == ["db.example"]
+        table.focus()
+        await pilot.press("n")
+        await pilot.pause()
+        assert [r[6] for r in plain_rows(table)] == ["10.0.0.1"]
+        assert "names" not in str(app.query_one("#net-rate").render())

@@ -30,6 +30,7 @@ KEYS = [
     ("a", "Functions panel: add a target (a funccount spec: vfs_read, c:malloc, t:sched:*, u:lib:probe)"),
     ("d / Delete", "Functions panel: remove the selected target (its probes detach)"),
     ("t", "Block I/O panel: latency or queue-time histogram and heatmap"),
+    ("n", "Network panel: remote addresses by name (reverse DNS in the background; numbers until answered)"),
     ("Space", "pause the display (collection goes on); in replay: pause the recording"),
     ("← →", "while paused: step back / forward through the history; in replay: step"),
     ("+ / -", "replay faster / slower"),

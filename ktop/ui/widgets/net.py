@@ -8,10 +8,11 @@ filtered to that process and its children in the kernel, so its bandwidth line i
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Container, Horizontal
 
 from ktop.model import Model, hist
@@ -19,6 +20,7 @@ from ktop.model.format import human_bytes
 from ktop.model.net import LAT_SLOTS, NetModel, NetProcRow, RemoteLatency
 from ktop.model.text import clean, safe_text
 from ktop.snapshot import NetConn, NetOpen
+from ktop.system.rdns import ReverseNames
 from ktop.ui.widgets.latency import LatencyHistogram, lat_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
 from ktop.ui.widgets.sparkline import spark
@@ -105,12 +107,25 @@ def _endpoint(addr: str, port: int, family: int) -> str:
     return f"[{addr}]:{port}" if family == 6 else f"{addr}:{port}"
 
 
-def conn_rows(m: Optional[NetModel]) -> list[Row]:
+NameOf = Callable[[str], Optional[str]]  # an address's name if known now (names on), else None
+
+
+def _remote(addr: str, port: int, family: int, name_of: Optional[NameOf]) -> tuple[str, str]:
+    """(shown, searched): the remote endpoint, named once its name is known while names are on; the
+    filter finds it by the name and by the number."""
+    num = _endpoint(addr, port, family)
+    name = name_of(addr) if name_of is not None else None
+    if not name:
+        return num, num
+    return f"{name}:{port}", f"{clean(name)} {num}"
+
+
+def conn_rows(m: Optional[NetModel], name_of: Optional[NameOf] = None) -> list[Row]:
     rows = []
     for i, c in enumerate(m.conns if m is not None else ()):
         c: NetConn
         local = _endpoint(c.saddr, c.sport, c.family)
-        remote = _endpoint(c.daddr, c.dport, c.family)
+        remote, found = _remote(c.daddr, c.dport, c.family, name_of)
         rows.append(Row(
             key=(c.time, c.sport, c.dport, c.saddr, c.daddr, i),
             cells=(Text(time.strftime("%H:%M:%S", time.localtime(c.time))), _num(str(c.pid) if c.pid else "?"),
@@ -120,17 +135,17 @@ def conn_rows(m: Optional[NetModel]) -> list[Row]:
                    _num(str(c.retransmits) if c.retransmits else "")),
             sort_values=(c.time, c.pid, c.comm, c.active, local, remote, c.duration_ns, c.connect_ns,
                          c.tx_bytes, c.rx_bytes, c.retransmits),
-            search=f"{c.pid} {clean(c.comm)} {local} {remote}".lower(), pid=c.pid or None))
+            search=f"{c.pid} {clean(c.comm)} {local} {found}".lower(), pid=c.pid or None))
     return rows
 
 
-def open_rows(m: Optional[NetModel]) -> list[Row]:
+def open_rows(m: Optional[NetModel], name_of: Optional[NameOf] = None) -> list[Row]:
     """The TCP connections open at the last tick (followed since their open): one row each."""
     rows = []
     for c in (m.open if m is not None else ()):
         c: NetOpen
         local = _endpoint(c.saddr, c.sport, c.family)
-        remote = _endpoint(c.daddr, c.dport, c.family)
+        remote, found = _remote(c.daddr, c.dport, c.family, name_of)
         rows.append(Row(
             key=(c.saddr, c.sport, c.daddr, c.dport),
             cells=(_num(str(c.pid) if c.pid else "?"), safe_text(c.comm), Text("out" if c.active else "in"),
@@ -139,7 +154,7 @@ def open_rows(m: Optional[NetModel]) -> list[Row]:
                    _num(str(c.retransmits) if c.retransmits else "")),
             sort_values=(c.pid, c.comm, c.active, local, remote, c.state, c.age_ns, c.tx_bytes, c.rx_bytes,
                          c.retransmits),
-            search=f"{c.pid} {clean(c.comm)} {local} {remote} {c.state}".lower(), pid=c.pid or None))
+            search=f"{c.pid} {clean(c.comm)} {local} {found} {c.state}".lower(), pid=c.pid or None))
     return rows
 
 
@@ -153,9 +168,10 @@ def hist_window(remotes: tuple[RemoteLatency, ...]) -> tuple[int, int]:
     return max(lo, hi - HIST_CELLS + 1), hi
 
 
-def remote_rows(m: Optional[NetModel]) -> list[Row]:
+def remote_rows(m: Optional[NetModel], name_of: Optional[NameOf] = None) -> list[Row]:
     """Connect latency per remote address: count, percentiles (µs), the largest, and the histogram
-    over a window of slots common to the rows (each scaled to its own peak)."""
+    over a window of slots common to the rows (each scaled to its own peak); the address, or its
+    name once known while names are on."""
     remotes = m.remotes if m is not None else ()
     lo, hi = hist_window(remotes)
     rows = []
@@ -163,13 +179,15 @@ def remote_rows(m: Optional[NetModel]) -> list[Row]:
         p50, p95, p99 = hist.percentiles(r.buckets, max_value=r.max_ns / 1e3)
         max_us = r.max_ns / 1e3
         window = r.buckets[lo:hi + 1]
+        name = name_of(r.daddr) if name_of is not None else None
+        shown = name or r.daddr
         rows.append(Row(
             key=r.daddr,
             cells=(_num(str(r.count)), _num(lat_text(p50)), _num(lat_text(p95)), _num(lat_text(p99)),
                    _num(lat_text(max_us)), Text(spark(window, len(window)).ljust(HIST_CELLS), no_wrap=True),
-                   safe_text(r.daddr)),
-            sort_values=(r.count, p50 or 0.0, p95 or 0.0, p99 or 0.0, max_us, p50 or 0.0, r.daddr),
-            search=clean(r.daddr).lower()))
+                   safe_text(shown)),
+            sort_values=(r.count, p50 or 0.0, p95 or 0.0, p99 or 0.0, max_us, p50 or 0.0, shown),
+            search=f"{clean(shown)} {r.daddr}".lower()))
     return rows
 
 
@@ -179,7 +197,7 @@ def hist_title(r: Optional[RemoteLatency]) -> str:
     return f"connect µs to {clean(r.daddr)} ({r.count})"
 
 
-def rate_line(m: Optional[NetModel]) -> Text:
+def rate_line(m: Optional[NetModel], names: str = "") -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     if m is None:
         return t
@@ -187,6 +205,8 @@ def rate_line(m: Optional[NetModel]) -> Text:
     tt = m.totals
     t.append(f"  open {m.open_total}  closed {tt.closed}  conn fail {tt.connect_failed}  "
              f"retrans {tt.retransmits}  rst {tt.resets_sent}/{tt.resets_received}")
+    if names:
+        t.append(f"  {names}")
     return t
 
 
@@ -206,6 +226,8 @@ def spark_line(m: Optional[NetModel], width: int) -> Text:
 
 class NetPanel(Panel):
     panel_title = "Network"
+    BINDINGS = [Binding("n", "toggle_names", "Names")]
+    resolve: Optional[NameOf] = None  # the reverse lookup (None: ReverseNames' own, gethostbyaddr); tests inject one
     DEFAULT_CSS = """
     NetPanel #net-rate { height: 1; }
     NetPanel #net-spark { height: 1; }
@@ -223,6 +245,43 @@ class NetPanel(Panel):
         self._model: Optional[NetModel] = None
         self._picked = False  # the user moved the remotes table's cursor
         self._active = "net-procs"  # the table the user was last in: the filter's
+        self._full: Optional[Model] = None  # the model drawn last (redrawn when names arrive)
+        self.show_names = False  # n: remote addresses by name, looked up in the background
+        self.names: Optional[ReverseNames] = None  # made the first time names are asked for
+
+    def make_resolver(self) -> ReverseNames:
+        """The reverse-DNS cache; each answer redraws the panel, on the app's thread (call_from_thread
+        waits for it: one redraw a lookup at most)."""
+        app = self.app
+
+        def answered() -> None:  # on the resolver's thread
+            if app.is_running:
+                app.call_from_thread(self._redraw)
+
+        return ReverseNames(*([self.resolve] if self.resolve is not None else []), on_answer=answered)
+
+    def _redraw(self) -> None:
+        if self._full is not None and self.is_attached:
+            self.update_from(self._full)
+
+    def action_toggle_names(self) -> None:
+        self.show_names = not self.show_names
+        if self.show_names and self.names is None:
+            self.names = self.make_resolver()
+        self._redraw()
+
+    def on_unmount(self) -> None:
+        if self.names is not None:
+            self.names.close()
+
+    def _name_of(self) -> Optional[NameOf]:
+        return self.names.name if self.show_names and self.names is not None else None
+
+    def _names_note(self) -> str:
+        if not self.show_names or self.names is None:
+            return ""
+        asked = self.names.pending()
+        return f"names on (n), {asked} asked" if asked else "names on (n)"
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="net-status", classes="status")
@@ -271,6 +330,8 @@ class NetPanel(Panel):
             self._draw_hist()
 
     def update_from(self, model: Model) -> None:
+        self._full = model
+        name_of = self._name_of()
         m: Optional[NetModel] = getattr(model, "net", None)
         drops = ""
         if m is not None:
@@ -278,14 +339,14 @@ class NetPanel(Panel):
             full = t.procs_full + t.conns_full
             drops = f"map full {full}" if full else ""
         self.query_one("#net-status", StatusLine).update(status_line(model.probes.get("net"), drops))
-        self.query_one("#net-rate", StatusLine).update(rate_line(m))
+        self.query_one("#net-rate", StatusLine).update(rate_line(m, self._names_note()))
         sp = self.query_one("#net-spark", StatusLine)
         sp.update(spark_line(m, sp.size.width))
         self.query_one("#net-procs", KTable).update_rows(proc_rows(m))
-        self.query_one("#net-open", KTable).update_rows(open_rows(m))
-        self.query_one("#net-conns", KTable).update_rows(conn_rows(m))
+        self.query_one("#net-open", KTable).update_rows(open_rows(m, name_of))
+        self.query_one("#net-conns", KTable).update_rows(conn_rows(m, name_of))
         self._model = m
-        self.query_one("#net-remotes", KTable).update_rows(remote_rows(m))
+        self.query_one("#net-remotes", KTable).update_rows(remote_rows(m, name_of))
         self._draw_hist()
         self.set_titles(f"Network (rx {human_bytes(m.rx_bytes_per_s)}/s tx {human_bytes(m.tx_bytes_per_s)}/s)"
                         if m is not None else "Network")
