@@ -345,7 +345,8 @@ def _ip(*args: str) -> None:
 
 @pytest.fixture
 def netns(tmp_path):
-    """A network namespace with one end of a veth pair; the other end here: (namespace, its address)."""
+    """A network namespace with one end of a veth pair; the other end here: (namespace, its address, the
+    device here)."""
     if not shutil.which("ip"):
         pytest.skip("the ip command is not installed (iproute2)")
     tag = unique_name("")[:8]
@@ -365,7 +366,7 @@ def netns(tmp_path):
         _ip("-n", ns, "addr", "add", f"{net}.2/24", "dev", there)
         _ip("-n", ns, "link", "set", there, "up")
         _ip("-n", ns, "link", "set", "lo", "up")
-        yield ns, f"{net}.2"
+        yield ns, f"{net}.2", here
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)  # the veth pair goes with it
 
@@ -398,7 +399,7 @@ def _transfer_into(ns: str, addr: str, client: Path, n: int) -> tuple[int, int, 
 
 
 def _lossy_or_not(netns, tmp_path, drop: bool, n: int = 400_000) -> tuple[dict, dict]:
-    ns, addr = netns
+    ns, addr, _here = netns
     if drop:
         _drop_in(ns)
     client = unique_copy(os.path.realpath(sys.executable), tmp_path, "kr")
@@ -424,6 +425,65 @@ def test_a_lossy_link_retransmits_and_they_are_charged_to_the_connection_and_pro
 def test_without_the_drop_rule_the_same_transfer_retransmits_nothing(work, netns, tmp_path):
     conn, row = _lossy_or_not(netns, tmp_path, drop=False)
     assert (conn["retransmits"], row["retransmits"]) == (0, 0), (conn, row)
+
+
+# --- connect latency over a link that delays every packet by 20 ms (tc netem) -------------------------
+
+NETEM_SERVER = r"""
+import socket, sys
+s = socket.socket(); s.bind((sys.argv[1], 0)); s.listen(64)
+print(s.getsockname()[1], flush=True)
+for _ in range(int(sys.argv[2])):
+    s.accept()[0].close()
+"""
+
+NETEM_CLIENT = r"""
+import socket, sys
+for _ in range(int(sys.argv[3])):
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30).close()
+"""
+
+
+def _delay(dev: str, ms: int) -> None:
+    """Every packet leaving ``dev`` waits ``ms`` (sch_netem), or the test skips saying why."""
+    if not shutil.which("tc"):
+        pytest.skip("the tc command is not installed (iproute2)")
+    subprocess.run(["modprobe", "sch_netem"], capture_output=True, timeout=30)  # built in, or a module
+    p = subprocess.run(["tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", f"{ms}ms"],
+                       capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        pytest.skip(f"this kernel cannot load sch_netem (tc netem): {p.stderr.strip()}")
+
+
+@pytest.mark.vm
+def test_a_20ms_link_gives_that_remote_a_connect_latency_of_20_to_30_ms(work, netns, tmp_path):
+    """tc netem delays the SYN 20 ms on its way into the namespace: each connect to it takes at least
+    that (one round trip), and the remote's p50 is between 20 and 30 ms."""
+    ns, addr, here = netns
+    _delay(here, 20)
+    n = 10
+    client = unique_copy(os.path.realpath(sys.executable), tmp_path, "kd")
+
+    def connect():
+        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", NETEM_SERVER, addr, str(n)],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(server.stdout.readline())
+            c = subprocess.run([str(client), "-c", NETEM_CLIENT, addr, str(port), str(n)], capture_output=True,
+                               text=True, timeout=120)
+            assert c.returncode == 0, c.stderr
+            assert server.wait(30) == 0
+        finally:
+            if server.poll() is None:
+                server.kill()
+        return port
+
+    net, port = run_collecting(connect, duration=6.0)
+    mine = [c for c in net["connections"] if c["comm"] == client.name]
+    assert len(mine) == n and all(c["daddr"] == addr and c["dport"] == port for c in mine), net["connections"]
+    assert all(c["connect_ns"] >= 20_000_000 for c in mine), [c["connect_ns"] for c in mine]
+    remote = next(r for r in net["connect_latency"]["by_remote"] if r["daddr"] == addr)
+    assert remote["count"] == n and 20_000 <= remote["p50_us"] <= 30_000, remote
 
 
 # --- connect latency: a full accept queue makes a connect wait for its SYN retransmit ---------------
