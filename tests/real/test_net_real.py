@@ -458,7 +458,9 @@ def _delay(dev: str, ms: int) -> None:
 @pytest.mark.vm
 def test_a_20ms_link_gives_that_remote_a_connect_latency_of_20_to_30_ms(work, netns, tmp_path):
     """tc netem delays the SYN 20 ms on its way into the namespace: each connect to it takes at least
-    that (one round trip), and the remote's p50 is between 20 and 30 ms."""
+    that (one round trip), and the remote's p50 is between 20 and 30 ms. Under emulation (the TCG guest,
+    KTOP_TEST_TIME_SCALE 3) the kernel's own share of a connect stretches as every wait does: there the
+    ceiling is 20 + 10 x the scale ms (a loaded host's guest saw half its connects above 32 ms)."""
     ns, addr, here = netns
     _delay(here, 20)
     n = 10
@@ -483,7 +485,7 @@ def test_a_20ms_link_gives_that_remote_a_connect_latency_of_20_to_30_ms(work, ne
     assert len(mine) == n and all(c["daddr"] == addr and c["dport"] == port for c in mine), net["connections"]
     assert all(c["connect_ns"] >= 20_000_000 for c in mine), [c["connect_ns"] for c in mine]
     remote = next(r for r in net["connect_latency"]["by_remote"] if r["daddr"] == addr)
-    assert remote["count"] == n and 20_000 <= remote["p50_us"] <= 30_000, remote
+    assert remote["count"] == n and 20_000 <= remote["p50_us"] <= 20_000 + 10_000 * TIME_SCALE, remote
 
 
 # --- connect latency: a full accept queue makes a connect wait for its SYN retransmit ---------------

@@ -20,6 +20,13 @@ def plain_rows(table: KTable) -> list[list[str]]:
     return [[c.plain.strip() for c in table.get_row(r.key)] for r in table.ordered_rows]
 
 
+def _net_app() -> KtopApp:
+    """The dashboard with the net probe selected (its panel shown)."""
+    source = fakes.FakeSource()
+    source.probe_names = ["spawn", "net"]
+    return KtopApp(source, autostart=False)
+
+
 def _snap(sample, t=fakes.T0):
     return replace(fakes.snapshot(t=t), net=sample, probes=(ProbeStatus("spawn", LIVE), ProbeStatus("net", LIVE)))
 
@@ -31,9 +38,7 @@ async def test_not_selected_no_panel():
 
 
 async def test_selected_it_shows_processes_and_closed_connections():
-    source = fakes.FakeSource()
-    source.probe_names = ["spawn", "net"]
-    app = KtopApp(source, autostart=False)
+    app = _net_app()
     async with app.run_test(size=SIZE) as pilot:
         hostile = NetConn(time=fakes.T0, pid=9, comm="\x1b[31mevil[/b]", family=4, saddr="127.0.0.1", sport=1,
                           daddr="127.0.0.1", dport=2, duration_ns=1)
@@ -53,9 +58,7 @@ async def test_selected_it_shows_processes_and_closed_connections():
 
 
 async def test_open_connections_have_their_own_table_most_bytes_first():
-    source = fakes.FakeSource()
-    source.probe_names = ["spawn", "net"]
-    app = KtopApp(source, autostart=False)
+    app = _net_app()
     async with app.run_test(size=SIZE) as pilot:
         big = NetOpen(pid=100, comm="curl", family=4, saddr="10.0.0.1", sport=41000, daddr="10.0.0.2", dport=443,
                       state="ESTABLISHED", age_ns=2_500_000_000, connect_ns=30_000, tx_bytes=5_000_000,
@@ -75,9 +78,7 @@ async def test_open_connections_have_their_own_table_most_bytes_first():
 async def test_the_pid_screen_shows_the_pids_connections_and_bandwidth_from_the_focus_model():
     """Enter on PID 100: the Network panel of its screen draws model.focus (the probe filtered to it in the
     kernel), its rows and connections only, and the bandwidth line of its ticks."""
-    source = fakes.FakeSource()
-    source.probe_names = ["spawn", "net"]
-    app = KtopApp(source, autostart=False)
+    app = _net_app()
     async with app.run_test(size=SIZE) as pilot:
         model = None
         for i in range(5):
@@ -111,9 +112,7 @@ def _with_remotes():
 
 
 async def test_connect_latency_per_remote_percentiles_histogram_sort_and_filter():
-    source = fakes.FakeSource()
-    source.probe_names = ["spawn", "net"]
-    app = KtopApp(source, autostart=False)
+    app = _net_app()
     async with app.run_test(size=SIZE) as pilot:
         app.show_model(build_model(None, _with_remotes()))
         await pilot.pause()
@@ -187,9 +186,7 @@ async def test_n_shows_remote_names_looked_up_in_the_background_numbers_until_an
         return {"10.0.0.1": "db.example", "10.0.0.2": "\x1b[31mevil[/b]"}.get(addr)
 
     monkeypatch.setattr(NetPanel, "resolve", staticmethod(resolve))
-    source = fakes.FakeSource()
-    source.probe_names = ["spawn", "net"]
-    app = KtopApp(source, autostart=False)
+    app = _net_app()
     async with app.run_test(size=SIZE) as pilot:
         app.show_model(build_model(None, _with_remotes()))
         await pilot.pause()
