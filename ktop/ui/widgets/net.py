@@ -191,10 +191,10 @@ def remote_rows(m: Optional[NetModel], name_of: Optional[NameOf] = None) -> list
     return rows
 
 
-def hist_title(r: Optional[RemoteLatency]) -> str:
+def hist_title(r: Optional[RemoteLatency], name: Optional[str] = None) -> str:
     if r is None:
         return "connect latency"
-    return f"connect µs to {clean(r.daddr)} ({r.count})"
+    return f"connect µs to {clean(name or r.daddr)} ({r.count})"
 
 
 def rate_line(m: Optional[NetModel], names: str = "") -> Text:
@@ -227,7 +227,8 @@ def spark_line(m: Optional[NetModel], width: int) -> Text:
 class NetPanel(Panel):
     panel_title = "Network"
     BINDINGS = [Binding("n", "toggle_names", "Names")]
-    resolve: Optional[NameOf] = None  # the reverse lookup (None: ReverseNames' own, gethostbyaddr); tests inject one
+    # The reverse lookup (None: ReverseNames' own, gethostbyaddr); a test injects a staticmethod.
+    resolve: Optional[NameOf] = None
     DEFAULT_CSS = """
     NetPanel #net-rate { height: 1; }
     NetPanel #net-spark { height: 1; }
@@ -242,10 +243,9 @@ class NetPanel(Panel):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self._model: Optional[NetModel] = None
+        self._last: Optional[Model] = None  # the model drawn last (redrawn when names arrive)
         self._picked = False  # the user moved the remotes table's cursor
         self._active = "net-procs"  # the table the user was last in: the filter's
-        self._full: Optional[Model] = None  # the model drawn last (redrawn when names arrive)
         self.show_names = False  # n: remote addresses by name, looked up in the background
         self.names: Optional[ReverseNames] = None  # made the first time names are asked for
 
@@ -261,8 +261,8 @@ class NetPanel(Panel):
         return ReverseNames(*([self.resolve] if self.resolve is not None else []), on_answer=answered)
 
     def _redraw(self) -> None:
-        if self._full is not None and self.is_attached:
-            self.update_from(self._full)
+        if self._last is not None and self.is_attached:
+            self.update_from(self._last)
 
     def action_toggle_names(self) -> None:
         self.show_names = not self.show_names
@@ -307,7 +307,7 @@ class NetPanel(Panel):
 
     def selected(self) -> Optional[RemoteLatency]:
         """The remote the user picked in the remotes table; until then the one with the most connects."""
-        m = self._model
+        m: Optional[NetModel] = getattr(self._last, "net", None)
         if m is None or not m.remotes:
             return None
         if self._picked:
@@ -319,8 +319,10 @@ class NetPanel(Panel):
 
     def _draw_hist(self) -> None:
         r = self.selected()
+        name_of = self._name_of()
+        name = name_of(r.daddr) if r is not None and name_of is not None else None
         self.query_one("#net-hist", LatencyHistogram).set_data(
-            r.buckets if r is not None else (), hist_title(r), nslots=LAT_SLOTS,
+            r.buckets if r is not None else (), hist_title(r, name), nslots=LAT_SLOTS,
             empty="no connection established and closed yet")
 
     def on_data_table_row_highlighted(self, event: KTable.RowHighlighted) -> None:
@@ -330,7 +332,7 @@ class NetPanel(Panel):
             self._draw_hist()
 
     def update_from(self, model: Model) -> None:
-        self._full = model
+        self._last = model
         name_of = self._name_of()
         m: Optional[NetModel] = getattr(model, "net", None)
         drops = ""
@@ -345,7 +347,6 @@ class NetPanel(Panel):
         self.query_one("#net-procs", KTable).update_rows(proc_rows(m))
         self.query_one("#net-open", KTable).update_rows(open_rows(m, name_of))
         self.query_one("#net-conns", KTable).update_rows(conn_rows(m, name_of))
-        self._model = m
         self.query_one("#net-remotes", KTable).update_rows(remote_rows(m, name_of))
         self._draw_hist()
         self.set_titles(f"Network (rx {human_bytes(m.rx_bytes_per_s)}/s tx {human_bytes(m.tx_bytes_per_s)}/s)"
