@@ -17,6 +17,10 @@
  *   tcp:tcp_retransmit_skb, tcp:tcp_send_reset, tcp:tcp_receive_reset:
  *     counts, and per connection when the socket is one being followed.
  *
+ * With -p (FILTER_TGID) every count is the processes' own, children
+ * included: connects of theirs, accepts once one of theirs uses the socket,
+ * retransmits and resets of their followed connections.
+ *
  * Knobs (-D): NET_KPROBES, NET_UDPV6 (above), MAX_PROCS (process x protocol entries), MAX_CONNS (open TCP
  * connections followed), RINGBUF_PAGES, FILTER_TGID... (-p, bpf/ktop.h),
  * TASK_OFF_* (-p follows descendants), RB_WAKE_EVERY (ktop.h).
@@ -238,6 +242,10 @@ static __always_inline int on_length(u64 sk, u32 proto, int ret, int tx)
             if (!c->pid) { /* an accepted socket: its first user owns it */
                 c->pid = tgid;
                 bpf_get_current_comm(c->comm, sizeof(c->comm));
+#ifdef FILTER_TGID
+                if (c->flags & F_PASSIVE)
+                    count(ST_ACCEPTS);
+#endif
             }
             if (tx)
                 __sync_fetch_and_add(&c->tx_bytes, (u64)ret);
@@ -345,15 +353,17 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     }
     if (state == S_SYN_SENT) {
         u32 tgid = bpf_get_current_pid_tgid() >> 32;
-        count(ST_CONNECTS);
         if (!wanted(tgid))
             return 0;
+        count(ST_CONNECTS);
         struct conn c = {.start_ts = now, .pid = tgid, .flags = F_ACTIVE};
         bpf_get_current_comm(c.comm, sizeof(c.comm));
         if (conns.update(&sk, &c) != 0)
             count(ST_CONNS_FULL);
     } else if (state == S_SYN_RECV) {
-        count(ST_ACCEPTS);
+#ifndef FILTER_TGID
+        count(ST_ACCEPTS); /* -p: counted when one of ours first uses it (on_length) */
+#endif
         struct conn c = {.start_ts = now, .flags = F_PASSIVE};
         if (conns.update(&sk, &c) != 0)
             count(ST_CONNS_FULL);
@@ -434,13 +444,18 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
     u64 sk = (u64)args->skaddr;
+#ifndef FILTER_TGID
     count(ST_RETRANS);
+#endif
     struct conn *c = conns.lookup(&sk);
     if (!c)
         return 0;
     __sync_fetch_and_add(&c->retrans, 1);
     if (!c->pid) /* an accepted socket nobody used yet: no process to charge */
         return 0;
+#ifdef FILTER_TGID
+    count(ST_RETRANS); /* -p: the connections of ours only */
+#endif
     /* A timer or softirq retransmits, not the owner: charge the connection's process. */
     struct proc_key k = {.tgid = c->pid, .proto = P_TCP};
     struct proc_val *p = procs.lookup(&k);
@@ -460,9 +475,17 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 }
 
 /* Resets: raw tracepoints, as only the socket (the first argument of both)
- * is needed and tcp_send_reset's format names a kernel enum type. */
+ * is needed and tcp_send_reset's format names a kernel enum type. With -p
+ * only the resets of a connection of ours count (one sent without a socket
+ * is nobody's). */
 RAW_TRACEPOINT_PROBE(tcp_send_reset)
 {
+#ifdef FILTER_TGID
+    u64 sk = ctx->args[0];
+    struct conn *c = conns.lookup(&sk);
+    if (!c || !c->pid)
+        return 0;
+#endif
     count(ST_RST_SENT);
     return 0;
 }
@@ -470,8 +493,12 @@ RAW_TRACEPOINT_PROBE(tcp_send_reset)
 RAW_TRACEPOINT_PROBE(tcp_receive_reset)
 {
     u64 sk = ctx->args[0];
-    count(ST_RST_RECV);
     struct conn *c = conns.lookup(&sk);
+#ifdef FILTER_TGID
+    if (!c || !c->pid)
+        return 0;
+#endif
+    count(ST_RST_RECV);
     if (c)
         c->flags |= F_RESET;
     return 0;

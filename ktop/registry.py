@@ -65,8 +65,7 @@ PROBES: dict[str, ProbeInfo] = {
         ProbeInfo("net", False,
                   "socket bytes and calls per process and protocol, closed TCP connections with their "
                   "connect latency, retransmits and resets (Linux 6.3+); tcptop + tcplife + tcpconnlat",
-                  "net", "ktop.probes.net:NetProbe", "ktop.model.net", "ktop.ui.widgets.net:NetPanel",
-                  scoped=False),
+                  "net", "ktop.probes.net:NetProbe", "ktop.model.net", "ktop.ui.widgets.net:NetPanel"),
         ProbeInfo("sched", False,
                   "run-queue latency per CPU and process (histograms, percentiles) and off-CPU time by state "
                   "(R, S, D); runqlat + offcputime; off by default (--probes sched)",

@@ -89,6 +89,23 @@ def test_metrics_count_bytes_by_comm_and_the_tcp_counters():
     assert fams["ktop_net_tcp_connect_failures"].samples[0].value == 1
 
 
+def test_metrics_count_retransmits_by_comm_top_k_then_other():
+    from prometheus_client import core
+
+    def lossy(comm, pid, n):
+        return NetProc(pid=pid, comm=comm, proto="tcp", tx_bytes=10, tx_calls=1, retransmits=n)
+
+    mx = m.Metrics(top=2)
+    mx.observe(replace(net_fakes.sample(), procs=(lossy("curl", 1, 3), lossy("nginx", 2, 0), lossy("wget", 3, 4),
+                                                  lossy("\x1b[31mevil", 4, 5)), retransmits=12), snap(None))
+    mx.observe(replace(net_fakes.sample(), procs=(lossy("curl", 1, 2),), retransmits=2), snap(None))
+    fams = {f.name: f for f in mx.families(core)}
+    by = {s.labels["comm"]: s.value for s in fams["ktop_net_process_tcp_retransmits"].samples
+          if s.name.endswith("_total")}
+    assert by == {"curl": 5, "wget": 4, "other": 5}  # a process without any takes no place; the rest: other
+    assert fams["ktop_net_tcp_retransmits"].samples[0].value == 14
+
+
 def test_a_recorded_tick_with_net_reads_back_the_same():
     from ktop.snapshot import snapshot_from_jsonable, to_jsonable
 

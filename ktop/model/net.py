@@ -232,11 +232,13 @@ def table(doc: dict) -> list[dict]:
 
 
 class Metrics:
-    """``ktop_net_*``: bytes by command name (top K, then other) and direction, connections, retransmits, resets."""
+    """``ktop_net_*``: bytes by command name (top K, then other) and direction, TCP retransmits by command
+    name (the same bound), connections, retransmits, resets."""
 
     def __init__(self, top: int = 20):
         self.tx = Bounded(top, (OTHER,))
         self.rx = Bounded(top, (OTHER,))
+        self.retrans = Bounded(top, (OTHER,))
         self.totals = NetTotals()
 
     def observe(self, s: NetSample, snap: Snapshot) -> None:
@@ -245,6 +247,8 @@ class Metrics:
                 self.tx.add((label(p.comm),), p.tx_bytes)
             if p.rx_bytes:
                 self.rx.add((label(p.comm),), p.rx_bytes)
+            if p.retransmits:
+                self.retrans.add((label(p.comm),), p.retransmits)
         t = self.totals
         self.totals = NetTotals(closed=t.closed + len(s.conns), connects=t.connects + s.connects,
                                 accepts=t.accepts + s.accepts, connect_failed=t.connect_failed + s.connect_failed,
@@ -264,6 +268,9 @@ class Metrics:
             counter("ktop_net_tcp_connect_failures", "TCP active opens closed before established",
                     value=t.connect_failed),
             counter("ktop_net_tcp_retransmits", "TCP segments retransmitted", value=t.retransmits),
+            self.retrans.family(counter("ktop_net_process_tcp_retransmits", "TCP segments retransmitted on the "
+                                        "connections ktop followed from their open, by the command name of their "
+                                        "process (top 20, then other)", labels=["comm"])),
             counter("ktop_net_tcp_resets_sent", "TCP resets sent", value=t.resets_sent),
             counter("ktop_net_tcp_resets_received", "TCP resets received", value=t.resets_received),
         ]

@@ -16,10 +16,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from realutil import KTOP, Snap, probe_unavailable_reason, unique_copy, unique_name
+from realutil import KTOP, TIME_SCALE, Snap, probe_unavailable_reason, unique_copy, unique_name
 
 from ktop.probes import features
 
@@ -180,7 +181,7 @@ def test_p_counts_the_process_and_its_forked_peer_only(work, tmp_path):
     try:
         with Snap("--probes", "net", "-p", str(holder.pid), duration=4.0) as snap:
             snap.wait_collecting()
-            other = _run(named(work, tmp_path), "udp", "10", "100")[0]  # not ours: not counted
+            other = _run(named(work, tmp_path), "conns", "5")[0]  # not ours: not counted
             out, _ = holder.communicate("go\n", timeout=60)
             rc, doc = snap.finish(timeout=40)
     finally:
@@ -195,6 +196,60 @@ def test_p_counts_the_process_and_its_forked_peer_only(work, tmp_path):
     assert (mine["tx_bytes"], mine["rx_bytes"]) == (2_000_000, 300_000)
     assert (rows(net, peer)["tcp"]["tx_bytes"], rows(net, peer)["tcp"]["rx_bytes"]) == (300_000, 2_000_000)
     assert sorted(c["pid"] for c in net["connections"]) == sorted([holder.pid, peer])
+    # the counts are theirs too, filtered in the kernel: one connect, one accept (the other's five are not),
+    # and the retransmits of their connections only (0 here; the TCG guest once saw one on loopback)
+    t = net["totals"]
+    assert (t["connects"], t["accepts"], t["connect_failed"]) == (1, 1, 0), t
+    assert t["retransmits"] == sum(c["retransmits"] for c in net["connections"]), (t, net["connections"])
+
+
+@pytest.mark.vm
+def test_the_pid_screens_focus_model_has_the_pids_bytes_and_connections_exactly(work, tmp_path):
+    """The PID screen's data: LiveSource.set_focus(PID) starts the probe again, filtered to the PID and its
+    children in the kernel; model.focus has exactly their transfer and connections, and another process's
+    five connections stay out of it while the host's model has them."""
+    from ktop import registry
+    from ktop.model import build_model
+    from ktop.probes.base import ProbeOptions
+    from ktop.sources.live import LiveSource
+
+    prog = named(work, tmp_path)
+    holder = subprocess.Popen(["sh", "-c", f"read _ && exec {prog} tcp 2000000 300000"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    src = LiveSource(["net"], ProbeOptions(), registry.PROBES)
+    src.start()
+    try:
+        assert src.wait_settled(120 * TIME_SCALE), src.statuses()
+        src.set_focus(holder.pid)
+        end = time.monotonic() + 120 * TIME_SCALE
+        while src.focus_workers["net"].status.status != "live" and time.monotonic() < end:
+            src.wait(0.05)
+        assert src.focus_workers["net"].status.status == "live", src.focus_workers["net"].status
+        model = build_model(None, src.tick())
+        other = _run(named(work, tmp_path), "conns", "5")[0]
+        out, _ = holder.communicate("go\n", timeout=60)
+        assert holder.returncode == 0
+        peer = int(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("peer ")))
+        end = time.monotonic() + 20 * TIME_SCALE
+        while True:  # the connections' records arrive once the kernel closes them
+            src.wait(0.2)
+            model = build_model(model, src.tick())
+            if len(model.focus.net.conns) >= 2 or time.monotonic() > end:
+                break
+    finally:
+        src.stop()
+        if holder.poll() is None:
+            holder.kill()
+    focus = model.focus.net
+    by = {(r.pid, r.proto): (r.tx_bytes, r.rx_bytes) for r in focus.procs}
+    assert by == {(holder.pid, "tcp"): (2_000_000, 300_000), (peer, "tcp"): (300_000, 2_000_000)}, focus.procs
+    assert sorted((c.pid, c.active, c.tx_bytes, c.rx_bytes) for c in focus.conns) == sorted(
+        [(holder.pid, True, 2_000_000, 300_000), (peer, False, 300_000, 2_000_000)])
+    assert (focus.totals.connects, focus.totals.accepts, focus.totals.tx_bytes) == (1, 1, 2_300_000)
+    assert any(focus.tx_history) and any(focus.rx_history)  # its bandwidth line (the panel's sparklines)
+    host = model.net
+    assert other in {r.pid for r in host.procs} and host.totals.connects >= 6
+    assert len([c for c in host.conns if c.pid == other]) == 5
 
 
 def test_sendfile_to_a_tcp_socket_is_counted(work, tmp_path):
@@ -318,7 +373,8 @@ def _ip(*args: str) -> None:
 
 @pytest.fixture
 def netns(tmp_path):
-    """A network namespace with one end of a veth pair; the other end here: (namespace, its address)."""
+    """A network namespace with one end of a veth pair; the other end here: (namespace, its address, the
+    device here)."""
     if not shutil.which("ip"):
         pytest.skip("the ip command is not installed (iproute2)")
     tag = unique_name("")[:8]
@@ -338,7 +394,7 @@ def netns(tmp_path):
         _ip("-n", ns, "addr", "add", f"{net}.2/24", "dev", there)
         _ip("-n", ns, "link", "set", there, "up")
         _ip("-n", ns, "link", "set", "lo", "up")
-        yield ns, f"{net}.2"
+        yield ns, f"{net}.2", here
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)  # the veth pair goes with it
 
@@ -371,7 +427,7 @@ def _transfer_into(ns: str, addr: str, client: Path, n: int) -> tuple[int, int, 
 
 
 def _lossy_or_not(netns, tmp_path, drop: bool, n: int = 400_000) -> tuple[dict, dict]:
-    ns, addr = netns
+    ns, addr, _here = netns
     if drop:
         _drop_in(ns)
     client = unique_copy(os.path.realpath(sys.executable), tmp_path, "kr")
@@ -397,6 +453,67 @@ def test_a_lossy_link_retransmits_and_they_are_charged_to_the_connection_and_pro
 def test_without_the_drop_rule_the_same_transfer_retransmits_nothing(work, netns, tmp_path):
     conn, row = _lossy_or_not(netns, tmp_path, drop=False)
     assert (conn["retransmits"], row["retransmits"]) == (0, 0), (conn, row)
+
+
+# --- connect latency over a link that delays every packet by 20 ms (tc netem) -------------------------
+
+NETEM_SERVER = r"""
+import socket, sys
+s = socket.socket(); s.bind((sys.argv[1], 0)); s.listen(64)
+print(s.getsockname()[1], flush=True)
+for _ in range(int(sys.argv[2])):
+    s.accept()[0].close()
+"""
+
+NETEM_CLIENT = r"""
+import socket, sys
+for _ in range(int(sys.argv[3])):
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30).close()
+"""
+
+
+def _delay(dev: str, ms: int) -> None:
+    """Every packet leaving ``dev`` waits ``ms`` (sch_netem), or the test skips saying why."""
+    if not shutil.which("tc"):
+        pytest.skip("the tc command is not installed (iproute2)")
+    subprocess.run(["modprobe", "sch_netem"], capture_output=True, timeout=30)  # built in, or a module
+    p = subprocess.run(["tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", f"{ms}ms"],
+                       capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        pytest.skip(f"this kernel cannot load sch_netem (tc netem): {p.stderr.strip()}")
+
+
+@pytest.mark.vm
+def test_a_20ms_link_gives_that_remote_a_connect_latency_of_20_to_30_ms(work, netns, tmp_path):
+    """tc netem delays the SYN 20 ms on its way into the namespace: each connect to it takes at least
+    that (one round trip), and the remote's p50 is between 20 and 30 ms. Under emulation (the TCG guest,
+    KTOP_TEST_TIME_SCALE 3) the kernel's own share of a connect stretches as every wait does: there the
+    ceiling is 20 + 10 x the scale ms (a loaded host's guest saw half its connects above 32 ms)."""
+    ns, addr, here = netns
+    _delay(here, 20)
+    n = 10
+    client = unique_copy(os.path.realpath(sys.executable), tmp_path, "kd")
+
+    def connect():
+        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", NETEM_SERVER, addr, str(n)],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(server.stdout.readline())
+            c = subprocess.run([str(client), "-c", NETEM_CLIENT, addr, str(port), str(n)], capture_output=True,
+                               text=True, timeout=120)
+            assert c.returncode == 0, c.stderr
+            assert server.wait(30) == 0
+        finally:
+            if server.poll() is None:
+                server.kill()
+        return port
+
+    net, port = run_collecting(connect, duration=6.0)
+    mine = [c for c in net["connections"] if c["comm"] == client.name]
+    assert len(mine) == n and all(c["daddr"] == addr and c["dport"] == port for c in mine), net["connections"]
+    assert all(c["connect_ns"] >= 20_000_000 for c in mine), [c["connect_ns"] for c in mine]
+    remote = next(r for r in net["connect_latency"]["by_remote"] if r["daddr"] == addr)
+    assert remote["count"] == n and 20_000 <= remote["p50_us"] <= 20_000 + 10_000 * TIME_SCALE, remote
 
 
 # --- connect latency: a full accept queue makes a connect wait for its SYN retransmit ---------------

@@ -26,3 +26,15 @@ def sample(interval_s: float = 1.0) -> NetSample:
                NetProc(pid=300, comm="dnsd", proto="udp", tx_bytes=1000, tx_calls=10, rx_bytes=500, rx_calls=5)),
         conns=conns(), connect_buckets=tuple(hist), connects=2, accepts=1, connect_failed=1,
         resets_sent=1, resets_received=1)
+
+
+def remote_conns(t: float = 1_700_000_000.0) -> tuple[NetConn, ...]:
+    """Connects to three remotes, each established then closed: 10.0.0.1 four times (80 µs to 1.5 s, one
+    SYN retransmit), 10.0.0.2 twice (about 30 µs), ::1 once (5 µs)."""
+    def one(i, daddr, connect_ns, family=4, retrans=0):
+        return NetConn(time=t + i / 10, pid=100, comm="curl", family=family, saddr="::1" if family == 6 else
+                       "10.0.0.9", sport=42000 + i, daddr=daddr, dport=443, duration_ns=5_000_000,
+                       connect_ns=connect_ns, tx_bytes=100, rx_bytes=2000, retransmits=retrans)
+    return (one(0, "10.0.0.1", 80_000), one(1, "10.0.0.1", 120_000), one(2, "10.0.0.1", 150_000),
+            one(3, "10.0.0.1", 1_500_000_000, retrans=1), one(4, "10.0.0.2", 28_000), one(5, "10.0.0.2", 33_000),
+            one(6, "::1", 5_000, family=6))

@@ -34,6 +34,7 @@ KEYS = [
     ("d / Delete", "Functions panel: remove the selected target (its probes detach)"),
     ("t", "Block I/O panel: latency or queue-time histogram and heatmap"),
     ("o", "Scheduler panel: off-CPU stacks of the last ticks (--offcpu-stacks); again: the processes"),
+    ("n", "Network panel: remote addresses by name (reverse DNS in the background; numbers until answered)"),
     ("Space", "pause the display (collection goes on); in replay: pause the recording"),
     ("← →", "while paused: step back / forward through the history; in replay: step"),
     ("+ / -", "replay faster / slower"),
