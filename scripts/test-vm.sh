@@ -5,7 +5,7 @@
 # machine's files read-only and writes its results into OUT (--rwdir).
 # See docs/testing-vm.md. Run as root, after `make install`.
 #
-# Knobs (environment): KTOP_VM_TIMEOUT (s, default 2400) bounds the boot and
+# Knobs (environment): KTOP_VM_TIMEOUT (s, default 3600) bounds the boot and
 # the whole guest run; KTOP_VM_MEMORY (default 3G); KTOP_VM_CPUS (default 2);
 # KTOP_VM_HOT_IMAGE=0 leaves every file on the (slow) shared root;
 # KTOP_VM_PYTEST_ARGS adds pytest arguments in the guest (e.g. -k doctor);
@@ -25,7 +25,7 @@ VM_VENV=$repo/.vm-venv
 VIRTME_NG=virtme-ng==1.42
 CACHE=$repo/.cache/vm-kernel
 OUT=$repo/.cache/vm-run
-TIMEOUT=${KTOP_VM_TIMEOUT:-2400}
+TIMEOUT=${KTOP_VM_TIMEOUT:-3600}
 
 say() { printf 'test-vm: %s\n' "$*"; }
 # One clear line, then a non-zero exit: never a hang.

@@ -153,7 +153,6 @@ def test_pipelined_requests_count_one_by_one_and_a_split_request_once(python, tm
     assert h["drops"]["cut"] == 0 and h["drops"]["pending_full"] == 0
 
 
-@pytest.mark.vm
 def test_a_binary_protocol_on_the_same_port_is_not_http(python, tmp_path):
     srv = Server(python, tmp_path)
     procs = {}
@@ -169,7 +168,6 @@ def test_a_binary_protocol_on_the_same_port_is_not_http(python, tmp_path):
     assert not [p for p in h["paths"] if p["pid"] in (srv.pid, procs["bin"].pid)]
 
 
-@pytest.mark.vm
 @pytest.mark.skipif(not shutil.which("openssl"), reason="openssl is not installed (the test makes its certificate)")
 def test_tls_is_counted_as_encrypted_and_never_as_plaintext_http(python, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -192,7 +190,6 @@ def test_tls_is_counted_as_encrypted_and_never_as_plaintext_http(python, tmp_pat
     assert h["totals"]["tls_connections"] >= 2
 
 
-@pytest.mark.vm
 @pytest.mark.skipif(not shutil.which("node"), reason="node is not installed (Debian's nodejs or NodeSource's)")
 def test_a_node_server_whose_handler_sleeps_50_ms(python, tmp_path):
     portfile = tmp_path / "node-port"
@@ -221,7 +218,6 @@ def test_a_node_server_whose_handler_sleeps_50_ms(python, tmp_path):
     assert c["requests"] == 100 and c["p50_us"] >= s["p50_us"]
 
 
-@pytest.mark.vm
 def test_p_sees_only_the_server_asked_for(python, tmp_path):
     mine, other = Server(python, tmp_path), Server(python, tmp_path)
     procs = {}

@@ -58,7 +58,6 @@ def test_sleep_one_second_is_off_cpu_asleep_under_nanosleep():
           f"{sched['counters']['off_blocks']} blocks counted, {sched['counters']['stack_lost']} stacks lost")
 
 
-@pytest.mark.vm
 def test_direct_reads_are_off_cpu_in_d_under_io_schedule(tmp_path):
     from test_bio_real import Driver, on_a_disk
 
