@@ -184,17 +184,18 @@ def test_a_compile_error_is_quoted_from_the_helper(tmp_path, monkeypatch):
 def _dashboard_figures(*args: str, live: str) -> dict:
     """The real dashboard in tmux, once its header says ``live`` (e.g. "probes 4/4 live"):
     what its process maps and how many threads it runs."""
-    from test_hardening_real import Tmux, _ktop_cmd
+    from test_hardening_real import Tmux, _ktop_cmd, _settled_threads
 
     t = Tmux(_ktop_cmd(*args, "1"))
     try:
         pid = t.ktop_pid()
         assert wait_until(lambda: live in t.capture(), 60 * TIME_SCALE, 0.1), t.capture()
         time.sleep(1.5)  # past the first ticks after going live
+        # once start-up's short-lived threads are gone (--probes none is "live" at once, while the
+        # process table's iterator may still be building: CI counted 5 there, then 4 with every probe)
+        threads = _settled_threads(pid)
         with open(f"/proc/{pid}/maps") as f:
             maps = f.read()
-        with open(f"/proc/{pid}/status") as f:
-            threads = int(next(ln for ln in f if ln.startswith("Threads:")).split()[1])
         libs = sorted({ln.split()[-1] for ln in maps.splitlines()
                        if any(k in ln for k in ("libbcc", "LLVM", "libclang"))})
         return {"libs": libs, "threads": threads}
