@@ -504,7 +504,8 @@ class KtopApp(App):
         height = col.size.height
         if not height:
             return
-        if height >= FOLD_BELOW * len(panels):
+        if self.compact or self.screen.has_class("-has-maximized") or height >= FOLD_BELOW * len(panels):
+            # tabs or one maximised panel: each panel shown has the whole room
             keep = set(panels)
         else:
             room = max(1, (height - FOLDED_ROWS * len(panels)) // (FOLD_BELOW - FOLDED_ROWS))
@@ -530,6 +531,7 @@ class KtopApp(App):
                 visible = bool(panels)
             col.set_class(not visible, "-empty")
         self._tabs_line()
+        self.call_after_refresh(self._fold_right)  # tabs and a maximised panel fold nothing
 
     def _tabs_line(self) -> None:
         bar = self.query_one("#tabs", Static)

@@ -361,6 +361,16 @@ async def test_a_crowded_right_column_folds_all_but_the_panels_in_use():
         await pilot.press("7")
         await pilot.pause()
         assert open_ids() == ["bio", "sched", "profile"]
+        await pilot.press("z")  # maximised: the one panel shown has the screen, folds nothing
+        await pilot.pause()
+        assert open_ids() == [p.id for p in panels] and app.current_panel().outer_size.height > 30
+        await pilot.press("z")
+        await pilot.pause()
+        assert open_ids() == ["bio", "sched", "profile"]
+        await pilot.resize_terminal(100, 30)  # tabs: the panel shown has the room
+        await pilot.pause()
+        await pilot.pause()
+        assert open_ids() == [p.id for p in panels] and app.current_panel().outer_size.height > 15
     app = KtopApp(AllProbesSource(), autostart=False)
     async with app.run_test(size=(160, 80)) as pilot:  # room for all: none folds
         await show(app, pilot, fakes.snapshot())
