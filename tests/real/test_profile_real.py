@@ -116,7 +116,6 @@ def test_pid_filter_follows_a_child_born_after_the_profiler_attached(work):
     assert set(per_pid) <= {f"{work.name}-{child}", f"{work.name}-{pid}"}, per_pid
 
 
-@pytest.mark.vm
 def test_getppid_in_a_loop_shows_the_syscall_in_kernel_stacks_machine_wide(work):
     prog, pid = waiting(work, "getppid", 2.0)
     try:

@@ -96,7 +96,6 @@ def _failed_exec_driver():
     """)
 
 
-@pytest.mark.vm
 def test_default_attaches_no_syscall_tracepoint(tmp_path):
     """A syscall tracepoint slows every syscall on the machine: the default spawn probe has none,
     and says that failed execs are not traced rather than showing 0 of them."""
