@@ -98,7 +98,8 @@ def test_socket_bytes_add_up_by_the_cgroup_of_each_pid(tmp_path):
 
     root, ids = _v2(tmp_path)
     web, slice_ = ids["/system.slice/web.service"], ids["/system.slice"]
-    procs = (replace(fakes.proc(10, 1, comm="a"), cgroup_id=web), replace(fakes.proc(12, 1, comm="c"), cgroup_id=slice_))
+    procs = (replace(fakes.proc(10, 1, comm="a"), cgroup_id=web),
+             replace(fakes.proc(12, 1, comm="c"), cgroup_id=slice_))
     net = NetSample(interval_s=2.0, procs=(NetProc(10, "a", "tcp", tx_bytes=1000, rx_bytes=4000),
                                            NetProc(10, "a", "udp", tx_bytes=1000),
                                            NetProc(12, "c", "tcp", rx_bytes=2000),

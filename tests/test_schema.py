@@ -62,7 +62,7 @@ UNITLESS = {
     "cpu", "runq_count", "switches", "wakeups", "runq_waits", "tasks_full", "tgid", "prev_pid", "prev_tgid",
     "slow_waits", "slow_lost", "blocks", "stacks_kept", "off_blocks", "off_full", "stack_lost", "stacks_unread",
     "cpus", "samples", "idle_samples", "self_samples", "total_samples", "kernel_frames", "counts_full",
-    "user_stack_lost", "kernel_stack_lost", "stacks_unread", "user_stack_none", "kernel_stack_none",
+    "user_stack_lost", "kernel_stack_lost", "user_stack_none", "kernel_stack_none",
     "cgroup_id",  # an id (an inode number)
     "requests", "errors_4xx", "errors_5xx", "requests_seen", "tls_connections", "h2_connections", "unpaired",
     "unanswered", "threads_full", "cut", "groups_dropped", "status", "statuses", "methods",

@@ -61,9 +61,9 @@ def _alive(pid: int) -> bool:
 def run(args) -> int:
     from ktop import registry
     from ktop.cli.common import probe_options
-    from ktop.model import snapshot_document
     from ktop.model import profile as profile_model
     from ktop.model import sched as sched_model
+    from ktop.model import snapshot_document
     from ktop.sources.live import LiveSource
 
     if args.by_pid and not args.folded:

@@ -8,7 +8,6 @@ import signal
 import sys
 
 from ktop import __version__
-from ktop.model.text import clean
 from ktop.cli.common import (
     Parser,
     UsageError,
@@ -20,6 +19,7 @@ from ktop.cli.common import (
     running,
     theme_name,
 )
+from ktop.model.text import clean
 
 EXAMPLES = """examples:
     sudo ktop                  # the dashboard, refreshed every second

@@ -99,7 +99,8 @@ def build_tree(prev: Optional[CgroupTree], stats: tuple[CgroupStat, ...], proces
             write_bps=_rate(s.io_write_bytes, was.io_write_bytes, dt) if was else None,
             psi_cpu_percent=s.psi_cpu_percent, psi_io_percent=s.psi_io_percent, psi_memory_percent=s.psi_memory_percent,
             io_read_bytes=s.io_read_bytes, io_write_bytes=s.io_write_bytes,
-            net_rx_bps=None if net is None else rx.get(s.id, 0.0), net_tx_bps=None if net is None else tx.get(s.id, 0.0)))
+            net_rx_bps=None if net is None else rx.get(s.id, 0.0),
+            net_tx_bps=None if net is None else tx.get(s.id, 0.0)))
     return CgroupTree(tuple(nodes), now)
 
 

@@ -412,6 +412,17 @@ def _p99(buckets, count_min: int = MIN_LATENCY_COUNT) -> Optional[float]:
     return None  # pragma: no cover - the loop always reaches the rank
 
 
+def _tally(acc: dict, key, n: float, pid: int) -> None:
+    """Adds ``n`` to ``acc[key]`` = [sum, the pid that added the most at once, that most]."""
+    a = acc.get(key)
+    if a is None:
+        acc[key] = [n, pid, n]
+    else:
+        a[0] += n
+        if n > a[2]:
+            a[1], a[2] = pid, n
+
+
 def _collect(snap: Snapshot, dt: float, out: dict) -> None:
     """This tick's figure of every series the snapshot has: key -> (value, pid, comm of that pid or "")."""
     names = None
@@ -434,14 +445,7 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
             ios = p.reads + p.writes + p.others
             if not p.pid or not ios:
                 continue
-            comm = p.comm or comm_of(p.pid) or str(p.pid)
-            a = per.get(comm)
-            if a is None:
-                per[comm] = [ios, p.pid, ios]
-            else:
-                a[0] += ios
-                if ios > a[2]:
-                    a[1], a[2] = p.pid, ios
+            _tally(per, p.comm or comm_of(p.pid) or str(p.pid), ios, p.pid)
         for comm, (ios, pid, _) in per.items():
             out[("io-rate", comm)] = (ios / dt, pid, comm)
         for d in b.disks:
@@ -463,14 +467,7 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
                 name = errnames.get(e)
                 if name is None:
                     name = errnames[e] = errno_name(e)
-                key = ("errors", f"{name} by {c.comm}")
-                a = acc.get(key)
-                if a is None:
-                    acc[key] = [n, c.pid, n]
-                else:
-                    a[0] += n
-                    if n > a[2]:
-                        a[1], a[2] = c.pid, n
+                _tally(acc, ("errors", f"{name} by {c.comm}"), n, c.pid)
         for key, (n, pid, _) in acc.items():
             out[key] = (n / dt, pid, "")
         slow: dict[int, SyscallCount] = {}  # nr -> the process that spent the most time in it
@@ -525,14 +522,7 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
             out[("connect-latency", "host")] = (p99, 0, "")
         per: dict[str, list] = {}
         for p in n.procs:
-            v = p.tx_bytes + p.rx_bytes
-            a = per.get(p.comm)
-            if a is None:
-                per[p.comm] = [v, p.pid, v]
-            else:
-                a[0] += v
-                if v > a[2]:
-                    a[1], a[2] = p.pid, v
+            _tally(per, p.comm, p.tx_bytes + p.rx_bytes, p.pid)
         for comm, (v, pid, _) in per.items():
             out[("net-bytes", comm)] = (v / dt, pid, comm)
 

@@ -237,7 +237,7 @@ def build_sample(interval_s: float, procs: Iterable[SchedProc], cpus: Iterable[S
                        slow=tuple(sorted(slow, key=lambda w: (-w.wait_ns, w.time))),
                        slow_threshold_ns=threshold_ns, offcpu_stacks=min_block_ns is not None,
                        offcpu_min_block_ns=min_block_ns or 0, offcpu=tuple(offcpu), stacks_unread=stacks_unread,
-                       stack_lost=stats.get("stack_eexist", 0) + stats.get("stack_enomem", 0) + stats.get("stack_other", 0),
+                       stack_lost=sum(stats.get(k, 0) for k in ("stack_eexist", "stack_enomem", "stack_other")),
                        **{k: stats.get(k, 0) for k in _SAMPLE_STATS})
 
 
@@ -430,5 +430,5 @@ class SchedProbe(ProbeWorker):
         return build_sample(interval_s, procs, cpus, d, slow, self.slower_ns(), offcpu, min_block, unread)
 
 
-__all__ = ["SchedProbe", "build_offcpu", "build_procs", "decode_offcpu", "cpu_deltas", "decode_cpu_hist", "decode_procs", "decode_slow", "slowest",
-           "task_field_offsets"]
+__all__ = ["SchedProbe", "build_offcpu", "build_procs", "decode_offcpu", "cpu_deltas", "decode_cpu_hist",
+           "decode_procs", "decode_slow", "slowest", "task_field_offsets"]

@@ -29,8 +29,7 @@ from ktop.registry import PROBES, probe_class
 from ktop.snapshot import DISABLED, FAILED, LIVE, STARTING, ProbeStatus, Snapshot
 from ktop.sources import Source
 from ktop.system import cgroups as cgmod
-from ktop.system import cgstats
-from ktop.system import heap, host, procs
+from ktop.system import cgstats, heap, host, procs
 
 
 class LiveSource(Source):

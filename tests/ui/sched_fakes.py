@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ktop.model import hist
 from dataclasses import replace
 
+from ktop.model import hist
 from ktop.snapshot import SchedCpu, SchedOffStack, SchedProc, SchedSample, SchedSlowWait
 
 NSLOTS = 28

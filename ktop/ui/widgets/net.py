@@ -217,10 +217,10 @@ def spark_line(m: Optional[NetModel], width: int) -> Text:
     if m is None:
         return t
     w = max(4, (width - 26) // 2)
-    for label, hist in (("rx", m.rx_history), ("tx", m.tx_history)):
+    for label, series in (("rx", m.rx_history), ("tx", m.tx_history)):
         t.append(f"{label} ", style="bold")
-        t.append(spark(hist, w))
-        t.append(f" {human_bytes(max(hist, default=0)):>6}/s  ")
+        t.append(spark(series, w))
+        t.append(f" {human_bytes(max(series, default=0)):>6}/s  ")
     return t
 
 
