@@ -79,7 +79,7 @@ def test_the_iterator_agrees_with_proc_for_every_process(iterator):
         assert (pid in before) != (pid in after) or pid not in before, f"PID {pid} is in only one table"
     stable = [p for p in set(records) & set(before) & set(after) if before[p][6] == after[p][6]]
     assert len(stable) > 20
-    checked = 0
+    checked, woke = 0, []
     for pid in stable:
         b, a, r, row = before[pid], after[pid], records[pid], rows[pid]
         for name, got, i in (("ppid", row.ppid, 2), ("threads", row.threads, 4), ("euid", r[2], 7)):
@@ -91,7 +91,12 @@ def test_the_iterator_agrees_with_proc_for_every_process(iterator):
 
         assert own(row.comm) in (own(b[0]), own(a[0])), f"PID {pid}: comm {row.comm!r}, /proc {b[0]!r}"
         letter = procs.state_letter(r[7], r[8])
-        assert letter in (b[1], a[1]), f"PID {pid} {b[0]}: state {letter}, /proc {b[1]} then {a[1]}"
+        if letter not in (b[1], a[1]):
+            # a thread can wake and sleep again between two /proc reads without a tick of CPU time
+            # (rcu_preempt in the 6.1 guest: R in the iterator, I before and after); a wrong letter
+            # for a state would show on every such thread, not as the odd one caught running
+            assert "R" in (letter, b[1], a[1]), f"PID {pid} {b[0]}: state {letter}, /proc {b[1]} then {a[1]}"
+            woke.append(f"{pid} {b[0]} {b[1]}>{letter}>{a[1]}")
         assert r[6] // TICK_NS == b[6], f"PID {pid}: start {r[6]} ns, /proc {b[6]} ticks"
         if b[3] == a[3]:  # no CPU time between the two /proc reads: within a tick
             assert abs(r[4] / TICK_NS - b[3]) <= 2, f"PID {pid} {b[0]}: {r[4]} ns, /proc {b[3]} ticks"
@@ -99,6 +104,7 @@ def test_the_iterator_agrees_with_proc_for_every_process(iterator):
             assert r[5] == b[5], f"PID {pid} {b[0]}: RSS {r[5]} pages, /proc {b[5]}"
         checked += 1
     assert checked == len(stable)
+    assert len(woke) <= max(3, len(stable) // 50), f"{len(woke)} of {len(stable)} caught running: {woke}"
 
 
 def _table(src: LiveSource) -> dict:
