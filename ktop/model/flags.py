@@ -40,7 +40,6 @@ import time as _time
 from dataclasses import dataclass, fields, replace
 from typing import Optional
 
-from ktop.model import hist
 from ktop.model.format import errno_name
 from ktop.snapshot import Flag, Snapshot, SyscallCount
 
@@ -147,12 +146,18 @@ class FlagDetector:
                             for name, k in KINDS.items()} if s > 0 else {}
 
     def reset(self) -> None:
-        self.series: dict[tuple[str, str], _Series] = {}
+        self._kinds: dict[str, dict[str, _Series]] = {}  # kind -> subject -> series (no tuple keys a tick)
+        self._count = 0
         self.ticks = 0
         self._lost: dict[str, int] = {}  # probe -> its cumulative lost count at the tick before
         self._always: dict[tuple[str, str], _Series] = {}
         self._listeners: dict[tuple[str, int], int] = {}  # (program, port) -> the tick of its latest listen
         self._listening: dict[tuple[str, int], Flag] = {}  # new listeners flagged now
+
+    @property
+    def series(self) -> dict[tuple[str, str], _Series]:
+        """Every series followed, by (kind, subject)."""
+        return {(kind, subject): s for kind, ser in self._kinds.items() for subject, s in ser.items()}
 
     # -- one tick ------------------------------------------------------------------
     def stamp(self, snap: Snapshot) -> Snapshot:
@@ -170,74 +175,92 @@ class FlagDetector:
         self.ticks += 1
         dt = snap.interval_s if snap.interval_s > 0 else 1.0
         alpha = 1.0 - 0.5 ** (dt / HALF_LIFE_S)
-        samples: dict[tuple[str, str], tuple[float, int, str]] = {}  # key -> (value, pid, who)
-        _collect(snap, dt, samples)
         tick = self.ticks
-        series = self.series
         warming = tick <= WARM_TICKS
-        kinds = KINDS
         th = self._thresholds
         now = snap.time
-        for key, v in samples.items():
-            s = series.get(key)
-            if s is None:
-                s = series[key] = _Series(key[0], key[1], tick, warming)
-            s.seen = tick
-            if s.on:
-                self._held(s, v[0], v[1], v[2], now)
-                continue
-            # inline (a thousand series a tick): the enter level, then learn
-            kdev, ratio, floor, rate = th[key[0]]
-            x, mean, dev, n = v[0], s.mean, s.dev, s.n
-            enter = mean + kdev * dev
-            if mean * ratio > enter:
-                enter = mean * ratio
-            if mean + floor > enter:
-                enter = mean + floor
-            if x > enter and (n >= WARM_TICKS or (rate and not s.warm_born)):
-                # over for PERSIST_TICKS ticks in a row (a one-tick blip is not flagged); meanwhile
-                # the sample is not learnt
-                s.over += 1
-                if s.over == 1:
-                    s.first = now
-                if s.over >= PERSIST_TICKS:
-                    self._start(s, x, v[1], v[2], s.first, enter)
-                continue
-            s.over = 0
-            if n >= WARM_TICKS:  # winsorised: a sample far above the usual counts as usual + WINSOR deviations
-                a = alpha
-                cap = mean + WINSOR * (dev if dev > mean * 0.05 else mean * 0.05)
-                if x > cap:
-                    x = cap
-            else:
-                a = 1.0 / (n + 1)
-            if n == 0:
-                s.mean = x
-            else:
-                d = x - mean
-                s.dev = dev + a * ((d if d >= 0 else -d) - dev)
-                s.mean = mean + a * d
-            s.n = n + 1
-        # Rates not seen this tick were 0: fold that into the series that are not already ~0.
-        for s in series.values():
-            if s.seen != tick and (s.on or s.mean > 1e-3):
+        kinds = self._kinds
+        on = []
+        samples = _collect(snap, dt)
+        for kind, got in samples.items():
+            ser = kinds.get(kind)
+            if ser is None:
+                ser = kinds[kind] = {}
+            kdev, ratio, floor, rate = th[kind]
+            get = ser.get
+            for subject, v in got.items():
+                s = get(subject)
+                if s is None:
+                    s = ser[subject] = _Series(kind, subject, tick, warming)
+                    self._count += 1
                 s.seen = tick
-                if kinds[s.kind].rate:
+                if s.on:
+                    self._held(s, v[0], v[1], v[2], now)
                     if s.on:
-                        self._held(s, 0.0, s.pid, s.who, now)
-                    else:
-                        mean = s.mean
-                        a = alpha if s.n >= WARM_TICKS else 1.0 / (s.n + 1)
-                        s.dev += a * (mean - s.dev)
-                        s.mean = mean - a * mean
-                        s.n += 1
-                elif s.on:  # a latency with no sample (idle): counts as back
-                    s.quiet += 1
-                    if s.quiet >= CLEAR_TICKS:
-                        s.on = False
-        if len(series) > self.max_series:
+                        on.append(s)
+                    continue
+                # inline (a thousand series a tick): the enter level, then learn
+                x = v[0]
+                mean = s.mean
+                dev = s.dev
+                n = s.n
+                enter = mean + kdev * dev
+                if mean * ratio > enter:
+                    enter = mean * ratio
+                if mean + floor > enter:
+                    enter = mean + floor
+                if x > enter and (n >= WARM_TICKS or (rate and not s.warm_born)):
+                    # over for PERSIST_TICKS ticks in a row (a one-tick blip is not flagged); meanwhile
+                    # the sample is not learnt
+                    s.over += 1
+                    if s.over == 1:
+                        s.first = now
+                    if s.over >= PERSIST_TICKS:
+                        self._start(s, x, v[1], v[2], s.first, enter)
+                        on.append(s)
+                    continue
+                if s.over:
+                    s.over = 0
+                if n >= WARM_TICKS:  # winsorised: a sample far above the usual counts as usual + WINSOR deviations
+                    a = alpha
+                    cap = mean + WINSOR * (dev if dev > mean * 0.05 else mean * 0.05)
+                    if x > cap:
+                        x = cap
+                else:
+                    a = 1.0 / (n + 1)
+                if n == 0:
+                    s.mean = x
+                else:
+                    d = x - mean
+                    s.dev = dev + a * ((d if d >= 0 else -d) - dev)
+                    s.mean = mean + a * d
+                s.n = n + 1
+        # Rates not seen this tick were 0: fold that into the series that are not already ~0; a
+        # latency with no sample (idle) counts as back.
+        for kind, ser in kinds.items():
+            if len(ser) == len(samples.get(kind, ())):
+                continue  # every series of the kind was seen
+            rate = KINDS[kind].rate
+            for s in ser.values():
+                if s.seen != tick and (s.on or s.mean > 1e-3):
+                    s.seen = tick
+                    if rate:
+                        if s.on:
+                            self._held(s, 0.0, s.pid, s.who, now)
+                        else:
+                            mean = s.mean
+                            a = alpha if s.n >= WARM_TICKS else 1.0 / (s.n + 1)
+                            s.dev += a * (mean - s.dev)
+                            s.mean = mean - a * mean
+                            s.n += 1
+                    elif s.on:
+                        s.quiet += 1
+                        if s.quiet >= CLEAR_TICKS:
+                            s.on = False
+                    if s.on:
+                        on.append(s)
+        if self._count > self.max_series:
             self._evict()
-        on = [s for s in series.values() if s.on]
         if any(s.pid and s.cg_pid != s.pid for s in on):
             _name_cgroups(on, snap)
         out = [self._flag(s) for s in on]
@@ -276,9 +299,10 @@ class FlagDetector:
     def _evict(self) -> None:
         """Drops the least recently seen series (a tenth more than the bound, so this runs rarely)."""
         keep = int(self.max_series * 0.9)
-        order = sorted(self.series.items(), key=lambda kv: (kv[1].on, kv[1].seen))
-        for key, _ in order[:len(order) - keep]:
-            del self.series[key]
+        order = sorted((s for ser in self._kinds.values() for s in ser.values()), key=lambda s: (s.on, s.seen))
+        for s in order[:len(order) - keep]:
+            del self._kinds[s.kind][s.subject]
+        self._count = min(len(order), keep)
 
     def _flag(self, s: _Series) -> Flag:
         k = KINDS[s.kind]
@@ -389,8 +413,8 @@ def _full_fields(cls: type) -> tuple[str, ...]:
 
 
 def _p99(buckets, count_min: int = MIN_LATENCY_COUNT) -> Optional[float]:
-    """The tick's p99, but never its single slowest event (below 100 events the p99 is the
-    maximum: one slow request is not a slow disk); None below ``count_min`` events.
+    """The tick's p99, but never its single slowest event (below 100 events it is the next to
+    last: one slow request is not a slow disk); None below ``count_min`` events.
 
     ``hist.percentile``'s value (nearest rank, linear inside the slot), found from the top slot
     down: the rank is near the top, and this runs for every disk and program each tick."""
@@ -399,17 +423,26 @@ def _p99(buckets, count_min: int = MIN_LATENCY_COUNT) -> Optional[float]:
     n = sum(buckets)
     if n < count_min:
         return None
-    rank = math.ceil(min(99.0, 100.0 * (n - 1) / n) / 100.0 * n)
+    # nearest rank of the 99th percentile, below 100 events the next to last (in integers: the float
+    # form gives the last at n = 55, 58, 89, 98)
+    rank = n - 1 if n < 100 else -(-99 * n // 100)
+    need = n - rank  # events above the rank
+    rev = buckets[::-1]
+    j = rev.index(next(filter(None, rev)))  # the top non-empty slot, found in C (most slots are empty)
     above = 0
-    for i in range(len(buckets) - 1, -1, -1):
-        c = buckets[i]
-        if c and above + c > n - rank:
-            low, high = hist.slot_bounds(i, len(buckets))
-            if math.isinf(high):
-                return low
-            return low + (high - low) * (rank - (n - above - c)) / c
+    while True:
+        c = rev[j]
+        if above + c > need:
+            break
         above += c
-    return None  # pragma: no cover - the loop always reaches the rank
+        j += 1
+    i = len(buckets) - 1 - j
+    if i == 0:
+        return 0.0
+    low = 1 << (i - 1)
+    if j == 0:  # the overflow slot: its low bound
+        return float(low)
+    return low + (low - 1) * (rank - (n - above - c)) / c  # slot i holds [low, 2 low - 1]
 
 
 def _tally(acc: dict, key, n: float, pid: int) -> None:
@@ -423,8 +456,10 @@ def _tally(acc: dict, key, n: float, pid: int) -> None:
             a[1], a[2] = pid, n
 
 
-def _collect(snap: Snapshot, dt: float, out: dict) -> None:
-    """This tick's figure of every series the snapshot has: key -> (value, pid, comm of that pid or "")."""
+def _collect(snap: Snapshot, dt: float) -> dict[str, dict[str, tuple[float, int, str]]]:
+    """This tick's figure of every series the snapshot has: kind -> subject -> (value, pid, comm of
+    that pid or "")."""
+    out: dict[str, dict] = {}
     names = None
 
     def comm_of(pid: int) -> str:
@@ -435,6 +470,7 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
 
     b = snap.bio
     if b is not None:
+        o_io_rate, o_bio_iops, o_bio_latency = out["io-rate"], out["bio-iops"], out["bio-latency"] = {}, {}, {}
         top: dict[str, tuple[int, int, str]] = {}  # disk -> (ios, pid, comm) of its busiest process
         for p in b.procs:
             ios = p.reads + p.writes + p.others
@@ -447,29 +483,36 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
                 continue
             _tally(per, p.comm or comm_of(p.pid) or str(p.pid), ios, p.pid)
         for comm, (ios, pid, _) in per.items():
-            out[("io-rate", comm)] = (ios / dt, pid, comm)
+            o_io_rate[comm] = (ios / dt, pid, comm)
         for d in b.disks:
             subject = f"{d.disk} {d.op}"
-            _, pid, comm = top.get(d.disk, (0, 0, ""))
-            who = comm
-            out[("bio-iops", subject)] = (d.count / dt, pid, who)
+            _, pid, who = top.get(d.disk, (0, 0, ""))
+            o_bio_iops[subject] = (d.count / dt, pid, who)
             p99 = _p99(d.lat_buckets)
             if p99 is not None:
-                out[("bio-latency", subject)] = (p99, pid, who)
+                o_bio_latency[subject] = (p99, pid, who)
     s = snap.syscalls
     if s is not None:
-        acc: dict[tuple[str, str], list] = {}
+        acc: dict[str, list] = {}
         errnames: dict[int, str] = {}
         for c in s.counts:
             if not c.errors:
                 continue
+            comm, pid = c.comm, c.pid
             for e, n in c.errnos:
                 name = errnames.get(e)
                 if name is None:
                     name = errnames[e] = errno_name(e)
-                _tally(acc, ("errors", f"{name} by {c.comm}"), n, c.pid)
-        for key, (n, pid, _) in acc.items():
-            out[key] = (n / dt, pid, "")
+                key = f"{name} by {comm}"
+                a = acc.get(key)  # _tally, inline: three a process, for every process with errors
+                if a is None:
+                    acc[key] = [n, pid, n]
+                else:
+                    a[0] += n
+                    if n > a[2]:
+                        a[1], a[2] = pid, n
+        out["errors"] = {key: (n / dt, pid, "") for key, (n, pid, _) in acc.items()}
+        o_syscall_latency = out["syscall-latency"] = {}
         slow: dict[int, SyscallCount] = {}  # nr -> the process that spent the most time in it
         for c in s.counts:
             if c.timed and c.name in FILE_SYSCALLS and c.lat_ns > (slow[c.nr].lat_ns if c.nr in slow else 0):
@@ -479,19 +522,24 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
                 p99 = _p99(st.hist)  # ns slots (the sampled mode times some ticks only: the others have none)
                 if p99 is not None:
                     c = slow.get(st.nr)
-                    out[("syscall-latency", st.name)] = (p99 / 1000.0, c.pid if c else 0, c.comm if c else "")
+                    o_syscall_latency[st.name] = (p99 / 1000.0, c.pid if c else 0, c.comm if c else "")
     sp = snap.spawns
     if sp is not None and sp.execs:
         par: dict[str, dict[int, int]] = {}
+        o_execs = out["execs"] = {}
         for ev in sp.execs:
-            if ev.retval != 0:
+            if ev.retval:
                 continue
-            name = ev.parent_comm or comm_of(ev.ppid) or str(ev.ppid)
-            d = par.setdefault(name, {})
-            d[ev.ppid] = d.get(ev.ppid, 0) + 1
+            ppid = ev.ppid
+            name = ev.parent_comm or comm_of(ppid) or str(ppid)
+            d = par.get(name)
+            if d is None:
+                par[name] = {ppid: 1}
+            else:
+                d[ppid] = d.get(ppid, 0) + 1
         for name, per in par.items():
             ppid = max(per, key=per.get)
-            out[("execs", f"parent {name}")] = (sum(per.values()) / dt, ppid, name)
+            o_execs[f"parent {name}"] = (sum(per.values()) / dt, ppid, name)
     f = snap.funcs
     if f is not None and f.totals:
         specs = {t.id: t.spec for t in f.targets}
@@ -502,29 +550,29 @@ def _collect(snap: Snapshot, dt: float, out: dict) -> None:
         for c in f.counts:
             if c.count > busiest.get(c.target, (0, 0, ""))[0]:
                 busiest[c.target] = (c.count, c.pid, c.comm)
+        o_calls = out["calls"] = {}
         for tid, n in calls.items():
             _, pid, comm = busiest.get(tid, (0, 0, ""))
-            out[("calls", specs.get(tid, str(tid)))] = (n / dt, pid, comm)
+            o_calls[specs.get(tid, str(tid))] = (n / dt, pid, comm)
     sc = snap.sched
     if sc is not None:
+        runq = out["runq-latency"] = {}
         for p in sc.procs:
             p99 = _p99(p.runq_buckets)
-            if p99 is not None:
-                key = ("runq-latency", p.comm)
-                if p99 > out.get(key, (-1.0,))[0]:
-                    out[key] = (p99, p.pid, p.comm)
+            if p99 is not None and p99 > runq.get(p.comm, (-1.0,))[0]:
+                runq[p.comm] = (p99, p.pid, p.comm)
     n = snap.net
     if n is not None:
-        out[("retransmits", "host")] = (n.retransmits / dt, 0, "")
-        out[("resets", "host")] = ((n.resets_sent + n.resets_received) / dt, 0, "")
+        out["retransmits"] = {"host": (n.retransmits / dt, 0, "")}
+        out["resets"] = {"host": ((n.resets_sent + n.resets_received) / dt, 0, "")}
         p99 = _p99(n.connect_buckets)
         if p99 is not None:
-            out[("connect-latency", "host")] = (p99, 0, "")
+            out["connect-latency"] = {"host": (p99, 0, "")}
         per: dict[str, list] = {}
         for p in n.procs:
             _tally(per, p.comm, p.tx_bytes + p.rx_bytes, p.pid)
-        for comm, (v, pid, _) in per.items():
-            out[("net-bytes", comm)] = (v / dt, pid, comm)
+        out["net-bytes"] = {comm: (v / dt, pid, comm) for comm, (v, pid, _) in per.items()}
+    return out
 
 
 def sensitivity_arg(text: str) -> float:
