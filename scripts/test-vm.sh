@@ -10,6 +10,8 @@
 # KTOP_VM_HOT_IMAGE=0 leaves every file on the (slow) shared root;
 # KTOP_VM_PYTEST_ARGS adds pytest arguments in the guest (e.g. -k doctor);
 # KTOP_VM_TEST_TIMEOUT (s, default 300) fails one test that runs longer;
+# KTOP_VM_SHARDS (default: 2 where there are 2 CPUs and the memory for two
+# guests, else 1) boots that many guests at once, each running every Nth test;
 # KTOP_VM_TCG_THREAD (default single) is QEMU's TCG threading: multi-threaded TCG
 # now and then wedged a vCPU for good while the kernel rewrote a jump label
 # (one vCPU looping on the int3 of text_poke_bp, the other in syscall_trace_enter,
@@ -126,7 +128,6 @@ hot_paths() {
   ldd /usr/lib/x86_64-linux-gnu/libbcc.so.0 "$(readlink -f /usr/bin/python3)" 2>/dev/null \
     | awk '/=> \// {print $3}' | xargs -r readlink -f
 }
-disk_args=()
 if [ "${KTOP_VM_HOT_IMAGE:-1}" = 1 ] && command -v mke2fs >/dev/null; then
   stage=$OUT/hot-stage
   mkdir -p "$stage"
@@ -140,54 +141,104 @@ if [ "${KTOP_VM_HOT_IMAGE:-1}" = 1 ] && command -v mke2fs >/dev/null; then
   mke2fs -q -F -t ext4 -L ktophot -d "$stage" "$OUT/hot.img" "$((mb + 1024))M" >/dev/null \
     || die "could not build the guest's disk image (mke2fs -d)"
   rm -rf "$stage"
-  trap 'rm -f "$OUT/hot.img"' EXIT
-  disk_args=(--disk "$OUT/hot.img")
 fi
 
-# 6. Boot once and run the suite in the guest, bounded by a timeout.
-printf '%s' "${KTOP_VM_PYTEST_ARGS:-}" >"$OUT/pytest-args"
-printf '%s' "${KTOP_VM_TEST_TIMEOUT:-300}" >"$OUT/test-timeout"
+# 6. Boot and run the suite in the guest, bounded by a timeout. Single-threaded
+#    TCG keeps one host CPU busy a guest, so with two CPUs two guests run at once,
+#    each on every other test (tests/real/conftest.py: KTOP_TEST_SHARD), each with
+#    its own copy of the disk image (the guest writes its TMPDIR there) and its
+#    own results folder, OUT/shard-I.
+mem=${KTOP_VM_MEMORY:-3G}
+shards=${KTOP_VM_SHARDS:-}
+if [ -z "$shards" ]; then
+  avail_mb=$(awk '/^MemAvailable:/ {print int($2 / 1024)}' /proc/meminfo)
+  mem_mb=$(( ${mem%G} * 1024 ))
+  shards=1
+  [ "$(nproc)" -ge 2 ] && [ "${avail_mb:-0}" -ge $((2 * mem_mb + 2048)) ] && shards=2
+fi
+[[ "$shards" =~ ^[1-9][0-9]*$ ]] || die "KTOP_VM_SHARDS must be a positive number: $shards"
+dirs=()
+for ((i = 0; i < shards; i++)); do
+  d=$OUT
+  if [ "$shards" -gt 1 ]; then
+    d=$OUT/shard-$i
+    mkdir -p "$d"
+    printf '%s/%s' "$i" "$shards" >"$d/shard"
+    if [ -f "$OUT/hot.img" ]; then
+      cp --sparse=always "$OUT/hot.img" "$d/hot.img" && cp "$OUT/hot.list" "$d/hot.list" \
+        || die "could not copy the guest's disk image into $d"
+    fi
+  fi
+  printf '%s' "${KTOP_VM_PYTEST_ARGS:-}" >"$d/pytest-args"
+  printf '%s' "${KTOP_VM_TEST_TIMEOUT:-300}" >"$d/test-timeout"
+  dirs+=("$d")
+done
+[ "$shards" -gt 1 ] && rm -f "$OUT/hot.img"
+trap 'rm -f "$OUT/hot.img" "$OUT"/shard-*/hot.img' EXIT
 t_boot=$SECONDS
-say "booting $kver under QEMU/TCG (timeout ${TIMEOUT} s; console log: $OUT/console.log)"
-# Console lines starting with '[' are the kernel's; the rest (pytest's output) is shown.
-PATH=$VM_VENV/bin:$PATH timeout --kill-after=20 "$TIMEOUT" \
-  "$VM_VENV/bin/vng" --run "$vmlinuz" --disable-kvm --force-9p "${disk_args[@]}" \
-  --memory "${KTOP_VM_MEMORY:-3G}" --cpus "${KTOP_VM_CPUS:-2}" --verbose \
-  --qemu-opts="-accel tcg,thread=${KTOP_VM_TCG_THREAD:-single}" \
-  --rwdir="$OUT" --exec "bash $(printf '%q' "$repo/scripts/vm-guest.sh") $(printf '%q' "$repo") $(printf '%q' "$OUT")" \
-  </dev/null 2>&1 | tee "$OUT/console.log" | grep --line-buffered -v '^\['
-vng_rc=${PIPESTATUS[0]}
+boot() {  # boot DIR LABEL: one guest, its console in DIR/console.log, vng's exit code in DIR/vng-rc
+  local d=$1 label=$2 img=()
+  [ -f "$d/hot.img" ] && img=(--disk "$d/hot.img")
+  # Console lines starting with '[' are the kernel's; the rest (pytest's output) is shown.
+  PATH=$VM_VENV/bin:$PATH timeout --kill-after=20 "$TIMEOUT" \
+    "$VM_VENV/bin/vng" --run "$vmlinuz" --disable-kvm --force-9p "${img[@]}" \
+    --memory "$mem" --cpus "${KTOP_VM_CPUS:-2}" --verbose \
+    --qemu-opts="-accel tcg,thread=${KTOP_VM_TCG_THREAD:-single}" \
+    --rwdir="$d" --exec "bash $(printf '%q' "$repo/scripts/vm-guest.sh") $(printf '%q' "$repo") $(printf '%q' "$d")" \
+    </dev/null 2>&1 | tee "$d/console.log" | grep --line-buffered -v '^\[' | sed -u "s|^|$label|"
+  echo "${PIPESTATUS[0]}" >"$d/vng-rc"
+}
+say "booting $kver under QEMU/TCG: $shards guest(s) (timeout ${TIMEOUT} s; console.log beside each result)"
+if [ "$shards" -eq 1 ]; then
+  boot "$OUT" ""
+else
+  for ((i = 0; i < shards; i++)); do boot "${dirs[$i]}" "[guest $i/$shards] " & done
+  wait
+fi
 vm_s=$((SECONDS - t_boot))
 
 summary() {
-  [ -f "$OUT/junit.xml" ] || return 0
-  /usr/bin/python3 - "$OUT/junit.xml" <<'EOF'
+  /usr/bin/python3 - "$@" <<'EOF'
 import sys
 import xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
 n = {"passed": 0, "failed": 0, "skipped": 0}
-for tc in root.iter("testcase"):
-    kinds = {c.tag for c in tc}
-    if kinds & {"failure", "error"}:
-        n["failed"] += 1
-    elif "skipped" in kinds:
-        n["skipped"] += 1
-    else:
-        n["passed"] += 1
+for path in sys.argv[1:]:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        continue
+    for tc in root.iter("testcase"):
+        kinds = {c.tag for c in tc}
+        if kinds & {"failure", "error"}:
+            n["failed"] += 1
+        elif "skipped" in kinds:
+            n["skipped"] += 1
+        else:
+            n["passed"] += 1
 print(f"guest: {n['passed']} passed, {n['failed']} failed, {n['skipped']} skipped")
 EOF
 }
 
-if [ ! -f "$OUT/rc" ]; then
-  [ -s "$OUT/pytest.log" ] && { echo "--- last lines of the guest's pytest log:"; tail -n 15 "$OUT/pytest.log"; }
-  if [ "$vng_rc" -eq 124 ] || [ "$vng_rc" -eq 137 ]; then
-    die "the guest did not finish within ${TIMEOUT} s (boot or tests hung; see $OUT/console.log)"
+rc=0
+for d in "${dirs[@]}"; do
+  if [ ! -f "$d/rc" ]; then
+    vng_rc=$(cat "$d/vng-rc" 2>/dev/null || echo 1)
+    [ -s "$d/pytest.log" ] && { echo "--- last lines of the guest's pytest log ($d):"; tail -n 15 "$d/pytest.log"; }
+    if [ "$vng_rc" -eq 124 ] || [ "$vng_rc" -eq 137 ]; then
+      say "FAILED: the guest of $d did not finish within ${TIMEOUT} s (boot or tests hung; see $d/console.log)"
+    else
+      say "FAILED: the guest of $d wrote no result (vng exit $vng_rc; boot failed? see $d/console.log)"
+    fi
+    rc=1
+    continue
   fi
-  die "the guest wrote no result (vng exit $vng_rc; boot failed? see $OUT/console.log)"
-fi
-rc=$(cat "$OUT/rc")
-[ -f "$OUT/doctor.txt" ] && { echo "--- ktop doctor in the guest:"; cat "$OUT/doctor.txt"; }
-summary
-say "guest kernel $kver: pytest exit $rc; results in $OUT (junit.xml, pytest.log, doctor.txt)"
+  r=$(cat "$d/rc")
+  [ "$r" = 0 ] || rc=1
+done
+[ -f "${dirs[0]}/doctor.txt" ] && { echo "--- ktop doctor in the guest:"; cat "${dirs[0]}/doctor.txt"; }
+junits=()
+for d in "${dirs[@]}"; do junits+=("$d/junit.xml"); done
+summary "${junits[@]}"
+say "guest kernel $kver: $([ "$rc" -eq 0 ] && echo passed || echo FAILED); results (junit.xml, pytest.log, doctor.txt, console.log) in ${dirs[*]}"
 say "elapsed $((SECONDS - t_start)) s (setup $((t_boot - t_start)) s, boot + guest tests ${vm_s} s)"
 [ "$rc" -eq 0 ]

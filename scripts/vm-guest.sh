@@ -55,6 +55,8 @@ mkdir -p "$HOME" "$XDG_CACHE_HOME"
 # tmux) runs on the host only. A test that hangs fails on its own after
 # test-timeout s (pytest-timeout) instead of eating the guest's whole budget.
 extra=()
+# One of several guests at once (test-vm.sh): every Nth test (tests/real/conftest.py).
+[ -s "$out/shard" ] && export KTOP_TEST_SHARD=$(cat "$out/shard")
 [ -s "$out/pytest-args" ] && mapfile -t extra < <(xargs -r printf '%s\n' <"$out/pytest-args")
 "$repo/.venv/bin/python" -m pytest -m "real and vm" tests/real -p no:cacheprovider -ra -v --durations=10 \
     --timeout="$(cat "$out/test-timeout" 2>/dev/null || echo 300)" \
