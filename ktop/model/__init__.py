@@ -15,7 +15,7 @@ from ktop.model import flags as _flags
 from ktop.model.cgtree import build_tree
 from ktop.model.common import HISTORY, push, user_name  # noqa: F401 (the model's shared names)
 from ktop.model.section import SPAWN_ROWS, Fold
-from ktop.snapshot import HostInfo, ProbeStatus, ProcessInfo, Snapshot, SystemSample
+from ktop.snapshot import DISABLED, HostInfo, ProbeStatus, ProcessInfo, Snapshot, SystemSample
 
 # The dashboard, like top, lets exited processes go: their per-process probe rows leave this
 # long after their last event (a short burst stays visible for a while).
@@ -179,8 +179,8 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
     }
     for p in registry.PROBES.values():
         status, section = model.probes.get(p.name), getattr(model, p.section)
-        doc[p.section] = None if status is None and section is None else \
-            registry.model_section(p.name).document(section, status, duration_s)
+        unselected = status.status == DISABLED if status is not None else section is None
+        doc[p.section] = None if unselected else registry.model_section(p.name).document(section, status, duration_s)
     # a process's cgroup: the table's (now), else the one it exec'd in (a process that has exited)
     by_pid = {}
     for e in (doc.get("spawns") or {}).get("events", ()):

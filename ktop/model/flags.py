@@ -38,10 +38,10 @@ from __future__ import annotations
 import math
 import time as _time
 from dataclasses import dataclass, fields, replace
-from typing import Optional
+from typing import Callable, Optional
 
 from ktop.model.format import errno_name
-from ktop.snapshot import Flag, Snapshot, SyscallCount
+from ktop.snapshot import Flag, Snapshot
 
 HALF_LIFE_S = 120.0  # the baseline's memory: "the last minutes"
 WARM_TICKS = 30  # samples a series needs before it can be flagged (and the detector before "new")
@@ -182,25 +182,24 @@ class FlagDetector:
         kinds = self._kinds
         on = []
         samples = _collect(snap, dt)
-        for kind, got in samples.items():
+        for kind, (got, who) in samples.items():
             ser = kinds.get(kind)
             if ser is None:
                 ser = kinds[kind] = {}
             kdev, ratio, floor, rate = th[kind]
             get = ser.get
-            for subject, v in got.items():
+            for subject, x in got.items():
                 s = get(subject)
                 if s is None:
                     s = ser[subject] = _Series(kind, subject, tick, warming)
                     self._count += 1
                 s.seen = tick
                 if s.on:
-                    self._held(s, v[0], v[1], v[2], now)
+                    self._held(s, x, who, now)
                     if s.on:
                         on.append(s)
                     continue
                 # inline (a thousand series a tick): the enter level, then learn
-                x = v[0]
                 mean = s.mean
                 dev = s.dev
                 n = s.n
@@ -216,7 +215,7 @@ class FlagDetector:
                     if s.over == 1:
                         s.first = now
                     if s.over >= PERSIST_TICKS:
-                        self._start(s, x, v[1], v[2], s.first, enter)
+                        self._start(s, x, who, s.first, enter)
                         on.append(s)
                     continue
                 if s.over:
@@ -238,7 +237,7 @@ class FlagDetector:
         # Rates not seen this tick were 0: fold that into the series that are not already ~0; a
         # latency with no sample (idle) counts as back.
         for kind, ser in kinds.items():
-            if len(ser) == len(samples.get(kind, ())):
+            if kind in samples and len(ser) == len(samples[kind][0]):
                 continue  # every series of the kind was seen
             rate = KINDS[kind].rate
             for s in ser.values():
@@ -246,7 +245,7 @@ class FlagDetector:
                     s.seen = tick
                     if rate:
                         if s.on:
-                            self._held(s, 0.0, s.pid, s.who, now)
+                            self._held(s, 0.0, None, now)
                         else:
                             mean = s.mean
                             a = alpha if s.n >= WARM_TICKS else 1.0 / (s.n + 1)
@@ -269,25 +268,27 @@ class FlagDetector:
         out.sort(key=lambda f: -f.score)
         return tuple(out)
 
-    def _start(self, s: _Series, x: float, pid: int, who: str, now: float, enter: float) -> None:
+    def _start(self, s: _Series, x: float, who: Callable[[str], tuple[int, str]], now: float, enter: float) -> None:
         k = KINDS[s.kind]
         mean = s.mean
         s.on, s.quiet, s.start, s.peak, s.value, s.over = True, 0, now, x, x, 0
         s.exit = mean + (enter - mean) / 2.0  # hysteresis: it ends below half the margin
         s.usual, s.new = mean, (s.n == 0 or mean < k.floor / 100.0) and not s.warm_born
-        s.pid, s.who = pid, who
+        s.pid, s.who = who(s.subject)
         s.score = x / enter if enter > 0 else 0.0
         s.enter = enter
 
-    def _held(self, s: _Series, x: float, pid: int, who: str, now: float) -> None:
+    def _held(self, s: _Series, x: float, who: Optional[Callable[[str], tuple[int, str]]], now: float) -> None:
         """A flagged series' tick: the baseline does not learn; it ends after CLEAR_TICKS ticks under
         its exit level, or after MAX_HOLD_S as the new usual."""
         s.quiet = 0 if x > s.exit else s.quiet + 1
         s.value = x
         if x > s.peak:
             s.peak = x
-            if pid:
-                s.pid, s.who = pid, who
+            if who is not None:  # the new peak's process, when it names one
+                pid, comm = who(s.subject)
+                if pid:
+                    s.pid, s.who = pid, comm
         s.score = x / s.enter if s.enter > 0 else 0.0
         if s.quiet >= CLEAR_TICKS:
             s.on = False
@@ -456,10 +457,15 @@ def _tally(acc: dict, key, n: float, pid: int) -> None:
             a[1], a[2] = pid, n
 
 
-def _collect(snap: Snapshot, dt: float) -> dict[str, dict[str, tuple[float, int, str]]]:
-    """This tick's figure of every series the snapshot has: kind -> subject -> (value, pid, comm of
-    that pid or "")."""
-    out: dict[str, dict] = {}
+def _nobody(subject: str) -> tuple[int, str]:
+    return 0, ""
+
+
+def _collect(snap: Snapshot, dt: float) -> dict[str, tuple[dict[str, float], Callable[[str], tuple[int, str]]]]:
+    """This tick's figure of every series the snapshot has: kind -> (subject -> value, who), where
+    ``who(subject)`` is (the pid most to blame, its comm or ""). ``who`` is asked only when a flag
+    starts or peaks: the figures are a thousand a tick, the flags a few."""
+    out: dict[str, tuple[dict, Callable]] = {}
     names = None
 
     def comm_of(pid: int) -> str:
@@ -470,27 +476,32 @@ def _collect(snap: Snapshot, dt: float) -> dict[str, dict[str, tuple[float, int,
 
     b = snap.bio
     if b is not None:
-        o_io_rate, o_bio_iops, o_bio_latency = out["io-rate"], out["bio-iops"], out["bio-latency"] = {}, {}, {}
         top: dict[str, tuple[int, int, str]] = {}  # disk -> (ios, pid, comm) of its busiest process
         for p in b.procs:
             ios = p.reads + p.writes + p.others
             if p.pid and ios > top.get(p.disk, (0, 0, ""))[0]:
                 top[p.disk] = (ios, p.pid, p.comm)
-        per: dict[str, list] = {}  # comm -> [I/Os, busiest pid, its I/Os]
+        progs: dict[str, list] = {}  # comm -> [I/Os, busiest pid, its I/Os]
         for p in b.procs:
             ios = p.reads + p.writes + p.others
             if not p.pid or not ios:
                 continue
-            _tally(per, p.comm or comm_of(p.pid) or str(p.pid), ios, p.pid)
-        for comm, (ios, pid, _) in per.items():
-            o_io_rate[comm] = (ios / dt, pid, comm)
+            _tally(progs, p.comm or comm_of(p.pid) or str(p.pid), ios, p.pid)
+        out["io-rate"] = ({comm: a[0] / dt for comm, a in progs.items()}, lambda c: (progs[c][1], c))
+        iops: dict[str, float] = {}
+        lat: dict[str, float] = {}
         for d in b.disks:
             subject = f"{d.disk} {d.op}"
-            _, pid, who = top.get(d.disk, (0, 0, ""))
-            o_bio_iops[subject] = (d.count / dt, pid, who)
+            iops[subject] = d.count / dt
             p99 = _p99(d.lat_buckets)
             if p99 is not None:
-                o_bio_latency[subject] = (p99, pid, who)
+                lat[subject] = p99
+
+        def disk_who(subject: str) -> tuple[int, str]:  # "vda read": vda's busiest process
+            _, pid, comm = top.get(subject.rpartition(" ")[0], (0, 0, ""))
+            return pid, comm
+
+        out["bio-iops"], out["bio-latency"] = (iops, disk_who), (lat, disk_who)
     s = snap.syscalls
     if s is not None:
         acc: dict[str, list] = {}
@@ -511,22 +522,22 @@ def _collect(snap: Snapshot, dt: float) -> dict[str, dict[str, tuple[float, int,
                     a[0] += n
                     if n > a[2]:
                         a[1], a[2] = pid, n
-        out["errors"] = {key: (n / dt, pid, "") for key, (n, pid, _) in acc.items()}
-        o_syscall_latency = out["syscall-latency"] = {}
-        slow: dict[int, SyscallCount] = {}  # nr -> the process that spent the most time in it
-        for c in s.counts:
-            if c.timed and c.name in FILE_SYSCALLS and c.lat_ns > (slow[c.nr].lat_ns if c.nr in slow else 0):
-                slow[c.nr] = c
+        out["errors"] = ({key: a[0] / dt for key, a in acc.items()}, lambda k: (acc[k][1], ""))
+        slow: dict[str, float] = {}
         for st in s.syscalls:
             if st.hist and st.name in FILE_SYSCALLS:
                 p99 = _p99(st.hist)  # ns slots (the sampled mode times some ticks only: the others have none)
                 if p99 is not None:
-                    c = slow.get(st.nr)
-                    o_syscall_latency[st.name] = (p99 / 1000.0, c.pid if c else 0, c.comm if c else "")
+                    slow[st.name] = p99 / 1000.0
+
+        def slowest(name: str) -> tuple[int, str]:  # the process that spent the most time in the call
+            c = max((c for c in s.counts if c.timed and c.name == name), key=lambda c: c.lat_ns, default=None)
+            return (c.pid, c.comm) if c is not None else (0, "")
+
+        out["syscall-latency"] = (slow, slowest)
     sp = snap.spawns
     if sp is not None and sp.execs:
-        par: dict[str, dict[int, int]] = {}
-        o_execs = out["execs"] = {}
+        par: dict[str, dict[int, int]] = {}  # parent's name -> ppid -> execs
         for ev in sp.execs:
             if ev.retval:
                 continue
@@ -537,41 +548,47 @@ def _collect(snap: Snapshot, dt: float) -> dict[str, dict[str, tuple[float, int,
                 par[name] = {ppid: 1}
             else:
                 d[ppid] = d.get(ppid, 0) + 1
-        for name, per in par.items():
-            ppid = max(per, key=per.get)
-            o_execs[f"parent {name}"] = (sum(per.values()) / dt, ppid, name)
+
+        def parent(subject: str) -> tuple[int, str]:  # "parent make": the make that spawned the most
+            name = subject[len("parent "):]
+            per = par[name]
+            return max(per, key=per.get), name
+
+        out["execs"] = ({f"parent {name}": sum(per.values()) / dt for name, per in par.items()}, parent)
     f = snap.funcs
     if f is not None and f.totals:
         specs = {t.id: t.spec for t in f.targets}
         calls: dict[int, int] = {}
         for t in f.totals:
             calls[t.target] = calls.get(t.target, 0) + t.count
-        busiest: dict[int, tuple[int, int, str]] = {}
-        for c in f.counts:
-            if c.count > busiest.get(c.target, (0, 0, ""))[0]:
-                busiest[c.target] = (c.count, c.pid, c.comm)
-        o_calls = out["calls"] = {}
-        for tid, n in calls.items():
-            _, pid, comm = busiest.get(tid, (0, 0, ""))
-            o_calls[specs.get(tid, str(tid))] = (n / dt, pid, comm)
+        target = {specs.get(tid, str(tid)): tid for tid in calls}
+
+        def caller(spec: str) -> tuple[int, str]:  # the process that called the target most
+            tid = target[spec]
+            c = max((c for c in f.counts if c.target == tid), key=lambda c: c.count, default=None)
+            return (c.pid, c.comm) if c is not None and c.count > 0 else (0, "")
+
+        out["calls"] = ({spec: calls[tid] / dt for spec, tid in target.items()}, caller)
     sc = snap.sched
     if sc is not None:
-        runq = out["runq-latency"] = {}
+        runq: dict[str, float] = {}
+        waiter: dict[str, int] = {}  # comm -> the pid of its slowest p99
         for p in sc.procs:
             p99 = _p99(p.runq_buckets)
-            if p99 is not None and p99 > runq.get(p.comm, (-1.0,))[0]:
-                runq[p.comm] = (p99, p.pid, p.comm)
+            if p99 is not None and p99 > runq.get(p.comm, -1.0):
+                runq[p.comm], waiter[p.comm] = p99, p.pid
+        out["runq-latency"] = (runq, lambda c: (waiter[c], c))
     n = snap.net
     if n is not None:
-        out["retransmits"] = {"host": (n.retransmits / dt, 0, "")}
-        out["resets"] = {"host": ((n.resets_sent + n.resets_received) / dt, 0, "")}
+        out["retransmits"] = ({"host": n.retransmits / dt}, _nobody)
+        out["resets"] = ({"host": (n.resets_sent + n.resets_received) / dt}, _nobody)
         p99 = _p99(n.connect_buckets)
         if p99 is not None:
-            out["connect-latency"] = {"host": (p99, 0, "")}
-        per: dict[str, list] = {}
+            out["connect-latency"] = ({"host": p99}, _nobody)
+        traffic: dict[str, list] = {}
         for p in n.procs:
-            _tally(per, p.comm, p.tx_bytes + p.rx_bytes, p.pid)
-        out["net-bytes"] = {comm: (v / dt, pid, comm) for comm, (v, pid, _) in per.items()}
+            _tally(traffic, p.comm, p.tx_bytes + p.rx_bytes, p.pid)
+        out["net-bytes"] = ({comm: a[0] / dt for comm, a in traffic.items()}, lambda c: (traffic[c][1], c))
     return out
 
 
