@@ -208,3 +208,32 @@ def fakes_text(s: str):
     from rich.text import Text
 
     return Text(s)
+
+
+def test_a_long_cell_is_cut_exactly_as_rich_cuts_it():
+    """KTable cuts printable ASCII by slicing (Rich measures a string with any wide character in it,
+    like the "…" of a long argv, grapheme by grapheme over its whole length); the result must be
+    Text.truncate's, spans and all, including where a combining mark follows the cut."""
+    import random
+
+    from rich.text import Text
+
+    from ktop.ui.widgets.table import _cut
+
+    rng = random.Random(1)
+    checked = 0
+    for alphabet in ("abc /-…é漢\u0301xyz0123", "abcdef ghij/…"):
+        for _ in range(2000):
+            s = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
+            t = Text(s, style="bold")
+            if len(s) > 3:
+                t.stylize("red", rng.randrange(0, len(s)), rng.randrange(0, len(s) + 5))
+            for w in (1, 2, 5, 20):
+                if t.cell_len <= w:
+                    continue
+                want = t.copy()
+                want.truncate(w, overflow="ellipsis")
+                got = _cut(t, w)
+                assert (got.plain, got.spans, got.style) == (want.plain, want.spans, want.style), (s, w)
+                checked += 1
+    assert checked > 5000
