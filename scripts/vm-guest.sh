@@ -44,6 +44,22 @@ export KTOP_BUILD_TIMEOUT=600
 # the sampled mode ask for it, a few windows in all.
 export KTOP_SYSCALLS_LATENCY=on
 mkdir -p "$HOME" "$XDG_CACHE_HOME"
+# BCC finds the headers through /lib/modules/$(uname -r)/build, on the shared root (9p,
+# uncached): each of the thousands of header lookups of a compile walked that path over
+# 9p, and kept QEMU's main thread as busy as the emulated CPUs. The folder is replaced
+# by one on tmpfs whose entries link to the original's (build and source to their
+# targets on the disk image), so a lookup leaves the guest only for a module.
+mods=/lib/modules/$(uname -r)
+if [ -L "$mods/build" ] && mkdir -p /run/ktop-mods/orig /run/ktop-mods/fast \
+    && mount --bind "$mods" /run/ktop-mods/orig; then
+  for f in /run/ktop-mods/orig/*; do
+    case ${f##*/} in
+      build|source) ln -sfn "$(readlink "$f")" "/run/ktop-mods/fast/${f##*/}" ;;
+      *) ln -sfn "$f" "/run/ktop-mods/fast/${f##*/}" ;;
+    esac
+  done
+  mount --bind /run/ktop-mods/fast "$mods" || log "could not mount a fast $mods"
+fi
 
 { uname -r; "$repo/.venv/bin/ktop" doctor; } >"$out/doctor.txt" 2>&1
 
