@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from realutil import Snap, probe_unavailable_reason, unique_name
+from realutil import TIME_SCALE, Snap, probe_unavailable_reason, unique_name
 
 pytestmark = pytest.mark.real
 
@@ -110,7 +110,8 @@ def test_sampled_latency_times_some_calls_and_counts_all(work, tmp_path):
                               duration=5.0)
     s = pair(doc, pid, "nanosleep")
     assert s is not None and s["count"] == 300
-    assert 5 <= s["latency"]["timed"] < 100, s
+    # a tenth of the calls in theory; under TCG a window ends up to a slow tick late (102 once)
+    assert 5 <= s["latency"]["timed"] < (100 if TIME_SCALE == 1 else 200), s
     assert 10_000 <= s["latency"]["avg_us"] < 60_000
     assert doc["syscalls"]["drops"]["start_full"] == 0
 
