@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from realutil import TIME_SCALE, Snap, probe_unavailable_reason, unique_name
+from realutil import Snap, probe_unavailable_reason, unique_name
 
 pytestmark = pytest.mark.real
 
@@ -101,7 +101,8 @@ def test_exactly_5000_getppid_for_the_pid(work, tmp_path, mode):
     assert proc["comm"] == prog.name and proc["count"] >= 5000
 
 
-@pytest.mark.vm
+# Host only: under TCG the windows' wall-clock timing swings (2 and 102 of 300 sleeps timed in two
+# guest runs); the sampled mode's attach and detach on 6.1 are checked there by the 5000 getppid test.
 def test_sampled_latency_times_some_calls_and_counts_all(work, tmp_path):
     """Half a tick in five is timed: of 10 ms sleeps over 3 s some are timed, all are counted."""
     prog = named(work, tmp_path)
@@ -110,8 +111,7 @@ def test_sampled_latency_times_some_calls_and_counts_all(work, tmp_path):
                               duration=5.0)
     s = pair(doc, pid, "nanosleep")
     assert s is not None and s["count"] == 300
-    # a tenth of the calls in theory; under TCG a window ends up to a slow tick late (102 once)
-    assert 5 <= s["latency"]["timed"] < (100 if TIME_SCALE == 1 else 200), s
+    assert 5 <= s["latency"]["timed"] < 100, s
     assert 10_000 <= s["latency"]["avg_us"] < 60_000
     assert doc["syscalls"]["drops"]["start_full"] == 0
 
