@@ -1,5 +1,5 @@
 """``KTOP_TEST_SHARD=I/N`` runs every Nth selected test from the I-th (0-based): scripts/test-vm.sh
-boots N guests at once, each one shard (single-threaded TCG uses one host CPU a guest)."""
+boots N guests at once on a machine with 2N CPUs or more (a guest keeps two busy), each one shard."""
 
 from __future__ import annotations
 
