@@ -514,14 +514,7 @@ def _collect(snap: Snapshot, dt: float) -> dict[str, tuple[dict[str, float], Cal
                 name = errnames.get(e)
                 if name is None:
                     name = errnames[e] = errno_name(e)
-                key = f"{name} by {comm}"
-                a = acc.get(key)  # _tally, inline: three a process, for every process with errors
-                if a is None:
-                    acc[key] = [n, pid, n]
-                else:
-                    a[0] += n
-                    if n > a[2]:
-                        a[1], a[2] = pid, n
+                _tally(acc, f"{name} by {comm}", n, pid)
         out["errors"] = ({key: a[0] / dt for key, a in acc.items()}, lambda k: (acc[k][1], ""))
         slow: dict[str, float] = {}
         for st in s.syscalls:
