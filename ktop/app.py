@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -24,6 +23,7 @@ from ktop.messages import CollectorFailed, ModelReady
 from ktop.model import Model
 from ktop.model.text import clean, safe_text
 from ktop.resources import themes_dir
+from ktop.timings import timing
 from ktop.ui.screens import ModelScreen
 from ktop.ui.screens.help import HelpScreen
 from ktop.ui.screens.pick import AskScreen, ConfirmScreen, PickScreen
@@ -34,14 +34,6 @@ from ktop.ui.widgets.header import HostHeader
 from ktop.ui.widgets.panel import Panel
 from ktop.ui.widgets.processes import ProcessPanel
 from ktop.ui.widgets.table import KTable
-
-
-def seconds_since_start() -> float:
-    """Seconds since this process started, from /proc (psutil's create_time rounds boot time)."""
-    with open("/proc/self/stat", "rb") as f:
-        stat = f.read()
-    start_ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
-    return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -330,11 +322,8 @@ class KtopApp(App):
         loader.set_nice(0)
 
     def _timing(self, record: dict) -> None:
-        if not self._timings:
-            return
-        record["since_start_s"] = seconds_since_start()
-        with open(self._timings, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self._timings:
+            timing(record)
 
     # -- data ----------------------------------------------------------------
     def on_model_ready(self, message: ModelReady) -> None:

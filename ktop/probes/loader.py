@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from ktop.probes.maps import Map
 from ktop.snapshot import FAILED
+from ktop.timings import timing
 
 # A compile takes ~0.4 s here and 30-60 s under QEMU's TCG emulation.
 DEFAULT_TIMEOUT_S = 120.0
@@ -111,6 +112,7 @@ def _run(request: dict, timeout: Optional[float]) -> tuple[dict, list[int]]:
             raise BuildError(f"cannot start the build helper: {exc.strerror}") from exc
         pid = proc.pid
         theirs.close()
+        timing({"event": "helper_start", "probe": request.get("probe"), "pid": pid})
         with _nice_lock:
             _nice["pids"].add(proc.pid)
             if _nice["value"]:
@@ -139,6 +141,7 @@ def _run(request: dict, timeout: Optional[float]) -> tuple[dict, list[int]]:
                 proc.wait()
             with _nice_lock:
                 _nice["pids"].discard(proc.pid)
+        timing({"event": "helper_done", "probe": request.get("probe"), "pid": pid})
         # even a build that went live may have had sites that failed; what cannot be removed
         # after one that went live is said by the next start's clean-up
         left = _clean_after(pid)
