@@ -11,7 +11,9 @@ detach the very perf events and links that ktop now holds (they are the
 same kernel objects), and LLVM's hundreds of megabytes go with the process.
 
 Separate processes cannot crash each other inside libbcc (iovisor/bcc#4500),
-so probes compile in parallel without a lock.
+so probes compile in parallel without a lock. With ``KTOP_HELPER_ZYGOTE`` it
+is the dashboard's start-up zygote instead: it imports and reads what every
+helper needs once, then forks one such helper per build (see loader.py).
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ FDS_PER_MESSAGE = 250  # the kernel's SCM_MAX_FD is 253
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """A helper whose ktop died (even by SIGKILL) must not go on attaching."""
+def _die_with_parent(parent: str | int | None = None) -> None:
+    """A helper whose ktop (or zygote) died, even by SIGKILL, must not go on attaching."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except Exception:
         pass
-    parent = os.environ.get("KTOP_HELPER_PARENT")
+    parent = parent or os.environ.get("KTOP_HELPER_PARENT")
     if parent and os.getppid() != int(parent):
         os._exit(3)
 
@@ -127,7 +129,13 @@ def _stderr_tail(limit: int = 16384) -> str:
 
 def main() -> None:
     _die_with_parent()
-    sock = socket.socket(fileno=int(os.environ["KTOP_HELPER_FD"]))
+    if os.environ.get("KTOP_HELPER_ZYGOTE"):
+        zygote(socket.socket(fileno=int(os.environ["KTOP_HELPER_ZYGOTE"])))
+    _answer(socket.socket(fileno=int(os.environ["KTOP_HELPER_FD"])))
+
+
+def _answer(sock: socket.socket) -> None:
+    """Serves one request on ``sock`` and leaves."""
     try:
         serve(sock)
     except BaseException as exc:  # every failure is a sentence for the probe's status
@@ -140,6 +148,98 @@ def main() -> None:
             pass
     sys.stdout.flush()
     os._exit(0)  # never BCC's atexit clean-up: it would detach what ktop now holds
+
+
+ZYGOTE_IDLE_S = 5.0  # with no build running and none asked for, the zygote leaves
+
+
+def _preload(probes: str) -> None:
+    """What every child would import and read first: libbcc, the probes' modules, the BTF."""
+    import bcc  # noqa: F401  (libbcc and LLVM mapped once, shared by every child)
+
+    for name in filter(None, probes.split(",")):
+        try:
+            importlib.import_module(f"ktop.probes.{name}")
+        except Exception:
+            pass  # the child that builds it says why
+    from ktop.probes import btf
+
+    try:
+        btf.load()
+    except btf.BTFError:
+        pass
+
+
+def zygote(control: socket.socket) -> None:
+    """KTOP_HELPER_ZYGOTE (ktop/probes/loader.py): forks one child a build, each handed a socket
+    and a log file over ``control`` ("S" and two fds); leaves when ktop closes ``control``, or
+    after ZYGOTE_IDLE_S without a build, once its children have exited."""
+    import select
+    import time
+
+    _preload(os.environ.get("KTOP_HELPER_PRELOAD", ""))
+    children: dict[int, tuple[socket.socket, int]] = {}  # pid: (its socket, a pidfd or -1)
+    poller = select.poll()
+    poller.register(control, select.POLLIN)
+    idle_since = time.monotonic()
+    while control.fileno() >= 0 or children:
+        wait_ms = 50 if any(fd < 0 for _s, fd in children.values()) else 1000
+        for fd, _ev in poller.poll(wait_ms):
+            if fd != control.fileno():
+                continue  # a child's pidfd: reaped below
+            try:
+                _data, fds, _flags, _addr = socket.recv_fds(control, 16, 2)
+            except OSError:
+                fds = []
+            if len(fds) != 2:  # ktop closed it: no more builds
+                for x in fds:
+                    os.close(x)
+                poller.unregister(control)
+                control.close()
+                continue
+            sock, log = socket.socket(fileno=fds[0]), fds[1]
+            me = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                control.close()
+                for other, pidfd in children.values():
+                    other.close()
+                    if pidfd >= 0:
+                        os.close(pidfd)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                os.close(log)
+                _die_with_parent(me)  # now with the zygote, which waits for its children
+                sock.send(b"P%d" % os.getpid())
+                _answer(sock)
+            os.close(log)
+            try:
+                pidfd = os.pidfd_open(pid)
+                poller.register(pidfd, select.POLLIN)
+            except (OSError, AttributeError):
+                pidfd = -1  # polled every 50 ms instead
+            children[pid] = (sock, pidfd)
+        for pid in list(children):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if not done:
+                continue
+            sock, pidfd = children.pop(pid)
+            if pidfd >= 0:
+                poller.unregister(pidfd)
+                os.close(pidfd)
+            try:
+                sock.send(b"X%d" % os.waitstatus_to_exitcode(status))
+            except OSError:
+                pass  # ktop stopped waiting
+            sock.close()
+            idle_since = time.monotonic()
+        if children:
+            idle_since = time.monotonic()
+        elif control.fileno() >= 0 and time.monotonic() - idle_since > ZYGOTE_IDLE_S:
+            poller.unregister(control)
+            control.close()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

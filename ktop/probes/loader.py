@@ -99,6 +99,9 @@ def _helper_command() -> list[str]:
 def _run(request: dict, timeout: Optional[float]) -> tuple[dict, list[int]]:
     """Runs one helper; returns its header and the fds it sent."""
     timeout = timeout_s() if timeout is None else timeout
+    forked = _run_forked(request, timeout)
+    if forked is not None:
+        return forked
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     log = tempfile.TemporaryFile(prefix="ktop-helper-")
     env = dict(os.environ, KTOP_HELPER_FD=str(theirs.fileno()), KTOP_HELPER_PARENT=str(os.getpid()))
@@ -195,7 +198,15 @@ def _died(proc: subprocess.Popen, log) -> str:
     except subprocess.TimeoutExpired:
         proc.kill()
         code = proc.wait()
-    if code < 0:
+    return _why(code, log)
+
+
+def _why(code: Optional[int], log) -> str:
+    """The sentence for a helper that ended before it answered (``code`` as Popen's returncode:
+    a signal negative; None when unknown)."""
+    if code is None:
+        why = "the build helper ended before it answered"
+    elif code < 0:
         try:
             sig = signal.Signals(-code).name
         except ValueError:
@@ -264,4 +275,191 @@ def call(probe: str, function: str, *args, timeout: Optional[float] = None) -> A
     return header.get("result")
 
 
-__all__ = ["BuildError", "Loaded", "build", "call", "timeout_s"]
+# -- start-up builds forked from one helper ------------------------------------------------------
+# Each helper spends ~0.2 s of CPU before it compiles (Python, ktop's modules, libbcc, the
+# kernel's BTF): 0.8 s of the 2.6 s that the dashboard's four start-up builds cost, on a machine
+# whose two CPUs they share with the first frames. During start-up one helper, the zygote, pays
+# that once and forks a child per build; each child is a helper as above (its own process, so
+# libbcc's compiles still never share one). Its children report to ktop on their own socket:
+# "P<pid>" first, then the helper's answer; the zygote adds "X<code>" once it has reaped one.
+# A build that finds the zygote gone starts a helper of its own.
+
+
+class _NotForked(Exception):
+    """The zygote ended before it forked a child for this build."""
+
+
+class _Zygote:
+    def __init__(self, preload: list[str]):
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.log = tempfile.TemporaryFile(prefix="ktop-zygote-")
+        env = dict(os.environ, KTOP_HELPER_ZYGOTE=str(theirs.fileno()), KTOP_HELPER_PARENT=str(os.getpid()),
+                   KTOP_HELPER_PRELOAD=",".join(preload))
+        try:
+            self.proc = subprocess.Popen(_helper_command(), stdin=subprocess.DEVNULL, stdout=self.log,
+                                         stderr=self.log, pass_fds=(theirs.fileno(),), env=env, close_fds=True)
+        finally:
+            theirs.close()
+        self.lock = threading.Lock()
+        with _nice_lock:
+            _nice["pids"].add(self.proc.pid)
+            if _nice["value"]:
+                _renice(self.proc.pid, _nice["value"])
+
+    def send_slot(self, theirs: socket.socket, log) -> bool:
+        with self.lock:
+            if self.control.fileno() < 0 or self.proc.poll() is not None:
+                return False
+            try:
+                socket.send_fds(self.control, [b"S"], [theirs.fileno(), log.fileno()])
+                return True
+            except OSError:
+                return False
+
+    def close(self) -> None:
+        """No more builds through it: it exits once its children have."""
+        with self.lock:
+            self.control.close()
+        threading.Thread(target=self._reap, name="ktop-zygote-reap", daemon=True).start()
+
+    def _reap(self) -> None:
+        try:
+            self.proc.wait(timeout_s() + 10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with _nice_lock:
+            _nice["pids"].discard(self.proc.pid)
+        self.log.close()
+
+
+_zygote: dict[str, Optional[_Zygote]] = {"z": None}
+
+
+def start_zygote(preload: list[str]) -> None:
+    """The next builds fork from one helper (see above) until :func:`stop_zygote`; ``preload``:
+    the probes whose modules it imports first."""
+    if _zygote["z"] is None:
+        try:
+            _zygote["z"] = _Zygote(preload)
+        except OSError:
+            pass  # builds start their own helpers, as without it
+
+
+def stop_zygote() -> None:
+    z, _zygote["z"] = _zygote["z"], None
+    if z is not None:
+        z.close()
+
+
+def _run_forked(request: dict, timeout: float) -> Optional[tuple[dict, list[int]]]:
+    """:func:`_run` through the zygote; None when there is none (or it ended before forking)."""
+    z = _zygote["z"]
+    if z is None:
+        return None
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    log = tempfile.TemporaryFile(prefix="ktop-helper-")
+    fds: list[int] = []
+    pid = 0
+    try:
+        sent = z.send_slot(theirs, log)
+        theirs.close()
+        if not sent:
+            return None
+        deadline = time.monotonic() + timeout
+        try:
+            ours.sendall(b"J" + json.dumps(request).encode())
+            first = _recv_forked(ours, deadline, fds, log, forked=False)
+            if first[:1] != b"P":
+                raise _NotForked()
+        except (_NotForked, ConnectionError):
+            return None  # the zygote left before this build: a helper of its own
+        except socket.timeout:
+            return None
+        pid = int(first[1:])
+        timing({"event": "helper_start", "probe": request.get("probe"), "pid": pid, "forked": True})
+        with _nice_lock:
+            _nice["pids"].add(pid)
+            if _nice["value"]:
+                _renice(pid, _nice["value"])
+        code: Optional[int] = None
+        try:
+            try:
+                header = _recv_forked(ours, deadline, fds, log)
+                if header[:1] != b"J":
+                    raise BuildError("the build helper answered out of order")
+                header = json.loads(header[1:])
+                want = len(header.get("maps", ())) + len(header.get("progs", ())) + int(header.get("links", 0))
+                while len(fds) < want:
+                    _recv_forked(ours, deadline, fds, log)
+            except socket.timeout:
+                _kill(pid)
+                raise BuildError(f"the build helper did not finish within {timeout:g} s and was stopped "
+                                 "(KTOP_BUILD_TIMEOUT sets the limit)") from None
+            except ConnectionError:
+                raise BuildError(_why(None, log)) from None
+        finally:
+            code = _wait_forked(ours, pid)
+            with _nice_lock:
+                _nice["pids"].discard(pid)
+        timing({"event": "helper_done", "probe": request.get("probe"), "pid": pid, "code": code})
+        left = _clean_after(pid)
+        if left and not header.get("ok"):
+            header["error"] = f"{header.get('error') or 'the build failed'}; {left}"
+        return header, fds
+    except BaseException as exc:
+        for fd in fds:
+            os.close(fd)
+        left = _clean_after(pid) if pid else ""
+        if left and isinstance(exc, BuildError):
+            exc.detail = f"{exc.detail}; {left}"
+            exc.args = (exc.detail,)
+        raise
+    finally:
+        ours.close()
+        log.close()
+
+
+def _recv_forked(sock: socket.socket, deadline: float, fds: list[int], log, forked: bool = True) -> bytes:
+    """One message of a forked helper: its pid ("P"), its answer ("J"), a batch of fds ("F").
+    "X<code>" (the zygote reaped it) or the end of the socket is a BuildError once it has
+    forked, else _NotForked."""
+    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    data, got, _flags, _addr = socket.recv_fds(sock, 1 << 22, 256)
+    fds.extend(got)
+    if not data:
+        if not forked:
+            raise _NotForked()
+        raise BuildError(_why(None, log))
+    if data[:1] == b"X":
+        raise BuildError(_why(int(data[1:]), log))
+    return data
+
+
+def _wait_forked(sock: socket.socket, pid: int) -> Optional[int]:
+    """Waits (5 s at most) for the zygote's word that ``pid`` has exited; its code, or None."""
+    end = time.monotonic() + 5
+    try:
+        while time.monotonic() < end:
+            sock.settimeout(max(0.001, end - time.monotonic()))
+            data, got, _flags, _addr = socket.recv_fds(sock, 1 << 16, 256)
+            for fd in got:
+                os.close(fd)  # what came after the answer was counted: never left open
+            if not data:
+                return None
+            if data[:1] == b"X":
+                return int(data[1:])
+    except (OSError, ValueError):
+        pass
+    _kill(pid)
+    return None
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass  # gone already
+
+
+__all__ = ["BuildError", "Loaded", "build", "call", "start_zygote", "stop_zygote", "timeout_s"]

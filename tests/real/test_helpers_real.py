@@ -236,3 +236,78 @@ def test_sigint_during_start_up_stops_at_once(delay):
     assert took < 1.5 * TIME_SCALE, took
     assert wait_until(lambda: not any(os.path.exists(f"/proc/{h}") for h in helpers), 5, 0.05), "a helper outlived ktop"
     assert wait_until(lambda: not (loaded_prog_ids() - before), 5, 0.1)
+
+
+# -- the dashboard's start-up: builds forked from one helper (loader.start_zygote) ------------------
+
+@pytest.fixture
+def zygote():
+    """The start-up zygote for the next builds; its pid."""
+    from ktop.probes import loader
+
+    loader.start_zygote(["tasks", "spawn", "bio", "syscalls"])
+    z = loader._zygote["z"]
+    try:
+        yield z.proc.pid
+    finally:
+        loader.stop_zygote()
+        assert wait_until(lambda: z.proc.poll() is not None, 15 * TIME_SCALE), "the zygote outlived its builds"
+
+
+def test_builds_forked_from_the_zygote_go_live_and_leave_with_it(zygote, tmp_path, monkeypatch):
+    """Every start-up build is a child of the zygote, not of ktop; all go live; when it is told to stop
+    it leaves, and stopping the probes leaves nothing loaded."""
+    require_spawn()
+    timings = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("KTOP_TIMINGS", str(timings))
+    before = loaded_prog_ids()
+    st = _settle_and_stop(LiveSource(["spawn", "bio", "syscalls"], ProbeOptions(), registry.PROBES), before)
+    assert all(st[n].status == LIVE for n in ("spawn", "bio", "syscalls")), st
+    events = [json.loads(ln) for ln in timings.read_text().splitlines()]
+    started = {e["probe"]: e for e in events if e["event"] == "helper_start"}
+    assert set(started) == {"tasks", "spawn", "bio", "syscalls"}, events
+    assert all(e.get("forked") for e in started.values()), events
+    done = [e for e in events if e["event"] == "helper_done"]
+    assert sorted(e["pid"] for e in done) == sorted(e["pid"] for e in started.values())
+    assert all(e["code"] == 0 for e in done), done  # the zygote's word on each child's exit
+    assert not _helpers_of(zygote), "a forked helper outlived its build"
+
+
+def test_a_forked_helper_that_crashes_fails_its_probe_with_how_it_died(zygote, monkeypatch):
+    require_spawn()
+    monkeypatch.setenv("KTOP_HELPER_FAULT", "crash:bio")  # read by the forked child, as by a helper
+    from ktop.probes import loader
+
+    loader.stop_zygote()  # the fault must be in the zygote's environment: a new one
+    loader.start_zygote(["spawn", "bio"])
+    before = loaded_prog_ids()
+    st = _settle_and_stop(LiveSource(["spawn", "bio"], ProbeOptions(), registry.PROBES), before)
+    assert st["bio"].status == FAILED and "killed by SIGKILL" in st["bio"].detail, st["bio"]
+    assert st["spawn"].status == LIVE
+
+
+def test_a_hanging_forked_helper_times_out_and_is_killed(zygote, monkeypatch):
+    require_spawn()
+    monkeypatch.setenv("KTOP_HELPER_FAULT", "hang:syscalls")
+    monkeypatch.setenv("KTOP_BUILD_TIMEOUT", str(20 * TIME_SCALE))
+    from ktop.probes import loader
+
+    loader.stop_zygote()
+    loader.start_zygote(["syscalls"])
+    before = loaded_prog_ids()
+    st = _settle_and_stop(LiveSource(["spawn", "syscalls"], ProbeOptions(), registry.PROBES), before)
+    assert st["syscalls"].status == FAILED and "did not finish within" in st["syscalls"].detail, st["syscalls"]
+    assert st["spawn"].status == LIVE
+
+
+def test_builds_after_the_zygote_was_killed_start_their_own_helpers(zygote):
+    """A zygote that is gone (killed, or idle and left) costs nothing: each build starts a helper of
+    its own, as without it."""
+    require_spawn()
+    os.kill(zygote, signal.SIGKILL)
+    before = loaded_prog_ids()
+    src = LiveSource(["spawn", "syscalls"], ProbeOptions(), registry.PROBES)
+    src.start()
+    assert wait_until(lambda: len(_helpers_of(os.getpid())) >= 1, 10 * TIME_SCALE, 0.01)  # ktop's own children
+    st = _settle_and_stop(src, before)
+    assert st["spawn"].status == LIVE and st["syscalls"].status == LIVE, st
