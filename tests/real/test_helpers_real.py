@@ -254,6 +254,7 @@ def zygote():
         assert wait_until(lambda: z.proc.poll() is not None, 15 * TIME_SCALE), "the zygote outlived its builds"
 
 
+@pytest.mark.vm
 def test_builds_forked_from_the_zygote_go_live_and_leave_with_it(zygote, tmp_path, monkeypatch):
     """Every start-up build is a child of the zygote, not of ktop; all go live; when it is told to stop
     it leaves, and stopping the probes leaves nothing loaded."""
