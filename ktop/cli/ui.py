@@ -128,7 +128,6 @@ def run(args) -> int:
 
     with running(live):
         loader.set_nice(19)  # for the first frames (KtopApp puts them back)
-        loader.start_zygote(["tasks", *live.probe_names])  # start-up's helpers forked from one (KtopApp ends it)
         live.start()  # the helpers compile while Textual loads and draws
         if args.no_color:
             os.environ["NO_COLOR"] = "1"  # Textual reads it when the app is made: the whole UI monochrome
@@ -152,7 +151,6 @@ def run(args) -> int:
         try:
             app.run(mouse=not args.no_mouse)
         finally:
-            loader.stop_zygote()
             app.stop_collecting()
             source.stop()  # the exporter too
     if app.exit_signal:

@@ -71,6 +71,13 @@ class LiveSource(Source):
     def controller(self, probe: str) -> Optional[ProbeWorker]:
         return self.workers.get(probe)
 
+    def start_builds(self) -> list[str]:
+        """What :meth:`start` may build in helpers (the task iterator and the probes), or nothing
+        where it cannot trace."""
+        if not features.can_trace():
+            return []
+        return ([] if self.options.extra.get("procfs") else ["tasks"]) + list(self.probe_names)
+
     def start(self) -> None:
         """Starts every probe; returns at once (compiles run in helper processes). Idempotent."""
         if self._started:
