@@ -585,6 +585,12 @@ def startup_run(args, workdir: str, i: int) -> dict:
             if not dead:
                 time.sleep(0.01)
         ff, ps = events.get("first_frame"), events.get("probes_settled")
+        # each build's helper: when it started and ended (ktop/probes/loader.py), to find the last
+        rec["builds"] = {ev["probe"]: [round(ev["since_start_s"], 3)] for ev in read_jsonl(path)
+                         if ev.get("event") == "helper_start" and ev.get("probe")}
+        for ev in read_jsonl(path):
+            if ev.get("event") == "helper_done" and ev.get("probe") in rec["builds"]:
+                rec["builds"][ev["probe"]].append(round(ev["since_start_s"], 3))
         if ff:
             rec["first_frame_s"] = float(ff["since_start_s"])
             rec["first_frame_bench_s"] = round_or_none(seen_at.get("first_frame"))
@@ -978,6 +984,12 @@ def render_md(results: dict) -> str:
                  f"| {each('all_probes_live_s')} | {fmt(st['all_probes_live_bench_s'], ' s', 3)} |")
         L.append(f"\n{st['ok_runs']}/{st['runs']} runs wrote both lines; {st['all_live_runs']}/{st['runs']} had "
                  "every default probe live.")
+        builds = [r.get("builds") or {} for r in runs]
+        if any(builds):
+            L.append("\nBuild helpers, started and done (s since ktop started), each run: " + "; ".join(
+                f"run {r['run']}: " + ", ".join(f"{p} {'-'.join(f'{t:.2f}' for t in ts)}"
+                                                for p, ts in sorted(b.items(), key=lambda kv: kv[1][-1]))
+                for r, b in zip(runs, builds) if b) + " (the last one listed finished last).")
         errs = [r for r in runs if r.get("error")]
         if errs:
             L.append("\nFailures: " + "; ".join(f"run {r['run']}: {r['error']}" for r in errs))
