@@ -12,8 +12,9 @@ same kernel objects), and LLVM's hundreds of megabytes go with the process.
 
 Separate processes cannot crash each other inside libbcc (iovisor/bcc#4500),
 so probes compile in parallel without a lock. With ``KTOP_HELPER_ZYGOTE`` it
-is the dashboard's start-up zygote instead: it imports and reads what every
-helper needs once, then forks one such helper per build (see loader.py).
+is the start-up zygote instead (every command that runs the collectors): it
+imports and reads what every helper needs once, then forks one such helper
+per build (see loader.py).
 """
 
 from __future__ import annotations

@@ -282,7 +282,8 @@ def call(probe: str, function: str, *args, timeout: Optional[float] = None) -> A
 # that once and forks a child per build; each child is a helper as above (its own process, so
 # libbcc's compiles still never share one). Its children report to ktop on their own socket:
 # "P<pid>" first, then the helper's answer; the zygote adds "X<code>" once it has reaped one.
-# A build that finds the zygote gone starts a helper of its own.
+# A build that finds the zygote gone starts a helper of its own. Every command that runs the
+# collectors starts one (ktop.cli.common.running).
 
 
 class _NotForked(Exception):
