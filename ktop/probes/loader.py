@@ -45,6 +45,19 @@ def set_nice(value: int) -> None:
         _renice(pid, value)
 
 
+def _track(pid: int) -> None:
+    """A helper now running: set_nice() reaches it, and it starts at the niceness asked for."""
+    with _nice_lock:
+        _nice["pids"].add(pid)
+        if _nice["value"]:
+            _renice(pid, _nice["value"])
+
+
+def _untrack(pid: int) -> None:
+    with _nice_lock:
+        _nice["pids"].discard(pid)
+
+
 def _renice(pid: int, value: int) -> None:
     try:
         os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + value))
@@ -116,24 +129,19 @@ def _run(request: dict, timeout: Optional[float]) -> tuple[dict, list[int]]:
         pid = proc.pid
         theirs.close()
         timing({"event": "helper_start", "probe": request.get("probe"), "pid": pid})
-        with _nice_lock:
-            _nice["pids"].add(proc.pid)
-            if _nice["value"]:
-                _renice(proc.pid, _nice["value"])
+        _track(pid)
         try:
             ours.sendall(b"J" + json.dumps(request).encode())
             deadline = time.monotonic() + timeout
             header = _recv(ours, deadline, fds)
             if header is None:
                 raise BuildError(_died(proc, log))
-            want = len(header.get("maps", ())) + len(header.get("progs", ())) + int(header.get("links", 0))
-            while len(fds) < want:
+            while len(fds) < _wanted(header):
                 if _recv(ours, deadline, fds, header=False) is None:
                     raise BuildError(_died(proc, log))
         except socket.timeout:
             proc.kill()
-            raise BuildError(f"the build helper did not finish within {timeout:g} s and was stopped "
-                             "(KTOP_BUILD_TIMEOUT sets the limit)") from None
+            raise _too_slow(timeout) from None
         except ConnectionError:  # a pipe broken, or reset: the helper died before it read or sent all
             raise BuildError(_died(proc, log)) from None
         finally:
@@ -142,27 +150,46 @@ def _run(request: dict, timeout: Optional[float]) -> tuple[dict, list[int]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            with _nice_lock:
-                _nice["pids"].discard(proc.pid)
-        timing({"event": "helper_done", "probe": request.get("probe"), "pid": pid})
-        # even a build that went live may have had sites that failed; what cannot be removed
-        # after one that went live is said by the next start's clean-up
-        left = _clean_after(pid)
-        if left and not header.get("ok"):
-            header["error"] = f"{header.get('error') or 'the build failed'}; {left}"
-        return header, fds
+            _untrack(pid)
+        return _answered(request, header, fds, pid)
     except BaseException as exc:
-        for fd in fds:
-            os.close(fd)
-        left = _clean_after(pid) if pid else ""
-        if left and isinstance(exc, BuildError):
-            exc.detail = f"{exc.detail}; {left}"
-            exc.args = (exc.detail,)
+        _failed(exc, fds, pid)
         raise
     finally:
         ours.close()
         theirs.close()
         log.close()
+
+
+def _wanted(header: dict) -> int:
+    """How many fds a helper's answer announces (maps, programs, then attachments)."""
+    return len(header.get("maps", ())) + len(header.get("progs", ())) + int(header.get("links", 0))
+
+
+def _too_slow(timeout: float) -> BuildError:
+    return BuildError(f"the build helper did not finish within {timeout:g} s and was stopped "
+                      "(KTOP_BUILD_TIMEOUT sets the limit)")
+
+
+def _answered(request: dict, header: dict, fds: list[int], pid: int, **done) -> tuple[dict, list[int]]:
+    """A helper's answer, with what its clean-up could not remove said in a failed build's error.
+    (Even a build that went live may have had sites that failed; what cannot be removed after
+    one that went live is said by the next start's clean-up.)"""
+    timing({"event": "helper_done", "probe": request.get("probe"), "pid": pid, **done})
+    left = _clean_after(pid)
+    if left and not header.get("ok"):
+        header["error"] = f"{header.get('error') or 'the build failed'}; {left}"
+    return header, fds
+
+
+def _failed(exc: BaseException, fds: list[int], pid: int) -> None:
+    """A build that raised: closes what it received; its sentence says what could not be removed."""
+    for fd in fds:
+        os.close(fd)
+    left = _clean_after(pid) if pid else ""
+    if left and isinstance(exc, BuildError):
+        exc.detail = f"{exc.detail}; {left}"
+        exc.args = (exc.detail,)
 
 
 def _clean_after(pid: int) -> str:
@@ -302,10 +329,7 @@ class _Zygote:
         finally:
             theirs.close()
         self.lock = threading.Lock()
-        with _nice_lock:
-            _nice["pids"].add(self.proc.pid)
-            if _nice["value"]:
-                _renice(self.proc.pid, _nice["value"])
+        _track(self.proc.pid)
 
     def send_slot(self, theirs: socket.socket, log) -> bool:
         with self.lock:
@@ -329,8 +353,7 @@ class _Zygote:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        with _nice_lock:
-            _nice["pids"].discard(self.proc.pid)
+        _untrack(self.proc.pid)
         self.log.close()
 
 
@@ -379,10 +402,7 @@ def _run_forked(request: dict, timeout: float) -> Optional[tuple[dict, list[int]
             return None
         pid = int(first[1:])
         timing({"event": "helper_start", "probe": request.get("probe"), "pid": pid, "forked": True})
-        with _nice_lock:
-            _nice["pids"].add(pid)
-            if _nice["value"]:
-                _renice(pid, _nice["value"])
+        _track(pid)
         code: Optional[int] = None
         try:
             try:
@@ -390,31 +410,19 @@ def _run_forked(request: dict, timeout: float) -> Optional[tuple[dict, list[int]
                 if header[:1] != b"J":
                     raise BuildError("the build helper answered out of order")
                 header = json.loads(header[1:])
-                want = len(header.get("maps", ())) + len(header.get("progs", ())) + int(header.get("links", 0))
-                while len(fds) < want:
+                while len(fds) < _wanted(header):
                     _recv_forked(ours, deadline, fds, log)
             except socket.timeout:
                 _kill(pid)
-                raise BuildError(f"the build helper did not finish within {timeout:g} s and was stopped "
-                                 "(KTOP_BUILD_TIMEOUT sets the limit)") from None
+                raise _too_slow(timeout) from None
             except ConnectionError:
                 raise BuildError(_why(None, log)) from None
         finally:
             code = _wait_forked(ours, pid)
-            with _nice_lock:
-                _nice["pids"].discard(pid)
-        timing({"event": "helper_done", "probe": request.get("probe"), "pid": pid, "code": code})
-        left = _clean_after(pid)
-        if left and not header.get("ok"):
-            header["error"] = f"{header.get('error') or 'the build failed'}; {left}"
-        return header, fds
+            _untrack(pid)
+        return _answered(request, header, fds, pid, code=code)
     except BaseException as exc:
-        for fd in fds:
-            os.close(fd)
-        left = _clean_after(pid) if pid else ""
-        if left and isinstance(exc, BuildError):
-            exc.detail = f"{exc.detail}; {left}"
-            exc.args = (exc.detail,)
+        _failed(exc, fds, pid)
         raise
     finally:
         ours.close()
