@@ -519,7 +519,9 @@ def test_a_20ms_link_gives_that_remote_a_connect_latency_of_20_to_30_ms(work, ne
     net, port = run_collecting(connect, duration=6.0)
     mine = [c for c in net["connections"] if c["comm"] == client.name]
     assert len(mine) == n and all(c["daddr"] == addr and c["dport"] == port for c in mine), net["connections"]
-    assert all(c["connect_ns"] >= 20_000_000 for c in mine), [c["connect_ns"] for c in mine]
+    # a connection without a connect time fails here with the connections shown (the guest saw one: a
+    # TypeError hid which)
+    assert all((c["connect_ns"] or 0) >= 20_000_000 for c in mine), mine
     remote = next(r for r in net["connect_latency"]["by_remote"] if r["daddr"] == addr)
     assert remote["count"] == n and 20_000 <= remote["p50_us"] <= 20_000 + 10_000 * TIME_SCALE, remote
 
