@@ -76,7 +76,10 @@ def _run(prog: Path, *args: str) -> tuple[int, dict]:
 
 
 def run_collecting(workload, duration: float = 4.0) -> tuple[dict, object]:
-    """Starts ktop (net only), runs ``workload()`` once it collects; returns (the net section, result)."""
+    """Starts ktop (net only), runs ``workload()`` once it collects; returns (the net section, result).
+    The window stretches with KTOP_TEST_TIME_SCALE: under TCG a workload that ended near the end of
+    6 s had its last connections' closes outside it (the guest missed two)."""
+    duration *= TIME_SCALE
     with Snap("--probes", "net", duration=duration) as snap:
         snap.wait_collecting()
         result = workload()
