@@ -586,9 +586,10 @@ def startup_run(args, workdir: str, i: int) -> dict:
                 time.sleep(0.01)
         ff, ps = events.get("first_frame"), events.get("probes_settled")
         # each build's helper: when it started and ended (ktop/probes/loader.py), to find the last
-        rec["builds"] = {ev["probe"]: [round(ev["since_start_s"], 3)] for ev in read_jsonl(path)
+        lines = read_jsonl(path)
+        rec["builds"] = {ev["probe"]: [round(ev["since_start_s"], 3)] for ev in lines
                          if ev.get("event") == "helper_start" and ev.get("probe")}
-        for ev in read_jsonl(path):
+        for ev in lines:
             if ev.get("event") == "helper_done" and ev.get("probe") in rec["builds"]:
                 rec["builds"][ev["probe"]].append(round(ev["since_start_s"], 3))
         if ff:

@@ -357,9 +357,6 @@ class KtopApp(App):
             return
         self._settled_logged = True
         self._settle_timer.stop()
-        from ktop.probes import loader
-
-        loader.stop_zygote()  # later builds (a function target, a PID screen) start their own helpers
         self._timing({"event": "probes_settled",
                       "statuses": {s.name: s.status for s in self.source.statuses()}})
         if self._collector is not None:

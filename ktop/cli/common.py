@@ -271,11 +271,12 @@ def live_source(args):
 @contextmanager
 def running(source):
     """ktop's own diagnostics on for the run, the start-up builds forked from one helper
-    (``loader.start_zygote``), and the probes stopped after it, however it ends."""
+    (``loader.start_zygote``; it leaves once the probes settle), and the probes stopped after
+    it, however it ends."""
     from ktop.probes import diag, loader
 
     diag.start()
-    builds = source.start_builds() if hasattr(source, "start_builds") else []
+    builds = source.start_builds()
     if builds:
         loader.start_zygote(builds)
     try:

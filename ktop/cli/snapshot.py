@@ -49,7 +49,6 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ktop.model import snapshot_document
-    from ktop.probes import loader
 
     if args.from_file is not None:
         return run_from(args)
@@ -61,7 +60,6 @@ def run(args) -> int:
         for note in source.notes:
             print(f"ktop: {note}", file=sys.stderr)
         source.wait_settled(settle_timeout(), stop.event)
-        loader.stop_zygote()  # its builds are done
         live = [s for s in source.statuses() if s.status == "live"]
         print(f"ktop: collecting for {args.duration:g} s (live probes: "
               f"{', '.join(s.name for s in live) or 'none'})", file=sys.stderr, flush=True)

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Optional
 
 from ktop.model.cgtree import within
 from ktop.model.flags import FlagDetector
-from ktop.probes import bpfstats, features, leftovers
+from ktop.probes import bpfstats, features, leftovers, loader
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.tasks import TasksIter
 from ktop.registry import PROBES, probe_class
@@ -219,9 +219,13 @@ class LiveSource(Source):
         return tuple(out)
 
     def settled(self) -> bool:
-        """True once no probe is still compiling (funcs targets included)."""
-        return not any(w.settling() for w in self.workers.values()) and \
+        """True once no probe is still compiling (funcs targets included); then the start-up
+        zygote, if any, is told to leave (later builds start their own helpers)."""
+        done = not any(w.settling() for w in self.workers.values()) and \
             not (self.tasks is not None and self.tasks.settling())
+        if done and self._started:
+            loader.stop_zygote()
+        return done
 
     def wait_settled(self, timeout: float, stop: Optional[threading.Event] = None) -> bool:
         """Until every probe is live or failed, ``timeout`` passes, or ``stop`` is set (a signal:
