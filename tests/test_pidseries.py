@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ktop.model.history import History
-from ktop.model.pidseries import PidPoint, chart_lines, pid_point, pid_series
-from ktop.snapshot import BioProc, BioSample, ProcessDetail, SyscallCount, SyscallsSample
+from ktop.model.pidseries import CHART_PROBES, CHARTS, PidPoint, chart_lines, pid_point, pid_series
+from ktop.snapshot import BioProc, BioSample, NetProc, NetSample, ProcessDetail, SyscallCount, SyscallsSample
 from tests.factories import exec_ev, proc, snapshot, spawn_sample
 
 PID = 50
@@ -75,7 +75,7 @@ def test_series_from_a_history_and_chart_lines_keep_gaps_in_time():
     assert (label, right, rlabel, rright) == ("CPU %", False, "RSS MiB", True)
     assert -5.0 in xs and -6.0 not in xs and xs[-1] == 0.0 and len(xs) == 11
     assert rss[0] == 4096 / (1 << 20)
-    assert lines["pid-io"] == () and lines["pid-exec"] == ()
+    assert lines["pid-io"] == () and lines["pid-exec"] == () and lines["pid-rxtx"] == ()
 
 
 def test_long_series_are_thinned_from_the_newest_keeping_peaks():
@@ -85,3 +85,37 @@ def test_long_series_are_thinned_from_the_newest_keeping_peaks():
     assert max(ys) == 100.0 and ys.count(100.0) == 1
     (_, xs2, _, _), = chart_lines(pts + [PidPoint(time=600.0, cpu=1.0)], now=600.0, limit=160)["pid-cpu"]
     assert xs2[-1] == 0.0 and len(xs2) == 151
+
+
+def net(rows, interval_s=2.0):
+    return NetSample(interval_s=interval_s, procs=tuple(
+        NetProc(pid=p, comm="x", proto=proto, tx_bytes=tx, rx_bytes=rx) for p, proto, tx, rx in rows))
+
+
+def test_net_bytes_per_second_of_that_pid_summed_over_protocols():
+    s = replace(snapshot(time=10.0, processes=(proc(PID),)),
+                net=net([(PID, "tcp", 1000, 4 << 20), (PID, "udp", 200, 2000), (PID, "unix", 0, 96),
+                         (999, "tcp", 1 << 30, 1 << 30)]))
+    p = pid_point(s, PID)
+    assert (p.net_rx, p.net_tx) == (((4 << 20) + 2096) / 2.0, 600.0)
+    quiet = pid_point(replace(s, net=net([(999, "tcp", 5, 5)])), PID)
+    assert (quiet.net_rx, quiet.net_tx) == (0.0, 0.0)  # the probe on, this PID silent: zero, drawn
+    off = pid_point(snapshot(processes=(proc(PID),)), PID)
+    assert (off.net_rx, off.net_tx) == (None, None)  # the probe off: not measured
+
+
+def test_net_chart_lines_in_mib_per_second_rx_left_tx_right():
+    pts = [PidPoint(time=100.0 + i, net_rx=float(i << 20), net_tx=float(i << 19)) if i != 2 else
+           PidPoint(time=102.0) for i in range(5)]
+    (rx_label, xs, rx, rx_right), (tx_label, txs, tx, tx_right) = chart_lines(pts, now=104.0)["pid-rxtx"]
+    assert (rx_label, rx_right, tx_label, tx_right) == ("rx MiB/s", False, "tx MiB/s", True)
+    assert xs == txs == [-4.0, -3.0, -1.0, 0.0]  # the tick without the probe is a gap
+    assert rx == [0.0, 1.0, 3.0, 4.0] and tx == [0.0, 0.5, 1.5, 2.0]
+
+
+def test_chart_lines_only_for_the_charts_asked_and_net_needs_its_probe():
+    assert CHART_PROBES == {"pid-rxtx": "net"} and [c[0] for c in CHARTS][-1] == "pid-rxtx"
+    default = tuple(c for c in CHARTS if c[0] not in CHART_PROBES)
+    pts = [PidPoint(time=1.0, cpu=1.0, net_rx=1.0, net_tx=1.0)]
+    assert list(chart_lines(pts, now=1.0, charts=default)) == ["pid-cpu", "pid-io", "pid-sys", "pid-exec"]
+    assert list(chart_lines(pts, now=1.0)) == ["pid-cpu", "pid-io", "pid-sys", "pid-exec", "pid-rxtx"]

@@ -25,6 +25,8 @@ class PidPoint:
     syscalls: Optional[float] = None  # system calls per second by this PID
     errors: Optional[float] = None  # of which failed, per second
     execs: Optional[float] = None  # execs per second by this PID and its descendants (failed ones too)
+    net_rx: Optional[float] = None  # socket bytes received per second by this PID, every protocol
+    net_tx: Optional[float] = None  # and sent
 
 
 def _rate(n: float, interval_s: float) -> float:
@@ -54,7 +56,12 @@ def pid_point(snap: Snapshot, pid: int) -> PidPoint:
     execs = None
     if snap.spawns is not None:
         execs = _rate(_tree_execs(snap, pid), snap.spawns.interval_s)
-    return PidPoint(snap.time, cpu, rss, io_ops, io_bytes, calls, errors, execs)
+    rx = tx = None
+    if snap.net is not None:
+        rows = [n for n in snap.net.procs if n.pid == pid]
+        rx = _rate(sum(n.rx_bytes for n in rows), snap.net.interval_s)
+        tx = _rate(sum(n.tx_bytes for n in rows), snap.net.interval_s)
+    return PidPoint(snap.time, cpu, rss, io_ops, io_bytes, calls, errors, execs, rx, tx)
 
 
 def _tree_execs(snap: Snapshot, root: int) -> int:
@@ -97,8 +104,13 @@ CHARTS = (
     ("pid-io", "block I/O ops/s · MiB/s", ("io_ops", "ops/s"), ("io_bytes", "MiB/s")),
     ("pid-sys", "syscalls/s · errors/s", ("syscalls", "calls/s"), ("errors", "errors/s")),
     ("pid-exec", "execs/s (with descendants)", ("execs", "execs/s"), None),
+    ("pid-rxtx", "net MiB/s rx · tx", ("net_rx", "rx MiB/s"), ("net_tx", "tx MiB/s")),
 )
-_MIB = {"rss": 1 << 20, "io_bytes": 1 << 20}
+# Chart id -> the probe, off by default, whose chart it is: the screen has it only when the source
+# shows that probe (the dashboard has its panel), like the scoped panels. (Not "pid-net": that is the
+# id of the screen's scoped Network panel.)
+CHART_PROBES = {"pid-rxtx": "net"}
+_MIB = {"rss": 1 << 20, "io_bytes": 1 << 20, "net_rx": 1 << 20, "net_tx": 1 << 20}
 
 
 MAX_POINTS = 160  # per line: a compact chart has ~50 braille dots across, and plotext's cost is per point
@@ -113,11 +125,13 @@ def _thin(pts: list[tuple[float, float]], limit: int) -> list[tuple[float, float
     return [(pts[j][0], max(v for _, v in pts[max(0, j - k + 1):j + 1])) for j in range(len(pts) - 1, -1, -k)][::-1]
 
 
-def chart_lines(points: list[PidPoint], now: float, limit: int = MAX_POINTS) -> dict[str, tuple]:
-    """Chart id -> ((label, xs, ys, right_axis), ...): xs are seconds before ``now`` (the tick
-    shown), from each point's own time, so a tick the history lacks is a gap, not a shift."""
+def chart_lines(points: list[PidPoint], now: float, limit: int = MAX_POINTS,
+                charts: Iterable[tuple] = CHARTS) -> dict[str, tuple]:
+    """Chart id -> ((label, xs, ys, right_axis), ...) for each of ``charts`` (those the screen has):
+    xs are seconds before ``now`` (the tick shown), from each point's own time, so a tick the history
+    lacks is a gap, not a shift."""
     out: dict[str, tuple] = {}
-    for cid, _title, left, right in CHARTS:
+    for cid, _title, left, right in charts:
         lines = []
         for side, spec in ((False, left), (True, right)):
             if spec is None:
@@ -131,4 +145,4 @@ def chart_lines(points: list[PidPoint], now: float, limit: int = MAX_POINTS) -> 
     return out
 
 
-__all__ = ["CHARTS", "PidPoint", "chart_lines", "pid_point", "pid_series"]
+__all__ = ["CHARTS", "CHART_PROBES", "PidPoint", "chart_lines", "pid_point", "pid_series"]

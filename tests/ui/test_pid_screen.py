@@ -10,9 +10,9 @@ import pytest
 
 from ktop.app import KtopApp
 from ktop.model.history import History
-from ktop.snapshot import LIVE, ProbeStatus, ProcessDetail
+from ktop.snapshot import LIVE, NetProc, ProbeStatus, ProcessDetail
 from ktop.ui.screens.pid import PidScreen
-from tests.ui import bio_fakes, fakes, syscalls_fakes
+from tests.ui import bio_fakes, fakes, net_fakes, syscalls_fakes
 
 PID = 300  # python3: CPU, reads, syscalls and two execs of children in every tick
 
@@ -185,3 +185,85 @@ async def test_an_all_zero_series_is_drawn_from_zero_up_not_around_it():
         text = screen.query_one("#pid-exec").render().plain
         assert "-1" not in text and "execs/s" in text
         assert "-1" not in screen.query_one("#pid-cpu").render().plain  # a line with values keeps its own axis
+
+
+# -- the network chart: only when the source shows the net probe (off by default) ----------------
+
+FOUR = ("pid-cpu", "pid-io", "pid-sys", "pid-exec")
+
+
+def net_tick(i: int):
+    """tick(i) with the net probe live: PID 300 receives (i + 1) MiB over TCP and 500 bytes over UDP, and
+    sends 1000 bytes a second; the focus (the probe filtered to it) has its rows only."""
+    t = tick(i)
+    full = replace(net_fakes.sample(), procs=net_fakes.sample().procs + (
+        NetProc(pid=PID, comm="python3", proto="tcp", rx_bytes=(i + 1) << 20, rx_calls=4),))
+    mine = replace(full, procs=tuple(p for p in full.procs if p.pid == PID), conns=())
+    probes = t.probes + (ProbeStatus("net", LIVE),)
+    return replace(t, net=full, probes=probes, focus=replace(t.focus, net=mine, probes=probes))
+
+
+def net_app(selected: bool = True) -> KtopApp:
+    source = fakes.FakeSource()
+    if selected:
+        source.probe_names = ["spawn", "bio", "syscalls", "net"]
+    return KtopApp(source, autostart=False)
+
+
+def keep_net_ticks(app: KtopApp, n: int) -> None:
+    app.time.history = History(seconds=600, interval=1.0)
+    for i in range(n):
+        app.show_model(app.time.history.append(net_tick(i)))
+
+
+async def test_with_the_net_probe_a_fifth_chart_has_the_pids_rx_and_tx_per_tick():
+    app = net_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        keep_net_ticks(app, 30)
+        screen = await open_pid(app, pilot)
+        assert all(screen.query_one(f"#{c}").display for c in FOUR + ("pid-rxtx",))  # all five in the row
+        assert [p.net_rx for p in screen.shown] == [float(((i + 1) << 20) + 500) for i in range(30)]
+        assert {p.net_tx for p in screen.shown} == {1000.0}  # the UDP rows of 300 only, summed over protocols
+        (rx_label, xs, rx, _), (tx_label, _, tx, _) = screen._drawn["pid-rxtx"]
+        assert (rx_label, tx_label) == ("rx MiB/s", "tx MiB/s") and len(xs) == 30 and xs[-1] == 0.0
+        assert rx[-1] == 30 + 500 / (1 << 20) and tx[-1] == 1000 / (1 << 20)
+        plot = screen.query_one("#pid-rxtx")
+        assert plot.border_title == "net MiB/s rx · tx"
+        assert all(w in plot.render().plain for w in ("rx MiB/s", "tx MiB/s"))
+        assert screen.query_one("#pid-net").__class__.__name__ == "NetPanel"  # the scoped panel is there too
+        assert screen.query_one("#pid-tree").size.height > 5
+        app.show_model(app.time.history.append(net_tick(30)))
+        await pilot.pause()
+        assert screen.shown[-1].net_rx == float((31 << 20) + 500) and len(screen._drawn["pid-rxtx"][0][1]) == 31
+
+
+async def test_with_the_net_probe_narrow_c_cycles_five_charts():
+    app = net_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        keep_net_ticks(app, 5)
+        screen = await open_pid(app, pilot)
+        seen = []
+        for _ in range(6):
+            seen += [c for c in FOUR + ("pid-rxtx",) if screen.query_one(f"#{c}").display]
+            await pilot.press("c")
+            await pilot.pause()
+        assert seen == list(FOUR) + ["pid-rxtx", "pid-cpu"]
+        assert "pid-rxtx" in screen._drawn and len(screen._drawn["pid-rxtx"]) == 2
+
+
+async def test_without_the_net_probe_no_net_chart_and_c_cycles_the_other_four():
+    app = net_app(selected=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        keep_net_ticks(app, 5)  # the ticks even carry a net section: the source does not show it
+        screen = await open_pid(app, pilot)
+        assert not screen.query("#pid-rxtx") and not screen.query("#pid-net")
+        assert [c[0] for c in screen.charts] == list(FOUR) and "pid-rxtx" not in screen._drawn
+        seen = []
+        for _ in range(5):
+            seen += [c for c in FOUR if screen.query_one(f"#{c}").display]
+            await pilot.press("c")
+            await pilot.pause()
+        assert seen == list(FOUR) + ["pid-cpu"]
+        await pilot.resize_terminal(160, 48)
+        await pilot.pause()
+        assert set(screen._drawn) == set(FOUR)

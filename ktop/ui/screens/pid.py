@@ -5,7 +5,8 @@ the probes filtered to it in the kernel (``LiveSource.set_focus``); the
 scoped data arrives as ``model.focus`` and is drawn by the same panels as
 the overview.
 
-Its charts (CPU and RSS, block I/O, syscalls, execs of its tree) are the PID's
+Its charts (CPU and RSS, block I/O, syscalls, execs of its tree and, when the
+source shows the net probe, socket bytes received and sent) are the PID's
 points over the kept history (:mod:`ktop.model.pidseries`): a thread worker
 seeds them from the History's snapshots when the screen opens, newest first
 and bounded (:data:`SEED_TICKS`, :data:`SEED_BUDGET_S`), then each tick adds
@@ -29,7 +30,7 @@ from textual.widgets import Footer, Static
 from ktop import registry
 from ktop.model import Model
 from ktop.model.format import duration_ms, exit_text, human_bytes, retval_text
-from ktop.model.pidseries import CHARTS, PidPoint, chart_lines, pid_point
+from ktop.model.pidseries import CHART_PROBES, CHARTS, PidPoint, chart_lines, pid_point
 from ktop.model.spawn import SpawnRow
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.screens import ModelScreen
@@ -48,7 +49,7 @@ TREE_COLUMNS = (
 SEED_TICKS = 300
 SEED_BUDGET_S = 1.0  # wall time the seeding may take; the newest ticks go first
 SEED_BATCH_S = 0.25  # the charts fill in as it goes
-ALL_CHARTS_WIDTH = 120  # narrower: one chart at a time, c cycles (four would be ~18 columns each)
+ALL_CHARTS_WIDTH = 120  # narrower: one chart at a time, c cycles (four would be ~18 columns each, five ~14)
 
 
 def descendant_rows(spawns: tuple[SpawnRow, ...], root: int) -> list[tuple[int, SpawnRow]]:
@@ -89,6 +90,7 @@ class PidScreen(ModelScreen):
     # Four compact charts in a row (not one with a key to cycle them): CPU, I/O, syscalls and
     # execs read side by side at one glance and line up in time (a burst of execs against the
     # CPU), and 9 rows keep the info block, the tree and the scoped panels on a 160x48 terminal.
+    # A fifth, network rx and tx, when the source shows the net probe (off by default).
     # Below ALL_CHARTS_WIDTH columns one chart takes the row, and c cycles which.
     DEFAULT_CSS = """
     PidScreen #pid-info { height: auto; max-height: 12; padding: 0 1; }
@@ -110,14 +112,17 @@ class PidScreen(ModelScreen):
         self._drawn: dict[str, tuple] = {}  # chart id -> the lines it shows
         self._seeding = False
         self.chart = 0  # the chart shown when there is room for one only
+        self.charts: tuple = ()  # the CHARTS this screen has (set in compose: the source's probes)
         self.model: Optional[Model] = None
 
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot  # plotext: imported when a PID screen first opens
 
+        shows = self.app.source.shows  # type: ignore[attr-defined]
+        self.charts = tuple(c for c in CHARTS if c[0] not in CHART_PROBES or shows(CHART_PROBES[c[0]]))
         yield Static(id="pid-info")
         with Horizontal(id="pid-plots"):
-            for cid, title, _left, _right in CHARTS:
+            for cid, title, _left, _right in self.charts:
                 plot = PlotextPlot(id=cid)
                 plot.border_title = title
                 yield plot
@@ -127,7 +132,7 @@ class PidScreen(ModelScreen):
             with Vertical(id="pid-scoped"):
                 # The overview's panels, drawing model.focus: data filtered to this PID in the kernel.
                 for p in registry.in_panel_order():
-                    if p.scoped and self.app.source.shows(p.name):  # type: ignore[attr-defined]
+                    if p.scoped and shows(p.name):
                         yield registry.panel_class(p.name)(id=f"pid-{p.section}")
         yield Footer()
 
@@ -142,12 +147,12 @@ class PidScreen(ModelScreen):
         self._arrange()
 
     def action_next_chart(self) -> None:
-        self.chart = (self.chart + 1) % len(CHARTS)
+        self.chart = (self.chart + 1) % len(self.charts)
         self._arrange()
 
     def _arrange(self) -> None:
         wide = self.size.width >= ALL_CHARTS_WIDTH
-        for k, (cid, *_rest) in enumerate(CHARTS):
+        for k, (cid, *_rest) in enumerate(self.charts):
             self.query_one(f"#{cid}").display = wide or k == self.chart
         if self.model is not None:
             self._plot()  # a chart just shown draws its data
@@ -244,7 +249,7 @@ class PidScreen(ModelScreen):
         now = self.model.time
         times = sorted(t for t in self.points if t <= now)[-SEED_TICKS:]
         self.shown = [self.points[t] for t in times]
-        for cid, lines in chart_lines(self.shown, now).items():
+        for cid, lines in chart_lines(self.shown, now, charts=self.charts).items():
             plot = self.query_one(f"#{cid}")
             if self._drawn.get(cid) == lines or not plot.display:  # hidden: drawn when shown
                 continue
