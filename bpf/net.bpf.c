@@ -19,10 +19,16 @@
  *
  * With -p (FILTER_TGID) every count is the processes' own, children
  * included: connects of theirs, accepts once one of theirs uses the socket,
- * retransmits and resets of their followed connections.
+ * retransmits and resets of their followed connections. --cgroup
+ * (FILTER_CGROUP_ID, ktop_in_cgroup) scopes the same way to the processes
+ * in that cgroup and below.
+ *
+ * Each connection keeps the v2 cgroup id of its process (at connect, or at
+ * an accepted socket's first use), so a flow stays under its container or
+ * unit after its process has gone.
  *
  * Knobs (-D): NET_KPROBES, NET_UDPV6 (above), MAX_PROCS (process x protocol entries), MAX_CONNS (open TCP
- * connections followed), RINGBUF_PAGES, FILTER_TGID... (-p, bpf/ktop.h),
+ * connections followed), RINGBUF_PAGES, FILTER_TGID... (-p), FILTER_CGROUP_* (--cgroup; bpf/ktop.h),
  * TASK_OFF_* (-p follows descendants), RB_WAKE_EVERY (ktop.h).
  */
 #include <uapi/linux/ptrace.h>
@@ -36,6 +42,11 @@
 #endif
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 64
+#endif
+
+/* -p or --cgroup: only what processes in scope do counts, connections they accepted included */
+#if defined(FILTER_TGID) || defined(FILTER_CGROUP_ID)
+#define KTOP_SCOPED 1
 #endif
 
 #define LAT_SLOTS 32          /* log2 slots of the connect latency in microseconds */
@@ -92,6 +103,7 @@ struct proc_val {
     u64 rx_calls;
     u64 retrans;     /* TCP segments retransmitted on its followed connections */
     char comm[TASK_COMM_LEN];
+    u64 cgroup_id;   /* its v2 cgroup, when this CPU's slot began (a process gone since keeps it) */
 };
 
 struct conn {
@@ -112,6 +124,7 @@ struct conn {
     u16 state;
     u8 saddr[16];    /* IPv4: the first 4 bytes */
     u8 daddr[16];
+    u64 cgroup_id;   /* the v2 cgroup of the process it belongs to, at its connect or first use */
 };
 
 struct conn_event {
@@ -122,6 +135,7 @@ struct conn_event {
     u64 connect_ns;  /* SYN_SENT -> ESTABLISHED; 0 when passive or never established */
     u64 tx_bytes;
     u64 rx_bytes;
+    u64 cgroup_id;   /* struct conn's; a listen's: the listening process's */
     u32 retrans;
     u32 flags;
     u16 family;
@@ -183,8 +197,11 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 }
 #endif
 
+/* In the caller's context only (every use is): -p and --cgroup (ktop_in_cgroup, bpf/ktop.h). */
 static __always_inline int wanted(u32 tgid)
 {
+    if (!ktop_in_cgroup())
+        return 0;
 #if defined(KTOP_FOLLOW)
     return ktop_is_target(tgid) || family.lookup(&tgid);
 #elif defined(FILTER_TGID)
@@ -227,8 +244,10 @@ static __always_inline int on_length(u64 sk, u32 proto, int ret, int tx)
             return 0;
         }
     }
-    if (p->tx_calls == 0 && p->rx_calls == 0) /* this CPU's slot is new: it names the process too */
+    if (p->tx_calls == 0 && p->rx_calls == 0) { /* this CPU's slot is new: it names the process too */
         bpf_get_current_comm(p->comm, sizeof(p->comm));
+        p->cgroup_id = bpf_get_current_cgroup_id();
+    }
     if (tx) {
         p->tx_bytes += ret;
         p->tx_calls += 1;
@@ -241,8 +260,9 @@ static __always_inline int on_length(u64 sk, u32 proto, int ret, int tx)
         if (c) {
             if (!c->pid) { /* an accepted socket: its first user owns it */
                 c->pid = tgid;
+                c->cgroup_id = bpf_get_current_cgroup_id();
                 bpf_get_current_comm(c->comm, sizeof(c->comm));
-#ifdef FILTER_TGID
+#ifdef KTOP_SCOPED
                 if (c->flags & F_PASSIVE)
                     count(ST_ACCEPTS);
 #endif
@@ -341,6 +361,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         e->pid = tgid;
         e->ts = now;
         e->flags = F_LISTEN;
+        e->cgroup_id = bpf_get_current_cgroup_id();
         e->family = args->family;
         e->sport = args->sport;
         if (args->family == NET_AF_INET6)
@@ -356,13 +377,14 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         if (!wanted(tgid))
             return 0;
         count(ST_CONNECTS);
-        struct conn c = {.start_ts = now, .pid = tgid, .flags = F_ACTIVE};
+        struct conn c = {.start_ts = now, .pid = tgid, .flags = F_ACTIVE,
+                         .cgroup_id = bpf_get_current_cgroup_id()};
         bpf_get_current_comm(c.comm, sizeof(c.comm));
         if (conns.update(&sk, &c) != 0)
             count(ST_CONNS_FULL);
     } else if (state == S_SYN_RECV) {
-#ifndef FILTER_TGID
-        count(ST_ACCEPTS); /* -p: counted when one of ours first uses it (on_length) */
+#ifndef KTOP_SCOPED
+        count(ST_ACCEPTS); /* -p, --cgroup: counted when one of ours first uses it (on_length) */
 #endif
         struct conn c = {.start_ts = now, .flags = F_PASSIVE};
         if (conns.update(&sk, &c) != 0)
@@ -401,8 +423,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         return 0;
     if ((c->flags & F_ACTIVE) && !(c->flags & F_ESTABLISHED))
         count(ST_CONNECT_FAILED);
-#ifdef FILTER_TGID
-    if (!c->pid) { /* -p: an accepted socket nobody of ours used */
+#ifdef KTOP_SCOPED
+    if (!c->pid) { /* -p, --cgroup: an accepted socket nobody of ours used */
         conns.delete(&sk);
         return 0;
     }
@@ -420,6 +442,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     e->connect_ns = (c->est_ts && (c->flags & F_ACTIVE)) ? c->est_ts - c->start_ts : 0;
     e->tx_bytes = c->tx_bytes;
     e->rx_bytes = c->rx_bytes;
+    e->cgroup_id = c->cgroup_id;
     e->retrans = c->retrans;
     e->flags = c->flags;
     e->family = args->family;
@@ -444,7 +467,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
     u64 sk = (u64)args->skaddr;
-#ifndef FILTER_TGID
+#ifndef KTOP_SCOPED
     count(ST_RETRANS);
 #endif
     struct conn *c = conns.lookup(&sk);
@@ -453,8 +476,8 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
     __sync_fetch_and_add(&c->retrans, 1);
     if (!c->pid) /* an accepted socket nobody used yet: no process to charge */
         return 0;
-#ifdef FILTER_TGID
-    count(ST_RETRANS); /* -p: the connections of ours only */
+#ifdef KTOP_SCOPED
+    count(ST_RETRANS); /* -p, --cgroup: the connections of ours only */
 #endif
     /* A timer or softirq retransmits, not the owner: charge the connection's process. */
     struct proc_key k = {.tgid = c->pid, .proto = P_TCP};
@@ -468,8 +491,10 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
             return 0;
         }
     }
-    if (!p->comm[0])
+    if (!p->comm[0]) {
         __builtin_memcpy(p->comm, c->comm, TASK_COMM_LEN);
+        p->cgroup_id = c->cgroup_id;
+    }
     p->retrans += 1;
     return 0;
 }
@@ -480,7 +505,7 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
  * is nobody's). */
 RAW_TRACEPOINT_PROBE(tcp_send_reset)
 {
-#ifdef FILTER_TGID
+#ifdef KTOP_SCOPED
     u64 sk = ctx->args[0];
     struct conn *c = conns.lookup(&sk);
     if (!c || !c->pid)
@@ -494,7 +519,7 @@ RAW_TRACEPOINT_PROBE(tcp_receive_reset)
 {
     u64 sk = ctx->args[0];
     struct conn *c = conns.lookup(&sk);
-#ifdef FILTER_TGID
+#ifdef KTOP_SCOPED
     if (!c || !c->pid)
         return 0;
 #endif

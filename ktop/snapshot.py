@@ -351,6 +351,7 @@ class NetProc:
     rx_bytes: int = 0
     rx_calls: int = 0  # recvmsg returns with bytes (MSG_PEEK left out)
     retransmits: int = 0  # TCP segments retransmitted on its connections (those opened while ktop ran)
+    cgroup_id: int = 0  # its v2 cgroup, recorded by the kernel at its first traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +374,7 @@ class NetConn:
     active: bool = True  # connect(); False: accepted
     established: bool = True
     reset: bool = False  # it received a reset
+    cgroup_id: int = 0  # its process's v2 cgroup, at the connect or the accepted socket's first use
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +387,7 @@ class NetListen:
     family: int  # 4 or 6
     addr: str
     port: int
+    cgroup_id: int = 0  # the listening process's v2 cgroup
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +408,7 @@ class NetOpen:
     rx_bytes: int = 0
     retransmits: int = 0
     active: bool = True  # connect(); False: accepted
+    cgroup_id: int = 0  # its process's v2 cgroup (0: an accepted socket not used yet)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from ktop.probes.net import (
     _CONN,
     _OPEN,
     _PROC_KEY,
+    _PROC_VAL,
     EV_CONN,
     F_ACTIVE,
     F_ESTABLISHED,
@@ -34,15 +35,16 @@ from ktop.snapshot import UNSUPPORTED
 
 def conn_record(pid=42, ts=5_000_000_000, duration_ns=1000, connect_ns=300, tx=10, rx=20, retrans=1,
                 flags=F_ACTIVE | F_ESTABLISHED, family=2, sport=40000, dport=80,
-                saddr=b"\x7f\0\0\x01", daddr=b"\x0a\0\0\x02", comm=b"curl", kind=EV_CONN) -> bytes:
-    return _CONN.pack(kind, pid, ts, duration_ns, connect_ns, tx, rx, retrans, flags, family, sport, dport, 0,
+                saddr=b"\x7f\0\0\x01", daddr=b"\x0a\0\0\x02", comm=b"curl", kind=EV_CONN, cgroup_id=7) -> bytes:
+    return _CONN.pack(kind, pid, ts, duration_ns, connect_ns, tx, rx, cgroup_id, retrans, flags, family, sport,
+                      dport, 0,
                       saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"), comm.ljust(16, b"\0"))
 
 
 def test_the_record_layout_matches_struct_conn_event():
-    # u32 type, pid; u64 ts, duration, connect, tx, rx; u32 retrans, flags; u16 family, sport, dport, pad;
-    # u8 saddr[16], daddr[16]; char comm[16]
-    assert _CONN.size == 4 + 4 + 5 * 8 + 4 + 4 + 4 * 2 + 16 + 16 + 16 == 112
+    # u32 type, pid; u64 ts, duration, connect, tx, rx, cgroup_id; u32 retrans, flags; u16 family, sport,
+    # dport, pad; u8 saddr[16], daddr[16]; char comm[16]
+    assert _CONN.size == 4 + 4 + 6 * 8 + 4 + 4 + 4 * 2 + 16 + 16 + 16 == 120
 
 
 def test_an_ipv4_connect():
@@ -52,6 +54,7 @@ def test_an_ipv4_connect():
     assert c.time == 1005.0
     assert (c.duration_ns, c.connect_ns, c.tx_bytes, c.rx_bytes, c.retransmits) == (1000, 300, 10, 20, 1)
     assert (c.active, c.established, c.reset) == (True, True, False)
+    assert c.cgroup_id == 7  # the connecting process's cgroup, kept by the kernel from the connect
 
 
 def test_an_ipv6_accept_that_was_reset():
@@ -73,7 +76,7 @@ def test_a_listen_start_is_its_own_record():
 
     x = decode_conn(conn_record(flags=F_LISTEN, duration_ns=0, connect_ns=0, tx=0, rx=0, retrans=0, sport=8080,
                                 dport=0, saddr=b"\0\0\0\0", daddr=b"", comm=b"nginx"), 1000.0)
-    assert x == NetListen(time=1005.0, pid=42, comm="nginx", family=4, addr="0.0.0.0", port=8080)
+    assert x == NetListen(time=1005.0, pid=42, comm="nginx", family=4, addr="0.0.0.0", port=8080, cgroup_id=7)
     six = decode_conn(conn_record(flags=F_LISTEN, family=10, saddr=socket.inet_pton(socket.AF_INET6, "::1"),
                                   sport=9000), 0.0)
     assert (six.family, six.addr, six.port) == (6, "::1", 9000)
@@ -85,23 +88,26 @@ def test_short_or_foreign_records_are_skipped():
 
 
 def _percpu_procs(entries, ncpu):
-    """keys and per-CPU values of a BPF_PERCPU_HASH(procs): each CPU's slot is 5 u64 + comm[16] (56 bytes)."""
+    """keys and per-CPU values of a BPF_PERCPU_HASH(procs): each CPU's slot is 5 u64 + comm[16] + the
+    cgroup id (64 bytes)."""
     keys, values = b"", b""
     for (tgid, proto), per_cpu in entries:
         keys += _PROC_KEY.pack(tgid, proto)
         for c in range(ncpu):
-            tx, txc, rx, rxc, retr, comm = per_cpu[c]
-            values += struct.pack("<5Q16s", tx, txc, rx, rxc, retr, comm)
+            tx, txc, rx, rxc, retr, comm, *cg = per_cpu[c]
+            values += struct.pack("<5Q16sQ", tx, txc, rx, rxc, retr, comm, cg[0] if cg else 0)
     return keys, values
 
 
 def test_per_cpu_counters_are_summed_and_the_comm_comes_from_a_cpu_that_has_one():
     keys, values = _percpu_procs([
-        ((7, 0), [(0, 0, 0, 0, 3, b""), (100, 2, 50, 1, 4, b"srv")]),
-        ((7, 1), [(10, 1, 0, 0, 0, b"srv"), (20, 1, 5, 1, 0, b"srv")]),
+        ((7, 0), [(0, 0, 0, 0, 3, b""), (100, 2, 50, 1, 4, b"srv", 1234)]),
+        ((7, 1), [(10, 1, 0, 0, 0, b"srv", 99), (20, 1, 5, 1, 0, b"srv", 1234)]),
     ], ncpu=2)
-    rows = decode_procs(keys, values, 2, ncpu=2, stride=56)
-    assert rows == {(7, 0): (100, 2, 50, 1, 7, "srv"), (7, 1): (30, 2, 5, 1, 0, "srv")}
+    assert _PROC_VAL.size == 64
+    rows = decode_procs(keys, values, 2, ncpu=2, stride=64)
+    # the cgroup comes with the comm, from the first CPU slot that has one
+    assert rows == {(7, 0): (100, 2, 50, 1, 7, "srv", 1234), (7, 1): (30, 2, 5, 1, 0, "srv", 99)}
 
 
 def test_rows_of_the_interval_from_cumulative_reads_lose_nothing_to_eviction():
@@ -116,9 +122,9 @@ def test_rows_of_the_interval_from_cumulative_reads_lose_nothing_to_eviction():
 def test_proc_rows_name_the_protocol_and_skip_empty_deltas():
     out = proc_rows({(7, 1): (1000, 1, 0, 0, 0), (7, 0): (0, 0, 0, 0, 0), (8, 9): (1, 1, 1, 1, 0),
                      (9, 0): (0, 0, 0, 0, 2)},
-                    {(7, 1): "dns", (8, 9): "x", (9, 0): "slow"})
-    assert [(p.pid, p.proto, p.comm, p.tx_bytes, p.retransmits) for p in out] == \
-        [(7, "udp", "dns", 1000, 0), (8, "other", "x", 1, 0), (9, "tcp", "slow", 0, 2)]  # retransmits only: kept
+                    {(7, 1): "dns", (8, 9): "x", (9, 0): "slow"}, {(7, 1): 55})
+    assert [(p.pid, p.proto, p.comm, p.tx_bytes, p.retransmits, p.cgroup_id) for p in out] == \
+        [(7, "udp", "dns", 1000, 0, 55), (8, "other", "x", 1, 0, 0), (9, "tcp", "slow", 0, 2, 0)]  # retr. only: kept
 
 
 def test_the_sample_takes_every_counter_and_adds_the_queue_losses():
@@ -178,15 +184,15 @@ def test_a_function_that_cannot_be_probed_is_named(monkeypatch, tmp_path):
 
 def _open_value(start=1_000, est=1_500, tx=10, rx=20, pid=42, retrans=2, flags=F_ACTIVE | F_ESTABLISHED,
                 comm=b"curl", family=socket.AF_INET, sport=41000, dport=443, state=1,
-                saddr=b"\x7f\0\0\x01", daddr=b"\x0a\0\0\x02"):
+                saddr=b"\x7f\0\0\x01", daddr=b"\x0a\0\0\x02", cgroup_id=9):
     # struct conn: u64 start_ts, est_ts, tx, rx; u32 pid, retrans, flags, pad; comm[16];
-    # u16 family, sport, dport, state; u8 saddr[16], daddr[16]
+    # u16 family, sport, dport, state; u8 saddr[16], daddr[16]; u64 cgroup_id
     return _OPEN.pack(start, est, tx, rx, pid, retrans, flags, 0, comm, family, sport, dport, state,
-                      saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"))
+                      saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"), cgroup_id)
 
 
 def test_open_connections_decode_with_ages_and_the_most_bytes_first():
-    assert _OPEN.size == 104
+    assert _OPEN.size == 112
     values = (_open_value() + _open_value(tx=5000, sport=41001, state=2, est=0) +
               _open_value(state=0) +  # no state seen yet: left out
               _open_value(family=socket.AF_INET6, saddr=socket.inet_pton(socket.AF_INET6, "::1"),
@@ -197,6 +203,7 @@ def test_open_connections_decode_with_ages_and_the_most_bytes_first():
     a, b, c = out[1], out[0], out[2]
     assert (a.saddr, a.daddr, a.family, a.age_ns, a.connect_ns, a.retransmits, a.active, a.comm) == \
         ("127.0.0.1", "10.0.0.2", 4, 10_000, 500, 2, True, "curl")
+    assert a.cgroup_id == 9
     assert b.connect_ns == 0  # not established yet
     assert (c.family, c.saddr, c.active, c.connect_ns) == (6, "::1", False, 0)
     assert len(decode_open(values, 4, _OPEN.size, now_ns=11_000, limit=1)) == 1

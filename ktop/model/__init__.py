@@ -122,22 +122,22 @@ def _cgroup_figures(n) -> dict:
 
 def _label_rows(doc: dict, by_pid: dict[int, int], names: dict, used: set) -> None:
     """Every per-process row of every probe's section gets ``cgroup`` (a label) and ``cgroup_id``,
-    from its own id (spawn) or its PID's (the process table, then the execs seen)."""
+    from its own id (spawn's execs, net's connections) or else its PID's (the process table, then
+    the execs seen)."""
     stack = [v for k, v in doc.items() if k not in ("processes", "host", "system", "probes", "cgroups", "flags")]
     while stack:
         v = stack.pop()
         if isinstance(v, list):
             stack.extend(x for x in v if isinstance(x, (dict, list)))
         elif isinstance(v, dict):
-            if isinstance(v.get("pid"), int) and "cgroup_id" not in v:
-                cgid = by_pid.get(v["pid"], 0)
-                v["cgroup_id"] = cgid
-                c = names.get(cgid)
+            own = v.get("cgroup_id")
+            if isinstance(v.get("pid"), int) and not own:
+                own = v["cgroup_id"] = by_pid.get(v["pid"], 0)
+            if own is not None and "cgroup" not in v:
+                c = names.get(own)
                 v["cgroup"] = c.label if c is not None else ""
-                if c is not None:
-                    used.add(cgid)
-            elif "cgroup_id" in v and v.get("cgroup_id") in names:
-                used.add(v["cgroup_id"])
+            if own in names:
+                used.add(own)
             stack.extend(x for x in v.values() if isinstance(x, (dict, list)))
 
 

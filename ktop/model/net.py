@@ -50,13 +50,14 @@ class NetProcRow:
     tx_bytes_per_s: float = 0.0  # the last interval
     rx_bytes_per_s: float = 0.0
     last_seen: float = 0.0  # the snapshot time of its last traffic
+    cgroup_id: int = 0  # its v2 cgroup, as the kernel recorded it (0: unknown)
 
     def to_json(self, duration_s: float) -> dict:
         d = duration_s if duration_s > 0 else 1.0
         return {"pid": self.pid, "comm": self.comm, "proto": self.proto,
                 "tx_bytes": self.tx_bytes, "tx_calls": self.tx_calls,
                 "rx_bytes": self.rx_bytes, "rx_calls": self.rx_calls, "retransmits": self.retransmits,
-                "tx_bytes_per_s": self.tx_bytes / d, "rx_bytes_per_s": self.rx_bytes / d}
+                "tx_bytes_per_s": self.tx_bytes / d, "rx_bytes_per_s": self.rx_bytes / d, "cgroup_id": self.cgroup_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,8 @@ def fold_procs(rows: tuple[NetProcRow, ...], s: NetSample, now: float, ctx: Fold
             tx_bytes=(old.tx_bytes if old else 0) + p.tx_bytes, tx_calls=(old.tx_calls if old else 0) + p.tx_calls,
             rx_bytes=(old.rx_bytes if old else 0) + p.rx_bytes, rx_calls=(old.rx_calls if old else 0) + p.rx_calls,
             retransmits=(old.retransmits if old else 0) + p.retransmits,
-            tx_bytes_per_s=p.tx_bytes / dt, rx_bytes_per_s=p.rx_bytes / dt, last_seen=now)
+            tx_bytes_per_s=p.tx_bytes / dt, rx_bytes_per_s=p.rx_bytes / dt, last_seen=now,
+            cgroup_id=p.cgroup_id or (old.cgroup_id if old else 0))
     seen = {(p.pid, p.proto) for p in s.procs}
     out = []
     for k, r in by.items():
@@ -168,19 +170,20 @@ def conn_json(c: NetConn) -> dict:
             "saddr": c.saddr, "sport": c.sport, "daddr": c.daddr, "dport": c.dport,
             "duration_ns": c.duration_ns, "connect_ns": c.connect_ns if c.connect_ns else None,
             "tx_bytes": c.tx_bytes, "rx_bytes": c.rx_bytes, "retransmits": c.retransmits,
-            "direction": "connect" if c.active else "accept", "established": c.established, "reset": c.reset}
+            "direction": "connect" if c.active else "accept", "established": c.established, "reset": c.reset,
+            "cgroup_id": c.cgroup_id}
 
 
 def open_json(c: NetOpen) -> dict:
     return {"pid": c.pid, "comm": c.comm, "family": c.family, "saddr": c.saddr, "sport": c.sport,
             "daddr": c.daddr, "dport": c.dport, "state": c.state, "age_ns": c.age_ns,
             "connect_ns": c.connect_ns if c.connect_ns else None, "tx_bytes": c.tx_bytes, "rx_bytes": c.rx_bytes,
-            "retransmits": c.retransmits, "direction": "connect" if c.active else "accept"}
+            "retransmits": c.retransmits, "direction": "connect" if c.active else "accept", "cgroup_id": c.cgroup_id}
 
 
 def listen_json(x: NetListen) -> dict:
     return {"time_unix_s": x.time, "pid": x.pid, "comm": x.comm, "family": x.family, "addr": x.addr,
-            "port": x.port}
+            "port": x.port, "cgroup_id": x.cgroup_id}
 
 
 def document(section: Optional[NetModel], status: Optional[ProbeStatus], duration_s: float) -> dict:

@@ -48,9 +48,9 @@ F_LISTEN = 16
 AF_INET6 = 10
 
 _PROC_KEY = struct.Struct("<II")  # struct proc_key
-_PROC_VAL = struct.Struct("<5Q16s")  # struct proc_val
-_CONN = struct.Struct("<IIQQQQQIIHHHH16s16s16s")  # struct conn_event
-_OPEN = struct.Struct("<QQQQIIII16sHHHH16s16s")  # struct conn (the conns map's value)
+_PROC_VAL = struct.Struct("<5Q16sQ")  # struct proc_val
+_CONN = struct.Struct("<IIQQQQQQIIHHHH16s16s16s")  # struct conn_event
+_OPEN = struct.Struct("<QQQQIIII16sHHHH16s16sQ")  # struct conn (the conns map's value)
 MAX_OPEN = 1000  # open connections in a sample: the most bytes first (open_total counts them all)
 TCP_STATES = ("?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
               "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV")
@@ -58,19 +58,22 @@ TCP_STATES = ("?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT
 
 def decode_procs(keys: bytes, values: bytes, n: int, ncpu: int, stride: int) -> dict[tuple[int, int], tuple]:
     """The per-CPU ``procs`` map read in one batch: {(tgid, proto): (tx_bytes, tx_calls, rx_bytes,
-    rx_calls, retransmits, comm)}, counters summed over CPUs, comm from the first CPU slot that has one."""
+    rx_calls, retransmits, comm, cgroup_id)}, counters summed over CPUs, comm and cgroup from the
+    first CPU slot that has a comm."""
     sums = percpu_sum_u64(values, n, ncpu, stride, 5)
     out = {}
     leaf = ncpu * stride
     for i in range(n):
         key = _PROC_KEY.unpack_from(keys, i * _PROC_KEY.size)
-        comm = b""
+        comm, cgid = b"", 0
         for c in range(ncpu):
-            raw = values[i * leaf + c * stride + 40:i * leaf + c * stride + 56]
+            at = i * leaf + c * stride
+            raw = values[at + 40:at + 56]
             if raw[:1] not in (b"", b"\0"):
                 comm = raw
+                cgid = int.from_bytes(values[at + 56:at + 64], "little") if stride >= 64 else 0
                 break
-        out[key] = (*sums[i], kernel_cstr(comm))
+        out[key] = (*sums[i], kernel_cstr(comm), cgid)
     return out
 
 
@@ -86,19 +89,20 @@ def decode_conn(raw: bytes, clock_offset: float) -> Optional[NetConn | NetListen
     type or a short record."""
     if len(raw) < _CONN.size:
         return None
-    (kind, pid, ts, duration_ns, connect_ns, tx_bytes, rx_bytes, retrans, flags, family, sport, dport, _pad,
-     saddr, daddr, comm) = _CONN.unpack_from(raw, 0)
+    (kind, pid, ts, duration_ns, connect_ns, tx_bytes, rx_bytes, cgroup_id, retrans, flags, family, sport, dport,
+     _pad, saddr, daddr, comm) = _CONN.unpack_from(raw, 0)
     if kind != EV_CONN:
         return None
     if flags & F_LISTEN:
         return NetListen(time=ts / 1e9 + clock_offset, pid=pid, comm=kernel_cstr(comm),
-                         family=6 if family == AF_INET6 else 4, addr=format_addr(saddr, family), port=sport)
+                         family=6 if family == AF_INET6 else 4, addr=format_addr(saddr, family), port=sport,
+                         cgroup_id=cgroup_id)
     return NetConn(time=ts / 1e9 + clock_offset, pid=pid, comm=kernel_cstr(comm),
                    family=6 if family == AF_INET6 else 4,
                    saddr=format_addr(saddr, family), sport=sport, daddr=format_addr(daddr, family), dport=dport,
                    duration_ns=duration_ns, connect_ns=connect_ns, tx_bytes=tx_bytes, rx_bytes=rx_bytes,
                    retransmits=retrans, active=not (flags & F_PASSIVE), established=bool(flags & F_ESTABLISHED),
-                   reset=bool(flags & F_RESET))
+                   reset=bool(flags & F_RESET), cgroup_id=cgroup_id)
 
 
 def decode_open(values: bytes, n: int, stride: int, now_ns: int, limit: int = MAX_OPEN) -> tuple[NetOpen, ...]:
@@ -107,7 +111,7 @@ def decode_open(values: bytes, n: int, stride: int, now_ns: int, limit: int = MA
     out = []
     for i in range(n):
         (start, est, tx, rx, pid, retrans, flags, _pad, comm, family, sport, dport, state,
-         saddr, daddr) = _OPEN.unpack_from(values, i * stride)
+         saddr, daddr, cgroup_id) = _OPEN.unpack_from(values, i * stride)
         if not state:  # not one state change seen yet
             continue
         out.append(NetOpen(pid=pid, comm=kernel_cstr(comm), family=6 if family == AF_INET6 else 4,
@@ -115,12 +119,14 @@ def decode_open(values: bytes, n: int, stride: int, now_ns: int, limit: int = MA
                            dport=dport, state=TCP_STATES[state] if state < len(TCP_STATES) else str(state),
                            age_ns=max(0, now_ns - start),
                            connect_ns=est - start if est and flags & F_ACTIVE else 0,
-                           tx_bytes=tx, rx_bytes=rx, retransmits=retrans, active=not flags & F_PASSIVE))
+                           tx_bytes=tx, rx_bytes=rx, retransmits=retrans, active=not flags & F_PASSIVE,
+                           cgroup_id=cgroup_id))
     out.sort(key=lambda c: (-(c.tx_bytes + c.rx_bytes), c.age_ns, c.sport))
     return tuple(out[:limit])
 
 
-def proc_rows(deltas: dict[tuple[int, int], tuple], comms: dict[tuple[int, int], str]) -> tuple[NetProc, ...]:
+def proc_rows(deltas: dict[tuple[int, int], tuple], comms: dict[tuple[int, int], str],
+              cgroups: Optional[dict[tuple[int, int], int]] = None) -> tuple[NetProc, ...]:
     """The interval's NetProc rows from the per-key increases, by pid then protocol."""
     out = []
     for (pid, proto), d in sorted(deltas.items()):
@@ -130,7 +136,7 @@ def proc_rows(deltas: dict[tuple[int, int], tuple], comms: dict[tuple[int, int],
         out.append(NetProc(pid=pid, comm=comms.get((pid, proto), ""),
                            proto=PROTOS[proto] if proto < len(PROTOS) else "other",
                            tx_bytes=tx_bytes, tx_calls=tx_calls, rx_bytes=rx_bytes, rx_calls=rx_calls,
-                           retransmits=retrans))
+                           retransmits=retrans, cgroup_id=cgroups.get((pid, proto), 0) if cgroups else 0))
     return tuple(out)
 
 
@@ -178,6 +184,7 @@ class NetProbe(ProbeWorker):
     tracepoints = ("sock:inet_sock_set_state", "tcp:tcp_retransmit_skb", "tcp:tcp_send_reset",
                    "tcp:tcp_receive_reset")
     needs_ringbuf = True
+    cgroup_filter = True  # --cgroup: ktop_in_cgroup() in its program
 
     @classmethod
     def attach_summary(cls) -> str:
@@ -282,13 +289,14 @@ class NetProbe(ProbeWorker):
                 last[k] = v[:5]
         return last
 
-    def _read_procs(self) -> tuple[dict, dict]:
+    def _read_procs(self) -> tuple[dict, dict, dict]:
         m = self._maps["procs"]
         keys, values, n = m.read_all()
         rows = decode_procs(keys, values, n, m.ncpu, m.stride)
         cur = {k: v[:5] for k, v in rows.items()}
         comms = {k: v[5] for k, v in rows.items()}
-        return self._procs.step(cur, self._evict), comms
+        cgroups = {k: v[6] for k, v in rows.items()}
+        return self._procs.step(cur, self._evict), comms, cgroups
 
     def collect(self, interval_s: float) -> NetSample:
         cur = read_slots(self._maps["stats"], STAT_SLOTS)
@@ -297,15 +305,16 @@ class NetProbe(ProbeWorker):
         hist = self._read_hist()
         dh = tuple(max(0, a - b) for a, b in zip(hist, self._prev_hist))
         self._prev_hist = hist
-        deltas, comms = self._read_procs()
+        deltas, comms, cgroups = self._read_procs()
         conns, self._conns = self._conns, []
         user_lost, self._user_lost = self._user_lost, 0
         m = self._maps["conns"]
         _keys, values, n = m.read_all()  # one batch read: the connections open now
         open_conns = decode_open(values, n, m.leaf_size, time.monotonic_ns())
-        if self.options.pid is not None:  # -p: an accepted socket no process of ours has used is not ours
+        if self.options.pid is not None or self.options.extra.get("cgroup_id"):
+            # -p, --cgroup: an accepted socket no process of ours has used is not ours
             open_conns = tuple(c for c in open_conns if c.pid)
-        sample = build_sample(interval_s, proc_rows(deltas, comms), conns, dh, stats, user_lost, open_conns, n)
+        sample = build_sample(interval_s, proc_rows(deltas, comms, cgroups), conns, dh, stats, user_lost, open_conns, n)
         if self._listens:
             sample = replace(sample, listens=tuple(self._listens))
             self._listens = []

@@ -254,7 +254,7 @@ class LiveSource(Source):
             probes=self.statuses(),
             processes=processes,
             process_source=self.process_source,
-            cgroups=self._cgroups(processes, samples.get("spawn")),
+            cgroups=self._cgroups(processes, samples.get("spawn"), samples.get("net")),
             cgroup_stats=self._cgroup_stats(),
             **_sections(samples),
         )
@@ -272,11 +272,14 @@ class LiveSource(Source):
         focus = replace(snap, processes=tuple(mine), probes=statuses, flags=None, **sections)  # flags: the host's
         return replace(snap, focus=focus, focus_detail=detail)
 
-    def _cgroups(self, processes, spawns) -> tuple:
-        """The named cgroups of this tick's processes and execs: a set of ids, and names only for a new set."""
+    def _cgroups(self, processes, spawns, net) -> tuple:
+        """The named cgroups of this tick's processes, execs and connections: a set of ids, and names
+        only for a new set."""
         ids = {p.cgroup_id for p in processes}
         if spawns is not None:
             ids.update(e.cgroup_id for e in spawns.execs)
+        if net is not None:
+            ids.update(c.cgroup_id for rows in (net.conns, net.open, net.listens) for c in rows)
         ids.discard(0)
         ids = frozenset(ids)
         if ids != self._cg_ids:

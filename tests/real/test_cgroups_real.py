@@ -347,3 +347,81 @@ def test_300_direct_reads_under_the_pods_container(groups, tmp_path):
     assert (mine[0]["cgroup"], mine[0]["cgroup_id"]) == (EXPECT["pod"]["label"], os.stat(cg).st_ino)
     c = next(x for x in doc["cgroups"] if x["id"] == os.stat(cg).st_ino)
     assert (c["pod"], c["container"], c["runtime"]) == (UID, HEX2[:12], "containerd")
+
+
+@pytest.fixture(scope="module")
+def net_work(tmp_path_factory) -> Path:
+    from test_net_real import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path_factory.mktemp("cgnet") / "net_work"
+    subprocess.run(["gcc", "-O2", "-o", str(out), str(HERE / "net_work.c")], check=True, capture_output=True)
+    return out
+
+
+def transfer_in(cg: Path, prog: Path, tx: int, rx: int) -> tuple[int, int]:
+    """``prog`` (net_work) inside ``cg`` sends ``tx`` bytes to the peer it forks (in the same cgroup)
+    and receives ``rx``; returns (its PID, the peer's)."""
+    p = in_cgroup(cg, str(prog), "tcp", str(tx), str(rx), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                  text=True)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and out.rstrip().endswith("done"), err
+    peer = next(int(x.split()[1]) for x in out.splitlines() if x.startswith("peer "))
+    return p.pid, peer
+
+
+def _net_transfers(groups, net_work, tmp_path, *args: str):
+    """A TCP transfer of its own size inside each layout's cgroup, under ``ktop snapshot --probes net``
+    (``args`` added); returns (the cgroups' inode numbers, {layout: (pid, peer, tx)}, the document)."""
+    tag = secrets.token_hex(3)
+    cgs = {k: groups.make(rel) for k, rel in layouts(tag).items()}
+    ids = {k: os.stat(p).st_ino for k, p in cgs.items()}
+    runs = {}
+    with Snap("--probes", "net", *args, duration=16.0) as snap:
+        snap.wait_collecting(60)
+        for i, (k, cg) in enumerate(cgs.items()):
+            prog = tmp_path / unique_name("kn")
+            shutil.copy2(net_work, prog)
+            tx = 1_000_000 * (i + 1)
+            runs[k] = (*transfer_in(cg, prog, tx, 100_000), tx)
+        assert snap.proc.poll() is None, "ktop stopped before the workloads finished: raise the duration"
+        rc, doc = snap.finish(timeout=60)
+    assert rc == 0, snap.stderr
+    assert doc["probes"]["net"]["status"] == "live", doc["probes"]["net"]
+    return ids, runs, doc
+
+
+@pytest.mark.vm
+def test_tcp_bytes_and_connections_under_their_unit_container_and_pod(groups, net_work, tmp_path):
+    """The net probe's per-process rows and connections carry the cgroup the kernel saw at their first
+    traffic and connect: exact bytes under each unit, container and pod, after the processes exited."""
+    ids, runs, doc = _net_transfers(groups, net_work, tmp_path)
+    net = doc["net"]
+    named = {c["id"]: c for c in doc["cgroups"]}
+    for k, (pid, peer, tx) in runs.items():
+        label = EXPECT[k]["label"]
+        assert named[ids[k]]["label"] == label
+        for who, sent, got in ((pid, tx, 100_000), (peer, 100_000, tx)):
+            rows = [r for r in net["processes"] if r["pid"] == who]
+            assert [(r["proto"], r["tx_bytes"], r["rx_bytes"], r["cgroup"], r["cgroup_id"]) for r in rows] == \
+                [("tcp", sent, got, label, ids[k])], (k, rows)
+        conns = [c for c in net["connections"] if c["pid"] in (pid, peer)]
+        assert sorted((c["direction"], c["cgroup"], c["cgroup_id"]) for c in conns) == \
+            [("accept", label, ids[k]), ("connect", label, ids[k])], (k, conns)
+
+
+@pytest.mark.vm
+def test_cgroup_option_scopes_the_net_probe_in_the_kernel(groups, net_work, tmp_path):
+    """--cgroup /kubepods.slice: only the pod's transfer is counted, both of its ends, and none of the
+    others' bytes or connections (accepted sockets included)."""
+    ids, runs, doc = _net_transfers(groups, net_work, tmp_path, "--cgroup", "/kubepods.slice")
+    net = doc["net"]
+    pid, peer, tx = runs["pod"]
+    assert {r["pid"] for r in net["processes"]} == {pid, peer}, net["processes"]
+    assert {(r["pid"], r["tx_bytes"], r["rx_bytes"]) for r in net["processes"]} == \
+        {(pid, tx, 100_000), (peer, 100_000, tx)}
+    assert {c["pid"] for c in net["connections"]} == {pid, peer}, net["connections"]
+    assert all(c["cgroup_id"] == ids["pod"] for c in net["connections"])
+    assert net["totals"]["connects"] == 1 and net["totals"]["accepts"] == 1, net["totals"]
