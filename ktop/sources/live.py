@@ -279,7 +279,7 @@ class LiveSource(Source):
         if spawns is not None:
             ids.update(e.cgroup_id for e in spawns.execs)
         if net is not None:
-            ids.update(c.cgroup_id for rows in (net.conns, net.open, net.listens) for c in rows)
+            ids.update(c.cgroup_id for rows in (net.procs, net.conns, net.open, net.listens) for c in rows)
         ids.discard(0)
         ids = frozenset(ids)
         if ids != self._cg_ids:

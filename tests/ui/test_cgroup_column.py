@@ -121,3 +121,39 @@ async def test_the_probe_tables_keep_their_columns_when_everything_is_at_the_roo
         await show(app, pilot, _with_probes(False))
         for table_id in ("#syscalls-procs", "#bio-procs"):
             assert "cgroup" not in [c.key for c in app.query_one(table_id, KTable).columns_spec]
+
+
+async def test_the_network_tables_show_the_cgroup_the_kernel_recorded_with_each_flow():
+    """Net rows carry their own cgroup id (recorded at connect or first traffic): a connection of a
+    process the table no longer has still shows its container; a row without one takes its PID's."""
+    from ktop.app import KtopApp
+    from ktop.snapshot import LIVE, NetOpen, ProbeStatus
+    from tests.ui import net_fakes
+
+    source = fakes.FakeSource()
+    source.probe_names = ["spawn", "net"]
+    app = KtopApp(source, autostart=False)
+    snap = _snap(True)
+    s = net_fakes.sample()
+    gone = replace(s.conns[0], pid=4242, cgroup_id=60)  # exited since: only its record knows the container
+    opened = NetOpen(pid=200, comm="web", family=4, saddr="127.0.0.1", sport=80, daddr="127.0.0.1", dport=5000,
+                     state="ESTABLISHED", age_ns=10**9, cgroup_id=50)
+    s = replace(s, procs=(replace(s.procs[0], pid=4242, cgroup_id=60), replace(s.procs[1], pid=200)),
+                conns=(gone,) + s.conns[1:], open=(opened,), open_total=1)
+    snap = replace(snap, net=s, probes=snap.probes + (ProbeStatus("net", LIVE),))
+    async with app.run_test(size=(320, 80)) as pilot:
+        await show(app, pilot, snap)
+        procs = app.query_one("#net-procs", KTable)
+        assert [c.key for c in procs.columns_spec][-1] == "cgroup"
+        rows = {r[0]: r for r in plain_rows(procs)}
+        assert (rows["4242"][-1], rows["200"][-1]) == ("docker:abababababab", "web.service")
+        for table_id, want in (("#net-conns", {"4242": "docker:abababababab", "100": ""}),
+                               ("#net-open", {"200": "web.service"})):
+            t = app.query_one(table_id, KTable)
+            assert t.size.width >= 120, (table_id, t.size.width)  # the addresses keep the room below
+            assert [c.key for c in t.columns_spec][-1] == "cgroup", table_id
+            pid_col = [c.key for c in t.columns_spec].index("pid")
+            got = {r[pid_col]: r[-1] for r in plain_rows(t)}
+            assert {k: got[k] for k in want} == want, (table_id, got)
+        procs.set_filter("docker:abab")  # the filter finds a flow by its container
+        assert [r[0] for r in plain_rows(procs)] == ["4242"]

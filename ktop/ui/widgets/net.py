@@ -23,6 +23,15 @@ from ktop.snapshot import NetConn, NetOpen
 from ktop.system.rdns import ReverseNames
 from ktop.ui.widgets.latency import LatencyHistogram, lat_text
 from ktop.ui.widgets.panel import Panel, StatusLine, status_line
+from ktop.ui.widgets.processes import (
+    CGROUP_COLUMN_MIN_WIDTH,
+    PROC_CGROUP_MIN_WIDTH,
+    any_cgroup,
+    cgroup_label,
+    pid_cgroup_label,
+    show_cgroup_column,
+    sync_cgroups,
+)
 from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row
 
@@ -35,6 +44,7 @@ PROC_COLUMNS = (
     Column("rxt", "RX", 9, numeric=True, desc=True),
     Column("txt", "TX", 9, numeric=True, desc=True),
     Column("retr", "RETR", 6, numeric=True, desc=True),
+    Column("cgroup", "CGROUP/UNIT", 20),  # last; shown where the table has room and a process is outside /
 )
 
 CONN_COLUMNS = (
@@ -49,6 +59,7 @@ CONN_COLUMNS = (
     Column("txt", "TX", 9, numeric=True),
     Column("rxt", "RX", 9, numeric=True),
     Column("retr", "RETR", 6, numeric=True),
+    Column("cgroup", "CGROUP/UNIT", 20),
 )
 
 
@@ -63,6 +74,7 @@ OPEN_COLUMNS = (
     Column("txt", "TX", 9, numeric=True, desc=True),
     Column("rxt", "RX", 9, numeric=True, desc=True),
     Column("retr", "RETR", 6, numeric=True, desc=True),
+    Column("cgroup", "CGROUP/UNIT", 20),
 )
 
 
@@ -88,18 +100,24 @@ def _rate(v: float) -> str:
     return human_bytes(v) if v else ""
 
 
+def _cgroup(cgid: int, pid: int) -> str:
+    """A row's cgroup label: the one the kernel recorded with it, else its PID's (sync_cgroups first)."""
+    return cgroup_label(cgid) or (pid_cgroup_label(pid) if pid else "")
+
+
 def proc_rows(m: Optional[NetModel]) -> list[Row]:
     rows = []
     for r in (m.procs if m is not None else ()):
         r: NetProcRow
+        cg = _cgroup(r.cgroup_id, r.pid)
         rows.append(Row(
             key=(r.pid, r.proto),
             cells=(_num(str(r.pid)), safe_text(r.comm), Text(r.proto), _num(_rate(r.rx_bytes_per_s)),
                    _num(_rate(r.tx_bytes_per_s)), _num(human_bytes(r.rx_bytes)), _num(human_bytes(r.tx_bytes)),
-                   _num(str(r.retransmits) if r.retransmits else "")),
+                   _num(str(r.retransmits) if r.retransmits else ""), safe_text(cg, limit=20)),
             sort_values=(r.pid, r.comm, r.proto, r.rx_bytes_per_s, r.tx_bytes_per_s, r.rx_bytes, r.tx_bytes,
-                         r.retransmits),
-            search=f"{r.pid} {clean(r.comm)} {r.proto}".lower(), pid=r.pid))
+                         r.retransmits, cg),
+            search=f"{r.pid} {clean(r.comm)} {r.proto} {clean(cg)}".lower(), pid=r.pid))
     return rows
 
 
@@ -126,16 +144,17 @@ def conn_rows(m: Optional[NetModel], name_of: Optional[NameOf] = None) -> list[R
         c: NetConn
         local = _endpoint(c.saddr, c.sport, c.family)
         remote, found = _remote(c.daddr, c.dport, c.family, name_of)
+        cg = _cgroup(c.cgroup_id, c.pid)
         rows.append(Row(
             key=(c.time, c.sport, c.dport, c.saddr, c.daddr, i),
             cells=(Text(time.strftime("%H:%M:%S", time.localtime(c.time))), _num(str(c.pid) if c.pid else "?"),
                    safe_text(c.comm), Text("out" if c.active else "in"), safe_text(local), safe_text(remote),
                    _num(f"{c.duration_ns / 1e6:.1f}"), _num(f"{c.connect_ns / 1e3:.0f}" if c.connect_ns else ""),
                    _num(human_bytes(c.tx_bytes)), _num(human_bytes(c.rx_bytes)),
-                   _num(str(c.retransmits) if c.retransmits else "")),
+                   _num(str(c.retransmits) if c.retransmits else ""), safe_text(cg, limit=20)),
             sort_values=(c.time, c.pid, c.comm, c.active, local, remote, c.duration_ns, c.connect_ns,
-                         c.tx_bytes, c.rx_bytes, c.retransmits),
-            search=f"{c.pid} {clean(c.comm)} {local} {found}".lower(), pid=c.pid or None))
+                         c.tx_bytes, c.rx_bytes, c.retransmits, cg),
+            search=f"{c.pid} {clean(c.comm)} {local} {found} {clean(cg)}".lower(), pid=c.pid or None))
     return rows
 
 
@@ -146,15 +165,16 @@ def open_rows(m: Optional[NetModel], name_of: Optional[NameOf] = None) -> list[R
         c: NetOpen
         local = _endpoint(c.saddr, c.sport, c.family)
         remote, found = _remote(c.daddr, c.dport, c.family, name_of)
+        cg = _cgroup(c.cgroup_id, c.pid)
         rows.append(Row(
             key=(c.saddr, c.sport, c.daddr, c.dport),
             cells=(_num(str(c.pid) if c.pid else "?"), safe_text(c.comm), Text("out" if c.active else "in"),
                    safe_text(local), safe_text(remote), Text(c.state), _num(f"{c.age_ns / 1e9:.1f}"),
                    _num(human_bytes(c.tx_bytes)), _num(human_bytes(c.rx_bytes)),
-                   _num(str(c.retransmits) if c.retransmits else "")),
+                   _num(str(c.retransmits) if c.retransmits else ""), safe_text(cg, limit=20)),
             sort_values=(c.pid, c.comm, c.active, local, remote, c.state, c.age_ns, c.tx_bytes, c.rx_bytes,
-                         c.retransmits),
-            search=f"{c.pid} {clean(c.comm)} {local} {found} {c.state}".lower(), pid=c.pid or None))
+                         c.retransmits, cg),
+            search=f"{c.pid} {clean(c.comm)} {local} {found} {c.state} {clean(cg)}".lower(), pid=c.pid or None))
     return rows
 
 
@@ -344,9 +364,17 @@ class NetPanel(Panel):
         self.query_one("#net-rate", StatusLine).update(rate_line(m, self._names_note()))
         sp = self.query_one("#net-spark", StatusLine)
         sp.update(spark_line(m, sp.size.width))
-        self.query_one("#net-procs", KTable).update_rows(proc_rows(m))
-        self.query_one("#net-open", KTable).update_rows(open_rows(m, name_of))
-        self.query_one("#net-conns", KTable).update_rows(conn_rows(m, name_of))
+        sync_cgroups(model)
+        outside = any_cgroup(model.cgroups)
+        tables = ((self.query_one("#net-procs", KTable), PROC_COLUMNS, PROC_CGROUP_MIN_WIDTH),
+                  (self.query_one("#net-open", KTable), OPEN_COLUMNS, CGROUP_COLUMN_MIN_WIDTH),
+                  (self.query_one("#net-conns", KTable), CONN_COLUMNS, CGROUP_COLUMN_MIN_WIDTH))
+        for table, columns, width in tables:
+            show_cgroup_column(table, columns, outside, width)
+        procs, opened, closed = (t for t, _c, _w in tables)
+        procs.update_rows(proc_rows(m))
+        opened.update_rows(open_rows(m, name_of))
+        closed.update_rows(conn_rows(m, name_of))
         self.query_one("#net-remotes", KTable).update_rows(remote_rows(m, name_of))
         self._draw_hist()
         self.set_titles(f"Network (rx {human_bytes(m.rx_bytes_per_s)}/s tx {human_bytes(m.tx_bytes_per_s)}/s)"
