@@ -24,7 +24,7 @@ import time
 from dataclasses import fields
 from typing import Any, Iterable, Optional
 
-from ktop.metrics import label
+from ktop.metrics import PerCgroup, cgroup_labels, label
 from ktop.registry import PROBES, model_section
 from ktop.snapshot import DISABLED, FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORTED, Snapshot
 
@@ -63,6 +63,33 @@ def flag_families(flags: tuple) -> list:
     return [active, GaugeMetricFamily("ktop_flags_active", "anomalies ktop flags now", value=len(flags))]
 
 
+class CgroupCpu:
+    """``ktop_cgroup_cpu_seconds{cgroup}``: CPU time of the process table's processes by cgroup (the first
+    CGROUP_TOP cgroups, then other): each tick, the sum over its processes of CPU % x interval / 100."""
+
+    def __init__(self) -> None:
+        self.seconds = PerCgroup()
+
+    def observe(self, snap: Snapshot) -> None:
+        pct: dict[int, float] = {}
+        for p in snap.processes:
+            if p.cpu_percent:
+                pct[p.cgroup_id] = pct.get(p.cgroup_id, 0.0) + p.cpu_percent
+        if not pct:
+            return
+        names = cgroup_labels(snap)
+        by_cgroup: dict[str, float] = {}
+        for cgid, v in pct.items():
+            cg = names.of_id(cgid)
+            by_cgroup[cg] = by_cgroup.get(cg, 0.0) + v * snap.interval_s / 100.0
+        self.seconds.add_tick(by_cgroup)
+
+    def families(self, fam) -> list:
+        return [self.seconds.family(fam.CounterMetricFamily(
+            "ktop_cgroup_cpu_seconds", "CPU time of the processes in each cgroup, from the process table "
+            "(top 20, then other)", labels=["cgroup"]))]
+
+
 class KtopMetrics:
     """A prometheus_client custom collector over cumulative ktop figures: ktop's own, and one
     ``Metrics`` of each probe's model section (ktop/model/<name>.py) once its first sample came."""
@@ -77,6 +104,7 @@ class KtopMetrics:
         self.sections: dict[str, Any] = {}  # probe name -> its section's Metrics
         self.map_full: dict[tuple[str, str], int] = {}
         self.flags: tuple = ()  # the newest tick's active flags (ktop/model/flags.py)
+        self.cgroup_cpu = CgroupCpu()
 
     # -- folding a tick in (collector thread) ----------------------------------
     def observe(self, snap: Snapshot, model: Any = None) -> None:
@@ -87,6 +115,7 @@ class KtopMetrics:
             self.host = snap.host
             self.probes = dict(model.probes) if model is not None else {p.name: p for p in snap.probes}
             self.flags = snap.flags or ()
+            self.cgroup_cpu.observe(snap)
             for probe in PROBES.values():
                 sample = getattr(snap, probe.section)
                 if sample is None:
@@ -137,6 +166,7 @@ class KtopMetrics:
                 full.add_metric([probe, f], v)
             out.append(full)
             out += flag_families(self.flags)
+            out += self.cgroup_cpu.families(core)
             for name in PROBES:
                 if name in self.sections:
                     out += self.sections[name].families(core)

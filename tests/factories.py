@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ktop.snapshot import (
     LIVE,
+    CgroupInfo,
     ExecEvent,
     ExitEvent,
     HostInfo,
@@ -24,17 +25,28 @@ def system(cpu=(10.0, 30.0), mem_total=1000, mem_used=250) -> SystemSample:
                         swap_total=0, swap_used=0, load=(0.5, 0.25, 0.125), uptime_s=100.0)
 
 
-def proc(pid, ppid=1, comm="proc", user="root", cmdline=None, cpu=0.0) -> ProcessInfo:
+def proc(pid, ppid=1, comm="proc", user="root", cmdline=None, cpu=0.0, cgroup_id=0) -> ProcessInfo:
     return ProcessInfo(pid=pid, ppid=ppid, user=user, comm=comm,
                        cmdline=tuple(cmdline) if cmdline is not None else (comm,),
-                       cpu_percent=cpu, rss=4096, state="sleeping", threads=1, start_time=900.0)
+                       cpu_percent=cpu, rss=4096, state="sleeping", threads=1, start_time=900.0,
+                       cgroup_id=cgroup_id)
 
 
-def exec_ev(pid, ppid=1, comm="prog", argv=None, retval=0, time=0.0, uid=0, filename=None) -> ExecEvent:
+def cgroup(cgid, path) -> CgroupInfo:
+    """A named cgroup, as the collector names ``path`` (ktop.system.cgroups.describe)."""
+    from ktop.system.cgroups import describe
+
+    n = describe(path)
+    return CgroupInfo(id=cgid, path=n.path, label=n.label, kind=n.kind, unit=n.unit, container=n.container,
+                      runtime=n.runtime, pod=n.pod)
+
+
+def exec_ev(pid, ppid=1, comm="prog", argv=None, retval=0, time=0.0, uid=0, filename=None,
+            cgroup_id=0) -> ExecEvent:
     return ExecEvent(time=time, pid=pid, ppid=ppid, uid=uid, comm=comm,
                      filename=filename if filename is not None else f"/usr/bin/{comm}",
                      argv=tuple(argv) if argv is not None else (comm,), argv_truncated=False,
-                     retval=retval)
+                     retval=retval, cgroup_id=cgroup_id)
 
 
 def exit_ev(pid, code=0, sig=None, lifetime_ms=5.0, time=0.0, ppid=1, comm="prog") -> ExitEvent:
@@ -47,8 +59,8 @@ def spawn_sample(execs=(), exits=(), interval_s=1.0, **counts) -> SpawnSample:
 
 
 def snapshot(time=2_000.0, interval_s=1.0, processes=(), spawns=None, probes=None, cpu=(10.0, 30.0),
-             mem_used=250) -> Snapshot:
+             mem_used=250, cgroups=()) -> Snapshot:
     if probes is None:
         probes = (ProbeStatus("spawn", LIVE),) if spawns is not None else ()
     return Snapshot(time=time, interval_s=interval_s, host=HOST, system=system(cpu, mem_used=mem_used),
-                    probes=tuple(probes), processes=tuple(processes), spawns=spawns)
+                    probes=tuple(probes), processes=tuple(processes), spawns=spawns, cgroups=tuple(cgroups))

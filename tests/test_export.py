@@ -53,9 +53,11 @@ def test_spawn_counters_and_top_k_parents():
     m.observe(spawn_tick(["bash", "bash", "cron"]))
     m.observe(spawn_tick(["make", "cron", "sh\x1b[31m"], failures=2, lost_execs=4))
     v = scrape(m)
-    assert v[("ktop_spawn_execs_total", (("parent_comm", "bash"),))] == 2
-    assert v[("ktop_spawn_execs_total", (("parent_comm", "cron"),))] == 2
-    assert v[("ktop_spawn_execs_total", (("parent_comm", OTHER),))] == 2 + 4  # make, sh, 4 execs whose event was lost
+    # the execs' PIDs are in no process table and their events carry no cgroup: ?
+    assert v[("ktop_spawn_execs_total", (("cgroup", "?"), ("parent_comm", "bash")))] == 2
+    assert v[("ktop_spawn_execs_total", (("cgroup", "?"), ("parent_comm", "cron")))] == 2
+    # make, sh, 4 execs whose event was lost
+    assert v[("ktop_spawn_execs_total", (("cgroup", OTHER), ("parent_comm", OTHER)))] == 2 + 4
     assert sum(val for (n, _), val in v.items() if n == "ktop_spawn_execs_total") == 3 + 7  # = the kernel's exec count
     assert v[("ktop_spawn_exec_failures_total", ())] == 2
     assert v[("ktop_spawn_forks_total", ())] == 14 and v[("ktop_spawn_exits_total", ())] == 4
@@ -126,7 +128,7 @@ def test_http_latency_histogram_buckets_in_seconds_and_valid_for_promtool(tmp_pa
     for _ in range(2):
         m.observe(replace(snap, http=sample()))
     v = scrape(m)
-    key = (("comm", "api-server"), ("side", "server"), ("status_class", "2xx"))
+    key = (("cgroup", "?"), ("comm", "api-server"), ("side", "server"), ("status_class", "2xx"))
 
     def b(le):
         return v[("ktop_http_request_duration_seconds_bucket", tuple(sorted(key + (("le", le),))))]
@@ -135,8 +137,8 @@ def test_http_latency_histogram_buckets_in_seconds_and_valid_for_promtool(tmp_pa
     assert b("0.032768") == 0 and b("0.065536") == 16 and b("+Inf") == 16
     assert v[("ktop_http_request_duration_seconds_count", key)] == 16
     assert math.isclose(v[("ktop_http_request_duration_seconds_sum", key)], 0.8)
-    assert v[("ktop_http_requests_total", (("comm", "loadgen"), ("method", "GET"), ("side", "client"),
-                                           ("status_class", "2xx")))] == 16
+    assert v[("ktop_http_requests_total", (("cgroup", "?"), ("comm", "loadgen"), ("method", "GET"),
+                                           ("side", "client"), ("status_class", "2xx")))] == 16
     tool = shutil.which("promtool")
     if tool is None:
         return  # promtool absent (Debian: prometheus): the parse above is the check
@@ -246,7 +248,7 @@ def test_http_endpoint_and_exporting_source():
         assert src.focus == 42 and src.probe_names == ["spawn"]
         with urllib.request.urlopen(ex.url, timeout=5) as r:
             text = r.read().decode()
-        assert 'ktop_spawn_execs_total{parent_comm="bash"} 2.0' in text
+        assert 'ktop_spawn_execs_total{cgroup="?",parent_comm="bash"} 2.0' in text
         assert "ktop_process_resident_memory_bytes" in text  # ktop's own cost
         req = urllib.request.Request(ex.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
         with urllib.request.urlopen(req, timeout=5) as r:
@@ -327,3 +329,144 @@ def test_open_warning_beyond_loopback():
     assert open_warning("127.0.0.1") == open_warning("::1") == open_warning("localhost") == ""
     assert "no authentication" in open_warning("0.0.0.0")
     assert "no authentication" in open_warning("192.0.2.1")
+
+
+# -- cgroups: a cgroup label on the per-process series, ktop_cgroup_* per cgroup -------------------------
+
+H64 = "0123456789abcdef" * 4
+
+
+def cgroup_tick(interval_s=2.0):
+    """Three named cgroups (the root, a unit, a container), one process in a cgroup the tick does not name,
+    execs, net, syscalls and bio rows of processes in each, of one that exited (exec'd this tick) and of
+    one unknown to both."""
+    from factories import cgroup
+
+    from ktop.snapshot import BioProc, NetProc, NetSample, SyscallCount
+
+    cgroups = [cgroup(1, "/"), cgroup(2, "/system.slice/web.service"), cgroup(3, f"/system.slice/docker-{H64}.scope")]
+    procs = [proc(1, comm="init", cgroup_id=1, cpu=10.0), proc(10, comm="nginx", cgroup_id=2, cpu=50.0),
+             proc(11, comm="app", cgroup_id=3, cpu=25.0), proc(12, comm="ghost", cgroup_id=99, cpu=5.0),
+             proc(13, comm="idle", cgroup_id=2)]
+    execs = [replace(exec_ev(200, ppid=10, cgroup_id=2), parent_comm="nginx"),
+             replace(exec_ev(201, ppid=11, cgroup_id=3), parent_comm="app"),
+             replace(exec_ev(11, ppid=1), parent_comm="init"),  # no cgroup in the event: its table row's (docker)
+             replace(exec_ev(202, ppid=1), parent_comm="init")]  # neither: ?
+    net = NetSample(interval_s, procs=(
+        NetProc(10, "nginx", "tcp", tx_bytes=100, rx_bytes=50, retransmits=2),
+        NetProc(1, "init", "unix", tx_bytes=7),
+        NetProc(201, "app", "tcp", rx_bytes=30),  # exited: the cgroup it exec'd in this tick
+        NetProc(4242, "gone", "tcp", rx_bytes=9),  # in no table: ?
+        NetProc(4343, "worker", "udp", tx_bytes=3, cgroup_id=3)))  # gone, with the cgroup the kernel recorded
+    sys_counts = (SyscallCount(10, "nginx", 0, "read", 40, 0), SyscallCount(10, "nginx", 1, "write", 2, 0),
+                  SyscallCount(11, "app", 0, "read", 5, 0), SyscallCount(4242, "gone", 0, "read", 1, 0))
+    bio = BioSample(interval_s, disks=(diskop(),), procs=(
+        BioProc(10, "nginx", "vda", 1, 1, 0, 4096, 8192, 0, 0), BioProc(0, "", "vda", 1, 0, 0, 512, 0, 0, 0)))
+    snap = snapshot(interval_s=interval_s, processes=procs, cgroups=cgroups,
+                    spawns=spawn_sample(execs, exec_count=len(execs) + 1))  # one exec's event lost
+    return replace(snap, net=net, syscalls=SyscallsSample(interval_s, counts=sys_counts), bio=bio)
+
+
+def test_per_process_series_carry_the_cgroup_label():
+    m = KtopMetrics()
+    m.observe(cgroup_tick())
+    v = scrape(m)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)
+    text = generate_latest(reg).decode()
+    assert 'ktop_net_tx_bytes_total{cgroup="web.service",comm="nginx"} 100.0' in text
+    assert 'ktop_cgroup_execs_total{cgroup="docker:0123456789ab"} 2.0' in text
+
+    def ex(parent, cg):
+        return v.get(("ktop_spawn_execs_total", (("cgroup", cg), ("parent_comm", parent))))
+
+    assert ex("nginx", "web.service") == 1 and ex("app", "docker:0123456789ab") == 1
+    assert ex("init", "docker:0123456789ab") == 1 and ex("init", "?") == 1
+    assert ex(OTHER, OTHER) == 1  # the exec whose event was lost
+
+    def net(name, comm, cg):
+        return v.get((f"ktop_net_{name}_total", (("cgroup", cg), ("comm", comm))))
+
+    assert net("tx_bytes", "nginx", "web.service") == 100 and net("rx_bytes", "nginx", "web.service") == 50
+    assert net("tx_bytes", "init", "/") == 7  # the root cgroup
+    assert net("rx_bytes", "app", "docker:0123456789ab") == 30  # exited, named by its exec event
+    assert net("rx_bytes", "gone", "?") == 9  # a PID the snapshot does not know
+    assert net("tx_bytes", "worker", "docker:0123456789ab") == 3  # the kernel's cgroup id: no PID needed
+    assert net("process_tcp_retransmits", "nginx", "web.service") == 2
+    assert not any(n.startswith("ktop_net_") and ("cgroup", "") in k for n, k in v)
+
+
+def test_per_cgroup_series():
+    m = KtopMetrics()
+    for _ in range(2):
+        m.observe(cgroup_tick(interval_s=2.0))
+    v = scrape(m)
+
+    def cg(name):
+        return {dict(k)["cgroup"]: val for (n, k), val in v.items() if n == f"ktop_cgroup_{name}_total"}
+
+    # CPU % x interval / 100 per tick, summed over the processes: 50 % of 2 s = 1 s a tick; the process in
+    # a cgroup the tick does not name (99): ?; a process with no CPU takes no place
+    assert cg("cpu_seconds") == pytest.approx({"web.service": 2.0, "docker:0123456789ab": 1.0, "/": 0.4, "?": 0.2})
+    assert cg("execs") == {"web.service": 2, "docker:0123456789ab": 4, "?": 2, OTHER: 2}  # lost: other
+    assert cg("syscalls") == {"web.service": 84, "docker:0123456789ab": 10, "?": 2}
+    assert cg("net_tx_bytes") == {"web.service": 200, "/": 14, "docker:0123456789ab": 6}
+    assert cg("net_rx_bytes") == {"web.service": 100, "docker:0123456789ab": 60, "?": 18}
+    assert cg("bio_bytes") == {"web.service": 2 * 12288, "?": 2 * 512}  # PID 0 (not attributed): ?
+
+
+def test_cgroup_series_are_bounded_top_n_then_other():
+    from factories import cgroup
+
+    from ktop.metrics import CGROUP_TOP
+    from ktop.snapshot import NetProc, NetSample
+
+    n = CGROUP_TOP + 5
+    cgroups = [cgroup(100 + i, f"/system.slice/s{i:02}.service") for i in range(n)]
+    # within a tick the busiest come first: s24 has the most CPU, s00 the least
+    procs = [proc(1000 + i, comm="worker", cgroup_id=100 + i, cpu=float(i + 1)) for i in range(n)]
+    execs = [replace(exec_ev(2000 + i, cgroup_id=100 + i), parent_comm="sh") for i in range(n)]
+    net = NetSample(1.0, procs=tuple(NetProc(1000 + i, "worker", "tcp", tx_bytes=10) for i in range(n)))
+    snap = replace(snapshot(processes=procs, cgroups=cgroups, spawns=spawn_sample(execs, exec_count=n)), net=net)
+    m = KtopMetrics(top={"net": 3, "spawn": 4})
+    m.observe(snap)
+    later = cgroup(999, "/system.slice/late.service")
+    m.observe(replace(snap, processes=(proc(3000, cgroup_id=999, cpu=100.0),), cgroups=(later,), spawns=None,
+                      net=None))
+    v = scrape(m)
+    cpu = {dict(k)["cgroup"]: val for (name, k), val in v.items() if name == "ktop_cgroup_cpu_seconds_total"}
+    assert len(cpu) == CGROUP_TOP + 1
+    kept = {f"s{i:02}.service" for i in range(5, n)}  # the 20 busiest
+    assert set(cpu) == kept | {OTHER}
+    assert cpu[OTHER] == pytest.approx(sum(range(1, 6)) / 100 + 1.0)  # s00..s04, then late.service
+    execs_by = {dict(k)["cgroup"]: val for (name, k), val in v.items() if name == "ktop_cgroup_execs_total"}
+    assert len(execs_by) == CGROUP_TOP + 1 and execs_by[OTHER] == 5
+    # the per-process series: K (command, cgroup) pairs, then other in every position
+    tx = {k: val for (name, k), val in v.items() if name == "ktop_net_tx_bytes_total"}
+    assert len(tx) == 3 + 1 and tx[(("cgroup", OTHER), ("comm", OTHER))] == 10 * (n - 3)
+    assert all(dict(k)["comm"] == "worker" for k in tx if dict(k)["cgroup"] != OTHER)
+    parents = {k: val for (name, k), val in v.items() if name == "ktop_spawn_execs_total"}
+    assert len(parents) == 4 + 1 and parents[(("cgroup", OTHER), ("parent_comm", OTHER))] == n - 4
+
+
+def test_cgroup_labels_are_built_once_per_snapshot_and_only_when_needed():
+    from factories import cgroup
+
+    from ktop.metrics import ROOT_CGROUP, cgroup_labels, cgroup_text
+    from ktop.snapshot import CgroupInfo
+
+    snap = cgroup_tick()
+    labels = cgroup_labels(snap)
+    assert cgroup_labels(snap) is labels and cgroup_labels(cgroup_tick()) is not labels
+    assert labels._pids is None and labels._names is None  # nothing built before a lookup
+    assert labels.of_id(2) == "web.service" and labels._pids is None
+    assert labels.of_pid(10) == "web.service" and labels.of_pid(12) == "?" and labels.of_pid(0) == "?"
+    # a spawn-only tick whose events name their cgroups looks them up by id: the PID map is never built
+    m = KtopMetrics()
+    tick = cgroup_tick()
+    execs = tuple(e for e in tick.spawns.execs if e.cgroup_id)
+    only_spawn = replace(tick, net=None, syscalls=None, bio=None, spawns=replace(tick.spawns, execs=execs))
+    m.observe(only_spawn)
+    assert cgroup_labels(only_spawn)._pids is None
+    assert cgroup_text(cgroup(1, "/")) == ROOT_CGROUP == cgroup_text(CgroupInfo(1, "/", "", "root"))
+    assert cgroup_text(CgroupInfo(5, "/x", "a\x1b" + "b" * 100, "cgroup")) == "a?" + "b" * 62

@@ -70,7 +70,7 @@ def test_metrics_families():
     fams = {f.name: f for f in met.families(core)}
     assert set(fams) == {"ktop_sched_runqueue_latency_seconds", "ktop_sched_off_cpu_seconds"}
     off = {tuple(s.labels.values()): s.value for s in fams["ktop_sched_off_cpu_seconds"].samples}
-    assert off[("sleeper", "S")] == 1.0
+    assert off[("sleeper", "?", "S")] == 1.0  # (comm, cgroup, state): the fake PID is in no process table
 
 
 def test_an_old_recording_without_the_section_reads():

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from ktop.metrics import OTHER, Bounded, Log2Hist, label
+from ktop.metrics import OTHER, Bounded, Log2Hist, PerCgroup, cgroup_labels, label
 from ktop.model import hist
 from ktop.model.common import HISTORY, push
 from ktop.model.section import Fold
@@ -364,7 +364,8 @@ def summary_lines(section: dict, top: int = 10) -> list[str]:
 
 
 class Metrics:
-    """``ktop_bio_*``: a latency histogram, ops, bytes and errors per (disk, op), the first K pairs kept."""
+    """``ktop_bio_*``: a latency histogram, ops, bytes and errors per (disk, op), the first K pairs kept;
+    ``ktop_cgroup_bio_bytes`` per cgroup of the submitting process (the first 20, then other)."""
 
     def __init__(self, top: int = 64):
         self.top = top
@@ -372,6 +373,7 @@ class Metrics:
         self.ops = Bounded(top, (OTHER, OTHER))
         self.bytes = Bounded(top, (OTHER, OTHER))
         self.errors = Bounded(top, (OTHER, OTHER))
+        self.cgroups = PerCgroup()
 
     def observe(self, s: BioSample, snap: Snapshot) -> None:
         for d in s.disks:
@@ -382,6 +384,13 @@ class Metrics:
             self.ops.add(key, d.count)
             self.bytes.add(key, d.bytes)
             self.errors.add(key, d.errors)
+        if s.procs:
+            cgroups = cgroup_labels(snap)
+            by_cgroup: dict[str, int] = {}
+            for p in s.procs:
+                cg = cgroups.of_pid(p.pid)  # PID 0 (not attributed): ?
+                by_cgroup[cg] = by_cgroup.get(cg, 0) + p.read_bytes + p.write_bytes
+            self.cgroups.add_tick(by_cgroup)
 
     def families(self, fam) -> list:
         labels = ["device", "operation"]  # node_exporter's and ebpf_exporter's names
@@ -394,7 +403,10 @@ class Metrics:
                 self.ops.family(counter("ktop_bio_ops", "completed block I/O requests", labels=labels)),
                 self.bytes.family(counter("ktop_bio_bytes", "bytes of completed block I/O requests", labels=labels)),
                 self.errors.family(counter("ktop_bio_errors", "block I/O requests completed with an error",
-                                           labels=labels))]
+                                           labels=labels)),
+                self.cgroups.family(counter("ktop_cgroup_bio_bytes", "bytes of completed block I/O requests, by "
+                                            "the submitting process's cgroup (top 20, then other)",
+                                            labels=["cgroup"]))]
 
 
 def table(doc: dict) -> list[dict]:

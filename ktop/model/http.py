@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ktop.metrics import OTHER, Bounded, Log2Hist, label
+from ktop.metrics import OTHER, Bounded, Log2Hist, cgroup_labels, label
 from ktop.model import hist
 from ktop.model.common import push
 from ktop.model.section import Fold
@@ -324,34 +324,39 @@ def table(doc: dict) -> list[dict]:
 
 
 class Metrics:
-    """``ktop_http_*``: requests by command name (top 50, then other), side, method and status class; the
-    latency histogram by command name, side and status class (its first 20 such keys, then other)."""
+    """``ktop_http_*``: requests by command name and cgroup (top 50, then other), side, method and status
+    class; the latency histogram by command name, cgroup, side and status class (its first 20 such keys,
+    then other)."""
 
     def __init__(self, top: int = 50, hist_top: int = 20):
-        self.requests = Bounded(top, (OTHER, OTHER, OTHER, OTHER))
+        self.requests = Bounded(top, (OTHER, OTHER, OTHER, OTHER, OTHER))
         self.hist_top = hist_top
         self.hist: dict[tuple, Log2Hist] = {}
 
     def observe(self, s: HttpSample, snap: Snapshot) -> None:
+        if not s.groups:
+            return
+        cgroups = cgroup_labels(snap)
         for g in s.groups:
             method = g.method if g.method in _METHODS else OTHER
             sc = status_class(g.status)
-            self.requests.add((label(g.comm), g.side, method, sc), g.count)
-            key = (label(g.comm), g.side, sc)
+            comm, cg = label(g.comm), cgroups.of_pid(g.pid)
+            self.requests.add((comm, cg, g.side, method, sc), g.count)
+            key = (comm, cg, g.side, sc)
             if key not in self.hist and len(self.hist) >= self.hist_top:
-                key = (OTHER, OTHER, OTHER)
+                key = (OTHER, OTHER, OTHER, OTHER)
             self.hist.setdefault(key, Log2Hist()).add(g.lat_buckets, g.lat_sum_ns / 1e9, g.count)
 
     def families(self, fam) -> list:
         lat = fam.HistogramMetricFamily(
             "ktop_http_request_duration_seconds", "HTTP/1.x request latency, request to response as this side "
-            "saw it, by command name, side and status class (bounded, then other)",
-            labels=["comm", "side", "status_class"])
+            "saw it, by command name, cgroup, side and status class (bounded, then other)",
+            labels=["comm", "cgroup", "side", "status_class"])
         for key, h in sorted(self.hist.items()):
             lat.add_metric(list(key), h.cumulative(1e-6), h.sum_s)
         return [self.requests.family(fam.CounterMetricFamily(
-            "ktop_http_requests", "HTTP/1.x requests answered, by command name, side, method and status class "
-            "(bounded, then other)", labels=["comm", "side", "method", "status_class"])), lat]
+            "ktop_http_requests", "HTTP/1.x requests answered, by command name, cgroup, side, method and status "
+            "class (bounded, then other)", labels=["comm", "cgroup", "side", "method", "status_class"])), lat]
 
 
 _METHODS = frozenset(("GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"))

@@ -235,23 +235,40 @@ def table(doc: dict) -> list[dict]:
 
 
 class Metrics:
-    """``ktop_net_*``: bytes by command name (top K, then other) and direction, TCP retransmits by command
-    name (the same bound), connections, retransmits, resets."""
+    """``ktop_net_*``: bytes by command name and cgroup (top K pairs, then other) and direction, TCP
+    retransmits by command name and cgroup (the same bound), connections, retransmits, resets;
+    ``ktop_cgroup_net_*_bytes`` by cgroup (the first 20, then other): the cgroup the kernel recorded with a
+    process's traffic, else its PID's."""
 
     def __init__(self, top: int = 20):
-        self.tx = Bounded(top, (OTHER,))
-        self.rx = Bounded(top, (OTHER,))
-        self.retrans = Bounded(top, (OTHER,))
+        from ktop.metrics import PerCgroup
+
+        self.tx = Bounded(top, (OTHER, OTHER))
+        self.rx = Bounded(top, (OTHER, OTHER))
+        self.retrans = Bounded(top, (OTHER, OTHER))
+        self.cgroup_tx = PerCgroup()
+        self.cgroup_rx = PerCgroup()
         self.totals = NetTotals()
 
     def observe(self, s: NetSample, snap: Snapshot) -> None:
-        for p in s.procs:
-            if p.tx_bytes:
-                self.tx.add((label(p.comm),), p.tx_bytes)
-            if p.rx_bytes:
-                self.rx.add((label(p.comm),), p.rx_bytes)
-            if p.retransmits:
-                self.retrans.add((label(p.comm),), p.retransmits)
+        from ktop.metrics import cgroup_labels
+
+        if s.procs:
+            cgroups = cgroup_labels(snap)
+            tx: dict[str, int] = {}
+            rx: dict[str, int] = {}
+            for p in s.procs:
+                key = (label(p.comm), cgroups.of(p.pid, p.cgroup_id))  # the kernel's, else the PID's
+                if p.tx_bytes:
+                    self.tx.add(key, p.tx_bytes)
+                    tx[key[1]] = tx.get(key[1], 0) + p.tx_bytes
+                if p.rx_bytes:
+                    self.rx.add(key, p.rx_bytes)
+                    rx[key[1]] = rx.get(key[1], 0) + p.rx_bytes
+                if p.retransmits:
+                    self.retrans.add(key, p.retransmits)
+            self.cgroup_tx.add_tick(tx)
+            self.cgroup_rx.add_tick(rx)
         t = self.totals
         self.totals = NetTotals(closed=t.closed + len(s.conns), connects=t.connects + s.connects,
                                 accepts=t.accepts + s.accepts, connect_failed=t.connect_failed + s.connect_failed,
@@ -262,20 +279,24 @@ class Metrics:
         counter = fam.CounterMetricFamily
         t = self.totals
         return [
-            self.tx.family(counter("ktop_net_tx_bytes", "socket bytes sent, by command name (top 20, then other) "
-                                   "", labels=["comm"])),
-            self.rx.family(counter("ktop_net_rx_bytes", "socket bytes received, by command name (top 20, then "
-                                   "other)", labels=["comm"])),
+            self.tx.family(counter("ktop_net_tx_bytes", "socket bytes sent, by command name and cgroup (top 20, "
+                                   "then other)", labels=["comm", "cgroup"])),
+            self.rx.family(counter("ktop_net_rx_bytes", "socket bytes received, by command name and cgroup (top "
+                                   "20, then other)", labels=["comm", "cgroup"])),
             counter("ktop_net_tcp_connects", "TCP active opens", value=t.connects),
             counter("ktop_net_tcp_accepts", "TCP passive opens", value=t.accepts),
             counter("ktop_net_tcp_connect_failures", "TCP active opens closed before established",
                     value=t.connect_failed),
             counter("ktop_net_tcp_retransmits", "TCP segments retransmitted", value=t.retransmits),
             self.retrans.family(counter("ktop_net_process_tcp_retransmits", "TCP segments retransmitted on the "
-                                        "connections ktop followed from their open, by the command name of their "
-                                        "process (top 20, then other)", labels=["comm"])),
+                                        "connections ktop followed from their open, by the command name and cgroup "
+                                        "of their process (top 20, then other)", labels=["comm", "cgroup"])),
             counter("ktop_net_tcp_resets_sent", "TCP resets sent", value=t.resets_sent),
             counter("ktop_net_tcp_resets_received", "TCP resets received", value=t.resets_received),
+            self.cgroup_tx.family(counter("ktop_cgroup_net_tx_bytes", "socket bytes sent, by cgroup (top 20, then "
+                                          "other)", labels=["cgroup"])),
+            self.cgroup_rx.family(counter("ktop_cgroup_net_rx_bytes", "socket bytes received, by cgroup (top 20, "
+                                          "then other)", labels=["cgroup"])),
         ]
 
 

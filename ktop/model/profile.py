@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ktop.metrics import OTHER, Bounded, label
+from ktop.metrics import OTHER, Bounded, cgroup_labels, label
 from ktop.model.section import Fold
 from ktop.snapshot import ProbeStatus, ProfileSample, ProfileStack, Snapshot
 
@@ -261,22 +261,24 @@ def table(doc: dict) -> list[dict]:
 
 
 class Metrics:
-    """``ktop_profile_samples``: on-CPU samples by command name (top K, then other)."""
+    """``ktop_profile_samples``: on-CPU samples by command name and cgroup (top K pairs, then other)."""
 
     def __init__(self, top: int = 20):
-        self.samples = Bounded(top, (OTHER,))
+        self.samples = Bounded(top, (OTHER, OTHER))
         self.idle = 0
 
     def observe(self, s: ProfileSample, snap: Snapshot) -> None:
-        for st in s.stacks:
-            self.samples.add((label(st.comm),), st.count)
+        if s.stacks:
+            cgroups = cgroup_labels(snap)
+            for st in s.stacks:
+                self.samples.add((label(st.comm), cgroups.of_pid(st.pid)), st.count)
         self.idle += s.idle_samples
 
     def families(self, fam) -> list:
         counter = fam.CounterMetricFamily
         return [
-            self.samples.family(counter("ktop_profile_samples", "on-CPU stack samples, by command name (top 20, "
-                                        "then other)", labels=["comm"])),
+            self.samples.family(counter("ktop_profile_samples", "on-CPU stack samples, by command name and "
+                                        "cgroup (top 20, then other)", labels=["comm", "cgroup"])),
             counter("ktop_profile_idle_samples", "samples of the idle task", value=self.idle),
         ]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ktop.metrics import OTHER, Bounded, Log2Hist, label
+from ktop.metrics import OTHER, Bounded, Log2Hist, cgroup_labels, label
 from ktop.model import hist
 from ktop.model.common import push
 from ktop.model.section import Fold
@@ -393,11 +393,11 @@ def table(doc: dict) -> list[dict]:
 
 class Metrics:
     """``ktop_sched_*``: the run-queue latency histogram per CPU, and off-CPU seconds by state
-    for the first K processes by command name (then other)."""
+    for the first K (command name, cgroup) pairs (then other)."""
 
     def __init__(self, top: int = 20):
         self.hist: dict[str, Log2Hist] = {}
-        self.off = Bounded(top, (OTHER, OTHER))
+        self.off = Bounded(top, (OTHER, OTHER, OTHER))
 
     def observe(self, s: SchedSample, snap: Snapshot) -> None:
         for c in s.cpus:
@@ -405,10 +405,14 @@ class Metrics:
             if key not in self.hist and len(self.hist) >= MAX_CPUS:
                 continue
             self.hist.setdefault(key, Log2Hist()).add(c.runq_buckets, c.runq_sum_ns / 1e9, hist.total(c.runq_buckets))
+        cgroups = cgroup_labels(snap) if s.procs else None
         for p in s.procs:
+            if not (p.off_r_ns or p.off_s_ns or p.off_d_ns):
+                continue
+            comm, cg = label(p.comm), cgroups.of_pid(p.pid)
             for state, ns in zip(STATES, (p.off_r_ns, p.off_s_ns, p.off_d_ns)):
                 if ns:
-                    self.off.add((label(p.comm), state.upper()), ns / 1e9)
+                    self.off.add((comm, cg, state.upper()), ns / 1e9)
 
     def families(self, fam) -> list:
         lat = fam.HistogramMetricFamily("ktop_sched_runqueue_latency_seconds",
@@ -418,6 +422,6 @@ class Metrics:
             lat.add_metric([key], h.cumulative(1e-6), h.sum_s)
         counter = fam.CounterMetricFamily
         return [lat, self.off.family(counter("ktop_sched_off_cpu_seconds",
-                                             "off-CPU time by command name (top 20, then other) and state: "
-                                             "R preempted, S asleep, D uninterruptible",
-                                             labels=["comm", "state"]))]
+                                             "off-CPU time by command name and cgroup (top 20, then other) "
+                                             "and state: R preempted, S asleep, D uninterruptible",
+                                             labels=["comm", "cgroup", "state"]))]

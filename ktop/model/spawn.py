@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from ktop.metrics import OTHER, Bounded, label
+from ktop.metrics import OTHER, Bounded, PerCgroup, cgroup_labels, label
 from ktop.model.common import push, user_name
 from ktop.model.section import SPAWN_ROWS, Fold
 from ktop.snapshot import ExecEvent, ExitEvent, ProbeStatus, Snapshot, SpawnSample, to_jsonable
@@ -184,10 +184,12 @@ def summary_lines(doc: dict, limit: int = 20) -> list[str]:
 
 
 class Metrics:
-    """``ktop_spawn_*``: execs by the parent's command name (top K, then other), forks, exits, failures."""
+    """``ktop_spawn_*``: execs by the parent's command name and cgroup (top K pairs, then other), forks,
+    exits, failures; ``ktop_cgroup_execs`` by cgroup (the first 20, then other)."""
 
     def __init__(self, top: int = 20):
-        self.parents = Bounded(top, (OTHER,))
+        self.parents = Bounded(top, (OTHER, OTHER))
+        self.cgroups = PerCgroup()
         self.forks = self.exits = self.exec_failures = 0
         self.failures_seen = True
 
@@ -198,6 +200,8 @@ class Metrics:
         self.failures_seen = s.failures_seen
         names = None
         seen = 0
+        cgroups = cgroup_labels(snap)
+        by_cgroup: dict[str, int] = {}
         for ev in s.execs:
             if ev.retval != 0:
                 continue
@@ -207,17 +211,25 @@ class Metrics:
                 if names is None:
                     names = {p.pid: p.comm for p in snap.processes}
                 name = names.get(ev.ppid, "?")
-            self.parents.add((label(name),), 1)
+            cg = cgroups.of(ev.pid, ev.cgroup_id)  # the cgroup it exec'd in (the parent's, unless moved)
+            self.parents.add((label(name), cg), 1)
+            by_cgroup[cg] = by_cgroup.get(cg, 0) + 1
         # execs the kernel counted but whose event was lost: counted, under "other"
-        self.parents.add((OTHER,), max(0, s.exec_count - seen))
+        lost = max(0, s.exec_count - seen)
+        self.parents.add((OTHER, OTHER), lost)
+        self.cgroups.add_tick(by_cgroup)
+        if lost:
+            self.cgroups.add((OTHER,), lost)
 
     def families(self, fam) -> list:
         counter = fam.CounterMetricFamily
         out = [
             self.parents.family(counter("ktop_spawn_execs", "successful execs, by the parent's command name "
-                                        "(top 20, then other)", labels=["parent_comm"])),
+                                        "and cgroup (top 20, then other)", labels=["parent_comm", "cgroup"])),
             counter("ktop_spawn_forks", "new tasks (sched_process_fork)", value=self.forks),
             counter("ktop_spawn_exits", "process exits", value=self.exits),
+            self.cgroups.family(counter("ktop_cgroup_execs", "successful execs, by the cgroup they ran in "
+                                        "(top 20, then other)", labels=["cgroup"])),
         ]
         if self.failures_seen:  # not traced without --exec-failures: absent, not 0
             out.insert(1, counter("ktop_spawn_exec_failures", "failed execve/execveat calls (--exec-failures)",

@@ -14,7 +14,7 @@ import errno as _errno
 from dataclasses import dataclass, replace
 from typing import Mapping, Optional, Sequence
 
-from ktop.metrics import OTHER, Bounded, Log2Hist, label
+from ktop.metrics import OTHER, Bounded, Log2Hist, PerCgroup, cgroup_labels, label
 from ktop.model import hist as h
 from ktop.model.common import HISTORY, push
 from ktop.model.section import Fold
@@ -357,7 +357,8 @@ def summary_lines(section: dict, top: int = 15) -> list[str]:
 
 class Metrics:
     """``ktop_syscalls`` and ``ktop_syscall_errors`` per syscall (the first 50), ``ktop_syscall_errnos``
-    per (syscall, errno) (the first 100), the latency histogram per syscall (the first 20 timed)."""
+    per (syscall, errno) (the first 100), the latency histogram per syscall (the first 20 timed);
+    ``ktop_cgroup_syscalls`` per cgroup (the first 20, then other) from the per-process counts."""
 
     def __init__(self, top: int = 50, top_errnos: int = 100, top_latency: int = 20):
         self.top_latency = top_latency
@@ -365,6 +366,7 @@ class Metrics:
         self.errors = Bounded(top, (OTHER,))
         self.errnos = Bounded(top_errnos, (OTHER, OTHER))
         self.latency: dict[tuple, Log2Hist] = {}
+        self.cgroups = PerCgroup()
 
     def observe(self, s: SyscallsSample, snap: Snapshot) -> None:
         for r in s.syscalls:
@@ -377,6 +379,16 @@ class Metrics:
                 if key not in self.latency and len(self.latency) >= self.top_latency:
                     key = (OTHER,)
                 self.latency.setdefault(key, Log2Hist()).add(r.hist, r.lat_ns / 1e9, sum(r.hist))
+        if s.counts:
+            by_pid: dict[int, int] = {}
+            for c in s.counts:
+                by_pid[c.pid] = by_pid.get(c.pid, 0) + c.count
+            cgroups = cgroup_labels(snap)
+            by_cgroup: dict[str, int] = {}
+            for pid, n in by_pid.items():
+                cg = cgroups.of_pid(pid)
+                by_cgroup[cg] = by_cgroup.get(cg, 0) + n
+            self.cgroups.add_tick(by_cgroup)
 
     def families(self, fam) -> list:
         counter = fam.CounterMetricFamily
@@ -390,7 +402,9 @@ class Metrics:
                                            labels=["syscall"])),
                 self.errnos.family(counter("ktop_syscall_errnos", "system calls that returned an error, by errno",
                                            labels=["syscall", "errno"])),
-                lat]
+                lat,
+                self.cgroups.family(counter("ktop_cgroup_syscalls", "system calls counted per process, by the "
+                                            "process's cgroup (top 20, then other)", labels=["cgroup"]))]
 
 
 def table(doc: dict) -> list[dict]:

@@ -5,6 +5,8 @@ scrapes `ktop export` every second; then its HTTP API must say:
 
 - ``ktop_spawn_execs_total{parent_comm=NAME}`` equals the number of execs
   exactly, and ``rate()`` over the steady part equals the pace within 10 %;
+  its ``cgroup`` label names the spawner's cgroup as ktop's tables do, and
+  ``ktop_cgroup_execs_total`` of that cgroup counts them all;
 - with the bio probe: ``histogram_quantile(0.99, ...)`` of the block I/O
   histogram over a run of O_DIRECT reads agrees with the p99 that ktop's bio
   model reports for the same reads (``ktop snapshot --json``) within a
@@ -29,6 +31,9 @@ from pathlib import Path
 
 import pytest
 from realutil import KTOP, Snap, require_spawn, unique_name, wait_until
+
+from ktop.metrics import label
+from ktop.system.cgroups import describe, pid_cgroup_path
 
 pytestmark = pytest.mark.real
 
@@ -164,6 +169,7 @@ def test_spawn_rate_agrees(stack, tmp_path):
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert sp.stdout.readline().strip() == "ready"
+        cg_path = pid_cgroup_path(sp.pid)  # the cgroup its execs run in (None: no v2 hierarchy)
         sp.stdin.write("go\n")
         sp.stdin.flush()
         n, t0, t1 = sp.stdout.readline().split()
@@ -174,15 +180,22 @@ def test_spawn_rate_agrees(stack, tmp_path):
     pace = n / (t1 - t0)
     assert abs(pace - PACE) / PACE < 0.05, f"the workload itself missed its pace: {pace:.1f}/s"
     sel = f'ktop_spawn_execs_total{{job="ktop",parent_comm="{name}"}}'
+    total = f"sum({sel})"  # over its cgroup label (one value: every exec ran in the spawner's cgroup)
     # the total after the run: exact, once two more scrapes have landed
-    assert wait_until(lambda: prom.value(sel) == n, 15, 0.25), f"{prom.value(sel)} != {n}"
+    assert wait_until(lambda: prom.value(total) == n, 15, 0.25), f"{prom.value(total)} != {n}"
     window = int(SECONDS - 3)
     at = t1 - 1.0
-    rate = prom.value(f"rate({sel}[{window}s])", at=at)
+    rate = prom.value(f"sum(rate({sel}[{window}s]))", at=at)
     assert rate is not None
     print(f"\nworkload {n} execs in {t1 - t0:.2f} s = {pace:.2f}/s; Prometheus rate()[{window}s] = {rate:.2f}/s; "
-          f"total {prom.value(sel)}")
+          f"total {prom.value(total)}")
     assert abs(rate - pace) / pace <= RATE_TOLERANCE, (rate, pace)
+    if cg_path is not None:
+        # the cgroup label: the spawner's cgroup, named as ktop's tables name it
+        want = label(describe(cg_path).label)
+        assert {s["metric"].get("cgroup") for s in prom.query(sel)} == {want}
+        in_cgroup = prom.value(f'ktop_cgroup_execs_total{{job="ktop",cgroup={json.dumps(want)}}}')
+        assert in_cgroup is not None and in_cgroup >= n, (want, in_cgroup, n)  # its execs, and any others there
     # the probe is live, and nothing was lost
     assert prom.value('ktop_probe_status{job="ktop",probe="spawn",status="live"}') == 1
     assert prom.value('ktop_probe_lost_events_total{job="ktop",probe="spawn"}') == 0
