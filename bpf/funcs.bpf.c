@@ -18,6 +18,8 @@
  *                (per-function totals stay exact).
  *   FILTER_TGID  count only these processes and, with TASK_OFF_TGID from
  *                BTF, their descendants (-p: ktop.h).
+ *   FILTER_CGROUP_ID, FILTER_CGROUP_LEVEL  count only callers in that cgroup
+ *                and below (--cgroup: ktop_in_cgroup, ktop.h).
  */
 #include <uapi/linux/ptrace.h>
 #include "ktop.h"
@@ -73,6 +75,8 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 
 static __always_inline int wanted(u32 tgid)
 {
+    if (!ktop_in_cgroup()) /* --cgroup: the current task's (every caller runs in its context) */
+        return 0;
 #if defined(KTOP_FOLLOW)
     return ktop_is_target(tgid) || family.lookup(&tgid);
 #elif defined(FILTER_TGID)

@@ -38,7 +38,8 @@
  *
  * Knobs (-D): WINDOW (bytes scanned, a power of 2), LINE_LEN, NSLOTS (power
  * of 2), MAX_CONNS, MAX_THREADS, RINGBUF_PAGES, OFF_* (BTF), NO_SOCK_CHECK,
- * FILTER_TGID... and TASK_OFF_* (-p, bpf/ktop.h), RB_WAKE_EVERY (ktop.h).
+ * FILTER_TGID... and TASK_OFF_* (-p, bpf/ktop.h), FILTER_CGROUP_* (--cgroup),
+ * RB_WAKE_EVERY (ktop.h).
  */
 #include <uapi/linux/ptrace.h>
 #include "ktop.h"
@@ -177,6 +178,8 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 
 static __always_inline int wanted(u32 tgid)
 {
+    if (!ktop_in_cgroup()) /* --cgroup: the current task's (every caller runs in its context) */
+        return 0;
 #if defined(KTOP_FOLLOW)
     return ktop_is_target(tgid) || family.lookup(&tgid);
 #elif defined(FILTER_TGID)

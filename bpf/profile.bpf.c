@@ -11,7 +11,8 @@
  *
  * Knobs (-D): MAX_STACKS (distinct counted keys), STACK_STORAGE (stack map
  * entries), FILTER_TGID... (-p, bpf/ktop.h), TASK_OFF_* (-p follows
- * descendants).
+ * descendants), FILTER_CGROUP_* (--cgroup: the sampled task's cgroup; idle
+ * samples are nobody's then).
  *
  * User space drains `counts` each tick (lookup-and-delete), reads the stack
  * ids it names from `stack_traces` and deletes them, so neither map grows
@@ -88,6 +89,8 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 
 static __always_inline int wanted(u32 tgid)
 {
+    if (!ktop_in_cgroup()) /* --cgroup: the current task's (every caller runs in its context) */
+        return 0;
 #if defined(KTOP_FOLLOW)
     return ktop_is_target(tgid) || family.lookup(&tgid);
 #elif defined(FILTER_TGID)
@@ -114,7 +117,7 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32, pid = id;
     if (pid == 0) { /* the idle task: CPU time nobody used */
-#ifndef FILTER_TGID
+#if !defined(FILTER_TGID) && !defined(FILTER_CGROUP_ID)
         count(ST_IDLE);
 #endif
         return 0;

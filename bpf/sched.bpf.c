@@ -39,7 +39,8 @@
  * running kernel's BTF), FILTER_TGID (-p: the processes and their
  * descendants, ktop.h; then only their tasks are seen at all, per-CPU
  * histograms included), RUNQ_SLOWER_NS (ns; 0: no slow-wait records),
- * RINGBUF_PAGES (the `slow` ring buffer).
+ * RINGBUF_PAGES (the `slow` ring buffer), FILTER_CGROUP_* (--cgroup: only
+ * tasks of that cgroup, per-CPU histograms included; see woken()).
  *
  * Off-CPU stacks (offcputime), with -DOFFCPU_STACKS only: a sleep (S or D,
  * not a preemption) takes its kernel stack id at switch-out (the raw
@@ -240,8 +241,10 @@ static __always_inline u16 flags_of(u64 task)
     return (rd32(task, TASK_OFF_FLAGS) & K_PF_KTHREAD) ? 0 : M_PROC;
 }
 
-/* sched_wakeup(_new): the task is runnable from now. */
-static __always_inline int woken(u64 task)
+/* sched_wakeup(_new): the task is runnable from now. --cgroup can only test the current task:
+ * a new task (wakeup_new runs in its parent's fork, and it starts in the parent's cgroup) is
+ * followed from its first wakeup, any other from its first switch-out in its own context. */
+static __always_inline int woken(u64 task, int fresh)
 {
     u32 pid = rd32(task, TASK_OFF_PID);
     if (!pid)
@@ -254,6 +257,10 @@ static __always_inline int woken(u64 task)
         count(ST_WAKEUPS);
         return 0;
     }
+#ifdef FILTER_CGROUP_ID
+    if (!fresh || !ktop_in_cgroup())
+        return 0;
+#endif
     u32 tgid = rd32(task, TASK_OFF_TGID);
     if (!wanted(tgid))
         return 0;
@@ -266,12 +273,12 @@ static __always_inline int woken(u64 task)
 
 RAW_TRACEPOINT_PROBE(sched_wakeup)
 {
-    return woken(ctx->args[0]);
+    return woken(ctx->args[0], 0);
 }
 
 RAW_TRACEPOINT_PROBE(sched_wakeup_new)
 {
-    return woken(ctx->args[0]);
+    return woken(ctx->args[0], 1);
 }
 
 static __always_inline void switched_out(void *ctx, u64 prev, int preempt, u64 now)
@@ -280,7 +287,7 @@ static __always_inline void switched_out(void *ctx, u64 prev, int preempt, u64 n
     if (!pid)
         return;
     u32 tgid = rd32(prev, TASK_OFF_TGID);
-    if (!wanted(tgid))
+    if (!ktop_in_cgroup() || !wanted(tgid)) /* prev is the current task here */
         return;
     u16 cls = OFF_R;
     if (!preempt) {

@@ -103,11 +103,12 @@ def test_socket_bytes_add_up_by_the_cgroup_of_each_pid(tmp_path):
     net = NetSample(interval_s=2.0, procs=(NetProc(10, "a", "tcp", tx_bytes=1000, rx_bytes=4000),
                                            NetProc(10, "a", "udp", tx_bytes=1000),
                                            NetProc(12, "c", "tcp", rx_bytes=2000),
-                                           NetProc(99, "gone", "tcp", rx_bytes=9999)))  # no process row: nowhere
+                                           NetProc(99, "gone", "tcp", rx_bytes=9999),  # no row, no record
+                                           NetProc(98, "left", "tcp", rx_bytes=600, cgroup_id=web)))  # gone: its record
     n = build_tree(None, cgstats.CgroupStats(str(root), v1={}).sample(), procs, 1.0, net).by_id()
-    assert (n[web].net_rx_bps, n[web].net_tx_bps) == (2000.0, 1000.0)
-    assert (n[slice_].net_rx_bps, n[slice_].net_tx_bps) == (3000.0, 1000.0)
-    assert n[ids["/"]].net_rx_bps == 3000.0
+    assert (n[web].net_rx_bps, n[web].net_tx_bps) == (2300.0, 1000.0)
+    assert (n[slice_].net_rx_bps, n[slice_].net_tx_bps) == (3300.0, 1000.0)
+    assert n[ids["/"]].net_rx_bps == 3300.0
     assert build_tree(None, cgstats.CgroupStats(str(root), v1={}).sample(), procs, 1.0).by_id()[web].net_rx_bps is None
 
 

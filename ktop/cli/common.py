@@ -95,8 +95,8 @@ def probe_args(p: argparse.ArgumentParser) -> None:
                    help="trace only these processes (up to 8, as htop's -p) and every process they start, however deep")
     p.add_argument("--cgroup", metavar="PATH", default=None,
                    help="trace only the processes in this cgroup v2 and below it (a path in the v2 hierarchy, "
-                        "such as /system.slice/nginx.service, or under its mount point); the spawn, syscalls "
-                        "and bio probes filter in the kernel, the process table by each process's cgroup")
+                        "such as /system.slice/nginx.service, or under its mount point); every probe filters in "
+                        "the kernel, the process table by each process's cgroup")
     p.add_argument("--probes", type=probe_list, metavar="LIST", default=None,
                    help=f"probes to run, comma-separated (default: {','.join(registry.default_names())}; "
                         f"known: {','.join(registry.PROBES)}; 'none': the process table only)")

@@ -68,7 +68,8 @@ def _up(parent_of: dict, cg: Optional[int]):
 def build_tree(prev: Optional[CgroupTree], stats: tuple[CgroupStat, ...], processes: tuple[ProcessInfo, ...],
                now: float, net: Optional[NetSample] = None) -> CgroupTree:
     """The tree of ``stats`` (parents before children, as the walk gives them); ``net``: the net
-    probe's sample of the tick, its bytes summed by the cgroup of each PID."""
+    probe's sample of the tick, its bytes summed by the cgroup the kernel recorded with each row
+    (else its PID's: a process gone since is still counted)."""
     id_of = {s.path: s.id for s in stats}
     parent_of = {s.id: id_of.get(_parent_path(s.path)) for s in stats}  # type: ignore[arg-type]
     cpu: dict[int, float] = {}
@@ -83,7 +84,7 @@ def build_tree(prev: Optional[CgroupTree], stats: tuple[CgroupStat, ...], proces
         dt = net.interval_s if net.interval_s > 0 else 1.0
         cg_of = {p.pid: p.cgroup_id for p in processes}
         for n in net.procs:
-            for cg in _up(parent_of, cg_of.get(n.pid)):
+            for cg in _up(parent_of, n.cgroup_id or cg_of.get(n.pid)):  # the kernel's record first
                 rx[cg] = rx.get(cg, 0.0) + n.rx_bytes / dt
                 tx[cg] = tx.get(cg, 0.0) + n.tx_bytes / dt
     old = prev.by_id() if prev is not None else {}

@@ -207,6 +207,7 @@ SYSCALLS = ("read", "write", "recvfrom", "sendto", "readv", "writev", "recvmsg",
 class HttpProbe(ProbeWorker):
     name = NAME
     title = "HTTP"
+    cgroup_filter = True  # --cgroup: ktop_in_cgroup() in its program
     tracepoints = tuple(f"syscalls:sys_{d}_{s}" for s in SYSCALLS for d in ("enter", "exit")) + \
         ("syscalls:sys_enter_close",)
     needs_ringbuf = True

@@ -118,6 +118,7 @@ def helper_build(req: dict):
 class ProfileProbe(ProbeWorker):
     name = NAME
     title = "Profile"
+    cgroup_filter = True  # --cgroup: ktop_in_cgroup() in its program
 
     @classmethod
     def add_arguments(cls, group) -> None:

@@ -244,6 +244,7 @@ def build_sample(interval_s: float, procs: Iterable[SchedProc], cpus: Iterable[S
 class SchedProbe(ProbeWorker):
     name = NAME
     title = "Scheduler"
+    cgroup_filter = True  # --cgroup: ktop_in_cgroup() in its program
     tracepoints = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_process_exec")
     needs_ringbuf = True
 

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from realutil import Snap, probe_unavailable_reason, unique_copy, unique_name, wait_until
+from realutil import TIME_SCALE, Snap, probe_unavailable_reason, unique_copy, unique_name, wait_until
 
 from ktop.system.cgroups import CgroupNames
 
@@ -425,3 +425,50 @@ def test_cgroup_option_scopes_the_net_probe_in_the_kernel(groups, net_work, tmp_
     assert {c["pid"] for c in net["connections"]} == {pid, peer}, net["connections"]
     assert all(c["cgroup_id"] == ids["pod"] for c in net["connections"])
     assert net["totals"]["connects"] == 1 and net["totals"]["accepts"] == 1, net["totals"]
+
+
+@pytest.mark.vm
+def test_cgroup_option_scopes_sched_and_profile_in_the_kernel(groups, tmp_path):
+    """--cgroup /kubepods.slice with the sched and profile probes: a CPU hog and a sleep loop in the
+    pod's container are seen (run-queue waits, off-CPU time, samples), the same pair in a unit's
+    cgroup not at all, and no idle samples are counted (idle time is nobody's)."""
+    from ktop.probes.profile import ProfileProbe
+    from ktop.probes.sched import SchedProbe
+
+    for cls in (SchedProbe, ProfileProbe):
+        reason = probe_unavailable_reason(cls)
+        if reason:
+            pytest.skip(reason)
+    lay = layouts(secrets.token_hex(3))
+    cgs = {k: groups.make(lay[k]) for k in ("unit", "pod")}
+    names, procs = {}, []
+    with Snap("--probes", "sched,profile", "--cgroup", "/kubepods.slice", duration=8.0) as snap:
+        snap.wait_collecting(60)
+        for k, cg in cgs.items():
+            hog, loop, nap = (unique_copy("sh", tmp_path, p) for p in ("kh", "kl", "kp"))
+            names[k] = {hog.name, loop.name, nap.name}
+            procs.append(in_cgroup(cg, str(hog), "-c", "while :; do :; done"))
+            procs.append(in_cgroup(cg, str(loop), "-c", f'while :; do "{nap}" -c "sleep 0.01"; done'))
+        time.sleep(4 * TIME_SCALE)
+        for p in procs:
+            p.kill()
+            p.wait()
+        assert snap.proc.poll() is None, "ktop stopped before the workloads finished: raise the duration"
+        rc, doc = snap.finish(timeout=60)
+    assert rc == 0, snap.stderr
+    assert {doc["probes"][p]["status"] for p in ("sched", "profile")} == {"live"}, doc["probes"]
+    pod_pids = {p.pid for p in procs[2:]}
+    sched = {r["comm"]: r for r in doc["sched"]["by_process"]}
+    assert set(sched) <= names["pod"] | {"sleep"}, sorted(sched)  # nothing outside the subtree
+    assert not set(sched) & names["unit"]
+    hog = next(r for r in doc["sched"]["by_process"] if r["pid"] == procs[2].pid)
+    assert hog["count"] > 0 or hog["off_cpu_r_s"] > 0, hog
+    loop = next(r for r in doc["sched"]["by_process"] if r["pid"] == procs[3].pid)
+    assert loop["off_cpu_s_s"] > 0, loop  # it waits for each of its children
+    prof = doc["profile"]
+    sampled = {r["pid"]: r["samples"] for r in prof["processes"]}
+    assert sampled.get(procs[2].pid, 0) >= 49 * 2, sampled  # about 4 s of one CPU at 49 Hz
+    assert procs[0].pid not in sampled and procs[1].pid not in sampled
+    assert {r["comm"] for r in prof["processes"]} <= names["pod"] | {"sleep"}, prof["processes"]
+    assert prof["idle_samples"] == 0
+    assert pod_pids & set(sampled)

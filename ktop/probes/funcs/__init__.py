@@ -168,6 +168,7 @@ class FuncsProbe(ProbeWorker):
 
     name = NAME
     title = "Functions"
+    cgroup_filter = True  # --cgroup: ktop_in_cgroup() in its program
     tracepoints = ()
 
     def __init__(self, options: ProbeOptions | None = None, on_status=None):
