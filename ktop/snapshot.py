@@ -91,6 +91,9 @@ class CgroupInfo:
     container: str = ""  # a container's short id (12 hex)
     runtime: str = ""  # docker, podman, containerd, crio, cri
     pod: str = ""  # a Kubernetes pod's uid
+    name: str = ""  # a container's name, where its runtime's state on this machine says
+    image: str = ""  # a container's image, likewise
+    pod_name: str = ""  # "namespace/name" of the pod (of a container in one), likewise
 
 
 @dataclass(frozen=True, slots=True)

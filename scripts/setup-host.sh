@@ -16,11 +16,12 @@ arch=$(dpkg --print-architecture)
 # What ktop needs to run: BCC (its Python module and library) and a venv. `setup-host.sh test`
 # adds what the tests and `make bench` use: the peers they compare with (bpfcc-tools, bpftrace,
 # htop, btop), the workloads' tools (gcc, fio, nftables for the net probe's lossy link), tmux for
-# the terminal tests, rsvg for screenshots, zsh and fish for the completion tests, bpftool, and
-# Prometheus (its server binary and promtool; the service is not left enabled).
+# the terminal tests, rsvg for screenshots, zsh and fish for the completion tests, bpftool,
+# Prometheus (its server binary and promtool; the service is not left enabled), and Podman with runc
+# for the real-container test (runc: crun refuses a hybrid cgroup hierarchy such as this host's).
 # EXTRA_PKGS adds more.
 run_pkgs=(python3-bpfcc libbpfcc python3-venv make)
-test_pkgs=(bpfcc-tools bpftool bpftrace tmux htop btop fio sudo librsvg2-bin gcc libc6-dev prometheus groff-base zsh fish nftables)
+test_pkgs=(bpfcc-tools bpftool bpftrace tmux htop btop fio sudo librsvg2-bin gcc libc6-dev prometheus groff-base zsh fish nftables podman runc)
 pkgs=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && pkgs+=("${test_pkgs[@]}")
 pkgs+=(${EXTRA_PKGS:-})

@@ -33,6 +33,7 @@ def run(args) -> int:
         if not c.ok and c.remedy:
             line += f"  -> {c.remedy}"
         print(line)
+    _cgroups()
     names = args.probes if args.probes is not None else registry.default_names()
     print("probes:")
     for n in names:
@@ -66,6 +67,15 @@ def run(args) -> int:
             ok = False
             print(f"  {'':<10} remedy: {remedy_for(s)}")
     return 0 if ok else 1
+
+
+def _cgroups() -> None:
+    from ktop.system.cgroups import CgroupNames
+    from ktop.system.runtimes import RuntimeState
+
+    root = CgroupNames().root
+    print(f"cgroups: v2 hierarchy at {root}" if root else "cgroups: no v2 hierarchy mounted (no CGROUP column)")
+    print(f"containers: {RuntimeState().survey()}")
 
 
 def remedy_for(status) -> str:

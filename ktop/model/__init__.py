@@ -191,7 +191,8 @@ def snapshot_document(model: Model, duration_s: float) -> dict:
     _label_rows(doc, by_pid, names, used)
     figures = model.cgroup_tree.by_id() if model.cgroup_tree is not None else {}
     doc["cgroups"] = [{"id": c.id, "path": c.path, "label": c.label, "kind": c.kind, "unit": c.unit,
-                       "container": c.container, "runtime": c.runtime, "pod": c.pod, **_cgroup_figures(figures.get(i))}
+                       "container": c.container, "runtime": c.runtime, "pod": c.pod, "name": c.name, "image": c.image,
+                       "pod_name": c.pod_name, **_cgroup_figures(figures.get(i))}
                       for i, c in names.items() if i in used]
     return doc
 

@@ -30,6 +30,7 @@ from ktop.snapshot import DISABLED, FAILED, LIVE, STARTING, ProbeStatus, Snapsho
 from ktop.sources import Source
 from ktop.system import cgroups as cgmod
 from ktop.system import cgstats, heap, host, procs
+from ktop.system.runtimes import RuntimeState
 
 
 class LiveSource(Source):
@@ -58,7 +59,7 @@ class LiveSource(Source):
         self._ring_owner: dict[int, ProbeWorker] = {}
         self.flag_detector = FlagDetector()  # stamps each tick with its flags (--flag-sensitivity)
         self._rings_lock = threading.Lock()
-        self.cgnames = cgmod.CgroupNames()
+        self.cgnames = cgmod.CgroupNames(runtimes=RuntimeState())
         self._cg_ids: frozenset = frozenset()
         self._cg_infos: tuple = ()
         self.cgroup_view = False  # the Cgroups view is open: read every cgroup's figures each tick
@@ -341,7 +342,7 @@ def cgroup_info(cgid: int, n: cgmod.CgroupName):
     from ktop.snapshot import CgroupInfo
 
     return CgroupInfo(id=cgid, path=n.path, label=n.label, kind=n.kind, unit=n.unit, container=n.container,
-                      runtime=n.runtime, pod=n.pod)
+                      runtime=n.runtime, pod=n.pod, name=n.name, image=n.image, pod_name=n.pod_name)
 
 
 def _sections(samples: dict) -> dict:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Iterable, Optional
 
@@ -30,6 +30,7 @@ from ktop.model.text import clean
 
 NAME_LIMIT = 96  # characters of a name kept (a unit name is at most 255)
 MAX_CGROUPS = 100_000  # ids kept from one walk; a larger hierarchy is cut (and said)
+MAX_PODS = 10_000  # pods' names remembered
 
 _UNIT_SUFFIXES = (".service", ".scope", ".slice", ".socket", ".mount", ".swap", ".target", ".device",
                   ".automount", ".path", ".timer")
@@ -55,6 +56,10 @@ class CgroupName:
     container: str = ""  # the container's short id (12 hex)
     runtime: str = ""  # docker, podman, containerd, crio (for a container)
     pod: str = ""  # the Kubernetes pod uid (dashes), for a pod or a container in one
+    full_id: str = ""  # the container's whole id (64 hex): what its runtime's state is keyed by
+    name: str = ""  # the container's name, where its runtime's state says (ktop/system/runtimes.py)
+    image: str = ""  # its image, likewise
+    pod_name: str = ""  # "namespace/name" of its Kubernetes pod (or of the pod), likewise
 
 
 def _container(part: str, parent: str, in_kube: bool) -> Optional[tuple[str, str]]:
@@ -92,7 +97,7 @@ def describe(path: str) -> CgroupName:
     parts = [p for p in path.split("/") if p]
     if not parts:
         return CgroupName("/", "/", "root")
-    unit = container = runtime = pod = ""
+    unit = container = runtime = pod = full = ""
     in_kube = False
     for i, part in enumerate(parts):
         if part.startswith("kubepods"):
@@ -104,13 +109,13 @@ def describe(path: str) -> CgroupName:
             pod = p
         c = _container(part, parts[i - 1] if i else "", in_kube)
         if c:
-            runtime, cid = c
-            container = cid[:12]
+            runtime, full = c
+            container = full[:12]
     shown = "/" + "/".join(parts)
     safe_path = clean(shown, 4 * NAME_LIMIT)
     unit = clean(unit, NAME_LIMIT)
     if container:
-        return CgroupName(safe_path, f"{runtime}:{container}", "container", unit, container, runtime, pod)
+        return CgroupName(safe_path, f"{runtime}:{container}", "container", unit, container, runtime, pod, full)
     if pod and _pod(parts[-1]):
         return CgroupName(safe_path, f"pod:{pod}", "pod", unit, pod=pod)
     if unit and unit == clean(parts[-1], NAME_LIMIT):
@@ -150,8 +155,12 @@ class CgroupNames:
     there is none: ids then name nothing). Lookups never raise.
     """
 
-    def __init__(self, root: Optional[str] = None, min_rescan_s: float = 1.0, clock=time.monotonic):
+    def __init__(self, root: Optional[str] = None, min_rescan_s: float = 1.0, clock=time.monotonic,
+                 runtimes=None):
         self.root = root if root is not None else v2_root()
+        # a ktop.system.runtimes.RuntimeState: containers' names and images (None: by id only)
+        self.runtimes = runtimes
+        self._pods: dict[str, str] = {}  # pod uid -> "namespace/name", learnt from its containers
         self.min_rescan_s = min_rescan_s
         self._clock = clock
         self._paths: dict[int, str] = {}
@@ -186,7 +195,30 @@ class CgroupNames:
 
     def name(self, cgid: int) -> Optional[CgroupName]:
         p = self.path(cgid)
-        return describe(p) if p is not None else None
+        if p is None:
+            return None
+        n = describe(p)
+        if self.runtimes is not None and n.kind in ("container", "pod"):
+            n = self._named(n)
+        return n
+
+    def _named(self, n: CgroupName) -> CgroupName:
+        """``n`` with what its runtime says: a container by its name (``podman:web``, or
+        ``namespace/pod/container`` in a Kubernetes pod) and image; a pod by namespace/name once one
+        of its containers told them."""
+        if n.kind == "pod":
+            pod = self._pods.get(n.pod, "")
+            return replace(n, label=f"pod:{pod}", pod_name=pod) if pod else n
+        meta = self.runtimes.lookup(n.runtime, n.full_id)
+        if meta is None:
+            return n
+        pod = f"{meta.pod_namespace}/{meta.pod_name}" if meta.pod_namespace and meta.pod_name else ""
+        if pod and n.pod and len(self._pods) < MAX_PODS:
+            self._pods[n.pod] = pod
+        label = n.label
+        if meta.name:
+            label = f"{pod}/{meta.name}" if pod else f"{n.runtime}:{meta.name}"
+        return replace(n, label=label, name=meta.name, image=meta.image, pod_name=pod)
 
     def id_of(self, path: str) -> int:
         """The id of the cgroup at ``path`` (absolute, or relative to the v2 root).
