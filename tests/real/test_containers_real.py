@@ -60,20 +60,27 @@ def image(tmp_path_factory):
     podman("rmi", "-f", tag)
 
 
+def run_container(image: str, name: str) -> tuple[str, int]:
+    """A container of ``image`` sleeping a minute; (its id, its process's PID), or the test skips with
+    podman's own sentence where a container cannot run here."""
+    r = podman("run", "-d", "--name", name, "--network", "none", "--ulimit", "nofile=1024:1024",
+               "--ulimit", "nproc=1024:1024", image, "/sleeper", "60")
+    if r.returncode != 0:
+        pytest.skip(f"podman cannot run a container here: {r.stderr.strip()[-300:]}")
+    cid = r.stdout.strip().splitlines()[-1]
+    pid = int(podman("inspect", "-f", "{{.State.Pid}}", name).stdout.strip() or 0)
+    assert pid > 0, "the container has no process"
+    assert wait_until(lambda: f"libpod-{cid}" in Path(f"/proc/{pid}/cgroup").read_text(), 5), \
+        Path(f"/proc/{pid}/cgroup").read_text()
+    return cid, pid
+
+
 def test_a_podman_containers_process_and_exec_show_under_its_name_and_image(image):
     name = f"ktop-test-{secrets.token_hex(4)}"
     try:
         with Snap("--probes", "spawn", duration=10.0) as snap:
             snap.wait_collecting(60)
-            r = podman("run", "-d", "--name", name, "--network", "none", "--ulimit", "nofile=1024:1024",
-                       "--ulimit", "nproc=1024:1024", image, "/sleeper", "60")
-            if r.returncode != 0:
-                pytest.skip(f"podman cannot run a container here: {r.stderr.strip()[-300:]}")
-            cid = r.stdout.strip().splitlines()[-1]
-            pid = int(podman("inspect", "-f", "{{.State.Pid}}", name).stdout.strip() or 0)
-            assert pid > 0, "the container has no process"
-            assert wait_until(lambda: f"libpod-{cid}" in Path(f"/proc/{pid}/cgroup").read_text(), 5), \
-                Path(f"/proc/{pid}/cgroup").read_text()
+            cid, pid = run_container(image, name)
             time.sleep(2 * TIME_SCALE)  # a tick or two with the container's process in the table
             assert snap.proc.poll() is None, "ktop stopped before the container started: raise the duration"
             rc, doc = snap.finish(timeout=60)
@@ -89,3 +96,22 @@ def test_a_podman_containers_process_and_exec_show_under_its_name_and_image(imag
     assert (row["comm"], row["cgroup"], row["cgroup_id"]) == ("sleeper", label, c["id"])
     ev = [e for e in doc["spawns"]["events"] if e["pid"] == pid and e["comm"] == "sleeper"]
     assert len(ev) == 1 and (ev[0]["cgroup"], ev[0]["cgroup_id"]) == (label, c["id"]), ev
+
+
+def test_the_containers_name_is_on_screen_in_the_process_table(image):
+    """The real UI in tmux, wide enough for the CGROUP/UNIT column, filtered to the container's
+    program: its row shows podman:<name>."""
+    from test_hardening_real import Tmux, _ktop_cmd
+
+    name = f"kt{secrets.token_hex(3)}"  # podman:kt<6 hex>: within the column's 20 characters
+    try:
+        _cid, pid = run_container(image, name)
+        tm = Tmux(_ktop_cmd("--probes", "none", "-F", "sleeper", "1"), size=(260, 40))
+        try:
+            screen = tm.wait_text(f"podman:{name}", 60)
+        finally:
+            tm.close()
+    finally:
+        podman("rm", "-f", "-t", "0", name)
+    row = next((line for line in screen.splitlines() if f"podman:{name}" in line), "")
+    assert str(pid) in row and "sleeper" in row, screen
