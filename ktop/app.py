@@ -591,6 +591,14 @@ class KtopApp(App):
         self.push_screen(PickScreen("Show processes of user", options, current), picked)
 
     def action_group_cgroup(self) -> None:
+        """c: the focused table folded into one row per cgroup and back (the process table its own way)."""
+        table = self.focused
+        if isinstance(table, KTable) and table.foldable:
+            table.set_fold(not table.folded)
+            panel = next((a for a in table.ancestors if isinstance(a, Panel)), None)
+            if panel is not None and self.model is not None:
+                panel.update_from(self.model)  # its cgroup column shows while folded
+            return
         panel = self.query_one(ProcessPanel)
         panel.set_group(not panel.group_view)
         self.focus_panel(panel)

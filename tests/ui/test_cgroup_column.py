@@ -157,3 +157,59 @@ async def test_the_network_tables_show_the_cgroup_the_kernel_recorded_with_each_
             assert {k: got[k] for k in want} == want, (table_id, got)
         procs.set_filter("docker:abab")  # the filter finds a flow by its container
         assert [r[0] for r in plain_rows(procs)] == ["4242"]
+
+
+async def test_c_folds_the_focused_probe_table_by_cgroup_and_back():
+    """c on a probe's per-process table: one row per cgroup, counts and bytes summed, the top
+    process's PID and name with how many more; c again: the rows as they were."""
+    from ktop.app import KtopApp
+    from ktop.snapshot import LIVE, NetProc, ProbeStatus
+    from tests.ui import net_fakes
+
+    source = fakes.FakeSource()
+    source.probe_names = ["spawn", "net"]
+    app = KtopApp(source, autostart=False)
+    snap = _snap(True)
+    s = replace(net_fakes.sample(), procs=(
+        NetProc(pid=200, comm="web", proto="tcp", tx_bytes=1000, rx_bytes=4000, tx_calls=1, rx_calls=1),
+        NetProc(pid=500, comm="web2", proto="tcp", tx_bytes=3000, rx_bytes=100, tx_calls=1, rx_calls=1,
+                retransmits=2, cgroup_id=50),
+        NetProc(pid=300, comm="ctr", proto="udp", tx_bytes=10, rx_bytes=20, tx_calls=1, rx_calls=1)))
+    snap = replace(snap, net=s, probes=snap.probes + (ProbeStatus("net", LIVE),))
+    async with app.run_test(size=(200, 60)) as pilot:
+        await show(app, pilot, snap)
+        t = app.query_one("#net-procs", KTable)
+        before = plain_rows(t)
+        t.focus()
+        await pilot.press("c")
+        assert t.folded
+        cols = [c.key for c in t.columns_spec]
+        assert cols[-1] == "cgroup"  # shown while folded, whatever the width
+        rows = {r[-1]: dict(zip(cols, r)) for r in plain_rows(t)}
+        assert set(rows) == {"web.service", "docker:abababababab"}
+        web = rows["web.service"]
+        assert (web["pid"], web["comm"], web["retr"]) == ("200", "web +1", "2")  # most rx/s first: PID 200
+        assert (web["rxt"], web["txt"]) == ("4.0K", "3.9K")
+        assert {r.pid for r in t._shown} == {200, 300}  # Enter drills into the top process
+        await pilot.press("c")
+        assert not t.folded and plain_rows(t) == before
+        # the process table's c is its own (the focus is elsewhere)
+        app.query_one("#proc-table", KTable).focus()
+        await pilot.press("c")
+        assert [c.key for c in app.query_one("#proc-table", KTable).columns_spec][:2] == ["cgroup", "procs"]
+
+
+async def test_c_folds_the_syscalls_block_io_and_spawn_tables():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, _with_probes(True))
+        for table_id in ("#syscalls-procs", "#bio-procs", "#spawn-table"):
+            t = app.query_one(table_id, KTable)
+            n = len(plain_rows(t))
+            t.focus()
+            await pilot.press("c")
+            assert t.folded, table_id
+            labels = [r[-1] for r in plain_rows(t)]
+            assert len(labels) == len(set(labels)) <= n, (table_id, labels)
+            await pilot.press("c")
+            assert not t.folded and len(plain_rows(t)) == n, table_id

@@ -18,6 +18,8 @@ KEYS = [
     ("Enter", "drill into the PID of the row: everything ktop knows, probes filtered to it"),
     ("Esc / Backspace", "back from the PID screen to the same row"),
     ("c", "process table: one row per cgroup (unit, container, pod): processes, CPU %, RSS, the hottest; again: back"),
+    ("c", "spawn, syscalls, block I/O, network tables: one row per cgroup, counts and bytes summed, the top "
+          "process and how many more; again: back"),
     ("C", "cgroups: the v2 tree with CPU %, memory, I/O/s and pressure per node; Enter: its processes in the table"),
     ("- / +", "cgroups: collapse / expand the node"),
     ("c", "PID screen under 120 columns: the next chart (CPU·RSS, block I/O, syscalls, execs)"),

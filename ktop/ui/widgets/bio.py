@@ -50,12 +50,12 @@ DISK_COLUMNS = (
 
 PROC_COLUMNS = (
     Column("pid", "PID", 7, numeric=True),
-    Column("iops", "IO/S", 5, numeric=True, desc=True),
-    Column("read", "READ/S", 6, numeric=True, desc=True),
-    Column("write", "WRITE/S", 7, numeric=True, desc=True),
-    Column("avg", "AVG", 5, numeric=True, desc=True),
-    Column("max", "MAX", 5, numeric=True, desc=True),
-    Column("comm", "COMM", None),
+    Column("iops", "IO/S", 5, numeric=True, desc=True, fold="sum", fmt=lambda v: rate_text(v)),
+    Column("read", "READ/S", 6, numeric=True, desc=True, fold="sum", fmt=lambda v: human_bytes(v)),
+    Column("write", "WRITE/S", 7, numeric=True, desc=True, fold="sum", fmt=lambda v: human_bytes(v)),
+    Column("avg", "AVG", 5, numeric=True, desc=True),  # folded: the top process's
+    Column("max", "MAX", 5, numeric=True, desc=True, fold="max", fmt=lambda v: lat_text(v)),
+    Column("comm", "COMM", None, fold="n"),
     Column("cgroup", "CGROUP/UNIT", 20),  # last; shown where the table has room and a process is outside /
 )
 
@@ -110,9 +110,8 @@ def proc_rows(bio: Optional[BioModel]) -> list[Row]:
     if bio is None:
         return []
     return [Row(key=p.pid, make=_proc_cells, src=p, same=p.disk, search=_proc_search, pid=p.pid or None,
-                sort_values=(p.pid, p.iops, p.read_bps, p.write_bps, p.avg_us, p.max_us, _comm(p),
-                             pid_cgroup_label(p.pid)))
-            for p in bio.procs]
+                sort_values=(p.pid, p.iops, p.read_bps, p.write_bps, p.avg_us, p.max_us, _comm(p), cg), group=cg)
+            for p in bio.procs for cg in (pid_cgroup_label(p.pid),)]
 
 
 def _comm(p) -> str:
@@ -203,7 +202,7 @@ class BioPanel(Panel):
         with Horizontal(id="bio-charts"):
             yield LatencyHistogram(id="bio-hist")
             yield LatencyHeatmap(id="bio-heat")
-        yield KTable(PROC_COLUMNS[:-1], sort_column=1, reverse=True, id="bio-procs")
+        yield KTable(PROC_COLUMNS[:-1], sort_column=1, reverse=True, id="bio-procs", foldable=True)
         yield from self.filter_input()
 
     @property

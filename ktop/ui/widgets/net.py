@@ -35,45 +35,50 @@ from ktop.ui.widgets.processes import (
 from ktop.ui.widgets.sparkline import spark
 from ktop.ui.widgets.table import Column, KTable, Row
 
+
+def _count(v) -> str:
+    return str(v) if v else ""
+
+
 PROC_COLUMNS = (
     Column("pid", "PID", 7, numeric=True),
-    Column("comm", "COMM", 15),
+    Column("comm", "COMM", 15, fold="n"),
     Column("proto", "PROTO", 5),
-    Column("rx", "RX/s", 9, numeric=True, desc=True),
-    Column("tx", "TX/s", 9, numeric=True, desc=True),
-    Column("rxt", "RX", 9, numeric=True, desc=True),
-    Column("txt", "TX", 9, numeric=True, desc=True),
-    Column("retr", "RETR", 6, numeric=True, desc=True),
+    Column("rx", "RX/s", 9, numeric=True, desc=True, fold="sum", fmt=lambda v: _rate(v)),
+    Column("tx", "TX/s", 9, numeric=True, desc=True, fold="sum", fmt=lambda v: _rate(v)),
+    Column("rxt", "RX", 9, numeric=True, desc=True, fold="sum", fmt=lambda v: human_bytes(v)),
+    Column("txt", "TX", 9, numeric=True, desc=True, fold="sum", fmt=lambda v: human_bytes(v)),
+    Column("retr", "RETR", 6, numeric=True, desc=True, fold="sum", fmt=_count),
     Column("cgroup", "CGROUP/UNIT", 20),  # last; shown where the table has room and a process is outside /
 )
 
 CONN_COLUMNS = (
     Column("time", "TIME", 8),
     Column("pid", "PID", 7, numeric=True),
-    Column("comm", "COMM", 15),
+    Column("comm", "COMM", 15, fold="n"),
     Column("dir", "DIR", 3),
     Column("local", "LOCAL", 22),
     Column("remote", "REMOTE", 22),
-    Column("dur", "DUR ms", 9, numeric=True),
-    Column("conn", "CONN µs", 8, numeric=True),
-    Column("txt", "TX", 9, numeric=True),
-    Column("rxt", "RX", 9, numeric=True),
-    Column("retr", "RETR", 6, numeric=True),
+    Column("dur", "DUR ms", 9, numeric=True, fold="max", fmt=lambda v: f"{v / 1e6:.1f}"),
+    Column("conn", "CONN µs", 8, numeric=True, fold="max", fmt=lambda v: f"{v / 1e3:.0f}" if v else ""),
+    Column("txt", "TX", 9, numeric=True, fold="sum", fmt=lambda v: human_bytes(v)),
+    Column("rxt", "RX", 9, numeric=True, fold="sum", fmt=lambda v: human_bytes(v)),
+    Column("retr", "RETR", 6, numeric=True, fold="sum", fmt=_count),
     Column("cgroup", "CGROUP/UNIT", 20),
 )
 
 
 OPEN_COLUMNS = (
     Column("pid", "PID", 7, numeric=True),
-    Column("comm", "COMM", 15),
+    Column("comm", "COMM", 15, fold="n"),
     Column("dir", "DIR", 3),
     Column("local", "LOCAL", 22),
     Column("remote", "REMOTE", 22),
     Column("state", "STATE", 11),
-    Column("age", "AGE s", 8, numeric=True, desc=True),
-    Column("txt", "TX", 9, numeric=True, desc=True),
-    Column("rxt", "RX", 9, numeric=True, desc=True),
-    Column("retr", "RETR", 6, numeric=True, desc=True),
+    Column("age", "AGE s", 8, numeric=True, desc=True, fold="max", fmt=lambda v: f"{v / 1e9:.1f}"),
+    Column("txt", "TX", 9, numeric=True, desc=True, fold="sum", fmt=lambda v: human_bytes(v)),
+    Column("rxt", "RX", 9, numeric=True, desc=True, fold="sum", fmt=lambda v: human_bytes(v)),
+    Column("retr", "RETR", 6, numeric=True, desc=True, fold="sum", fmt=_count),
     Column("cgroup", "CGROUP/UNIT", 20),
 )
 
@@ -117,7 +122,7 @@ def proc_rows(m: Optional[NetModel]) -> list[Row]:
                    _num(str(r.retransmits) if r.retransmits else ""), safe_text(cg, limit=20)),
             sort_values=(r.pid, r.comm, r.proto, r.rx_bytes_per_s, r.tx_bytes_per_s, r.rx_bytes, r.tx_bytes,
                          r.retransmits, cg),
-            search=f"{r.pid} {clean(r.comm)} {r.proto} {clean(cg)}".lower(), pid=r.pid))
+            search=f"{r.pid} {clean(r.comm)} {r.proto} {clean(cg)}".lower(), pid=r.pid, group=cg))
     return rows
 
 
@@ -154,7 +159,7 @@ def conn_rows(m: Optional[NetModel], name_of: Optional[NameOf] = None) -> list[R
                    _num(str(c.retransmits) if c.retransmits else ""), safe_text(cg, limit=20)),
             sort_values=(c.time, c.pid, c.comm, c.active, local, remote, c.duration_ns, c.connect_ns,
                          c.tx_bytes, c.rx_bytes, c.retransmits, cg),
-            search=f"{c.pid} {clean(c.comm)} {local} {found} {clean(cg)}".lower(), pid=c.pid or None))
+            search=f"{c.pid} {clean(c.comm)} {local} {found} {clean(cg)}".lower(), pid=c.pid or None, group=cg))
     return rows
 
 
@@ -174,7 +179,8 @@ def open_rows(m: Optional[NetModel], name_of: Optional[NameOf] = None) -> list[R
                    _num(str(c.retransmits) if c.retransmits else ""), safe_text(cg, limit=20)),
             sort_values=(c.pid, c.comm, c.active, local, remote, c.state, c.age_ns, c.tx_bytes, c.rx_bytes,
                          c.retransmits, cg),
-            search=f"{c.pid} {clean(c.comm)} {local} {found} {c.state} {clean(cg)}".lower(), pid=c.pid or None))
+            search=f"{c.pid} {clean(c.comm)} {local} {found} {c.state} {clean(cg)}".lower(), pid=c.pid or None,
+            group=cg))
     return rows
 
 
@@ -308,9 +314,9 @@ class NetPanel(Panel):
         yield StatusLine(id="net-rate", classes="rate")
         yield StatusLine(id="net-spark", classes="rate")
         with Container(id="net-body"):
-            yield KTable(PROC_COLUMNS, sort_column=3, reverse=True, id="net-procs")
-            yield KTable(OPEN_COLUMNS, sort_column=7, reverse=True, id="net-open")
-            yield KTable(CONN_COLUMNS, id="net-conns", keep_order=True)
+            yield KTable(PROC_COLUMNS, sort_column=3, reverse=True, id="net-procs", foldable=True)
+            yield KTable(OPEN_COLUMNS, sort_column=7, reverse=True, id="net-open", foldable=True)
+            yield KTable(CONN_COLUMNS, id="net-conns", keep_order=True, foldable=True)
             with Horizontal(id="net-lat"):
                 yield KTable(REMOTE_COLUMNS, sort_column=0, reverse=True, id="net-remotes")
                 yield LatencyHistogram(id="net-hist")

@@ -91,7 +91,7 @@ PROC_CGROUP_MIN_WIDTH = 72  # the probes' per-process tables (a few numbers and 
 
 
 def show_cgroup_column(table: KTable, columns, on: bool, min_width: int = CGROUP_COLUMN_MIN_WIDTH) -> None:
-    on = on and table.size.width >= min_width
+    on = (on and table.size.width >= min_width) or table.folded  # folded: the label is the row's name
     want = list(columns) if on else [c for c in columns if c.key != "cgroup"]
     if [c.key for c in table.columns_spec] != [c.key for c in want]:
         table.set_columns(want)

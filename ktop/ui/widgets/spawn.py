@@ -23,7 +23,7 @@ COLUMNS = (
     Column("pid", "PID", 7, numeric=True),
     Column("ppid", "PPID", 7, numeric=True),
     Column("user", "USER", 8),
-    Column("comm", "COMM", 15),
+    Column("comm", "COMM", 15, fold="n"),
     Column("ret", "RET", 7, numeric=True),
     Column("exit", "EXIT", 7, numeric=True),
     Column("life", "LIFE", 7, numeric=True),
@@ -64,7 +64,7 @@ def spawn_row(r: SpawnRow) -> Row:
     return Row(key=r.seq, make=spawn_cells, src=r,
                sort_values=(r.time, r.pid, r.ppid, r.user, r.comm, r.retval, r.exit_code,
                             r.lifetime_ms, " ".join(r.argv), r.cgroup),
-               search=spawn_search, pid=r.pid)
+               search=spawn_search, pid=r.pid, group=r.cgroup)
 
 
 def spawn_rows(model: Model, cache: RowCache | None = None) -> list[Row]:
@@ -91,7 +91,7 @@ class SpawnsPanel(Panel):
         yield StatusLine(id="spawn-status", classes="status")
         with Horizontal():
             with Vertical(id="spawn-main"):
-                yield KTable(COLUMNS[:-1], id="spawn-table", keep_order=True)
+                yield KTable(COLUMNS[:-1], id="spawn-table", keep_order=True, foldable=True)
                 yield from self.filter_input()
             with Vertical(id="spawn-side"):
                 yield StatusLine(id="spawn-rate", classes="rate")

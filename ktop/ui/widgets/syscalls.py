@@ -45,10 +45,10 @@ SYSCALL_COLUMNS = (
 
 PROC_COLUMNS = (
     Column("pid", "PID", 7, numeric=True),
-    Column("rate", "CALLS/S", 8, numeric=True, desc=True),
-    Column("count", "TOTAL", 6, numeric=True, desc=True),
-    Column("errors", "ERR", 5, numeric=True, desc=True),
-    Column("comm", "COMM", None),
+    Column("rate", "CALLS/S", 8, numeric=True, desc=True, fold="sum", fmt=lambda v: count_text(v)),
+    Column("count", "TOTAL", 6, numeric=True, desc=True, fold="sum", fmt=lambda v: count_text(v)),
+    Column("errors", "ERR", 5, numeric=True, desc=True, fold="sum", fmt=lambda v: count_text(v)),
+    Column("comm", "COMM", None, fold="n"),
     Column("cgroup", "CGROUP/UNIT", 20),  # last; shown where the table has room and a process is outside /
 )
 
@@ -102,8 +102,9 @@ def proc_search(p: ProcRow) -> str:
 
 def proc_row(p: ProcRow) -> Row:
     """A row whose cells are made when it is first drawn (of thousands of processes, a screenful is)."""
-    return Row(key=p.pid, make=proc_cells, src=p, search=proc_search, pid=p.pid,
-               sort_values=(p.pid, p.rate, p.count, p.errors, p.comm, pid_cgroup_label(p.pid)))
+    cg = pid_cgroup_label(p.pid)
+    return Row(key=p.pid, make=proc_cells, src=p, search=proc_search, pid=p.pid, group=cg,
+               sort_values=(p.pid, p.rate, p.count, p.errors, p.comm, cg))
 
 
 def proc_rows(m: Optional[SyscallsModel], cache: Optional[RowCache] = None) -> list[Row]:
@@ -165,7 +166,7 @@ class SyscallsPanel(Panel):
             yield StatusLine(id="syscalls-spark")
         with Container(id="syscalls-body"):
             yield KTable(SYSCALL_COLUMNS, sort_column=1, reverse=True, id="syscalls-table")
-            yield KTable(PROC_COLUMNS[:-1], sort_column=1, reverse=True, id="syscalls-procs")
+            yield KTable(PROC_COLUMNS[:-1], sort_column=1, reverse=True, id="syscalls-procs", foldable=True)
         yield from self.filter_input()
 
     @property

@@ -52,6 +52,11 @@ class Column:
     width: Optional[int] = None  # None: the last column takes the width left
     numeric: bool = False  # right-aligned
     desc: bool = False  # sorts descending first (CPU%, RSS, counts)
+    # Rows folded by cgroup (KTable.set_fold, key c): "sum" or "max" of the group's values, shown
+    # with ``fmt``; "" the top row's cell (the group's first in the current sort); "n" the same
+    # and how many more rows the group has
+    fold: str = ""
+    fmt: Optional[Callable[[Any], str]] = None
 
 
 class Row:
@@ -71,18 +76,19 @@ class Row:
     identity).
     """
 
-    __slots__ = ("key", "sort_values", "pid", "parent", "_cells", "_search", "_make", "_src", "_same")
+    __slots__ = ("key", "sort_values", "pid", "parent", "group", "_cells", "_search", "_make", "_src", "_same")
 
     def __init__(self, key: Hashable, cells: Optional[tuple[Text, ...]] = None, sort_values: tuple[Any, ...] = (),
                  search: str | Callable[[Any], str] = "", pid: Optional[int] = None, *,
                  make: Optional[Callable[[Any], tuple[Text, ...]]] = None, src: Any = None,
-                 same: Any = _SRC, parent: Optional[Hashable] = None):
+                 same: Any = _SRC, parent: Optional[Hashable] = None, group: Optional[str] = None):
         if cells is None and make is None:
             raise TypeError("Row needs cells or make")
         self.key = key
         self.sort_values = sort_values  # one per column, comparable within a column
         self.pid = pid  # the process this row is about: Enter drills into it
         self.parent = parent  # a nested table's: the key of the row this one sits under
+        self.group = group  # its cgroup's label: what KTable.set_fold folds by (None: cannot fold)
         self._cells = cells
         self._search = search
         self._make = make
@@ -123,7 +129,7 @@ class Row:
         if type(other) is not type(self):
             return NotImplemented
         return (self.key == other.key and self.pid == other.pid and self.sort_values == other.sort_values
-                and self.parent == other.parent
+                and self.parent == other.parent and self.group == other.group
                 and (self._same is _EAGER) == (other._same is _EAGER) and self._look() == other._look())
 
     __hash__ = None  # type: ignore[assignment]
@@ -253,7 +259,7 @@ class KTable(ScrollView, can_focus=True):
 
     def __init__(self, columns: Sequence[Column], sort_column: int = 0, reverse: bool = False,
                  *, id: Optional[str] = None, classes: Optional[str] = None,
-                 keep_order: bool = False, nested: bool = False):
+                 keep_order: bool = False, nested: bool = False, foldable: bool = False):
         super().__init__(id=id, classes=classes)
         self.columns_spec = list(columns)
         self.sort_column = sort_column
@@ -261,6 +267,8 @@ class KTable(ScrollView, can_focus=True):
         self.keep_order = keep_order  # newest-first streams: insertion order is the order
         # A tree (Row.parent): each row under its parent, siblings sorted; the filter keeps a match's ancestors
         self.nested = nested
+        self.foldable = foldable  # its rows carry their cgroup (Row.group): c folds them, one row a cgroup
+        self.folded = False
         self.filter_text = ""
         self.columns: dict[str, ColumnState] = {}
         self.on_sort_changed: Optional[Callable[[], None]] = None
@@ -294,6 +302,7 @@ class KTable(ScrollView, can_focus=True):
         """Other columns (one shown or hidden): rows' cells beyond the last column are not drawn."""
         self.columns_spec = list(columns)
         self.sort_column = min(self.sort_column, len(self.columns_spec) - 1)
+        self._version += 1  # folded rows are made for the columns shown
         self._layout()
         self._update_virtual_size()
         self.refresh()
@@ -371,6 +380,43 @@ class KTable(ScrollView, can_focus=True):
         self.filter_text = text.lower()
         self._apply(force_order=True)
 
+    def set_fold(self, on: bool) -> None:
+        """One row per cgroup (``Row.group``): each column's ``fold`` says how its cells add up; the
+        row's PID is its top process's (Enter drills into it)."""
+        if on == self.folded or (on and not self.foldable):
+            return
+        self.folded = on
+        self._version += 1
+        self._apply(force_order=True)
+
+    def _fold(self, rows: list[Row]) -> list[Row]:
+        groups: dict[str, list[Row]] = {}
+        for r in rows:
+            groups.setdefault(r.group or "", []).append(r)
+        cols = self.columns_spec
+        out = []
+        for label, members in groups.items():
+            top = _sort(members, self.sort_column, self.sort_reverse)[0] if len(members) > 1 else members[0]
+            values, cells = [], []
+            for i, c in enumerate(cols):
+                if c.key == "cgroup":
+                    v, cell = label, Text(label or "(unknown)", no_wrap=True)
+                elif c.fold in ("sum", "max"):
+                    nums = [x for x in (m.sort_values[i] for m in members) if isinstance(x, (int, float))]
+                    v = (sum(nums) if c.fold == "sum" else max(nums)) if nums else 0
+                    text = c.fmt(v) if c.fmt is not None else (f"{v:.1f}" if isinstance(v, float) else str(v))
+                    cell = Text(text, justify="right" if c.numeric else "left", no_wrap=True)
+                else:
+                    v, cell = top.sort_values[i], top.cells[i]
+                    if c.fold == "n" and len(members) > 1:
+                        cell = cell.copy()
+                        cell.append(f" +{len(members) - 1}", style="dim")
+                values.append(v)
+                cells.append(cell)
+            out.append(Row(key=("cgroup", label), cells=tuple(cells), sort_values=tuple(values),
+                           search=f"{label.lower()} {top.search}", pid=top.pid, group=label))
+        return out
+
     def update_rows(self, rows: Sequence[Row]) -> None:
         """Replaces the table's content with ``rows``; unchanged Row objects cost nothing.
 
@@ -414,6 +460,8 @@ class KTable(ScrollView, can_focus=True):
         if memo is not None and memo[0] == sig:
             return memo[1]
         rows = self._input
+        if self.folded:
+            rows = self._fold(rows)
         if self.filter_text:
             f = self.filter_text
             rows = [r for r in rows if f in r.search]
