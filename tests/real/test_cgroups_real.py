@@ -472,3 +472,30 @@ def test_cgroup_option_scopes_sched_and_profile_in_the_kernel(groups, tmp_path):
     assert {r["comm"] for r in prof["processes"]} <= names["pod"] | {"sleep"}, prof["processes"]
     assert prof["idle_samples"] == 0
     assert pod_pids & set(sampled)
+
+
+def test_each_process_shows_its_unit_container_and_pod_on_screen(groups, tmp_path):
+    """The real UI in tmux, wide enough for the CGROUP/UNIT column, filtered to the test's three
+    sleepers: each row shows its own unit, container and pod's container."""
+    from test_hardening_real import Tmux, _ktop_cmd
+
+    tag = secrets.token_hex(1)  # kz<2 hex><10 hex>: within a comm's 15 characters
+    cgs = {k: groups.make(rel) for k, rel in layouts(tag).items()}
+    sleepers = {k: sleeper_in(cg, unique_copy("sleep", tmp_path, f"kz{tag}")) for k, cg in cgs.items()}
+    try:
+        tm = Tmux(_ktop_cmd("--probes", "none", "-F", f"kz{tag}", "1"), size=(260, 40))
+        try:
+            # the column is 20 characters: a longer label is cut with an ellipsis
+            shown = {k: EXPECT[k]["label"][:19] for k in cgs}
+            assert wait_until(lambda: all(s in tm.capture() for s in shown.values()), 60 * TIME_SCALE, 0.2), \
+                tm.capture()
+            screen = tm.capture()
+        finally:
+            tm.close()
+    finally:
+        for p in sleepers.values():
+            p.kill()
+            p.wait()
+    for k, p in sleepers.items():
+        row = next((line for line in screen.splitlines() if f" {p.pid} " in line), "")
+        assert shown[k] in row, (k, row, screen)
