@@ -27,7 +27,6 @@ from ktop.timings import timing
 from ktop.ui.screens import ModelScreen
 from ktop.ui.screens.help import HelpScreen
 from ktop.ui.screens.pick import AskScreen, ConfirmScreen, PickScreen
-from ktop.ui.screens.pid import PidScreen
 from ktop.ui.screens.sort import SortScreen
 from ktop.ui.timetravel import TimeTravel, parse_time  # noqa: F401 (parse_time: ktop.app's API)
 from ktop.ui.widgets.header import HostHeader
@@ -537,6 +536,8 @@ class KtopApp(App):
 
     # -- process actions ---------------------------------------------------
     def selected_pid(self) -> Optional[int]:
+        from ktop.ui.screens.pid import PidScreen  # imported when first needed, not before the first frame
+
         if isinstance(self.screen, PidScreen):
             table = self.screen.focused if isinstance(self.screen.focused, KTable) else None
             pid = table.cursor_pid if table is not None else None
@@ -567,6 +568,8 @@ class KtopApp(App):
 
     def drill(self, pid: int) -> None:
         """Opens the PID screen; the source collects for that PID until it closes."""
+        from ktop.ui.screens.pid import PidScreen
+
         self.focus_stack.append(pid)
         self.source.set_focus(pid)
 

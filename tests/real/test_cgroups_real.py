@@ -351,14 +351,9 @@ def test_300_direct_reads_under_the_pods_container(groups, tmp_path):
 
 @pytest.fixture(scope="module")
 def net_work(tmp_path_factory) -> Path:
-    from test_net_real import unavailable_reason
+    from test_net_real import build_work
 
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    out = tmp_path_factory.mktemp("cgnet") / "net_work"
-    subprocess.run(["gcc", "-O2", "-o", str(out), str(HERE / "net_work.c")], check=True, capture_output=True)
-    return out
+    return build_work(tmp_path_factory)
 
 
 def transfer_in(cg: Path, prog: Path, tx: int, rx: int) -> tuple[int, int]:

@@ -42,14 +42,19 @@ def unavailable_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
+def build_work(tmp_path_factory) -> Path:
+    """net_work.c built in a folder of its own; the test skips where the net probe cannot run."""
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("net") / "work"
     subprocess.run(["gcc", "-O2", "-o", str(out), str(HERE / "net_work.c")], check=True, capture_output=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return build_work(tmp_path_factory)
 
 
 def named(work: Path, tmp_path: Path) -> Path:
