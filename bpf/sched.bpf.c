@@ -51,7 +51,10 @@
  * MAX_OFF_KEYS (`offcpu` entries), STACK_STORAGE (`off_stacks` entries).
  * User space reads both each tick and deletes what no key names (as the
  * profile probe does); a failed stack id (-EEXIST: a collision, -ENOMEM:
- * the stack map is full) is kept as a negative id and counted.
+ * the stack map is full) is kept as a negative id and counted with its
+ * block. The ids of sleeps too short to count are in no key: user space
+ * sweeps them out now and then (ktop/probes/sched.py), or the map would
+ * fill with them and collide more and more.
  */
 #include <uapi/linux/ptrace.h>
 #include "ktop.h"
@@ -104,7 +107,7 @@
 #define ST_SLOW_LOST 6  /* ... not reported: the ring buffer was full */
 #define ST_OFF_BLOCKS 7 /* sleeps of MIN_BLOCK_NS or more counted per stack */
 #define ST_OFF_FULL 8   /* ... not counted: offcpu map full */
-#define ST_STACK_EEXIST 9 /* stack id lost to a stack map collision */
+#define ST_STACK_EEXIST 9 /* a counted block's stack id lost to a stack map collision */
 #define ST_STACK_ENOMEM 10 /* ... the stack map full */
 #define ST_STACK_OTHER 11  /* ... another error (-EFAULT) */
 #define ST_NR 12
@@ -308,13 +311,7 @@ static __always_inline void switched_out(void *ctx, u64 prev, int preempt, u64 n
 #ifdef OFFCPU_STACKS
     if (cls != OFF_R && (v.flags & M_PROC)) {
         /* prev is the current task here: its stack is where it went to sleep */
-        v.kstack = off_stacks.get_stackid(ctx, 0);
-        if (v.kstack == -E_EEXIST)
-            count(ST_STACK_EEXIST);
-        else if (v.kstack == -E_ENOMEM)
-            count(ST_STACK_ENOMEM);
-        else if (v.kstack < 0)
-            count(ST_STACK_OTHER);
+        v.kstack = off_stacks.get_stackid(ctx, 0); /* an error is counted if the block is */
     }
 #endif
     if (tasks.update(&pid, &v) != 0)
@@ -336,6 +333,13 @@ static __always_inline void add_offcpu(struct mark *m, u64 delta)
     __sync_fetch_and_add(&v->ns, delta);
     __sync_fetch_and_add(&v->count, 1);
     count(ST_OFF_BLOCKS);
+    /* Lost stacks of counted blocks only: a shorter sleep's is nobody's loss. */
+    if (m->kstack == -E_EEXIST)
+        count(ST_STACK_EEXIST);
+    else if (m->kstack == -E_ENOMEM)
+        count(ST_STACK_ENOMEM);
+    else if (m->kstack < 0)
+        count(ST_STACK_OTHER);
 }
 #endif
 

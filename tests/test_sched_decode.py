@@ -212,6 +212,32 @@ def test_the_stack_store_reads_each_id_once_and_deletes_what_no_key_names():
     assert s.read({1}) == {1: (0x10, 0x20)}
 
 
+def test_the_sweep_deletes_ids_nothing_named_in_two_sweeps_running():
+    from ktop.probes.stacks import StackStore
+
+    class FakeMap:
+        def __init__(self):
+            self.data = {i: struct.pack("<2Q", 0x10 * i, 0) for i in (1, 2, 3, 4)}
+
+        def keys(self):
+            return [struct.pack("<I", i) for i in self.data]
+
+        def lookup(self, key):
+            return self.data.get(struct.unpack("<I", key)[0])
+
+        def delete_many(self, keys):
+            for k in keys:
+                self.data.pop(struct.unpack("<I", k)[0], None)
+
+    m = FakeMap()
+    s = StackStore(m)
+    s.read({1})  # a key names 1; a sleeping thread holds 2; 3 and 4 are nobody's
+    assert s.sweep({2}) == 0 and set(m.data) == {1, 2, 3, 4}  # the first time seen unnamed: kept
+    assert s.sweep({2, 4}) == 1 and set(m.data) == {1, 2, 4}  # 3 twice unnamed; 4 taken meanwhile
+    assert s.sweep({2}) == 0 and set(m.data) == {1, 2, 4}  # 4 unnamed once more: once in a row
+    assert s.sweep(set()) == 1 and set(m.data) == {1, 2} and s.swept == 2  # 2 let go only now: kept once
+
+
 def test_the_sample_carries_the_offcpu_counters():
     s = build_sample(1.0, [], [], {"off_blocks": 9, "off_full": 1, "stack_eexist": 2, "stack_enomem": 3,
                                    "stack_other": 1}, min_block_ns=1_000_000, stacks_unread=4)

@@ -63,6 +63,8 @@ _PROC_KEY = struct.Struct("<I")
 # struct slow_event: type, pid, tgid, cpu, ts, wait_ns, prev_pid, prev_tgid, comm, prev_comm
 _SLOW = struct.Struct("<IIIIQQII16s16s")
 _OFF_KEY = struct.Struct("<IiI")  # struct off_key: tgid, kstack, cls
+_MARK_KSTACK = struct.Struct("<24xi")  # struct mark's kstack
+SWEEP_TICKS = 10  # the stack map is swept of ids no key names every this many ticks
 _OFF_VAL = struct.Struct("<QQ")  # struct off_val: ns, count
 
 TASK_FIELDS = ("pid", "tgid", "flags", "comm", "group_leader", "real_parent")
@@ -259,6 +261,7 @@ class SchedProbe(ProbeWorker):
         self._clock_offset = time.time() - time.monotonic()
         self._offcpu = Cumulative()
         self._stacks: Optional[StackStore] = None  # with --offcpu-stacks
+        self._ticks = 0
         self._named: dict[int, tuple[str, ...]] = {}  # frame names by stack id
         self._symbolizer = None
 
@@ -407,7 +410,17 @@ class SchedProbe(ProbeWorker):
         gone = self._stacks.release({k[1] for k in self._offcpu.prev if k[1] >= 0})
         for sid in gone:  # a deleted id may come back holding another stack
             self._named.pop(sid, None)
+        self._ticks += 1
+        if self._ticks % int(self.options.extra.get("sched_sweep_ticks", SWEEP_TICKS)) == 0:
+            self._stacks.sweep(self._held_stacks() | {k[1] for k in self._offcpu.prev})
         return rows, unread
+
+    def _held_stacks(self) -> set[int]:
+        """The stack ids sleeping threads' marks hold (counted when they wake, if long enough)."""
+        m = self._maps["tasks"]
+        _keys, values, n = m.read_all()
+        stride = m.leaf_size
+        return {_MARK_KSTACK.unpack_from(values, i * stride)[0] for i in range(n)}
 
     def collect(self, interval_s: float) -> SchedSample:
         rows = self._read_procs()

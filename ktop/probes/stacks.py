@@ -3,7 +3,8 @@
 Shared by the profile probe (on-CPU samples) and the sched probe's off-CPU
 stacks: each tick the collector reads the stacks its count keys name, then
 :meth:`StackStore.release` deletes the ids no key names any more, so the map
-never fills with the run.
+never fills with the run; :meth:`StackStore.sweep` deletes now and then the
+ids a program took but no key ever named.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class StackStore:
         self.map = stack_map
         self._stacks: dict[int, tuple[int, ...]] = {}
         self._gone: dict[int, tuple[int, ...]] = {}
+        self._unnamed: set[int] = set()  # ids the last sweep found that nothing named
+        self.swept = 0  # ids deleted by sweep() (a test can see it work)
 
     def read(self, ids: Iterable[int]) -> dict[int, tuple[int, ...]]:
         """{id: leaf-first addresses} of the ids that could be read."""
@@ -62,6 +65,20 @@ class StackStore:
             self.map.delete_many([_ID.pack(i) for i in gone])
         self._gone = {i: self._stacks.pop(i) for i in gone}
         return gone
+
+    def sweep(self, held: set[int]) -> int:
+        """Deletes the ids nothing has read or names (``held``: those the program still keeps, as a
+        sleeping thread's mark does) that the sweep before found unnamed too, so an id taken in the
+        moment between the two reads is kept. For a program that takes ids it may never count
+        (the sched probe's sleeps too short to count): release() never sees those. Returns how many."""
+        present = {_ID.unpack(k)[0] for k in self.map.keys()}
+        unnamed = present - held - self._stacks.keys()
+        stale = unnamed & self._unnamed
+        if stale:
+            self.map.delete_many([_ID.pack(i) for i in stale])
+            self.swept += len(stale)
+        self._unnamed = unnamed - stale
+        return len(stale)
 
 
 __all__ = ["StackStore", "decode_stack"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,41 @@ def test_ktop_profile_offcpu_folded_prints_the_sleep():
     us = sum(int(line.rsplit(" ", 1)[1]) for line in under)
     # `sleep 1` (under TCG's slow clock in the 6.1 guest it slept 1.13 s)
     assert 0.9e6 <= us <= 1e6 * (1 + 0.1 * TIME_SCALE), under
+
+
+def test_stacks_of_sleeps_too_short_to_count_are_swept_and_a_long_sleeps_stack_is_kept():
+    # Blocks count from 200 ms here, so nearly every sleep on the machine takes a stack id that no
+    # key names; the sweep (every 2 ticks) deletes them. `sleep 1` spans sweeps while its id is held
+    # only by its thread's mark: it must still be counted under its nanosleep stack.
+    from test_sched_real import require_sched
+
+    from ktop.probes.base import ProbeOptions
+    from ktop.probes.sched import SchedProbe
+
+    require_sched()
+    probe = SchedProbe(ProbeOptions(extra={"offcpu_stacks": True, "offcpu_min_us": 200_000,
+                                           "sched_sweep_ticks": 2}))
+    probe.start()
+    samples = []
+    try:
+        end = time.monotonic() + 90 * TIME_SCALE
+        while probe.status.status == "starting" and time.monotonic() < end:
+            time.sleep(0.05)
+        assert probe.status.status == "live", probe.status
+        probe.sample()
+        sleeper = subprocess.Popen(["sleep", "1"])
+        for _ in range(int(8 * TIME_SCALE)):  # about 2.4 s (x3 in the guest): 4 sweeps or more
+            time.sleep(0.3)
+            samples.append(probe.sample())
+        assert sleeper.wait(30) == 0
+        samples.append(probe.sample())
+        swept, left = probe._stacks.swept, len(probe._stacks.map.keys())
+    finally:
+        probe.stop()
+        probe.join(10)
+    assert all(s is not None for s in samples)
+    assert swept > 0, "no stack id was swept"
+    under = [st for s in samples for st in s.offcpu if st.pid == sleeper.pid and NANOSLEEP & set(st.kernel)]
+    assert sum(st.off_ns for st in under) >= 0.9e9, under
+    assert sum(s.stacks_unread for s in samples) == 0
+    print(f"{swept} stack ids swept; {left} left in the map at the end")
