@@ -87,10 +87,18 @@ class RingBuffer:
         # Plain loads where libbpf has acquire loads (producer position, then each
         # header, then its data): the same thing on x86, which keeps loads in order.
         cons = self._cons[0]
-        records, new = walk(self._data, self.size, cons, self._prod[0], limit)
-        if new != cons:
-            self._cons[0] = new  # frees the space for the kernel's next reservations
-        return records
+        out: list[bytes] = []
+        while True:
+            records, new = walk(self._data, self.size, cons, self._prod[0],
+                                None if limit is None else limit - len(out))
+            if new == cons:
+                return out
+            self._cons[0] = cons = new  # frees the space for the kernel's next reservations
+            out += records
+            if limit is not None and len(out) >= limit:
+                return out
+            # Again, as libbpf does: a record committed after the producer position was read and
+            # before the store above found the consumer behind it, so the kernel woke nobody for it.
 
     def close(self) -> None:
         if self.fd < 0:
