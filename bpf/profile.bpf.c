@@ -9,8 +9,14 @@
  *   sched_process_fork (raw), with -p only: the family of the processes
  *     asked for (bpf/ktop.h KTOP_FOLLOW).
  *
+ * A process's first sample (or its first after an exec renamed it) is told
+ * to user space at once through the `fresh` ring buffer (with -DFRESH_RING,
+ * where the kernel has ring buffers): ktop reads its /proc/PID/maps then,
+ * while it lives, not at the next tick, by which time a short-lived process
+ * is gone and its user frames could no longer be named.
+ *
  * Knobs (-D): MAX_STACKS (distinct counted keys), STACK_STORAGE (stack map
- * entries), FILTER_TGID... (-p, bpf/ktop.h), TASK_OFF_* (-p follows
+ * entries), KNOWN_MAX (processes remembered as told), FILTER_TGID... (-p, bpf/ktop.h), TASK_OFF_* (-p follows
  * descendants), FILTER_CGROUP_* (--cgroup: the sampled task's cgroup; idle
  * samples are nobody's then).
  *
@@ -29,6 +35,10 @@
 #endif
 #ifndef STACK_STORAGE
 #define STACK_STORAGE 16384
+#endif
+
+#ifndef KNOWN_MAX
+#define KNOWN_MAX 8192
 #endif
 
 #define P_EEXIST 17
@@ -60,6 +70,24 @@ BPF_HASH(counts, struct key_t, u64, MAX_STACKS);
 /* Stack id -> the instruction pointers of one stack, leaf first. */
 BPF_STACK_TRACE(stack_traces, STACK_STORAGE);
 BPF_PERCPU_ARRAY(stats, u64, ST_NR);
+
+#ifdef FRESH_RING
+/* tgid -> the first 8 bytes of its comm when user space was told of it (LRU:
+ * an exited process's entry goes when room is needed). */
+BPF_TABLE("lru_hash", u32, u64, known, KNOWN_MAX);
+/* tgids user space has not been told of yet: it reads their maps on the wake. */
+BPF_RINGBUF_OUTPUT(fresh, 1);
+
+static __always_inline void tell_if_new(u32 tgid, const char *comm)
+{
+    u64 name = *(const u64 *)comm;
+    u64 *was = known.lookup(&tgid);
+    if (was && *was == name)
+        return;
+    known.update(&tgid, &name);
+    fresh.ringbuf_output(&tgid, sizeof(tgid), 0);
+}
+#endif
 
 static __always_inline void count(int slot)
 {
@@ -127,6 +155,9 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
     count(ST_SAMPLES);
     struct key_t key = {.tgid = tgid};
     bpf_get_current_comm(key.comm, sizeof(key.comm));
+#ifdef FRESH_RING
+    tell_if_new(tgid, key.comm);
+#endif
     key.user_stack_id = stack_traces.get_stackid(&ctx->regs, BPF_F_USER_STACK);
     key.kernel_stack_id = stack_traces.get_stackid(&ctx->regs, 0);
     stack_error(key.user_stack_id, ST_USTACK_EEXIST, ST_USTACK_ENOMEM, ST_USTACK_OTHER);

@@ -10,6 +10,7 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -122,3 +123,51 @@ def test_stacks_are_built_root_first_with_missing_sides(tmp_path):
         (pid, "me", 2, (p.MISSED_USER,), (p.MISSED_KERNEL,)),  # id 9 could not be read
     ]
     assert unread == 2
+
+
+def _fake_process(proc, pid: int, built, load) -> int:
+    """A /proc/PID of a process that maps ``built``'s segment ``load`` at 0x10000000; its stat's start time
+    and name tell it apart. Returns where the segment's link-time address 0 would be."""
+    d = proc / str(pid)
+    d.mkdir(parents=True)
+    (d / "stat").write_text(f"{pid} (t) S" + " 0" * 20 + " 12345 0 0\n")
+    off, vaddr, size = load
+    st = built.stat()
+    (d / "maps").write_text(f"10000000-{0x10000000 + size:x} r-xp {off:08x} 08:01 {st.st_ino} {built}\n")
+    (d / "root").symlink_to("/")
+    return 0x10000000 - vaddr
+
+
+def test_prime_reads_a_new_process_maps_and_tables_so_it_is_named_after_it_exited(tmp_path, built):
+    info = read_elf(built.read_bytes())
+    nm = subprocess.run(["nm", str(built)], capture_output=True, text=True, check=True).stdout
+    fn = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" ktop_elf_probe_fn"))
+    load = next(seg for seg in info.loads if seg[1] <= fn < seg[1] + seg[2])
+    proc = tmp_path / "proc"
+    base = _fake_process(proc, 4242, built, load)
+    s = Symbolizer(proc=str(proc))
+    s.prime([4242])
+    deadline = time.monotonic() + 10
+    while s.elf_reads < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert s.primed == 1 and s.elf_reads == 1
+    shutil.rmtree(proc / "4242")  # the process exited before the tick
+    s.begin_tick()
+    assert s.user_stack(4242, (base + fn + 2,)) == ("ktop_elf_probe_fn",)
+    assert s.elf_reads == 1  # the table read on the priming thread
+    s.close()
+
+
+def test_a_file_that_cannot_be_opened_is_not_remembered_as_symbol_less(tmp_path, built):
+    info = read_elf(built.read_bytes())
+    load = info.loads[-1]
+    proc = tmp_path / "proc"
+    base = _fake_process(proc, 7, built, load)
+    (proc / "7" / "root").unlink()  # map_files and root both missing: the file cannot be opened
+    s = Symbolizer(proc=str(proc))
+    addr = base + load[1]
+    assert s.user_stack(7, (addr,))[0].startswith(built.name + "+0x")
+    (proc / "7" / "root").symlink_to("/")
+    s.begin_tick()
+    s.user_stack(7, (addr,))
+    assert s.elf_reads == 1  # tried again once the file could be opened

@@ -8,17 +8,22 @@ counts (cumulative: :mod:`ktop.probes.cumulative` takes the increases and
 evicts idle keys), reads the stacks the increases name, names their frames
 (:mod:`ktop.probes.symbols`: kallsyms and ELF symbol tables, cached) and
 deletes stacks no key names any more, so neither map grows with the run.
+A process's first sample also comes through the ``fresh`` ring buffer, at
+once: its maps and symbol tables are read then, on the symbolizer's thread,
+so the tick only looks names up and a process gone by then is still named.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import struct
 
 from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.cumulative import Cumulative
 from ktop.probes.maps import read_slots, slot_deltas, u64_array
+from ktop.probes.ringbuf import RingBuffer
 from ktop.probes.stacks import StackStore, decode_stack
 from ktop.snapshot import UNSUPPORTED, ProfileSample, ProfileStack, kernel_cstr
 
@@ -145,6 +150,7 @@ class ProfileProbe(ProbeWorker):
         self._stacks: StackStore | None = None  # the stacks that keys of `counts` name
         self._named: dict[tuple, tuple[str, ...]] = {}  # frame names of the stacks in self._stacks
         self._symbolizer = None
+        self._ring: RingBuffer | None = None  # `fresh`: processes sampled for the first time
 
     @property
     def period_ns(self) -> int:
@@ -161,7 +167,7 @@ class ProfileProbe(ProbeWorker):
         return super().cflags() + [
             f"-DMAX_STACKS={int(x.get('profile_max_stacks', MAX_STACKS))}",
             f"-DSTACK_STORAGE={int(x.get('profile_stack_storage', STACK_STORAGE))}",
-        ] + self.pid_cflags()
+        ] + self.pid_cflags() + (["-DFRESH_RING"] if features.ringbuf_supported() is not False else [])
 
     def adopt(self, state: dict) -> None:
         self.cpus = int(state.get("cpus") or 1)
@@ -176,9 +182,26 @@ class ProfileProbe(ProbeWorker):
         self._stacks = StackStore(self._maps["stack_traces"])
         self._symbolizer = Symbolizer()
         self._symbolizer.kernel_table()  # once, here on the build thread, not on a tick (0.1 s here)
+        if "fresh" in loaded.maps:
+            self._ring = RingBuffer(os.dup(loaded["fresh"].fd))  # it owns (and closes) its fd
         # The baselines last, together: samples before ktop looked are not the first interval's.
         self._prev_stats = read_slots(self._maps["stats"], STAT_SLOTS)
         self._read_counts()
+
+    def rings(self) -> list:
+        return [self._ring] if self._ring is not None else []
+
+    def drain(self) -> None:
+        """New processes: their maps are read now, while they live (on the symbolizer's thread)."""
+        records = self._ring.consume() if self._ring is not None else None
+        if records:
+            self._symbolizer.prime(dict.fromkeys(int.from_bytes(r[:4], "little") for r in records))
+
+    def _close(self) -> None:
+        super()._close()
+        self._ring = None
+        if self._symbolizer is not None:
+            self._symbolizer.close()
 
     def _evict(self, keys: list) -> dict:
         m = self._maps["counts"]

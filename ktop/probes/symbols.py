@@ -6,15 +6,20 @@ the mapped file and an offset in it, then through that file's ELF symbol
 tables (``.symtab`` and ``.dynsym``), read by the small reader here once per
 file (keyed by device and inode, so every process that maps libc shares one
 table). A frame without a symbol is ``module+0xoffset``; an address in no
-mapping (the process exited before the tick, or JIT code) is ``[unknown]``.
-Everything here is pure file reading: no BCC.
+mapping (JIT code, or a process that exited before ktop read its maps) is
+``[unknown]``. :meth:`Symbolizer.prime` reads a new process's maps and the
+tables of the files it maps on a thread of its own, as soon as the probe
+tells of it, so a short-lived process is named after it exited and a tick
+only looks names up. Everything here is pure file reading: no BCC.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
+import queue
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -28,6 +33,7 @@ PT_LOAD = 1
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
 MAX_ELF_BYTES = 1 << 30  # a bigger file is not read for symbols (its frames show as module+0x...)
+_ABSENT = object()
 
 
 class SymbolTable:
@@ -170,6 +176,7 @@ class Symbolizer:
     MAX_FILES = 512  # ELF tables kept (the least recently loaded go first)
     MAX_PROCS = 4096  # processes whose maps are kept
     MAX_ADDRS = 200_000  # resolved (file, offset) frames kept
+    MAX_PENDING = 256  # files opened by prime() and not read yet
 
     def __init__(self, proc: str = "/proc", kallsyms: Optional[str] = None):
         self.proc = proc
@@ -182,6 +189,14 @@ class Symbolizer:
         self.elf_reads = 0  # files parsed (a test can see the cache work)
         self._checked: set[int] = set()  # processes whose maps were checked this tick (begin_tick)
         self._refreshed: set[int] = set()  # ... and read again for an address in none of them
+        # prime() runs on a thread of its own: the caches it fills are changed under these locks
+        self._maps_lock = threading.Lock()
+        self._elf_lock = threading.Lock()  # held while one file is read: no file is read twice at once
+        self._primes: Optional[queue.SimpleQueue] = None  # pids whose maps to read (ktop-maps)
+        self._parses: Optional[queue.SimpleQueue] = None  # files whose tables to read (ktop-symbols)
+        self._pending: dict[tuple[str, int], int] = {}  # files opened for them, not read yet
+        self._pending_lock = threading.Lock()
+        self.primed = 0  # processes whose maps prime() read (a test can see it work)
 
     def begin_tick(self) -> None:
         """A process's maps are checked (a stat read) once a tick, not once a stack."""
@@ -227,42 +242,122 @@ class Symbolizer:
         key = self._proc_key(pid)
         if got is not None and got[0] == key and key and not refresh:
             return got[1]
+        return self._read_maps(pid, key, got)
+
+    def _read_maps(self, pid: int, key: tuple, got) -> list[Mapping]:
         try:
             with open(f"{self.proc}/{pid}/maps") as f:
                 maps = parse_maps(f.read())
         except OSError:  # gone: keep what we had for it (its last samples still resolve)
             return got[1] if got is not None else []
-        if len(self._maps) >= self.MAX_PROCS and pid not in self._maps:
-            self._maps.pop(next(iter(self._maps)))
-        self._maps[pid] = (key, maps)
+        with self._maps_lock:
+            if len(self._maps) >= self.MAX_PROCS and pid not in self._maps:
+                self._maps.pop(next(iter(self._maps)))
+            self._maps[pid] = (key, maps)
         return maps
 
     def forget(self, keep_pids) -> None:
         """Drops the maps of processes not in ``keep_pids`` that have exited."""
-        for pid in [p for p in self._maps if p not in keep_pids]:
+        with self._maps_lock:
+            pids = [p for p in self._maps if p not in keep_pids]
+        for pid in pids:
             if not os.path.exists(f"{self.proc}/{pid}"):
-                del self._maps[pid]
+                with self._maps_lock:
+                    self._maps.pop(pid, None)
 
-    def _elf(self, pid: int, m: Mapping) -> Optional[ElfInfo]:
-        key = (m.dev, m.inode)
-        if key in self._files:
-            return self._files[key]
-        info = None
+    # -- priming ------------------------------------------------------
+    def prime(self, pids) -> None:
+        """Reads these (new) processes' maps soon, off the caller's thread, and opens the files they
+        map; a second thread reads those files' symbol tables. So a process that exits before the
+        next tick keeps its names, and a slow table (a big binary) never delays the next maps read."""
+        if self._primes is None:
+            self._primes, self._parses = queue.SimpleQueue(), queue.SimpleQueue()
+            for target, q, name in ((self._primer, self._primes, "ktop-maps"),
+                                    (self._parser, self._parses, "ktop-symbols")):
+                threading.Thread(target=target, args=(q,), name=name, daemon=True).start()
+        for pid in pids:
+            self._primes.put(pid)
+
+    def close(self) -> None:
+        """Ends the priming threads (the parser finishes the file it is reading); closes open files."""
+        q, self._primes = self._primes, None
+        if q is not None:
+            q.put(None)
+            self._parses.put(None)
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for fd in pending.values():
+            os.close(fd)
+
+    def _primer(self, q: queue.SimpleQueue) -> None:
+        while (pid := q.get()) is not None:
+            try:
+                key = self._proc_key(pid)
+                if not key:  # gone already
+                    continue
+                got = self._maps.get(pid)
+                maps = got[1] if got is not None and got[0] == key else self._read_maps(pid, key, got)
+                self.primed += 1
+                for m in maps:
+                    fkey = (m.dev, m.inode)
+                    if not m.inode or fkey in self._files or fkey in self._pending:
+                        continue
+                    fd = self._open(pid, m) if len(self._pending) < self.MAX_PENDING else None
+                    if fd is not None:
+                        with self._pending_lock:  # never waits for a file being read
+                            if self._primes is None or fkey in self._pending:
+                                os.close(fd)
+                                continue
+                            self._pending[fkey] = fd
+                        self._parses.put(fkey)
+            except Exception:  # noqa: BLE001 - a file that cannot be read is named module+0x... later
+                continue
+
+    def _parser(self, q: queue.SimpleQueue) -> None:
+        while (fkey := q.get()) is not None:
+            try:
+                self._elf_of(fkey, None)
+            except Exception:  # noqa: BLE001 - as above
+                continue
+
+    def _open(self, pid: int, m: Mapping) -> Optional[int]:
+        """A descriptor of the mapped file, or None once the process is gone."""
         # map_files opens the very file mapped (even deleted, or in another mount namespace).
         for path in (f"{self.proc}/{pid}/map_files/{m.start:x}-{m.end:x}", f"{self.proc}/{pid}/root{m.path}"):
             try:
-                with open(path, "rb") as f:
-                    if os.fstat(f.fileno()).st_size > MAX_ELF_BYTES:
-                        break
-                    data = f.read()
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 continue
-            info = read_elf(data)
+        return None
+
+    def _elf(self, pid: int, m: Mapping):
+        """The file's ElfInfo (None: not an ELF file, or too big), or _ABSENT when it could not be
+        opened (not kept: a process that maps it later may open it)."""
+        return self._elf_of((m.dev, m.inode), (pid, m))
+
+    def _elf_of(self, key: tuple[str, int], mapped: Optional[tuple[int, Mapping]]):
+        info = self._files.get(key, _ABSENT)
+        if info is not _ABSENT:
+            return info
+        with self._elf_lock:
+            info = self._files.get(key, _ABSENT)
+            if info is not _ABSENT:  # read by the other thread meanwhile
+                return info
+            with self._pending_lock:
+                fd = self._pending.pop(key, None)  # opened by the primer while the process lived
+            if fd is None and mapped is not None:
+                fd = self._open(*mapped)
+            if fd is None:  # not opened (the process is gone): another that maps it may open it
+                return _ABSENT
+            try:
+                with os.fdopen(fd, "rb") as f:
+                    info = read_elf(f.read()) if os.fstat(f.fileno()).st_size <= MAX_ELF_BYTES else None
+            except OSError:
+                info = None
             self.elf_reads += 1
-            break
-        if len(self._files) >= self.MAX_FILES:
-            self._files.pop(next(iter(self._files)))
-        self._files[key] = info
+            if len(self._files) >= self.MAX_FILES:
+                self._files.pop(next(iter(self._files)))
+            self._files[key] = info
         return info
 
     def user(self, pid: int, addr: int, maps: list[Mapping]) -> str:
@@ -275,13 +370,15 @@ class Symbolizer:
         if name is not None:
             return name
         info = self._elf(pid, m) if m.inode else None
+        keep = m.inode and info is not _ABSENT
+        info = None if info is _ABSENT else info
         vaddr = info.vaddr(off) if info else None
         hit = info.symbols.find(vaddr) if info and vaddr is not None else None
         if hit:
             name = hit[0]
         else:
             name = f"{_module(m.path)}+0x{(vaddr if vaddr is not None else off):x}"
-        if m.inode:
+        if keep:
             if len(self._frames) >= self.MAX_ADDRS:
                 self._frames.clear()
             self._frames[fkey] = name

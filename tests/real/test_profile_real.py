@@ -116,6 +116,7 @@ def test_pid_filter_follows_a_child_born_after_the_profiler_attached(work):
     assert set(per_pid) <= {f"{work.name}-{child}", f"{work.name}-{pid}"}, per_pid
 
 
+@pytest.mark.vm
 def test_getppid_in_a_loop_shows_the_syscall_in_kernel_stacks_machine_wide(work):
     prog, pid = waiting(work, "getppid", 2.0)
     try:
@@ -123,6 +124,7 @@ def test_getppid_in_a_loop_shows_the_syscall_in_kernel_stacks_machine_wide(work)
             snap.wait_collecting(60)
             prog.stdin.write("go\n")
             prog.stdin.flush()
+            maps = Path(f"/proc/{pid}/maps").read_text()  # for the message, should its frames be unnamed
             assert prog.wait(120 * TIME_SCALE) == 0
             rc, doc = snap.finish(60)
     finally:
@@ -139,7 +141,8 @@ def test_getppid_in_a_loop_shows_the_syscall_in_kernel_stacks_machine_wide(work)
     # keeps no frame pointer, so the frame-pointer walk from inside it goes from its return address
     # straight to main's, as with BCC's profile; only samples in the loop's own code name the loop.)
     syscall_stacks = [s for s in mine if {"__x64_sys_getppid", "__do_sys_getppid"} & set(s["frames"])]
-    assert any("main" in s["frames"][:len(s["frames"]) - s["kernel_frames"]] for s in syscall_stacks), mine[:5]
+    assert any("main" in s["frames"][:len(s["frames"]) - s["kernel_frames"]] for s in syscall_stacks), \
+        (mine[:5], prof["counters"], maps)
     # the process and function tables agree with the stacks
     proc = next(p for p in prof["processes"] if p["pid"] == pid)
     assert proc["samples"] == sum(s["samples"] for s in mine)
@@ -147,3 +150,27 @@ def test_getppid_in_a_loop_shows_the_syscall_in_kernel_stacks_machine_wide(work)
     assert len({s["pid"] for s in prof["stacks"]}) > 1
     assert prof["counters"]["kernel_stack_none"] > 0, prof["counters"]
     assert prof["samples"] >= proc["samples"], (prof["samples"], proc)
+
+
+@pytest.mark.vm
+def test_a_process_gone_before_the_only_tick_keeps_its_user_frames(work):
+    # One tick, at the end (the interval is longer than the run): the process spun for 1 s and exited
+    # seconds before it. Its maps were read at its first sample, when the probe told of it (the `fresh`
+    # ring buffer), so its frames are named; read at the tick, they would all be [unknown].
+    prog, pid = waiting(work, "spin", 1.0)
+    try:
+        with Snap("--probes", "profile", "600", duration=6.0) as snap:
+            snap.wait_collecting(60)
+            prog.stdin.write("go\n")
+            prog.stdin.flush()
+            assert prog.wait(120 * TIME_SCALE) == 0
+            rc, doc = snap.finish(60)
+    finally:
+        prog.kill()
+    assert rc == 0, snap.stderr
+    mine = [s for s in doc["profile"]["stacks"] if s["pid"] == pid]
+    total = sum(s["samples"] for s in mine)
+    user = [s["frames"][:len(s["frames"]) - s["kernel_frames"]] for s in mine]
+    hot = sum(s["samples"] for s, fr in zip(mine, user) if fr[-2:] == ["main", HOT])
+    assert total >= 0.5 * HZ, mine
+    assert hot >= 0.8 * total, (hot, total, [(fr[-3:], s["samples"]) for s, fr in zip(mine, user)][:5])
