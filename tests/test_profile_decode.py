@@ -171,3 +171,20 @@ def test_a_file_that_cannot_be_opened_is_not_remembered_as_symbol_less(tmp_path,
     s.begin_tick()
     s.user_stack(7, (addr,))
     assert s.elf_reads == 1  # tried again once the file could be opened
+
+
+def test_a_zombie_s_empty_maps_do_not_replace_the_maps_read_while_it_ran(tmp_path, built):
+    # Between its exit and its parent's wait a process is a zombie: /proc/PID/stat is there, its
+    # maps are empty. A read then (a tick, or a refresh for a junk frame) must keep the maps it had.
+    info = read_elf(built.read_bytes())
+    nm = subprocess.run(["nm", str(built)], capture_output=True, text=True, check=True).stdout
+    fn = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" ktop_elf_probe_fn"))
+    load = next(seg for seg in info.loads if seg[1] <= fn < seg[1] + seg[2])
+    proc = tmp_path / "proc"
+    base = _fake_process(proc, 99, built, load)
+    s = Symbolizer(proc=str(proc))
+    assert s.user_stack(99, (base + fn,)) == ("ktop_elf_probe_fn",)
+    (proc / "99" / "maps").write_text("")
+    s.begin_tick()
+    assert s.user_stack(99, (base + fn, 0x10)) == ("ktop_elf_probe_fn", "[unknown]")  # 0x10: a refresh
+    assert s.user_stack(99, (base + fn + 1,)) == ("ktop_elf_probe_fn",)

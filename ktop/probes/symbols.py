@@ -250,6 +250,8 @@ class Symbolizer:
                 maps = parse_maps(f.read())
         except OSError:  # gone: keep what we had for it (its last samples still resolve)
             return got[1] if got is not None else []
+        if not maps and got is not None:  # a zombie's maps are empty: its last samples still resolve
+            return got[1]
         with self._maps_lock:
             if len(self._maps) >= self.MAX_PROCS and pid not in self._maps:
                 self._maps.pop(next(iter(self._maps)))

@@ -34,6 +34,7 @@ def check_counters(sched: dict) -> None:
     assert c["stack_lost"] <= max(5, c["off_blocks"] // 100), c
 
 
+@pytest.mark.vm
 def test_sleep_one_second_is_off_cpu_asleep_under_nanosleep():
     def workload():
         p = subprocess.Popen(["sleep", "1"])
