@@ -3,9 +3,11 @@
 
 The server is Node.js (tests/real/http_node_server.js, answering at once); the client is Python's
 http.client doing N GET requests over one keep-alive connection. Each round times the client with no
-tracer and with ``ktop snapshot --probes http --bpf-stats`` running (the order alternates), and reads
-the probe's kernel run time and run count from the snapshot. Prints the medians, the slowdown and the
-kernel time per request; writes bench/http_results.json.
+tracer, with ``ktop snapshot --probes http --bpf-stats`` running, and with the floor: bpftrace running
+an empty program on each of the same tracepoints (what any tracer of these syscalls pays, whatever it
+does in them); the order turns each round. It reads the probe's kernel run time and run count from the
+snapshot. Prints the medians, the slowdowns and the kernel time per request; writes
+bench/http_results.json.
 
     python bench/http_bench.py                # 3 rounds, 20000 requests each
     python bench/http_bench.py --quick        # 1 round, 5000 requests
@@ -71,6 +73,25 @@ def traced(port: int, n: int) -> tuple[float, dict]:
     return took, doc
 
 
+def floor(port: int, n: int) -> float:
+    """The client's time with an empty bpftrace program on every tracepoint the http probe uses."""
+    from ktop.probes.http import HttpProbe
+
+    probes = ",".join(f"tracepoint:{tp}" for tp in HttpProbe.tracepoints)
+    p = subprocess.Popen(["bpftrace", "-e", f"{probes} {{ }}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    try:
+        while True:  # "Attaching N probes..." comes first, then they are attached
+            line = p.stdout.readline()
+            if not line or line.startswith("Attaching"):
+                break
+        time.sleep(1.0)
+        return run_client(port, n)
+    finally:
+        p.send_signal(2)
+        p.communicate(timeout=60)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=20000)
@@ -92,12 +113,16 @@ def main() -> int:
                 time.sleep(0.05)
             port = int(open(portfile).read())
             run_client(port, 500)  # warm up
-            bare, on, per_req, counts, per_run, runs = [], [], [], [], [], []
+            bare, on, empty, per_req, counts, per_run, runs = [], [], [], [], [], [], []
+            kinds = ["bare", "on"] + (["floor"] if shutil.which("bpftrace") else [])
             for r in range(a.rounds):
-                order = ("bare", "on") if r % 2 == 0 else ("on", "bare")
+                order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]
                 for what in order:
                     if what == "bare":
                         bare.append(run_client(port, a.requests))
+                        continue
+                    if what == "floor":
+                        empty.append(floor(port, a.requests))
                         continue
                     took, doc = traced(port, a.requests)
                     on.append(took)
@@ -113,10 +138,12 @@ def main() -> int:
             node.kill()
             node.wait()
     mb, mo = statistics.median(bare), statistics.median(on)
+    mf = statistics.median(empty) if empty else None
     res = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "kernel": platform.release(), "requests": a.requests, "rounds": a.rounds,
         "bare_s": bare, "http_on_s": on, "slowdown": mo / mb, "goal": GOAL,
+        "floor_s": empty, "floor_slowdown": mf / mb if mf else None,
         "server_requests_counted": counts,
         "kernel_ns_per_answered_request": statistics.median(per_req) if per_req else None,
         "kernel_ns_per_program_run": statistics.median(per_run) if per_run else None,
@@ -124,9 +151,10 @@ def main() -> int:
     }
     with open(os.path.join(HERE, "http_results.json"), "w") as f:
         json.dump(res, f, indent=1)
-    print(f"| requests | bare s | http on s | slowdown | kernel ns / answered request | ns / program run | "
-          f"counted (server) |\n| --- | --- | --- | --- | --- | --- | --- |\n"
-          f"| {a.requests} | {mb:.3f} | {mo:.3f} | x{mo / mb:.3f} | "
+    fl = f"x{mf / mb:.3f}" if mf else "(no bpftrace)"
+    print(f"| requests | bare s | http on s | slowdown | floor (empty programs) | kernel ns / answered request | "
+          f"ns / program run | counted (server) |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+          f"| {a.requests} | {mb:.3f} | {mo:.3f} | x{mo / mb:.3f} | {fl} | "
           f"{res['kernel_ns_per_answered_request'] or 0:.0f} | {res['kernel_ns_per_program_run'] or 0:.0f} | "
           f"{counts} |")
     return 0
