@@ -138,11 +138,16 @@ def _fake_process(proc, pid: int, built, load) -> int:
     return 0x10000000 - vaddr
 
 
-def test_prime_reads_a_new_process_maps_and_tables_so_it_is_named_after_it_exited(tmp_path, built):
+def _probe_fn(built) -> tuple[int, tuple[int, int, int]]:
+    """The link-time address of ktop_elf_probe_fn in ``built`` and the load segment that holds it."""
     info = read_elf(built.read_bytes())
     nm = subprocess.run(["nm", str(built)], capture_output=True, text=True, check=True).stdout
     fn = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" ktop_elf_probe_fn"))
-    load = next(seg for seg in info.loads if seg[1] <= fn < seg[1] + seg[2])
+    return fn, next(seg for seg in info.loads if seg[1] <= fn < seg[1] + seg[2])
+
+
+def test_prime_reads_a_new_process_maps_and_tables_so_it_is_named_after_it_exited(tmp_path, built):
+    fn, load = _probe_fn(built)
     proc = tmp_path / "proc"
     base = _fake_process(proc, 4242, built, load)
     s = Symbolizer(proc=str(proc))
@@ -176,10 +181,7 @@ def test_a_file_that_cannot_be_opened_is_not_remembered_as_symbol_less(tmp_path,
 def test_a_zombie_s_empty_maps_do_not_replace_the_maps_read_while_it_ran(tmp_path, built):
     # Between its exit and its parent's wait a process is a zombie: /proc/PID/stat is there, its
     # maps are empty. A read then (a tick, or a refresh for a junk frame) must keep the maps it had.
-    info = read_elf(built.read_bytes())
-    nm = subprocess.run(["nm", str(built)], capture_output=True, text=True, check=True).stdout
-    fn = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" ktop_elf_probe_fn"))
-    load = next(seg for seg in info.loads if seg[1] <= fn < seg[1] + seg[2])
+    fn, load = _probe_fn(built)
     proc = tmp_path / "proc"
     base = _fake_process(proc, 99, built, load)
     s = Symbolizer(proc=str(proc))

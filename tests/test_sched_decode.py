@@ -187,23 +187,29 @@ def test_offcpu_rows_are_named_root_first_without_the_tracing_frames(tmp_path):
     assert strip_tracing(("bpf_prog_x",)) == ("bpf_prog_x",)  # never empty
 
 
+class FakeStackMap:
+    """A stack-trace map's calls StackStore makes, on a dict {id: value bytes}."""
+
+    def __init__(self, data: dict[int, bytes]):
+        self.data = data
+        self.lookups = 0
+
+    def keys(self):
+        return [struct.pack("<I", i) for i in self.data]
+
+    def lookup(self, key):
+        self.lookups += 1
+        return self.data.get(struct.unpack("<I", key)[0])
+
+    def delete_many(self, keys):
+        for k in keys:
+            self.data.pop(struct.unpack("<I", k)[0], None)
+
+
 def test_the_stack_store_reads_each_id_once_and_deletes_what_no_key_names():
     from ktop.probes.stacks import StackStore
 
-    class FakeMap:
-        def __init__(self):
-            self.data = {1: struct.pack("<3Q", 0x10, 0x20, 0), 2: struct.pack("<2Q", 0x30, 0)}
-            self.lookups = 0
-
-        def lookup(self, key):
-            self.lookups += 1
-            return self.data.get(struct.unpack("<I", key)[0])
-
-        def delete_many(self, keys):
-            for k in keys:
-                self.data.pop(struct.unpack("<I", k)[0], None)
-
-    m = FakeMap()
+    m = FakeStackMap({1: struct.pack("<3Q", 0x10, 0x20, 0), 2: struct.pack("<2Q", 0x30, 0)})
     s = StackStore(m)
     assert s.read({1, 2, 3}) == {1: (0x10, 0x20), 2: (0x30,)}
     assert s.read({1}) == {1: (0x10, 0x20)} and m.lookups == 3
@@ -215,21 +221,7 @@ def test_the_stack_store_reads_each_id_once_and_deletes_what_no_key_names():
 def test_the_sweep_deletes_ids_nothing_named_in_two_sweeps_running():
     from ktop.probes.stacks import StackStore
 
-    class FakeMap:
-        def __init__(self):
-            self.data = {i: struct.pack("<2Q", 0x10 * i, 0) for i in (1, 2, 3, 4)}
-
-        def keys(self):
-            return [struct.pack("<I", i) for i in self.data]
-
-        def lookup(self, key):
-            return self.data.get(struct.unpack("<I", key)[0])
-
-        def delete_many(self, keys):
-            for k in keys:
-                self.data.pop(struct.unpack("<I", k)[0], None)
-
-    m = FakeMap()
+    m = FakeStackMap({i: struct.pack("<2Q", 0x10 * i, 0) for i in (1, 2, 3, 4)})
     s = StackStore(m)
     s.read({1})  # a key names 1; a sleeping thread holds 2; 3 and 4 are nobody's
     assert s.sweep({2}) == 0 and set(m.data) == {1, 2, 3, 4}  # the first time seen unnamed: kept
