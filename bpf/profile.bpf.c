@@ -16,9 +16,9 @@
  * is gone and its user frames could no longer be named.
  *
  * Knobs (-D): MAX_STACKS (distinct counted keys), STACK_STORAGE (stack map
- * entries), KNOWN_MAX (processes remembered as told), FILTER_TGID... (-p, bpf/ktop.h), TASK_OFF_* (-p follows
- * descendants), FILTER_CGROUP_* (--cgroup: the sampled task's cgroup; idle
- * samples are nobody's then).
+ * entries), KNOWN_MAX (processes remembered as told), FILTER_TGID... (-p,
+ * bpf/ktop.h), TASK_OFF_* (-p follows descendants), FILTER_CGROUP_*
+ * (--cgroup: the sampled task's cgroup; idle samples are nobody's then).
  *
  * User space drains `counts` each tick (lookup-and-delete), reads the stack
  * ids it names from `stack_traces` and deletes them, so neither map grows
