@@ -83,6 +83,11 @@
 #ifndef STACK_STORAGE
 #define STACK_STORAGE 8192
 #endif
+#ifdef FILTER_CGROUP_ID
+#define FILTERS_CGROUP 1
+#else
+#define FILTERS_CGROUP 0
+#endif
 #define E_EEXIST 17
 #define E_ENOMEM 12
 
@@ -164,7 +169,9 @@ struct slow_event {
 };
 
 /* tid -> its mark: the state that lives between switch-out or wakeup and the
- * next switch-in (deleted there, and at a dying task's last switch). */
+ * next switch-in. Switch-in clears it and the next switch-out writes it again,
+ * both in place: a lookup and a store instead of runqlat's update and delete,
+ * each of which takes the bucket's lock. A dying task's last switch deletes it. */
 BPF_HASH(tasks, u32, struct mark, MAX_TASKS);
 /* tgid -> the process's figures. */
 BPF_HASH(procs, u32, struct proc_val, MAX_PROCS);
@@ -254,22 +261,25 @@ static __always_inline int woken(u64 task, int fresh)
         return 0;
     u64 now = bpf_ktime_get_ns();
     struct mark *m = tasks.lookup(&pid);
-    if (m) {
+    if (m && !fresh) {
         if (!m->enq_ts)
             m->enq_ts = now;
         count(ST_WAKEUPS);
         return 0;
     }
-#ifdef FILTER_CGROUP_ID
-    if (!fresh || !ktop_in_cgroup())
-        return 0;
-#endif
     u32 tgid = rd32(task, TASK_OFF_TGID);
-    if (!wanted(tgid))
+    if (!wanted(tgid) || !(fresh || !FILTERS_CGROUP) || !ktop_in_cgroup()) {
+        if (m) /* a dead thread's, and this new one is not followed */
+            tasks.delete(&pid);
         return 0;
+    }
     count(ST_WAKEUPS);
-    struct mark v = {.enq_ts = now, .tgid = tgid, .cls = OFF_NONE, .flags = flags_of(task)};
-    if (tasks.update(&pid, &v) != 0)
+    /* A new task's mark is written whole: its TID may be a dead thread's whose mark was
+     * never deleted (a thread that exec'd took its leader's TID). */
+    struct mark v = {.enq_ts = now, .tgid = tgid, .cls = OFF_NONE, .flags = flags_of(task), .kstack = -1};
+    if (m)
+        *m = v;
+    else if (tasks.update(&pid, &v) != 0)
         count(ST_TASKS_FULL);
     return 0;
 }
@@ -290,13 +300,22 @@ static __always_inline void switched_out(void *ctx, u64 prev, int preempt, u64 n
     if (!pid)
         return;
     u32 tgid = rd32(prev, TASK_OFF_TGID);
-    if (!ktop_in_cgroup() || !wanted(tgid)) /* prev is the current task here */
+    if (!wanted(tgid))
         return;
+    struct mark *mp = tasks.lookup(&pid);
+#ifdef FILTER_CGROUP_ID
+    if (!ktop_in_cgroup()) { /* prev is the current task here; it may have moved out */
+        if (mp)
+            tasks.delete(&pid);
+        return;
+    }
+#endif
     u16 cls = OFF_R;
     if (!preempt) {
         u32 state = rd32(prev, TASK_OFF_STATE);
         if (state & K_TASK_DEAD) {
-            tasks.delete(&pid); /* its last switch: a mark now would never be taken back */
+            if (mp) /* its last switch: its mark would never be taken back */
+                tasks.delete(&pid);
             return;
         }
         if (state == 0)
@@ -314,7 +333,9 @@ static __always_inline void switched_out(void *ctx, u64 prev, int preempt, u64 n
         v.kstack = off_stacks.get_stackid(ctx, 0); /* an error is counted if the block is */
     }
 #endif
-    if (tasks.update(&pid, &v) != 0)
+    if (mp)
+        *mp = v; /* in place: a hash update takes a new element and the bucket lock */
+    else if (tasks.update(&pid, &v) != 0)
         count(ST_TASKS_FULL);
 }
 
@@ -396,7 +417,12 @@ static __always_inline void switched_in(u64 next, u64 prev, u64 now)
     if (!mp)
         return; /* not followed, or runnable since before ktop attached */
     struct mark m = *mp;
-    tasks.delete(&pid);
+    if (!m.off_ts && !m.enq_ts)
+        return; /* on CPU since its last switch-in (a mark stays from one to the next) */
+    /* Cleared, not deleted: the next switch-out writes it again in place. */
+    mp->off_ts = 0;
+    mp->enq_ts = 0;
+    mp->kstack = -1;
 
     u64 lat = 0;
     int queued = m.enq_ts && now >= m.enq_ts;
