@@ -298,6 +298,31 @@ def test_the_collectors_wait_fires_a_probes_deadline_on_time():
     assert len(w.fired) == 1, "a deadline fires once"
 
 
+def test_a_timer_set_as_a_probe_goes_live_wakes_a_collector_already_asleep():
+    # The profile probe arms its ring's 100 ms read in attached(), on the build thread, while the
+    # collector may sleep in its epoll with no timer at all (a 600 s interval): it must be woken.
+    from ktop.sources.live import LiveSource
+
+    class ArmsAtAttach(Timed):
+        def build(self):
+            time.sleep(0.1)  # the collector is asleep by then
+            return self.handle
+
+        def attached(self, loaded):
+            self.deadline = time.monotonic() + self.after_s
+
+    src = LiveSource([])
+    w = ArmsAtAttach(0.05, on_status=src._status_changed)
+    src.workers["timed"] = w
+    t0 = time.monotonic()
+    w.start()
+    end = t0 + 0.6
+    while time.monotonic() < end:  # as the tick loops call it: a wake-up returns early
+        src.wait(end - time.monotonic())
+    assert len(w.fired) == 1 and w.fired[0] - t0 < 0.4, (w.fired, t0)
+    _stop(w)
+
+
 def test_a_deadline_that_raises_fails_the_probe():
     class Bad(Timed):
         def on_deadline(self):

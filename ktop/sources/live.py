@@ -126,6 +126,9 @@ class LiveSource(Source):
             for fd, p in list(self._ring_owner.items()):
                 if p.status.status != LIVE or p.loaded is None:
                     self._forget_ring(fd)
+        # The collector may be asleep in its epoll with no timer: a probe that just went live may
+        # have set one (profile's 100 ms read of its ring), which it would not see until woken.
+        self.wake()
 
     def _forget_ring(self, fd: int) -> None:
         self._ring_owner.pop(fd, None)
