@@ -37,7 +37,7 @@
  * parses the line, folds paths and aggregates per tick.
  *
  * Knobs (-D): WINDOW (bytes scanned, a power of 2), LINE_LEN, NSLOTS (power
- * of 2), MAX_CONNS, MAX_THREADS, RINGBUF_PAGES, OFF_* (BTF), NO_SOCK_CHECK,
+ * of 2), MAX_CONNS, MAX_THREADS (without TASK_STORAGE), RINGBUF_PAGES, OFF_* (BTF), NO_SOCK_CHECK, TASK_STORAGE,
  * FILTER_TGID... and TASK_OFF_* (-p, bpf/ktop.h), FILTER_CGROUP_* (--cgroup),
  * RB_WAKE_EVERY (ktop.h).
  */
@@ -132,8 +132,14 @@ struct scratch {
 
 /* (tgid << 32 | fd) -> the pending requests of one connection. */
 BPF_F_TABLE("hash", u64, struct conn, conns, MAX_CONNS, BPF_F_NO_PREALLOC);
-/* thread -> the buffer of a socket call in flight (entry to exit). */
+/* thread -> the buffer of a socket call in flight (entry to exit). With
+ * -DTASK_STORAGE (Linux 5.12+) a slot in the thread itself: two cheap lookups
+ * instead of a hash update, lookup and delete on every socket call. */
+#ifdef TASK_STORAGE
+BPF_TASK_STORAGE(inflight, struct inflight);
+#else
 BPF_HASH(inflight, u64, struct inflight, MAX_THREADS);
+#endif
 BPF_PERCPU_ARRAY(scratch, struct scratch, 1);
 BPF_PERCPU_ARRAY(zero, struct conn, 1);   /* never written: the initial value of a conn */
 BPF_PERCPU_ARRAY(stats, u64, ST_NR);
@@ -488,8 +494,17 @@ static __always_inline int enter(u32 fd, u64 buf, u64 len, u32 vec, int tx, int 
     if (!sock && !is_socket(fd))
         return 0;
     struct inflight r = {.buf = buf, .fd = fd, .vec = vec, .tx = tx};
+#ifdef TASK_STORAGE
+    struct inflight *slot = inflight.task_storage_get((struct task_struct *)bpf_get_current_task_btf(), 0,
+                                                      BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (slot)
+        *slot = r;
+    else
+        count(ST_THREADS_FULL, 1);
+#else
     if (inflight.update(&id, &r))
         count(ST_THREADS_FULL, 1);
+#endif
     return 0;
 }
 
@@ -497,11 +512,19 @@ static __always_inline int enter(u32 fd, u64 buf, u64 len, u32 vec, int tx, int 
 static __always_inline int leave(long ret)
 {
     u64 id = bpf_get_current_pid_tgid();
+#ifdef TASK_STORAGE
+    struct inflight *r = inflight.task_storage_get((struct task_struct *)bpf_get_current_task_btf(), 0, 0);
+    if (!r || !r->buf)
+        return 0;
+    struct inflight v = *r;
+    r->buf = 0; /* taken: the slot stays with the thread */
+#else
     struct inflight *r = inflight.lookup(&id);
     if (!r)
         return 0;
     struct inflight v = *r;
     inflight.delete(&id);
+#endif
     if (ret <= 0)
         return 0;
     u64 n = ret, buf = v.buf;

@@ -120,6 +120,26 @@ def btf_available() -> bool:
     return Path("/sys/kernel/btf/vmlinux").is_file()
 
 
+@functools.lru_cache(maxsize=1)
+def task_storage() -> bool:
+    """BPF task-local storage from tracepoint programs, on the current task got through
+    bpf_get_current_task_btf (both Linux 5.11+; tracing programs may use the storage since 5.12):
+    a per-thread slot without a hash map's update and delete."""
+    from ktop.probes.btf import BTFError, load
+
+    try:
+        major, minor = (int(x) for x in platform.release().split(".")[:2])
+    except ValueError:
+        return False
+    if (major, minor) < (5, 12):
+        return False
+    try:
+        b = load()
+    except (BTFError, OSError):
+        return False
+    return b.has_func("bpf_task_storage_get") and b.has_func("bpf_get_current_task_btf")
+
+
 def kernel_headers() -> tuple[bool, str]:
     """(usable, description) of the headers BCC will compile against."""
     rel = platform.release()

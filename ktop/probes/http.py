@@ -19,6 +19,7 @@ import time
 from typing import Iterable, Optional
 
 from ktop.model.hist import fine_index
+from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.maps import read_slots, slot_deltas
 from ktop.probes.ringbuf import RingBuffer
@@ -244,7 +245,7 @@ class HttpProbe(ProbeWorker):
             f"-DMAX_CONNS={int(x.get('http_max_conns', MAX_CONNS))}",
             f"-DMAX_THREADS={int(x.get('http_max_threads', MAX_THREADS))}",
             f"-DRINGBUF_PAGES={int(x.get('http_ringbuf_pages', RINGBUF_PAGES))}",
-        ] + self.pid_cflags()
+        ] + self.pid_cflags() + (["-DTASK_STORAGE"] if features.task_storage() else [])
         from ktop.probes.btf import BTFError
 
         try:
