@@ -21,7 +21,8 @@
  * i_mode, offsets from BTF: -DOFF_*). A read must keep its buffer pointer
  * from entry to exit (a hash write), so read/readv check the fd first, at
  * entry, and a file read costs six small kernel reads and nothing more;
- * recvfrom/recvmsg are sockets by definition. A write is classified at entry
+ * recvfrom/recvmsg/sendto/sendmsg are sockets by definition (elsewhere they fail:
+ * ENOTSOCK, no bytes at exit). A write is classified at entry
  * from its bytes (already in the buffer) and only a buffer that looks like
  * HTTP or TLS pays the fd check and the hash write; it is counted at exit,
  * once its return says it was sent (EAGAIN: not). Without the offsets
@@ -106,7 +107,9 @@ struct inflight {
     u64 buf;
     u32 fd;
     u16 vec;          /* buf is an iovec array (readv, writev: 1) or a user_msghdr (recvmsg, sendmsg: 2) */
-    u16 tx;
+    u8 tx;
+    u8 kind;          /* a write's K_* (classified at entry): its exit need not read it again */
+    char head[HEAD];  /* ... and its first bytes (a response's status) */
 };
 
 struct http_event {
@@ -201,9 +204,23 @@ static __always_inline int is_socket(u32 fd)
 #ifdef NO_SOCK_CHECK
     return 1;
 #else
-    u64 task = bpf_get_current_task(), files = 0, fdt = 0, arr = 0, file = 0, inode = 0;
-    u32 max = 0;
+    u64 arr = 0, file = 0, inode = 0;
     u16 mode = 0;
+#ifdef TASK_STORAGE
+    /* A BTF pointer: the verifier types each load from task_struct to fdtable, and they are
+     * plain loads (faults caught), not helper calls. fdt->fd is a pointer to pointers, so it
+     * comes back a number, read through as before. */
+    char *task = (char *)bpf_get_current_task_btf();
+    char *files = *(char **)(task + OFF_TASK_FILES);
+    if (!files)
+        return 0;
+    char *fdt = *(char **)(files + OFF_FILES_FDT);
+    if (!fdt || fd >= *(u32 *)(fdt + OFF_FDT_MAX_FDS))
+        return 0;
+    arr = *(u64 *)(fdt + OFF_FDT_FD);
+#else
+    u64 task = bpf_get_current_task(), files = 0, fdt = 0;
+    u32 max = 0;
     bpf_probe_read_kernel(&files, sizeof(files), (void *)(task + OFF_TASK_FILES));
     if (!files)
         return 0;
@@ -214,6 +231,7 @@ static __always_inline int is_socket(u32 fd)
     if (fd >= max)
         return 0;
     bpf_probe_read_kernel(&arr, sizeof(arr), (void *)(fdt + OFF_FDT_FD));
+#endif
     if (!arr)
         return 0;
     bpf_probe_read_kernel(&file, sizeof(file), (void *)(arr + (u64)fd * 8));
@@ -409,14 +427,9 @@ static __always_inline void response(u32 tgid, u32 fd, u32 side, const char *b, 
     events.ringbuf_submit(e, rb_wake_flags());
 }
 
-/* n bytes at ubuf crossed socket fd (checked at entry): tx for a write. */
-static __always_inline void look(u32 tgid, u32 fd, u64 ubuf, u64 n, int tx)
+/* The first HEAD bytes at ubuf (zero-padded past n) into b; their K_* (K_NONE: unreadable). */
+static __always_inline int head_of(char *b, u64 ubuf, u64 n)
 {
-    int k = 0;
-    struct scratch *sc = scratch.lookup(&k);
-    if (!sc || !ubuf || !n)
-        return;
-    char *b = sc->buf;
     *(u64 *)b = 0;
     *(u64 *)(b + 8) = 0;
     u64 h = n < HEAD ? n : HEAD;
@@ -424,8 +437,22 @@ static __always_inline void look(u32 tgid, u32 fd, u64 ubuf, u64 n, int tx)
     if (h > HEAD)
         h = HEAD;
     if (bpf_probe_read_user(b, h, (void *)ubuf))
+        return K_NONE;
+    return classify(b, n);
+}
+
+/* n bytes at ubuf crossed socket fd (checked at entry): tx for a write, whose kind and first
+ * bytes (b) were read at entry; a read's are read here. */
+static __always_inline void look(u32 tgid, u32 fd, u64 ubuf, u64 n, int tx, int kind, const char *b)
+{
+    int k = 0;
+    struct scratch *sc = scratch.lookup(&k);
+    if (!sc || !ubuf || !n)
         return;
-    int kind = classify(b, n);
+    if (!tx) {
+        kind = head_of(sc->buf, ubuf, n);
+        b = sc->buf;
+    }
     if (kind == K_NONE)
         return;
     u64 now = bpf_ktime_get_ns();
@@ -473,27 +500,19 @@ static __always_inline int enter(u32 fd, u64 buf, u64 len, u32 vec, int tx, int 
     u64 id = bpf_get_current_pid_tgid();
     if (!wanted(id >> 32))
         return 0;
+    struct inflight r = {.buf = buf, .fd = fd, .vec = vec, .tx = tx};
     if (tx) {
         u64 base = buf, n = len;
         if (vec)
             base = first_base(buf, vec, &n);
-        int k = 0;
-        struct scratch *sc = scratch.lookup(&k);
-        if (!sc || !base || !n)
+        if (!base || !n)
             return 0;
-        char *b = sc->buf;
-        *(u64 *)b = 0;
-        *(u64 *)(b + 8) = 0;
-        u64 h = n < HEAD ? n : HEAD;
-        asm volatile("" : "+r"(h));
-        if (h > HEAD)
-            h = HEAD;
-        if (bpf_probe_read_user(b, h, (void *)base) || classify(b, n) == K_NONE)
+        r.kind = head_of(r.head, base, n);
+        if (r.kind == K_NONE)
             return 0;
     }
     if (!sock && !is_socket(fd))
         return 0;
-    struct inflight r = {.buf = buf, .fd = fd, .vec = vec, .tx = tx};
 #ifdef TASK_STORAGE
     struct inflight *slot = inflight.task_storage_get((struct task_struct *)bpf_get_current_task_btf(), 0,
                                                       BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -528,12 +547,12 @@ static __always_inline int leave(long ret)
     if (ret <= 0)
         return 0;
     u64 n = ret, buf = v.buf;
-    if (v.vec) {
+    if (v.vec && v.kind != K_RESPONSE) { /* a response needs only the status, in v.head */
         u64 len = 0;
         buf = first_base(v.buf, v.vec, &len);
         n = n < len ? n : len;
     }
-    look(id >> 32, v.fd, buf, n, v.tx);
+    look(id >> 32, v.fd, buf, n, v.tx, v.kind, v.head);
     return 0;
 }
 
@@ -547,7 +566,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg) { return enter(args->fd, (u64)args
 TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg) { return leave(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_enter_write) { return enter(args->fd, (u64)args->buf, args->count, 0, 1, 0); }
 TRACEPOINT_PROBE(syscalls, sys_exit_write) { return leave(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto) { return enter(args->fd, (u64)args->buff, args->len, 0, 1, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_sendto) { return enter(args->fd, (u64)args->buff, args->len, 0, 1, 1); }
 TRACEPOINT_PROBE(syscalls, sys_exit_sendto) { return leave(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_enter_writev) { return enter(args->fd, (u64)args->vec, 0, 1, 1, 0); }
 TRACEPOINT_PROBE(syscalls, sys_exit_writev) { return leave(args->ret); }

@@ -238,14 +238,17 @@ class HttpProbe(ProbeWorker):
 
     def cflags(self) -> list[str]:
         x = self.options.extra
+        pages = int(x.get("http_ringbuf_pages", RINGBUF_PAGES))
         flags = super().cflags() + [
             f"-DWINDOW={int(x.get('http_window', WINDOW))}",
             f"-DLINE_LEN={LINE_LEN}",
             f"-DNSLOTS={NSLOTS}",
             f"-DMAX_CONNS={int(x.get('http_max_conns', MAX_CONNS))}",
             f"-DMAX_THREADS={int(x.get('http_max_threads', MAX_THREADS))}",
-            f"-DRINGBUF_PAGES={int(x.get('http_ringbuf_pages', RINGBUF_PAGES))}",
-        ] + self.pid_cflags() + (["-DTASK_STORAGE"] if features.task_storage() else [])
+            f"-DRINGBUF_PAGES={pages}",
+        ] + self.rb_wake_cflags(pages, _EVENT.size) + self.pid_cflags()
+        if features.task_storage():
+            flags.append("-DTASK_STORAGE")
         from ktop.probes.btf import BTFError
 
         try:
