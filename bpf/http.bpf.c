@@ -19,12 +19,13 @@
  *
  * Socket-ness: the fd's inode mode (task->files->fdt->fd[fd]->f_inode->
  * i_mode, offsets from BTF: -DOFF_*). A read must keep its buffer pointer
- * from entry to exit (a hash write), so read/readv check the fd first, at
- * entry, and a file read costs six small kernel reads and nothing more;
+ * from entry to exit (a per-thread slot), so read/readv check the fd first, at
+ * entry, and a file read costs a few small kernel reads and nothing more
+ * (four of them plain loads through the task's BTF pointer with -DTASK_STORAGE);
  * recvfrom/recvmsg/sendto/sendmsg are sockets by definition (elsewhere they fail:
  * ENOTSOCK, no bytes at exit). A write is classified at entry
  * from its bytes (already in the buffer) and only a buffer that looks like
- * HTTP or TLS pays the fd check and the hash write; it is counted at exit,
+ * HTTP or TLS pays the fd check and the slot write; it is counted at exit,
  * once its return says it was sent (EAGAIN: not). Without the offsets
  * (-DNO_SOCK_CHECK) the byte patterns alone decide.
  *

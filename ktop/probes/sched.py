@@ -331,6 +331,7 @@ class SchedProbe(ProbeWorker):
                   f"-DMAX_PROCS={int(x.get('sched_max_procs', MAX_PROCS))}",
                   f"-DRUNQ_SLOWER_NS={self.slower_ns()}ULL",
                   f"-DRINGBUF_PAGES={int(x.get('sched_ringbuf_pages', RINGBUF_PAGES))}"]
+        flags += self.rb_wake_cflags(int(x.get('sched_ringbuf_pages', RINGBUF_PAGES)), _SLOW.size)
         try:
             offs = task_field_offsets()
         except BTFError as exc:
