@@ -360,3 +360,34 @@ def test_a_verifier_refusal_names_the_program_and_the_verifiers_complaint():
         "R2 min value is negative, either use unsigned or 'var &= const'")
     assert describe_build_error(exc, "") == (
         "the kernel's verifier refused tracepoint__syscalls__sys_exit_read (Permission denied)")
+
+
+def test_ring_wake_ups_let_all_cpus_hold_back_a_quarter_of_the_ring_and_never_fewer_than_32(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    # 256 pages of 152-byte records (+ an 8-byte header): 6553 records, a quarter over 2 CPUs
+    assert ProbeWorker.rb_wake_cflags(256, 152) == ["-DRB_WAKE_EVERY=819"]
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert ProbeWorker.rb_wake_cflags(256, 152) == ["-DRB_WAKE_EVERY=32"]  # 25 would wake more often
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert ProbeWorker.rb_wake_cflags(16, 72) == ["-DRB_WAKE_EVERY=204"]
+
+
+def test_task_storage_needs_linux_5_12_and_the_kernels_btf(monkeypatch):
+    import platform
+
+    from ktop.probes import btf
+
+    features.task_storage.cache_clear()
+    monkeypatch.setattr(platform, "release", lambda: "5.11.22-generic")
+    assert features.task_storage() is False  # 5.11 has the storage, but not for tracing programs
+    features.task_storage.cache_clear()
+    monkeypatch.setattr(platform, "release", lambda: "6.1.0-28-amd64")
+
+    def no_btf(*_a, **_k):
+        raise btf.BTFError("no /sys/kernel/btf/vmlinux")
+
+    monkeypatch.setattr(btf, "load", no_btf)
+    assert features.task_storage() is False
+    features.task_storage.cache_clear()
