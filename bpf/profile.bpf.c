@@ -84,8 +84,9 @@ static __always_inline void tell_if_new(u32 tgid, const char *comm)
     u64 *was = known.lookup(&tgid);
     if (was && *was == name)
         return;
-    known.update(&tgid, &name);
-    fresh.ringbuf_output(&tgid, sizeof(tgid), 0);
+    /* known only once told: a full ring (user space late) leaves it to the next sample */
+    if (fresh.ringbuf_output(&tgid, sizeof(tgid), 0) == 0)
+        known.update(&tgid, &name);
 }
 #endif
 
