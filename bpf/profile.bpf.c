@@ -78,11 +78,14 @@ BPF_TABLE("lru_hash", u32, u64, known, KNOWN_MAX);
 /* tgids user space has not been told of yet: it reads their maps on the wake. */
 BPF_RINGBUF_OUTPUT(fresh, 1);
 
-static __always_inline void tell_if_new(u32 tgid, const char *comm)
+static __always_inline void tell_if_new(u32 tgid, u32 pid, const char *comm)
 {
     u64 name = *(const u64 *)comm;
     u64 *was = known.lookup(&tgid);
-    if (was && *was == name)
+    /* An exec leaves one thread, the main one: only its name is compared. Other threads may
+     * have names of their own, and comparing theirs would tell of the process at every sample
+     * that lands on a thread named otherwise than the last (ktop's own threads did). */
+    if (was && (pid != tgid || *was == name))
         return;
     /* known only once told: a full ring (user space late) leaves it to the next sample */
     if (fresh.ringbuf_output(&tgid, sizeof(tgid), 0) == 0)
@@ -157,7 +160,7 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
     struct key_t key = {.tgid = tgid};
     bpf_get_current_comm(key.comm, sizeof(key.comm));
 #ifdef FRESH_RING
-    tell_if_new(tgid, key.comm);
+    tell_if_new(tgid, pid, key.comm);
 #endif
     key.user_stack_id = stack_traces.get_stackid(&ctx->regs, BPF_F_USER_STACK);
     key.kernel_stack_id = stack_traces.get_stackid(&ctx->regs, 0);
