@@ -9,7 +9,7 @@
  *   sched_process_fork (raw), with -p only: the family of the processes
  *     asked for (bpf/ktop.h KTOP_FOLLOW).
  *
- * A process's first sample (or its first after an exec renamed it) is told
+ * A process's first sample (or its main thread's first after an exec renamed it) is told
  * to user space at once through the `fresh` ring buffer (with -DFRESH_RING,
  * where the kernel has ring buffers): ktop reads its /proc/PID/maps then,
  * while it lives, not at the next tick, by which time a short-lived process
