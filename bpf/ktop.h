@@ -21,7 +21,7 @@
  * when woken, so a record wakes the reader only every RB_WAKE_EVERY-th time
  * on its CPU (a wake-up is an irq_work, a self-IPI: about 25 us in this VM,
  * and a pass through user space). ktop sets it per probe so that all CPUs
- * together hold back at most a quarter of the ring (ProbeWorker.rb_wake_cflags);
+ * together hold back at most a quarter of the ring (ProbeWorker.ring_cflags);
  * 32 is the least. The counting lives in each program's own file: BCC
  * rewrites map calls (`m.lookup()`) only in the main file, not in headers. */
 #ifndef RB_WAKE_EVERY

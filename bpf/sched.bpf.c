@@ -268,7 +268,7 @@ static __always_inline int woken(u64 task, int fresh)
         return 0;
     }
     u32 tgid = rd32(task, TASK_OFF_TGID);
-    if (!wanted(tgid) || !(fresh || !FILTERS_CGROUP) || !ktop_in_cgroup()) {
+    if (!wanted(tgid) || (FILTERS_CGROUP && !fresh) || !ktop_in_cgroup()) {
         if (m) /* a dead thread's, and this new one is not followed */
             tasks.delete(&pid);
         return 0;

@@ -367,11 +367,11 @@ def test_ring_wake_ups_let_all_cpus_hold_back_a_quarter_of_the_ring_and_never_fe
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     # 256 pages of 152-byte records (+ an 8-byte header): 6553 records, a quarter over 2 CPUs
-    assert ProbeWorker.rb_wake_cflags(256, 152) == ["-DRB_WAKE_EVERY=819"]
+    assert ProbeWorker.ring_cflags(256, 152) == ["-DRINGBUF_PAGES=256", "-DRB_WAKE_EVERY=819"]
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    assert ProbeWorker.rb_wake_cflags(256, 152) == ["-DRB_WAKE_EVERY=32"]  # 25 would wake more often
+    assert ProbeWorker.ring_cflags(256, 152)[1] == "-DRB_WAKE_EVERY=32"  # 25 would wake more often
     monkeypatch.setattr(os, "cpu_count", lambda: None)
-    assert ProbeWorker.rb_wake_cflags(16, 72) == ["-DRB_WAKE_EVERY=204"]
+    assert ProbeWorker.ring_cflags(16, 72) == ["-DRINGBUF_PAGES=16", "-DRB_WAKE_EVERY=204"]
 
 
 def test_task_storage_needs_linux_5_12_and_the_kernels_btf(monkeypatch):

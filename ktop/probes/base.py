@@ -215,14 +215,14 @@ class ProbeWorker:
         return [f"-DFILTER_CGROUP_ID={int(x['cgroup_id'])}ULL", f"-DFILTER_CGROUP_LEVEL={int(x['cgroup_level'])}"]
 
     @staticmethod
-    def rb_wake_cflags(pages: int, record_bytes: int) -> list[str]:
-        """RB_WAKE_EVERY (bpf/ktop.h) for a ring of ``pages`` pages whose records take up to
-        ``record_bytes``: every CPU may hold back a quarter of the ring between them. A forced
+    def ring_cflags(pages: int, record_bytes: int) -> list[str]:
+        """RINGBUF_PAGES, and RB_WAKE_EVERY (bpf/ktop.h) for a ring of ``pages`` pages whose records
+        take up to ``record_bytes``: every CPU may hold back a quarter of the ring between them. A forced
         wake-up is an irq_work, a self-IPI: about 25 µs of the traced call here in a VM (an exit),
         800 ns a record at one in 32 (http, 2026-12-05). A tick drains every ring anyway, so a
         ring that fills slowly needs no wake-up at all; at least one in 32, as before."""
         records = pages * 4096 // (record_bytes + 8)  # each record has an 8-byte header
-        return [f"-DRB_WAKE_EVERY={max(32, records // 4 // (os.cpu_count() or 1))}"]
+        return [f"-DRINGBUF_PAGES={pages}", f"-DRB_WAKE_EVERY={max(32, records // 4 // (os.cpu_count() or 1))}"]
 
     def pid_cflags(self) -> list[str]:
         """-p: :meth:`filter_cflags` and, from BTF, the task offsets with which the program also

@@ -245,8 +245,7 @@ class HttpProbe(ProbeWorker):
             f"-DNSLOTS={NSLOTS}",
             f"-DMAX_CONNS={int(x.get('http_max_conns', MAX_CONNS))}",
             f"-DMAX_THREADS={int(x.get('http_max_threads', MAX_THREADS))}",
-            f"-DRINGBUF_PAGES={pages}",
-        ] + self.rb_wake_cflags(pages, _EVENT.size) + self.pid_cflags()
+        ] + self.ring_cflags(pages, _EVENT.size) + self.pid_cflags()
         if features.task_storage():
             flags.append("-DTASK_STORAGE")
         from ktop.probes.btf import BTFError

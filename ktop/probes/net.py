@@ -221,8 +221,7 @@ class NetProbe(ProbeWorker):
         flags = super().cflags() + [
             f"-DMAX_PROCS={int(x.get('net_max_procs', MAX_PROCS))}",
             f"-DMAX_CONNS={int(x.get('net_max_conns', MAX_CONNS))}",
-            f"-DRINGBUF_PAGES={int(x.get('net_ringbuf_pages', RINGBUF_PAGES))}",
-        ] + self.rb_wake_cflags(int(x.get('net_ringbuf_pages', RINGBUF_PAGES)), _CONN.size)
+        ] + self.ring_cflags(int(x.get('net_ringbuf_pages', RINGBUF_PAGES)), _CONN.size)
         if self.path()[0] == KPROBES:
             flags.append("-DNET_KPROBES=1")
             if not features.untraceable_functions(KPROBE_UDPV6):

@@ -329,9 +329,8 @@ class SchedProbe(ProbeWorker):
         flags += [f"-DNSLOTS={NSLOTS}",
                   f"-DMAX_TASKS={int(x.get('sched_max_tasks', MAX_TASKS))}",
                   f"-DMAX_PROCS={int(x.get('sched_max_procs', MAX_PROCS))}",
-                  f"-DRUNQ_SLOWER_NS={self.slower_ns()}ULL",
-                  f"-DRINGBUF_PAGES={int(x.get('sched_ringbuf_pages', RINGBUF_PAGES))}"]
-        flags += self.rb_wake_cflags(int(x.get('sched_ringbuf_pages', RINGBUF_PAGES)), _SLOW.size)
+                  f"-DRUNQ_SLOWER_NS={self.slower_ns()}ULL"]
+        flags += self.ring_cflags(int(x.get('sched_ringbuf_pages', RINGBUF_PAGES)), _SLOW.size)
         try:
             offs = task_field_offsets()
         except BTFError as exc:

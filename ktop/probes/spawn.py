@@ -193,10 +193,9 @@ class SpawnProbe(ProbeWorker):
         flags += [
             f"-DMAX_ARGS={int(x.get('spawn_max_args', MAX_ARGS))}",
             f"-DARG_LEN={int(x.get('spawn_arg_len', ARG_LEN))}",
-            f"-DRINGBUF_PAGES={int(x.get('spawn_ringbuf_pages', RINGBUF_PAGES))}",
         ]
         # an exec record is as long as its argv: 1 KiB holds most (a fuller one is 2.9 KiB)
-        flags += self.rb_wake_cflags(int(x.get('spawn_ringbuf_pages', RINGBUF_PAGES)), 1024)
+        flags += self.ring_cflags(int(x.get('spawn_ringbuf_pages', RINGBUF_PAGES)), 1024)
         flags += self.filter_cflags()
         offs = self.task_offsets()
         mm = self.mm_offsets() if offs else None
