@@ -3,6 +3,9 @@
 bare, under ``ktop snapshot --probes bio``, under BCC's ``biolatency-bpfcc``
 and under a bpftrace tracepoint biolatency, as ratios of medians.
 
+``floor`` is empty programs on the probe's own hooks (bench/floor_hooks.py): what those hooks cost
+whatever runs on them, the least any tracer of them pays.
+
 The workload is ``dd iflag=direct bs=4k count=N`` (default 4000 O_DIRECT
 4 KiB reads) of a file on a real disk (never tmpfs), so every read is one
 block request: issue, complete, one run of each probe program. Every round
@@ -204,8 +207,21 @@ def bpftrace_tracer() -> Tracer:
     return Tracer("bpftrace", [exe, "-e", BPFTRACE_BIOLATENCY], "Attaching")
 
 
-FACTORIES = {"ktop": ktop_tracer, "biolatency-bpfcc": biolatency_tracer, "bpftrace-tp": bpftrace_tracer}
-CONDITIONS = ("bare", "ktop", "biolatency-bpfcc", "bpftrace-tp")
+# The raw tracepoints the bio probe attaches to without -p (bpf/bio.bpf.c's RAW_TRACEPOINT_PROBEs but
+# sched_process_fork); a kernel without one (block_io_start before 6.5) skips it.
+BIO_RAW_HOOKS = ("block_io_start", "block_rq_merge", "block_rq_requeue", "block_rq_insert", "block_rq_issue",
+                 "block_rq_complete")
+
+
+def floor_tracer() -> Tracer:
+    """Empty programs on the bio probe's hooks: what those hooks cost any tracer (bench/floor_hooks.py)."""
+    return Tracer("floor", [sys.executable, str(HERE / "floor_hooks.py"), *(f"raw:{h}" for h in BIO_RAW_HOOKS)],
+                  "ready")
+
+
+FACTORIES = {"ktop": ktop_tracer, "biolatency-bpfcc": biolatency_tracer, "bpftrace-tp": bpftrace_tracer,
+             "floor": floor_tracer}
+CONDITIONS = ("bare", "floor", "ktop", "biolatency-bpfcc", "bpftrace-tp")
 
 
 def run_one(cond: str, path: Path, reads: int) -> dict:

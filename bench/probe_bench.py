@@ -38,6 +38,11 @@ BUDGET_UPROBE_VS_FUNCCOUNT = 1.05
 BUDGET_TICK_FLAT = 2.0
 
 BPFTRACE_EXECS = "tracepoint:sched:sched_process_exec { @ = count(); }"
+# The hooks every exec, fork and exit of the exec loop meets under ktop's default probes: spawn's three
+# tracepoints and the syscalls probe's sys_exit (its sys_enter is attached a tenth of the time only).
+# Empty programs on them (bench/floor_hooks.py) are the floor of the exec loop's slowdown.
+EXEC_FLOOR_HOOKS = ("tp:sched:sched_process_exec", "tp:sched:sched_process_fork", "tp:sched:sched_process_exit",
+                    "raw:sys_exit")
 
 WORKLOAD_C = r"""
 #define _GNU_SOURCE
@@ -349,7 +354,7 @@ def exec_loop_section(tmp: str, exe: str, n: int = 400, rounds: int = 5, runs: i
     """N sequential fork+exec of /bin/true: bare vs ktop (default probes) vs bpftrace,
     rounds with a rotating order; each traced round starts the tracer, runs the loop
     ``runs`` times, stops it. ktop's JSON must hold every exec with argv and exit code."""
-    conds = ["bare", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
+    conds = ["bare", "floor", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
     samples: dict[str, list[float]] = {c: [] for c in conds}
     by_round: dict[str, list[list[float]]] = {c: [] for c in conds}
     checks: list[dict] = []
@@ -366,6 +371,9 @@ def exec_loop_section(tmp: str, exe: str, n: int = 400, rounds: int = 5, runs: i
             try:
                 if cond == "ktop":
                     tracer = ktop_snapshot([], 3600)
+                elif cond == "floor":
+                    tracer = Tracer("floor", [sys.executable, os.path.join(HERE, "floor_hooks.py"), *EXEC_FLOOR_HOOKS],
+                                    "ready")
                 elif cond == "bpftrace":
                     tracer = Tracer("bpftrace", ["bpftrace", "-e", BPFTRACE_EXECS], "Attaching")
                 if tracer:
@@ -407,6 +415,7 @@ def exec_loop_section(tmp: str, exe: str, n: int = 400, rounds: int = 5, runs: i
     captured = bool(checks) and all(c["complete"] for c in checks)
     return {"n": n, "rounds": rounds, "runs_per_round": runs, "conditions": per, "ktop_capture": checks,
             "summary": {"ktop_ratio": per["ktop"]["ratio"], "bpftrace_ratio": (per.get("bpftrace") or {}).get("ratio"),
+                        "floor_ratio": per["floor"]["ratio"],
                         "argv_and_exit_codes_captured": captured,
                         "captured_runs": f"{sum(c['complete'] for c in checks)}/{len(checks)}",
                         "seen": sum(p["execs_seen"] for c in checks for p in c.get("per_run", [])),
@@ -476,6 +485,7 @@ def bio_summary(rec: dict) -> dict:
     rows = {r["condition"]: r for r in (rec.get("results") or {}).get("results", [])}
     k, b, t = rows.get("ktop", {}), rows.get("biolatency-bpfcc", {}), rows.get("bpftrace-tp", {})
     return {"ktop_ratio": rnd(k.get("ratio")), "bpftrace_tp_ratio": rnd(t.get("ratio")),
+            "floor_ratio": rnd(rows.get("floor", {}).get("ratio")),
             "biolatency_ratio": rnd(b.get("ratio")), "biolatency_error": b.get("error"),
             "ktop_dd_reads": k.get("ktop_dd_reads"), "ktop_unseen": k.get("ktop_unseen"),
             "reads": ((rec.get("results") or {}).get("workload") or {}).get("reads"), "error": rec.get("error")}
@@ -542,7 +552,7 @@ def timed_run(exe: str, mode: str, arg: int, failed: str) -> float:
 def net_loop_section(exe: str, mb: int = 1024, rounds: int = 5, runs: int = 2) -> dict:
     """MB through a TCP loopback connection in 64 KiB writes: bare vs ktop (``--probes net``) vs a
     bpftrace one-liner summing bytes per PID on the same tracepoints (tcptop-bpfcc needs kprobes)."""
-    conds = ["bare", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
+    conds = ["bare", "floor", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
     subprocess.run([exe, "netloop", "64", "warm"], capture_output=True)
 
     def tracer_of(cond: str) -> Optional[Tracer]:
@@ -554,6 +564,7 @@ def net_loop_section(exe: str, mb: int = 1024, rounds: int = 5, runs: int = 2) -
                         lambda: timed_run(exe, "netloop", mb, f"the receiver did not get {mb} MB"), rounds, runs)
     return {"mb": mb, "rounds": rounds, "runs_per_round": runs, "conditions": per,
             "summary": {"ktop_ratio": per["ktop"]["ratio"], "bpftrace_ratio": (per.get("bpftrace") or {}).get("ratio"),
+                        "floor_ratio": per["floor"]["ratio"],
                         "bare_s": per["bare"]["median_s"], "error": per["ktop"]["error"]}}
 
 
@@ -810,6 +821,8 @@ def budget_rows(res: dict) -> list[dict]:
         rows.append(_row(f"exec loop slowdown <= {BUDGET_EXEC_RATIO:.2f} with argv and exit codes captured",
                          "-" if k is None else f"ktop x{k:.3f} vs bpftrace count x"
                          + (f"{e['bpftrace_ratio']:.3f}" if e["bpftrace_ratio"] else "-")
+                         + (f", floor (empty programs on ktop's hooks) x{e['floor_ratio']:.3f}"
+                            if e.get("floor_ratio") else "")
                          + f"; of {e['expected']} execs {e['seen']} seen, {e['argv_right']} with argv, "
                          f"{e['exit_code_0']} with exit code",
                          None if k is None else (k <= BUDGET_EXEC_RATIO and e["argv_and_exit_codes_captured"])))
@@ -836,6 +849,8 @@ def budget_rows(res: dict) -> list[dict]:
         peer = (f"bpftrace tracepoint biolatency x{b['bpftrace_tp_ratio']:.3f}" if b["bpftrace_tp_ratio"] else "-")
         if b.get("biolatency_error"):
             peer += "; biolatency-bpfcc cannot run here (needs kprobes)"
+        if b.get("floor_ratio"):
+            peer += f"; floor (empty programs on ktop's hooks) x{b['floor_ratio']:.3f}"
         rows.append(_row(f"direct reads slowdown <= {BUDGET_DIRECT_READ_RATIO:.2f}",
                          "-" if k is None else f"ktop x{k:.3f} vs {peer}",
                          None if k is None else k <= BUDGET_DIRECT_READ_RATIO))
