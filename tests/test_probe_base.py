@@ -299,8 +299,8 @@ def test_the_collectors_wait_fires_a_probes_deadline_on_time():
 
 
 def test_a_timer_set_as_a_probe_goes_live_wakes_a_collector_already_asleep():
-    # The profile probe arms its ring's 100 ms read in attached(), on the build thread, while the
-    # collector may sleep in its epoll with no timer at all (a 600 s interval): it must be woken.
+    # A probe may arm its timer in attached(), on the build thread, while the collector sleeps in
+    # its epoll with no timer at all (a 600 s interval): it must be woken.
     from ktop.sources.live import LiveSource
 
     class ArmsAtAttach(Timed):

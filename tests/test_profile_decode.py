@@ -163,6 +163,56 @@ def test_prime_reads_a_new_process_maps_and_tables_so_it_is_named_after_it_exite
     s.close()
 
 
+class _Ring:
+    """Stands in for a ring buffer: its fd (a pipe) is readable while records wait."""
+
+    def __init__(self):
+        self.r, self.w = os.pipe2(os.O_NONBLOCK)
+        self.records: list[bytes] = []
+        self.closed = False
+
+    def put(self, pid: int) -> None:
+        self.records.append(pid.to_bytes(4, "little"))
+        os.write(self.w, b"!")
+
+    def fileno(self) -> int:
+        return self.r
+
+    def consume(self) -> list[bytes]:
+        try:
+            os.read(self.r, 64)
+        except BlockingIOError:
+            pass
+        out, self.records = self.records, []
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+        os.close(self.r)
+        os.close(self.w)
+
+
+def test_follow_reads_the_ring_on_the_priming_thread_and_names_a_process_after_it_exited(tmp_path, built):
+    # The profile probe's `fresh` ring is read by the symbolizer's own thread, not by a collector
+    # that may be busy in a tick while a short-lived process runs and exits.
+    fn, load = _probe_fn(built)
+    proc = tmp_path / "proc"
+    base = _fake_process(proc, 4242, built, load)
+    ring = _Ring()
+    s = Symbolizer(proc=str(proc))
+    s.follow(ring, p._tgid_of)
+    ring.put(4242)  # the first sample: told to user space at once
+    deadline = time.monotonic() + 10
+    while s.elf_reads < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert s.primed == 1 and s.elf_reads == 1
+    shutil.rmtree(proc / "4242")  # the process exited before the tick
+    s.begin_tick()
+    assert s.user_stack(4242, (base + fn + 2,)) == ("ktop_elf_probe_fn",)
+    s.close()
+    assert ring.closed  # the thread that read it closed it
+
+
 def test_a_file_that_cannot_be_opened_is_not_remembered_as_symbol_less(tmp_path, built):
     info = read_elf(built.read_bytes())
     load = info.loads[-1]

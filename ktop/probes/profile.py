@@ -9,8 +9,10 @@ evicts idle keys), reads the stacks the increases name, names their frames
 (:mod:`ktop.probes.symbols`: kallsyms and ELF symbol tables, cached) and
 deletes stacks no key names any more, so neither map grows with the run.
 A process's first sample also comes through the ``fresh`` ring buffer, at
-once: its maps and symbol tables are read then, on the symbolizer's thread,
-so the tick only looks names up and a process gone by then is still named.
+once: the symbolizer's thread reads that ring itself (not the collector, whose
+tick may outlast a short-lived process) and reads the process's maps and
+symbol tables then, so the tick only looks names up and a process gone by
+then is still named.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import time
 
 from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
@@ -35,11 +36,6 @@ MAX_STACKS = 10240
 STACK_STORAGE = 16384
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_CPU_CLOCK = 0
-
-# The fresh ring is also read this often (a timer in the collector's wait): the kernel's wake-up for
-# a record came 1.7 s late under QEMU/TCG, after a 1 s process had exited. Ten reads a second of an
-# empty ring cost about 0.03 % of a CPU, with this probe on only.
-FRESH_POLL_S = 0.1
 
 MISSED_USER = "[missed user stack]"
 MISSED_KERNEL = "[missed kernel stack]"
@@ -59,6 +55,11 @@ def decode_counts(keys: bytes, values: bytes, n: int) -> dict[tuple, int]:
         tgid, ustack, kstack, _pad, comm = _KEY.unpack_from(keys, i * _KEY.size)
         out[(tgid, ustack, kstack, comm.split(b"\0", 1)[0])] = counts[i]
     return out
+
+
+def _tgid_of(record: bytes) -> int:
+    """The process a `fresh` ring record names (its u32 tgid)."""
+    return int.from_bytes(record[:4], "little")
 
 
 def missing(stack_id: int, kernel: bool) -> tuple[str, ...]:
@@ -156,7 +157,6 @@ class ProfileProbe(ProbeWorker):
         self._stacks: StackStore | None = None  # the stacks that keys of `counts` name
         self._named: dict[tuple, tuple[str, ...]] = {}  # frame names of the stacks in self._stacks
         self._symbolizer = None
-        self._ring: RingBuffer | None = None  # `fresh`: processes sampled for the first time
 
     @property
     def period_ns(self) -> int:
@@ -188,31 +188,16 @@ class ProfileProbe(ProbeWorker):
         self._stacks = StackStore(self._maps["stack_traces"])
         self._symbolizer = Symbolizer()
         self._symbolizer.kernel_table()  # once, here on the build thread, not on a tick (0.1 s here)
-        if "fresh" in loaded.maps:
-            self._ring = RingBuffer(os.dup(loaded["fresh"].fd))  # it owns (and closes) its fd
-            self.deadline = time.monotonic() + FRESH_POLL_S
+        if "fresh" in loaded.maps:  # processes sampled for the first time: the symbolizer reads it
+            self._symbolizer.follow(RingBuffer(os.dup(loaded["fresh"].fd)), _tgid_of)  # it owns that fd
         # The baselines last, together: samples before ktop looked are not the first interval's.
         self._prev_stats = read_slots(self._maps["stats"], STAT_SLOTS)
         self._read_counts()
 
-    def rings(self) -> list:
-        return [self._ring] if self._ring is not None else []
-
-    def drain(self) -> None:
-        """New processes: their maps are read now, while they live (on the symbolizer's thread)."""
-        records = self._ring.consume() if self._ring is not None else None
-        if records:
-            self._symbolizer.prime(dict.fromkeys(int.from_bytes(r[:4], "little") for r in records))
-
-    def on_deadline(self) -> None:
-        self.drain()
-        self.deadline = time.monotonic() + FRESH_POLL_S
-
     def _close(self) -> None:
         super()._close()
-        self._ring = None
         if self._symbolizer is not None:
-            self._symbolizer.close()
+            self._symbolizer.close()  # and the fresh ring it reads
 
     def _evict(self, keys: list) -> dict:
         m = self._maps["counts"]
@@ -239,8 +224,6 @@ class ProfileProbe(ProbeWorker):
         deltas, live = self._read_counts()
         wanted = {i for k, n in deltas.items() if n for i in k[1:3] if i >= 0}
         stacks = self._stacks.read(wanted)
-        if self._ring is not None and self.deadline is None:  # a timer that fired before the probe was live
-            self.deadline = time.monotonic() + FRESH_POLL_S  # was dropped: the first tick sets it again
         self._symbolizer.begin_tick()
         rows, unread = build_stacks(deltas, stacks, self._symbolizer, self._named)
         # Stacks no key names any more leave the stack map (a later sample of one adds it again).

@@ -9,7 +9,8 @@ table). A frame without a symbol is ``module+0xoffset``; an address in no
 mapping (JIT code, or a process that exited before ktop read its maps) is
 ``[unknown]``. :meth:`Symbolizer.prime` reads a new process's maps and the
 tables of the files it maps on a thread of its own, as soon as the probe
-tells of it, so a short-lived process is named after it exited and a tick
+tells of it (:meth:`Symbolizer.follow`: that thread reads the probe's ring
+buffer itself), so a short-lived process is named after it exited and a tick
 only looks names up. Everything here is pure file reading: no BCC.
 """
 
@@ -18,10 +19,12 @@ from __future__ import annotations
 import bisect
 import os
 import queue
+import select
 import struct
 import threading
+from collections import deque
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -33,6 +36,8 @@ PT_LOAD = 1
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
 MAX_ELF_BYTES = 1 << 30  # a bigger file is not read for symbols (its frames show as module+0x...)
+# A followed ring is also read this often: a safety net, as the kernel wakes the primer for each record.
+FOLLOW_POLL_MS = 100
 _ABSENT = object()
 
 
@@ -192,7 +197,11 @@ class Symbolizer:
         # prime() runs on a thread of its own: the caches it fills are changed under these locks
         self._maps_lock = threading.Lock()
         self._elf_lock = threading.Lock()  # held while one file is read: no file is read twice at once
-        self._primes: Optional[queue.SimpleQueue] = None  # pids whose maps to read (ktop-maps)
+        self._todo: deque = deque()  # pids whose maps to read (on ktop-maps), from prime()
+        self._follow: Optional[tuple] = None  # (ring, pid of a record): read on ktop-maps too
+        self._wake_fds: Optional[tuple[int, int]] = None  # wakes ktop-maps (a pipe), once it runs
+        self._primer_thread: Optional[threading.Thread] = None
+        self._closing = False
         self._parses: Optional[queue.SimpleQueue] = None  # files whose tables to read (ktop-symbols)
         self._pending: dict[tuple[str, int], int] = {}  # files opened for them, not read yet
         self._pending_lock = threading.Lock()
@@ -272,48 +281,103 @@ class Symbolizer:
         """Reads these (new) processes' maps soon, off the caller's thread, and opens the files they
         map; a second thread reads those files' symbol tables. So a process that exits before the
         next tick keeps its names, and a slow table (a big binary) never delays the next maps read."""
-        if self._primes is None:
-            self._primes, self._parses = queue.SimpleQueue(), queue.SimpleQueue()
-            for target, q, name in ((self._primer, self._primes, "ktop-maps"),
-                                    (self._parser, self._parses, "ktop-symbols")):
-                threading.Thread(target=target, args=(q,), name=name, daemon=True).start()
-        for pid in pids:
-            self._primes.put(pid)
+        self._todo.extend(pids)
+        self._start()
+
+    def follow(self, ring, pid_of: Callable[[bytes], int]) -> None:
+        """Primes the process each record of ``ring`` names (``pid_of(record)``) as soon as the kernel
+        commits it, reading the ring on the priming thread itself: not on the collector's, whose tick
+        can outlast a short-lived process (1.4 s seen under QEMU/TCG, while a 1 s process ran and
+        exited). That thread owns ``ring`` from now on and closes it when it ends."""
+        self._follow = (ring, pid_of)
+        self._start()
+
+    def _start(self) -> None:
+        if self._primer_thread is None and not self._closing:
+            self._parses = queue.SimpleQueue()
+            self._wake_fds = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._primer_thread = threading.Thread(target=self._primer, name="ktop-maps", daemon=True)
+            self._primer_thread.start()
+            threading.Thread(target=self._parser, args=(self._parses,), name="ktop-symbols", daemon=True).start()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_fds is not None:
+            try:
+                os.write(self._wake_fds[1], b"!")
+            except OSError:
+                pass  # the pipe is full (a wake-up is pending) or closed (the thread ended)
 
     def close(self) -> None:
-        """Ends the priming threads (the parser finishes the file it is reading); closes open files."""
-        q, self._primes = self._primes, None
-        if q is not None:
-            q.put(None)
+        """Ends the priming threads (the parser finishes the file it is reading); closes open files
+        and the followed ring (its thread is its only reader: it closes it, or here if it never ran)."""
+        self._closing = True
+        thread = self._primer_thread
+        if thread is None:
+            if self._follow is not None:
+                self._follow[0].close()
+        else:
+            self._wake()
             self._parses.put(None)
+            thread.join(2.0)
+            if not thread.is_alive():  # else it may still poll them: left open
+                fds, self._wake_fds = self._wake_fds, None
+                for fd in fds:
+                    os.close(fd)
         with self._pending_lock:
             pending, self._pending = self._pending, {}
         for fd in pending.values():
             os.close(fd)
 
-    def _primer(self, q: queue.SimpleQueue) -> None:
-        while (pid := q.get()) is not None:
-            try:
-                key = self._proc_key(pid)
-                if not key:  # gone already
+    def _primer(self) -> None:
+        wake_r = self._wake_fds[0]
+        poll = select.poll()
+        poll.register(wake_r, select.POLLIN)
+        ring = pid_of = None
+        try:
+            while not self._closing:
+                if ring is None and self._follow is not None:
+                    ring, pid_of = self._follow
+                    poll.register(ring.fileno(), select.POLLIN)
+                poll.poll(FOLLOW_POLL_MS if ring is not None else None)
+                try:
+                    while os.read(wake_r, 64):
+                        pass
+                except BlockingIOError:
+                    pass
+                pids = [self._todo.popleft() for _ in range(len(self._todo))]
+                if ring is not None:
+                    pids += map(pid_of, ring.consume())
+                for pid in dict.fromkeys(pids):
+                    if self._closing:
+                        break
+                    self._prime_one(pid)
+        finally:
+            if ring is not None:
+                ring.close()
+
+    def _prime_one(self, pid: int) -> None:
+        try:
+            key = self._proc_key(pid)
+            if not key:  # gone already
+                return
+            got = self._maps.get(pid)
+            maps = got[1] if got is not None and got[0] == key else self._read_maps(pid, key, got)
+            self.primed += 1
+            for m in maps:
+                fkey = (m.dev, m.inode)
+                if not m.inode or fkey in self._files or fkey in self._pending:
                     continue
-                got = self._maps.get(pid)
-                maps = got[1] if got is not None and got[0] == key else self._read_maps(pid, key, got)
-                self.primed += 1
-                for m in maps:
-                    fkey = (m.dev, m.inode)
-                    if not m.inode or fkey in self._files or fkey in self._pending:
-                        continue
-                    fd = self._open(pid, m) if len(self._pending) < self.MAX_PENDING else None
-                    if fd is not None:
-                        with self._pending_lock:  # never waits for a file being read
-                            if self._primes is None or fkey in self._pending:
-                                os.close(fd)
-                                continue
-                            self._pending[fkey] = fd
-                        self._parses.put(fkey)
-            except Exception:  # noqa: BLE001 - a file that cannot be read is named module+0x... later
-                continue
+                fd = self._open(pid, m) if len(self._pending) < self.MAX_PENDING else None
+                if fd is not None:
+                    with self._pending_lock:  # never waits for a file being read
+                        if self._closing or fkey in self._pending:
+                            os.close(fd)
+                            continue
+                        self._pending[fkey] = fd
+                    self._parses.put(fkey)
+        except Exception:  # noqa: BLE001 - a file that cannot be read is named module+0x... later
+            return
 
     def _parser(self, q: queue.SimpleQueue) -> None:
         while (fkey := q.get()) is not None:

@@ -127,7 +127,7 @@ class LiveSource(Source):
                 if p.status.status != LIVE or p.loaded is None:
                     self._forget_ring(fd)
         # The collector may be asleep in its epoll with no timer: a probe that just went live may
-        # have set one (profile's 100 ms read of its ring), which it would not see until woken.
+        # have set one in attached(), which it would not see until woken.
         self.wake()
 
     def _forget_ring(self, fd: int) -> None:

@@ -156,12 +156,11 @@ def test_getppid_in_a_loop_shows_the_syscall_in_kernel_stacks_machine_wide(work,
     assert prof["samples"] >= proc["samples"], (prof["samples"], proc)
 
 
+@pytest.mark.vm
 def test_the_getppid_loops_syscall_stacks_reach_main_on_the_user_side(getppid_run):
-    # Not in the guest: there every user frame of the loop was [unknown] in 5 of 8 runs (2026-12-05).
-    # Two causes are fixed (a zombie's empty maps replacing the ones read while it ran; the collector
-    # sleeping through the ring's 100 ms timer). What is left, seen with a debug print in the guest:
-    # the stacks were named after the process had exited, and the priming thread had never read its
-    # maps, so its first-sample record was not acted on while it lived. Why is not found yet.
+    # In the guest every user frame of the loop was once [unknown] (5 of 8 runs, 2026-12-05): the
+    # `fresh` ring's record waited for the collector, busy in its first tick (1.4 s under QEMU/TCG),
+    # and the process was gone when its maps were read. The symbolizer's own thread reads the ring now.
     # Not always the loop under main: libc's syscall() keeps no frame pointer, so the frame-pointer walk
     # from inside it goes from its return address straight to main's, as with BCC's profile; only
     # samples in the loop's own code name the loop.
@@ -172,13 +171,13 @@ def test_the_getppid_loops_syscall_stacks_reach_main_on_the_user_side(getppid_ru
         (mine[:5], doc["profile"]["counters"], maps)
 
 
+@pytest.mark.vm
 def test_a_process_gone_before_the_only_tick_keeps_its_user_frames(work):
-    # Not in the guest: under QEMU/TCG the first-sample record reached ktop 1.4-1.7 s late, after the
-    # process had exited, as the collector slept through the ring's 100 ms timer (fixed 2026-12-05);
-    # since, it passed 1 of 2 guest runs, failing as the getppid test above does (all [unknown]).
-    # One tick, at the end (the interval is longer than the run): the process spun for 1 s and exited
-    # seconds before it. Its maps were read at its first sample, when the probe told of it (the `fresh`
-    # ring buffer), so its frames are named; read at the tick, they would all be [unknown].
+    # No tick while it runs (the interval is longer than the run): the process spins for 1 s and exits
+    # seconds before the last tick. Its maps were read at its first sample, when the probe told of it
+    # (the `fresh` ring buffer, read on the symbolizer's thread), so its frames are named; read at the
+    # tick, they would all be [unknown]. In the guest they were, until 2026-12-05: the record waited
+    # for the collector, whose first tick took 1.4 s there, longer than the process lived.
     prog, pid = waiting(work, "spin", 1.0)
     try:
         with Snap("--probes", "profile", "600", duration=6.0) as snap:
