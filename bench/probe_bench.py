@@ -552,7 +552,7 @@ def timed_run(exe: str, mode: str, arg: int, failed: str) -> float:
 def net_loop_section(exe: str, mb: int = 1024, rounds: int = 5, runs: int = 2) -> dict:
     """MB through a TCP loopback connection in 64 KiB writes: bare vs ktop (``--probes net``) vs a
     bpftrace one-liner summing bytes per PID on the same tracepoints (tcptop-bpfcc needs kprobes)."""
-    conds = ["bare", "floor", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
+    conds = ["bare", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
     subprocess.run([exe, "netloop", "64", "warm"], capture_output=True)
 
     def tracer_of(cond: str) -> Optional[Tracer]:
