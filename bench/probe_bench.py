@@ -564,7 +564,6 @@ def net_loop_section(exe: str, mb: int = 1024, rounds: int = 5, runs: int = 2) -
                         lambda: timed_run(exe, "netloop", mb, f"the receiver did not get {mb} MB"), rounds, runs)
     return {"mb": mb, "rounds": rounds, "runs_per_round": runs, "conditions": per,
             "summary": {"ktop_ratio": per["ktop"]["ratio"], "bpftrace_ratio": (per.get("bpftrace") or {}).get("ratio"),
-                        "floor_ratio": per["floor"]["ratio"],
                         "bare_s": per["bare"]["median_s"], "error": per["ktop"]["error"]}}
 
 
