@@ -152,15 +152,21 @@ def test_prime_reads_a_new_process_maps_and_tables_so_it_is_named_after_it_exite
     base = _fake_process(proc, 4242, built, load)
     s = Symbolizer(proc=str(proc))
     s.prime([4242])
+    _named_after_it_exited(s, proc, base + fn)
+    assert s.elf_reads == 1  # the table read on the priming thread
+    s.close()
+
+
+def _named_after_it_exited(s: Symbolizer, proc, addr: int) -> None:
+    """Once the priming thread read process 4242's maps and table, its frame at ``addr`` is named
+    after the process is gone."""
     deadline = time.monotonic() + 10
     while s.elf_reads < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert s.primed == 1 and s.elf_reads == 1
     shutil.rmtree(proc / "4242")  # the process exited before the tick
     s.begin_tick()
-    assert s.user_stack(4242, (base + fn + 2,)) == ("ktop_elf_probe_fn",)
-    assert s.elf_reads == 1  # the table read on the priming thread
-    s.close()
+    assert s.user_stack(4242, (addr + 2,)) == ("ktop_elf_probe_fn",)
 
 
 class _Ring:
@@ -202,13 +208,7 @@ def test_follow_reads_the_ring_on_the_priming_thread_and_names_a_process_after_i
     s = Symbolizer(proc=str(proc))
     s.follow(ring, p._tgid_of)
     ring.put(4242)  # the first sample: told to user space at once
-    deadline = time.monotonic() + 10
-    while s.elf_reads < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert s.primed == 1 and s.elf_reads == 1
-    shutil.rmtree(proc / "4242")  # the process exited before the tick
-    s.begin_tick()
-    assert s.user_stack(4242, (base + fn + 2,)) == ("ktop_elf_probe_fn",)
+    _named_after_it_exited(s, proc, base + fn)
     s.close()
     assert ring.closed  # the thread that read it closed it
 
