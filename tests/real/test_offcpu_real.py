@@ -17,6 +17,8 @@ import pytest
 from realutil import TIME_SCALE
 from test_sched_real import collect_family, of, run_collecting
 
+from ktop.probes.sched import MISSED_KERNEL
+
 pytestmark = pytest.mark.real
 
 NANOSLEEP = {"do_nanosleep", "hrtimer_nanosleep", "common_nsleep"}
@@ -41,11 +43,18 @@ def test_sleep_one_second_is_off_cpu_asleep_under_nanosleep():
         assert p.wait(30) == 0
         return p.pid
 
-    sched, pid = run_collecting(workload, "--offcpu-stacks", duration=3.0 + 2.0 * TIME_SCALE)
-    check_counters(sched)
-    mine = stacks_of(sched, pid, "S")
-    under = [s for s in mine if NANOSLEEP & set(s["frames"])]
-    assert under, mine
+    # The sleep's stack id can be lost to a collision in the stack map (-EEXIST: another stack in its
+    # bucket, counted in stack_lost; BCC's offcputime loses it the same way): machine-wide, one run in
+    # many on a busy guest. Then its second is under "[missed kernel stack]", and the run is repeated once.
+    for attempt in (1, 2):
+        sched, pid = run_collecting(workload, "--offcpu-stacks", duration=3.0 + 2.0 * TIME_SCALE)
+        check_counters(sched)
+        mine = stacks_of(sched, pid, "S")
+        under = [s for s in mine if NANOSLEEP & set(s["frames"])]
+        lost = sched["counters"]["stack_lost"] and any(s["frames"] == [MISSED_KERNEL] for s in mine)
+        if under or not lost or attempt == 2:
+            break
+    assert under, ([(s["off_cpu_s"], s["frames"][-8:]) for s in mine], sched["counters"])
     secs = sum(s["off_cpu_s"] for s in under)
     assert secs == pytest.approx(1.0, rel=0.10), under
     assert all(s["frames"][-1] == "__schedule" or "schedule" in s["frames"][-2:] for s in under), under
