@@ -8,7 +8,8 @@
  *   getppid  getppid(2) in a loop for CPU_SECONDS of CPU time
  *   child    a forked child spins as "spin" does; this process waits for it
  * With "wait", it prints its PID and waits for a line on stdin first (so a
- * profiler scoped to that PID can attach), then exits. */
+ * profiler scoped to that PID can attach), then exits; with "wait hold", it
+ * also prints "done" after the work and waits for a second line to exit. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,5 +79,12 @@ int main(int argc, char **argv)
     }
     else
         return 2;
+    if (argc > 4 && strcmp(argv[4], "hold") == 0) {
+        char line[16];
+        printf("done\n");
+        fflush(stdout);
+        if (!fgets(line, sizeof line, stdin))
+            return 3;
+    }
     return 0;
 }
