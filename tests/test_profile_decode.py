@@ -10,6 +10,7 @@ import os
 import shutil
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -211,6 +212,51 @@ def test_follow_reads_the_ring_on_the_priming_thread_and_names_a_process_after_i
     _named_after_it_exited(s, proc, base + fn)
     s.close()
     assert ring.closed  # the thread that read it closed it
+
+
+def test_a_process_told_of_while_files_wait_has_its_maps_read_before_them(tmp_path, built):
+    # At start-up on a busy machine the primer has many files to open (each a wait for the GIL while
+    # the parser reads a big table). A process told of meanwhile must not wait behind them all: it
+    # may live for less than they take.
+    fn, load = _probe_fn(built)
+    proc = tmp_path / "proc"
+    _fake_process(proc, 1, built, load)
+    with open(proc / "1" / "maps", "a") as f:
+        for i in range(40):
+            f.write(f"{0x20000000 + i * 0x1000:x}-{0x20001000 + i * 0x1000:x} r-xp 00000000 08:02 {1000 + i}"
+                    f" /lib/f{i}.so\n")
+    _fake_process(proc, 4242, built, load)
+    events: list[tuple[str, int]] = []
+    third = threading.Event()  # the primer is in process 1's third file open
+    told = threading.Event()  # ... and stays there until process 4242 is in the ring
+
+    class Slow(Symbolizer):
+        def _open(self, pid, m):
+            events.append(("open", pid))
+            if events.count(("open", 1)) == 3 and pid == 1:
+                third.set()
+                told.wait(10)
+            return None
+
+        def _read_maps(self, pid, key, got):
+            events.append(("maps", pid))
+            return super()._read_maps(pid, key, got)
+
+    ring = _Ring()
+    s = Slow(proc=str(proc))
+    s.follow(ring, p._tgid_of)
+    ring.put(1)
+    assert third.wait(10)
+    ring.put(4242)
+    told.set()
+    deadline = time.monotonic() + 10
+    while events.count(("open", 1)) < 41 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    s.close()
+    # right after the open it was told during: its maps, then its file; process 1's 38 others after
+    i = events.index(("maps", 4242))
+    assert events[i - 1:i + 2] == [("open", 1), ("maps", 4242), ("open", 4242)], events
+    assert events[:i].count(("open", 1)) == 3 and events.count(("open", 1)) == 41, events
 
 
 def test_a_file_that_cannot_be_opened_is_not_remembered_as_symbol_less(tmp_path, built):

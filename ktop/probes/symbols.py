@@ -38,6 +38,8 @@ STT_GNU_IFUNC = 10
 MAX_ELF_BYTES = 1 << 30  # a bigger file is not read for symbols (its frames show as module+0x...)
 # A followed ring is also read this often: a safety net, as the kernel wakes the primer for each record.
 FOLLOW_POLL_MS = 100
+# Files waiting to be opened by the primer; beyond, the oldest are left to the tick (exec storms).
+MAX_OPENING = 4096
 _ABSENT = object()
 
 
@@ -330,54 +332,69 @@ class Symbolizer:
             os.close(fd)
 
     def _primer(self) -> None:
+        """Reads the maps of every process told of before anything else, then opens the files they
+        map, one a pass, the newest process's first: a process told of while many files wait (ktop's
+        first second on a busy machine, each open a wait for the GIL while the parser reads a big
+        table) has its maps read and its files opened before them, not after."""
         wake_r = self._wake_fds[0]
         poll = select.poll()
         poll.register(wake_r, select.POLLIN)
         ring = pid_of = None
+        opening: deque = deque(maxlen=MAX_OPENING)  # (pid, Mapping) of files to open (the oldest go)
         try:
             while not self._closing:
                 if ring is None and self._follow is not None:
                     ring, pid_of = self._follow
                     poll.register(ring.fileno(), select.POLLIN)
-                poll.poll(FOLLOW_POLL_MS if ring is not None else None)
-                try:
-                    while os.read(wake_r, 64):
+                if not opening:
+                    poll.poll(FOLLOW_POLL_MS if ring is not None else None)
+                    try:
+                        while os.read(wake_r, 64):
+                            pass
+                    except BlockingIOError:
                         pass
-                except BlockingIOError:
-                    pass
                 pids = [self._todo.popleft() for _ in range(len(self._todo))]
                 if ring is not None:
                     pids += map(pid_of, ring.consume())
                 for pid in dict.fromkeys(pids):
                     if self._closing:
                         break
-                    self._prime_one(pid)
+                    # the newest process's files first: the likeliest to be short-lived (the files
+                    # of one that lives on are opened at the tick as well, should these wait)
+                    opening.extendleft(reversed([(pid, m) for m in self._prime_maps(pid)]))
+                if opening and not self._closing:
+                    self._prime_file(*opening.popleft())
         finally:
             if ring is not None:
                 ring.close()
 
-    def _prime_one(self, pid: int) -> None:
+    def _prime_maps(self, pid: int) -> list[Mapping]:
+        """The process's maps, read now unless kept from its last read; [] once it is gone."""
         try:
             key = self._proc_key(pid)
             if not key:  # gone already
-                return
+                return []
             got = self._maps.get(pid)
             maps = got[1] if got is not None and got[0] == key else self._read_maps(pid, key, got)
             self.primed += 1
-            for m in maps:
-                fkey = (m.dev, m.inode)
-                if not m.inode or fkey in self._files or fkey in self._pending:
-                    continue
-                fd = self._open(pid, m) if len(self._pending) < self.MAX_PENDING else None
-                if fd is not None:
-                    with self._pending_lock:  # never waits for a file being read
-                        if self._closing or fkey in self._pending:
-                            os.close(fd)
-                            continue
-                        self._pending[fkey] = fd
-                    self._parses.put(fkey)
-        except Exception:  # noqa: BLE001 - a file that cannot be read is named module+0x... later
+            return [m for m in maps if m.inode]
+        except Exception:  # noqa: BLE001 - its frames are named module+0x... or [unknown] later
+            return []
+
+    def _prime_file(self, pid: int, m: Mapping) -> None:
+        """Opens a mapped file for the parser, unless read or opened already."""
+        fkey = (m.dev, m.inode)
+        if fkey in self._files or fkey in self._pending or len(self._pending) >= self.MAX_PENDING:
             return
+        fd = self._open(pid, m)
+        if fd is None:
+            return
+        with self._pending_lock:  # never waits for a file being read
+            if self._closing or fkey in self._pending:
+                os.close(fd)
+                return
+            self._pending[fkey] = fd
+        self._parses.put(fkey)
 
     def _parser(self, q: queue.SimpleQueue) -> None:
         while (fkey := q.get()) is not None:
