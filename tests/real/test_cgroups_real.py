@@ -453,8 +453,14 @@ def test_cgroup_option_scopes_sched_and_profile_in_the_kernel(groups, tmp_path):
     assert rc == 0, snap.stderr
     assert {doc["probes"][p]["status"] for p in ("sched", "profile")} == {"live"}, doc["probes"]
     pod_pids = {p.pid for p in procs[2:]}
+
+    def strangers(rows: list[dict]) -> list[str]:
+        # Nothing outside the subtree. A pod process is "python" from its move into the cgroup to its
+        # exec (preexec_fn): a sample there is its own (seen in the guest, where that takes a while).
+        return [r["comm"] for r in rows if r["comm"] not in names["pod"] | {"sleep"} and r["pid"] not in pod_pids]
+
     sched = {r["comm"]: r for r in doc["sched"]["by_process"]}
-    assert set(sched) <= names["pod"] | {"sleep"}, sorted(sched)  # nothing outside the subtree
+    assert not strangers(doc["sched"]["by_process"]), sorted(sched)
     assert not set(sched) & names["unit"]
     hog = next(r for r in doc["sched"]["by_process"] if r["pid"] == procs[2].pid)
     assert hog["count"] > 0 or hog["off_cpu_r_s"] > 0, hog
@@ -464,7 +470,7 @@ def test_cgroup_option_scopes_sched_and_profile_in_the_kernel(groups, tmp_path):
     sampled = {r["pid"]: r["samples"] for r in prof["processes"]}
     assert sampled.get(procs[2].pid, 0) >= 49 * 2, sampled  # about 4 s of one CPU at 49 Hz
     assert procs[0].pid not in sampled and procs[1].pid not in sampled
-    assert {r["comm"] for r in prof["processes"]} <= names["pod"] | {"sleep"}, prof["processes"]
+    assert not strangers(prof["processes"]), prof["processes"]
     assert prof["idle_samples"] == 0
     assert pod_pids & set(sampled)
 
