@@ -147,17 +147,6 @@ def _probe_fn(built) -> tuple[int, tuple[int, int, int]]:
     return fn, next(seg for seg in info.loads if seg[1] <= fn < seg[1] + seg[2])
 
 
-def test_prime_reads_a_new_process_maps_and_tables_so_it_is_named_after_it_exited(tmp_path, built):
-    fn, load = _probe_fn(built)
-    proc = tmp_path / "proc"
-    base = _fake_process(proc, 4242, built, load)
-    s = Symbolizer(proc=str(proc))
-    s.prime([4242])
-    _named_after_it_exited(s, proc, base + fn)
-    assert s.elf_reads == 1  # the table read on the priming thread
-    s.close()
-
-
 def _named_after_it_exited(s: Symbolizer, proc, addr: int) -> None:
     """Once the priming thread read process 4242's maps and table, its frame at ``addr`` is named
     after the process is gone."""

@@ -7,10 +7,10 @@ tables (``.symtab`` and ``.dynsym``), read by the small reader here once per
 file (keyed by device and inode, so every process that maps libc shares one
 table). A frame without a symbol is ``module+0xoffset``; an address in no
 mapping (JIT code, or a process that exited before ktop read its maps) is
-``[unknown]``. :meth:`Symbolizer.prime` reads a new process's maps and the
-tables of the files it maps on a thread of its own, as soon as the probe
-tells of it (:meth:`Symbolizer.follow`: that thread reads the probe's ring
-buffer itself), so a short-lived process is named after it exited and a tick
+``[unknown]``. A thread of the symbolizer's own reads a new process's maps
+and the tables of the files it maps as soon as the probe tells of it
+(:meth:`Symbolizer.follow`: that thread reads the probe's ring buffer
+itself), so a short-lived process is named after it exited and a tick
 only looks names up. Everything here is pure file reading: no BCC.
 """
 
@@ -183,7 +183,7 @@ class Symbolizer:
     MAX_FILES = 512  # ELF tables kept (the least recently loaded go first)
     MAX_PROCS = 4096  # processes whose maps are kept
     MAX_ADDRS = 200_000  # resolved (file, offset) frames kept
-    MAX_PENDING = 256  # files opened by prime() and not read yet
+    MAX_PENDING = 256  # files opened by the priming thread and not read yet
 
     def __init__(self, proc: str = "/proc", kallsyms: Optional[str] = None):
         self.proc = proc
@@ -196,10 +196,9 @@ class Symbolizer:
         self.elf_reads = 0  # files parsed (a test can see the cache work)
         self._checked: set[int] = set()  # processes whose maps were checked this tick (begin_tick)
         self._refreshed: set[int] = set()  # ... and read again for an address in none of them
-        # prime() runs on a thread of its own: the caches it fills are changed under these locks
+        # the priming thread (ktop-maps) and the parser (ktop-symbols) change the caches under these
         self._maps_lock = threading.Lock()
         self._elf_lock = threading.Lock()  # held while one file is read: no file is read twice at once
-        self._todo: deque = deque()  # pids whose maps to read (on ktop-maps), from prime()
         self._follow: Optional[tuple] = None  # (ring, pid of a record): read on ktop-maps too
         self._wake_fds: Optional[tuple[int, int]] = None  # wakes ktop-maps (a pipe), once it runs
         self._primer_thread: Optional[threading.Thread] = None
@@ -207,7 +206,7 @@ class Symbolizer:
         self._parses: Optional[queue.SimpleQueue] = None  # files whose tables to read (ktop-symbols)
         self._pending: dict[tuple[str, int], int] = {}  # files opened for them, not read yet
         self._pending_lock = threading.Lock()
-        self.primed = 0  # processes whose maps prime() read (a test can see it work)
+        self.primed = 0  # processes whose maps the priming thread read (a test can see it work)
 
     def begin_tick(self) -> None:
         """A process's maps are checked (a stat read) once a tick, not once a stack."""
@@ -279,18 +278,13 @@ class Symbolizer:
                     self._maps.pop(pid, None)
 
     # -- priming ------------------------------------------------------
-    def prime(self, pids) -> None:
-        """Reads these (new) processes' maps soon, off the caller's thread, and opens the files they
-        map; a second thread reads those files' symbol tables. So a process that exits before the
-        next tick keeps its names, and a slow table (a big binary) never delays the next maps read."""
-        self._todo.extend(pids)
-        self._start()
-
     def follow(self, ring, pid_of: Callable[[bytes], int]) -> None:
-        """Primes the process each record of ``ring`` names (``pid_of(record)``) as soon as the kernel
-        commits it, reading the ring on the priming thread itself: not on the collector's, whose tick
-        can outlast a short-lived process (1.4 s seen under QEMU/TCG, while a 1 s process ran and
-        exited). That thread owns ``ring`` from now on and closes it when it ends."""
+        """Reads the maps of the process each record of ``ring`` names (``pid_of(record)``) as soon as
+        the kernel commits it, and opens the files they map (a second thread reads their symbol
+        tables, so a slow table never delays the next maps read). The ring is read on the priming
+        thread itself: not on the collector's, whose tick can outlast a short-lived process (1.4 s
+        seen under QEMU/TCG, while a 1 s process ran and exited). That thread owns ``ring`` from now on and
+        closes it when it ends."""
         self._follow = (ring, pid_of)
         self._start()
 
@@ -353,9 +347,7 @@ class Symbolizer:
                             pass
                     except BlockingIOError:
                         pass
-                pids = [self._todo.popleft() for _ in range(len(self._todo))]
-                if ring is not None:
-                    pids += map(pid_of, ring.consume())
+                pids = list(map(pid_of, ring.consume())) if ring is not None else []
                 for pid in dict.fromkeys(pids):
                     if self._closing:
                         break
