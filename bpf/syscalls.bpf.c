@@ -150,7 +150,7 @@ BPF_PERCPU_ARRAY(nrstats, struct nr_stats, MAX_NR);
 /* Under exec churn (1300 short-lived processes a second, ~30 syscalls each:
  * 40,000 keys a second) it fills: those calls count per syscall, not per
  * process (procs_full), which bounds what user space decodes each tick. */
-BPF_PERCPU_HASH(procs, struct proc_key, struct proc_val, MAX_PROCS);
+BPF_HASH(procs, struct proc_key, struct proc_val, MAX_PROCS);
 BPF_PERCPU_HASH(errs, struct err_key, u64, MAX_ERRS);
 BPF_PERCPU_ARRAY(owners, struct owner_t, MAX_NR);
 #ifdef LAT_ON_DEMAND
@@ -219,25 +219,31 @@ static __always_inline int filtered_out(u32 tgid)
     return !ktop_in_cgroup() || !wanted(tgid); /* ktop_in_cgroup: a constant 1 without --cgroup */
 }
 
-/* Another process takes over an owner slot: its previous process's calls go to `procs`. */
+/* Another process takes over an owner slot: its previous process's calls go to `procs`.
+ * One value for all CPUs (atomic adds): user space decodes one record a key, not one per CPU,
+ * and a new key (nearly every flush under exec churn) costs one insert with its values. */
 static __always_inline void flush(struct owner_t *o, u32 nr)
 {
     struct proc_key pk = {.tgid = o->tgid, .nr = nr};
     struct proc_val *pv = procs.lookup(&pk);
     if (!pv) {
-        struct proc_val zero = {};
-        __builtin_memcpy(zero.comm, o->comm, sizeof(zero.comm));
-        procs.insert(&pk, &zero);
-        pv = procs.lookup(&pk);
+        struct proc_val v = {.count = o->count, .errors = o->errors, .lat_ns = o->lat_ns, .timed = o->timed};
+        __builtin_memcpy(v.comm, o->comm, sizeof(v.comm));
+        if (procs.insert(&pk, &v) == 0)
+            return;
+        pv = procs.lookup(&pk); /* another CPU inserted it meanwhile */
         if (!pv) {
             count_n(ST_PROCS_FULL, o->count);
             return;
         }
     }
-    pv->count += o->count;
-    pv->errors += o->errors;
-    pv->lat_ns += o->lat_ns;
-    pv->timed += o->timed;
+    __sync_fetch_and_add(&pv->count, o->count);
+    if (o->errors)
+        __sync_fetch_and_add(&pv->errors, o->errors);
+    if (o->timed) {
+        __sync_fetch_and_add(&pv->lat_ns, o->lat_ns);
+        __sync_fetch_and_add(&pv->timed, o->timed);
+    }
 }
 
 static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)

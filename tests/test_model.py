@@ -51,13 +51,13 @@ def test_exit_fills_an_exec_of_an_earlier_batch():
 def test_exit_goes_to_the_newest_successful_exec_of_the_pid():
     # sh (pid 5) execs true in place: two execs of one pid, one exit
     rows, seq = join_spawns((), (exec_ev(5, comm="sh", time=1), exec_ev(5, comm="true", time=2)), (), 0)
-    rows, _ = join_spawns(rows, (), (exit_ev(5, code=0),), seq)
+    rows, _ = join_spawns(rows, (), (exit_ev(5, code=0, time=3),), seq)
     assert [(r.comm, r.exited) for r in rows] == [("true", True), ("sh", False)]
 
 
 def test_failed_exec_gets_no_exit():
     execs = (exec_ev(6, comm="bash", time=1), exec_ev(6, comm="bash", retval=-2, time=2))
-    rows, _ = join_spawns((), execs, (exit_ev(6, code=127),), 0)
+    rows, _ = join_spawns((), execs, (exit_ev(6, code=127, time=3),), 0)
     failed, ok = rows
     assert failed.retval == -2 and not failed.exited and failed.exit_code is None
     assert ok.retval == 0 and ok.exited and ok.exit_code == 127
@@ -82,6 +82,21 @@ def test_an_exited_row_is_not_filled_twice():
 def test_two_exits_fill_two_processes():
     rows, _ = join_spawns((), (exec_ev(1), exec_ev(2)), (exit_ev(2, code=2), exit_ev(1, code=1)), 0)
     assert {r.pid: r.exit_code for r in rows} == {1: 1, 2: 2}
+
+
+def test_an_exit_before_an_exec_of_its_pid_in_the_same_batch_is_an_earlier_process():
+    # PID reuse within one tick: the old process (exec'd at 1) exits at 2, a new one execs at 3
+    rows, seq = join_spawns((), (exec_ev(9, comm="old", time=1),), (), 0)
+    rows, _ = join_spawns(rows, (exec_ev(9, comm="new", time=3),), (exit_ev(9, code=4, time=2),), seq)
+    assert [(r.comm, r.exited, r.exit_code) for r in rows] == [("new", False, None), ("old", True, 4)]
+
+
+def test_exits_of_a_later_batch_fill_rows_among_many():
+    rows, seq = join_spawns((), tuple(exec_ev(i, time=i) for i in range(100)), (), 0)
+    rows, _ = join_spawns(rows, (exec_ev(500, time=200),), (exit_ev(3, code=3, time=300),
+                                                            exit_ev(97, code=97, time=300)), seq)
+    assert {r.pid: r.exit_code for r in rows if r.exited} == {3: 3, 97: 97}
+    assert len(rows) == 101 and rows[0].pid == 500
 
 
 def test_join_limit_keeps_the_newest():
@@ -214,7 +229,7 @@ def _model_with_spawns():
         processes=(proc(1, comm="init", cmdline=("/sbin/init",)), proc(50, ppid=1, comm="make", cpu=12.5)),
         spawns=spawn_sample(execs=(exec_ev(100, ppid=50, comm="cc", time=10.0, argv=("cc", "-c", "a.c")),
                                    exec_ev(101, ppid=50, comm="cc", time=11.0, retval=-2)),
-                            exits=(exit_ev(100, code=1, lifetime_ms=30.0),),
+                            exits=(exit_ev(100, code=1, lifetime_ms=30.0, time=10.03),),
                             exec_count=1, exec_failures=1, forks=2, exit_count=1)))
     return build_model(m, snapshot(
         processes=(proc(1, comm="init"),),

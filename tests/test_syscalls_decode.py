@@ -39,23 +39,16 @@ def test_nr_deltas_only_what_changed():
     assert sc.nr_deltas(cur, prev) == {2: (2, 0, 20, (0, 2)), 5: (1, 0, 5, (1, 0))}
 
 
-def test_merge_proc_takes_the_comm_from_the_cpu_that_created_the_key():
-    per_cpu = (0, 0, 0, 0, b"\0" * 16) + (5, 1, 900, 4, b"kt_getppid\0\0\0\0\0\0") + (2, 0, 100, 2, b"\0" * 16)
-    assert sc.merge_proc(per_cpu) == (7, 1, 1000, 6, "kt_getppid")
-
-
-def test_merge_proc_comm_with_invalid_utf8_is_kept_visible():
-    assert sc.merge_proc((1, 0, 0, 0, b"ab\xff\0" + b"\0" * 12))[4] == "ab\udcff"
-
-
 def test_unpack_procs_and_errs_from_raw_batch_bytes():
+    # procs has one value for all CPUs (the kernel adds to it atomically); errs one per CPU
     ncpu = 2
     keys = struct.pack("<II", 1234, 110) + struct.pack("<II", 99, 257)
     val = struct.Struct("<QQQQ16s")
-    values = (val.pack(3, 0, 300, 3, b"a\0") + val.pack(2, 0, 200, 1, b"\0")
-              + val.pack(0, 0, 0, 0, b"\0") + val.pack(4, 4, 40, 4, b"nginx\0"))
-    assert sc.unpack_procs(keys, values, 2, ncpu) == {(1234, 110): (5, 0, 500, 4, "a"),
-                                                      (99, 257): (4, 4, 40, 4, "nginx")}
+    values = val.pack(5, 0, 500, 4, b"a\0") + val.pack(4, 4, 40, 4, b"nginx\0")
+    got = sc.unpack_procs(keys, values, 2)
+    assert got == {(1234, 110): (5, 0, 500, 4, b"a" + bytes(15)), (99, 257): (4, 4, 40, 4, b"nginx" + bytes(11))}
+    with pytest.raises(ValueError):
+        sc.unpack_procs(keys, values[:-1], 2)
     ekeys = struct.pack("<IHH", 99, 257, 2) + struct.pack("<IHH", 99, 257, 13)
     evals = struct.pack("<QQ", 250, 50) + struct.pack("<QQ", 0, 1)
     assert sc.unpack_errs(ekeys, evals, 2, ncpu) == {(99, 257, 2): 300, (99, 257, 13): 1}
@@ -138,12 +131,12 @@ def _owners(ncpu: int, slots: dict[tuple[int, int], tuple]) -> bytes:
 
 
 def test_merge_owners_adds_each_cpus_pending_calls():
-    procs = {(7, 110): (100, 0, 0, 0, "loop")}
+    procs = {(7, 110): (100, 0, 0, 0, b"loop")}
     raw = _owners(2, {(110, 0): (7, 5, 0, 50, 5, b"loop"), (110, 1): (8, 3, 1, 0, 0, b"other"),
                       (2, 1): (9, 0, 0, 0, 0, b"idle")})
     pending = sc.merge_owners(procs, raw, 2)
     assert pending == {(7, 110), (8, 110)}  # a slot with no calls is not pending
-    assert procs == {(7, 110): (105, 0, 50, 5, "loop"), (8, 110): (3, 1, 0, 0, "other")}
+    assert procs == {(7, 110): (105, 0, 50, 5, b"loop"), (8, 110): (3, 1, 0, 0, b"other" + bytes(11))}
 
 
 def test_latency_modes():
@@ -153,7 +146,7 @@ def test_latency_modes():
 
 def test_build_sample_groups_errnos_and_names_syscalls():
     nrs = {257: (300, 300, 3000, (0, 300)), 110: (5000, 0, 1000, (0, 5000)), 999: (1, 0, 0, (0, 0))}
-    procs = {(42, 257): (300, 300, 3000, 300, "kt_open"), (42, 110): (5000, 0, 1000, 5000, "kt_open")}
+    procs = {(42, 257): (300, 300, 3000, 300, b"kt_open\0"), (42, 110): (5000, 0, 1000, 5000, b"kt_open\0")}
     errs = {(42, 257, 2): 290, (42, 257, 13): 10}
     s = sc.build_sample(1.0, nrs, procs, errs, {"no_start": 3}, TABLE, "raw_tracepoint", "hdr")
     assert [x.name for x in s.syscalls] == ["getppid", "openat", "syscall_999"]
@@ -173,7 +166,7 @@ def test_errnos_read_before_their_calls_still_count_per_process():
     first = sc.build_sample(1.0, {257: (42, 42, 0, ())}, {}, {(7, 257, 2): 42}, {}, TABLE)
     pair = next(c for c in first.counts if c.pid == 7)
     assert (pair.count, pair.errors, pair.comm, pair.errnos) == (0, 0, "", ((2, 42),))
-    second = sc.build_sample(1.0, {257: (258, 258, 0, ())}, {(7, 257): (300, 300, 0, 0, "kse")},
+    second = sc.build_sample(1.0, {257: (258, 258, 0, ())}, {(7, 257): (300, 300, 0, 0, b"kse")},
                              {(7, 257, 2): 258}, {}, TABLE)
     m = fold(fold(None, first), second)
     row = next(r for r in m.pairs if r.pid == 7)

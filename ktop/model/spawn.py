@@ -87,27 +87,42 @@ def join_spawns(rows: tuple[SpawnRow, ...], execs: tuple[ExecEvent, ...], exits:
     """Adds new execs (newest first) and fills in exits; returns (rows, next_seq).
 
     ``cgroups``: cgroup id -> label, this tick's (Snapshot.cgroups)."""
+    # An exit of this tick whose exec is also this tick's (a short-lived process: nearly every exit
+    # under exec churn) is joined as the row is made, with no copy of the row. The newest successful
+    # exec of a PID is the image that exited; an exit before it is an earlier process's (PID reuse).
+    exit_of: dict[int, ExitEvent] = {ex.pid: ex for ex in exits}
+    joined: dict[int, int] = {}  # pid -> index in execs of the exec its exit is joined to
+    if exit_of:
+        for i, ev in enumerate(execs):
+            ex = exit_of.get(ev.pid)
+            if ex is not None and ev.retval == 0 and ex.time >= ev.time:
+                joined[ev.pid] = i
     new = []
-    for ev in execs:
-        new.append(SpawnRow(seq=next_seq, time=ev.time, pid=ev.pid, ppid=ev.ppid, uid=ev.uid,
-                            user=user_name(ev.uid), comm=ev.comm, filename=ev.filename,
-                            argv=ev.argv, argv_truncated=ev.argv_truncated, retval=ev.retval,
-                            parent_comm=ev.parent_comm, cgroup_id=ev.cgroup_id,
-                            cgroup=cgroups.get(ev.cgroup_id, "") if cgroups else ""))
+    for i, ev in enumerate(execs):
+        ex = exit_of.pop(ev.pid) if joined.get(ev.pid) == i else None
+        new.append(SpawnRow(next_seq, ev.time, ev.pid, ev.ppid, ev.uid, user_name(ev.uid), ev.comm, ev.filename,
+                            ev.argv, ev.argv_truncated, ev.retval, ev.parent_comm,
+                            None if ex is None else ex.exit_code, None if ex is None else ex.exit_signal,
+                            None if ex is None else ex.lifetime_ms, ex is not None, ev.cgroup_id,
+                            cgroups.get(ev.cgroup_id, "") if cgroups else ""))
         next_seq += 1
-    merged = list(reversed(new)) + list(rows)
-    if exits:
-        # The newest successful exec of a PID is the image that exited.
-        latest: dict[int, int] = {}
-        for i, r in enumerate(merged):
-            if r.retval == 0 and not r.exited and r.pid not in latest:
-                latest[r.pid] = i
-        for ex in exits:
-            i = latest.pop(ex.pid, None)
-            if i is None:
-                continue
-            merged[i] = replace(merged[i], exited=True, exit_code=ex.exit_code,
-                                exit_signal=ex.exit_signal, lifetime_ms=ex.lifetime_ms)
+    new.reverse()
+    if not exit_of:
+        return tuple(new + list(rows[:max(0, limit - len(new))]))[:limit], next_seq
+    merged = new + list(rows)
+    # The rest exited after the tick their exec was seen in: the newest successful exec of the PID
+    # that has not exited yet, searched from the newest row until every such exit is placed.
+    latest: dict[int, int] = {}
+    for i, r in enumerate(merged):
+        ex = exit_of.get(r.pid)
+        if ex is not None and r.pid not in latest and r.retval == 0 and not r.exited and r.time <= ex.time:
+            latest[r.pid] = i
+            if len(latest) == len(exit_of):
+                break
+    for pid, i in latest.items():
+        ex = exit_of[pid]
+        merged[i] = replace(merged[i], exited=True, exit_code=ex.exit_code,
+                            exit_signal=ex.exit_signal, lifetime_ms=ex.lifetime_ms)
     return tuple(merged[:limit]), next_seq
 
 
@@ -149,8 +164,13 @@ def update(prev: Optional[SpawnModel], s: Optional[SpawnSample], snap: Snapshot,
                        exits_per_s=s.exit_count / dt, exec_failures_per_s=s.exec_failures / dt,
                        failures_seen=s.failures_seen)
     names = {p.pid: p.comm for p in snap.processes}
-    for r in rows:  # parents that already exited: the name they exec'd as
-        names.setdefault(r.pid, r.comm)
+    # a parent the kernel did not name and that already exited: the name it exec'd as (rows are
+    # searched only for those: under exec churn a snapshot keeps every exec)
+    unnamed = {ev.ppid for ev in s.execs if not ev.parent_comm and ev.ppid not in names}
+    if unnamed:
+        for r in rows:
+            if r.pid in unnamed:
+                names.setdefault(r.pid, r.comm)
     window = push(m.parent_window, top_parents(s.execs, names, k=1 << 30), PARENT_WINDOW)
     return SpawnModel(rows=rows, next_seq=seq, rates=rates, rate_history=push(m.rate_history, rates.execs_per_s),
                       parent_window=window, top_parents=merge_parents(window), totals=_totals(m.totals, s))

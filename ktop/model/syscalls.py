@@ -84,7 +84,7 @@ class SyscallRow:
         return self.lat_ns / self.timed if self.timed else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (nothing changes one), as SyscallCount: thousands made a tick
 class PairRow:
     """One syscall by one process since ktop started."""
 
@@ -156,14 +156,6 @@ class SyscallsModel:
 
 
 
-def _bound(rows: dict, limit: int, score) -> tuple[dict, int]:
-    """Keeps the ``limit`` rows with the highest score; returns (kept, dropped)."""
-    if len(rows) <= limit:
-        return rows, 0
-    kept = dict(sorted(rows.items(), key=lambda kv: score(kv[1]), reverse=True)[:limit])
-    return kept, len(rows) - limit
-
-
 def _advance_proc(old: Optional[ProcRow], pid: int, counts: Sequence, live_name: Optional[str],
                   dt: float, now: float = 0.0) -> ProcRow:
     """A process's row after this tick's counts (one per syscall it made)."""
@@ -171,21 +163,21 @@ def _advance_proc(old: Optional[ProcRow], pid: int, counts: Sequence, live_name:
     n = errors = lat = timed = 0
     errnos: Errnos = ()
     best = None
-    for c in counts:
+    for c in counts:  # under exec churn, ~30 a process and thousands a tick: kept lean
+        cn, ce = c.count, c.errors
         r = pairs.get(c.nr)
         if r is None:
-            pairs[c.nr] = PairRow(pid, c.comm, c.nr, c.name, c.count, c.errors, c.lat_ns, c.timed, c.errnos,
-                                  c.count)
+            pairs[c.nr] = PairRow(pid, c.comm, c.nr, c.name, cn, ce, c.lat_ns, c.timed, c.errnos, cn)
         else:
-            pairs[c.nr] = replace(r, comm=r.comm or c.comm, count=r.count + c.count, errors=r.errors + c.errors,
-                                  lat_ns=r.lat_ns + c.lat_ns, timed=r.timed + c.timed,
-                                  errnos=add_errnos(r.errnos, c.errnos), calls=c.count)
-        n += c.count
-        errors += c.errors
+            pairs[c.nr] = PairRow(pid, r.comm or c.comm, r.nr, c.name, r.count + cn, r.errors + ce,
+                                  r.lat_ns + c.lat_ns, r.timed + c.timed, add_errnos(r.errnos, c.errnos), cn)
+        n += cn
+        errors += ce
         lat += c.lat_ns
         timed += c.timed
-        errnos = add_errnos(errnos, c.errnos)
-        if best is None or c.count > best.count:
+        if c.errnos:
+            errnos = add_errnos(errnos, c.errnos)
+        if best is None or cn > best.count:
             best = c
     # The name: the live process table's, else the kernel's for most of this tick's calls.
     comm = live_name or (best.comm if best is not None and best.comm else "") or (old.comm if old else "")
@@ -247,9 +239,11 @@ def fold(prev: Optional[SyscallsModel], s: SyscallsSample, names: Optional[Mappi
                     if pid not in names and pid not in by_pid and now - p.active_at >= forget_dead_s]:
             del procs[pid]
             gone += 1
-    kept, procs_dropped = _bound(procs, max_procs, lambda p: (p.calls, p.count))
-    pairs_dropped = sum(len(p.syscalls) for pid, p in procs.items() if pid not in kept)
-    processes = tuple(sorted(kept.values(), key=lambda p: (-p.calls, -p.count, p.pid)))
+    # one sort gives the order shown and the rows kept (the most calls this tick, then in all)
+    ordered = sorted(procs.values(), key=lambda p: (-p.calls, -p.count, p.pid))
+    processes = tuple(ordered[:max_procs])
+    procs_dropped = max(0, len(ordered) - max_procs)
+    pairs_dropped = sum(len(p.syscalls) for p in ordered[max_procs:])
 
     calls = sum(st.count for st in s.syscalls)
     errors = sum(st.errors for st in s.syscalls)

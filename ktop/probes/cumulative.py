@@ -38,13 +38,13 @@ def cum_deltas(cur: Mapping[Any, Any], prev: Mapping[Any, Any], count_of=lambda 
 
 def _max(c, p):
     if isinstance(c, tuple):
-        return tuple(_max(a, b) if not isinstance(a, str) else a for a, b in zip(c, p))
+        return tuple(_max(a, b) if not isinstance(a, (str, bytes)) else a for a, b in zip(c, p))
     return c if c >= p else p
 
 
 def _sub(c, p):
     if isinstance(c, tuple):
-        return tuple(_sub(a, b) if not isinstance(a, str) else a for a, b in zip(c, p))
+        return tuple(_sub(a, b) if not isinstance(a, (str, bytes)) else a for a, b in zip(c, p))
     return max(0, c - p)
 
 

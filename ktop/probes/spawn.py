@@ -10,6 +10,7 @@ taken from the kernel's BTF (the installed headers may not match).
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import time
@@ -62,6 +63,12 @@ def decode_argv(buf: bytes, argc: int, args_size: int, from_mm: bool = False) ->
     return tuple(kernel_text(p) for p in parts)
 
 
+@functools.lru_cache(maxsize=4096)
+def _cstr(raw: bytes) -> str:
+    """A comm or path field: under exec churn the same few come back thousands of times a tick."""
+    return kernel_cstr(raw)
+
+
 def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
     """An exec record (struct exec_event) to an ExecEvent.
 
@@ -78,9 +85,9 @@ def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
         pid=pid,
         ppid=ppid,
         uid=uid,
-        comm=kernel_cstr(comm),
-        parent_comm=kernel_cstr(pcomm),
-        filename=kernel_cstr(filename),
+        comm=_cstr(comm),
+        parent_comm=_cstr(pcomm),
+        filename=_cstr(filename),
         argv=decode_argv(args, argc, args_size, bool(flags & F_ARGS_FROM_MM)),
         argv_truncated=bool(flags & F_ARGS_TRUNCATED),
         retval=retval,
@@ -109,7 +116,7 @@ def decode_exit(raw: bytes, clock_offset: float) -> ExitEvent:
         time=ts / 1e9 + clock_offset,
         pid=pid,
         ppid=ppid,
-        comm=kernel_cstr(comm),
+        comm=_cstr(comm),
         exit_code=code,
         exit_signal=sig,
         lifetime_ms=lifetime_ns / 1e6 if lifetime_ns else None,

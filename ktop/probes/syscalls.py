@@ -4,8 +4,8 @@
 has them (``BPF.support_raw_tracepoint()``), else as regular tracepoints.
 The kernel program (bpf/syscalls.bpf.c) keeps cumulative counters: per
 syscall number (per-CPU array: calls, errors, latency total and log2
-histogram), per (process, syscall) and per (process, syscall, errno)
-(per-CPU hashes). Each tick this adapter reads them all, takes differences
+histogram), per (process, syscall) (a hash, added to atomically) and per
+(process, syscall, errno) (a per-CPU hash). Each tick this adapter reads them all, takes differences
 from the previous read, and evicts the (process, syscall) keys that stayed
 idle for a tick: the maps stay small and no increment is lost to a
 read-and-clear race.
@@ -79,13 +79,14 @@ SPECIAL = {"exit": "NR_EXIT", "exit_group": "NR_EXIT_GROUP", "clone": "NR_CLONE"
 
 _PROC_KEY = struct.Struct("<II")  # struct proc_key
 _ERR_KEY = struct.Struct("<IHH")  # struct err_key
+_PROC_VAL = struct.Struct(f"<QQQQ{COMM_LEN}s")  # struct proc_val
 _OWNER = struct.Struct(f"<IIQQQQ{COMM_LEN}s")  # struct owner_t, one CPU
 _OWNER_WORDS = _OWNER.size // 8
 
 # -- pure decoding -------------------------------------------------------------
 
 NrCum = tuple  # (count, errors, lat_ns, hist tuple)
-ProcCum = tuple  # (count, errors, lat_ns, timed, comm)
+ProcCum = tuple  # (count, errors, lat_ns, timed, comm: the kernel's bytes)
 
 
 def merge_nr(per_cpu: Iterable[Sequence[int]], nbuckets: int = NBUCKETS) -> NrCum:
@@ -132,38 +133,19 @@ def nr_deltas(cur: Mapping[int, NrCum], prev: Mapping[int, NrCum]) -> dict[int, 
     return out
 
 
-def merge_proc(v: Sequence) -> ProcCum:
-    """One (process, syscall) key's ``proc_val`` on every CPU, as one unpack gives it (count, errors,
-    lat_ns, timed, comm, then the next CPU's), summed.
-
-    The comm is written on the CPU that created the key; the others hold zeros.
-    """
-    comms = v[4::5]
-    comm = comms[0] if comms[0][:1] != b"\0" else next((c for c in comms if c[:1] != b"\0"), b"")
-    return (sum(v[0::5]), sum(v[1::5]), sum(v[2::5]), sum(v[3::5]), _comm(comm))
-
-
 @functools.lru_cache(maxsize=4096)
 def _comm(raw: bytes) -> str:
     """A comm field as text; the same few comms come back for thousands of keys a tick."""
     return kernel_cstr(raw)
 
 
-@functools.lru_cache(maxsize=4)
-def _proc_vals(ncpu: int) -> struct.Struct:
-    """One key's ``proc_val`` on every CPU, in one unpack."""
-    return struct.Struct("<" + f"QQQQ{COMM_LEN}s" * ncpu)
-
-
-def unpack_procs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[int, int], ProcCum]:
-    """Raw batch-read bytes of ``procs`` to {(tgid, nr): totals}."""
-    vals = _proc_vals(ncpu)
-    if len(values) < n * vals.size or len(keys) < n * _PROC_KEY.size:
-        raise ValueError(f"procs: {n} entries need {n * vals.size} value bytes, got {len(values)}")
-    out = {}
-    for key, v in zip(_PROC_KEY.iter_unpack(keys[:n * _PROC_KEY.size]), vals.iter_unpack(values[:n * vals.size])):
-        out[key] = merge_proc(v)
-    return out
+def unpack_procs(keys: bytes, values: bytes, n: int) -> dict[tuple[int, int], ProcCum]:
+    """Raw batch-read bytes of ``procs`` (one value for all CPUs) to {(tgid, nr): totals}, at C speed:
+    the comm stays bytes until a key gains calls (:func:`build_sample` names it)."""
+    if len(values) < n * _PROC_VAL.size or len(keys) < n * _PROC_KEY.size:
+        raise ValueError(f"procs: {n} entries need {n * _PROC_VAL.size} value bytes, got {len(values)}")
+    return dict(zip(_PROC_KEY.iter_unpack(keys[:n * _PROC_KEY.size]),
+                    _PROC_VAL.iter_unpack(values[:n * _PROC_VAL.size])))
 
 
 def merge_owners(procs: dict[tuple[int, int], ProcCum], raw: bytes, ncpu: int) -> set[tuple[int, int]]:
@@ -184,19 +166,22 @@ def merge_owners(procs: dict[tuple[int, int], ProcCum], raw: bytes, ncpu: int) -
         pending.add(key)
         old = procs.get(key)
         if old is None:
-            procs[key] = (count, errors, lat, timed, kernel_cstr(comm))
+            procs[key] = (count, errors, lat, timed, comm)
         else:
-            procs[key] = (old[0] + count, old[1] + errors, old[2] + lat, old[3] + timed, old[4] or kernel_cstr(comm))
+            procs[key] = (old[0] + count, old[1] + errors, old[2] + lat, old[3] + timed, old[4])
     return pending
 
 
 def unpack_errs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[int, int, int], int]:
     """Raw batch-read bytes of ``errs`` to {(tgid, nr, errno): count}."""
-    out = {}
-    for i in range(n):
-        key = _ERR_KEY.unpack_from(keys, i * _ERR_KEY.size)
-        out[key] = sum(struct.unpack_from(f"<{ncpu}Q", values, i * 8 * ncpu))
-    return out
+    per_cpu = _per_cpu_u64(ncpu)
+    return dict(zip(_ERR_KEY.iter_unpack(keys[:n * _ERR_KEY.size]),
+                    map(sum, per_cpu.iter_unpack(values[:n * per_cpu.size]))))
+
+
+@functools.lru_cache(maxsize=4)
+def _per_cpu_u64(ncpu: int) -> struct.Struct:
+    return struct.Struct(f"<{ncpu}Q")
 
 
 def build_sample(interval_s: float, nrs: Mapping[int, NrCum], procs: Mapping[tuple[int, int], ProcCum],
@@ -231,8 +216,7 @@ def build_sample(interval_s: float, nrs: Mapping[int, NrCum], procs: Mapping[tup
         if name is None:
             name = names[nr] = systable.syscall_name(table, nr)
         e = by_pair.get((tgid, nr))
-        counts.append(SyscallCount(pid=tgid, comm=v[4], nr=nr, name=name, count=v[0], errors=v[1], lat_ns=v[2],
-                                   timed=v[3], errnos=ranked(e) if e else ()))
+        counts.append(SyscallCount(tgid, _comm(v[4]), nr, name, v[0], v[1], v[2], v[3], ranked(e) if e else ()))
     # The two maps are read one after the other: a burst that runs meanwhile shows its
     # errnos in this read and its calls only in the next. The errnos still count now.
     for (tgid, nr), d in sorted(by_pair.items()):
@@ -429,7 +413,7 @@ class SyscallsProbe(ProbeWorker):
     def attached(self, loaded) -> None:
         self.attach = "raw_tracepoint" if self._raw else "tracepoint"
         self._maps = {name: loaded[name] for name in ("stats", "nrstats", "procs", "errs", "owners")}
-        self._ncpu = self._maps["procs"].ncpu
+        self._ncpu = self._maps["owners"].ncpu  # a per-CPU map: the number of possible CPUs
         if self.mode == "sampled":
             self._maps["gate"] = loaded["gate"]
             self._lat_progs = {fn: loaded.progs[fn] for fn, _tp in LAT_PROGS}
@@ -532,10 +516,10 @@ class SyscallsProbe(ProbeWorker):
 
         ncpu = self._ncpu
         k, v, n = self._maps["procs"].read_all()
-        cur = unpack_procs(k, v, n, ncpu)
+        cur = unpack_procs(k, v, n)
         pending = merge_owners(cur, self._maps["owners"].read_all()[1], ncpu)  # after procs: see merge_owners
         procs = self._procs.step(cur, lambda keys: self._evict(
-            "procs", keys, _PROC_KEY, lambda kb, vb: unpack_procs(kb, vb, 1, ncpu)), keep=pending)
+            "procs", keys, _PROC_KEY, lambda kb, vb: unpack_procs(kb, vb, 1)), keep=pending)
         k, v, n = self._maps["errs"].read_all()
         errs = self._errs.step(unpack_errs(k, v, n, ncpu), lambda keys: self._evict(
             "errs", keys, _ERR_KEY, lambda kb, vb: unpack_errs(kb, vb, 1, ncpu)))
@@ -552,5 +536,5 @@ def bcc_syscall_table() -> dict[str, str]:
 
 
 
-__all__ = ["Cumulative", "SyscallsProbe", "build_sample", "cum_deltas", "decode_nrstats", "merge_nr", "merge_proc",
+__all__ = ["Cumulative", "SyscallsProbe", "build_sample", "cum_deltas", "decode_nrstats", "merge_nr",
            "nr_deltas", "unpack_errs", "unpack_procs"]

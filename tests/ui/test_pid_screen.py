@@ -20,7 +20,8 @@ PID = 300  # python3: CPU, reads, syscalls and two execs of children in every ti
 def tick(i: int):
     procs = tuple(replace(p, cpu_percent=float(20 + (i * 7) % 60), rss=(500 + 10 * i) << 20) if p.pid == PID
                   else p for p in fakes.PROCESSES)
-    s = fakes.snapshot(processes=procs, t=fakes.T0 + i, spawn=fakes.spawn_sample(fakes.execs(fakes.T0 + i)))
+    s = fakes.snapshot(processes=procs, t=fakes.T0 + i,
+                       spawn=fakes.spawn_sample(fakes.execs(fakes.T0 + i), fakes.exits(fakes.T0 + i)))
     row = next(p for p in procs if p.pid == PID)
     detail = ProcessDetail(pid=PID, exists=True, exe="/usr/bin/python3.12", cwd="/home/alice", cmdline=row.cmdline,
                            user=row.user, state="R", start_time=row.start_time, threads=8, open_files=12,
