@@ -91,8 +91,6 @@
 #define F_OP_SHIFT 8
 #define F_WHO_MASK (F_WHO | F_WHO_LATE | F_MATCH) /* who submitted it: a flush takes these from its flusher */
 
-#define EEXIST_ 17
-
 /* RAW_MODE: a = request address, dev = op = 0. Otherwise a = start sector. */
 struct rq_key {
     u64 a;
@@ -234,7 +232,7 @@ static __always_inline struct inflight *entry_of(struct rq_key *key)
     struct inflight v = {};
     v.created_ts = bpf_ktime_get_ns();
     int ret = inflight.insert(key, &v);
-    if (ret != 0 && ret != -EEXIST_) {
+    if (ret != 0 && ret != -KTOP_EEXIST) {
         count(ST_INFLIGHT_FULL);
         return 0;
     }
@@ -269,7 +267,7 @@ static __always_inline void submitted(struct rq_key *key, u32 dev, u32 op, u32 b
         count(ST_UNSEEN);
 #endif
     int ret = replace ? inflight.update(key, &v) : inflight.insert(key, &v);
-    if (ret != 0 && ret != -EEXIST_)
+    if (ret != 0 && ret != -KTOP_EEXIST)
         count(ST_INFLIGHT_FULL);
 }
 

@@ -8,6 +8,8 @@
 #define KTOP_H
 
 #define TASK_COMM_LEN 16
+/* errno.h is not in BCC's include path: what a map insert returns when the key exists */
+#define KTOP_EEXIST 17
 
 /* Ring buffer record types: the first u32 of every record. */
 #define KTOP_EV_EXEC 1

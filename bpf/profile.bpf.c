@@ -41,7 +41,6 @@
 #define KNOWN_MAX 8192
 #endif
 
-#define P_EEXIST 17
 #define P_ENOMEM 12
 #define P_EFAULT 14
 
@@ -136,7 +135,7 @@ static __always_inline void stack_error(int id, int eexist, int enomem, int othe
 {
     if (id >= 0)
         return;
-    if (id == -P_EEXIST)
+    if (id == -KTOP_EEXIST)
         count(eexist);
     else if (id == -P_ENOMEM)
         count(enomem);

@@ -88,7 +88,6 @@
 #else
 #define FILTERS_CGROUP 0
 #endif
-#define E_EEXIST 17
 #define E_ENOMEM 12
 
 #define K_TASK_UNINTERRUPTIBLE 0x2
@@ -355,7 +354,7 @@ static __always_inline void add_offcpu(struct mark *m, u64 delta)
     __sync_fetch_and_add(&v->count, 1);
     count(ST_OFF_BLOCKS);
     /* Lost stacks of counted blocks only: a shorter sleep's is nobody's loss. */
-    if (m->kstack == -E_EEXIST)
+    if (m->kstack == -KTOP_EEXIST)
         count(ST_STACK_EEXIST);
     else if (m->kstack == -E_ENOMEM)
         count(ST_STACK_ENOMEM);

@@ -229,9 +229,12 @@ static __always_inline void flush(struct owner_t *o, u32 nr)
     if (!pv) {
         struct proc_val v = {.count = o->count, .errors = o->errors, .lat_ns = o->lat_ns, .timed = o->timed};
         __builtin_memcpy(v.comm, o->comm, sizeof(v.comm));
-        if (procs.insert(&pk, &v) == 0)
+        int ret = procs.insert(&pk, &v);
+        if (ret == 0)
             return;
-        pv = procs.lookup(&pk); /* another CPU inserted it meanwhile */
+        /* another CPU inserted it meanwhile; else the map is full (under exec churn it is, until
+         * user space evicts the idle keys: no third hash operation a flush then) */
+        pv = ret == -KTOP_EEXIST ? procs.lookup(&pk) : 0;
         if (!pv) {
             count_n(ST_PROCS_FULL, o->count);
             return;
