@@ -102,7 +102,7 @@ class PairRow:
     calls: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (nothing changes one), as PairRow: a thousand made a tick under exec churn
 class ProcRow:
     """One process's calls since ktop started, in total and per syscall."""
 
@@ -156,10 +156,15 @@ class SyscallsModel:
 
 
 
+def _quiet_pair(r: PairRow) -> PairRow:
+    """The row with no calls in the latest interval (a copy: rows are shared with earlier ticks)."""
+    return PairRow(r.pid, r.comm, r.nr, r.name, r.count, r.errors, r.lat_ns, r.timed, r.errnos, 0)
+
+
 def _advance_proc(old: Optional[ProcRow], pid: int, counts: Sequence, live_name: Optional[str],
                   dt: float, now: float = 0.0) -> ProcRow:
     """A process's row after this tick's counts (one per syscall it made)."""
-    pairs = {r.nr: (replace(r, calls=0) if r.calls else r) for r in old.syscalls} if old else {}
+    pairs = {r.nr: (_quiet_pair(r) if r.calls else r) for r in old.syscalls} if old else {}
     n = errors = lat = timed = 0
     errnos: Errnos = ()
     best = None
@@ -185,9 +190,8 @@ def _advance_proc(old: Optional[ProcRow], pid: int, counts: Sequence, live_name:
     top = best.name if best is not None else (old.top if old else "")
     if old is None:
         return ProcRow(pid, comm, n, errors, lat, timed, errnos, n, n / dt, top, rows, now)
-    return replace(old, comm=comm, count=old.count + n, errors=old.errors + errors, lat_ns=old.lat_ns + lat,
-                   timed=old.timed + timed, errnos=add_errnos(old.errnos, errnos), calls=n, rate=n / dt,
-                   top=top, syscalls=rows, active_at=now)
+    return ProcRow(pid, comm, old.count + n, old.errors + errors, old.lat_ns + lat, old.timed + timed,
+                   add_errnos(old.errnos, errnos), n, n / dt, top, rows, now)
 
 
 def fold(prev: Optional[SyscallsModel], s: SyscallsSample, names: Optional[Mapping[int, str]] = None,
@@ -230,7 +234,8 @@ def fold(prev: Optional[SyscallsModel], s: SyscallsSample, names: Optional[Mappi
     procs = {p.pid: p for p in prev.processes}
     for pid, p in procs.items():
         if p.calls and pid not in by_pid:  # its rows keep their last active interval's calls (see PairRow)
-            procs[pid] = replace(p, calls=0, rate=0.0)
+            procs[pid] = ProcRow(p.pid, p.comm, p.count, p.errors, p.lat_ns, p.timed, p.errnos, 0, 0.0, p.top,
+                                 p.syscalls, p.active_at)
     for pid, counts in by_pid.items():
         procs[pid] = _advance_proc(procs.get(pid), pid, counts, names.get(pid), dt, now)
     gone = 0
