@@ -60,11 +60,13 @@ def run(args) -> int:
         for note in source.notes:
             print(f"ktop: {note}", file=sys.stderr)
         source.wait_settled(settle_timeout(), stop.event)
+        t0 = time.monotonic()
+        run.add(source.tick())
+        # said once the first tick (the process table's first read: ~10-20 ms of CPU) is done, so a
+        # workload started on this line does not compete with it
         live = [s for s in source.statuses() if s.status == "live"]
         print(f"ktop: collecting for {args.duration:g} s (live probes: "
               f"{', '.join(s.name for s in live) or 'none'})", file=sys.stderr, flush=True)
-        t0 = time.monotonic()
-        run.add(source.tick())
         end = t0 + args.duration
         while not stop.event.is_set():
             left = end - time.monotonic()
