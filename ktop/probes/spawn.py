@@ -21,7 +21,7 @@ from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.maps import read_slots, slot_deltas
 from ktop.probes.ringbuf import RingBuffer
-from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample, kernel_cstr, kernel_text
+from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample, kernel_text
 
 NAME = "spawn"
 EV_EXEC = 1
@@ -63,10 +63,17 @@ def decode_argv(buf: bytes, argc: int, args_size: int, from_mm: bool = False) ->
     return tuple(kernel_text(p) for p in parts)
 
 
-@functools.lru_cache(maxsize=4096)
 def _cstr(raw: bytes) -> str:
-    """A comm or path field: under exec churn the same few come back thousands of times a tick."""
-    return kernel_cstr(raw)
+    """A comm or path field as kernel_cstr: under exec churn the same few come back thousands of
+    times a tick. Cached by the bytes before the NUL: a ring record is not zeroed, so the bytes after
+    it are whatever the ring held (as cache keys, each would be new)."""
+    end = raw.find(b"\0")
+    return _text(raw if end < 0 else raw[:end])
+
+
+@functools.lru_cache(maxsize=512)
+def _text(raw: bytes) -> str:
+    return kernel_text(raw)
 
 
 def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:

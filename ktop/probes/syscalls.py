@@ -5,10 +5,10 @@ has them (``BPF.support_raw_tracepoint()``), else as regular tracepoints.
 The kernel program (bpf/syscalls.bpf.c) keeps cumulative counters: per
 syscall number (per-CPU array: calls, errors, latency total and log2
 histogram), per (process, syscall) (a hash, added to atomically) and per
-(process, syscall, errno) (a per-CPU hash). Each tick this adapter reads them all, takes differences
-from the previous read, and evicts the (process, syscall) keys that stayed
-idle for a tick: the maps stay small and no increment is lost to a
-read-and-clear race.
+(process, syscall, errno) (a per-CPU hash). Each tick this adapter reads
+them all, takes differences from the previous read, and evicts the
+(process, syscall) keys that stayed idle for a tick: the maps stay small
+and no increment is lost to a read-and-clear race.
 
 Per (process, syscall), the kernel sums each CPU's calls in a per-CPU array
 slot owned by one process (``owners``) and moves them to the ``procs`` hash
