@@ -16,6 +16,7 @@ shows such a byte as ``\xNN`` (``ktop.model.text.clean``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -31,6 +32,18 @@ def kernel_text(raw: bytes) -> str:
 def kernel_cstr(raw: bytes) -> str:
     """A NUL-terminated field of a kernel record (comm, a path) as :func:`kernel_text`."""
     return kernel_text(bytes(raw).split(b"\0", 1)[0])
+
+
+def kernel_cstr_cached(raw: bytes) -> str:
+    """:func:`kernel_cstr` for the fields that come back thousands of times a tick under exec churn
+    (comms, paths): cached by the bytes before the NUL, as a record need not be zeroed after it."""
+    end = raw.find(b"\0")
+    return _cached_text(raw if end < 0 else raw[:end])
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_text(raw: bytes) -> str:
+    return kernel_text(raw)
 
 # Probe states.
 STARTING = "starting"

@@ -89,24 +89,23 @@ def join_spawns(rows: tuple[SpawnRow, ...], execs: tuple[ExecEvent, ...], exits:
     ``cgroups``: cgroup id -> label, this tick's (Snapshot.cgroups)."""
     # An exit of this tick whose exec is also this tick's (a short-lived process: nearly every exit
     # under exec churn) is joined as the row is made, with no copy of the row. The newest successful
-    # exec of a PID is the image that exited; an exit before it is an earlier process's (PID reuse).
+    # exec of a PID is the image that exited (so execs are taken newest first); an exit before it is
+    # an earlier process's (PID reuse).
     exit_of: dict[int, ExitEvent] = {ex.pid: ex for ex in exits}
-    joined: dict[int, int] = {}  # pid -> index in execs of the exec its exit is joined to
-    if exit_of:
-        for i, ev in enumerate(execs):
-            ex = exit_of.get(ev.pid)
-            if ex is not None and ev.retval == 0 and ex.time >= ev.time:
-                joined[ev.pid] = i
     new = []
-    for i, ev in enumerate(execs):
-        ex = exit_of.pop(ev.pid) if joined.get(ev.pid) == i else None
-        new.append(SpawnRow(next_seq, ev.time, ev.pid, ev.ppid, ev.uid, user_name(ev.uid), ev.comm, ev.filename,
-                            ev.argv, ev.argv_truncated, ev.retval, ev.parent_comm,
+    for i in range(len(execs) - 1, -1, -1):
+        ev = execs[i]
+        ex = exit_of.get(ev.pid)
+        if ex is not None and ev.retval == 0 and ex.time >= ev.time:
+            del exit_of[ev.pid]
+        else:
+            ex = None
+        new.append(SpawnRow(next_seq + i, ev.time, ev.pid, ev.ppid, ev.uid, user_name(ev.uid), ev.comm,
+                            ev.filename, ev.argv, ev.argv_truncated, ev.retval, ev.parent_comm,
                             None if ex is None else ex.exit_code, None if ex is None else ex.exit_signal,
                             None if ex is None else ex.lifetime_ms, ex is not None, ev.cgroup_id,
                             cgroups.get(ev.cgroup_id, "") if cgroups else ""))
-        next_seq += 1
-    new.reverse()
+    next_seq += len(execs)
     if not exit_of:
         return tuple(new + list(rows[:max(0, limit - len(new))]))[:limit], next_seq
     merged = new + list(rows)

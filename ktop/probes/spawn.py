@@ -10,7 +10,6 @@ taken from the kernel's BTF (the installed headers may not match).
 
 from __future__ import annotations
 
-import functools
 import os
 import struct
 import time
@@ -21,7 +20,7 @@ from ktop.probes import features
 from ktop.probes.base import ProbeOptions, ProbeUnavailable, ProbeWorker
 from ktop.probes.maps import read_slots, slot_deltas
 from ktop.probes.ringbuf import RingBuffer
-from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample, kernel_text
+from ktop.snapshot import UNSUPPORTED, ExecEvent, ExitEvent, SpawnSample, kernel_cstr_cached, kernel_text
 
 NAME = "spawn"
 EV_EXEC = 1
@@ -63,19 +62,6 @@ def decode_argv(buf: bytes, argc: int, args_size: int, from_mm: bool = False) ->
     return tuple(kernel_text(p) for p in parts)
 
 
-def _cstr(raw: bytes) -> str:
-    """A comm or path field as kernel_cstr: under exec churn the same few come back thousands of
-    times a tick. Cached by the bytes before the NUL: a ring record is not zeroed, so the bytes after
-    it are whatever the ring held (as cache keys, each would be new)."""
-    end = raw.find(b"\0")
-    return _text(raw if end < 0 else raw[:end])
-
-
-@functools.lru_cache(maxsize=512)
-def _text(raw: bytes) -> str:
-    return kernel_text(raw)
-
-
 def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
     """An exec record (struct exec_event) to an ExecEvent.
 
@@ -92,9 +78,9 @@ def decode_exec(raw: bytes, clock_offset: float) -> ExecEvent:
         pid=pid,
         ppid=ppid,
         uid=uid,
-        comm=_cstr(comm),
-        parent_comm=_cstr(pcomm),
-        filename=_cstr(filename),
+        comm=kernel_cstr_cached(comm),
+        parent_comm=kernel_cstr_cached(pcomm),
+        filename=kernel_cstr_cached(filename),
         argv=decode_argv(args, argc, args_size, bool(flags & F_ARGS_FROM_MM)),
         argv_truncated=bool(flags & F_ARGS_TRUNCATED),
         retval=retval,
@@ -123,7 +109,7 @@ def decode_exit(raw: bytes, clock_offset: float) -> ExitEvent:
         time=ts / 1e9 + clock_offset,
         pid=pid,
         ppid=ppid,
-        comm=_cstr(comm),
+        comm=kernel_cstr_cached(comm),
         exit_code=code,
         exit_signal=sig,
         lifetime_ms=lifetime_ns / 1e6 if lifetime_ns else None,

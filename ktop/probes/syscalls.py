@@ -35,7 +35,6 @@ time (see :mod:`ktop.probes.systable`).
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import struct
@@ -47,8 +46,8 @@ from typing import Iterable, Mapping, Optional, Sequence
 from ktop.probes import bpfsys, features, systable
 from ktop.probes.base import ProbeOptions, ProbeWorker
 from ktop.probes.cumulative import Cumulative, cum_deltas
-from ktop.probes.maps import read_slots, slot_deltas
-from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat, kernel_cstr
+from ktop.probes.maps import percpu_sum_u64, read_slots, slot_deltas
+from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat, kernel_cstr_cached
 
 NAME = "syscalls"
 NBUCKETS = 32
@@ -133,12 +132,6 @@ def nr_deltas(cur: Mapping[int, NrCum], prev: Mapping[int, NrCum]) -> dict[int, 
     return out
 
 
-@functools.lru_cache(maxsize=4096)
-def _comm(raw: bytes) -> str:
-    """A comm field as text; the same few comms come back for thousands of keys a tick."""
-    return kernel_cstr(raw)
-
-
 def unpack_procs(keys: bytes, values: bytes, n: int) -> dict[tuple[int, int], ProcCum]:
     """Raw batch-read bytes of ``procs`` (one value for all CPUs) to {(tgid, nr): totals}, at C speed:
     the comm stays bytes until a key gains calls (:func:`build_sample` names it)."""
@@ -174,14 +167,8 @@ def merge_owners(procs: dict[tuple[int, int], ProcCum], raw: bytes, ncpu: int) -
 
 def unpack_errs(keys: bytes, values: bytes, n: int, ncpu: int) -> dict[tuple[int, int, int], int]:
     """Raw batch-read bytes of ``errs`` to {(tgid, nr, errno): count}."""
-    per_cpu = _per_cpu_u64(ncpu)
     return dict(zip(_ERR_KEY.iter_unpack(keys[:n * _ERR_KEY.size]),
-                    map(sum, per_cpu.iter_unpack(values[:n * per_cpu.size]))))
-
-
-@functools.lru_cache(maxsize=4)
-def _per_cpu_u64(ncpu: int) -> struct.Struct:
-    return struct.Struct(f"<{ncpu}Q")
+                    (c for (c,) in percpu_sum_u64(values, n, ncpu, 8, 1))))
 
 
 def build_sample(interval_s: float, nrs: Mapping[int, NrCum], procs: Mapping[tuple[int, int], ProcCum],
@@ -216,7 +203,8 @@ def build_sample(interval_s: float, nrs: Mapping[int, NrCum], procs: Mapping[tup
         if name is None:
             name = names[nr] = systable.syscall_name(table, nr)
         e = by_pair.get((tgid, nr))
-        counts.append(SyscallCount(tgid, _comm(v[4]), nr, name, v[0], v[1], v[2], v[3], ranked(e) if e else ()))
+        counts.append(SyscallCount(tgid, kernel_cstr_cached(v[4]), nr, name, v[0], v[1], v[2], v[3],
+                                   ranked(e) if e else ()))
     # The two maps are read one after the other: a burst that runs meanwhile shows its
     # errnos in this read and its calls only in the next. The errnos still count now.
     for (tgid, nr), d in sorted(by_pair.items()):
