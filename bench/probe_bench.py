@@ -628,7 +628,7 @@ def probe_cost_section(tmp: str, exe: str, quick: bool) -> dict:
                     "--calls", "10000000"], tmp)
     out["syscalls"] = {**sc, "summary": syscalls_summary(sc)}
     # 21 rounds: a bare run varies by 10-20 % here (239-344 ms in one run of 11), the probes add about 1 %
-    bio = sub_bench("bio_bench.py", ["--quick"] if quick else ["--rounds", "21"], tmp)
+    bio = sub_bench("bio_bench.py", ["--quick"] if quick else ["--rounds", "48"], tmp)
     out["bio"] = {**bio, "summary": bio_summary(bio)}
     fn = sub_bench("funcs_bench.py", ["--repeat", "1", "--calls", "50000"] if quick else ["--repeat", "3"], tmp)
     out["funcs"] = {**fn, "summary": funcs_summary(fn)}
@@ -753,16 +753,23 @@ def snapshot_tick_cpu(window: float = 9.0) -> dict:
             "processes": len([p for p in os.listdir("/proc") if p.isdigit()])}
 
 
-def tick_section(ui_run: Optional[Callable[[int], dict]], load_factory: Callable[[int], object],
+def tick_section(ui_run: Optional[Callable[[int, str], dict]], load_factory: Callable[[int], object],
                  small: int = 100, big: int = 5000) -> dict:
     """ktop's tick cost at ~``small`` and ``big`` processes: headless (snapshot --probes none)
-    and the UI (``ui_run(sleepers)`` from run.py). Order: small, big, small."""
+    and the UI (``ui_run(sleepers, tool)`` from run.py, ktop and then htop beside it at each
+    size). Order: small, big, small."""
     now = len([p for p in os.listdir("/proc") if p.isdigit()])
     rec: dict = {"target_small": small, "target_big": big, "processes_at_start": now,
-                 "snapshot": {"small": [], "big": []}, "ui": {"small": [], "big": []}}
+                 "snapshot": {"small": [], "big": []}, "ui": {"small": [], "big": []},
+                 "htop": {"small": [], "big": []}}
+
+    def uis(size: str, sleepers: int) -> None:
+        if ui_run:
+            rec["ui"][size].append(ui_run(sleepers, "ktop"))
+            rec["htop"][size].append(ui_run(sleepers, "htop"))
+
     rec["snapshot"]["small"].append(snapshot_tick_cpu())
-    if ui_run:
-        rec["ui"]["small"].append(ui_run(0))
+    uis("small", 0)
     # counted now: other work on a shared machine may have come or gone meanwhile
     extra = max(0, big - len([p for p in os.listdir("/proc") if p.isdigit()]))
     rec["sleepers_added"] = extra
@@ -770,20 +777,23 @@ def tick_section(ui_run: Optional[Callable[[int], dict]], load_factory: Callable
     try:
         load.start()
         rec["snapshot"]["big"].append(snapshot_tick_cpu())
-        if ui_run:
-            rec["ui"]["big"].append(ui_run(extra))
+        uis("big", extra)
     finally:
         load.stop()
     rec["snapshot"]["small"].append(snapshot_tick_cpu())
     s_small = median(x.get("ms_per_tick") for x in rec["snapshot"]["small"])
     s_big = median(x.get("ms_per_tick") for x in rec["snapshot"]["big"])
-    u_small = median(x.get("cpu_pct") for x in rec["ui"]["small"] if x.get("ok"))
-    u_big = median(x.get("cpu_pct") for x in rec["ui"]["big"] if x.get("ok"))
+
+    def pct(tool: str, size: str) -> Optional[float]:
+        return median(x.get("cpu_pct") for x in rec[tool][size] if x.get("ok"))
+
+    u_small, u_big = pct("ui", "small"), pct("ui", "big")
     rec["summary"] = {
         "snapshot_ms_small": s_small, "snapshot_ms_big": s_big,
         "snapshot_ratio": rnd(s_big / s_small, 2) if (s_small and s_big) else None,
         "ui_pct_small": u_small, "ui_pct_big": u_big,
         "ui_ratio": rnd(u_big / u_small, 2) if (u_small and u_big) else None,
+        "htop_pct_small": pct("htop", "small"), "htop_pct_big": pct("htop", "big"),
         "procs_small": median(x.get("processes") for x in rec["snapshot"]["small"]),
         "procs_big": median(x.get("processes") for x in rec["snapshot"]["big"]),
     }
@@ -881,6 +891,11 @@ def budget_rows(res: dict) -> list[dict]:
                              "-" if r is None else f"{a:.2f} -> {b:.2f} {unit} ({s['procs_small']:.0f} -> "
                              f"{s['procs_big']:.0f} processes) = x{r:.2f}",
                              None if r is None else r <= BUDGET_TICK_FLAT))
+        k, h = s.get("ui_pct_big"), s.get("htop_pct_big")
+        rows.append(_row(f"UI CPU at {tk['target_big']} processes <= htop's",
+                         "-" if None in (k, h)
+                         else f"ktop {k:.2f} % vs htop {h:.2f} % ({s['procs_big']:.0f} processes)",
+                         None if None in (k, h) else k <= h))
     return rows
 
 
@@ -989,7 +1004,8 @@ def render_md(res: dict) -> list[str]:
         s = tk["summary"]
         L.append("## Tick cost vs process count\n")
         L.append(f"Headless: `ktop snapshot --probes none 1` CPU over a 9 s window (order: small, big, small). "
-                 f"UI: `ktop 1` in tmux, CPU % over the UI-cost window. {tk['sleepers_added']} `sleep` "
+                 "UI: `ktop 1` in tmux, then `htop -d 10` the same way, CPU % over the UI-cost window. "
+                 f"{tk['sleepers_added']} `sleep` "
                  "processes added for 'big'.\n")
         L.append("| measure | small | big | ratio |")
         L.append("|---|---:|---:|---:|")
@@ -998,5 +1014,9 @@ def render_md(res: dict) -> list[str]:
                  f"| {s['snapshot_ratio'] or 0:.2f} |")
         L.append(f"| UI CPU % at 1 s refresh | {s['ui_pct_small'] or 0:.2f} | {s['ui_pct_big'] or 0:.2f} "
                  f"| {s['ui_ratio'] or 0:.2f} |")
+        if s.get("htop_pct_big") is not None:
+            hs, hb = s.get("htop_pct_small") or 0, s["htop_pct_big"]
+            L.append(f"| htop CPU % at 1 s refresh (beside it) | {hs:.2f} | {hb:.2f} | "
+                     f"{hb / hs if hs else 0:.2f} |")
         L.append("")
     return L

@@ -1098,9 +1098,11 @@ def parse_args(argv=None):
     return a
 
 
-def tick_ui_run(args, workdir: str, sleepers: int) -> dict:
-    """``ktop`` in tmux for one UI-cost window (the tick section's UI figure)."""
-    return ui_cost_run(args, workdir, "ktop", f"tick{sleepers}", 1)
+def tick_ui_run(args, workdir: str, sleepers: int, tool: str = "ktop") -> dict:
+    """``tool`` in tmux for one UI-cost window (the tick section's UI figures)."""
+    if (why := tool_missing(tool)):
+        return {"tool": tool, "ok": False, "error": why}
+    return ui_cost_run(args, workdir, tool, f"tick{sleepers}", 1)
 
 
 def probe_sections(args, workdir: str, results: dict) -> int:
@@ -1130,10 +1132,11 @@ def probe_sections(args, workdir: str, results: dict) -> int:
         log("tick cost ...")
         ui = None
         if shutil.which("ktop"):
-            def ui(sleepers):
-                rec = tick_ui_run(args, workdir, sleepers)
-                log(f"tick UI +{sleepers} sleeps: " + (f"CPU {rec['cpu_pct']:.2f} %, {rec['processes_on_machine']} "
-                                                      f"processes" if rec["ok"] else f"FAILED: {rec['error']}"))
+            def ui(sleepers, tool):
+                rec = tick_ui_run(args, workdir, sleepers, tool)
+                log(f"tick UI {tool} +{sleepers} sleeps: " + (
+                    f"CPU {rec['cpu_pct']:.2f} %, {rec['processes_on_machine']} processes" if rec["ok"]
+                    else f"FAILED: {rec['error']}"))
                 return rec
         results["tick"] = probe_bench.tick_section(ui, lambda n: Load(n, 0.0))
     if "plots" in args.sections:
