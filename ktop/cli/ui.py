@@ -121,6 +121,11 @@ def run(args) -> int:
     # terminal restored), instead of killing the process with the screen in raw mode.
     for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(s, _early_stop)
+    if args.export is None and "asyncio" not in sys.modules:
+        # The dashboard speaks no TLS, but asyncio (Textual's loop) imports ssl when it can,
+        # which maps libcrypto: 3.4 MB resident for nothing. (--export: prometheus_client
+        # imports ssl unconditionally, so it stays.)
+        sys.modules.setdefault("ssl", None)
     live = live_source(args)  # -f specs checked first
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise UsageError("the dashboard needs a terminal; for scripts use: ktop snapshot --json")
