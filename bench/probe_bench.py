@@ -627,7 +627,7 @@ def probe_cost_section(tmp: str, exe: str, quick: bool) -> dict:
                     # 10M calls (about 1 s): each loop spans about one latency window of the default
                     "--calls", "10000000"], tmp)
     out["syscalls"] = {**sc, "summary": syscalls_summary(sc)}
-    # 21 rounds: a bare run varies by 10-20 % here (239-344 ms in one run of 11), the probes add about 1 %
+    # 48 rounds: one run varies by about 7 % here (outliers to +35 %), the probes add about 1 %
     bio = sub_bench("bio_bench.py", ["--quick"] if quick else ["--rounds", "48"], tmp)
     out["bio"] = {**bio, "summary": bio_summary(bio)}
     fn = sub_bench("funcs_bench.py", ["--repeat", "1", "--calls", "50000"] if quick else ["--repeat", "3"], tmp)

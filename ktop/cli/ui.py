@@ -123,7 +123,7 @@ def run(args) -> int:
         signal.signal(s, _early_stop)
     if args.export is None and "asyncio" not in sys.modules:
         # The dashboard speaks no TLS, but asyncio (Textual's loop) imports ssl when it can,
-        # which maps libcrypto: 3.4 MB resident for nothing. (--export: prometheus_client
+        # which maps libcrypto: about 4 MB resident for nothing. (--export: prometheus_client
         # imports ssl unconditionally, so it stays.)
         sys.modules.setdefault("ssl", None)
     live = live_source(args)  # -f specs checked first

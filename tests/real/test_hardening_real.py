@@ -585,7 +585,7 @@ def test_clean_exit_of_the_real_ui(how, tmp_path):
             tm.wait_text("spawn: live", 60)
             assert tm.display("#{alternate_on}") == "1"
             if how == "q":
-                # the dashboard speaks no TLS: libcrypto (3.4 MB resident) stays out of it (ktop.cli.ui)
+                # the dashboard speaks no TLS: libcrypto (about 4 MB resident) stays out of it (ktop.cli.ui)
                 maps = Path(f"/proc/{pid}/maps").read_text()
                 assert "libcrypto" not in maps and "libssl" not in maps
                 tm.run("send-keys", "-t", "k", "q")
