@@ -8,8 +8,10 @@
 #define KTOP_H
 
 #define TASK_COMM_LEN 16
-/* errno.h is not in BCC's include path: what a map insert returns when the key exists */
+/* errno.h is not in BCC's include path: what a map insert returns when the key exists,
+ * and what a stack id is when the stack map is full */
 #define KTOP_EEXIST 17
+#define KTOP_ENOMEM 12
 
 /* Ring buffer record types: the first u32 of every record. */
 #define KTOP_EV_EXEC 1

@@ -41,9 +41,6 @@
 #define KNOWN_MAX 8192
 #endif
 
-#define P_ENOMEM 12
-#define P_EFAULT 14
-
 /* Counter slots in `stats` (per CPU, cumulative; ktop/probes/profile.py STAT_SLOTS). */
 #define ST_SAMPLES 0        /* samples of a wanted task (idle excluded) */
 #define ST_IDLE 1           /* samples of the idle task (no -p) */
@@ -137,7 +134,7 @@ static __always_inline void stack_error(int id, int eexist, int enomem, int othe
         return;
     if (id == -KTOP_EEXIST)
         count(eexist);
-    else if (id == -P_ENOMEM)
+    else if (id == -KTOP_ENOMEM)
         count(enomem);
     else
         count(other);

@@ -88,7 +88,6 @@
 #else
 #define FILTERS_CGROUP 0
 #endif
-#define E_ENOMEM 12
 
 #define K_TASK_UNINTERRUPTIBLE 0x2
 #define K_TASK_NOLOAD 0x400
@@ -356,7 +355,7 @@ static __always_inline void add_offcpu(struct mark *m, u64 delta)
     /* Lost stacks of counted blocks only: a shorter sleep's is nobody's loss. */
     if (m->kstack == -KTOP_EEXIST)
         count(ST_STACK_EEXIST);
-    else if (m->kstack == -E_ENOMEM)
+    else if (m->kstack == -KTOP_ENOMEM)
         count(ST_STACK_ENOMEM);
     else if (m->kstack < 0)
         count(ST_STACK_OTHER);
