@@ -351,10 +351,11 @@ def ktop_snapshot(extra: list[str], duration: float) -> Tracer:
 # --------------------------------------------------------------------------- exec loop
 
 def exec_loop_section(tmp: str, exe: str, n: int = 400, rounds: int = 5, runs: int = 3) -> dict:
-    """N sequential fork+exec of /bin/true: bare vs ktop (default probes) vs bpftrace,
-    rounds with a rotating order; each traced round starts the tracer, runs the loop
-    ``runs`` times, stops it. ktop's JSON must hold every exec with argv and exit code."""
-    conds = ["bare", "floor", "ktop"] + (["bpftrace"] if shutil.which("bpftrace") else [])
+    """N sequential fork+exec of /bin/true: bare vs ktop (default probes) vs ktop's
+    ``--exec-failures`` mode vs bpftrace, rounds with a rotating order; each traced round
+    starts the tracer, runs the loop ``runs`` times, stops it. ktop's JSON must hold every
+    exec with argv and exit code."""
+    conds = ["bare", "floor", "ktop", "ktop-exec-failures"] + (["bpftrace"] if shutil.which("bpftrace") else [])
     samples: dict[str, list[float]] = {c: [] for c in conds}
     by_round: dict[str, list[list[float]]] = {c: [] for c in conds}
     checks: list[dict] = []
@@ -371,6 +372,8 @@ def exec_loop_section(tmp: str, exe: str, n: int = 400, rounds: int = 5, runs: i
             try:
                 if cond == "ktop":
                     tracer = ktop_snapshot([], 3600)
+                elif cond == "ktop-exec-failures":  # the mode: execve's syscall tracepoints on every syscall
+                    tracer = ktop_snapshot(["--exec-failures"], 3600)
                 elif cond == "floor":
                     tracer = Tracer("floor", [sys.executable, os.path.join(HERE, "floor_hooks.py"), *EXEC_FLOOR_HOOKS],
                                     "ready")
@@ -931,6 +934,8 @@ def render_md(res: dict) -> list[str]:
         e = pc["exec_loop"]
         L.append(f"Exec loop: {e['n']} sequential fork+exec of /bin/true, {e['rounds']} rounds x "
                  f"{e['runs_per_round']} runs, rotating order; ktop = `ktop snapshot` (default probes), "
+                 "ktop-exec-failures = the same with `--exec-failures` (failed execs too: execve's syscall "
+                 "tracepoints, which put every syscall on the slow path), "
                  f"bpftrace = `{BPFTRACE_EXECS}`. Ratio: the median over rounds of the round's median "
                  "against the same round's bare median (the machine's speed drifts over minutes).\n")
         L.append("| condition | median | ratio | added per exec | runs | note |")
