@@ -29,7 +29,6 @@ from typing import Callable, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 BUDGET_SYSCALL_VS_FLOOR = 1.15  # ktop's slowdown / the floor's (an empty program on the same hook)
 BUDGET_EXEC_RATIO = 1.05
@@ -261,15 +260,6 @@ def on_a_disk() -> str:
                 and os.access(d, os.W_OK):
             return d
     return tempfile.gettempdir()
-
-
-def proc_cpu_ticks(pid: int) -> Optional[int]:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            rest = f.read().rsplit(b")", 1)[1].split()
-        return int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 class Tracer:

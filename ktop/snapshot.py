@@ -45,6 +45,7 @@ def kernel_cstr_cached(raw: bytes) -> str:
 def _cached_text(raw: bytes) -> str:
     return kernel_text(raw)
 
+
 # Probe states.
 STARTING = "starting"
 LIVE = "live"
