@@ -202,6 +202,16 @@ class KtopApp(App):
             raise ValueError(f"no theme named {theme_name!r}; known: {', '.join(sorted(self.available_themes))}")
         self.theme = theme_name
 
+    def get_driver_class(self):
+        from textual.drivers.linux_driver import LinuxDriver
+
+        driver = super().get_driver_class()
+        if driver is LinuxDriver:  # not another one named in TEXTUAL_DRIVER
+            from ktop.ui.driver import QuietLinuxDriver
+
+            return QuietLinuxDriver
+        return driver
+
     def compose(self) -> ComposeResult:
         yield HostHeader(id="header")
         yield Static(id="tabs")

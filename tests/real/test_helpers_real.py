@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from realutil import TIME_SCALE, loaded_prog_ids, probe_events, require_spawn, wait_until
@@ -183,7 +184,7 @@ def test_a_compile_error_is_quoted_from_the_helper(tmp_path, monkeypatch):
 
 def _dashboard_figures(*args: str, live: str) -> dict:
     """The real dashboard in tmux, once its header says ``live`` (e.g. "probes 4/4 live"):
-    what its process maps and how many threads it runs."""
+    what its process maps, how many threads it runs, and how often each of them woke in 3 s."""
     from test_hardening_real import Tmux, _ktop_cmd, _settled_threads
 
     t = Tmux(_ktop_cmd(*args, "1"))
@@ -198,9 +199,25 @@ def _dashboard_figures(*args: str, live: str) -> dict:
             maps = f.read()
         libs = sorted({ln.split()[-1] for ln in maps.splitlines()
                        if any(k in ln for k in ("libbcc", "LLVM", "libclang"))})
-        return {"libs": libs, "threads": threads}
+        before = _wake_ups(pid)
+        time.sleep(3)
+        after = _wake_ups(pid)
+        wakes = {tid: n - before[tid] for tid, n in after.items() if tid in before}
+        return {"libs": libs, "threads": threads, "wakes": wakes}
     finally:
         t.close()
+
+
+def _wake_ups(pid: int) -> dict[int, int]:
+    """Each thread's voluntary context switches so far: one per sleep it woke from."""
+    out = {}
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (t / "status").read_text()
+        except OSError:
+            continue  # a thread that just ended
+        out[int(t.name)] = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+    return out
 
 
 def test_the_real_dashboard_maps_no_llvm_and_runs_no_probe_threads():
@@ -210,6 +227,10 @@ def test_the_real_dashboard_maps_no_llvm_and_runs_no_probe_threads():
     none = _dashboard_figures("--probes", "none", live=f"probes 0/{n} live")  # those off by default not counted
     assert full["libs"] == [], f"mapped into the dashboard: {full['libs']}"
     assert full["threads"] == none["threads"], (full, none)
+    # idle at 1 s, no thread polls: Textual's stock input thread woke 10 times a second
+    # (ktop.ui.driver); the others wake for a tick, its drawing and its writing
+    for figures in (full, none):
+        assert max(figures["wakes"].values()) <= 15, figures["wakes"]
 
 
 @pytest.mark.parametrize("delay", [0.3, 0.8])
