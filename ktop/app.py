@@ -198,6 +198,8 @@ class KtopApp(App):
         self.history_seconds: Optional[float] = None  # --history
         self.time = TimeTravel(source.timeline)  # pause, history, replay's controls
         self.focus_stack: list[int] = []
+        self._header: Optional[HostHeader] = None
+        self._all_panels: list[Panel] = []
         if theme_name not in self.available_themes:
             raise ValueError(f"no theme named {theme_name!r}; known: {', '.join(sorted(self.available_themes))}")
         self.theme = theme_name
@@ -232,6 +234,9 @@ class KtopApp(App):
 
     # -- lifecycle ---------------------------------------------------------
     def on_mount(self) -> None:
+        # composed once and never remounted: a tick draws through these, not a DOM query each
+        self._header = self.query_one(HostHeader)
+        self._all_panels = list(self.query(Panel))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             try:
@@ -350,11 +355,11 @@ class KtopApp(App):
         """Draws ``model`` in every panel (and on the PID screen when it is open)."""
         self.model = model
         with self.batch_update():
-            header = self.query_one(HostHeader)
+            header = self._header
             header.paused = self.time.frozen()
             header.marker = self.time.marker()
             header.update_from(model)
-            for panel in self.query(Panel):
+            for panel in self._all_panels:
                 panel.update_from(model)
             if isinstance(self.screen, ModelScreen):
                 self.screen.update_from(model)
