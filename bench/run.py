@@ -112,23 +112,6 @@ def read_stat(pid: int) -> Optional[dict]:
     }
 
 
-def threads_cpu_ns(pid: int) -> Optional[int]:
-    """Nanoseconds on a CPU of ``pid``'s threads so far (their schedstat). /proc/<pid>/stat's
-    10 ms clock ticks make 20 s of 1.5 % read anywhere from 1.45 to 1.60 %."""
-    total = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
-                total += int(f.read().split()[0])
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that ended meanwhile
-    return total
-
-
 def read_status_kb(pid: int, key: str) -> Optional[int]:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -186,7 +169,7 @@ def tree_snapshot(pids) -> dict:
     for pid in pids:
         st = read_stat(pid)
         if st:
-            st["own_ns"] = threads_cpu_ns(pid)
+            st["own_ns"] = probe_bench.proc_cpu_ns(pid)  # nanoseconds: see cpu_s_between
             snap[(pid, st["start"])] = st
     return snap
 
