@@ -164,50 +164,28 @@ def descendants(root: int) -> list[int]:
 
 
 def tree_snapshot(pids) -> dict:
-    """{(pid, starttime): stat} for the processes still there."""
+    """{(pid, starttime): stat} for the processes still there, each with ``cpu_s``: its
+    threads' time on a CPU so far in nanoseconds (schedstat; /proc/<pid>/stat's 10 ms clock
+    ticks are 0.05 % steps over a 20 s window), plus its reaped children's (clock ticks)."""
     snap = {}
     for pid in pids:
         st = read_stat(pid)
         if st:
-            st["own_ns"] = probe_bench.proc_cpu_ns(pid)  # nanoseconds: see cpu_s_between
+            ns = probe_bench.proc_cpu_ns(pid)
+            st["cpu_s"] = (st["own"] / CLK_TCK if ns is None else ns / 1e9) + st["reaped"] / CLK_TCK
             snap[(pid, st["start"])] = st
     return snap
 
 
 def cpu_s_between(s0: dict, s1: dict) -> float:
-    """CPU seconds the tree used between two snapshots, as :func:`cpu_ticks_between` counts
-    them, each process's own threads in nanoseconds (a thread that ends in between loses
-    its time; ktop's, htop's and btop's live as long as they do) and reaped children in
-    clock ticks."""
-    total = 0.0
-    for key, b in s1.items():
-        a = s0.get(key)
-        if a and a["own_ns"] is not None and b["own_ns"] is not None:
-            total += (b["own_ns"] - a["own_ns"]) / 1e9 + (b["reaped"] - a["reaped"]) / CLK_TCK
-        elif a:
-            total += ((b["own"] - a["own"]) + (b["reaped"] - a["reaped"])) / CLK_TCK
-        else:
-            total += (b["own_ns"] / 1e9 if b["own_ns"] is not None else b["own"] / CLK_TCK) \
-                + b["reaped"] / CLK_TCK
-    return total
+    """CPU seconds the tree used between two snapshots.
 
-
-def cpu_ticks_between(s0: dict, s1: dict) -> int:
-    """CPU ticks the tree used between two snapshots.
-
-    A process in both counts its delta (own + reaped children); a process
-    born in between counts everything it has. A process that died in
-    between without being reaped inside the tree is lost (rare for these
-    tools, which do not fork while running).
+    A process in both counts its delta; a process born in between counts
+    everything it has. A thread that ended in between, or a process that died
+    without being reaped inside the tree, is lost (rare for these tools, whose
+    threads live as long as they do and which do not fork while running).
     """
-    total = 0
-    for key, b in s1.items():
-        a = s0.get(key)
-        if a:
-            total += (b["own"] - a["own"]) + (b["reaped"] - a["reaped"])
-        else:
-            total += b["own"] + b["reaped"]
-    return total
+    return sum(b["cpu_s"] - (s0[key]["cpu_s"] if key in s0 else 0.0) for key, b in s1.items())
 
 
 def pid_alive(pid: int, start: Optional[int] = None) -> bool:
@@ -701,7 +679,7 @@ def ui_cost_run(args, workdir: str, tool: str, scenario: str, i: int, load: Opti
             if time.monotonic() >= next_rescan:
                 pids = run.note_tree()
                 next_rescan += 5
-            rss = sum(s["rss_kb"] for s in tree_snapshot(pids).values())
+            rss = sum(st["rss_kb"] for st in map(read_stat, pids) if st)
             max_tree_rss = max(max_tree_rss, rss)
         pids = sorted(set(run.note_tree()) | set(pids))
         s1 = tree_snapshot(pids)
@@ -711,12 +689,9 @@ def ui_cost_run(args, workdir: str, tool: str, scenario: str, i: int, load: Opti
         t1 = time.monotonic()
         hwm = [read_status_kb(p, "VmHWM") for p in pids]
         elapsed = t1 - t0
-        ticks = cpu_ticks_between(s0, s1)
         rec.update({
             "window_s": round(elapsed, 3),
-            "cpu_ticks": ticks,
             "cpu_pct": round(100.0 * cpu_s_between(s0, s1) / elapsed, 3),
-            "cpu_pct_clock_ticks": round(100.0 * ticks / CLK_TCK / elapsed, 3),
             "tmux_server_cpu_pct": round(100.0 * cpu_s_between(srv0, srv1) / elapsed, 3),
             "tree_pids": len(s1),
             "loadavg_1m": os.getloadavg()[0],

@@ -209,8 +209,10 @@ class KtopApp(App):
 
         driver = super().get_driver_class()
         if driver is LinuxDriver:  # not another one named in TEXTUAL_DRIVER
-            from ktop.ui.driver import QuietLinuxDriver
-
+            try:  # it reuses Textual's private input parser: a Textual that moved it gets its own driver
+                from ktop.ui.driver import QuietLinuxDriver
+            except ImportError:
+                return driver
             return QuietLinuxDriver
         return driver
 
