@@ -216,6 +216,13 @@ class KtopApp(App):
             return QuietLinuxDriver
         return driver
 
+    def get_default_screen(self):
+        try:  # its compositor overrides one private method: a Textual that moved it keeps its own
+            from ktop.ui.compositor import KtopScreen
+        except ImportError:
+            return super().get_default_screen()
+        return KtopScreen(id="_default")
+
     def compose(self) -> ComposeResult:
         yield HostHeader(id="header")
         yield Static(id="tabs")

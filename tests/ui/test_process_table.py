@@ -237,3 +237,58 @@ def test_a_long_cell_is_cut_exactly_as_rich_cuts_it():
                 assert (got.plain, got.spans, got.style) == (want.plain, want.spans, want.style), (s, w)
                 checked += 1
     assert checked > 5000
+
+
+async def test_a_line_is_made_of_the_segments_rich_would_render():
+    """KTable makes a row's segments from its cells directly; they must be those of the cells joined
+    into one Text (numeric ones padded on the left by ``_fit``, long ones cut) and rendered by Rich:
+    same text, same style on every cell, unstyled runs merged."""
+    import random
+
+    from rich.segment import Segment
+    from rich.style import Style
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+    from textual.strip import Strip
+
+    from ktop.ui.widgets.table import _cut
+
+    cols = [Column("a", "A", 6, numeric=True), Column("b", "B", 4), Column("c", "C", 7, numeric=True),
+            Column("d", "D")]
+
+    class One(App):
+        def compose(self) -> ComposeResult:
+            yield KTable(cols)
+
+    def by_rich(table: KTable, cells, base: Style) -> Strip:
+        line = Text(no_wrap=True, end="")
+        for ci, (state, cell) in enumerate(zip(table.columns.values(), cells)):
+            t = table._fit(ci, cell)
+            if t.cell_len > state.width:
+                t = _cut(t, state.width)
+            line.append(" ")
+            line.append_text(t)
+            line.append(" " * (state.width - t.cell_len + 1))
+        return Strip(list(line.render(table.app.console)), line.cell_len).apply_style(base)
+
+    def runs(strip: Strip) -> list:
+        """(text, style) per cell position: the look, whatever the segment boundaries."""
+        return [(ch, seg.style) for seg in strip for ch in seg.text]
+
+    rng = random.Random(7)
+    async with One().run_test(size=(60, 10)) as pilot:
+        table = pilot.app.query_one(KTable)
+        base = Style(color="white", bgcolor="black")
+        checked = 0
+        for _ in range(400):
+            cells = []
+            for _c in cols:
+                s = "".join(rng.choice("ab 12漢é…") for _ in range(rng.randrange(0, 14)))
+                t = Text(s, style=rng.choice(["", "bold", "red on blue"]))
+                if s and rng.random() < 0.4:
+                    t.stylize("italic green", rng.randrange(0, len(s)), rng.randrange(0, len(s) + 2))
+                cells.append(t)
+            got, want = table._line(cells, base), by_rich(table, cells, base)
+            assert runs(got) == runs(want) and got.cell_length == want.cell_length, cells
+            checked += 1
+        assert checked == 400 and all(isinstance(seg, Segment) for seg in got)
