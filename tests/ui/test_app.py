@@ -376,3 +376,22 @@ async def test_a_crowded_right_column_folds_all_but_the_panels_in_use():
         await show(app, pilot, fakes.snapshot())
         await pilot.pause()
         assert not any(p.has_class("-folded") for p in app.query(Panel))
+
+
+async def test_remembered_component_styles_follow_a_theme_change():
+    """The header and the heatmap remember their component styles between frames; a new theme
+    must reach them (they would draw in the old colours)."""
+    from ktop.ui.widgets.latency import LatencyHeatmap
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        header = app.query_one("#header")
+        heat = app.query_one(LatencyHeatmap)
+        before = header.component_style("header--title"), heat.component_style("latency-heatmap--l4")
+        app.theme = "textual-light" if app.theme != "textual-light" else "nord"
+        await pilot.pause()
+        after = header.component_style("header--title"), heat.component_style("latency-heatmap--l4")
+        assert after != before
+        assert after == (header.get_component_rich_style("header--title"),
+                         heat.get_component_rich_style("latency-heatmap--l4"))

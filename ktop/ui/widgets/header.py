@@ -14,13 +14,14 @@ from ktop.model import Model
 from ktop.model.format import human_bytes, uptime
 from ktop.model.text import clean
 from ktop.snapshot import DISABLED
+from ktop.ui.widgets.memo import StyleMemo
 from ktop.ui.widgets.sparkline import spark
 
 CELL = 34  # width of one CPU meter
 MAX_NOW = 3  # flags on the header's "now" line
 
 
-class HostHeader(Widget):
+class HostHeader(StyleMemo, Widget):
     DEFAULT_CSS = """
     HostHeader { height: auto; max-height: 12; }
     """
@@ -50,12 +51,12 @@ class HostHeader(Widget):
         counted = sum(1 for n, p in m.probes.items()
                       if p.status != DISABLED or n not in registry.PROBES or registry.PROBES[n].default)
         line = Text(no_wrap=True, overflow="ellipsis")
-        line.append(" ktop ", style=self.get_component_rich_style("header--title"))
+        line.append(" ktop ", style=self.component_style("header--title"))
         if self.paused:
-            crit = self.get_component_rich_style("header--crit") + Style(bold=True)
+            crit = self.component_style("header--crit") + Style(bold=True)
             line.append(" PAUSED (Space resumes) ", style=crit)
         if self.marker and self.marker != "LIVE":
-            line.append(f" {clean(self.marker)} ", style=self.get_component_rich_style("header--warn"))
+            line.append(f" {clean(self.marker)} ", style=self.component_style("header--warn"))
         line.append(f" {clean(h.hostname)}", style="bold")
         line.append(f"  Linux {clean(h.kernel)}  up {uptime(s.uptime_s)}  "
                     f"load {s.load[0]:.2f} {s.load[1]:.2f} {s.load[2]:.2f}  "
@@ -108,7 +109,7 @@ class HostHeader(Widget):
             now.append(f"nothing flagged (last: {clean(last.kind)} {clean(last.subject, 40)}, ended "
                        f"{time.strftime('%H:%M:%S', time.localtime(last.end or m.time))})")
             return now
-        crit, warn = self.get_component_rich_style("header--crit"), self.get_component_rich_style("header--warn")
+        crit, warn = self.component_style("header--crit"), self.component_style("header--warn")
         for i, f in enumerate(fl.active[:MAX_NOW]):
             if i:
                 now.append("  ·  ")
@@ -120,4 +121,4 @@ class HostHeader(Widget):
 
     def _load_style(self, pct: float):
         name = "header--crit" if pct >= 90 else "header--warn" if pct >= 60 else "header--ok"
-        return self.get_component_rich_style(name)
+        return self.component_style(name)

@@ -22,6 +22,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from ktop.model import hist
+from ktop.ui.widgets.memo import StyleMemo
 
 LEVELS = 6
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -98,7 +99,7 @@ def histogram_lines(buckets: Sequence[int], width: int, height: int, unit: str =
             for i, c in zip(range(lo, hi + 1), counts)]
 
 
-class LatencyHistogram(Widget):
+class LatencyHistogram(StyleMemo, Widget):
     """One log2 histogram as bars, one line per slot."""
 
     COMPONENT_CLASSES = {"latency-histogram--label", "latency-histogram--bar", "latency-histogram--title"}
@@ -121,9 +122,9 @@ class LatencyHistogram(Widget):
         buckets, title, unit, nslots, empty = self._data
         width, height = self.size.width, self.size.height
         t = Text(no_wrap=True, overflow="crop")
-        label = self.get_component_rich_style("latency-histogram--label")
-        bar_style = self.get_component_rich_style("latency-histogram--bar")
-        t.append((title or f"{unit} : count")[:width], style=self.get_component_rich_style(
+        label = self.component_style("latency-histogram--label")
+        bar_style = self.component_style("latency-histogram--bar")
+        t.append((title or f"{unit} : count")[:width], style=self.component_style(
             "latency-histogram--title"))
         if height <= 1:
             return t
@@ -140,7 +141,7 @@ class LatencyHistogram(Widget):
         return t
 
 
-class LatencyHeatmap(Widget):
+class LatencyHeatmap(StyleMemo, Widget):
     """Histograms over time: x = tick (newest right), y = log2 slot (slower up)."""
 
     COMPONENT_CLASSES = {f"latency-heatmap--l{i}" for i in range(1, LEVELS + 1)} | {
@@ -163,9 +164,9 @@ class LatencyHeatmap(Widget):
         columns, title, nslots = self._data
         width, height = self.size.width, self.size.height
         n = nslots or max((len(c) for c in columns), default=0) or 28
-        axis = self.get_component_rich_style("latency-heatmap--axis")
+        axis = self.component_style("latency-heatmap--axis")
         t = Text(no_wrap=True, overflow="crop")
-        t.append(title[:width], style=self.get_component_rich_style("latency-heatmap--title"))
+        t.append(title[:width], style=self.component_style("latency-heatmap--title"))
         rows = height - 2  # title and time axis
         if rows <= 0 or width <= 8:
             return t
@@ -181,7 +182,7 @@ class LatencyHeatmap(Widget):
         per_row = 1 if span <= rows else 2
         lo, hi = slot_window(used, rows * per_row, n)
         top = max((c[i] for c in shown for i in range(lo, min(hi + 1, len(c)))), default=0)
-        styles = [Style()] + [self.get_component_rich_style(f"latency-heatmap--l{i}") for i in range(1, LEVELS + 1)]
+        styles = [Style()] + [self.component_style(f"latency-heatmap--l{i}") for i in range(1, LEVELS + 1)]
         pad = plot_w - len(shown)
         row_slots = []
         s = hi
