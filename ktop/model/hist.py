@@ -13,6 +13,7 @@ the largest value seen when it is known (kernels record it exactly).
 from __future__ import annotations
 
 import math
+from operator import add as add_
 from typing import Iterable, Optional, Sequence
 
 Hist = tuple[int, ...]
@@ -63,6 +64,8 @@ def total(h: Sequence[int]) -> int:
 
 def add(a: Sequence[int], b: Sequence[int]) -> Hist:
     """Slot-wise sum; the shorter histogram is padded with zeros."""
+    if len(a) == len(b):  # the usual case, at C speed (the syscalls model adds ~15 a tick)
+        return tuple(map(add_, a, b))
     n = max(len(a), len(b))
     return tuple((a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(n))
 
