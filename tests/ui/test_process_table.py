@@ -290,5 +290,6 @@ async def test_a_line_is_made_of_the_segments_rich_would_render():
                 cells.append(t)
             got, want = table._line(cells, base), by_rich(table, cells, base)
             assert runs(got) == runs(want) and got.cell_length == want.cell_length, cells
+            assert all(seg.text for seg in got), cells  # no empty segment
             checked += 1
         assert checked == 400 and all(isinstance(seg, Segment) for seg in got)

@@ -78,7 +78,11 @@ class Panel(Vertical):
 
     @property
     def table(self) -> KTable:
-        return self.query(KTable).first()
+        """The panel's (first) table; remembered, since every tick asks (a DOM query is ~50 us)."""
+        t = self.__dict__.get("_table")
+        if t is None or t.parent is None:  # not yet asked, or removed since
+            t = self.__dict__["_table"] = self.query(KTable).first()
+        return t
 
     def filter_box(self) -> Input:
         """The filter input (a panel may hold other inputs too)."""

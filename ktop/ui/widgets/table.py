@@ -698,7 +698,7 @@ class KTable(ScrollView, can_focus=True):
                     segments.append(Segment(plain, _NULL))
                     plain = ""
                 segments.extend(cell.render(self.app.console))
-            elif cell.style:
+            elif cell.style and (lead or cell.plain):
                 if plain:
                     segments.append(Segment(plain, _NULL))
                     plain = ""
