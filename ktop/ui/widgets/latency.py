@@ -15,6 +15,8 @@ changed. Colours come from component classes (themes/default.tcss).
 from __future__ import annotations
 
 import math
+from functools import cache
+from itertools import groupby
 from typing import Optional, Sequence
 
 from rich.style import Style
@@ -183,6 +185,10 @@ class LatencyHeatmap(StyleMemo, Widget):
         lo, hi = slot_window(used, rows * per_row, n)
         top = max((c[i] for c in shown for i in range(lo, min(hi + 1, len(c)))), default=0)
         styles = [Style()] + [self.component_style(f"latency-heatmap--l{i}") for i in range(1, LEVELS + 1)]
+
+        @cache
+        def both(up: int, down: int) -> Style:
+            return Style(color=styles[up].color, bgcolor=styles[down].color)
         pad = plot_w - len(shown)
         row_slots = []
         s = hi
@@ -195,20 +201,24 @@ class LatencyHeatmap(StyleMemo, Widget):
             t.append(lat_text(low)[:label_w].rjust(label_w) + "│", style=axis)
             if pad > 0:
                 t.append(" " * pad)
+            cells = []  # (character, style or None) a column
             for c in shown:
                 up = level_of(c[upper] if upper < len(c) else 0, top)
                 if lower is None:
-                    t.append(FULL if up else " ", style=styles[up])
+                    cells.append((FULL, styles[up]) if up else (" ", styles[0]))
                     continue
                 down = level_of(c[lower] if lower < len(c) else 0, top)
                 if not up and not down:
-                    t.append(" ")
+                    cells.append((" ", None))
                 elif up and down:
-                    t.append(UPPER_HALF, style=Style(color=styles[up].color, bgcolor=styles[down].color))
+                    cells.append((UPPER_HALF, both(up, down)))
                 elif up:
-                    t.append(UPPER_HALF, style=styles[up])
+                    cells.append((UPPER_HALF, styles[up]))
                 else:
-                    t.append("▄", style=styles[down])
+                    cells.append(("▄", styles[down]))
+            # a run of equal cells is one append: a quiet disk's rows are mostly blank
+            for (ch, style), run in groupby(cells):
+                t.append(ch * len(list(run)), style=style)
         t.append("\n")
         ticks = len(columns)
         left = f"-{min(ticks, plot_w)}" if ticks else ""
