@@ -33,6 +33,23 @@ def test_decode_nrstats_from_a_flat_per_cpu_array():
     }
 
 
+def test_decode_nrstats_keeps_the_totals_of_a_syscall_whose_words_did_not_change():
+    nb = 2
+    first = [3, 0, 30, 0, 3, 1, 1, 10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 2, 70, 0, 7]
+    was = sc.decode_nrstats(first, ncpu=2, nbuckets=nb)
+    second = list(first)
+    second[25:30] = [9, 2, 90, 0, 9]  # syscall 2 on CPU 1 made two more calls
+    second[10:15] = [1, 0, 5, 1, 0]  # syscall 1 called for the first time
+    now = sc.decode_nrstats(second, ncpu=2, nbuckets=nb, before=(first, was))
+    assert now == sc.decode_nrstats(second, ncpu=2, nbuckets=nb) == {
+        0: (4, 1, 40, (1, 3)), 1: (1, 0, 5, (1, 0)), 2: (9, 2, 90, (0, 9))}
+    assert now[0] is was[0] and now[2] is not was[2]
+    assert sc.nr_deltas(now, was) == {1: (1, 0, 5, (1, 0)), 2: (2, 0, 20, (0, 2))}
+    # a read of another size (the array was made anew): nothing is taken from before
+    assert sc.decode_nrstats(second[:20], ncpu=2, nbuckets=nb, before=(first, was)) == {
+        0: (4, 1, 40, (1, 3)), 1: (1, 0, 5, (1, 0))}
+
+
 def test_nr_deltas_only_what_changed():
     prev = {0: (4, 1, 40, (1, 3)), 2: (7, 2, 70, (0, 7))}
     cur = {0: (4, 1, 40, (1, 3)), 2: (9, 2, 90, (0, 9)), 5: (1, 0, 5, (1, 0))}

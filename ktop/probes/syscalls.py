@@ -41,6 +41,7 @@ import struct
 import time
 from array import array
 from collections import defaultdict
+from itertools import compress
 from typing import Iterable, Mapping, Optional, Sequence
 
 from ktop.probes import bpfsys, features, systable
@@ -96,19 +97,30 @@ def merge_nr(per_cpu: Iterable[Sequence[int]], nbuckets: int = NBUCKETS) -> NrCu
     return (sums[0], sums[1], sums[2], tuple(sums[3:3 + nbuckets]))
 
 
-def decode_nrstats(flat: Sequence[int], ncpu: int, nbuckets: int = NBUCKETS) -> dict[int, NrCum]:
+def decode_nrstats(flat: Sequence[int], ncpu: int, nbuckets: int = NBUCKETS,
+                   before: Optional[tuple[Sequence[int], Mapping[int, NrCum]]] = None) -> dict[int, NrCum]:
     """The per-CPU ``nrstats`` array read in one go (a flat run of u64: entry,
-    then CPU, then field) to {nr: cumulative totals}, for the numbers ever called."""
+    then CPU, then field) to {nr: cumulative totals}, for the numbers ever called.
+
+    ``before``: the previous read and what it decoded to. A syscall whose words
+    did not change keeps its totals (the same object): of the ~40 numbers a
+    machine has called, a tick changes a dozen.
+    """
     nf = 3 + nbuckets
     stride = nf * ncpu
-    n = len(flat) // stride
-    out: dict[int, NrCum] = {}
     counts = flat[0::nf]  # one per (nr, cpu)
-    for nr in range(n):
-        if not any(counts[nr * ncpu:(nr + 1) * ncpu]):
-            continue
+    called = sorted({i // ncpu for i in compress(range(len(flat) // nf), counts)})  # at C speed
+    old_flat, old = before if before is not None else ((), {})
+    same = len(old_flat) == len(flat)
+    out: dict[int, NrCum] = {}
+    for nr in called:
         base = nr * stride
-        out[nr] = merge_nr((flat[base + c * nf: base + (c + 1) * nf] for c in range(ncpu)), nbuckets)
+        block = flat[base:base + stride]
+        kept = old.get(nr) if same else None
+        if kept is not None and old_flat[base:base + stride] == block:
+            out[nr] = kept
+        else:
+            out[nr] = merge_nr((block[c * nf:(c + 1) * nf] for c in range(ncpu)), nbuckets)
     return out
 
 
@@ -117,7 +129,7 @@ def nr_deltas(cur: Mapping[int, NrCum], prev: Mapping[int, NrCum]) -> dict[int, 
     out = {}
     for nr, c in cur.items():
         p = prev.get(nr)
-        if p == c:
+        if p is c or p == c:
             continue
         if p is None:
             out[nr] = c
@@ -330,6 +342,7 @@ class SyscallsProbe(ProbeWorker):
         self._regs_note = ""
         self._prev_stats: dict[str, int] = {}
         self._prev_nr: dict[int, NrCum] = {}
+        self._nr_before: Optional[tuple[array, dict[int, NrCum]]] = None  # decode_nrstats' last read
         self._procs = Cumulative()
         self._errs = Cumulative(count_of=int)
         self._ncpu = 1
@@ -422,7 +435,9 @@ class SyscallsProbe(ProbeWorker):
         _keys, values, _n = self._maps["nrstats"].read_all()
         flat = array("Q")
         flat.frombytes(values)
-        return decode_nrstats(flat, self._ncpu, NBUCKETS)
+        out = decode_nrstats(flat, self._ncpu, NBUCKETS, self._nr_before)
+        self._nr_before = (flat, out)
+        return out
 
     def _evict(self, name: str, keys: list, key_struct: struct.Struct, unpack) -> dict:
         """Deletes idle keys; returns {key: its last value} (it may have grown since the read).
