@@ -7,7 +7,8 @@ tick, so that box is the whole screen: every widget (28 on the dashboard,
 containers and borders included) ran its style pass over every line it has,
 about 1.5 ms a frame for nothing. :class:`LineCompositor` asks each widget only
 for its rows between its first and last dirty line, and none of a widget with
-no dirty line. What reaches the terminal is the same: Textual already wrote
+no dirty line or whose dirty lines the widgets in front of it (its children)
+already cover. What reaches the terminal is the same: Textual already wrote
 only the dirty lines' spans.
 
 It overrides one method of Textual's private compositor; where Textual's
@@ -49,13 +50,16 @@ class LineCompositor(Compositor):
             shown = region.intersection(clip)
             if not shown.width or not shown.height:
                 continue
-            lo = bisect_left(lines, shown.y)
-            hi = bisect_left(lines, shown.bottom)
-            if lo == hi:
-                continue  # nothing of it changed
-            y0, y1 = lines[lo], lines[hi - 1] + 1
-            strips = widget.render_lines(Region(shown.x - region.x, y0 - region.y, shown.width, y1 - y0))
             first_cut, last_cut = shown.column_span
+            # its changed lines where a widget in front (a child, drawn first) left a cut to fill:
+            # a container under its children, or a panel but for its border, draws nothing else
+            open_lines = [y for y in lines[bisect_left(lines, shown.y):bisect_left(lines, shown.bottom)]
+                          if y < height and any(chops[y][cut] is None for cut in cuts[y]
+                                                if first_cut <= cut < last_cut)]
+            if not open_lines:
+                continue
+            y0, y1 = open_lines[0], open_lines[-1] + 1
+            strips = widget.render_lines(Region(shown.x - region.x, y0 - region.y, shown.width, y1 - y0))
             x = shown.x
             for y, strip in zip(range(y0, y1), strips):
                 if y not in dirty or y >= height:
