@@ -75,7 +75,7 @@ class LineCompositor(Compositor):
 
 def usable() -> bool:
     """Whether Textual's compositor has what :class:`LineCompositor` builds on."""
-    methods = ("_regions_to_spans", "visible_widgets", "cuts", "render_partial_update", "_render_chops")
+    methods = ("_regions_to_spans", "visible_widgets", "cuts", "render_partial_update")
     return all(hasattr(Compositor, name) for name in methods) and "_dirty_regions" in vars(Compositor())
 
 
