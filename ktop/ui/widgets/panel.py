@@ -41,6 +41,7 @@ class Panel(Vertical):
 
     can_focus = False
     panel_title = ""
+    _table: KTable | None = None  # what ``table`` found
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -79,10 +80,9 @@ class Panel(Vertical):
     @property
     def table(self) -> KTable:
         """The panel's (first) table; remembered, since every tick asks (a DOM query is ~50 us)."""
-        t = self.__dict__.get("_table")
-        if t is None or t.parent is None:  # not yet asked, or removed since
-            t = self.__dict__["_table"] = self.query(KTable).first()
-        return t
+        if self._table is None or self._table.parent is None:  # not yet asked, or removed since
+            self._table = self.query(KTable).first()
+        return self._table
 
     def filter_box(self) -> Input:
         """The filter input (a panel may hold other inputs too)."""

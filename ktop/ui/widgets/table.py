@@ -663,10 +663,10 @@ class KTable(ScrollView, can_focus=True):
     # -- drawing ---------------------------------------------------------------
     def _fit(self, ci: int, cell: Text) -> Text:
         """Right-aligns numeric cells to their column's width."""
-        spec = self.columns_spec[ci]
-        if spec.numeric and spec.width and cell.cell_len < spec.width:
+        lead = _lead(self.columns_spec[ci], cell.cell_len)
+        if lead:
             out = cell.copy()
-            out.pad_left(spec.width - cell.cell_len)
+            out.pad_left(lead)
             return out
         return cell
 
@@ -674,8 +674,8 @@ class KTable(ScrollView, can_focus=True):
         """One row's line: each cell padded to its column, one space either side.
 
         Segments are made straight from the cells, not by joining them into one Text and
-        rendering that (some 60 us a line): the same segments, a cell's style covering its
-        numeric padding as ``_fit``'s would, and unstyled runs (gaps, plain cells) merged
+        rendering that (about three times as long): the same segments, a cell's style covering
+        its numeric padding as ``_fit``'s would, and unstyled runs (gaps, plain cells) merged
         into one segment as Rich's render merges them. A cell with spans is rendered by Rich.
         """
         get_style = self.app.console.get_style
@@ -688,7 +688,7 @@ class KTable(ScrollView, can_focus=True):
             if n > width:
                 cell = _cut(cell, width)
                 n = cell.cell_len
-            lead = width - n if spec.numeric and spec.width else 0  # right-aligned: _fit's padding
+            lead = _lead(spec, n)
             plain += " "
             if cell._spans:
                 if lead:
@@ -750,6 +750,11 @@ class KTable(ScrollView, can_focus=True):
         self._style_cache = None
         self._line_cache.clear()
         self._header_cache = None
+
+
+def _lead(spec: Column, cell_len: int) -> int:
+    """The spaces that right-align a numeric cell of ``cell_len`` cells in its fixed-width column."""
+    return max(0, spec.width - cell_len) if spec.numeric and spec.width else 0
 
 
 def _cut(t: Text, width: int) -> Text:
