@@ -177,3 +177,19 @@ def test_unchanged_processes_cost_a_position_not_a_row():
     assert max(sizes[1:4]) * 4 < sizes[0], sizes  # index 0: tick 4, a keyframe
     for i in range(len(h)):
         assert h.get(i).processes == snaps[h.dropped + i].processes
+
+
+def test_pack_round_trips_slots_dataclasses_small_and_large():
+    """_pack's reducers: frozen and plain slots dataclasses come back equal (the fields, not __init__);
+    a small pickle is kept raw, a large one compressed."""
+    from ktop.model.history import PACK_RAW_BELOW, _pack, _unpack
+    from ktop.snapshot import SyscallCount, SyscallStat
+
+    small = (SyscallStat(3, "close", 5, 1, 10, (1, 2), ((9, 1),)), SyscallCount(7, "c", 3, "close", 5, 1))
+    blob = _pack(small)
+    assert blob[:1] == b"\x80" and len(blob) < PACK_RAW_BELOW
+    assert _unpack(blob) == small
+    big = snapshot(1.0, processes=[proc(pid, comm=f"p{pid}") for pid in range(1, 400)])
+    blob = _pack(big)
+    assert blob[:1] != b"\x80"
+    assert _unpack(blob) == big
