@@ -287,6 +287,8 @@ async def test_a_line_is_made_of_the_segments_rich_would_render():
                 t = Text(s, style=rng.choice(["", "bold", "red on blue"]))
                 if s and rng.random() < 0.4:
                     t.stylize("italic green", rng.randrange(0, len(s)), rng.randrange(0, len(s) + 2))
+                if s and rng.random() < 0.3:  # a second span: apart from the first (made directly) or over it
+                    t.stylize(Style(underline=True), rng.randrange(0, len(s)), rng.randrange(0, len(s) + 2))
                 cells.append(t)
             got, want = table._line(cells, base), by_rich(table, cells, base)
             assert runs(got) == runs(want) and got.cell_length == want.cell_length, cells
