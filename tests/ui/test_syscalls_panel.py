@@ -161,3 +161,39 @@ def test_row_cache_builds_only_rows_of_items_that_changed():
     assert second[0] is first[0] and second[1] is not first[1]
     assert [c.plain.strip() for c in second[1].cells][2] == "5"
     assert cache.rows([]) == [] and cache.rows([a])[0] is not first[0]  # forgotten once gone
+
+
+async def test_an_auto_width_status_line_grows_to_its_text_and_draws_it_as_textual_would():
+    """The rate line (``width: auto``) starts empty: an update that makes it wider lays it out again
+    (it used to stay 0 cells wide, never seen); a shorter text keeps the width (no layout pass a
+    tick). Its line is the segments Rich makes of the Text, cropped, on the widget's style."""
+    from rich.text import Text
+    from textual.containers import Horizontal
+
+    from ktop.ui.widgets.panel import StatusLine
+
+    class Head(App):
+        CSS = "#rate { width: auto; } #spark { width: 1fr; } Horizontal { height: 1; }"
+
+        def compose(self) -> ComposeResult:
+            with Horizontal():
+                yield StatusLine(id="rate")
+                yield StatusLine(id="spark")
+
+    async with Head().run_test(size=(40, 3)) as pilot:
+        rate, spark = pilot.app.query_one("#rate", StatusLine), pilot.app.query_one("#spark", StatusLine)
+        assert rate.size.width == 0
+        t = Text("232 calls/s", no_wrap=True)
+        t.append("  26 err/s", style="bold")
+        rate.update(t)
+        spark.update(Text("▁▂▃" * 20, no_wrap=True))
+        await pilot.pause()
+        assert rate.size.width == t.cell_len and spark.size.width == 40 - t.cell_len
+        line = rate.render_line(0)
+        assert line.text == t.plain and line.cell_length == t.cell_len
+        bold = [seg.style.bold for seg in line if "err" in seg.text]
+        assert bold == [True]
+        assert spark.render_line(0).text == ("▁▂▃" * 20)[:spark.size.width]  # cropped, as Textual crops
+        rate.update(Text("9 calls/s"))
+        await pilot.pause()
+        assert rate.size.width == t.cell_len and rate.render_line(0).text == "9 calls/s".ljust(t.cell_len)

@@ -6,12 +6,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
-from textual.geometry import Region
-from textual.widgets import Input, Static
+from textual.geometry import Region, Size
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Input
 
 from ktop.model import Model
 from ktop.model.text import clean
 from ktop.snapshot import ProbeStatus
+from ktop.ui.widgets.lines import text_strip
 from ktop.ui.widgets.table import KTable
 
 
@@ -125,19 +128,70 @@ class Panel(Vertical):
         raise NotImplementedError
 
 
-class StatusLine(Static):
-    """A status line (text is set as a Text: never markup).
+class StatusLine(Widget):
+    """A status line (text is set as a Text: never markup; a str is plain text).
 
-    Its height is fixed by CSS, so an update repaints this line only: the
-    default (a layout pass over the whole screen) made every tick redraw
-    every widget. Unchanged text is not even repainted.
+    Its lines are drawn as segments straight from the Text (ktop.ui.widgets.lines),
+    not through Textual's visual pipeline: a sparkline or a rate line that
+    changes every tick costs a few microseconds, not some 200. An update
+    repaints this widget only (a layout pass over the whole screen made every
+    tick redraw every widget), and a layout pass only when its size must
+    change: another number of lines, or a wider text where it is ``width:
+    auto`` (before, such a line stayed as wide as its first text: the
+    syscalls panel's rate line, empty at mount, was never seen). Unchanged
+    text is not even repainted.
     """
 
-    _last: tuple = ()
+    DEFAULT_CSS = "StatusLine { height: auto; }"
+
+    def __init__(self, content="", **kw):
+        super().__init__(**kw)
+        self._last: tuple = ()
+        self._text = Text()
+        self._lines: list[Text] = []
+        self._strips: dict[int, Strip] = {}
+        self._strips_width = -1
+        self._set(content)
+
+    def _set(self, content) -> bool:
+        """Takes the new text; True when the widget's size must change."""
+        text = content if isinstance(content, Text) else Text(str(content))
+        lines = list(text.split("\n", allow_blank=True)) if "\n" in text.plain else [text] if text.plain else []
+        # `width: auto` (a rate beside its sparkline) grows to fit and never shrinks: a layout pass
+        # redraws the whole screen, and a rate's width changes with its figures every few ticks
+        resize = len(lines) != len(self._lines) or (
+            self.styles.width is not None and self.styles.width.is_auto
+            and max((t.cell_len for t in lines), default=0) > self.size.width)
+        self._text, self._lines, self._strips = text, lines, {}
+        return resize
 
     def update(self, content="", *, layout: bool = False) -> None:
         key = (content.plain, tuple(content.spans), str(content.style)) if isinstance(content, Text) else (content,)
         if key == self._last and not layout:
             return
         self._last = key
-        super().update(content, layout=layout)
+        self.refresh(layout=self._set(content) or layout)
+
+    def render(self) -> Text:
+        return self._text
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        return max((t.cell_len for t in self._lines), default=0)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self._lines)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if width != self._strips_width:
+            self._strips, self._strips_width = {}, width
+        strip = self._strips.get(y)
+        if strip is None:
+            base = self.rich_style
+            strip = self._strips[y] = (text_strip(self._lines[y], width, base, self.app.console)
+                                       if y < len(self._lines) else Strip.blank(width, base))
+        return strip
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips = {}

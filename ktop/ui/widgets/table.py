@@ -39,12 +39,12 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ktop.ui.widgets.lines import NULL, span_segments
+
 HOLD_S = 2.0  # order frozen this long after the user moved the cursor
 
 _SRC = object()  # Row(same=...) not given: the row's src
 _EAGER = object()  # a Row given its cells
-_NULL = Style.null()  # what Rich gives an unstyled run
-_span_start = attrgetter("start")
 _row_key = attrgetter("key")  # at C speed, as the per-tick maps over thousands of rows need
 
 
@@ -693,16 +693,16 @@ class KTable(ScrollView, can_focus=True):
             plain += " "
             if cell._spans:
                 if plain:
-                    segments.append(Segment(plain, _NULL))
+                    segments.append(Segment(plain, NULL))
                     plain = ""
-                if not _span_segments(segments, cell, lead, get_style):  # overlapping spans: Rich's way
+                if not span_segments(segments, cell, lead, get_style):  # overlapping spans: Rich's way
                     if lead:
                         cell = cell.copy()
                         cell.pad_left(lead)
                     segments.extend(cell.render(self.app.console))
             elif cell.style and (lead or cell.plain):
                 if plain:
-                    segments.append(Segment(plain, _NULL))
+                    segments.append(Segment(plain, NULL))
                     plain = ""
                 segments.append(Segment(" " * lead + cell.plain, get_style(cell.style)))
             else:
@@ -710,7 +710,7 @@ class KTable(ScrollView, can_focus=True):
             plain += " " * (width - n - lead + 1)
             length += width + 2
         if plain:
-            segments.append(Segment(plain, _NULL))
+            segments.append(Segment(plain, NULL))
         return Strip(segments, length).apply_style(base)
 
     def _styles(self) -> tuple[Style, Style, Style]:
@@ -752,36 +752,6 @@ class KTable(ScrollView, can_focus=True):
         self._style_cache = None
         self._line_cache.clear()
         self._header_cache = None
-
-
-def _span_segments(out: list, cell: Text, lead: int, get_style) -> bool:
-    """Appends a cell's segments when its spans do not overlap (a count and a styled errno name,
-    a name and its dimmed syscall): each span's text in the cell's style plus its own, the rest in
-    the cell's, ``lead`` spaces first, as Rich renders it, without its style stack (a third of the
-    time). False, and nothing appended, for overlapping spans."""
-    spans = sorted(cell._spans, key=_span_start)
-    pos = 0
-    for start, end, _style in spans:
-        if start < pos:
-            return False
-        pos = max(pos, end)
-    text = cell.plain
-    base = get_style(cell.style) if cell.style else None
-    rest = base or _NULL
-    pos = 0
-    if lead:
-        out.append(Segment(" " * lead, rest))
-    for start, end, style in spans:
-        if end <= start:
-            continue
-        if start > pos:
-            out.append(Segment(text[pos:start], rest))
-        st = get_style(style) if isinstance(style, str) else style
-        out.append(Segment(text[start:end], base + st if base is not None else st))
-        pos = end
-    if pos < len(text):
-        out.append(Segment(text[pos:], rest))
-    return True
 
 
 def _lead(spec: Column, cell_len: int) -> int:
