@@ -295,3 +295,43 @@ async def test_a_line_is_made_of_the_segments_rich_would_render():
             assert all(seg.text for seg in got), cells  # no empty segment
             checked += 1
         assert checked == 400 and all(isinstance(seg, Segment) for seg in got)
+
+
+async def test_rows_that_fit_again_keep_the_scrollbar_without_a_layout_pass(monkeypatch):
+    """A table whose rows come and go around its height (the processes making syscalls) must not
+    lay out the whole screen each time: more rows than fit show the scrollbar (one layout pass);
+    rows that fit again keep it, the thumb the whole track, scrolled back to the top."""
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+    from textual.screen import Screen
+
+    cols = [Column("pid", "PID", 6, numeric=True), Column("name", "NAME")]
+
+    def rows(n):
+        return [Row(key=i, cells=(Text(str(i)), Text(f"p{i}")), sort_values=(i, f"p{i}")) for i in range(n)]
+
+    class One(App):
+        CSS = "KTable { height: 6; }"
+
+        def compose(self) -> ComposeResult:
+            yield KTable(cols)
+
+    layouts = []
+    real = Screen._refresh_layout
+    monkeypatch.setattr(Screen, "_refresh_layout", lambda self, *a, **k: (layouts.append(1), real(self, *a, **k))[1])
+    async with One().run_test(size=(40, 10)) as pilot:
+        t = pilot.app.query_one(KTable)
+        t.update_rows(rows(3))
+        await pilot.pause()
+        t.update_rows(rows(12))
+        await pilot.pause()
+        assert t.show_vertical_scrollbar
+        t.scroll_to(y=4, animate=False, immediate=True)
+        await pilot.pause()
+        before = len(layouts)
+        for n in (3, 9, 2, 12, 4):
+            t.update_rows(rows(n))
+            await pilot.pause()
+        assert len(layouts) == before
+        assert t.show_vertical_scrollbar and t.virtual_size.height == 5 and t.scroll_offset.y == 0
+        assert "p3" in " ".join(screen_text(t))

@@ -321,14 +321,21 @@ class KTable(ScrollView, can_focus=True):
         if new == old:
             return
         visible = self.size.height
-        if self.is_mounted and (old.height > visible) == (new.height > visible) and old.width == new.width:
+        shown = self.show_vertical_scrollbar
+        if self.is_mounted and old.width == new.width and (shown or new.height <= visible):
             # Rows came or went but the scrollbar stays (or stays away): a layout pass
-            # of the whole screen, which setting virtual_size triggers, is not needed.
+            # of the whole screen (some 25 ms here), which setting virtual_size triggers, is
+            # not needed. Only a scrollbar that must appear needs one: rows that fit again keep
+            # a shown scrollbar, its thumb the whole track, until the next layout pass (a table
+            # whose rows come and go around its height, the processes making syscalls, made
+            # one every few ticks).
             self.set_reactive(KTable.virtual_size, new)
-            if self.show_vertical_scrollbar:
+            if shown:
                 bar = self.vertical_scrollbar
                 bar.window_virtual_size = new.height
                 bar.refresh()
+                if self.scroll_offset.y > max(0, new.height - visible):
+                    self.scroll_to(y=max(0, new.height - visible), animate=False, immediate=True)
             self.refresh()
         else:
             self.virtual_size = new
