@@ -119,9 +119,14 @@ struct owner_t {
     char comm[TASK_COMM_LEN];
 };
 
+/* Counts and latency apart: user space reads the counts every tick (16 bytes a
+ * syscall and CPU) and the latency (264) only after a tick a latency window was open in. */
 struct nr_stats {
     u64 count;
     u64 errors;
+};
+
+struct nr_lat {
     u64 lat_ns;          /* total latency of the calls whose entry was seen */
     u64 hist[NBUCKETS];  /* slot 0: < 1 ns, slot k: [2^(k-1), 2^k) ns */
 };
@@ -147,6 +152,7 @@ struct err_key {
 
 BPF_PERCPU_ARRAY(stats, u64, ST_NR);
 BPF_PERCPU_ARRAY(nrstats, struct nr_stats, MAX_NR);
+BPF_PERCPU_ARRAY(nrlat, struct nr_lat, MAX_NR);
 /* Under exec churn (1300 short-lived processes a second, ~30 syscalls each:
  * 40,000 keys a second) it fills: those calls count per syscall, not per
  * process (procs_full), which bounds what user space decodes each tick. */
@@ -264,10 +270,13 @@ static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)
     if (failed)
         st->errors++;
     if (timed) {
-        st->lat_ns += lat;
-        u64 b = ktop_slot(lat, NBUCKETS);
-        if (b < NBUCKETS)
-            st->hist[b]++;
+        struct nr_lat *l = nrlat.lookup(&k);
+        if (l) {
+            l->lat_ns += lat;
+            u64 b = ktop_slot(lat, NBUCKETS);
+            if (b < NBUCKETS)
+                l->hist[b]++;
+        }
     }
 
     u32 tgid = id >> 32;

@@ -14,40 +14,46 @@ TABLE = {0: "read", 2: "open", 110: "getppid", 257: "openat", 60: "exit", 231: "
 
 
 def test_merge_nr_sums_every_cpu():
-    cpu0 = (10, 1, 1000, 0, 4, 6, 0)
-    cpu1 = (5, 0, 500, 0, 0, 5, 0)
-    assert sc.merge_nr([cpu0, cpu1], nbuckets=4) == (15, 1, 1500, (0, 4, 11, 0))
+    cpu0 = (1000, 0, 4, 6, 0)
+    cpu1 = (500, 0, 0, 5, 0)
+    assert sc.merge_nr([cpu0, cpu1], nbuckets=4) == (1500, (0, 4, 11, 0))
 
 
 def test_decode_nrstats_from_a_flat_per_cpu_array():
-    nb = 2  # fields: count, errors, lat, h0, h1
-    rows = {  # (nr, cpu) -> fields
-        (0, 0): (3, 0, 30, 0, 3), (0, 1): (1, 1, 10, 1, 0),
-        (1, 0): (0, 0, 0, 0, 0), (1, 1): (0, 0, 0, 0, 0),  # never called: left out
-        (2, 0): (0, 0, 0, 0, 0), (2, 1): (7, 2, 70, 0, 7),
+    rows = {  # (nr, cpu) -> count, errors
+        (0, 0): (3, 0), (0, 1): (1, 1),
+        (1, 0): (0, 0), (1, 1): (0, 0),  # never called: left out
+        (2, 0): (0, 0), (2, 1): (7, 2),
     }
     flat = [v for nr in range(3) for cpu in range(2) for v in rows[(nr, cpu)]]
-    assert sc.decode_nrstats(flat, ncpu=2, nbuckets=nb) == {
-        0: (4, 1, 40, (1, 3)),
-        2: (7, 2, 70, (0, 7)),
-    }
+    assert sc.decode_nrstats(flat, ncpu=2) == {0: (4, 1), 2: (7, 2)}
+    assert sc.decode_nrstats([3, 0, 0, 0, 7, 2], ncpu=1) == {0: (3, 0), 2: (7, 2)}
 
 
-def test_decode_nrstats_keeps_the_totals_of_a_syscall_whose_words_did_not_change():
-    nb = 2
-    first = [3, 0, 30, 0, 3, 1, 1, 10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 2, 70, 0, 7]
-    was = sc.decode_nrstats(first, ncpu=2, nbuckets=nb)
+def test_decode_nrlat_keeps_the_totals_of_a_syscall_whose_words_did_not_change():
+    nb = 2  # fields: lat, h0, h1
+    first = [30, 0, 3, 10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 70, 0, 7]
+    was = sc.decode_nrlat(first, 2, nb, (0, 1, 2))
+    assert was == {0: (40, (1, 3)), 2: (70, (0, 7))}  # 1: never timed
     second = list(first)
-    second[25:30] = [9, 2, 90, 0, 9]  # syscall 2 on CPU 1 made two more calls
-    second[10:15] = [1, 0, 5, 1, 0]  # syscall 1 called for the first time
-    now = sc.decode_nrstats(second, ncpu=2, nbuckets=nb, before=(first, was))
-    assert now == sc.decode_nrstats(second, ncpu=2, nbuckets=nb) == {
-        0: (4, 1, 40, (1, 3)), 1: (1, 0, 5, (1, 0)), 2: (9, 2, 90, (0, 9))}
+    second[15:18] = [90, 0, 9]  # syscall 2 on CPU 1 timed two more calls
+    second[6:9] = [5, 1, 0]  # syscall 1 timed for the first time
+    now = sc.decode_nrlat(second, 2, nb, (0, 1, 2), before=(first, was))
+    assert now == sc.decode_nrlat(second, 2, nb, (0, 1, 2)) == {0: (40, (1, 3)), 1: (5, (1, 0)), 2: (90, (0, 9))}
     assert now[0] is was[0] and now[2] is not was[2]
-    assert sc.nr_deltas(now, was) == {1: (1, 0, 5, (1, 0)), 2: (2, 0, 20, (0, 2))}
+    assert sc.decode_nrlat(second, 2, nb, (2,), before=(first, was)) == {2: (90, (0, 9))}  # only those asked
     # a read of another size (the array was made anew): nothing is taken from before
-    assert sc.decode_nrstats(second[:20], ncpu=2, nbuckets=nb, before=(first, was)) == {
-        0: (4, 1, 40, (1, 3)), 1: (1, 0, 5, (1, 0))}
+    assert sc.decode_nrlat(second[:12], 2, nb, (0, 1), before=(first, was)) == {0: (40, (1, 3)), 1: (5, (1, 0))}
+
+
+def test_join_nr_keeps_the_tuple_of_a_syscall_that_did_not_change():
+    nb = 2
+    lats = {0: (40, (1, 3))}
+    was = sc.join_nr({0: (4, 1), 2: (7, 2)}, lats, {}, nbuckets=nb)
+    assert was == {0: (4, 1, 40, (1, 3)), 2: (7, 2, 0, (0, 0))}  # 2: calls, never timed
+    now = sc.join_nr({0: (4, 1), 2: (9, 2), 3: (1, 0)}, lats, was, nbuckets=nb)
+    assert now[0] is was[0] and now[2] == (9, 2, 0, (0, 0)) and now[3] == (1, 0, 0, (0, 0))
+    assert sc.nr_deltas(now, was) == {2: (2, 0, 0, (0, 0)), 3: (1, 0, 0, (0, 0))}
 
 
 def test_nr_deltas_only_what_changed():

@@ -52,7 +52,7 @@ from ktop.snapshot import SyscallCount, SyscallsSample, SyscallStat, kernel_cstr
 
 NAME = "syscalls"
 NBUCKETS = 32
-NR_FIELDS = 3 + NBUCKETS  # struct nr_stats: count, errors, lat_ns, hist[NBUCKETS]
+NR_FIELDS = 2  # struct nr_stats: count, errors
 MAX_NR = 512
 MAX_PROCS = 8192
 MAX_ERRS = 4096
@@ -86,41 +86,68 @@ _OWNER_WORDS = _OWNER.size // 8
 # -- pure decoding -------------------------------------------------------------
 
 NrCum = tuple  # (count, errors, lat_ns, hist tuple)
+LatCum = tuple  # (lat_ns, hist tuple)
 ProcCum = tuple  # (count, errors, lat_ns, timed, comm: the kernel's bytes)
 
 
-def merge_nr(per_cpu: Iterable[Sequence[int]], nbuckets: int = NBUCKETS) -> NrCum:
-    """One syscall's per-CPU ``nr_stats`` rows (count, errors, lat_ns, *hist) summed."""
+def merge_nr(per_cpu: Iterable[Sequence[int]], nbuckets: int = NBUCKETS) -> LatCum:
+    """One syscall's per-CPU ``nrlat`` rows (lat_ns, *hist) summed."""
     sums = [sum(col) for col in zip(*per_cpu)]  # column by column, at C speed
     if not sums:
-        return (0, 0, 0, (0,) * nbuckets)
-    return (sums[0], sums[1], sums[2], tuple(sums[3:3 + nbuckets]))
+        return (0, (0,) * nbuckets)
+    return (sums[0], tuple(sums[1:1 + nbuckets]))
 
 
-def decode_nrstats(flat: Sequence[int], ncpu: int, nbuckets: int = NBUCKETS,
-                   before: Optional[tuple[Sequence[int], Mapping[int, NrCum]]] = None) -> dict[int, NrCum]:
-    """The per-CPU ``nrstats`` array read in one go (a flat run of u64: entry,
-    then CPU, then field) to {nr: cumulative totals}, for the numbers ever called.
+def decode_nrstats(flat: Sequence[int], ncpu: int) -> dict[int, tuple[int, int]]:
+    """The per-CPU ``nrstats`` array read in one go (a flat run of u64: entry, then CPU, then
+    count and errors) to {nr: (calls, errors)} for the numbers ever called."""
+    counts, errors = flat[0::NR_FIELDS], flat[1::NR_FIELDS]  # one per (nr, cpu)
+    if ncpu == 1:
+        return {nr: (c, errors[nr]) for nr, c in enumerate(counts) if c}
+    called = sorted({i // ncpu for i in compress(range(len(counts)), counts)})  # at C speed
+    return {nr: (sum(counts[nr * ncpu:(nr + 1) * ncpu]), sum(errors[nr * ncpu:(nr + 1) * ncpu])) for nr in called}
 
-    ``before``: the previous read and what it decoded to. A syscall whose words
-    did not change keeps its totals (the same object): of the ~40 numbers a
-    machine has called, a tick changes a dozen.
+
+def decode_nrlat(flat: Sequence[int], ncpu: int, nbuckets: int, nrs: Iterable[int],
+                 before: Optional[tuple[Sequence[int], Mapping[int, LatCum]]] = None) -> dict[int, LatCum]:
+    """The per-CPU ``nrlat`` array (entry, then CPU, then lat_ns and the buckets) to {nr: (lat_ns,
+    hist)} for the numbers in ``nrs`` that were ever timed.
+
+    ``before``: the previous read and what it decoded to. A syscall whose words did not change
+    keeps its totals (the same object): of the ~40 numbers a machine has called, a window times
+    a dozen.
     """
-    nf = 3 + nbuckets
+    nf = 1 + nbuckets  # struct nr_lat: lat_ns, hist[NBUCKETS]
     stride = nf * ncpu
-    counts = flat[0::nf]  # one per (nr, cpu)
-    called = sorted({i // ncpu for i in compress(range(len(flat) // nf), counts)})  # at C speed
     old_flat, old = before if before is not None else ((), {})
     same = len(old_flat) == len(flat)
-    out: dict[int, NrCum] = {}
-    for nr in called:
+    out: dict[int, LatCum] = {}
+    for nr in nrs:
         base = nr * stride
         block = flat[base:base + stride]
+        if not any(block):
+            continue
         kept = old.get(nr) if same else None
         if kept is not None and old_flat[base:base + stride] == block:
             out[nr] = kept
         else:
             out[nr] = merge_nr((block[c * nf:(c + 1) * nf] for c in range(ncpu)), nbuckets)
+    return out
+
+
+def join_nr(counts: Mapping[int, tuple[int, int]], lats: Mapping[int, LatCum],
+            prev: Mapping[int, NrCum], nbuckets: int = NBUCKETS) -> dict[int, NrCum]:
+    """{nr: (calls, errors, lat_ns, hist)}; a syscall whose figures did not change keeps its
+    previous tuple (the same object: :func:`nr_deltas` skips it at once)."""
+    none = (0, (0,) * nbuckets)
+    out: dict[int, NrCum] = {}
+    for nr, (c, e) in counts.items():
+        lat = lats.get(nr, none)
+        p = prev.get(nr)
+        if p is not None and p[0] == c and p[1] == e and p[2] == lat[0] and p[3] is lat[1]:
+            out[nr] = p
+        else:
+            out[nr] = (c, e, lat[0], lat[1])
     return out
 
 
@@ -342,7 +369,9 @@ class SyscallsProbe(ProbeWorker):
         self._regs_note = ""
         self._prev_stats: dict[str, int] = {}
         self._prev_nr: dict[int, NrCum] = {}
-        self._nr_before: Optional[tuple[array, dict[int, NrCum]]] = None  # decode_nrstats' last read
+        self._lat: dict[int, LatCum] = {}
+        self._lat_before: Optional[tuple[array, dict[int, LatCum]]] = None  # decode_nrlat's last read
+        self._lat_pending = False  # a latency window was open since nrlat was last read
         self._procs = Cumulative()
         self._errs = Cumulative(count_of=int)
         self._ncpu = 1
@@ -408,7 +437,7 @@ class SyscallsProbe(ProbeWorker):
 
     def attached(self, loaded) -> None:
         self.attach = "raw_tracepoint" if self._raw else "tracepoint"
-        self._maps = {name: loaded[name] for name in ("stats", "nrstats", "procs", "errs", "owners")}
+        self._maps = {name: loaded[name] for name in ("stats", "nrstats", "nrlat", "procs", "errs", "owners")}
         self._ncpu = self._maps["owners"].ncpu  # a per-CPU map: the number of possible CPUs
         if self.mode == "sampled":
             self._maps["gate"] = loaded["gate"]
@@ -432,12 +461,18 @@ class SyscallsProbe(ProbeWorker):
 
     # -- each tick -------------------------------------------------------------
     def _read_nrstats(self) -> dict[int, NrCum]:
-        _keys, values, _n = self._maps["nrstats"].read_all()
+        """Calls and errors every tick (16 bytes a syscall and CPU); latency (264 bytes) only after
+        a tick a window was open in (one in WINDOW_EVERY when sampled, never when off)."""
         flat = array("Q")
-        flat.frombytes(values)
-        out = decode_nrstats(flat, self._ncpu, NBUCKETS, self._nr_before)
-        self._nr_before = (flat, out)
-        return out
+        flat.frombytes(self._maps["nrstats"].read_all()[1])
+        counts = decode_nrstats(flat, self._ncpu)
+        if self.mode == "on" or self._lat_pending:
+            self._lat_pending = bool(self._window)  # still open: its calls go on being timed
+            flat = array("Q")
+            flat.frombytes(self._maps["nrlat"].read_all()[1])
+            self._lat = decode_nrlat(flat, self._ncpu, NBUCKETS, counts, self._lat_before)
+            self._lat_before = (flat, self._lat)
+        return join_nr(counts, self._lat, self._prev_nr)
 
     def _evict(self, name: str, keys: list, key_struct: struct.Struct, unpack) -> dict:
         """Deletes idle keys; returns {key: its last value} (it may have grown since the read).
@@ -468,6 +503,7 @@ class SyscallsProbe(ProbeWorker):
         """Latency on for ``length_s``: a new epoch and its end (the kernel times no call entered
         after it, however late the detach), then the hooks (switch and exit before enter)."""
         self._epoch += 1
+        self._lat_pending = True
         end_ns = time.monotonic_ns() + int(length_s * 1e9)  # CLOCK_MONOTONIC, as bpf_ktime_get_ns
         self._maps["gate"].update(struct.pack("<I", 0), struct.pack("<QQ", self._epoch, end_ns))
         try:
@@ -483,6 +519,7 @@ class SyscallsProbe(ProbeWorker):
             self.loaded.links.remove(fd)
             os.close(fd)
         self._window = []
+        self._lat_pending = True  # what it timed since the last read
         self._maps["gate"].update(struct.pack("<I", 0), struct.pack("<QQ", 0, 0))
 
     def _sample_latency(self, interval_s: float) -> None:
@@ -534,5 +571,5 @@ def bcc_syscall_table() -> dict[str, str]:
 
 
 
-__all__ = ["Cumulative", "SyscallsProbe", "build_sample", "cum_deltas", "decode_nrstats", "merge_nr",
-           "nr_deltas", "unpack_errs", "unpack_procs"]
+__all__ = ["Cumulative", "SyscallsProbe", "build_sample", "cum_deltas", "decode_nrlat", "decode_nrstats", "join_nr",
+           "merge_nr", "nr_deltas", "unpack_errs", "unpack_procs"]
