@@ -179,9 +179,8 @@ def test_unchanged_processes_cost_a_position_not_a_row():
         assert h.get(i).processes == snaps[h.dropped + i].processes
 
 
-def test_pack_round_trips_slots_dataclasses_small_and_large():
-    """_pack's reducers: frozen and plain slots dataclasses come back equal (the fields, not __init__);
-    a small pickle is kept raw, a large one compressed."""
+def test_pack_keeps_a_small_pickle_raw_and_compresses_a_large_one():
+    """Both come back equal: frozen and plain slots dataclasses, a snapshot of 400 processes."""
     from ktop.model.history import PACK_RAW_BELOW, _pack, _unpack
     from ktop.snapshot import SyscallCount, SyscallStat
 

@@ -5,8 +5,8 @@ live (spawn, bio, funcs, syscalls), ~110 processes and ~45 execs/s: the
 Snapshot about 0.5 MB of Python objects, the Model built from it another
 ~0.5 MB of new objects (the syscalls model rebuilds its 5000 process/syscall
 rows every tick); keeping both for every tick is ~1 MB/tick, 600 MB for 10
-minutes. So the history keeps, packed (a zlib-compressed pickle; the data
-never leaves the process):
+minutes. So the history keeps, packed (a pickle, zlib-compressed from 8 KB;
+the data never leaves the process):
 
 - every tick's snapshot (~29 KB there; 3 ms to pack, 3 ms to unpack); between
   keyframes its process table only as the rows that changed since the tick
@@ -60,7 +60,6 @@ jumped), starts a new history.
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import pickle
 import sys
@@ -368,60 +367,13 @@ def _undelta(before: tuple, delta: list) -> tuple:
     return tuple(rows)
 
 
-class _Reducers(dict):
-    """The pickler's reducers, one per slots dataclass met (snapshots and models are made of them).
-
-    Python pickles a slots dataclass through ``dataclasses._dataclass_getstate``, which calls
-    ``fields()`` for every object: this reducer takes the values with one ``attrgetter`` (C),
-    a third of the time; a tick's snapshot packs in about half the time. Other types raise
-    KeyError here, and pickle goes on as it would without a table.
-    """
-
-    def __missing__(self, cls: type):
-        names = _slot_fields(cls)
-        if names is None:
-            raise KeyError(cls)
-        get = attrgetter(*names) if len(names) > 1 else (lambda obj, _g=attrgetter(names[0]): (_g(obj),))
-
-        def reduce(obj):
-            return _rebuild, (cls, get(obj))
-
-        self[cls] = reduce
-        return reduce
-
-
-_FIELDS: dict[type, Optional[tuple[str, ...]]] = {}
-
-
-def _slot_fields(cls: type) -> Optional[tuple[str, ...]]:
-    """A slots dataclass's field names (None for any other type)."""
-    if cls not in _FIELDS:
-        ok = dataclasses.is_dataclass(cls) and "__slots__" in cls.__dict__ and "__getstate__" in cls.__dict__
-        _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)) if ok else None
-    return _FIELDS[cls]
-
-
-def _rebuild(cls: type, values: tuple) -> Any:
-    """What unpickling a slots dataclass does (``_dataclass_setstate``): no ``__init__``."""
-    obj = object.__new__(cls)
-    for name, value in zip(_slot_fields(cls), values):
-        object.__setattr__(obj, name, value)
-    return obj
-
-
-_REDUCERS = _Reducers()
-
-
 def _pack(obj: Any) -> bytes:
-    """An in-process object as compressed bytes (pickle: the data never leaves this process)."""
-    buf = io.BytesIO()
-    p = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
-    p.dispatch_table = _REDUCERS
-    p.dump(obj)
-    raw = buf.getbuffer()
+    """An in-process object as bytes: a pickle (the data never leaves this process), compressed
+    from PACK_RAW_BELOW bytes."""
+    raw = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     # an idle tick pickles to a few KB: compressing it (0.13 ms, most of it zlib's set-up) would save
     # ~4 KB a tick; a pickle starts with PROTO (0x80), a zlib stream never does
-    return bytes(raw) if len(raw) < PACK_RAW_BELOW else zlib.compress(raw, 1)
+    return raw if len(raw) < PACK_RAW_BELOW else zlib.compress(raw, 1)
 
 
 def _unpack(blob: bytes) -> Any:
