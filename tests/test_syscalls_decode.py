@@ -54,6 +54,8 @@ def test_join_nr_keeps_the_tuple_of_a_syscall_that_did_not_change():
     now = sc.join_nr({0: (4, 1), 2: (9, 2), 3: (1, 0)}, lats, was, nbuckets=nb)
     assert now[0] is was[0] and now[2] == (9, 2, 0, (0, 0)) and now[3] == (1, 0, 0, (0, 0))
     assert sc.nr_deltas(now, was) == {2: (2, 0, 0, (0, 0)), 3: (1, 0, 0, (0, 0))}
+    untimed = sc.join_nr({5: (3, 0)}, {}, {})
+    assert sc.join_nr({5: (3, 0)}, {}, untimed)[5] is untimed[5]  # never timed: kept as well
 
 
 def test_nr_deltas_only_what_changed():

@@ -135,11 +135,14 @@ def decode_nrlat(flat: Sequence[int], ncpu: int, nbuckets: int, nrs: Iterable[in
     return out
 
 
+_NO_LAT = (0, (0,) * NBUCKETS)  # a syscall never timed
+
+
 def join_nr(counts: Mapping[int, tuple[int, int]], lats: Mapping[int, LatCum],
             prev: Mapping[int, NrCum], nbuckets: int = NBUCKETS) -> dict[int, NrCum]:
     """{nr: (calls, errors, lat_ns, hist)}; a syscall whose figures did not change keeps its
     previous tuple (the same object: :func:`nr_deltas` skips it at once)."""
-    none = (0, (0,) * nbuckets)
+    none = _NO_LAT if nbuckets == NBUCKETS else (0, (0,) * nbuckets)  # one object: an untimed syscall is kept too
     out: dict[int, NrCum] = {}
     for nr, (c, e) in counts.items():
         lat = lats.get(nr, none)
