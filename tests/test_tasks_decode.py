@@ -120,6 +120,16 @@ def test_exited_processes_are_forgotten(proc):
     assert set(t._runtime) <= {1, 2} and set(t._argv) <= {1, 2}
 
 
+def test_records_of_past_ticks_are_bounded_and_a_busy_process_reads_idle_again(proc):
+    t = table(proc)
+    for i in range(200):  # 50 processes that all run every tick: 50 new records a tick
+        rows = t.rows(rec(1) + b"".join(rec(p, runtime=i * SEC // 100) for p in range(100, 150)), i * SEC)
+    assert rows[1].cpu_percent == 1.0
+    assert len(t._rows) <= 2 * 51 + 64 + 51
+    last = rec(1) + b"".join(rec(p, runtime=199 * SEC // 100) for p in range(100, 150))
+    assert all(r.cpu_percent == 0.0 for r in t.rows(last, 200 * SEC))
+
+
 def test_pid_1_from_proc_when_the_iterator_skips_it(proc):
     rows = table(proc).rows(rec(2), 0)
     assert [r.pid for r in rows] == [1, 2]
