@@ -763,6 +763,18 @@ def snapshot_tick_cpu(window: float = 9.0) -> dict:
             "processes": len([p for p in os.listdir("/proc") if p.isdigit()])}
 
 
+def iter_floor() -> dict:
+    """bench/floor_iter.py: an empty task-iterator program read once a second (the walk's own cost)."""
+    try:
+        out = subprocess.run([sys.executable, os.path.join(HERE, "floor_iter.py")], capture_output=True,
+                             text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return {"error": "floor_iter.py did not finish in 120 s"}
+    if out.returncode != 0:
+        return {"error": out.stderr.strip() or f"floor_iter.py exited {out.returncode}"}
+    return json.loads(out.stdout)
+
+
 def tick_section(ui_run: Optional[Callable[[int, str], dict]], load_factory: Callable[[int], object],
                  small: int = 100, big: int = 5000) -> dict:
     """ktop's tick cost at ~``small`` and ``big`` processes: headless (snapshot --probes none)
@@ -770,7 +782,8 @@ def tick_section(ui_run: Optional[Callable[[int, str], dict]], load_factory: Cal
     size). Order: small, big, small."""
     now = len([p for p in os.listdir("/proc") if p.isdigit()])
     rec: dict = {"target_small": small, "target_big": big, "processes_at_start": now,
-                 "snapshot": {"small": [], "big": []}, "ui": {"small": [], "big": []},
+                 "snapshot": {"small": [], "big": []}, "floor": {"small": [], "big": []},
+                 "ui": {"small": [], "big": []},
                  "htop": {"small": [], "big": []}}
 
     def uis(size: str, sleepers: int) -> None:
@@ -779,6 +792,7 @@ def tick_section(ui_run: Optional[Callable[[int, str], dict]], load_factory: Cal
             rec["htop"][size].append(ui_run(sleepers, "htop"))
 
     rec["snapshot"]["small"].append(snapshot_tick_cpu())
+    rec["floor"]["small"].append(iter_floor())
     uis("small", 0)
     # counted now: other work on a shared machine may have come or gone meanwhile
     extra = max(0, big - len([p for p in os.listdir("/proc") if p.isdigit()]))
@@ -787,6 +801,7 @@ def tick_section(ui_run: Optional[Callable[[int, str], dict]], load_factory: Cal
     try:
         load.start()
         rec["snapshot"]["big"].append(snapshot_tick_cpu())
+        rec["floor"]["big"].append(iter_floor())
         uis("big", extra)
     finally:
         load.stop()
@@ -798,9 +813,15 @@ def tick_section(ui_run: Optional[Callable[[int, str], dict]], load_factory: Cal
         return median(x.get("cpu_pct") for x in rec[tool][size] if x.get("ok"))
 
     u_small, u_big = pct("ui", "small"), pct("ui", "big")
+    f_small = median(x.get("ms_per_pass") for x in rec["floor"]["small"])
+    f_big = median(x.get("ms_per_pass") for x in rec["floor"]["big"])
     rec["summary"] = {
         "snapshot_ms_small": s_small, "snapshot_ms_big": s_big,
         "snapshot_ratio": rnd(s_big / s_small, 2) if (s_small and s_big) else None,
+        "floor_ms_small": f_small, "floor_ms_big": f_big,
+        # the kernel's walk alone at 'big' against the whole tick at 'small': above the budget, no
+        # program on this iterator can meet it
+        "floor_vs_snapshot_small": rnd(f_big / s_small, 2) if (f_big and s_small) else None,
         "ui_pct_small": u_small, "ui_pct_big": u_big,
         "ui_ratio": rnd(u_big / u_small, 2) if (u_small and u_big) else None,
         "htop_pct_small": pct("htop", "small"), "htop_pct_big": pct("htop", "big"),
@@ -899,7 +920,10 @@ def budget_rows(res: dict) -> list[dict]:
             rows.append(_row(f"tick cost flat (within {BUDGET_TICK_FLAT:g}x) from {tk['target_small']} to "
                              f"{tk['target_big']} processes ({what})",
                              "-" if r is None else f"{a:.2f} -> {b:.2f} {unit} ({s['procs_small']:.0f} -> "
-                             f"{s['procs_big']:.0f} processes) = x{r:.2f}",
+                             f"{s['procs_big']:.0f} processes) = x{r:.2f}"
+                             + (f"; floor: the kernel's task walk alone at {s['procs_big']:.0f} processes "
+                                f"{s['floor_ms_big']:.2f} ms, x{s['floor_vs_snapshot_small']:.2f} of the small tick"
+                                if key == "snapshot" and s.get("floor_vs_snapshot_small") else ""),
                              None if r is None else r <= BUDGET_TICK_FLAT))
         k, h = s.get("ui_pct_big"), s.get("htop_pct_big")
         rows.append(_row(f"UI CPU at {tk['target_big']} processes <= htop's",
@@ -1016,7 +1040,9 @@ def render_md(res: dict) -> list[str]:
         s = tk["summary"]
         L.append("## Tick cost vs process count\n")
         L.append(f"Headless: `ktop snapshot --probes none 1` CPU (its threads' schedstat) over a 9 s window "
-                 "(order: small, big, small). "
+                 "(order: small, big, small). Floor: `bench/floor_iter.py`, an empty program on the same "
+                 "task iterator, read to the end once a second as ktop reads its own (9 passes; the tasks "
+                 "are out of the CPU's caches by then, which is most of a pass's cost). "
                  "UI: `ktop 1` in tmux, then `htop -d 10` the same way, CPU % over the UI-cost window. "
                  f"{tk['sleepers_added']} `sleep` "
                  "processes added for 'big'.\n")
@@ -1025,6 +1051,10 @@ def render_md(res: dict) -> list[str]:
         L.append(f"| processes | {s['procs_small'] or 0:.0f} | {s['procs_big'] or 0:.0f} | |")
         L.append(f"| headless ms CPU per tick | {s['snapshot_ms_small'] or 0:.2f} | {s['snapshot_ms_big'] or 0:.2f} "
                  f"| {s['snapshot_ratio'] or 0:.2f} |")
+        if s.get("floor_ms_big") is not None:
+            fs, fb = s.get("floor_ms_small") or 0, s["floor_ms_big"]
+            L.append(f"| floor: the kernel's task walk alone (empty iterator program), ms CPU per pass | {fs:.2f} "
+                     f"| {fb:.2f} | {fb / fs if fs else 0:.2f} |")
         L.append(f"| UI CPU % at 1 s refresh | {s['ui_pct_small'] or 0:.2f} | {s['ui_pct_big'] or 0:.2f} "
                  f"| {s['ui_ratio'] or 0:.2f} |")
         if s.get("htop_pct_big") is not None:

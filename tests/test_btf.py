@@ -156,6 +156,12 @@ def test_every_offset_of_the_task_iterator_is_found(vmlinux):
     assert vmlinux.has_func("bpf_iter_task") and not vmlinux.has_func("ktop_no_such_function")
 
 
+def test_a_functions_type_id_is_bpftools(bpftool_types, vmlinux):
+    ids = [i for i, t in bpftool_types.items() if t["kind"] == "FUNC" and t["name"] == "bpf_iter_task"]
+    assert vmlinux.func_id("bpf_iter_task") == ids[0]
+    assert vmlinux.func_id("ktop_no_such_function") is None
+
+
 def test_path_names_the_missing_step(vmlinux):
     with pytest.raises(BTFError, match=r"task_struct.se has no nope"):
         vmlinux.path("task_struct", "se.nope")

@@ -105,7 +105,11 @@ class BTF:
 
     def has_func(self, name: str) -> bool:
         """Whether the kernel has a function called ``name`` (BTF kind FUNC)."""
-        return any(self._t(tid)[0] == _KIND_FUNC for tid in self._named(name))
+        return self.func_id(name) is not None
+
+    def func_id(self, name: str) -> int | None:
+        """The type id of the function called ``name`` (BTF kind FUNC), None if the kernel has none."""
+        return next((tid for tid in self._named(name) if self._t(tid)[0] == _KIND_FUNC), None)
 
     def typed_members(self, tid: int, base_bits: int = 0) -> dict[str, tuple[int, int]]:
         """{name: (byte offset, type id)} of a struct or union's members, anonymous ones flattened."""
