@@ -253,3 +253,39 @@ def test_latency_charts_svg(snap_compare, size):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def _cells(strip) -> list:
+    """(character, style) per cell: what a terminal shows, whatever the segments' grouping (and
+    without the offsets Textual adds for selecting text with the mouse: these lines, like the
+    header's and the tables', are not selectable)."""
+    return [(ch, seg.style.clear_meta_and_links() if seg.style else seg.style) for seg in strip for ch in seg.text]
+
+
+@pytest.mark.parametrize("size", [(70, 30), (50, 16), (24, 5)])
+async def test_charts_lines_are_textuals_own(size, monkeypatch):
+    """TextLines draws the charts' lines as segments: the widget's finished lines (background,
+    padding and all) have each cell the same as with Textual's visual pipeline drawing the same
+    render(), including the empty and too-small cases. (Narrower than a histogram's labels,
+    Textual wraps a line despite its ``no_wrap``; TextLines crops it, as asked.)"""
+    from textual.geometry import Region
+    from textual.widget import Widget
+
+    def finished(w) -> list:
+        w._styles_cache.clear()
+        return [_cells(s) for s in w.render_lines(Region(0, 0, w.size.width, w.size.height))]
+
+    app = ChartApp()
+    async with app.run_test(size=size) as pilot:
+        hist_w, heat = app.query_one("#h", LatencyHistogram), app.query_one("#m", LatencyHeatmap)
+        for cols in (_columns(), [(), ()], []):
+            hist_w.set_data(cols[-1] if cols else (), "vda read latency", nslots=N)
+            heat.set_data(cols, "latency over time", nslots=N)
+            await pilot.pause()
+            for w in (hist_w, heat):
+                ours = finished(w)
+                with monkeypatch.context() as m:
+                    m.setattr(type(w), "render_line", Widget.render_line)
+                    w._render_content()  # Textual's own render of the data now shown
+                    textuals = finished(w)
+                assert len(ours) == w.size.height and ours == textuals, (type(w).__name__, len(cols))

@@ -24,6 +24,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from ktop.model import hist
+from ktop.ui.widgets.lines import TextLines
 from ktop.ui.widgets.memo import StyleMemo
 
 LEVELS = 6
@@ -101,7 +102,7 @@ def histogram_lines(buckets: Sequence[int], width: int, height: int, unit: str =
             for i, c in zip(range(lo, hi + 1), counts)]
 
 
-class LatencyHistogram(StyleMemo, Widget):
+class LatencyHistogram(TextLines, StyleMemo, Widget):
     """One log2 histogram as bars, one line per slot."""
 
     COMPONENT_CLASSES = {"latency-histogram--label", "latency-histogram--bar", "latency-histogram--title"}
@@ -119,6 +120,9 @@ class LatencyHistogram(StyleMemo, Widget):
         if data != self._data:
             self._data = data
             self.refresh()
+
+    def lines_data(self) -> object:
+        return self._data
 
     def render(self) -> Text:
         buckets, title, unit, nslots, empty = self._data
@@ -143,7 +147,7 @@ class LatencyHistogram(StyleMemo, Widget):
         return t
 
 
-class LatencyHeatmap(StyleMemo, Widget):
+class LatencyHeatmap(TextLines, StyleMemo, Widget):
     """Histograms over time: x = tick (newest right), y = log2 slot (slower up)."""
 
     COMPONENT_CLASSES = {f"latency-heatmap--l{i}" for i in range(1, LEVELS + 1)} | {
@@ -161,6 +165,9 @@ class LatencyHeatmap(StyleMemo, Widget):
         if data != self._data:
             self._data = data
             self.refresh()
+
+    def lines_data(self) -> object:
+        return self._data
 
     def render(self) -> Text:
         columns, title, nslots = self._data
