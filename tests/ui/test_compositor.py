@@ -20,27 +20,37 @@ def stock(comp: Compositor, lines: list[int]):
     return Compositor._render_chops(comp, crop, set(lines).__contains__)
 
 
-async def test_each_line_is_the_stock_compositors():
-    """Any set of lines (a header line and a table row far apart, a scrolled table cut by its
-    panel): the strips per cut are those of Textual's compositor, and no other line is drawn."""
+async def test_each_dirty_span_is_the_stock_compositors():
+    """Any set of dirty spans (a header line and a table row far apart, a scrolled table cut by
+    its panel, part of a line): each cut that overlaps a span has the strip of Textual's own
+    compositor, and no other cut, on any line, is drawn."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await show(app, pilot, fakes.snapshot(), fakes.snapshot(t=fakes.T0 + 1))
         assert isinstance(app.screen, KtopScreen)
         comp = app.screen._compositor
         assert isinstance(comp, LineCompositor)
-        height = comp.size.height
+        height, width = comp.size.height, comp.size.width
         rng = random.Random(3)
-        sets = [[0], [height - 1], [0, height - 1], list(range(height))]
-        sets += [sorted(rng.sample(range(height), rng.randrange(1, 12))) for _ in range(40)]
-        for lines in sets:
-            mine = comp._render_lines(lines)
+        sets = [[(0, 0, width)], [(height - 1, 0, width)], [(0, 0, width), (height - 1, 0, width)],
+                [(y, 0, width) for y in range(height)], [(5, 3, 40), (5, 100, 120), (9, 150, 160)]]
+        for _ in range(40):
+            spans = []
+            for y in sorted(rng.sample(range(height), rng.randrange(1, 12))):
+                x1 = rng.randrange(0, width - 1)
+                spans.append((y, x1, rng.randrange(x1 + 1, width + 1)) if rng.random() < 0.6 else (y, 0, width))
+            sets.append(spans)
+        for spans in sets:
+            mine = comp._render_spans(spans)
+            lines = sorted({y for y, _, _ in spans})
             want = stock(comp, lines)
             for y in range(height):
-                if y in lines:
-                    assert mine[y] == want[y], y
-                else:
-                    assert all(v is None for v in mine[y].values()), y
+                cut_ends = dict(zip(comp.cuts[y], comp.cuts[y][1:]))
+                for cut, strip in mine[y].items():
+                    if any(sy == y and cut < x2 and cut_ends[cut] > x1 for sy, x1, x2 in spans):
+                        assert strip == want[y][cut], (y, cut)
+                    else:
+                        assert strip is None, (y, cut)
 
 
 async def test_a_partial_update_writes_what_a_full_one_shows():
