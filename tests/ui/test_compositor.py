@@ -73,3 +73,37 @@ async def test_a_partial_update_writes_what_a_full_one_shows():
         for y in drawn:
             got = "".join(s.text for cut, s in sorted(update.chops[y].items()) if s is not None)
             assert got == full[y].text, y
+
+
+async def test_plain_widgets_lines_are_the_styles_caches():
+    """Tables, status lines, the header and the charts finish their own lines where their styles
+    are plain: every line, whole, in part or cut at the sides, is what Textual's StylesCache
+    gives. Given padding or a border they take Textual's way, and back again without it."""
+    from ktop.ui.widgets.lines import PlainLines
+    from ktop.ui.widgets.table import KTable
+
+    def same(w, crop) -> bool:
+        mine = w.render_lines(crop)
+        w._styles_cache.clear()
+        theirs = w._styles_cache.render_widget(w, crop)
+        return [(list(s), s.cell_length) for s in mine] == [(list(s), s.cell_length) for s in theirs]
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot(), fakes.snapshot(t=fakes.T0 + 1))
+        widgets = [w for w in app.query("*") if isinstance(w, PlainLines) and w.region.width]
+        assert {type(w).__name__ for w in widgets} >= {"KTable", "StatusLine", "HostHeader"}
+        for w in widgets:
+            width, h = w.region.width, w.region.height
+            for crop in (Region(0, 0, width, h), Region(0, h // 2, width, h - h // 2),
+                         Region(2, 0, max(1, width - 3), h)):
+                assert same(w, crop) and w._plain_last, (type(w).__name__, w.id, crop)
+        table = app.query_one("#proc-table", KTable)
+        whole = Region(0, 0, table.region.width, table.region.height)
+        for rule, value, off in (("padding", (0, 1), (0, 0)), ("border", ("round", "red"), ("", "red"))):
+            setattr(table.styles, rule, value)
+            await pilot.pause()
+            assert same(table, whole) and not table._plain_last, rule
+            setattr(table.styles, rule, off)
+            await pilot.pause()
+            assert same(table, whole) and table._plain_last, rule

@@ -14,7 +14,7 @@ from ktop.model import Model
 from ktop.model.format import human_bytes, uptime
 from ktop.model.text import clean
 from ktop.snapshot import DISABLED
-from ktop.ui.widgets.lines import TextLines
+from ktop.ui.widgets.lines import PlainLines, TextLines
 from ktop.ui.widgets.memo import StyleMemo
 from ktop.ui.widgets.sparkline import spark
 
@@ -22,7 +22,7 @@ CELL = 34  # width of one CPU meter
 MAX_NOW = 3  # flags on the header's "now" line
 
 
-class HostHeader(TextLines, StyleMemo, Widget):
+class HostHeader(TextLines, PlainLines, StyleMemo, Widget):
     DEFAULT_CSS = """
     HostHeader { height: auto; max-height: 12; }
     """

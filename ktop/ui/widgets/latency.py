@@ -24,7 +24,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from ktop.model import hist
-from ktop.ui.widgets.lines import TextLines
+from ktop.ui.widgets.lines import PlainLines, TextLines
 from ktop.ui.widgets.memo import StyleMemo
 
 LEVELS = 6
@@ -102,7 +102,7 @@ def histogram_lines(buckets: Sequence[int], width: int, height: int, unit: str =
             for i, c in zip(range(lo, hi + 1), counts)]
 
 
-class LatencyHistogram(TextLines, StyleMemo, Widget):
+class LatencyHistogram(TextLines, PlainLines, StyleMemo, Widget):
     """One log2 histogram as bars, one line per slot."""
 
     COMPONENT_CLASSES = {"latency-histogram--label", "latency-histogram--bar", "latency-histogram--title"}
@@ -147,7 +147,7 @@ class LatencyHistogram(TextLines, StyleMemo, Widget):
         return t
 
 
-class LatencyHeatmap(TextLines, StyleMemo, Widget):
+class LatencyHeatmap(TextLines, PlainLines, StyleMemo, Widget):
     """Histograms over time: x = tick (newest right), y = log2 slot (slower up)."""
 
     COMPONENT_CLASSES = {f"latency-heatmap--l{i}" for i in range(1, LEVELS + 1)} | {

@@ -17,6 +17,8 @@ from rich.console import Group
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.color import Color
+from textual.geometry import Region
 from textual.strip import Strip
 
 NULL = Style.null()  # what Rich gives an unstyled run
@@ -99,3 +101,59 @@ class TextLines:
     def notify_style_update(self) -> None:
         super().notify_style_update()  # type: ignore[misc]
         self._text_strips = None
+
+
+_CLEAR = Color(0, 0, 0, 0)
+
+
+class PlainLines:
+    """Mixin for a leaf Widget drawn every tick (a table, a status line, a chart). Where its
+    styles have no border, outline, padding, tint, hatch, text opacity or opacity, nor a border
+    title, its lines reach the screen as Textual's StylesCache finishes them for such a widget
+    (padded to the content width with the background, the app's line filters applied, cropped),
+    without the cache's pass over borders and padding for every line: some 20 us a line, most of
+    a repaint's time after the content. Any other styling takes Textual's way."""
+
+    _plain_last = False
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        styles = self.styles  # type: ignore[attr-defined]
+        plain = (self._border_title is None and self._border_subtitle is None  # type: ignore[attr-defined]
+                 and not self.BLANK and not any(styles.padding)  # type: ignore[attr-defined]
+                 and all(edge == "" for edge, _color in styles.border)
+                 and all(edge == "" for edge, _color in styles.outline)
+                 and not styles.tint.a and styles.text_opacity == 1.0 and not styles.has_rule("hatch"))
+        if plain:
+            # the widget's background over its ancestors' (DOMNode.background_colors), and its opacity
+            base_background = background = _CLEAR
+            opacity = 1.0
+            for node in reversed(self.ancestors_with_self):  # type: ignore[attr-defined]
+                st = node.styles
+                base_background = background
+                opacity *= st.opacity
+                background += st.background.tint(st.background_tint).multiply_alpha(opacity)
+            plain = opacity == 1.0
+        if not plain:
+            if self._plain_last:
+                self._styles_cache.clear()  # type: ignore[attr-defined]  # its lines are from before
+            self._plain_last = False
+            return super().render_lines(crop)  # type: ignore[misc]
+        self._plain_last = True
+        cache = self._styles_cache  # type: ignore[attr-defined]
+        inner = cache.get_inner_outer(base_background, background)[0].rich_style
+        width = self.region.width  # type: ignore[attr-defined]
+        content_width, content_height = self.content_region.size  # type: ignore[attr-defined]
+        filters = self.get_line_filters()  # type: ignore[attr-defined]
+        render_line = self.render_line  # type: ignore[attr-defined]
+        strips = []
+        for y in crop.line_range:
+            line = (render_line(y).adjust_cell_length(content_width, inner) if y < content_height
+                    else Strip.blank(content_width, inner))
+            strip = line if line.cell_length == width else Strip(line, width)
+            for line_filter in filters:
+                strip = strip.apply_filter(line_filter, background)
+            strips.append(strip)
+        if crop.column_span != (0, width):
+            x1, x2 = crop.column_span
+            strips = [strip.crop(x1, x2) for strip in strips]
+        return strips

@@ -14,7 +14,7 @@ from textual.widgets import Input
 from ktop.model import Model
 from ktop.model.text import clean
 from ktop.snapshot import ProbeStatus
-from ktop.ui.widgets.lines import text_strip
+from ktop.ui.widgets.lines import PlainLines, text_strip
 from ktop.ui.widgets.table import KTable
 
 
@@ -128,7 +128,7 @@ class Panel(Vertical):
         raise NotImplementedError
 
 
-class StatusLine(Widget):
+class StatusLine(PlainLines, Widget):
     """A status line (text is set as a Text: never markup; a str is plain text).
 
     Its lines are drawn as segments straight from the Text (ktop.ui.widgets.lines),

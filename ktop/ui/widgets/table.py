@@ -39,7 +39,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ktop.ui.widgets.lines import NULL, span_segments
+from ktop.ui.widgets.lines import NULL, PlainLines, span_segments
 
 HOLD_S = 2.0  # order frozen this long after the user moved the cursor
 
@@ -188,7 +188,7 @@ class RowRef:
     key: _Key
 
 
-class KTable(ScrollView, can_focus=True):
+class KTable(PlainLines, ScrollView, can_focus=True):
     """The table used by every panel."""
 
     BINDINGS = [
