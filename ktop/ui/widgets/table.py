@@ -728,8 +728,19 @@ class KTable(PlainLines, ScrollView, can_focus=True):
                                  base + self.get_component_rich_style("datatable--cursor"))
         return self._style_cache
 
+    _batch: Optional[tuple[int, int]] = None  # (width, scroll row) while render_lines draws
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # the width and scroll row once for all the lines drawn (each a walk through Textual's
+        # geometry properties)
+        self._batch = (self.scrollable_content_region.width, int(self.scroll_offset.y))
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._batch = None
+
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+        width, top = self._batch or (self.scrollable_content_region.width, int(self.scroll_offset.y))
         rich_style, header_style, cursor_style = self._styles()
         if y == 0:
             key = (width, rich_style, tuple(c.label.plain for c in self.columns.values()))
@@ -738,7 +749,7 @@ class KTable(PlainLines, ScrollView, can_focus=True):
                 strip = self._line([c.label for c in self.columns.values()], base)
                 self._header_cache = (key, strip.extend_cell_length(width, base).crop(0, width))
             return self._header_cache[1]
-        index = int(self.scroll_offset.y) + y - 1
+        index = top + y - 1
         if not 0 <= index < len(self._shown):
             return Strip.blank(width, rich_style)
         row = self._shown[index]
