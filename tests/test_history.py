@@ -192,3 +192,41 @@ def test_pack_keeps_a_small_pickle_raw_and_compresses_a_large_one():
     blob = _pack(big)
     assert blob[:1] != b"\x80"
     assert _unpack(blob) == big
+
+
+@pytest.mark.parametrize("case", ["in place", "many in place", "shifted", "longer"])
+def test_process_deltas_read_back_whole(case):
+    """The rows kept as runs of the tick before read back as the tick's own, whether the rows
+    stayed in place (compared position by position), changed in many places, or shifted."""
+    from ktop.model.history import _delta, _undelta
+
+    before = tuple(proc(p, 1, f"p{p}") for p in range(1, 301))
+    now = list(before)
+    if case == "in place":
+        for i in (0, 7, 8, 299):
+            now[i] = replace(now[i], cpu_percent=5.0)
+    elif case == "many in place":
+        for i in range(0, 300, 3):
+            now[i] = replace(now[i], cpu_percent=5.0)
+    elif case == "shifted":
+        del now[10]
+        now[50] = replace(now[50], cpu_percent=5.0)
+        now.append(proc(999, 1, "new"))
+    else:
+        now.insert(150, proc(777, 1, "born"))
+    delta = _delta(before, tuple(now))
+    assert _undelta(before, delta) == tuple(now)
+    rows = [x for x in delta if type(x) is not tuple]
+    assert len(rows) == sum(1 for i, p in enumerate(now) if i >= len(before) or p is not before[i]) \
+        if case in ("in place", "many in place") else len(rows) <= 3
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_equal_rows_made_anew_are_shared_in_place_or_shifted(shift):
+    a = tick(0, nproc=200)
+    b = tick(0, nproc=200)  # the same figures, every row a new object (as the /proc scan makes them)
+    if shift:
+        b = replace(b, processes=b.processes[1:])  # PID 1 went: every row out of its place
+    b2, _ = share_processes(a, b, build_model(None, b))
+    old = {p.pid: p for p in a.processes}
+    assert all(p is old[p.pid] for p in b2.processes)

@@ -11,12 +11,12 @@ totals since the start; per process the figures of a short recent window
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Collection, Optional
 
 from ktop.metrics import OTHER, Bounded, Log2Hist, PerCgroup, cgroup_labels, label
 from ktop.model import hist
 from ktop.model.common import HISTORY, push
-from ktop.model.section import Fold
+from ktop.model.section import Fold, pid_names
 from ktop.snapshot import BioDiskOp, BioProc, BioSample, ProbeStatus, Snapshot
 
 WINDOW = 5  # ticks the process table sums over
@@ -257,7 +257,7 @@ def add_totals(totals: dict[int, ProcTotal], procs: tuple[BioProc, ...],
     return out, dropped
 
 
-def advance(prev: Optional[BioModel], s: BioSample, live: Optional[set[int]] = None) -> BioModel:
+def advance(prev: Optional[BioModel], s: BioSample, live: Optional[Collection[int]] = None) -> BioModel:
     """The bio model after one sample.
 
     ``live``: the PIDs in the process table, when the dashboard lets exited
@@ -281,7 +281,7 @@ def update(prev: Optional[BioModel], sample: Optional[BioSample], snap: Snapshot
     """The section protocol (ktop.model.section): the bio model moved on by one sample."""
     if sample is None:
         return prev
-    live = {p.pid for p in snap.processes} if ctx.forget_dead_s is not None else None
+    live = pid_names(snap.processes) if ctx.forget_dead_s is not None else None  # its keys
     return advance(prev, sample, live)
 
 

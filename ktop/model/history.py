@@ -11,9 +11,12 @@ the data never leaves the process):
 - every tick's snapshot (~29 KB there; 3 ms to pack, 3 ms to unpack); between
   keyframes its process table only as the rows that changed since the tick
   before (runs of unchanged rows are positions in it: with 5,000 processes a
-  tick packs in ~1 ms instead of ~15 ms);
+  tick packs in ~1 ms instead of ~15 ms; where the rows stayed in place, as
+  the task table keeps them, they are compared position by position);
 - the Model of every ``keyframe_every``-th tick (default 10; ~280 KB packed,
-  36 ms to pack, 43 ms to unpack);
+  36 ms to pack, 43 ms to unpack), without its process table: that is the
+  snapshot's of the same tick, packed once (at 5,000 processes a keyframe
+  packed them twice, ~13 ms each);
 
 and, as objects, the newest ("live") snapshot and model and the models of
 the segment last rebuilt, so stepping within it is a lookup. ``model(i)``
@@ -67,7 +70,7 @@ import zlib
 from bisect import bisect_right
 from collections import OrderedDict, deque
 from itertools import compress
-from operator import attrgetter, not_
+from operator import attrgetter, is_not, not_
 from typing import Any, Optional
 
 from ktop.snapshot import Snapshot
@@ -127,19 +130,26 @@ def share_processes(prev: Snapshot, snap: Snapshot, model: Any) -> tuple[Snapsho
     changed. The task table already hands back the same objects: those are
     passed over at C speed, only the rest compared in Python.
     """
-    rows = snap.processes
-    if not prev.processes or not rows:
+    rows, before_rows = snap.processes, prev.processes
+    if not before_rows or not rows:
         return snap, model
-    known = set(map(id, prev.processes))
-    new = list(compress(range(len(rows)), map(not_, map(known.__contains__, map(id, rows)))))
+    new = _moved(before_rows, rows)
+    if new is None:  # rows came or went: which are not the previous tick's objects, by identity
+        known = set(map(id, before_rows))
+        new = list(compress(range(len(rows)), map(not_, map(known.__contains__, map(id, rows)))))
     if not new:
         return snap, model
-    before = dict(zip(map(_pid, prev.processes), prev.processes))
+    before: Optional[dict] = None
     shared = list(rows)
     changed = False
     for i in new:
-        q = before.get(shared[i].pid)
-        if q is not None and q == shared[i]:
+        row = shared[i]
+        q = before_rows[i] if i < len(before_rows) and before_rows[i].pid == row.pid else None
+        if q is None:  # not in its place: by PID (a dict of them only then)
+            if before is None:
+                before = dict(zip(map(_pid, before_rows), before_rows))
+            q = before.get(row.pid)
+        if q is not None and q is not row and q == row:
             shared[i] = q
             changed = True
     if not changed:
@@ -151,6 +161,18 @@ def share_processes(prev: Snapshot, snap: Snapshot, model: Any) -> tuple[Snapsho
 
 
 _pid = attrgetter("pid")
+_SHIFTED = 64  # more rows than this out of place: the table shifted, look rows up by identity
+
+
+def _moved(before: tuple, now: tuple) -> Optional[list[int]]:
+    """The positions where ``now`` holds another object than ``before`` (at C speed), or None when
+    the tables differ in length or in more than a few places. The task table keeps each unchanged
+    row, in PID order: a tick of 5,000 processes compares them in place, without a set or a dict
+    of 5,000 (about 1 ms)."""
+    if len(before) != len(now):
+        return None
+    moved = list(compress(range(len(now)), map(is_not, now, before)))
+    return moved if len(moved) <= _SHIFTED else None
 
 
 class History:
@@ -199,7 +221,10 @@ class History:
         self._times.append(snapshot.time)
         self._bytes += len(blob) + BLOB_OVERHEAD
         if keyframe:
-            key = _pack(model)
+            # the model's process table is the snapshot's (packed just above): not a second time
+            key = _pack((_SNAP_PROCESSES, dataclasses.replace(model, processes=()))
+                        if getattr(model, "processes", None) is snapshot.processes and snapshot.processes
+                        else model)
             self._keys[absolute] = key
             self._key_bytes[absolute] = len(key) + BLOB_OVERHEAD
             self._bytes += len(key) + BLOB_OVERHEAD
@@ -298,7 +323,11 @@ class History:
             self._cache.move_to_end(a)
             return self._cache[a]
         k = max(k for k in self._keys if k <= a)
-        m = self._cache.get(k) or _unpack(self._keys[k])
+        m = self._cache.get(k)
+        if m is None:
+            m = _unpack(self._keys[k])
+            if isinstance(m, tuple) and m[0] == _SNAP_PROCESSES:
+                m = dataclasses.replace(m[1], processes=self.get(k - self.dropped).processes)
         _remember(self._cache, k, m, 2 * self.keyframe_every)
         for j in range(k + 1, a + 1):
             m = self._cache.get(j) or self._build(m, self.get(j - self.dropped))
@@ -330,6 +359,7 @@ class History:
 
 
 _DELTA = "ktop-processes-delta"
+_SNAP_PROCESSES = "ktop-model-processes-of-the-snapshot"  # a keyframe model whose table is its tick's
 
 
 def _delta(before: tuple, now: tuple) -> list:
@@ -337,8 +367,20 @@ def _delta(before: tuple, now: tuple) -> list:
     order, as ``(start, count)`` there: the process table reuses unchanged rows (ktop.system.procs,
     share_processes), so idle processes cost a few bytes in the blob instead of pickled rows (a
     tick of 5,000 processes: about 50 KB and 15 ms to pack as rows)."""
+    moved = _moved(before, now)
+    if moved is not None:  # rows in their places but a few: runs between those
+        out: list = []
+        pos = 0
+        for i in moved:
+            if i > pos:
+                out.append((pos, i - pos))
+            out.append(now[i])
+            pos = i + 1
+        if pos < len(now):
+            out.append((pos, len(now) - pos))
+        return out
     at = {id(p): i for i, p in enumerate(before)}
-    out: list = []
+    out = []
     start = n = 0
     for p in now:
         i = at.get(id(p))

@@ -17,6 +17,20 @@ from ktop.snapshot import ProbeStatus, Snapshot
 
 SPAWN_ROWS = 1000  # events kept by a section that keeps a list of events (the spawn panel's rows)
 
+_LAST_NAMES: tuple = ((), {})  # the last process table asked for, and its names (one tuple: swapped whole)
+
+
+def pid_names(processes: tuple) -> dict[int, str]:
+    """{pid: comm} of a tick's process table, made once for every section that asks in the same
+    tick (a dict of 5,000 processes each: 0.2-0.4 ms a section). Read it, never change it."""
+    global _LAST_NAMES
+    last = _LAST_NAMES
+    if last[0] is processes:
+        return last[1]
+    names = {p.pid: p.comm for p in processes}
+    _LAST_NAMES = (processes, names)
+    return names
+
 
 @dataclass(frozen=True)
 class Fold:

@@ -8,7 +8,7 @@ from typing import Optional
 
 from ktop.metrics import OTHER, Bounded, PerCgroup, cgroup_labels, label
 from ktop.model.common import push, user_name
-from ktop.model.section import SPAWN_ROWS, Fold
+from ktop.model.section import SPAWN_ROWS, Fold, pid_names
 from ktop.snapshot import ExecEvent, ExitEvent, ProbeStatus, Snapshot, SpawnSample, to_jsonable
 
 TOP_PARENTS = 10
@@ -162,7 +162,7 @@ def update(prev: Optional[SpawnModel], s: Optional[SpawnSample], snap: Snapshot,
     rates = SpawnRates(execs_per_s=s.exec_count / dt, forks_per_s=s.forks / dt,
                        exits_per_s=s.exit_count / dt, exec_failures_per_s=s.exec_failures / dt,
                        failures_seen=s.failures_seen)
-    names = {p.pid: p.comm for p in snap.processes}
+    names = pid_names(snap.processes)
     # a parent the kernel did not name and that already exited: the name it exec'd as (rows are
     # searched only for those: under exec churn a snapshot keeps every exec)
     unnamed = {ev.ppid for ev in s.execs if not ev.parent_comm and ev.ppid not in names}
@@ -228,7 +228,7 @@ class Metrics:
             name = ev.parent_comm
             if not name:
                 if names is None:
-                    names = {p.pid: p.comm for p in snap.processes}
+                    names = pid_names(snap.processes)
                 name = names.get(ev.ppid, "?")
             cg = cgroups.of(ev.pid, ev.cgroup_id)  # the cgroup it exec'd in (the parent's, unless moved)
             self.parents.add((label(name), cg), 1)

@@ -17,7 +17,7 @@ from typing import Mapping, Optional, Sequence
 from ktop.metrics import OTHER, Bounded, Log2Hist, PerCgroup, cgroup_labels, label
 from ktop.model import hist as h
 from ktop.model.common import HISTORY, push
-from ktop.model.section import Fold
+from ktop.model.section import Fold, pid_names
 from ktop.snapshot import ProbeStatus, Snapshot, SyscallsSample
 
 MAX_PROCS = 2000  # processes kept, each with its syscalls (at most one row per syscall number)
@@ -272,7 +272,7 @@ def update(prev: Optional[SyscallsModel], sample: Optional[SyscallsSample], snap
     """The section protocol (ktop.model.section): the syscalls model after one sample."""
     if sample is None:
         return prev
-    names = {p.pid: p.comm for p in snap.processes}
+    names = pid_names(snap.processes)
     return fold(prev, sample, names, forget_dead_s=ctx.forget_dead_s)
 
 
