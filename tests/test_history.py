@@ -230,3 +230,14 @@ def test_equal_rows_made_anew_are_shared_in_place_or_shifted(shift):
     b2, _ = share_processes(a, b, build_model(None, b))
     old = {p.pid: p for p in a.processes}
     assert all(p is old[p.pid] for p in b2.processes)
+
+
+def test_process_rows_pickle_as_their_constructor_and_fields():
+    import dataclasses
+    import pickle
+
+    from ktop.snapshot import ProcessInfo
+
+    p = proc(7, 1, "seven", cmdline=["/bin/seven", "-x"], cpu=12.5)
+    assert p.__reduce__() == (ProcessInfo, tuple(getattr(p, f.name) for f in dataclasses.fields(p)))
+    assert pickle.loads(pickle.dumps(p, protocol=pickle.HIGHEST_PROTOCOL)) == p
