@@ -107,3 +107,19 @@ async def test_plain_widgets_lines_are_the_styles_caches():
             setattr(table.styles, rule, off)
             await pilot.pause()
             assert same(table, whole) and table._plain_last, rule
+
+
+async def test_without_textuals_expected_internals_every_widget_takes_textuals_way(monkeypatch):
+    from ktop.ui.widgets import lines
+    from ktop.ui.widgets.table import KTable
+
+    assert lines._TEXTUAL_AS_EXPECTED  # Textual 8, pinned: the fast way is the one tested above
+    monkeypatch.setattr(lines, "_TEXTUAL_AS_EXPECTED", False)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot(), fakes.snapshot(t=fakes.T0 + 1))
+        table = app.query_one("#proc-table", KTable)
+        whole = Region(0, 0, table.region.width, table.region.height)
+        mine = table.render_lines(whole)
+        table._styles_cache.clear()
+        assert not table._plain_last and mine == table._styles_cache.render_widget(table, whole)

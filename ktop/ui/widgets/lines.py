@@ -106,6 +106,20 @@ class TextLines:
 _CLEAR = Color(0, 0, 0, 0)
 
 
+def _textual_as_expected() -> bool:
+    """Whether Textual's widgets have the private parts :class:`PlainLines` reads (Textual 8):
+    where not (another major version), every widget takes Textual's own way."""
+    from textual._styles_cache import StylesCache
+    from textual.widget import Widget
+
+    probe = Widget()
+    return all(hasattr(probe, name) for name in ("_border_title", "_border_subtitle", "_styles_cache")) \
+        and hasattr(StylesCache, "get_inner_outer")
+
+
+_TEXTUAL_AS_EXPECTED = _textual_as_expected()
+
+
 class PlainLines:
     """Mixin for a leaf Widget drawn every tick (a table, a status line, a chart). Where its
     styles have no border, outline, padding, tint, hatch, text opacity or opacity, nor a border
@@ -117,6 +131,8 @@ class PlainLines:
     _plain_last = False
 
     def render_lines(self, crop: Region) -> list[Strip]:
+        if not _TEXTUAL_AS_EXPECTED:
+            return super().render_lines(crop)  # type: ignore[misc]
         styles = self.styles  # type: ignore[attr-defined]
         plain = (self._border_title is None and self._border_subtitle is None  # type: ignore[attr-defined]
                  and not self.BLANK and not any(styles.padding)  # type: ignore[attr-defined]
