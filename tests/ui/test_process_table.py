@@ -4,6 +4,8 @@ filtering still work."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ktop.app import KtopApp
 from ktop.model import build_model
 from ktop.ui.widgets import processes
@@ -146,8 +148,29 @@ def test_unchanged_processes_keep_their_rows():
     second = rows_of(procs[:5] + [changed, replayed] + procs[7:], cache)
     assert all(a is b for i, (a, b) in enumerate(zip(first, second)) if i != 5)
     assert second[5] is not first[5] and second[5].sort_values[3] == 3.0
-    assert len(cache) == 100
-    assert rows_of(procs[:50], cache)[:5] == first[:5] and len(cache) == 50  # gone processes are let go
+    assert len(pids(cache)) == 100
+    assert rows_of(procs[:50], cache)[:5] == first[:5] and len(pids(cache)) == 50  # gone processes are let go
+
+
+def pids(cache: dict) -> list:
+    return [k for k in cache if isinstance(k, int)]
+
+
+def test_rows_in_place_are_compared_by_position_and_stay_right():
+    """The task table's processes keep their objects and places: rows_of compares them in place
+    and makes rows only where a process changed, was replaced by another PID, or came back equal."""
+    procs = many(300)
+    cache: dict = {}
+    first = rows_of(tuple(procs), cache)
+    now = list(procs)
+    now[3] = fakes.proc(procs[3].pid, 1, comm="busy", cpu=50.0)  # ran
+    now[7] = fakes.proc(9999, 1, comm="newcomer")  # another process in that place
+    now[9] = replace(procs[9])  # equal, a new object
+    again = rows_of(tuple(now), cache)
+    assert all(again[i] is first[i] for i in range(300) if i not in (3, 7))
+    assert again[3].sort_values[3] == 50.0 and again[7].pid == 9999 and again[9] is first[9]
+    assert [r.pid for r in again] == [p.pid for p in now]
+    assert rows_of(tuple(now), cache) == again  # unchanged: the same rows
 
 
 def test_a_row_that_looks_the_same_is_swapped_for_the_old_one():
