@@ -70,9 +70,10 @@ import zlib
 from bisect import bisect_right
 from collections import OrderedDict, deque
 from itertools import compress
-from operator import attrgetter, is_not, not_
+from operator import attrgetter, not_
 from typing import Any, Optional
 
+from ktop.model.common import moved_positions
 from ktop.snapshot import Snapshot
 
 DEFAULT_SECONDS = 600.0
@@ -133,7 +134,7 @@ def share_processes(prev: Snapshot, snap: Snapshot, model: Any) -> tuple[Snapsho
     rows, before_rows = snap.processes, prev.processes
     if not before_rows or not rows:
         return snap, model
-    new = _moved(before_rows, rows)
+    new = moved_positions(before_rows, rows)
     if new is None:  # rows came or went: which are not the previous tick's objects, by identity
         known = set(map(id, before_rows))
         new = list(compress(range(len(rows)), map(not_, map(known.__contains__, map(id, rows)))))
@@ -161,18 +162,6 @@ def share_processes(prev: Snapshot, snap: Snapshot, model: Any) -> tuple[Snapsho
 
 
 _pid = attrgetter("pid")
-_SHIFTED = 64  # more rows than this out of place: the table shifted, look rows up by identity
-
-
-def _moved(before: tuple, now: tuple) -> Optional[list[int]]:
-    """The positions where ``now`` holds another object than ``before`` (at C speed), or None when
-    the tables differ in length or in more than a few places. The task table keeps each unchanged
-    row, in PID order: a tick of 5,000 processes compares them in place, without a set or a dict
-    of 5,000 (about 1 ms)."""
-    if len(before) != len(now):
-        return None
-    moved = list(compress(range(len(now)), map(is_not, now, before)))
-    return moved if len(moved) <= _SHIFTED else None
 
 
 class History:
@@ -367,7 +356,7 @@ def _delta(before: tuple, now: tuple) -> list:
     order, as ``(start, count)`` there: the process table reuses unchanged rows (ktop.system.procs,
     share_processes), so idle processes cost a few bytes in the blob instead of pickled rows (a
     tick of 5,000 processes: about 50 KB and 15 ms to pack as rows)."""
-    moved = _moved(before, now)
+    moved = moved_positions(before, now)
     if moved is not None:  # rows in their places but a few: runs between those
         out: list = []
         pos = 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import compress
-from operator import is_not
 from typing import Optional
 
 from rich.text import Text
@@ -11,6 +9,7 @@ from textual.app import ComposeResult
 
 from ktop.model import Model
 from ktop.model.cgtree import within
+from ktop.model.common import moved_positions
 from ktop.model.format import human_bytes
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.widgets.panel import Panel
@@ -150,7 +149,6 @@ def process_rows(model: Model, cache: dict | None = None) -> list[Row]:
 
 
 _PLACED = "rows_of: the last call's processes and rows"  # a key of the cache beside its PIDs
-_MOVED_AT_MOST = 64
 
 
 def rows_of(processes, cache: dict | None = None) -> list[Row]:
@@ -160,9 +158,9 @@ def rows_of(processes, cache: dict | None = None) -> list[Row]:
     about 1.2 ms a tick)."""
     if cache is not None:
         last = cache.get(_PLACED)
-        if last is not None and len(last[0]) == len(processes) and len(cache) <= 2 * len(processes) + 64:
-            moved = list(compress(range(len(processes)), map(is_not, processes, last[0])))
-            if len(moved) <= _MOVED_AT_MOST:
+        if last is not None and len(cache) <= 2 * len(processes) + 64:
+            moved = moved_positions(last[0], processes)
+            if moved is not None:
                 rows = list(last[1])
                 for i in moved:
                     p = processes[i]
@@ -170,7 +168,7 @@ def rows_of(processes, cache: dict | None = None) -> list[Row]:
                     if row is None or (row.src is not p and row.src != p):
                         row = cache[p.pid] = process_row(p, "")
                     rows[i] = row
-                cache[_PLACED] = (processes, rows)
+                cache[_PLACED] = (tuple(processes), rows)
                 return rows
     rows = _reused(((p, "") for p in processes), cache)
     if cache is not None:
