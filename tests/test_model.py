@@ -313,3 +313,29 @@ def test_to_jsonable():
     assert to_jsonable({"a": (1, 2), 3: [Inner("x", (1.5, None))]}) == \
         {"a": [1, 2], "3": [{"name": "x", "values": [1.5, None]}]}
     json.dumps(to_jsonable(ProbeStatus("x", LIVE)))
+
+
+def test_pid_names_and_cgroups_follow_the_table_tick_by_tick_without_changing_a_dict_handed_out():
+    from ktop.model.section import pid_cgroups, pid_names
+
+    rows = [proc(pid, comm=f"p{pid}", cgroup_id=pid % 3) for pid in range(1, 200)]
+    t1 = tuple(rows)
+    n1, c1 = pid_names(t1), pid_cgroups(t1)
+    assert n1 == {p: f"p{p}" for p in range(1, 200)}
+    assert c1 == {p: p % 3 for p in range(1, 200) if p % 3}
+    assert pid_names(t1) is n1  # the same table: the same dict
+    # two rows changed in place (the task table's way): a new name, a cgroup gone to 0
+    rows[10] = proc(11, comm="renamed", cgroup_id=0)
+    rows[20] = proc(21, comm="p21", cgroup_id=5)
+    t2 = tuple(rows)
+    n2, c2 = pid_names(t2), pid_cgroups(t2)
+    assert n2[11] == "renamed" and 11 not in c2 and c2[21] == 5
+    assert n2 == {p.pid: p.comm for p in t2} and c2 == {p.pid: p.cgroup_id for p in t2 if p.cgroup_id}
+    assert n1[11] == "p11" and c1[11] == 2  # what the last tick was handed stays as it was
+    # a process gone and another born (positions shift): built again, still exact
+    t3 = t2[:5] + t2[6:] + (proc(500, comm="new", cgroup_id=1),)
+    assert pid_names(t3) == {p.pid: p.comm for p in t3}
+    assert pid_cgroups(t3) == {p.pid: p.cgroup_id for p in t3 if p.cgroup_id}
+    # the same length, other PIDs in the changed places: not taken as changed rows
+    t4 = tuple(proc(p.pid + 1000, comm=p.comm) if i == 3 else p for i, p in enumerate(t3))
+    assert pid_names(t4) == {p.pid: p.comm for p in t4}

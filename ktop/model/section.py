@@ -13,23 +13,52 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Protocol
 
+from ktop.model.common import moved_positions
 from ktop.snapshot import ProbeStatus, Snapshot
 
 SPAWN_ROWS = 1000  # events kept by a section that keeps a list of events (the spawn panel's rows)
 
 _LAST_NAMES: tuple = ((), {})  # the last process table asked for, and its names (one tuple: swapped whole)
+_LAST_CGROUPS: tuple = ((), {})
 
 
 def pid_names(processes: tuple) -> dict[int, str]:
     """{pid: comm} of a tick's process table, made once for every section that asks in the same
-    tick (a dict of 5,000 processes each: 0.2-0.4 ms a section). Read it, never change it."""
+    tick. Read it, never change it."""
     global _LAST_NAMES
-    last = _LAST_NAMES
-    if last[0] is processes:
-        return last[1]
-    names = {p.pid: p.comm for p in processes}
-    _LAST_NAMES = (processes, names)
-    return names
+    _LAST_NAMES = _pid_index(_LAST_NAMES, processes, "comm", True)
+    return _LAST_NAMES[1]
+
+
+def pid_cgroups(processes: tuple) -> dict[int, int]:
+    """{pid: cgroup id} of a tick's processes whose cgroup is known (not 0), as :func:`pid_names`."""
+    global _LAST_CGROUPS
+    _LAST_CGROUPS = _pid_index(_LAST_CGROUPS, processes, "cgroup_id", False)
+    return _LAST_CGROUPS[1]
+
+
+def _pid_index(last: tuple, processes: tuple, field: str, keep_empty: bool) -> tuple:
+    """(processes, {pid: its ``field``}) from the last tick's pair. The task table keeps each
+    unchanged process's row object in place (PID order): then the last dict is copied (at C
+    speed) and only the rows that changed are read, not 5,000 in Python (0.3-0.5 ms) each tick.
+    A new dict every time: another thread (a history rebuild) may still read the last one."""
+    before, index = last
+    if before is processes:
+        return last
+    moved = moved_positions(before, processes) if before else None
+    if moved is not None and all(before[i].pid == processes[i].pid for i in moved):
+        index = dict(index)
+        for i in moved:
+            p = processes[i]
+            value = getattr(p, field)
+            if value or keep_empty:
+                index[p.pid] = value
+            else:
+                index.pop(p.pid, None)
+        return processes, index
+    if keep_empty:
+        return processes, {p.pid: getattr(p, field) for p in processes}
+    return processes, {p.pid: v for p in processes if (v := getattr(p, field))}
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,7 @@ def update(prev: Optional[SpawnModel], s: Optional[SpawnSample], snap: Snapshot,
     # searched only for those: under exec churn a snapshot keeps every exec)
     unnamed = {ev.ppid for ev in s.execs if not ev.parent_comm and ev.ppid not in names}
     if unnamed:
+        names = dict(names)  # pid_names' table is shared (next tick's starts from it): not changed here
         for r in rows:
             if r.pid in unnamed:
                 names.setdefault(r.pid, r.comm)

@@ -11,6 +11,7 @@ from ktop.model import Model
 from ktop.model.cgtree import within
 from ktop.model.common import moved_positions
 from ktop.model.format import human_bytes
+from ktop.model.section import pid_cgroups
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.widgets.panel import Panel
 from ktop.ui.widgets.table import Column, KTable, Row
@@ -56,7 +57,7 @@ def set_cgroups(cgroups) -> None:
 # PID -> cgroup id for the tables whose rows carry only a PID (syscalls, bio): the process table's,
 # else the exec spawn saw (a process gone since); made once per model, when first asked
 _pid_model: object = None
-_pid_cgroups: Optional[dict] = None
+_pid_cgroups: Optional[tuple[dict, dict]] = None  # (the process table's, spawn's)
 
 
 def sync_cgroups(model: Model) -> None:
@@ -71,14 +72,16 @@ def sync_cgroups(model: Model) -> None:
 def pid_cgroup_label(pid: int) -> str:
     global _pid_cgroups
     if _pid_cgroups is None:
-        m: dict = {}
         model = _pid_model
+        procs: dict = {}
+        spawned: dict = {}
         if model is not None:
+            procs = pid_cgroups(model.processes)  # kept from tick to tick, not 5,000 rows read each
             sp = getattr(model, "spawns", None)
-            m.update((r.pid, r.cgroup_id) for r in (sp.rows if sp is not None else ()) if r.cgroup_id)
-            m.update((p.pid, p.cgroup_id) for p in model.processes if p.cgroup_id)
-        _pid_cgroups = m
-    return cgroup_label(_pid_cgroups.get(pid, 0))
+            spawned = {r.pid: r.cgroup_id for r in (sp.rows if sp is not None else ()) if r.cgroup_id}
+        _pid_cgroups = (procs, spawned)
+    procs, spawned = _pid_cgroups
+    return cgroup_label(procs.get(pid) or spawned.get(pid, 0))
 
 
 def any_cgroup(cgroups) -> bool:
