@@ -776,12 +776,14 @@ def iter_floor() -> dict:
 
 
 def tick_section(ui_run: Optional[Callable[[int, str], dict]], load_factory: Callable[[int], object],
-                 small: int = 100, big: int = 5000) -> dict:
+                 small: int = 100, big: int = 5000, ui_runs: int = 3) -> dict:
     """ktop's tick cost at ~``small`` and ``big`` processes: headless (snapshot --probes none)
-    and the UI (``ui_run(sleepers, tool)`` from run.py, ktop and then htop beside it at each
-    size). Order: small, big, small."""
-    now = len([p for p in os.listdir("/proc") if p.isdigit()])
-    rec: dict = {"target_small": small, "target_big": big, "processes_at_start": now,
+    and the UI (``ui_run(sleepers, tool)`` from run.py, ktop and then htop beside it, ``ui_runs``
+    times at each size: one 20 s window strays on a shared machine). Order: small, big, small."""
+    def processes() -> int:
+        return len([p for p in os.listdir("/proc") if p.isdigit()])
+
+    rec: dict = {"target_small": small, "target_big": big, "processes_at_start": processes(),
                  "snapshot": {"small": [], "big": []}, "floor": {"small": [], "big": []},
                  "ui": {"small": [], "big": []},
                  "htop": {"small": [], "big": []}}
@@ -791,21 +793,27 @@ def tick_section(ui_run: Optional[Callable[[int, str], dict]], load_factory: Cal
             rec["ui"][size].append(ui_run(sleepers, "ktop"))
             rec["htop"][size].append(ui_run(sleepers, "htop"))
 
-    rec["snapshot"]["small"].append(snapshot_tick_cpu())
-    rec["floor"]["small"].append(iter_floor())
-    uis("small", 0)
-    # counted now: other work on a shared machine may have come or gone meanwhile
-    extra = max(0, big - len([p for p in os.listdir("/proc") if p.isdigit()]))
-    rec["sleepers_added"] = extra
-    load = load_factory(extra)
-    try:
-        load.start()
-        rec["snapshot"]["big"].append(snapshot_tick_cpu())
-        rec["floor"]["big"].append(iter_floor())
-        uis("big", extra)
-    finally:
-        load.stop()
-    rec["snapshot"]["small"].append(snapshot_tick_cpu())
+    def at(size: str, target: int, headless: int) -> None:
+        # sleepers up to ``target`` processes, counted now: other work on a shared machine may
+        # have come or gone
+        extra = max(0, target - processes())
+        rec.setdefault("sleepers_added_" + size, extra)
+        load = load_factory(extra)
+        try:
+            load.start()
+            for _ in range(headless):
+                rec["snapshot"][size].append(snapshot_tick_cpu())
+            if not rec["floor"][size]:
+                rec["floor"][size].append(iter_floor())
+                for _ in range(ui_runs):
+                    uis(size, extra)
+        finally:
+            load.stop()
+
+    at("small", small, 1)
+    at("big", big, 1)
+    rec["sleepers_added"] = rec["sleepers_added_big"]
+    at("small", small, 1)
     s_small = median(x.get("ms_per_tick") for x in rec["snapshot"]["small"])
     s_big = median(x.get("ms_per_tick") for x in rec["snapshot"]["big"])
 
@@ -1043,9 +1051,10 @@ def render_md(res: dict) -> list[str]:
                  "(order: small, big, small). Floor: `bench/floor_iter.py`, an empty program on the same "
                  "task iterator, read to the end once a second as ktop reads its own (9 passes; the tasks "
                  "are out of the CPU's caches by then, which is most of a pass's cost). "
-                 "UI: `ktop 1` in tmux, then `htop -d 10` the same way, CPU % over the UI-cost window. "
-                 f"{tk['sleepers_added']} `sleep` "
-                 "processes added for 'big'.\n")
+                 "UI: `ktop 1` in tmux, then `htop -d 10` the same way, CPU % over the UI-cost window "
+                 f"(medians of {len(tk['ui']['small'])} runs each). "
+                 f"`sleep` processes added to reach each size: {tk.get('sleepers_added_small', 0)} for 'small', "
+                 f"{tk['sleepers_added']} for 'big'.\n")
         L.append("| measure | small | big | ratio |")
         L.append("|---|---:|---:|---:|")
         L.append(f"| processes | {s['procs_small'] or 0:.0f} | {s['procs_big'] or 0:.0f} | |")

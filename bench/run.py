@@ -1133,7 +1133,7 @@ def probe_sections(args, workdir: str, results: dict) -> int:
                     f"CPU {rec['cpu_pct']:.2f} %, {rec['processes_on_machine']} processes" if rec["ok"]
                     else f"FAILED: {rec['error']}"))
                 return rec
-        results["tick"] = probe_bench.tick_section(ui, lambda n: Load(n, 0.0))
+        results["tick"] = probe_bench.tick_section(ui, lambda n: Load(n, 0.0), ui_runs=args.repeats)
     if "plots" in args.sections:
         log("plot redraw cost ...")
         results["plots"] = plots_bench.measure()
