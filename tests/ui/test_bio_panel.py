@@ -289,3 +289,35 @@ async def test_charts_lines_are_textuals_own(size, monkeypatch):
                     w._render_content()  # Textual's own render of the data now shown
                     textuals = finished(w)
                 assert len(ours) == w.size.height and ours == textuals, (type(w).__name__, len(cols))
+
+
+async def test_new_chart_data_repaints_only_the_lines_it_changed(monkeypatch):
+    """A heatmap whose title alone changed repaints that line, not the chart under it; a new
+    chart repaints just the lines that differ, each then drawn as a whole repaint draws it."""
+    app = ChartApp()
+    async with app.run_test(size=(70, 30)) as pilot:
+        heat = app.query_one("#m", LatencyHeatmap)
+        cols = _columns()
+        heat.set_data(cols, "latency over time", nslots=N)
+        await pilot.pause()
+        regions: list = []
+        refresh = heat.refresh
+
+        def spy(*r, **kw):
+            regions.append((r, kw))
+            return refresh(*r, **kw)
+
+        monkeypatch.setattr(heat, "refresh", spy)
+        for new_cols, title in ((cols, "latency over time (60 ticks)"), (cols[1:] + [()], "same")):
+            before = [list(heat.render_line(y)) for y in range(heat.size.height)]
+            regions.clear()
+            heat.set_data(new_cols, title, nslots=N)
+            after = [list(heat.render_line(y)) for y in range(heat.size.height)]
+            changed = [y for y, (a, b) in enumerate(zip(before, after)) if a != b]
+            assert 0 < len(changed) < heat.size.height
+            assert len(regions) == 1 and not regions[0][1]
+            assert [(r.x, r.y, r.width, r.height) for r in regions[0][0]] == [(0, y, heat.size.width, 1)
+                                                                             for y in changed]
+            heat._text_strips = None  # drawn again from nothing: the same lines
+            assert [list(heat.render_line(y)) for y in range(heat.size.height)] == after
+            await pilot.pause()

@@ -38,9 +38,10 @@ class HostHeader(TextLines, PlainLines, StyleMemo, Widget):
         # A layout pass only when the number of lines changes (CPU count, swap or the now line appearing).
         lines = (len(model.system.cpu_percent), bool(model.system.swap_total), self.size.width,
                  bool(model.flags.active or model.flags.recent))
-        self.refresh(layout=lines != getattr(self, "_lines", None))
+        layout = lines != getattr(self, "_lines", None)
         self._lines = lines
         self.model = model
+        self.refresh_lines(layout=layout)  # the model first: the lines are made from it
 
     def lines_key(self) -> tuple:
         return (self.size.width, self.paused, self.marker)

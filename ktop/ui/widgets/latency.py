@@ -119,7 +119,7 @@ class LatencyHistogram(TextLines, PlainLines, StyleMemo, Widget):
         data = (tuple(buckets), title, unit, nslots, empty)
         if data != self._data:
             self._data = data
-            self.refresh()
+            self.refresh_lines()
 
     def lines_data(self) -> object:
         return self._data
@@ -164,7 +164,7 @@ class LatencyHeatmap(TextLines, PlainLines, StyleMemo, Widget):
         data = (tuple(tuple(c) for c in columns), title, nslots)
         if data != self._data:
             self._data = data
-            self.refresh()
+            self.refresh_lines()
 
     def lines_data(self) -> object:
         return self._data

@@ -85,7 +85,7 @@ class TextLines:
     def lines_data(self) -> object:
         return None
 
-    def render_line(self, y: int) -> Strip:
+    def _strips(self) -> tuple:
         key, data = self.lines_key(), self.lines_data()
         cached = self._text_strips
         if cached is None or cached[0] != key or cached[1] is not data:
@@ -95,8 +95,32 @@ class TextLines:
             console = self.app.console  # type: ignore[attr-defined]
             texts = out.renderables if isinstance(out, Group) else out.split("\n", allow_blank=True)
             cached = self._text_strips = (key, data, base, [text_strip(t, width, base, console) for t in texts])
+        return cached
+
+    def render_line(self, y: int) -> Strip:
+        cached = self._strips()
         strips = cached[3]
         return strips[y] if y < len(strips) else Strip.blank(self.size.width, cached[2])  # type: ignore[attr-defined]
+
+    def refresh_lines(self, layout: bool = False) -> None:
+        """``refresh()`` for new data, repainting only the lines whose strips changed: they are
+        made now (not at the next paint), and a line drawn the same as before (the header's
+        first, a heatmap's empty rows) does not go through the compositor again. A layout, a new
+        key or style, or another number of lines repaints the whole widget."""
+        old = self._text_strips
+        if layout or old is None or not self.is_mounted:  # type: ignore[attr-defined]
+            self.refresh(layout=layout)  # type: ignore[attr-defined]
+            return
+        new = self._strips()
+        if new is old:
+            return
+        if new[0] != old[0] or new[2] != old[2] or len(new[3]) != len(old[3]):
+            self.refresh()  # type: ignore[attr-defined]
+            return
+        width = self.size.width  # type: ignore[attr-defined]
+        changed = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(old[3], new[3])) if a != b]
+        if changed:
+            self.refresh(*changed)  # type: ignore[attr-defined]
 
     def notify_style_update(self) -> None:
         super().notify_style_update()  # type: ignore[misc]
