@@ -358,3 +358,45 @@ async def test_rows_that_fit_again_keep_the_scrollbar_without_a_layout_pass(monk
         assert len(layouts) == before
         assert t.show_vertical_scrollbar and t.virtual_size.height == 5 and t.scroll_offset.y == 0
         assert "p3" in " ".join(screen_text(t))
+
+
+async def test_an_untouched_cursor_stays_on_the_top_row_as_the_order_changes():
+    """Until the user moves it, the cursor is the first row, whatever process that is (htop's
+    bar on the top line): a process that starts using the CPU shows at the top, not above the
+    view. Moved by the user, it stays on its process; Home makes it the top row's again."""
+    procs = many(60)
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        model, t = await start(pilot, app, procs)
+        assert t.cursor_row == 0 and t.cursor_key == "10"
+        for tick, busy in enumerate((30, 40, 50)):
+            procs[busy - 10] = fakes.proc(busy, 1, comm=f"busy{busy}", cmdline=[f"busy{busy}"], cpu=10.0 * (tick + 1))
+            model = build_model(model, fakes.snapshot(processes=procs, t=fakes.T0 + tick + 1))
+            app.show_model(model)
+            await pilot.pause()
+            assert t.cursor_row == 0 and t.cursor_key == str(busy) and t.scroll_offset.y == 0
+            assert screen_text(t)[1].split()[0] == str(busy)
+        await pilot.press("j")  # the user's choice now: it is followed
+        key = t.cursor_key
+        procs[20 - 10] = fakes.proc(20, 1, comm="hot", cmdline=["hot"], cpu=99.0)
+        t._held_until = 0
+        model = build_model(model, fakes.snapshot(processes=procs, t=fakes.T0 + 10))
+        app.show_model(model)
+        await pilot.pause()
+        assert t.cursor_key == key and t.cursor_row == 2 and keys(t)[0] == 20
+        await pilot.press("home")
+        procs[25 - 10] = fakes.proc(25, 1, comm="hotter", cmdline=["hotter"], cpu=150.0)
+        t._held_until = 0
+        app.show_model(build_model(model, fakes.snapshot(processes=procs, t=fakes.T0 + 11)))
+        await pilot.pause()
+        assert t.cursor_row == 0 and t.cursor_key == "25"
+        # the wheel moves the view, not the cursor: a tick does not pull the view back to the top
+        from types import SimpleNamespace
+        for _ in range(3):
+            t._on_mouse_scroll_down(SimpleNamespace(ctrl=False, shift=False, stop=lambda: None))
+        await pilot.pause()
+        scrolled = t.scroll_offset.y
+        assert scrolled > 0
+        app.show_model(build_model(model, fakes.snapshot(processes=procs, t=fakes.T0 + 12)))
+        await pilot.pause()
+        assert t.scroll_offset.y == scrolled

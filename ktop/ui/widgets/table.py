@@ -282,6 +282,7 @@ class KTable(PlainLines, ScrollView, can_focus=True):
         self._shown: list[Row] = []  # the rows in display order (filtered, sorted or held)
         self._index: Optional[dict[str, int]] = None  # str(key) -> display index, made when asked
         self._cursor = 0
+        self._placed = False  # the user put the cursor on a row below the first: it follows that row
         self._held_until = 0.0
         self._line_cache: dict[Hashable, tuple[Row, int, bool, Strip]] = {}  # key -> lines on screen
         self._header_cache: Optional[tuple[tuple, Strip]] = None
@@ -499,8 +500,12 @@ class KTable(PlainLines, ScrollView, can_focus=True):
             new_order = wanted
         self._shown = new_order
         self._index = None
-        follow_newest = self.keep_order and old_cursor == 0 and not holding
-        if follow_newest or cursor_key is None:
+        # a cursor on the first row stays there (the newest event; the top process, as htop's bar
+        # on the top line) unless the user put it on its row: then it follows that row. A new sort
+        # keeps the cursor's row, followed from then on where it is no longer the first.
+        follow_top = (old_cursor == 0 and not holding and not force_order
+                      and (self.keep_order or not self._placed))
+        if follow_top or cursor_key is None:
             self._cursor = 0
         elif not (old_cursor < len(new_order) and new_order[old_cursor].key == cursor_key):
             try:
@@ -508,9 +513,11 @@ class KTable(PlainLines, ScrollView, can_focus=True):
             except ValueError:
                 pass  # its row went: the cursor stays on the same line
         self._cursor = max(0, min(self._cursor, len(new_order) - 1))
+        if force_order:
+            self._placed = self._placed or self._cursor > 0
         self._update_virtual_size()
         top = self.scroll_offset.y
-        if self._cursor != old_cursor:
+        if self._cursor != old_cursor or (follow_top and top):
             self._scroll_cursor_into_view()
         self._prune_lines()
         if len(new_order) != len(old_shown) or self.scroll_offset.y != top:
@@ -584,12 +591,17 @@ class KTable(PlainLines, ScrollView, can_focus=True):
         if row is None or not self._shown:
             return
         row = max(0, min(row, len(self._shown) - 1))
+        self._placed = row > 0
         if row != self._cursor:
             self._cursor = row
             self.post_message(self.RowHighlighted(self, row, self.cursor_key))
         if scroll:
             self._scroll_cursor_into_view()
         self.refresh()
+
+    def _on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self._placed = True  # the user looks further down: the view is not pulled back to the top row
+        super()._on_mouse_scroll_down(event)
 
     # -- cursor and keys ---------------------------------------------------
     def _hold(self) -> None:
