@@ -500,11 +500,11 @@ class KTable(PlainLines, ScrollView, can_focus=True):
             new_order = wanted
         self._shown = new_order
         self._index = None
-        # a cursor on the first row stays there (the newest event; the top process, as htop's bar
-        # on the top line) unless the user put it on its row: then it follows that row. A new sort
-        # keeps the cursor's row, followed from then on where it is no longer the first.
-        follow_top = (old_cursor == 0 and not holding and not force_order
-                      and (self.keep_order or not self._placed))
+        # a cursor on the first row stays there (a stream's newest event; a sorted table's top
+        # process, as htop's bar on the top line) unless the user put it on its row: then it follows
+        # that row. A new sort or filter keeps a sorted table's cursor on its row, followed from
+        # then on where that is no longer the first.
+        follow_top = old_cursor == 0 and not holding and (self.keep_order or not (self._placed or force_order))
         if follow_top or cursor_key is None:
             self._cursor = 0
         elif not (old_cursor < len(new_order) and new_order[old_cursor].key == cursor_key):
