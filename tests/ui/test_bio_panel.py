@@ -321,3 +321,27 @@ async def test_new_chart_data_repaints_only_the_lines_it_changed(monkeypatch):
             heat._text_strips = None  # drawn again from nothing: the same lines
             assert [list(heat.render_line(y)) for y in range(heat.size.height)] == after
             await pilot.pause()
+
+
+async def test_a_hidden_chart_makes_no_lines_until_it_is_shown(monkeypatch):
+    """Data for a chart not on screen (a folded panel, another tab) is kept, not drawn: its
+    lines are made when it shows, the same as a chart that was on screen all along."""
+    app = ChartApp()
+    async with app.run_test(size=(70, 30)) as pilot:
+        heat = app.query_one("#m", LatencyHeatmap)
+        cols = _columns()
+        heat.set_data(cols[:-1], "latency over time", nslots=N)
+        await pilot.pause()
+        heat.display = False
+        await pilot.pause()
+        renders = []
+        render = heat.render
+        monkeypatch.setattr(heat, "render", lambda: renders.append(1) or render())
+        heat.set_data(cols, "latency over time", nslots=N)
+        assert renders == []
+        heat.display = True
+        await pilot.pause()
+        shown = [list(heat.render_line(y)) for y in range(heat.size.height)]
+        assert renders
+        heat._text_strips = None
+        assert [list(heat.render_line(y)) for y in range(heat.size.height)] == shown

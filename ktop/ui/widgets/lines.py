@@ -106,9 +106,10 @@ class TextLines:
         """``refresh()`` for new data, repainting only the lines whose strips changed: they are
         made now (not at the next paint), and a line drawn the same as before (the header's
         first, a heatmap's empty rows) does not go through the compositor again. A layout, a new
-        key or style, or another number of lines repaints the whole widget."""
+        key or style, or another number of lines repaints the whole widget. Off screen (a folded
+        panel, another tab) nothing is made: the lines wait for the next paint, as with refresh()."""
         old = self._text_strips
-        if layout or old is None or not self.is_mounted:  # type: ignore[attr-defined]
+        if layout or old is None or not self.is_mounted or not self.region:  # type: ignore[attr-defined]
             self.refresh(layout=layout)  # type: ignore[attr-defined]
             return
         new = self._strips()
