@@ -216,3 +216,20 @@ def test_slot_deltas():
 @pytest.mark.parametrize("nr,name", [(110, "getppid"), (257, "openat"), (4242, "syscall_4242")])
 def test_syscall_name(nr, name):
     assert syscall_name(TABLE, nr) == name
+
+
+def test_ktop_leaves_its_own_process_out_unless_p_names_it():
+    import os
+
+    from ktop.probes.base import ProbeOptions
+    from ktop.probes.helper import request_probe
+
+    me = os.getpid()
+    probe = sc.SyscallsProbe()
+    assert probe.own_cflags() == [f"-DKTOP_SELF_TGID={me}"]
+    assert sc.SyscallsProbe(ProbeOptions(pid=42)).own_cflags() == [f"-DKTOP_SELF_TGID={me}"]  # ktop may be in 42's tree
+    assert sc.SyscallsProbe(ProbeOptions(pid=42, more_pids=(me,))).own_cflags() == []  # -p 42,<ktop>: counted
+    assert sc.SyscallsProbe(ProbeOptions(self_pid=0)).own_cflags() == []
+    # the helper that compiles the program is another process: it takes ktop's PID from the request
+    req = sc.SyscallsProbe(ProbeOptions(self_pid=4242)).build_request()
+    assert request_probe(req).own_cflags() == ["-DKTOP_SELF_TGID=4242"]

@@ -41,6 +41,7 @@ class ProbeOptions:
     pid: Optional[int] = None  # scope to one process (and its descendants where it makes sense)
     extra: dict[str, Any] = field(default_factory=dict)
     more_pids: tuple[int, ...] = ()  # -p A,B,C: the processes after the first (MAX_PIDS in all)
+    self_pid: int = field(default_factory=os.getpid)  # the ktop that reads the probes (see ``own_cflags``)
 
     @property
     def pids(self) -> tuple[int, ...]:
@@ -167,7 +168,7 @@ class ProbeWorker:
         checks), so ktop's process never parses the kernel's BTF."""
         return {"probe": self.name, "source": self.source(),
                 "options": {"pid": self.options.pid, "more_pids": list(self.options.more_pids),
-                            "extra": self.options.extra}}
+                            "self_pid": self.options.self_pid, "extra": self.options.extra}}
 
     def helper_state(self) -> dict:
         """In the helper, after cflags(): the choices ktop's copy of this probe needs (plain data)."""
@@ -206,6 +207,13 @@ class ProbeWorker:
         out = [f"-DFILTER_TGID{'' if i == 0 else f'_{i + 1}'}={int(p)}"
                for i, p in enumerate(self.options.pids[:MAX_PIDS])]
         return out + self.cgroup_cflags()
+
+    def own_cflags(self) -> list[str]:
+        """``-DKTOP_SELF_TGID``: ktop's own process, which a probe that would see ktop at work every
+        tick (its map reads, /proc reads, waits) leaves out, as ``perf trace`` leaves out itself;
+        nothing when -p names it."""
+        own = int(self.options.self_pid)
+        return [f"-DKTOP_SELF_TGID={own}"] if own > 0 and own not in self.options.pids else []
 
     def cgroup_cflags(self) -> list[str]:
         """--cgroup: the cgroup's id and depth (``ktop_in_cgroup`` in bpf/ktop.h); nothing without it."""

@@ -76,7 +76,8 @@ def request_probe(req: dict):
 
     opts = req.get("options") or {}
     return probe_class(req["probe"])(ProbeOptions(pid=opts.get("pid"), extra=dict(opts.get("extra") or {}),
-                                                  more_pids=tuple(opts.get("more_pids") or ())))
+                                                  more_pids=tuple(opts.get("more_pids") or ()),
+                                                  self_pid=int(opts.get("self_pid") or 0)))
 
 
 def default_build(req: dict):

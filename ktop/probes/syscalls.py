@@ -29,6 +29,11 @@ often because each attach and detach costs ktop about 1.1 ms of CPU here
 (the kernel patches the tracepoints' static keys): a window every tick cost
 more than the rest of an idle tick.
 
+ktop's own process is left out (``-DKTOP_SELF_TGID``, as ``perf trace``
+leaves out itself): on an idle machine its own map and /proc reads and its
+waits were the panel's top rows, and a tick's changed rows to draw. ``-p``
+with ktop's PID counts it.
+
 Syscall names come from the running architecture's UAPI header, read at run
 time (see :mod:`ktop.probes.systable`).
 """
@@ -425,7 +430,7 @@ class SyscallsProbe(ProbeWorker):
             flags += ["-DRAW_TP", f"-DREGS_OFF_NR={int(self.regs_offset())}"]
             if self.regs_btf and not self._regs_note:  # the offset came from BTF
                 flags.append("-DREGS_BTF")
-        return flags + self.pid_cflags()
+        return flags + self.pid_cflags() + self.own_cflags()
 
     def helper_state(self) -> dict:
         return {"raw": self.use_raw(), "regs_note": self._regs_note, "mode": self.mode, "regs_btf": self.regs_btf,
@@ -460,7 +465,8 @@ class SyscallsProbe(ProbeWorker):
         names = self.names_from.rsplit("/", 1)[-1]
         what = {"on": "", "off": ", counts only (no latency)",
                 "sampled": f", latency sampled ({100 // SAMPLE_EVERY}% of the time)"}[self.mode]
-        return f"{how}{what}{scope}; names: {names}"
+        own = "; ktop's own calls left out" if self.own_cflags() else ""
+        return f"{how}{what}{scope}{own}; names: {names}"
 
     # -- each tick -------------------------------------------------------------
     def _read_nrstats(self) -> dict[int, NrCum]:

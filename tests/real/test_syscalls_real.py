@@ -182,6 +182,22 @@ def test_pid_scoping_in_the_kernel(work, tmp_path):
     assert doc["syscalls"]["calls"] == sum(c["count"] for c in doc["syscalls"]["counts"])
 
 
+@pytest.mark.vm
+def test_ktop_leaves_its_own_calls_out(work, tmp_path):
+    """Machine-wide, ktop's own process (its map and /proc reads, its waits: a few hundred calls
+    a second) is not counted, as perf trace leaves out itself; the workload beside it is, exactly."""
+    prog = named(work, tmp_path)
+    with Snap("--probes", "syscalls", duration=3.0) as snap:
+        snap.wait_collecting()
+        pid = _run(prog, "getppid", 300)
+        rc, doc = snap.finish(timeout=40)
+    assert rc == 0, snap.stderr
+    assert "ktop's own calls left out" in doc["probes"]["syscalls"]["detail"]
+    assert pair(doc, pid, "getppid")["count"] == 300
+    assert snap.pid not in {c["pid"] for c in doc["syscalls"]["counts"]}
+    assert snap.pid not in {p["pid"] for p in doc["syscalls"]["by_process"]}
+
+
 def test_counts_match_bpftrace(work, tmp_path):
     if not shutil.which("bpftrace"):
         pytest.skip("bpftrace is not installed")
