@@ -75,6 +75,17 @@ def screenshot_dir() -> str:
     return folder
 
 
+def svg_keeping_spaces(svg: str) -> str:
+    """Rich's screenshot with ``xml:space="preserve"`` on its root: Rich writes a cell's spaces as
+    no-break spaces, which browsers keep but librsvg (GNOME's viewers, ``rsvg-convert``) drops at
+    the start of a text run, so right-aligned numbers were drawn left-aligned and a cell ran into
+    the next ("ddread")."""
+    head, sep, rest = svg.partition("<svg ")
+    if not sep or rest.split(">", 1)[0].count("xml:space="):
+        return svg
+    return f'{head}<svg xml:space="preserve" {rest}'
+
+
 def write_private(folder: str, stem: str, suffix: str, text: str) -> str:
     """Writes a new file ``stem[-N]suffix`` in ``folder``, mode 0600: O_EXCL and O_NOFOLLOW, so an
     existing file or a planted symlink is never written through (the next free name is taken)."""
@@ -426,7 +437,8 @@ class KtopApp(App):
         """Saves an SVG screenshot, private to the user (it shows everyone's argv), never through a link."""
         folder = screenshot_dir()
         try:
-            path = write_private(folder, time.strftime("ktop-%Y%m%d-%H%M%S"), ".svg", self.export_screenshot())
+            path = write_private(folder, time.strftime("ktop-%Y%m%d-%H%M%S"), ".svg",
+                                 svg_keeping_spaces(self.export_screenshot()))
         except OSError as exc:
             self.notify(f"screenshot not saved in {clean(folder)}: {exc.strerror}", severity="error",
                         markup=False)

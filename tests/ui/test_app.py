@@ -250,7 +250,16 @@ async def test_f12_saves_a_private_screenshot(tmp_path, monkeypatch):
         await pilot.press("f12")
         await pilot.pause()
     (svg,) = list(tmp_path.glob("ktop-*.svg"))
-    assert svg.stat().st_mode & 0o777 == 0o600 and svg.read_text().startswith("<svg")
+    assert svg.stat().st_mode & 0o777 == 0o600 and svg.read_text().startswith('<svg xml:space="preserve" ')
+
+
+def test_a_screenshot_keeps_its_leading_spaces_in_librsvg():
+    from ktop.app import svg_keeping_spaces
+
+    svg = '<svg class="rich-terminal" viewBox="0 0 10 10"><text>&#160;&#160;42</text></svg>'
+    kept = svg_keeping_spaces(svg)
+    assert kept == svg.replace("<svg ", '<svg xml:space="preserve" ', 1)
+    assert svg_keeping_spaces(kept) == kept and svg_keeping_spaces("no svg") == "no svg"
 
 
 def test_screenshot_dir_default_is_private(tmp_path, monkeypatch):
