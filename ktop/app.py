@@ -536,7 +536,9 @@ class KtopApp(App):
             order = [*(p for p in self._recent_right if p in panels), *panels]
             keep = set(list(dict.fromkeys(order))[:room])
         for p in panels:
-            p.set_class(p not in keep, "-folded")
+            if (p not in keep) != p.has_class("-folded"):
+                p.set_class(p not in keep, "-folded")
+                p.fold_changed()
 
     def _show_only(self, panel: Panel) -> None:
         for p in self.query(Panel):

@@ -197,3 +197,25 @@ async def test_an_auto_width_status_line_grows_to_its_text_and_draws_it_as_textu
         rate.update(Text("9 calls/s"))
         await pilot.pause()
         assert rate.size.width == t.cell_len and rate.render_line(0).text == "9 calls/s".ljust(t.cell_len)
+
+
+async def test_the_title_carries_the_rate_only_while_the_panel_is_folded():
+    """Open, the rate line under the title shows calls/s and the title stays still; folded to its
+    title in a crowded right column, the title carries the rate."""
+    from ktop.ui.widgets.funcs import count_text
+
+    app = KtopApp(fakes.FakeSource(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        model = await _show(app, pilot)
+        panel = app.query_one(SyscallsPanel)
+        rate = count_text(model.syscalls.rate)
+        assert str(panel.border_title) == "Syscalls"
+        assert f"{rate} calls/s" in str(app.query_one("#syscalls-rate").render())
+        panel.set_class(True, "-folded")  # as the app folds it (KtopApp._update_columns)
+        panel.fold_changed()
+        assert str(panel.border_title) == f"Syscalls ({rate}/s)"
+        model = await _show(app, pilot, ticks=4)  # each tick, while folded
+        assert str(panel.border_title) == f"Syscalls ({count_text(model.syscalls.rate)}/s)"
+        panel.set_class(False, "-folded")
+        panel.fold_changed()
+        assert str(panel.border_title) == "Syscalls"

@@ -50,6 +50,9 @@ class Panel(Vertical):
         super().__init__(**kw)
         self.border_title = self.panel_title
 
+    def fold_changed(self) -> None:
+        """Called when the panel folds to its title (a crowded right column) or opens again."""
+
     def set_titles(self, title=None, subtitle=None) -> None:
         """Sets the border title and/or subtitle, repainting only the border line that changed.
 
