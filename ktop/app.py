@@ -81,7 +81,7 @@ def svg_keeping_spaces(svg: str) -> str:
     the start of a text run, so right-aligned numbers were drawn left-aligned and a cell ran into
     the next ("ddread")."""
     head, sep, rest = svg.partition("<svg ")
-    if not sep or rest.split(">", 1)[0].count("xml:space="):
+    if not sep or "xml:space=" in rest.split(">", 1)[0]:
         return svg
     return f'{head}<svg xml:space="preserve" {rest}'
 
