@@ -93,6 +93,47 @@ def test_only_changed_records_are_decoded(proc, monkeypatch):
     assert decoded == [rec(2, rss=11)]
 
 
+def many(pids, busy=(), t=0):
+    """Records of ``pids`` in PID order; those in ``busy`` have run ``t`` ms."""
+    return b"".join(rec(p, runtime=t * SEC // 1000 if p in busy else 0) for p in pids)
+
+
+def test_runs_of_unchanged_records_are_last_ticks_rows_without_a_lookup(proc, monkeypatch):
+    pids = [1] + list(range(100, 400))  # five runs of procs.RUN records
+    t = table(proc)
+    first = t.rows(many(pids), 0)
+    looked = []
+    real = TaskTable._records
+    monkeypatch.setattr(TaskTable, "_records", lambda self, d, dt: looked.append(len(d)) or real(self, d, dt))
+    second = t.rows(many(pids), SEC)
+    assert looked == [] and all(a is b for a, b in zip(first, second))
+    # one process runs: its run alone is looked up, and the rows around it stay the same objects
+    third = t.rows(many(pids, busy={250}, t=500), 2 * SEC)
+    assert looked == [procs.RUN * TASK_RECORD.size]
+    assert [r.pid for r in third] == pids
+    assert {r.pid: r.cpu_percent for r in third if r.cpu_percent} == {250: 50.0}
+    assert sum(a is not b for a, b in zip(second, third)) == 1
+    # the next tick it has not run: the same bytes, but its run is looked up again to read 0 %
+    fourth = t.rows(many(pids, busy={250}, t=500), 3 * SEC)
+    assert all(r.cpu_percent == 0.0 for r in fourth) and len(looked) == 2
+    t.rows(many(pids, busy={250}, t=500), 4 * SEC)
+    assert len(looked) == 2  # now every run is idle
+
+
+def test_births_and_exits_shift_the_runs_and_the_table_stays_exact(proc):
+    t = table(proc)
+    pids = [1] + list(range(100, 400))
+    t.rows(many(pids), 0)
+    # three exits and a birth before the end move every later record; a birth at the end too
+    shifted = sorted({p for p in pids if p not in (150, 151, 300)} | {50, 401})
+    rows = t.rows(many(shifted, busy={401, 399}, t=250), SEC)
+    assert [r.pid for r in rows] == shifted
+    assert {r.pid: r.cpu_percent for r in rows if r.cpu_percent} == {399: 25.0}  # 401 is new: no earlier tick
+    fresh = TaskTable(boot_time=BOOT, proc=str(proc))
+    assert [(r.pid, r.ppid, r.comm, r.rss) for r in fresh.rows(many(shifted, busy={401, 399}, t=250), 0)] == \
+        [(r.pid, r.ppid, r.comm, r.rss) for r in rows]
+
+
 def test_a_reused_pid_is_a_new_process(proc):
     t = table(proc)
     t.rows(rec(1) + rec(2, runtime=50 * SEC, start=5 * SEC), 0)
