@@ -190,11 +190,14 @@ class SyscallsPanel(Panel):
         show_cgroup_column(procs, PROC_COLUMNS, any_cgroup(model.cgroups), PROC_CGROUP_MIN_WIDTH)
         procs.update_rows(proc_rows(m, self._proc_rows))
         self._rate_title = f" ({count_text(m.rate)}/s)" if m is not None else ""
-        self.fold_changed()
+        self._show_title()
 
     _rate_title = ""
 
     def fold_changed(self) -> None:
+        self._show_title()
+
+    def _show_title(self) -> None:
         # The rate goes in the title only while the panel is folded to it: open, the rate line
         # under the title shows it, and a border title that changed every tick (an idle machine's
         # rate moves every tick) cost the UI thread about 0.1 % of a core, a quarter of this panel's.
