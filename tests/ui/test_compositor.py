@@ -107,6 +107,19 @@ async def test_plain_widgets_lines_are_the_styles_caches():
             setattr(table.styles, rule, off)
             await pilot.pause()
             assert same(table, whole) and table._plain_last, rule
+        # the background comes from the ancestors: a change there is seen at the next paint
+        panel = table.parent
+        while panel is not None and panel.id != "processes":
+            panel = panel.parent
+        before = table._plain()
+        for node, value in ((table, "#65432180"), (panel, "#123456")):  # the table see-through, then under it
+            node.styles.background = value
+            await pilot.pause()
+            assert same(table, whole) and table._plain_last
+            got = table._plain()
+            table._plain_memo = None  # made again from every rule
+            assert got == table._plain() and got[2] != before[2], value
+            before = got
 
 
 async def test_without_textuals_expected_internals_every_widget_takes_textuals_way(monkeypatch):

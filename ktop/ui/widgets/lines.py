@@ -90,7 +90,7 @@ class TextLines:
         cached = self._text_strips
         if cached is None or cached[0] != key or cached[1] is not data:
             out = self.render()  # type: ignore[attr-defined]
-            base = self.rich_style  # type: ignore[attr-defined]
+            base = self.plain_rich_style() if isinstance(self, PlainLines) else self.rich_style  # type: ignore[attr-defined]
             width = self.size.width  # type: ignore[attr-defined]
             console = self.app.console  # type: ignore[attr-defined]
             texts = out.renderables if isinstance(out, Group) else out.split("\n", allow_blank=True)
@@ -139,7 +139,7 @@ def _textual_as_expected() -> bool:
 
     probe = Widget()
     return all(hasattr(probe, name) for name in ("_border_title", "_border_subtitle", "_styles_cache")) \
-        and hasattr(StylesCache, "get_inner_outer")
+        and hasattr(StylesCache, "get_inner_outer") and isinstance(getattr(probe.styles, "_cache_key", None), int)
 
 
 _TEXTUAL_AS_EXPECTED = _textual_as_expected()
@@ -154,18 +154,42 @@ class PlainLines:
     a repaint's time after the content. Any other styling takes Textual's way."""
 
     _plain_last = False
+    _plain_memo: tuple | None = None  # (key, what _plain returned)
+    _rich_memo: tuple | None = None  # (key, rich_style)
 
-    def render_lines(self, crop: Region) -> list[Strip]:
+    def _styles_key(self) -> tuple:
+        """What moves when a style of the widget or of an ancestor changes: every change of a
+        rule, in CSS or inline, animated or on a new theme, moves Textual's ``Styles._cache_key``
+        (Textual caches its own ``gutter`` on it)."""
+        return (self._border_title, self._border_subtitle,  # type: ignore[attr-defined]
+                *[(node, node.styles._cache_key) for node in self.ancestors_with_self])  # type: ignore[attr-defined]
+
+    def plain_rich_style(self) -> Style:
+        """``rich_style`` (a walk over the ancestors' rules, some 40 us), made again only when
+        :meth:`_styles_key` moves."""
         if not _TEXTUAL_AS_EXPECTED:
-            return super().render_lines(crop)  # type: ignore[misc]
+            return self.rich_style  # type: ignore[attr-defined]
+        key = self._styles_key()
+        memo = self._rich_memo
+        if memo is None or memo[0] != key:
+            memo = self._rich_memo = (key, self.rich_style)  # type: ignore[attr-defined]
+        return memo[1]
+
+    def _plain(self) -> tuple:
+        """(plain, base background, background): whether the widget's own styles allow the short
+        way, and its background over its ancestors' (DOMNode.background_colors) where they do;
+        made again only when :meth:`_styles_key` moves (looking at every rule costs some 60 us)."""
+        key = self._styles_key()
+        memo = self._plain_memo
+        if memo is not None and memo[0] == key:
+            return memo[1]
         styles = self.styles  # type: ignore[attr-defined]
-        plain = (self._border_title is None and self._border_subtitle is None  # type: ignore[attr-defined]
-                 and not self.BLANK and not any(styles.padding)  # type: ignore[attr-defined]
-                 and all(edge == "" for edge, _color in styles.border)
-                 and all(edge == "" for edge, _color in styles.outline)
-                 and not styles.tint.a and styles.text_opacity == 1.0 and not styles.has_rule("hatch"))
-        if plain:
-            # the widget's background over its ancestors' (DOMNode.background_colors), and its opacity
+        got: tuple = (False, None, None)
+        if (self._border_title is None and self._border_subtitle is None  # type: ignore[attr-defined]
+                and not self.BLANK and not any(styles.padding)  # type: ignore[attr-defined]
+                and all(edge == "" for edge, _color in styles.border)
+                and all(edge == "" for edge, _color in styles.outline)
+                and not styles.tint.a and styles.text_opacity == 1.0 and not styles.has_rule("hatch")):
             base_background = background = _CLEAR
             opacity = 1.0
             for node in reversed(self.ancestors_with_self):  # type: ignore[attr-defined]
@@ -173,7 +197,15 @@ class PlainLines:
                 base_background = background
                 opacity *= st.opacity
                 background += st.background.tint(st.background_tint).multiply_alpha(opacity)
-            plain = opacity == 1.0
+            if opacity == 1.0:
+                got = (True, base_background, background)
+        self._plain_memo = (key, got)
+        return got
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        if not _TEXTUAL_AS_EXPECTED:
+            return super().render_lines(crop)  # type: ignore[misc]
+        plain, base_background, background = self._plain()
         if not plain:
             if self._plain_last:
                 self._styles_cache.clear()  # type: ignore[attr-defined]  # its lines are from before

@@ -190,7 +190,7 @@ class StatusLine(PlainLines, Widget):
             self._strips, self._strips_width = {}, width
         strip = self._strips.get(y)
         if strip is None:
-            base = self.rich_style
+            base = self.plain_rich_style()
             strip = self._strips[y] = (text_strip(self._lines[y], width, base, self.app.console)
                                        if y < len(self._lines) else Strip.blank(width, base))
         return strip
