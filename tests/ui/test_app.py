@@ -7,6 +7,7 @@ from textual.widgets import Input
 
 from ktop.app import KtopApp
 from ktop.model import build_model
+from ktop.model.common import HISTORY
 from ktop.ui.widgets.table import KTable
 from tests.ui import fakes
 
@@ -169,6 +170,48 @@ async def test_spawns_panel_shows_exits_failures_and_parents():
         assert by_pid["1003"][6] == "SIGKILL"
         parents = plain_rows(app.query_one("#parent-table", KTable))
         assert parents[0][:3] == ["300", "python3", "2"]
+
+
+async def test_spawns_panel_skips_a_tick_that_changed_nothing_it_shows():
+    """At idle the spawn panel's figures stand still: a tick that brings nothing new draws nothing;
+    a new exec, a new status sentence or a folded table draws again."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot(spawn=fakes.spawn_sample()))
+        t = app.query_one("#spawn-table", KTable)
+        drawn = []
+        t.update_rows = lambda rows, orig=t.update_rows: (drawn.append(len(rows)), orig(rows))[1]
+
+        def quiet(i, **kw):
+            return fakes.snapshot(spawn=fakes.spawn_sample(ex=(), xs=()), t=fakes.T0 + i, **kw)
+
+        model = await show(app, pilot, fakes.snapshot(spawn=fakes.spawn_sample()), quiet(1))
+        assert len(drawn) == 2  # the rate fell to 0: drawn
+        # quiet until the rate history and the parents' window hold nothing but zeros: from then
+        # on a tick with nothing new shows the same figures
+        for i in range(2, HISTORY + 3):
+            model = build_model(model, quiet(i))
+            app.show_model(model)
+        await pilot.pause()
+        before = len(drawn)
+        for i in range(HISTORY + 3, HISTORY + 6):
+            model = build_model(model, quiet(i))
+            app.show_model(model)
+        await pilot.pause()
+        assert len(drawn) == before
+        model = build_model(model, quiet(HISTORY + 6, detail="a sentence"))
+        app.show_model(model)
+        await pilot.pause()
+        assert len(drawn) == before + 1 and "a sentence" in str(app.query_one("#spawn-status").render())
+        new = fakes.spawn_sample(ex=fakes.execs(t=fakes.T0 + HISTORY + 7)[:1], xs=())
+        model = build_model(model, fakes.snapshot(spawn=new, t=fakes.T0 + HISTORY + 7, detail="a sentence"))
+        app.show_model(model)
+        await pilot.pause()
+        assert len(drawn) == before + 2 and drawn[-1] == 4
+        t.set_fold(True)
+        app.show_model(model)
+        await pilot.pause()
+        assert len(drawn) == before + 3
 
 
 async def test_probe_status_sentences():

@@ -180,3 +180,33 @@ def test_funcs_panel_svg(snap_compare, width):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(width, 22), run_before=run_before)
+
+
+async def test_a_tick_with_no_calls_draws_nothing_once_the_rates_are_still():
+    """At idle (targets that nothing calls) the panel's figures stand still: such a tick draws
+    nothing; a call draws again."""
+    from dataclasses import replace
+
+    from ktop.model.common import HISTORY
+
+    app = KtopApp(ff.FakeSourceWithFuncs(), autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        idle = replace(ff.sample(0), counts=(), totals=())
+        model = None
+        for i in range(HISTORY + 2):  # until every rate history holds zeros only
+            model = build_model(model, ff.snapshot(i, funcs=idle))
+            app.show_model(model)
+            if i in (0, HISTORY):
+                await pilot.pause()  # laid out: the panel's size is drawn from too
+        t = app.query_one("#funcs-table", KTable)
+        drawn = []
+        t.update_rows = lambda rows, orig=t.update_rows: (drawn.append(len(rows)), orig(rows))[1]
+        for i in range(HISTORY + 2, HISTORY + 5):
+            model = build_model(model, ff.snapshot(i, funcs=idle))
+            app.show_model(model)
+        await pilot.pause()
+        assert drawn == []
+        model = build_model(model, ff.snapshot(HISTORY + 5, funcs=ff.sample(0)))
+        app.show_model(model)
+        await pilot.pause()
+        assert len(drawn) == 1 and drawn[0] > 0

@@ -14,6 +14,7 @@ The panel talks to the funcs probe worker through four calls only
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Optional
 
 from rich.text import Text
@@ -191,6 +192,9 @@ class FuncsPanel(Panel):
     def update_from(self, model: Model) -> None:
         st = model.probes.get("funcs")
         m = model.funcs
+        # the interval's length is not drawn (its rates are): it differs by some us each tick
+        if self.unchanged(m and replace(m, interval_s=0.0), st and (st.status, st.detail, st.lost)):
+            return
         extra = ""
         if m is not None and m.map_full:
             extra = f"per-process map full {m.map_full}"

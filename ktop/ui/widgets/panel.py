@@ -45,10 +45,25 @@ class Panel(Vertical):
     can_focus = False
     panel_title = ""
     _table: KTable | None = None  # what ``table`` found
+    _drawn_from: tuple | None = None  # what update_from last drew from, where it says (see unchanged)
+    _tables: list | None = None
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.border_title = self.panel_title
+
+    def unchanged(self, *inputs) -> bool:
+        """True when ``inputs``, everything this panel's ``update_from`` draws from (compared by
+        ==), and the panel's size and its tables' folding are those it last drew: the tick can skip
+        it. At idle the spawn and funcs panels stand still, and drawing them again cost 0.1-0.2 ms
+        a tick each."""
+        if self._tables is None:
+            self._tables = list(self.query(KTable))  # composed once: a DOM query is ~50 us
+        key = (self.size, tuple(t.folded for t in self._tables), *inputs)
+        if key == self._drawn_from:
+            return True
+        self._drawn_from = key
+        return False
 
     def fold_changed(self) -> None:
         """Called when the panel folds to its title (a crowded right column) or opens again."""

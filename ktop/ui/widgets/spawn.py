@@ -110,6 +110,14 @@ class SpawnsPanel(Panel):
     def update_from(self, model: Model) -> None:
         st = model.probes.get("spawn")
         m = model.spawns or SpawnModel()
+        spark = self.query_one("#spawn-spark", StatusLine)
+        width = max(4, spark.size.width)
+        hist = m.rate_history
+        # of the history only its last values (the sparklines' width) and its peak are drawn
+        if self.unchanged(m.rows, m.rates, m.top_parents, m.totals, st and (st.status, st.detail, st.lost),
+                          any_cgroup(model.cgroups), self.has_class("-slim"), hist[-max(width, 16):],
+                          max(hist, default=0)):
+            return
         t = m.totals
         extra = ""
         drops = t.pending_full + t.tracked_full
@@ -130,9 +138,6 @@ class SpawnsPanel(Panel):
         fails = f"{r.exec_failures_per_s:.1f}" if r.failures_seen else "off"
         self.query_one("#spawn-rate", StatusLine).update(Text(
             f"exec/s {r.execs_per_s:.1f}  fork/s {r.forks_per_s:.1f}  fail/s {fails}", no_wrap=True))
-        spark = self.query_one("#spawn-spark", StatusLine)
-        width = max(4, spark.size.width)
-        hist = m.rate_history
         spark.update(Text(spark_text(hist, width) + "\n" + f"peak {max(hist, default=0):.1f}/s".rjust(width),
                           no_wrap=True))
         show_cgroup_column(self.table, COLUMNS, any_cgroup(model.cgroups))
