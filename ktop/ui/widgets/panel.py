@@ -177,9 +177,10 @@ class StatusLine(PlainLines, Widget):
         lines = list(text.split("\n", allow_blank=True)) if "\n" in text.plain else [text] if text.plain else []
         # `width: auto` (a rate beside its sparkline) grows to fit and never shrinks: a layout pass
         # redraws the whole screen, and a rate's width changes with its figures every few ticks
-        resize = len(lines) != len(self._lines) or (
-            self.styles.width is not None and self.styles.width.is_auto
-            and max((t.cell_len for t in lines), default=0) > self.size.width)
+        # (a line count matters only where the height is auto: bio-trend's is 1, empty until I/O)
+        height, width = self.styles.height, self.styles.width
+        resize = (len(lines) != len(self._lines) and (height is None or height.is_auto)) or (
+            width is not None and width.is_auto and max((t.cell_len for t in lines), default=0) > self.size.width)
         self._text, self._lines, self._strips = text, lines, {}
         return resize
 

@@ -141,9 +141,12 @@ def rate_line(m: Optional[SyscallsModel]) -> Text:
 
 class SyscallsPanel(Panel):
     panel_title = "Syscalls"
+    # The rate line is as wide as its widest figures (count_text: at most 5 characters each), so
+    # it never grows: as `width: auto` it grew every few ticks at first, each time a layout pass
+    # and a repaint of the whole screen (some 30 ms).
     DEFAULT_CSS = """
     SyscallsPanel #syscalls-head { height: 1; }
-    SyscallsPanel #syscalls-rate { width: auto; }
+    SyscallsPanel #syscalls-rate { width: 40; }
     SyscallsPanel #syscalls-spark { width: 1fr; }
     SyscallsPanel #syscalls-body { height: 1fr; layout: vertical; }
     SyscallsPanel #syscalls-table { height: 3fr; width: 1fr; }
