@@ -117,7 +117,7 @@ async def test_plain_widgets_lines_are_the_styles_caches():
             await pilot.pause()
             assert same(table, whole) and table._plain_last
             got = table._plain()
-            table._plain_memo = None  # made again from every rule
+            table._from_styles = None  # made again from every rule
             assert got == table._plain() and got[2] != before[2], value
             before = got
 

@@ -154,35 +154,38 @@ class PlainLines:
     a repaint's time after the content. Any other styling takes Textual's way."""
 
     _plain_last = False
-    _plain_memo: tuple | None = None  # (key, what _plain returned)
-    _rich_memo: tuple | None = None  # (key, rich_style)
+    _from_styles: tuple | None = None  # (key, {"plain": _plain's, "rich": rich_style})
 
-    def _styles_key(self) -> tuple:
-        """What moves when a style of the widget or of an ancestor changes: every change of a
-        rule, in CSS or inline, animated or on a new theme, moves Textual's ``Styles._cache_key``
-        (Textual caches its own ``gutter`` on it)."""
-        return (self._border_title, self._border_subtitle,  # type: ignore[attr-defined]
-                *[(node, node.styles._cache_key) for node in self.ancestors_with_self])  # type: ignore[attr-defined]
+    def _styled(self) -> dict:
+        """What is made from the widget's styles and its ancestors', kept until one of them changes:
+        every change of a rule, in CSS or inline, animated or on a new theme, moves Textual's
+        ``Styles._cache_key`` (Textual caches its own ``gutter`` on it)."""
+        key = (self._border_title, self._border_subtitle,  # type: ignore[attr-defined]
+               *[(node, node.styles._cache_key) for node in self.ancestors_with_self])  # type: ignore[attr-defined]
+        memo = self._from_styles
+        if memo is None or memo[0] != key:
+            memo = self._from_styles = (key, {})
+        return memo[1]
 
     def plain_rich_style(self) -> Style:
-        """``rich_style`` (a walk over the ancestors' rules, some 40 us), made again only when
-        :meth:`_styles_key` moves."""
+        """``rich_style`` (a walk over the ancestors' rules, some 40 us), kept while the styles are."""
         if not _TEXTUAL_AS_EXPECTED:
             return self.rich_style  # type: ignore[attr-defined]
-        key = self._styles_key()
-        memo = self._rich_memo
-        if memo is None or memo[0] != key:
-            memo = self._rich_memo = (key, self.rich_style)  # type: ignore[attr-defined]
-        return memo[1]
+        memo = self._styled()
+        if "rich" not in memo:
+            memo["rich"] = self.rich_style  # type: ignore[attr-defined]
+        return memo["rich"]
 
     def _plain(self) -> tuple:
         """(plain, base background, background): whether the widget's own styles allow the short
         way, and its background over its ancestors' (DOMNode.background_colors) where they do;
-        made again only when :meth:`_styles_key` moves (looking at every rule costs some 60 us)."""
-        key = self._styles_key()
-        memo = self._plain_memo
-        if memo is not None and memo[0] == key:
-            return memo[1]
+        kept while the styles are (looking at every rule costs some 60 us)."""
+        memo = self._styled()
+        if "plain" not in memo:
+            memo["plain"] = self._plain_now()
+        return memo["plain"]
+
+    def _plain_now(self) -> tuple:
         styles = self.styles  # type: ignore[attr-defined]
         got: tuple = (False, None, None)
         if (self._border_title is None and self._border_subtitle is None  # type: ignore[attr-defined]
@@ -199,7 +202,6 @@ class PlainLines:
                 background += st.background.tint(st.background_tint).multiply_alpha(opacity)
             if opacity == 1.0:
                 got = (True, base_background, background)
-        self._plain_memo = (key, got)
         return got
 
     def render_lines(self, crop: Region) -> list[Strip]:
