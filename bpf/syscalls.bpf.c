@@ -223,7 +223,7 @@ static __always_inline int wanted(u32 tgid)
 static __always_inline int filtered_out(u32 tgid)
 {
 #ifdef KTOP_SELF_TGID
-    if (tgid == KTOP_SELF_TGID) /* ktop's own calls: its reads of these maps, /proc, its waits */
+    if (tgid == ktop_self_tgid()) /* ktop's own calls: its reads of these maps, /proc, its waits */
         return 1;
 #endif
     return !ktop_in_cgroup() || !wanted(tgid); /* ktop_in_cgroup: a constant 1 without --cgroup */

@@ -346,6 +346,9 @@ class KtopApp(App):
         if not self._first_frame_logged:
             self._first_frame_logged = True
             self._timing({"event": "first_frame"})
+            from ktop.probes import base
+
+            base.drawn()  # the builds that ended meanwhile go live now
             # Start-up builds stay at nice 19 while the first ticks draw; on a busy machine,
             # where they would starve, they get their full share after a moment.
             self.set_timer(HELPERS_NICE_S, self._unnice_helpers)

@@ -37,6 +37,10 @@ export HOME=/tmp/ktop-home XDG_CACHE_HOME=/tmp/ktop-cache PYTHONDONTWRITEBYTECOD
 export KTOP_TEST_TIME_SCALE=3 KTOP_TEST_DURATION_SCALE=2
 # Compiles take 30-60 s under TCG, and the helpers of several probes run at once.
 export KTOP_BUILD_TIMEOUT=600
+# The compile cache (ktop/probes/bpfcache.py) in the guest's own tmpfs: the host's
+# /var/cache is read-only here and keyed to the host's kernel. The first build of each
+# probe and option set compiles on 6.1; the tests after it load what it kept.
+export KTOP_BPF_CACHE=/tmp/ktop-bpf-cache
 # The sampled syscall latency attaches and detaches sys_enter every few seconds, and
 # each time the kernel rewrites its jump labels. Under TCG that now and then wedges a
 # vCPU for good (a soft lockup at the jump label in syscall_trace_enter, then RCU

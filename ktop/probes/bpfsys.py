@@ -24,6 +24,7 @@ _libc.syscall.restype = ctypes.c_long
 
 # Commands (enum bpf_cmd).
 BPF_MAP_CREATE = 0
+BPF_PROG_LOAD = 5
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
@@ -81,6 +82,19 @@ class BatchAttr(ctypes.Structure):
                 ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
 
 
+class ProgLoadAttr(ctypes.Structure):
+    """BPF_PROG_LOAD, up to attach_btf_id (Linux 5.5+; no program BTF: ktop's never need it)."""
+    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32), ("insns", ctypes.c_uint64),
+                ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32),
+                ("prog_name", ctypes.c_char * _OBJ_NAME_LEN), ("prog_ifindex", ctypes.c_uint32),
+                ("expected_attach_type", ctypes.c_uint32), ("prog_btf_fd", ctypes.c_uint32),
+                ("func_info_rec_size", ctypes.c_uint32), ("func_info", ctypes.c_uint64),
+                ("func_info_cnt", ctypes.c_uint32), ("line_info_rec_size", ctypes.c_uint32),
+                ("line_info", ctypes.c_uint64), ("line_info_cnt", ctypes.c_uint32),
+                ("attach_btf_id", ctypes.c_uint32), ("attach_prog_fd", ctypes.c_uint32)]
+
+
 class RawTpAttr(ctypes.Structure):
     _fields_ = [("name", ctypes.c_uint64), ("prog_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
@@ -122,6 +136,8 @@ class ProgInfo:
     run_time_ns: int
     run_cnt: int
     recursion_misses: int
+    type: int = 0
+    attach_btf_id: int = 0  # 0 where the kernel does not say (before Linux 6.0) or there is none
 
 
 def _obj_info(fd: int, size: int) -> bytes:
@@ -137,8 +153,9 @@ def _name(raw: bytes) -> str:
 # struct bpf_map_info: type, id, key_size, value_size, max_entries, map_flags, name[16], ... (88 bytes).
 _MAP_INFO = struct.Struct("=6I16s")
 _MAP_INFO_LEN = 88
-# struct bpf_prog_info: id at 4, name at 64, run_time_ns, run_cnt, recursion_misses at 192, 200, 208.
-_PROG_INFO_LEN = 224
+# struct bpf_prog_info: type at 0, id at 4, name at 64, run_time_ns, run_cnt, recursion_misses at 192,
+# 200, 208, attach_btf_id at 224.
+_PROG_INFO_LEN = 232
 
 
 def map_info(fd: int) -> MapInfo:
@@ -153,9 +170,10 @@ def prog_info(fd: int) -> Optional[ProgInfo]:
         raw = _obj_info(fd, _PROG_INFO_LEN)
     except OSError:
         return None
-    (pid,) = struct.unpack_from("=I", raw, 4)
+    ptype, pid = struct.unpack_from("=2I", raw, 0)
     rt, cnt, miss = struct.unpack_from("=3Q", raw, 192)
-    return ProgInfo(pid, _name(raw[64:64 + _OBJ_NAME_LEN]), rt, cnt, miss)
+    (btf_id,) = struct.unpack_from("=I", raw, 224)
+    return ProgInfo(pid, _name(raw[64:64 + _OBJ_NAME_LEN]), rt, cnt, miss, ptype, btf_id)
 
 
 def _cpu_count(text: str) -> int:
@@ -180,6 +198,30 @@ def create_map(map_type: int, key_size: int, value_size: int, max_entries: int, 
     attr = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size, max_entries=max_entries,
                          map_flags=flags, map_name=name.encode()[:_OBJ_NAME_LEN - 1])
     return bpf(BPF_MAP_CREATE, attr)
+
+
+def prog_load(prog_type: int, insns: bytes, name: str = "", license: str = "GPL", kern_version: int = 0,
+              expected_attach_type: int = 0, attach_btf_id: int = 0) -> int:
+    """A loaded program's file descriptor (the caller closes it); OSError with the verifier's last
+    lines when it refuses the program."""
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    attr = ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // 8, insns=ctypes.addressof(code),
+                        license=ctypes.addressof(lic), kern_version=kern_version,
+                        prog_name=name.encode()[:_OBJ_NAME_LEN - 1], expected_attach_type=expected_attach_type,
+                        attach_btf_id=attach_btf_id)
+    try:
+        return bpf(BPF_PROG_LOAD, attr)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EINVAL):
+            raise
+    log = ctypes.create_string_buffer(1 << 20)  # again, for the verifier's words
+    attr.log_level, attr.log_size, attr.log_buf = 1, len(log), ctypes.addressof(log)
+    try:
+        return bpf(BPF_PROG_LOAD, attr)
+    except OSError as exc:
+        tail = log.value.decode(errors="replace").strip().splitlines()[-3:]
+        raise OSError(exc.errno, f"{exc.strerror}: {' / '.join(tail)}") from None
 
 
 def raw_tracepoint_open(name: str, prog_fd: int) -> int:

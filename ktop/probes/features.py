@@ -253,7 +253,23 @@ def checks() -> list[Check]:
                                                      None: "cannot tell without bpf(2)"}[batch]))
     out.append(Check("build helpers", True, f"{sys.executable} -m ktop.probes.helper compiles each probe and hands "
                      "its fds over a Unix socket; ktop itself never loads libbcc or LLVM"))
+    out.append(Check("compile cache", True, compile_cache_detail()))
     return out
+
+
+def compile_cache_detail() -> str:
+    """What the helpers' compile cache (ktop/probes/bpfcache.py) holds, or why there is none."""
+    from ktop.probes import bpfcache
+
+    where = os.environ.get("KTOP_BPF_CACHE", bpfcache.DEFAULT_DIR)
+    if not where or where == "off":
+        return "off (KTOP_BPF_CACHE=off): every start compiles each probe"
+    path = bpfcache.cache_dir()
+    if path is None:
+        return (f"not used: {where} must be a folder of this user's that no one else can write; "
+                "every start compiles each probe")
+    n = len(list(path.glob("*.json")))
+    return f"{path}: {n} compile{'s' if n != 1 else ''} kept (a probe built before loads without clang)"
 
 
 @functools.lru_cache(maxsize=1)

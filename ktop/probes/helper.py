@@ -45,6 +45,25 @@ def _die_with_parent(parent: str | int | None = None) -> None:
 
 def bpf_fds(b) -> tuple[dict[str, int], dict[str, int], list[int]]:
     """(maps by name, programs by name, attachment fds) of a BCC object."""
+    from ktop.probes.bpfcache import Replayed
+
+    if isinstance(b, Replayed):
+        maps = dict(b.maps)
+    else:
+        maps = _bcc_maps(b)
+    progs = {name.decode() if isinstance(name, bytes) else str(name): f.fd for name, f in b.funcs.items()}
+    links = []
+    for table in ("tracepoint_fds", "raw_tracepoint_fds", "kprobe_fds", "uprobe_fds"):
+        for fd in getattr(b, table, {}).values():
+            if isinstance(fd, dict):  # kprobe_fds: {function: fd} per event (programs may share one)
+                links.extend(int(x) for x in fd.values())
+            else:
+                links.append(int(fd))
+    links.extend(getattr(b, "ktop_links", ()))  # what a helper_build attached itself (an iterator's link)
+    return maps, progs, links
+
+
+def _bcc_maps(b) -> dict[str, int]:
     from bcc.libbcc import lib
 
     # BCC's binding leaves these two undeclared (a pointer would be cut to an int)
@@ -56,16 +75,43 @@ def bpf_fds(b) -> tuple[dict[str, int], dict[str, int], list[int]]:
         fd = lib.bpf_table_fd(b.module, name)
         if fd >= 0:
             maps[name.decode()] = fd
-    progs = {name.decode() if isinstance(name, bytes) else str(name): f.fd for name, f in b.funcs.items()}
-    links = []
-    for table in ("tracepoint_fds", "raw_tracepoint_fds", "kprobe_fds", "uprobe_fds"):
-        for fd in getattr(b, table, {}).values():
-            if isinstance(fd, dict):  # kprobe_fds: {function: fd} per event (programs may share one)
-                links.extend(int(x) for x in fd.values())
-            else:
-                links.append(int(fd))
-    links.extend(getattr(b, "ktop_links", ()))  # what a helper_build attached itself (an iterator's link)
-    return maps, progs, links
+    return maps
+
+
+def compile_bpf(source: str, cflags: list[str]):
+    """BCC's ``BPF(src_file=source, cflags=cflags)``, or, where the same compile was kept (see
+    bpfcache.py), its stand-in loaded without clang. A fresh compile is kept by :func:`serve`
+    once ktop has its fds."""
+    import bcc
+    from bcc import BPF
+
+    from ktop.probes import bpfcache
+
+    k = bpfcache.key(source, cflags, bcc.__version__)
+    own = bpfcache.self_tgid(cflags)
+    entry = bpfcache.lookup(k) if k else None
+    if entry is not None:
+        try:
+            return bpfcache.Replayed(entry, own)
+        except Exception as exc:  # compiled over: a kernel that now refuses it, a damaged entry
+            print(f"ktop: the kept compile {k} did not load ({exc}); compiling", file=sys.stderr)
+            bpfcache.forget(k)
+    b = BPF(src_file=source.encode(), cflags=cflags)
+    b.ktop_keep = (k, own, os.path.basename(source)) if k else None
+    return b
+
+
+def _keep(b, maps: dict, progs: dict, links: list) -> None:
+    """A fresh compile into the cache, when the cache can replay it (else nothing: it compiles next time)."""
+    from ktop.probes import bpfcache
+
+    k, own, source = b.ktop_keep
+    try:
+        bpfcache.keep(k, dict(bpfcache.entry_of(b, maps, progs, links, own), source=source))
+    except bpfcache.NotKept as exc:
+        print(f"ktop: not kept: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"ktop: could not keep the compile: {exc}", file=sys.stderr)
 
 
 def request_probe(req: dict):
@@ -83,11 +129,9 @@ def request_probe(req: dict):
 def default_build(req: dict):
     """A program whose TRACEPOINT_PROBE / RAW_TRACEPOINT_PROBE functions BCC attaches itself;
     what the probe chose goes back as the extra."""
-    from bcc import BPF
-
     probe = request_probe(req)
     cflags = list(req["cflags"]) if "cflags" in req else probe.cflags()
-    return BPF(src_file=req["source"].encode(), cflags=cflags), probe.helper_state()
+    return compile_bpf(req["source"], cflags), probe.helper_state()
 
 
 def _send(sock: socket.socket, header: dict, fds: list[int]) -> None:
@@ -111,8 +155,14 @@ def serve(sock: socket.socket) -> None:
     build = getattr(module, "helper_build", default_build)
     b, extra = build(req)
     maps, progs, links = bpf_fds(b)
-    header = {"ok": True, "maps": list(maps), "progs": list(progs), "links": len(links), "extra": extra}
+    from ktop.probes.bpfcache import Replayed
+
+    cached = isinstance(b, Replayed)
+    header = {"ok": True, "maps": list(maps), "progs": list(progs), "links": len(links), "extra": extra,
+              "cached": cached}
     _send(sock, header, [*maps.values(), *progs.values(), *links])
+    if getattr(b, "ktop_keep", None):
+        _keep(b, maps, progs, links)
 
 
 def describe(exc: BaseException) -> str:

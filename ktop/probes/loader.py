@@ -87,6 +87,7 @@ class Loaded:
     progs: dict[str, int] = field(default_factory=dict)
     links: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False  # loaded from the helper's compile cache (bpfcache.py), not compiled
 
     def __getitem__(self, name: str) -> Map:
         return self.maps[name]
@@ -175,7 +176,8 @@ def _answered(request: dict, header: dict, fds: list[int], pid: int, **done) -> 
     """A helper's answer, with what its clean-up could not remove said in a failed build's error.
     (Even a build that went live may have had sites that failed; what cannot be removed after
     one that went live is said by the next start's clean-up.)"""
-    timing({"event": "helper_done", "probe": request.get("probe"), "pid": pid, **done})
+    timing({"event": "helper_done", "probe": request.get("probe"), "pid": pid, "cached": bool(header.get("cached")),
+            **done})
     left = _clean_after(pid)
     if left and not header.get("ok"):
         header["error"] = f"{header.get('error') or 'the build failed'}; {left}"
@@ -272,7 +274,7 @@ def build(request: dict, timeout: Optional[float] = None) -> Loaded:
         raise BuildError(header.get("error") or "the build failed", header.get("status") or FAILED)
     names = list(header["maps"])
     progs = list(header["progs"])
-    loaded = Loaded(extra=header.get("extra") or {})
+    loaded = Loaded(extra=header.get("extra") or {}, cached=bool(header.get("cached")))
     try:
         for i, name in enumerate(names):
             loaded.maps[name] = Map(fds[i], name)

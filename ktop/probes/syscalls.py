@@ -322,18 +322,18 @@ def helper_build(req: dict):
     """
     from bcc import BPF
 
-    from ktop.probes.helper import request_probe
+    from ktop.probes.helper import compile_bpf, request_probe
 
     probe = request_probe(req)
     flags = probe.cflags()
     try:
-        b = BPF(src_file=req["source"].encode(), cflags=flags)
+        b = compile_bpf(req["source"], flags)
     except Exception:
         if "-DREGS_BTF" not in flags:
             raise
         flags.remove("-DREGS_BTF")
         probe.regs_btf = False
-        b = BPF(src_file=req["source"].encode(), cflags=flags)
+        b = compile_bpf(req["source"], flags)
     if probe.mode == "sampled":
         for fn, _tp in LAT_PROGS:
             b.load_func(fn, BPF.RAW_TRACEPOINT)

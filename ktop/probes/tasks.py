@@ -131,12 +131,14 @@ def helper_build(req: dict):
     from bcc import BPF
     from bcc.libbcc import lib
 
+    from ktop.probes.helper import compile_bpf
+
     probe = TasksIter()
     flags = probe.cflags()
     last: Optional[Exception] = None
     for extra in ([], ["-DPROBE_READ"]):
         try:
-            b = BPF(src_file=req["source"].encode(), cflags=flags + extra)
+            b = compile_bpf(req["source"], flags + extra)
             fn = b.load_func(b"bpf_iter__task", BPF.TRACING)
         except Exception as exc:
             last = exc

@@ -9,6 +9,7 @@ time has about 49 x S samples; the function must be the leaf of most of them, ri
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -173,8 +174,10 @@ def test_the_getppid_loops_syscall_stacks_reach_main_on_the_user_side(getppid_ru
     doc, pid, maps, stderr = getppid_run
     mine = [s for s in doc["profile"]["stacks"] if s["pid"] == pid]
     syscall_stacks = [s for s in mine if GETPPID & set(s["frames"])]
-    assert any("main" in s["frames"][:len(s["frames"]) - s["kernel_frames"]] for s in syscall_stacks), \
-        ([s["frames"] for s in mine[:5]], doc["profile"]["counters"], maps, stderr[-3000:])
+    # a string, so pytest prints every counter (it cuts a dict's repr short)
+    why = (f"{[s['frames'] for s in mine[:5]]}\ncounters: {json.dumps(doc['profile']['counters'])}\n"
+           f"{maps}\n{stderr[-3000:]}")
+    assert any("main" in s["frames"][:len(s["frames"]) - s["kernel_frames"]] for s in syscall_stacks), why
 
 
 @pytest.mark.vm
