@@ -74,11 +74,15 @@ def test_ktop_holds_no_libbcc_no_llvm_and_no_probe_threads():
     assert out["threads_full"] == out["threads_none"], out
 
 
-def test_twenty_startups_in_a_row_every_probe_live():
-    """All default probes compile at once, in parallel helpers, twenty times: no crash, all live."""
+def test_twenty_startups_in_a_row_every_probe_live(tmp_path, monkeypatch):
+    """All default probes compile at once, in parallel helpers, ten times: no crash, all live; then
+    ten more with the compile cache (one compile each, nine loads of what it kept)."""
     require_spawn()
     names = registry.default_names()
+    monkeypatch.setenv("KTOP_BPF_CACHE", "off")  # read by the helpers
     for i in range(20):
+        if i == 10:
+            monkeypatch.setenv("KTOP_BPF_CACHE", str(tmp_path / "cache"))
         src = LiveSource(names, ProbeOptions(), registry.PROBES)
         src.start()
         try:
