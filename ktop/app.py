@@ -16,7 +16,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from ktop import registry
 from ktop.messages import CollectorFailed, ModelReady
@@ -30,6 +30,7 @@ from ktop.ui.screens.pick import AskScreen, ConfirmScreen, PickScreen
 from ktop.ui.screens.sort import SortScreen
 from ktop.ui.timetravel import TimeTravel, parse_time  # noqa: F401 (parse_time: ktop.app's API)
 from ktop.ui.widgets.header import HostHeader
+from ktop.ui.widgets.keybar import KeyBar
 from ktop.ui.widgets.panel import Panel
 from ktop.ui.widgets.processes import ProcessPanel
 from ktop.ui.widgets.table import KTable
@@ -243,7 +244,7 @@ class KtopApp(App):
                 yield from self._probe_panels("left")
             with Vertical(id="right"):
                 yield from self._probe_panels("right")  # each `height: 1fr`
-        yield Footer()
+        yield KeyBar()
 
     def _probe_panels(self, column: str):
         """The registered probes' panels of one column, in the registry's panel order (the number keys');
@@ -345,7 +346,8 @@ class KtopApp(App):
     def _log_first_frame(self) -> None:
         if not self._first_frame_logged:
             self._first_frame_logged = True
-            self._timing({"event": "first_frame"})
+            # with the CPU this process used so far: short of the time since its start, it waited
+            self._timing({"event": "first_frame", "cpu_s": round(time.process_time(), 4)})
             from ktop.probes import base
 
             base.drawn()  # the builds that ended meanwhile go live now

@@ -16,13 +16,14 @@ from typing import Optional
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from ktop.model import Model
 from ktop.model.cgtree import CgroupNode, CgroupTree
 from ktop.model.format import human_bytes
 from ktop.model.text import clean, safe_text
 from ktop.ui.screens import ModelScreen
+from ktop.ui.widgets.keybar import KeyBar
 from ktop.ui.widgets.panel import Panel, StatusLine
 from ktop.ui.widgets.table import Column, KTable, Row
 
@@ -147,7 +148,7 @@ class CgroupsScreen(ModelScreen):
 
     def compose(self) -> ComposeResult:
         yield CgroupTreePanel(id="cgroups")
-        yield Footer()
+        yield KeyBar()
 
     @property
     def panel(self) -> CgroupTreePanel:

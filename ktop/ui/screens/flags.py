@@ -12,13 +12,13 @@ from typing import Optional
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer
 
 from ktop.model import Model
 from ktop.model.flags import FlagsModel
 from ktop.model.text import clean, safe_text
 from ktop.snapshot import Flag
 from ktop.ui.screens import ModelScreen
+from ktop.ui.widgets.keybar import KeyBar
 from ktop.ui.widgets.panel import StatusLine
 from ktop.ui.widgets.table import Column, KTable, Row
 
@@ -75,7 +75,7 @@ class FlagsScreen(ModelScreen):
     def compose(self) -> ComposeResult:
         yield StatusLine(id="flags-status")
         yield KTable(COLUMNS, id="flags-table", keep_order=True)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         model = getattr(self.app, "model", None)

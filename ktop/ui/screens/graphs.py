@@ -11,12 +11,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
-from textual.widgets import Footer
 from textual_plotext import PlotextPlot
 
 from ktop.model import Model
 from ktop.model.text import clean
 from ktop.ui.screens import ModelScreen
+from ktop.ui.widgets.keybar import KeyBar
 
 # plot id -> (title, y label)
 PLOTS = {
@@ -68,7 +68,7 @@ class GraphsScreen(ModelScreen):
                 plot = PlotextPlot(id=pid)
                 plot.border_title = title
                 yield plot
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         model = getattr(self.app, "model", None)

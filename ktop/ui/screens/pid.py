@@ -25,7 +25,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ktop import registry
 from ktop.model import Model
@@ -34,6 +34,7 @@ from ktop.model.pidseries import CHART_PROBES, CHARTS, PidPoint, chart_lines, pi
 from ktop.model.spawn import SpawnRow
 from ktop.model.text import clean, join_argv, safe_text
 from ktop.ui.screens import ModelScreen
+from ktop.ui.widgets.keybar import KeyBar
 from ktop.ui.widgets.table import Column, KTable, Row
 
 TREE_COLUMNS = (
@@ -134,7 +135,7 @@ class PidScreen(ModelScreen):
                 for p in registry.in_panel_order():
                     if p.scoped and shows(p.name):
                         yield registry.panel_class(p.name)(id=f"pid-{p.section}")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#pid-tree-panel").border_title = "Descendants"
