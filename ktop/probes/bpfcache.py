@@ -307,19 +307,25 @@ class Replayed:
             for m in entry["maps"]:
                 self.maps[m["name"]] = bpfsys.create_map(m["type"], m["key_size"], m["value_size"],
                                                          m["max_entries"], m["flags"], m["name"])
+            # every program now, not when the probe asks (load_func): one the kernel refuses here
+            # makes the helper compile instead, as if nothing had been kept
+            for p in entry["progs"]:
+                self._load(p)
             for name in entry["autoload"]:
-                self._attach(self.load_func(name.encode()), self._progs[name]["attach"])
+                self._attach(self.funcs[name.encode()], self._progs[name]["attach"])
         except BaseException:
             self.close()
             raise
 
     def load_func(self, name, prog_type: Any = None, *args, **kwargs) -> _Func:
+        """BCC's load_func: the program, loaded when this was made."""
         name = name.encode() if isinstance(name, str) else name  # BCC takes either
-        if name in self.funcs:
-            return self.funcs[name]
-        p = self._progs.get(name.decode())
-        if p is None:
+        fn = self.funcs.get(name)
+        if fn is None:
             raise NotKept(f"the kept compile has no program {name.decode()}")
+        return fn
+
+    def _load(self, p: dict) -> None:
         insns = bytearray(base64.b64decode(p["insns"]))
         for index, map_name in p["maps"]:
             struct.pack_into("<i", insns, index * 8 + 4, self.maps[map_name])
@@ -329,8 +335,7 @@ class Replayed:
             struct.pack_into("<I", insns, index * 8 + 4, self.own)
         fd = bpfsys.prog_load(p["type"], bytes(insns), p.get("kernel_name") or p["name"], self.entry["license"],
                               self.entry["kern_version"], p["attach_type"], p["btf_id"])
-        fn = self.funcs[name] = _Func(name, fd)
-        return fn
+        self.funcs[p["name"].encode()] = _Func(p["name"].encode(), fd)
 
     def _attach(self, fn: _Func, how: list) -> None:
         if how[0] == "raw":
