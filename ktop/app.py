@@ -348,9 +348,6 @@ class KtopApp(App):
             self._first_frame_logged = True
             # with the CPU this process used so far: short of the time since its start, it waited
             self._timing({"event": "first_frame", "cpu_s": round(time.process_time(), 4)})
-            from ktop.probes import base
-
-            base.drawn()  # the builds that ended meanwhile go live now
             # Start-up builds stay at nice 19 while the first ticks draw; on a busy machine,
             # where they would starve, they get their full share after a moment.
             self.set_timer(HELPERS_NICE_S, self._unnice_helpers)

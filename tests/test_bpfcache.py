@@ -113,14 +113,20 @@ def test_a_folder_others_can_write_or_a_symlink_is_not_used(tmp_path, monkeypatc
     assert bpfcache.cache_dir() is None
 
 
-def test_an_entry_is_kept_read_back_and_forgotten(tmp_path, monkeypatch):
+def test_an_entry_is_kept_and_read_back(tmp_path, monkeypatch):
     monkeypatch.setenv("KTOP_BPF_CACHE", str(tmp_path / "c"))
     entry = {"v": bpfcache.CACHE_VERSION, "maps": [], "progs": [], "autoload": []}
     path = bpfcache.keep("a" * 40, entry)
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert bpfcache.lookup("a" * 40) == entry
-    bpfcache.forget("a" * 40)
-    assert bpfcache.lookup("a" * 40) is None
+    assert bpfcache.lookup("b" * 40) is None
+
+
+def test_same_programs_compares_instructions_and_maps_only():
+    a = {"progs": [{"name": "p", "insns": "AAA", "type": 17, "self": []}], "maps": [{"name": "m"}], "license": "GPL"}
+    assert bpfcache.same_programs(a, dict(a, license="other"))  # what did not load, compiled again
+    assert not bpfcache.same_programs(a, dict(a, progs=[{"name": "p", "insns": "AA", "type": 17}]))  # damaged
+    assert not bpfcache.same_programs(a, dict(a, maps=[]))
 
 
 @pytest.mark.parametrize("text", ["{not json", json.dumps({"v": 0}), json.dumps([1, 2])])

@@ -129,9 +129,8 @@ def run(args) -> int:
     live = live_source(args)  # -f specs checked first
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise UsageError("the dashboard needs a terminal; for scripts use: ktop snapshot --json")
-    from ktop.probes import base, loader
+    from ktop.probes import loader
 
-    base.hold_until_drawn()  # the first frame first (KtopApp says when it is drawn)
     with running(live):
         loader.set_nice(19)  # for the first frames (KtopApp puts them back)
         live.start()  # the helpers compile while Textual loads and draws

@@ -24,22 +24,6 @@ from ktop.snapshot import FAILED, LIVE, NEEDS_ROOT, STARTING, STOPPED, UNSUPPORT
 
 MAX_PIDS = 8  # -p PID[,PID...]: processes the programs compare against (bpf/ktop.h)
 
-# The dashboard's first frame before the probes' first map reads: a build that ends while
-# Textual draws it (a kept compile loads in 0.1 s) waits here rather than take the GIL from
-# it, for UI_FIRST_S at most. Headless commands never hold.
-_ui_drawn = threading.Event()
-_ui_drawn.set()
-UI_FIRST_S = 0.5
-
-
-def hold_until_drawn() -> None:
-    """Builds that end from now on wait for :func:`drawn` (or UI_FIRST_S) before they go live."""
-    _ui_drawn.clear()
-
-
-def drawn() -> None:
-    _ui_drawn.set()
-
 
 class ProbeUnavailable(Exception):
     """Raised by a probe's checks: the kernel or environment lacks something."""
@@ -306,7 +290,6 @@ class ProbeWorker:
         except Exception as exc:
             self._set_status(FAILED, describe_build_error(exc))
             return
-        _ui_drawn.wait(UI_FIRST_S)
         with self.io_lock:
             if self._stopped:
                 loaded.close()

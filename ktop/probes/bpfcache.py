@@ -225,6 +225,13 @@ def entry_of(b, maps: dict[str, int], progs: dict[str, int], links: list[int], o
             "autoload": autoload}
 
 
+def same_programs(a: dict, b: dict) -> bool:
+    """Whether two entries hold the same instructions and maps (a failed load was no damage)."""
+    def shape(e: dict):
+        return ([(p.get("name"), p.get("insns"), p.get("type")) for p in e.get("progs", ())], e.get("maps"))
+    return shape(a) == shape(b)
+
+
 def keep(k: str, entry: dict) -> Optional[Path]:
     """Writes an entry (atomically, 0600); the oldest entries beyond MAX_ENTRIES go."""
     where = cache_dir()
@@ -271,15 +278,6 @@ def lookup(k: str) -> Optional[dict]:
         return None
     finally:
         os.close(fd)
-
-
-def forget(k: str) -> None:
-    where = cache_dir()
-    if where is not None:
-        try:
-            (where / f"{k}.json").unlink()
-        except OSError:
-            pass
 
 
 # -- replaying it --------------------------------------------------------------------------------
@@ -359,4 +357,5 @@ class Replayed:
         self.tracepoint_fds, self.raw_tracepoint_fds, self.ktop_links, self.funcs, self.maps = {}, {}, [], {}, {}
 
 
-__all__ = ["NotKept", "Replayed", "cache_dir", "entry_of", "forget", "keep", "key", "lookup", "scan", "self_tgid"]
+__all__ = ["NotKept", "Replayed", "cache_dir", "entry_of", "keep", "key", "lookup", "same_programs", "scan",
+           "self_tgid"]

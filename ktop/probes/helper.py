@@ -90,14 +90,15 @@ def compile_bpf(source: str, cflags: list[str]):
     k = bpfcache.key(source, cflags, bcc.__version__)
     own = bpfcache.self_tgid(cflags)
     entry = bpfcache.lookup(k) if k else None
-    if entry is not None:
+    refused = None
+    if entry is not None and not entry.get("refused"):
         try:
             return bpfcache.Replayed(entry, own)
-        except Exception as exc:  # compiled over: a kernel that now refuses it, a damaged entry
+        except Exception as exc:  # a damaged entry, or one the kernel refuses without BCC's BTF
             print(f"ktop: the kept compile {k} did not load ({exc}); compiling", file=sys.stderr)
-            bpfcache.forget(k)
+            refused = (entry, str(exc))
     b = BPF(src_file=source.encode(), cflags=cflags)
-    b.ktop_keep = (k, own, os.path.basename(source)) if k else None
+    b.ktop_keep = (k, own, os.path.basename(source), refused) if k and not (entry or {}).get("refused") else None
     return b
 
 
@@ -105,9 +106,14 @@ def _keep(b, maps: dict, progs: dict, links: list) -> None:
     """A fresh compile into the cache, when the cache can replay it (else nothing: it compiles next time)."""
     from ktop.probes import bpfcache
 
-    k, own, source = b.ktop_keep
+    k, own, source, refused = b.ktop_keep
     try:
-        bpfcache.keep(k, dict(bpfcache.entry_of(b, maps, progs, links, own), source=source))
+        entry = dict(bpfcache.entry_of(b, maps, progs, links, own), source=source)
+        if refused is not None and bpfcache.same_programs(entry, refused[0]):
+            # what did not load is what BCC compiled again: never replayed (no compile and a failed
+            # load at every start), compiled each time as before
+            entry = {"v": bpfcache.CACHE_VERSION, "source": source, "refused": refused[1][:500]}
+        bpfcache.keep(k, entry)
     except bpfcache.NotKept as exc:
         print(f"ktop: not kept: {exc}", file=sys.stderr)
     except OSError as exc:
@@ -141,6 +147,8 @@ def _send(sock: socket.socket, header: dict, fds: list[int]) -> None:
 
 
 def serve(sock: socket.socket) -> None:
+    from ktop.probes.bpfcache import Replayed
+
     req = json.loads(sock.recv(1 << 22)[1:])
     fault = os.environ.get("KTOP_HELPER_FAULT", "")  # tests only: hang, crash
     if fault == f"hang:{req.get('probe')}":
@@ -155,9 +163,7 @@ def serve(sock: socket.socket) -> None:
     build = getattr(module, "helper_build", default_build)
     b, extra = build(req)
     maps, progs, links = bpf_fds(b)
-    from ktop.probes.bpfcache import Replayed
-
-    cached = isinstance(b, Replayed)
+    cached = isinstance(b, Replayed)  # loaded from the compile cache, not compiled
     header = {"ok": True, "maps": list(maps), "progs": list(progs), "links": len(links), "extra": extra,
               "cached": cached}
     _send(sock, header, [*maps.values(), *progs.values(), *links])

@@ -87,7 +87,6 @@ class Loaded:
     progs: dict[str, int] = field(default_factory=dict)
     links: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
-    cached: bool = False  # loaded from the helper's compile cache (bpfcache.py), not compiled
 
     def __getitem__(self, name: str) -> Map:
         return self.maps[name]
@@ -274,7 +273,7 @@ def build(request: dict, timeout: Optional[float] = None) -> Loaded:
         raise BuildError(header.get("error") or "the build failed", header.get("status") or FAILED)
     names = list(header["maps"])
     progs = list(header["progs"])
-    loaded = Loaded(extra=header.get("extra") or {}, cached=bool(header.get("cached")))
+    loaded = Loaded(extra=header.get("extra") or {})
     try:
         for i, name in enumerate(names):
             loaded.maps[name] = Map(fds[i], name)

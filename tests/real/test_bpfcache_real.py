@@ -119,6 +119,22 @@ def test_a_damaged_entry_is_compiled_over(tmp_path):
     assert cached["spawn"] is True
 
 
+def test_an_entry_that_fails_as_compiled_again_is_not_replayed_again(tmp_path):
+    """A load that fails with the very instructions BCC compiles again (here: a license that GPL-only
+    helpers refuse; in life, a program whose verification needs BCC's BTF) is marked, so each start
+    compiles as before instead of compiling after a failed load."""
+    require_spawn(need_btf=True)
+    cache = tmp_path / "cache"
+    snap(cache, tmp_path, "--probes", "spawn", duration=1.0)
+    (path,) = entries(cache, "spawn.bpf.c")
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), license="Proprietary")))
+    for _ in range(2):
+        doc, _, cached, _ = snap(cache, tmp_path, "--probes", "spawn", duration=1.0)
+        assert cached["spawn"] is False
+        assert doc["probes"]["spawn"]["status"] == "live"
+        assert json.loads(path.read_text())["refused"]  # the kernel's reason
+
+
 def test_a_cache_folder_others_can_write_is_neither_read_nor_written(tmp_path):
     require_spawn(need_btf=True)
     cache = tmp_path / "cache"
