@@ -151,3 +151,16 @@ def test_only_the_newest_entries_stay(tmp_path, monkeypatch):
         path = bpfcache.keep(f"{i:040d}", {"v": bpfcache.CACHE_VERSION})
         os.utime(path, ns=(i * 10**9, i * 10**9))
     assert sorted(p.stem for p in bpfcache.cache_dir().glob("*.json")) == [f"{i:040d}" for i in (2, 3, 4)]
+
+
+@pytest.mark.parametrize("message, kept", [
+    ("Failed to load BPF program b'raw_tracepoint__sys_exit': Permission denied", True),
+    ("Failed to load BPF program b'raw_tracepoint__sys_exit': Cannot allocate memory", False),  # may pass next time
+    ("Failed to load BPF program b'x': Invalid argument", False),
+    ("Failed to compile BPF module b'/x.bpf.c'", False),  # clang's: said each time, never kept
+    ("Need super-user privileges to run", False),
+])
+def test_only_a_verifier_refusal_is_kept(message, kept):
+    from ktop.probes.helper import _refused_by_verifier
+
+    assert _refused_by_verifier(Exception(message)) is kept

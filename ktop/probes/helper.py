@@ -78,10 +78,48 @@ def _bcc_maps(b) -> dict[str, int]:
     return maps
 
 
+class KeptRefusal(Exception):
+    """The verifier refused this very compile before (a ``failed`` cache entry): said again without
+    a compile. ``detail`` is the sentence it got then."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _refused_by_verifier(exc: BaseException) -> bool:
+    """The verifier refused a program (BCC's words, EACCES): not clang's error, nor a failure that
+    may pass next time (ENOMEM, EPERM)."""
+    msg = str(exc)
+    return msg.startswith("Failed to load BPF program") and msg.rstrip().endswith("Permission denied")
+
+
+def refused(b, exc: BaseException) -> None:
+    """The verifier refused a program of a fresh compile (``b.load_func`` in a probe's helper_build):
+    kept as such, so the next build with these flags goes to its fallback without compiling."""
+    keep = getattr(b, "ktop_keep", None)
+    if keep and _refused_by_verifier(exc):
+        _keep_failure(keep[0], describe(exc))
+
+
+def _keep_failure(k: str, sentence: str) -> None:
+    from ktop.probes import bpfcache
+
+    try:
+        bpfcache.keep(k, {"v": bpfcache.CACHE_VERSION, "failed": sentence[:2000]})
+    except OSError:
+        pass
+
+
 def compile_bpf(source: str, cflags: list[str]):
     """BCC's ``BPF(src_file=source, cflags=cflags)``, or, where the same compile was kept (see
     bpfcache.py), its stand-in loaded without clang. A fresh compile is kept by :func:`serve`
-    once ktop has its fds."""
+    once ktop has its fds.
+
+    Raises:
+        KeptRefusal: the verifier refused this compile before (the probe's fallback, if it has
+            one, follows at once).
+        Exception: BCC's, for a compile or load that fails now."""
     import bcc
     from bcc import BPF
 
@@ -90,15 +128,22 @@ def compile_bpf(source: str, cflags: list[str]):
     k = bpfcache.key(source, cflags, bcc.__version__)
     own = bpfcache.self_tgid(cflags)
     entry = bpfcache.lookup(k) if k else None
-    refused = None
+    if entry is not None and entry.get("failed"):
+        raise KeptRefusal(entry["failed"])
+    unloaded = None
     if entry is not None and not entry.get("refused"):
         try:
             return bpfcache.Replayed(entry, own)
         except Exception as exc:  # a damaged entry, or one the kernel refuses without BCC's BTF
             print(f"ktop: the kept compile {k} did not load ({exc}); compiling", file=sys.stderr)
-            refused = (entry, str(exc))
-    b = BPF(src_file=source.encode(), cflags=cflags)
-    b.ktop_keep = (k, own, os.path.basename(source), refused) if k and not (entry or {}).get("refused") else None
+            unloaded = (entry, str(exc))
+    try:
+        b = BPF(src_file=source.encode(), cflags=cflags)
+    except Exception as exc:
+        if k and _refused_by_verifier(exc):  # the probes' fallbacks (REGS_BTF, PROBE_READ) go there at once
+            _keep_failure(k, describe(exc))
+        raise
+    b.ktop_keep = (k, own, os.path.basename(source), unloaded) if k and not (entry or {}).get("refused") else None
     return b
 
 
@@ -106,13 +151,13 @@ def _keep(b, maps: dict, progs: dict, links: list) -> None:
     """A fresh compile into the cache, when the cache can replay it (else nothing: it compiles next time)."""
     from ktop.probes import bpfcache
 
-    k, own, source, refused = b.ktop_keep
+    k, own, source, unloaded = b.ktop_keep
     try:
         entry = dict(bpfcache.entry_of(b, maps, progs, links, own), source=source)
-        if refused is not None and bpfcache.same_programs(entry, refused[0]):
+        if unloaded is not None and bpfcache.same_programs(entry, unloaded[0]):
             # what did not load is what BCC compiled again: never replayed (no compile and a failed
             # load at every start), compiled each time as before
-            entry = {"v": bpfcache.CACHE_VERSION, "source": source, "refused": refused[1][:500]}
+            entry = {"v": bpfcache.CACHE_VERSION, "source": source, "refused": unloaded[1][:500]}
         bpfcache.keep(k, entry)
     except bpfcache.NotKept as exc:
         print(f"ktop: not kept: {exc}", file=sys.stderr)
@@ -201,7 +246,8 @@ def _answer(sock: socket.socket) -> None:
         sys.stderr.flush()
         try:
             status = getattr(exc, "status", "failed")
-            _send(sock, {"ok": False, "status": status, "error": getattr(exc, "detail", None) or describe(exc)}, [])
+            _send(sock, {"ok": False, "status": status, "error": getattr(exc, "detail", None) or describe(exc),
+                         "cached": isinstance(exc, KeptRefusal)}, [])
         except OSError:
             pass
     sys.stdout.flush()

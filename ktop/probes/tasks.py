@@ -131,7 +131,7 @@ def helper_build(req: dict):
     from bcc import BPF
     from bcc.libbcc import lib
 
-    from ktop.probes.helper import compile_bpf
+    from ktop.probes.helper import compile_bpf, refused
 
     probe = TasksIter()
     flags = probe.cflags()
@@ -139,8 +139,13 @@ def helper_build(req: dict):
     for extra in ([], ["-DPROBE_READ"]):
         try:
             b = compile_bpf(req["source"], flags + extra)
+        except Exception as exc:
+            last = exc
+            continue
+        try:
             fn = b.load_func(b"bpf_iter__task", BPF.TRACING)
         except Exception as exc:
+            refused(b, exc)  # the next start goes to the next variant without this compile
             last = exc
             continue
         lib.bcc_iter_attach.restype = ctypes.c_int

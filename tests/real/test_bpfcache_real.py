@@ -154,3 +154,30 @@ def test_a_build_for_one_pid_is_not_kept(tmp_path):
         _, _, cached, _ = snap(cache, tmp_path, "--probes", "spawn", "-p", "1", duration=1.0)
         assert cached["spawn"] is False
     assert entries(cache, "spawn.bpf.c") == []  # (the process table's iterator, unscoped, is kept)
+
+
+def test_a_program_the_verifier_refused_is_refused_again_without_a_compile(tmp_path, monkeypatch):
+    """The probes' fallbacks (syscalls without REGS_BTF, the iterator with PROBE_READ) follow a verifier
+    refusal; kept, the refusal costs the next start no compile (30-60 s a compile in the CI guest)."""
+    require_spawn()
+    from ktop.probes import loader
+    from ktop.probes.base import ProbeOptions
+    from ktop.probes.spawn import SpawnProbe
+
+    bad = tmp_path / "refused.bpf.c"
+    bad.write_text("RAW_TRACEPOINT_PROBE(sched_switch)\n{\n    return *(u64 *)ctx->args[0];  /* unchecked */\n}\n")
+    cache = tmp_path / "cache"
+    timings = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("KTOP_BPF_CACHE", str(cache))
+    monkeypatch.setenv("KTOP_TIMINGS", str(timings))
+    req = dict(SpawnProbe(ProbeOptions()).build_request(), source=str(bad), cflags=[])
+    sentences = []
+    for _ in range(2):
+        with pytest.raises(loader.BuildError) as err:
+            loader.build(req)
+        sentences.append(err.value.detail)
+    assert sentences[0] == sentences[1] and "verifier refused" in sentences[0], sentences
+    done = [json.loads(line) for line in timings.read_text().splitlines() if '"helper_done"' in line]
+    assert [d["cached"] for d in done] == [False, True]
+    (entry,) = [json.loads(p.read_text()) for p in cache.glob("*.json")]
+    assert entry["failed"] == sentences[0]
