@@ -605,10 +605,12 @@ def startup_run(args, workdir: str, i: int, cache: str) -> dict:
             if rec["all_live"]:
                 rec["all_probes_live_s"] = rec["probes_settled_s"]
                 rec["all_probes_live_bench_s"] = rec["probes_settled_bench_s"]
-        # what the rest of the machine used meanwhile, % of one core (ktop's own use subtracted)
+        # what the rest of the machine used meanwhile, % of one core (ktop's own use subtracted, with
+        # its build helpers' and their zygote's: alive at this moment, they are nobody's reaped time yet)
         elapsed = time.monotonic() - t_launch
-        st = read_stat(run.pane_pid) if run.pane_pid else None
-        ktop_pct = 100.0 * (st["own"] + st["reaped"]) / CLK_TCK / elapsed if st and elapsed > 0 else 0.0
+        tree = [read_stat(p) for p in descendants(run.pane_pid)] if run.pane_pid else []
+        jiffies = sum(st["own"] + st["reaped"] for st in tree if st)
+        ktop_pct = 100.0 * jiffies / CLK_TCK / elapsed if elapsed > 0 else 0.0
         rec["other_cpu_pct"] = round(other_cpu_pct(c0, cpu_jiffies(), ktop_pct), 1)
         missing = [n for n in ("first_frame", "probes_settled") if n not in events]
         if not missing:

@@ -20,9 +20,15 @@ What is kept: programs attached by BCC's autoload names (``tracepoint__``,
 loaded; maps of the plain types below, which need no BTF and hold nothing at creation. A build
 with anything else (kprobes, perf events, stack maps...) is compiled each time, as before.
 
+Refusals are kept too. A compile whose program the verifier refused (EACCES) is kept as
+``failed`` with the sentence it got, so the next build goes straight to the probe's fallback
+(syscalls without REGS_BTF, the iterator with PROBE_READ) or its status. An entry that does not
+load is compiled over and kept anew, unless BCC compiles the very same instructions again (the
+kernel wants something of BCC's load that is not kept, such as program BTF): then it is kept as
+``refused`` and that build compiles each time, as before the cache.
+
 Where: /var/cache/ktop/bpf, or $KTOP_BPF_CACHE ("off": none). The folder must be root's (the
-euid's) and writable by no one else, or nothing is read or kept. An entry that cannot be read
-or loaded is compiled over.
+euid's) and writable by no one else, or nothing is read or kept.
 """
 
 from __future__ import annotations
