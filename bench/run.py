@@ -1004,8 +1004,13 @@ def render_md(results: dict) -> str:
                 f"run {r['run']}: " + ", ".join(f"{p} {'-'.join(f'{t:.2f}' for t in ts)}"
                                                 f"{'' if (r.get('kept') or {}).get(p) else ' (compiled)'}"
                                                 for p, ts in sorted(b.items(), key=lambda kv: kv[1][-1]))
-                for r, b in zip(runs, builds) if b) + " (the last one listed finished last; the others "
-                "loaded a kept compile).")
+                for r, b in zip(runs, builds) if b) + " (the last one listed finished last; one marked "
+                "'compiled' compiled, the others loaded a kept compile).")
+            if cold and cold.get("builds"):
+                L.append("\nThe first start's builds: " + ", ".join(
+                    f"{p} {'-'.join(f'{t:.2f}' for t in ts)}"
+                    f"{'' if (cold.get('kept') or {}).get(p) else ' (compiled)'}"
+                    for p, ts in sorted(cold["builds"].items(), key=lambda kv: kv[1][-1])) + ".")
         errs = [r for r in runs if r.get("error")]
         if errs:
             L.append("\nFailures: " + "; ".join(f"run {r['run']}: {r['error']}" for r in errs))
