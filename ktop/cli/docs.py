@@ -79,6 +79,10 @@ def manpage() -> str:
               _roff("the default of --syscalls-latency (sampled, on, off)"),
               ".TP", "\\fBKTOP_SCREENSHOT_DIR\\fR", _roff("where F12 writes its SVG screenshots"),
               ".TP", "\\fBBCC_PROBE_LIMIT\\fR", _roff("the most kprobes and uprobes the funcs probe attaches (1000)"),
+              ".TP", "\\fBKTOP_BPF_CACHE\\fR",
+              _roff("where the build helpers keep their compiles (default /var/cache/ktop/bpf, a folder of "
+                    "root's that no one else can write); off: none, every start compiles each probe"),
+              ".TP", "\\fBKTOP_BUILD_TIMEOUT\\fR", _roff("seconds a probe's build may take (120)"),
               ".SH EXIT STATUS", _roff("0 done; 1 ktop doctor found a default probe that cannot run; 2 bad usage "
                                        "(one line on stderr); 74 a recording's write failed; 128+N stopped by "
                                        "signal N."),
