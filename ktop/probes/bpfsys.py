@@ -24,11 +24,11 @@ _libc.syscall.restype = ctypes.c_long
 
 # Commands (enum bpf_cmd).
 BPF_MAP_CREATE = 0
-BPF_PROG_LOAD = 5
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
+BPF_PROG_LOAD = 5
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_RAW_TRACEPOINT_OPEN = 17
 BPF_MAP_LOOKUP_AND_DELETE_ELEM = 21
@@ -83,7 +83,8 @@ class BatchAttr(ctypes.Structure):
 
 
 class ProgLoadAttr(ctypes.Structure):
-    """BPF_PROG_LOAD, up to attach_btf_id (Linux 5.5+; no program BTF: ktop's never need it)."""
+    """BPF_PROG_LOAD, up to attach_btf_id (Linux 5.5+). No program BTF is passed: a kept compile
+    whose programs the kernel refuses without it is compiled each time (bpfcache.py)."""
     _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32), ("insns", ctypes.c_uint64),
                 ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
                 ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32),
