@@ -1,8 +1,8 @@
 """The key bar: the focused widget's bindings on the bottom line, as Textual's Footer shows them.
 
 Textual's Footer is a container of one widget a binding, and it mounts them all anew at every
-change of focus: some thirty widgets styled again each time, 0.06 s of the dashboard's first
-frame here. This is one widget that draws one line, again only when the bindings change (the
+change of focus: a Tab between panels cost 133-155 ms of CPU with it in a Pilot run, 39-42 ms
+with this bar. This is one widget that draws one line, again only when the bindings change (the
 screen's ``bindings_updated_signal``, which the Footer follows too). A click on a key presses it.
 """
 
