@@ -26,6 +26,7 @@ def snap(cache: Path, tmp_path: Path, *args: str, workload=None, duration: float
     with Snap(*args, duration=duration, env=env) as s:
         s.wait_collecting(60)
         result = workload() if workload else None
+        assert s.proc.poll() is None, "ktop stopped before the workload finished: raise the duration"
         rc, doc = s.finish(60)
     assert rc == 0, s.stderr
     done = [json.loads(line) for line in timings.read_text().splitlines()]
@@ -59,7 +60,7 @@ def test_a_kept_spawn_build_loads_without_a_compile_and_counts_fifty_execs(tmp_p
         assert p.wait(60) == 0
         return p.pid
 
-    doc, driver_pid, cached, _ = snap(cache, tmp_path, "--probes", "spawn", workload=workload)
+    doc, driver_pid, cached, _ = snap(cache, tmp_path, "--probes", "spawn", workload=workload, duration=8.0)
     assert cached["spawn"] is True
     assert doc["probes"]["spawn"]["status"] == "live"
     events = [e for e in doc["spawns"]["events"] if e["filename"] == str(prog)]
