@@ -26,6 +26,7 @@ from textual._compositor import ChopsUpdate, Compositor
 from textual.geometry import Region
 from textual.screen import Screen
 from textual.strip import Strip
+from textual.widgets._toast import ToastRack
 
 
 class LineCompositor(Compositor):
@@ -93,6 +94,14 @@ class KtopScreen(Screen):
         super().__init__(*args, **kwargs)
         if _USABLE:
             self._compositor = LineCompositor()
+
+    def _extend_compose(self, widgets) -> None:
+        super()._extend_compose(widgets)
+        # Textual hides the toast rack inline once the screen is up, which lays the whole screen
+        # out again before the first frame (about 10 ms of start-up); hidden from birth, it is not.
+        for widget in widgets:
+            if isinstance(widget, ToastRack):
+                widget.display = False
 
 
 _USABLE = usable()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
+from textual._context import active_app
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 
@@ -80,12 +81,20 @@ def parent_rows(model: Model) -> list[Row]:
             for ppid, comm, n in (model.spawns or SpawnModel()).top_parents]
 
 
+SLIM_BELOW = 125  # the panel's width below which its side column folds into the status line
+
+
 class SpawnsPanel(Panel):
     panel_title = "Spawns"
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self._row_cache = RowCache(spawn_row)
+        try:  # on_resize's answer, guessed from the screen (#left is 3/5 of it): a panel born with it
+            # is not restyled, laid out and drawn again before the first frame (about 20 ms)
+            self.set_class(active_app.get().size.width * 3 // 5 < SLIM_BELOW, "-slim", update=False)
+        except LookupError:  # made outside an app
+            pass
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="spawn-status", classes="status")
@@ -105,7 +114,7 @@ class SpawnsPanel(Panel):
     def on_resize(self, event) -> None:
         # Below this width the stream's columns need the room: the side column folds
         # into the status line.
-        self.set_class(event.size.width < 125, "-slim")
+        self.set_class(event.size.width < SLIM_BELOW, "-slim")
 
     def update_from(self, model: Model) -> None:
         st = model.probes.get("spawn")

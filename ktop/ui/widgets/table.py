@@ -323,13 +323,17 @@ class KTable(PlainLines, ScrollView, can_focus=True):
             return
         visible = self.size.height
         shown = self.show_vertical_scrollbar
-        if self.is_mounted and old.width == new.width and (shown or new.height <= visible):
+        no_bars = not shown and not self.show_horizontal_scrollbar
+        if self.is_mounted and ((old.width == new.width and (shown or new.height <= visible))
+                                or (no_bars and new.width <= self.scrollable_content_region.width
+                                    and new.height <= visible)):
             # Rows came or went but the scrollbar stays (or stays away): a layout pass
             # of the whole screen (some 25 ms here), which setting virtual_size triggers, is
             # not needed. Only a scrollbar that must appear needs one: rows that fit again keep
             # a shown scrollbar, its thumb the whole track, until the next layout pass (a table
             # whose rows come and go around its height, the processes making syscalls, made
-            # one every few ticks).
+            # one every few ticks). The same for a table's first size, its columns fitting: the
+            # first frame was laid out twice.
             self.set_reactive(KTable.virtual_size, new)
             if shown:
                 bar = self.vertical_scrollbar
