@@ -994,8 +994,9 @@ def render_md(results: dict) -> str:
                      f"{fmt(cold.get('first_frame_s'), ' s', 3)}, {fmt(cold.get('all_probes_live_s'), ' s', 3)} "
                      f"| one run | - |")
             L.append("\nThe runs above load the programs that the first start compiled and kept "
-                     "(KTOP_BPF_CACHE, a folder of the bench's own); the first start after an install, a kernel "
-                     "or BCC update compiles each probe (the last row).")
+                     "(KTOP_BPF_CACHE, a folder of the bench's own). A start with nothing kept compiles each probe "
+                     "(the last row): the first after a kernel or BCC update, or after an install that could not "
+                     "compile them (`make install` compiles the default probes once, as root).")
         L.append(f"\n{st['ok_runs']}/{st['runs']} runs wrote both lines; {st['all_live_runs']}/{st['runs']} had "
                  "every default probe live.")
         builds = [r.get("builds") or {} for r in runs]
