@@ -42,7 +42,7 @@ PREBUILT := $(VENV)/.ktop-prebuilt-$(shell uname -r)
 prebuild: $(PREBUILT)
 $(PREBUILT): $(wildcard bpf/*.c bpf/*.h) | venv
 	@if [ "$$(id -u)" != 0 ]; then echo "install: not root: the first ktop start compiles its probes"; \
-	elif $(VENV)/bin/ktop snapshot --duration 0.1 --json >/dev/null 2>$(VENV)/.ktop-prebuild.log; then \
+	elif timeout 600 $(VENV)/bin/ktop snapshot --duration 0.1 --json >/dev/null 2>$(VENV)/.ktop-prebuild.log; then \
 		rm -f $(VENV)/.ktop-prebuilt-*; touch $@; echo "install: the default probes compiled and kept for the first start"; \
 	else echo "install: the default probes could not be compiled ahead ($(VENV)/.ktop-prebuild.log; ktop doctor says why)"; fi
 

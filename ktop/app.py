@@ -238,8 +238,8 @@ class KtopApp(App):
         # Born with the width class the first Resize would give it: set there, it restyled and laid
         # out all 50 widgets again and drew the first frame twice (about 35 ms of start-up CPU).
         width = self.size.width
-        return screen.add_class(max((b for b in self.HORIZONTAL_BREAKPOINTS if width >= b[0]), default=(0, ""))[1],
-                                update=False)
+        fits = [name for least, name in sorted(self.HORIZONTAL_BREAKPOINTS) if width >= least]
+        return screen.add_class(fits[-1], update=False) if fits else screen
 
     def compose(self) -> ComposeResult:
         yield HostHeader(id="header")
