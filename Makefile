@@ -37,7 +37,7 @@ launcher: $(STAMP)
 
 # The default probes compiled once, as a first start would, and kept (/var/cache/ktop/bpf, or
 # $$KTOP_BPF_CACHE): the first `sudo ktop` loads them without clang (0.5-0.7 s to all live instead
-# of 1.5-1.7 s here). Again after a kernel update or a change to bpf/; never fails the install.
+# of 1.3-1.8 s here). Again after a kernel update or a change to bpf/; never fails the install.
 PREBUILT := $(VENV)/.ktop-prebuilt-$(shell uname -r)
 prebuild: $(PREBUILT)
 $(PREBUILT): $(wildcard bpf/*.c bpf/*.h) | venv
