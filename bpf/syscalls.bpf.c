@@ -20,15 +20,17 @@
  * user space detaches (a slow tick): the time sampled stays what ktop says.
  *
  * Per (process, syscall), the hot path touches no hash: each CPU keeps, per
- * syscall number, the process whose calls it is summing (`owners`, a
- * per-CPU array) and adds them to the `procs` hash only when another process
- * makes that syscall on that CPU. User space reads `procs`, then `owners`,
+ * syscall number, the process whose calls it is summing (`owners`, a per-CPU
+ * table: KTOP_CPU_TABLE in bpf/ktop.h) and adds them to the `procs` hash only
+ * when another process makes that syscall on that CPU. User space reads `procs`, then `owners`,
  * and adds both: a flush in between can only make one read short (never
  * count twice), and the next read catches up.
  *
  * Knobs (-D):
  *   RAW_TP            use raw tracepoints (else TRACEPOINT_PROBE)
  *   MAX_NR            size of the per-syscall array (syscall numbers 0..MAX_NR-1)
+ *   KTOP_NCPU         the possible CPUs (a per-CPU table's parts, bpf/ktop.h)
+ *   KTOP_MMAPABLE     make the per-CPU tables mmap-able (Linux 5.5)
  *   NBUCKETS          log2 latency buckets per syscall (ns; the last also holds longer)
  *   MAX_PROCS         entries of the per-(process, syscall) map
  *   MAX_ERRS          entries of the per-(process, syscall, errno) map
@@ -151,14 +153,15 @@ struct err_key {
 };
 
 BPF_PERCPU_ARRAY(stats, u64, ST_NR);
-BPF_PERCPU_ARRAY(nrstats, struct nr_stats, MAX_NR);
-BPF_PERCPU_ARRAY(nrlat, struct nr_lat, MAX_NR);
+/* Read every tick: mapped by user space (bpf/ktop.h), not read by system call. */
+KTOP_CPU_TABLE(nrstats, struct nr_stats, MAX_NR);
+KTOP_CPU_TABLE(nrlat, struct nr_lat, MAX_NR);
 /* Under exec churn (1300 short-lived processes a second, ~30 syscalls each:
  * 40,000 keys a second) it fills: those calls count per syscall, not per
  * process (procs_full), which bounds what user space decodes each tick. */
 BPF_HASH(procs, struct proc_key, struct proc_val, MAX_PROCS);
 BPF_PERCPU_HASH(errs, struct err_key, u64, MAX_ERRS);
-BPF_PERCPU_ARRAY(owners, struct owner_t, MAX_NR);
+KTOP_CPU_TABLE(owners, struct owner_t, MAX_NR);
 #ifdef LAT_ON_DEMAND
 struct gate_t {
     u64 epoch;
@@ -265,16 +268,16 @@ static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)
         count(ST_BAD_NR);
         return;
     }
-    u32 k = (u32)nr;
+    u32 k = (u32)nr, slot = ktop_cpu_entry(k, MAX_NR);
     int failed = ret < 0 && ret > -4096;
-    struct nr_stats *st = nrstats.lookup(&k);
+    struct nr_stats *st = nrstats.lookup(&slot);
     if (!st)
         return;
     st->count++;
     if (failed)
         st->errors++;
     if (timed) {
-        struct nr_lat *l = nrlat.lookup(&k);
+        struct nr_lat *l = nrlat.lookup(&slot);
         if (l) {
             l->lat_ns += lat;
             u64 b = ktop_slot(lat, NBUCKETS);
@@ -284,7 +287,7 @@ static __always_inline void account(u64 id, s64 nr, s64 ret, u64 lat, int timed)
     }
 
     u32 tgid = id >> 32;
-    struct owner_t *o = owners.lookup(&k);
+    struct owner_t *o = owners.lookup(&slot);
     if (!o)
         return;
     if (o->tgid != tgid) {

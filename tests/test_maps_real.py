@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from ktop.probes import bpfsys
+from ktop.probes import bpfsys, features
 from ktop.probes.bpfsys import (
     BPF_EXIST,
     BPF_MAP_TYPE_ARRAY,
@@ -318,6 +318,31 @@ def test_wrong_sizes_are_refused(new_map):
         m.update(k32(1), b"\0" * 4)
     m.update(bytearray(k32(1)), memoryview(leaf(m, 9)))
     assert m.lookup(k32(1)) == leaf(m, 9)
+
+
+@pytest.mark.skipif(not features.mmapable_arrays(), reason="this kernel has no mmap-able arrays (Linux 5.5)")
+def test_an_mmapable_array_is_read_from_its_memory_with_no_system_call(new_map, monkeypatch):
+    m = Map(bpfsys.create_map(BPF_MAP_TYPE_ARRAY, 4, 16, 600, flags=bpfsys.BPF_F_MMAPABLE))
+    try:
+        assert m.mmapable
+        assert m.array_values() == bytes(600 * 16) == m.read_all()[1]  # empty: every index zeroed
+        for i in (0, 1, 255, 256, 599):  # across the pages of the map
+            m.update(k32(i), struct.pack("=QQ", i + 1, 2 * i))
+        calls = []
+        monkeypatch.setattr("ktop.probes.maps.bpf", lambda *a: calls.append(a))
+        got = m.array_values()
+        assert calls == []  # no system call: the values come from the mapping
+        monkeypatch.undo()
+        assert got == m.read_all()[1]
+        assert struct.unpack_from("=QQ", got, 599 * 16) == (600, 1198)
+        m.update(k32(3), struct.pack("=QQ", 7, 7))  # a write after the mapping is seen by the next read
+        assert struct.unpack_from("=QQ", m.array_values(), 3 * 16) == (7, 7)
+        # another array (not mmap-able) takes the batch read
+        plain = new_map(BPF_MAP_TYPE_ARRAY, value_size=16, max_entries=4)
+        assert not plain.mmapable and plain.array_values() == plain.read_all()[1]
+    finally:
+        m.close()
+    assert m._mapped is None and m.fd == -1
 
 
 def test_close_closes_the_fd():

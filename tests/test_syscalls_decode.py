@@ -25,25 +25,26 @@ def test_decode_nrstats_from_a_flat_per_cpu_array():
         (1, 0): (0, 0), (1, 1): (0, 0),  # never called: left out
         (2, 0): (0, 0), (2, 1): (7, 2),
     }
-    flat = [v for nr in range(3) for cpu in range(2) for v in rows[(nr, cpu)]]
-    assert sc.decode_nrstats(flat, ncpu=2) == {0: (4, 1), 2: (7, 2)}
-    assert sc.decode_nrstats([3, 0, 0, 0, 7, 2], ncpu=1) == {0: (3, 0), 2: (7, 2)}
+    flat = [v for cpu in range(2) for nr in range(3) for v in rows[(nr, cpu)]]  # CPU after CPU
+    assert sc.decode_nrstats(flat, nnr=3) == {0: (4, 1), 2: (7, 2)}
+    assert sc.decode_nrstats([3, 0, 0, 0, 7, 2], nnr=3) == {0: (3, 0), 2: (7, 2)}  # one CPU
 
 
 def test_decode_nrlat_keeps_the_totals_of_a_syscall_whose_words_did_not_change():
-    nb = 2  # fields: lat, h0, h1
-    first = [30, 0, 3, 10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 70, 0, 7]
-    was = sc.decode_nrlat(first, 2, nb, (0, 1, 2))
+    nb = 2  # fields: lat, h0, h1; 3 syscalls a CPU, CPU 0's then CPU 1's
+    first = [30, 0, 3, 0, 0, 0, 0, 0, 0,
+             10, 1, 0, 0, 0, 0, 70, 0, 7]
+    was = sc.decode_nrlat(first, 3, nb, (0, 1, 2))
     assert was == {0: (40, (1, 3)), 2: (70, (0, 7))}  # 1: never timed
     second = list(first)
     second[15:18] = [90, 0, 9]  # syscall 2 on CPU 1 timed two more calls
-    second[6:9] = [5, 1, 0]  # syscall 1 timed for the first time
-    now = sc.decode_nrlat(second, 2, nb, (0, 1, 2), before=(first, was))
-    assert now == sc.decode_nrlat(second, 2, nb, (0, 1, 2)) == {0: (40, (1, 3)), 1: (5, (1, 0)), 2: (90, (0, 9))}
+    second[3:6] = [5, 1, 0]  # syscall 1 timed for the first time (on CPU 0)
+    now = sc.decode_nrlat(second, 3, nb, (0, 1, 2), before=(first, was))
+    assert now == sc.decode_nrlat(second, 3, nb, (0, 1, 2)) == {0: (40, (1, 3)), 1: (5, (1, 0)), 2: (90, (0, 9))}
     assert now[0] is was[0] and now[2] is not was[2]
-    assert sc.decode_nrlat(second, 2, nb, (2,), before=(first, was)) == {2: (90, (0, 9))}  # only those asked
+    assert sc.decode_nrlat(second, 3, nb, (2,), before=(first, was)) == {2: (90, (0, 9))}  # only those asked
     # a read of another size (the array was made anew): nothing is taken from before
-    assert sc.decode_nrlat(second[:12], 2, nb, (0, 1), before=(first, was)) == {0: (40, (1, 3)), 1: (5, (1, 0))}
+    assert sc.decode_nrlat(second[:9], 3, nb, (0, 1), before=(first, was)) == {0: (30, (0, 3)), 1: (5, (1, 0))}
 
 
 def test_join_nr_keeps_the_tuple_of_a_syscall_that_did_not_change():
@@ -144,12 +145,11 @@ def test_cumulative_short_read_gains_nothing_and_lowers_nothing():
     assert "a" in c.prev
 
 
-def _owners(ncpu: int, slots: dict[tuple[int, int], tuple]) -> bytes:
-    """A per-CPU ``owners`` array as read: {(nr, cpu): (tgid, count, errors, lat, timed, comm)}."""
-    top = max(nr for nr, _ in slots) + 1
+def _owners(ncpu: int, nnr: int, slots: dict[tuple[int, int], tuple]) -> bytes:
+    """The per-CPU table ``owners`` as read: {(nr, cpu): (tgid, count, errors, lat, timed, comm)}."""
     out = bytearray()
-    for nr in range(top):
-        for cpu in range(ncpu):
+    for cpu in range(ncpu):  # CPU after CPU (bpf/ktop.h's per-CPU tables)
+        for nr in range(nnr):
             tgid, count, errors, lat, timed, comm = slots.get((nr, cpu), (0, 0, 0, 0, 0, b""))
             out += sc._OWNER.pack(tgid, 0, count, errors, lat, timed, comm)
     return bytes(out)
@@ -157,9 +157,9 @@ def _owners(ncpu: int, slots: dict[tuple[int, int], tuple]) -> bytes:
 
 def test_merge_owners_adds_each_cpus_pending_calls():
     procs = {(7, 110): (100, 0, 0, 0, b"loop")}
-    raw = _owners(2, {(110, 0): (7, 5, 0, 50, 5, b"loop"), (110, 1): (8, 3, 1, 0, 0, b"other"),
+    raw = _owners(2, 128, {(110, 0): (7, 5, 0, 50, 5, b"loop"), (110, 1): (8, 3, 1, 0, 0, b"other"),
                       (2, 1): (9, 0, 0, 0, 0, b"idle")})
-    pending = sc.merge_owners(procs, raw, 2)
+    pending = sc.merge_owners(procs, raw, 128)
     assert pending == {(7, 110), (8, 110)}  # a slot with no calls is not pending
     assert procs == {(7, 110): (105, 0, 50, 5, b"loop"), (8, 110): (3, 1, 0, 0, b"other" + bytes(11))}
 

@@ -56,6 +56,7 @@ BPF_ANY = 0
 BPF_NOEXIST = 1
 BPF_EXIST = 2
 BPF_F_NO_PREALLOC = 1
+BPF_F_MMAPABLE = 1 << 10  # an array user space can mmap (Linux 5.5)
 
 # The kernel's own ENOTSUPP (not in errno): what it says for a map type lacking a command.
 ENOTSUPP = 524

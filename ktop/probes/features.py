@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import importlib.util
+import mmap
 import os
 import platform
 import sys
@@ -197,6 +198,25 @@ def ringbuf_supported() -> bool | None:
     return _bpf_map_create(bpfsys.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096) == 0
 
 
+@functools.lru_cache(maxsize=1)
+def mmapable_arrays() -> bool:
+    """Whether an array map can be made mmap-able here (BPF_F_MMAPABLE, Linux 5.5) and mapped:
+    user space then reads it with no system call."""
+    if bpf_syscall() != 0:
+        return False
+    try:
+        fd = bpfsys.create_map(bpfsys.BPF_MAP_TYPE_ARRAY, 4, 8, 1, flags=bpfsys.BPF_F_MMAPABLE)
+    except OSError:
+        return False
+    try:
+        mmap.mmap(fd, 8, mmap.MAP_SHARED, mmap.PROT_READ).close()
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def bcc_available() -> bool:
     return importlib.util.find_spec("bcc") is not None
 
@@ -251,6 +271,9 @@ def checks() -> list[Check]:
     out.append(Check("map batch reads", bool(batch), {True: "BPF_MAP_LOOKUP_BATCH: one system call per map per tick",
                                                      False: "not in this kernel (Linux 5.6+): one lookup per key",
                                                      None: "cannot tell without bpf(2)"}[batch]))
+    mm = mmapable_arrays()
+    out.append(Check("mmap-able maps", mm, "BPF_F_MMAPABLE: the syscalls counters are read with no system call"
+                     if mm else "not in this kernel (Linux 5.5+): the syscalls counters are read by system call"))
     out.append(Check("build helpers", True, f"{sys.executable} -m ktop.probes.helper compiles each probe and hands "
                      "its fds over a Unix socket; ktop itself never loads libbcc or LLVM"))
     out.append(Check("compile cache", True, compile_cache_detail()))

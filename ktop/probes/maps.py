@@ -6,12 +6,15 @@ system calls and two copies, and no Python object per entry. Older kernels,
 and map types without batch operations, fall back to GET_NEXT_KEY and one
 lookup per key. Values come back as raw bytes; per-CPU values hold one slot of
 ``stride`` bytes per possible CPU, which the pure helpers at the end decode.
+An array made mmap-able (BPF_F_MMAPABLE) is read from its memory, mapped into
+ktop's once: no system call at all (:meth:`Map.array_values`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import os
 import threading
 from array import array
@@ -61,6 +64,10 @@ class Map:
         # Buffers come with the first batch read: a program's scratch and in-flight maps
         # (spawn's 2.9 MB `pending`) are never read from user space.
         self._chunk = 0
+        # An mmap-able array's values, mapped at its first array_values(); None: not (yet) mapped.
+        self.mmapable = info.type == bpfsys.BPF_MAP_TYPE_ARRAY and bool(info.map_flags & bpfsys.BPF_F_MMAPABLE) \
+            and info.value_size % 8 == 0  # the kernel lays values out 8-byte aligned
+        self._mapped: Optional[mmap.mmap] = None
 
     def __repr__(self) -> str:
         return f"Map({self.name!r}, fd={self.fd}, type={self.type}, max_entries={self.max_entries})"
@@ -281,7 +288,25 @@ class Map:
                 values.append(value)
         return b"".join(keys), b"".join(values), len(keys)
 
+    def array_values(self) -> bytes:
+        """An array's values in index order, copied at once (a consistent u64 each): from its memory
+        where the map is mmap-able (no system call: a 512-entry array's batch read takes ~0.15 ms
+        on 6.18, this a few us), else by :meth:`read_all`."""
+        if self.mmapable:
+            if self._mapped is None:
+                try:
+                    self._mapped = mmap.mmap(self.fd, self.max_entries * self.value_size, mmap.MAP_SHARED,
+                                             mmap.PROT_READ)
+                except OSError:
+                    self.mmapable = False  # read by system call from now on
+            if self._mapped is not None:
+                return self._mapped[:]
+        return self.read_all()[1]
+
     def close(self) -> None:
+        if self._mapped is not None:
+            self._mapped.close()
+            self._mapped = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -3,14 +3,17 @@
 ``raw_syscalls:sys_enter``/``sys_exit`` as raw tracepoints where the kernel
 has them (``BPF.support_raw_tracepoint()``), else as regular tracepoints.
 The kernel program (bpf/syscalls.bpf.c) keeps cumulative counters: per
-syscall number (per-CPU array: calls, errors, latency total and log2
+syscall number (per-CPU tables: calls, errors, latency total and log2
 histogram), per (process, syscall) (a hash, added to atomically) and per
 (process, syscall, errno) (a per-CPU hash). Each tick this adapter reads
 them all, takes differences from the previous read, and evicts the
 (process, syscall) keys that stayed idle for a tick: the maps stay small
-and no increment is lost to a read-and-clear race.
+and no increment is lost to a read-and-clear race. The per-CPU tables
+(``KTOP_CPU_TABLE`` in bpf/ktop.h) are arrays ktop maps into its memory where
+the kernel allows (Linux 5.5): read with no system call, where a per-CPU
+array of 512 entries took ~0.15 ms a read.
 
-Per (process, syscall), the kernel sums each CPU's calls in a per-CPU array
+Per (process, syscall), the kernel sums each CPU's calls in a per-CPU table
 slot owned by one process (``owners``) and moves them to the ``procs`` hash
 only when another process takes the slot, so the hot path has no hash
 lookup; each tick reads ``procs`` first, then ``owners``, and adds them
@@ -46,6 +49,7 @@ import struct
 import time
 from array import array
 from collections import defaultdict
+from functools import lru_cache
 from itertools import compress
 from typing import Iterable, Mapping, Optional, Sequence
 
@@ -103,40 +107,39 @@ def merge_nr(per_cpu: Iterable[Sequence[int]], nbuckets: int = NBUCKETS) -> LatC
     return (sums[0], tuple(sums[1:1 + nbuckets]))
 
 
-def decode_nrstats(flat: Sequence[int], ncpu: int) -> dict[int, tuple[int, int]]:
-    """The per-CPU ``nrstats`` array read in one go (a flat run of u64: entry, then CPU, then
-    count and errors) to {nr: (calls, errors)} for the numbers ever called."""
-    counts, errors = flat[0::NR_FIELDS], flat[1::NR_FIELDS]  # one per (nr, cpu)
-    if ncpu == 1:
-        return {nr: (c, errors[nr]) for nr, c in enumerate(counts) if c}
-    called = sorted({i // ncpu for i in compress(range(len(counts)), counts)})  # at C speed
-    return {nr: (sum(counts[nr * ncpu:(nr + 1) * ncpu]), sum(errors[nr * ncpu:(nr + 1) * ncpu])) for nr in called}
+def decode_nrstats(flat: Sequence[int], nnr: int) -> dict[int, tuple[int, int]]:
+    """The per-CPU table ``nrstats`` (bpf/ktop.h) read in one go, a flat run of u64 (CPU, then
+    syscall number: ``nnr`` entries a CPU, then count and errors), to {nr: (calls, errors)} for the
+    numbers ever called."""
+    counts, errors = flat[0::NR_FIELDS], flat[1::NR_FIELDS]  # one per (cpu, nr)
+    called = sorted({i % nnr for i in compress(range(len(counts)), counts)})  # at C speed
+    return {nr: (sum(counts[nr::nnr]), sum(errors[nr::nnr])) for nr in called}
 
 
-def decode_nrlat(flat: Sequence[int], ncpu: int, nbuckets: int, nrs: Iterable[int],
+def decode_nrlat(flat: Sequence[int], nnr: int, nbuckets: int, nrs: Iterable[int],
                  before: Optional[tuple[Sequence[int], Mapping[int, LatCum]]] = None) -> dict[int, LatCum]:
-    """The per-CPU ``nrlat`` array (entry, then CPU, then lat_ns and the buckets) to {nr: (lat_ns,
-    hist)} for the numbers in ``nrs`` that were ever timed.
+    """The per-CPU table ``nrlat`` (CPU, then syscall number: ``nnr`` entries a CPU, then lat_ns and
+    the buckets) to {nr: (lat_ns, hist)} for the numbers in ``nrs`` that were ever timed.
 
     ``before``: the previous read and what it decoded to. A syscall whose words did not change
     keeps its totals (the same object): of the ~40 numbers a machine has called, a window times
     a dozen.
     """
     nf = 1 + nbuckets  # struct nr_lat: lat_ns, hist[NBUCKETS]
-    stride = nf * ncpu
+    cpu_words = nnr * nf  # a CPU's part
     old_flat, old = before if before is not None else ((), {})
     same = len(old_flat) == len(flat)
     out: dict[int, LatCum] = {}
     for nr in nrs:
-        base = nr * stride
-        block = flat[base:base + stride]
-        if not any(block):
+        starts = range(nr * nf, len(flat), cpu_words)  # the syscall's entry on each CPU
+        rows = [flat[i:i + nf] for i in starts]
+        if not any(map(any, rows)):
             continue
         kept = old.get(nr) if same else None
-        if kept is not None and old_flat[base:base + stride] == block:
+        if kept is not None and all(old_flat[i:i + nf] == row for i, row in zip(starts, rows)):
             out[nr] = kept
         else:
-            out[nr] = merge_nr((block[c * nf:(c + 1) * nf] for c in range(ncpu)), nbuckets)
+            out[nr] = merge_nr(rows, nbuckets)
     return out
 
 
@@ -159,6 +162,11 @@ def join_nr(counts: Mapping[int, tuple[int, int]], lats: Mapping[int, LatCum],
     return out
 
 
+@lru_cache(maxsize=4)
+def _zeros(n: int) -> tuple[int, ...]:
+    return (0,) * n
+
+
 def nr_deltas(cur: Mapping[int, NrCum], prev: Mapping[int, NrCum]) -> dict[int, NrCum]:
     """This interval's counts per syscall from two cumulative reads (changed ones only)."""
     out = {}
@@ -169,7 +177,8 @@ def nr_deltas(cur: Mapping[int, NrCum], prev: Mapping[int, NrCum]) -> dict[int, 
         if p is None:
             out[nr] = c
             continue
-        hist = tuple(max(0, a - b) for a, b in zip(c[3], p[3]))
+        # the same histogram object (no latency read since): a zero one, not 32 subtractions
+        hist = _zeros(len(c[3])) if c[3] is p[3] else tuple(max(0, a - b) for a, b in zip(c[3], p[3]))
         out[nr] = (max(0, c[0] - p[0]), max(0, c[1] - p[1]), max(0, c[2] - p[2]), hist)
     return out
 
@@ -183,8 +192,9 @@ def unpack_procs(keys: bytes, values: bytes, n: int) -> dict[tuple[int, int], Pr
                     _PROC_VAL.iter_unpack(values[:n * _PROC_VAL.size])))
 
 
-def merge_owners(procs: dict[tuple[int, int], ProcCum], raw: bytes, ncpu: int) -> set[tuple[int, int]]:
-    """Adds the per-CPU ``owners`` array (read after ``procs``) into ``procs``, in place.
+def merge_owners(procs: dict[tuple[int, int], ProcCum], raw: bytes, nnr: int) -> set[tuple[int, int]]:
+    """Adds the per-CPU table ``owners`` (CPU, then syscall number: ``nnr`` entries a CPU), read
+    after ``procs``, into ``procs``, in place.
 
     Returns the (tgid, nr) keys that still have calls in an owner slot: they
     must not be evicted from ``procs``, or those calls would count again.
@@ -192,12 +202,10 @@ def merge_owners(procs: dict[tuple[int, int], ProcCum], raw: bytes, ncpu: int) -
     flat = array("Q")
     flat.frombytes(raw[:len(raw) // 8 * 8])
     pending = set()
-    counts = flat[1::_OWNER_WORDS]  # owner_t.count of every (nr, cpu)
-    for i, c in enumerate(counts):
-        if not c:
-            continue
+    counts = flat[1::_OWNER_WORDS]  # owner_t.count of every (cpu, nr)
+    for i in compress(range(len(counts)), counts):
         tgid, _pad, count, errors, lat, timed, comm = _OWNER.unpack_from(raw, i * _OWNER.size)
-        key = (tgid, i // ncpu)
+        key = (tgid, i % nnr)
         pending.add(key)
         old = procs.get(key)
         if old is None:
@@ -417,12 +425,15 @@ class SyscallsProbe(ProbeWorker):
         x = self.options.extra
         flags += [
             f"-DMAX_NR={self.max_nr}",
+            f"-DKTOP_NCPU={bpfsys.possible_cpus()}",  # the parts of the per-CPU tables (bpf/ktop.h)
             f"-DNBUCKETS={NBUCKETS}",
             f"-DMAX_PROCS={int(x.get('syscalls_max_procs', MAX_PROCS))}",
             f"-DMAX_ERRS={int(x.get('syscalls_max_errs', MAX_ERRS))}",
             f"-DMAX_THREADS={int(x.get('syscalls_max_threads', MAX_THREADS))}",
         ]
         flags += special_flags(self.table)
+        if features.mmapable_arrays():
+            flags.append("-DKTOP_MMAPABLE")  # read by mmap, not by system call
         if self.mode == "sampled" and not self.use_raw():
             self.mode = "on"  # ktop attaches raw tracepoints only
         flags.append({"off": "-DNO_LATENCY", "on": "-DLAT_ALWAYS", "sampled": "-DLAT_ON_DEMAND"}[self.mode])
@@ -446,7 +457,7 @@ class SyscallsProbe(ProbeWorker):
     def attached(self, loaded) -> None:
         self.attach = "raw_tracepoint" if self._raw else "tracepoint"
         self._maps = {name: loaded[name] for name in ("stats", "nrstats", "nrlat", "procs", "errs", "owners")}
-        self._ncpu = self._maps["owners"].ncpu  # a per-CPU map: the number of possible CPUs
+        self._ncpu = self._maps["errs"].ncpu  # a per-CPU map: the number of possible CPUs
         if self.mode == "sampled":
             self._maps["gate"] = loaded["gate"]
             self._lat_progs = {fn: loaded.progs[fn] for fn, _tp in LAT_PROGS}
@@ -473,13 +484,13 @@ class SyscallsProbe(ProbeWorker):
         """Calls and errors every tick (16 bytes a syscall and CPU); latency (264 bytes) only after
         a tick a window was open in (one in WINDOW_EVERY when sampled, never when off)."""
         flat = array("Q")
-        flat.frombytes(self._maps["nrstats"].read_all()[1])
-        counts = decode_nrstats(flat, self._ncpu)
+        flat.frombytes(self._maps["nrstats"].array_values())
+        counts = decode_nrstats(flat, self.max_nr)
         if self.mode == "on" or self._lat_pending:
             self._lat_pending = bool(self._window)  # still open: its calls go on being timed
             flat = array("Q")
-            flat.frombytes(self._maps["nrlat"].read_all()[1])
-            self._lat = decode_nrlat(flat, self._ncpu, NBUCKETS, counts, self._lat_before)
+            flat.frombytes(self._maps["nrlat"].array_values())
+            self._lat = decode_nrlat(flat, self.max_nr, NBUCKETS, counts, self._lat_before)
             self._lat_before = (flat, self._lat)
         return join_nr(counts, self._lat, self._prev_nr)
 
@@ -561,7 +572,7 @@ class SyscallsProbe(ProbeWorker):
         ncpu = self._ncpu
         k, v, n = self._maps["procs"].read_all()
         cur = unpack_procs(k, v, n)
-        pending = merge_owners(cur, self._maps["owners"].read_all()[1], ncpu)  # after procs: see merge_owners
+        pending = merge_owners(cur, self._maps["owners"].array_values(), self.max_nr)  # after procs: see merge_owners
         procs = self._procs.step(cur, lambda keys: self._evict(
             "procs", keys, _PROC_KEY, lambda kb, vb: unpack_procs(kb, vb, 1)), keep=pending)
         k, v, n = self._maps["errs"].read_all()
