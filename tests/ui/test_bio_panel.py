@@ -301,13 +301,13 @@ async def test_new_chart_data_repaints_only_the_lines_it_changed(monkeypatch):
         heat.set_data(cols, "latency over time", nslots=N)
         await pilot.pause()
         regions: list = []
-        refresh = heat.refresh
+        set_dirty = heat._set_dirty  # what refresh() and ktop's repaint() both mark
 
         def spy(*r, **kw):
             regions.append((r, kw))
-            return refresh(*r, **kw)
+            return set_dirty(*r, **kw)
 
-        monkeypatch.setattr(heat, "refresh", spy)
+        monkeypatch.setattr(heat, "_set_dirty", spy)
         for new_cols, title in ((cols, "latency over time (60 ticks)"), (cols[1:] + [()], "same")):
             before = [list(heat.render_line(y)) for y in range(heat.size.height)]
             regions.clear()
@@ -318,6 +318,7 @@ async def test_new_chart_data_repaints_only_the_lines_it_changed(monkeypatch):
             assert len(regions) == 1 and not regions[0][1]
             assert [(r.x, r.y, r.width, r.height) for r in regions[0][0]] == [(0, y, heat.size.width, 1)
                                                                              for y in changed]
+            assert heat in app.screen._dirty_widgets  # drawn at the next frame, with no message
             heat._text_strips = None  # drawn again from nothing: the same lines
             assert [list(heat.render_line(y)) for y in range(heat.size.height)] == after
             await pilot.pause()

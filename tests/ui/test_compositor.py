@@ -136,3 +136,42 @@ async def test_without_textuals_expected_internals_every_widget_takes_textuals_w
         mine = table.render_lines(whole)
         table._styles_cache.clear()
         assert not table._plain_last and mine == table._styles_cache.render_widget(table, whole)
+
+
+async def _frames_after_ticks(monkeypatch, direct: bool) -> tuple[list[str], int]:
+    """The screen's lines after three ticks, and the Update messages the screen was posted."""
+    from textual import messages
+
+    from ktop.ui.widgets import lines
+
+    monkeypatch.setattr(lines, "_DIRECT_REPAINT", direct)
+    updates = []
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await show(app, pilot, fakes.snapshot())
+        post = app.screen.post_message
+
+        def spy(message):
+            if isinstance(message, messages.Update):
+                updates.append(message.widget)
+            return post(message)
+
+        monkeypatch.setattr(app.screen, "post_message", spy)
+        for i in range(1, 4):
+            await show(app, pilot, fakes.snapshot(t=fakes.T0 + i, cpu=(10.0 * i, 90.0 - i)))
+        await pilot.pause()
+        drawn = [strip.text for strip in app.screen._compositor.render_strips()]
+    return drawn, len(updates)
+
+
+async def test_a_repaint_goes_to_the_screen_with_no_message_and_draws_what_a_refresh_draws(monkeypatch):
+    """Rows, status lines and charts with new data reach the screen's set of widgets to draw
+    directly (ktop.ui.widgets.lines.repaint), not through a Prompt and an Update message each; the
+    frames are the same as Textual's own way draws."""
+    from ktop.ui.widgets import lines
+
+    assert lines._DIRECT_REPAINT  # Textual 8, pinned
+    direct, direct_updates = await _frames_after_ticks(monkeypatch, True)
+    textual, textual_updates = await _frames_after_ticks(monkeypatch, False)
+    assert direct == textual
+    assert textual_updates >= 6 and direct_updates < textual_updates // 3

@@ -18,6 +18,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.color import Color
+from textual.dom import NoScreen
 from textual.geometry import Region
 from textual.strip import Strip
 
@@ -121,7 +122,7 @@ class TextLines:
         width = self.size.width  # type: ignore[attr-defined]
         changed = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(old[3], new[3])) if a != b]
         if changed:
-            self.refresh(*changed)  # type: ignore[attr-defined]
+            repaint(self, *changed)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()  # type: ignore[misc]
@@ -142,7 +143,41 @@ def _textual_as_expected() -> bool:
         and hasattr(StylesCache, "get_inner_outer") and isinstance(getattr(probe.styles, "_cache_key", None), int)
 
 
+def _direct_repaint_possible() -> bool:
+    """Whether Textual's widgets and screens have the private parts :func:`repaint` uses."""
+    from textual.screen import Screen
+    from textual.widget import Widget
+
+    probe = Widget()
+    return all(hasattr(probe, name) for name in ("_set_dirty", "_layout_cache", "_rich_style_cache",
+                                                   "clear_cached_dimensions", "check_idle")) \
+        and "_dirty_widgets" in Screen.__init__.__code__.co_names
+
+
 _TEXTUAL_AS_EXPECTED = _textual_as_expected()
+_DIRECT_REPAINT = _direct_repaint_possible()
+
+
+def repaint(widget, *regions: Region) -> None:
+    """``widget.refresh(*regions)`` for new content of the same size and style (a row, a status
+    line, a chart's lines): the widget goes straight into its screen's set of widgets to draw at
+    the next frame. Textual's way posts the widget a Prompt, whose idle handler posts the screen an
+    Update: two messages and two task switches for each widget, about ten widgets a tick at idle.
+    Where Textual is not as this expects, or the widget is not on a screen, it is refresh()."""
+    if not _DIRECT_REPAINT or not widget.is_mounted:
+        widget.refresh(*regions)
+        return
+    try:
+        screen = widget.screen
+    except NoScreen:
+        widget.refresh(*regions)
+        return
+    widget._layout_cache.clear()  # what refresh() clears for a repaint
+    widget._set_dirty(*regions)
+    widget.clear_cached_dimensions()
+    widget._rich_style_cache.clear()
+    screen._dirty_widgets.add(widget)  # what the screen's Update handler does
+    screen.check_idle()
 
 
 class PlainLines:

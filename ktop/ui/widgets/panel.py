@@ -14,7 +14,7 @@ from textual.widgets import Input
 from ktop.model import Model
 from ktop.model.text import clean
 from ktop.snapshot import ProbeStatus
-from ktop.ui.widgets.lines import PlainLines, text_strip
+from ktop.ui.widgets.lines import PlainLines, repaint, text_strip
 from ktop.ui.widgets.table import KTable
 
 
@@ -189,7 +189,10 @@ class StatusLine(PlainLines, Widget):
         if key == self._last and not layout:
             return
         self._last = key
-        self.refresh(layout=self._set(content) or layout)
+        if self._set(content) or layout:
+            self.refresh(layout=True)
+        else:
+            repaint(self)
 
     def render(self) -> Text:
         return self._text

@@ -39,7 +39,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ktop.ui.widgets.lines import NULL, PlainLines, span_segments
+from ktop.ui.widgets.lines import NULL, PlainLines, repaint, span_segments
 
 HOLD_S = 2.0  # order frozen this long after the user moved the cursor
 
@@ -552,7 +552,7 @@ class KTable(PlainLines, ScrollView, can_focus=True):
             if changed and run_start is None:
                 run_start = i
             elif not changed and run_start is not None:
-                self.refresh(Region(0, run_start - top + 1, width, i - run_start))
+                repaint(self, Region(0, run_start - top + 1, width, i - run_start))
                 run_start = None
 
     # -- DataTable-compatible queries -------------------------------------
