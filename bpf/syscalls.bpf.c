@@ -22,9 +22,9 @@
  * Per (process, syscall), the hot path touches no hash: each CPU keeps, per
  * syscall number, the process whose calls it is summing (`owners`, a per-CPU
  * table: KTOP_CPU_TABLE in bpf/ktop.h) and adds them to the `procs` hash only
- * when another process makes that syscall on that CPU. User space reads `procs`, then `owners`,
- * and adds both: a flush in between can only make one read short (never
- * count twice), and the next read catches up.
+ * when another process makes that syscall on that CPU. User space reads
+ * `procs`, then `owners`, and adds both: a flush in between can only make one
+ * read short (never count twice), and the next read catches up.
  *
  * Knobs (-D):
  *   RAW_TP            use raw tracepoints (else TRACEPOINT_PROBE)

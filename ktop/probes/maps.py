@@ -64,7 +64,7 @@ class Map:
         # Buffers come with the first batch read: a program's scratch and in-flight maps
         # (spawn's 2.9 MB `pending`) are never read from user space.
         self._chunk = 0
-        # An mmap-able array's values, mapped at its first array_values(); None: not (yet) mapped.
+        # An mmap-able array (array_values reads its memory, mapped at the first call into _mapped).
         self.mmapable = info.type == bpfsys.BPF_MAP_TYPE_ARRAY and bool(info.map_flags & bpfsys.BPF_F_MMAPABLE) \
             and info.value_size % 8 == 0  # the kernel lays values out 8-byte aligned
         self._mapped: Optional[mmap.mmap] = None
@@ -289,9 +289,9 @@ class Map:
         return b"".join(keys), b"".join(values), len(keys)
 
     def array_values(self) -> bytes:
-        """An array's values in index order, copied at once (a consistent u64 each): from its memory
-        where the map is mmap-able (no system call: a 512-entry array's batch read takes ~0.15 ms
-        on 6.18, this a few us), else by :meth:`read_all`."""
+        """An array's values in index order, copied in one go: from its memory where the map is
+        mmap-able (no system call: a 512-entry array's batch read takes ~0.15 ms on 6.18, this a
+        few us), else by :meth:`read_all`."""
         if self.mmapable:
             if self._mapped is None:
                 try:
