@@ -132,30 +132,23 @@ class TextLines:
 _CLEAR = Color(0, 0, 0, 0)
 
 
-def _textual_as_expected() -> bool:
-    """Whether Textual's widgets have the private parts :class:`PlainLines` reads (Textual 8):
-    where not (another major version), every widget takes Textual's own way."""
+def _textual_as_expected() -> tuple[bool, bool]:
+    """Whether Textual's widgets have the private parts :class:`PlainLines` reads, and those
+    :func:`repaint` uses (Textual 8): where not (another major version), Textual's own way."""
     from textual._styles_cache import StylesCache
-    from textual.widget import Widget
-
-    probe = Widget()
-    return all(hasattr(probe, name) for name in ("_border_title", "_border_subtitle", "_styles_cache")) \
-        and hasattr(StylesCache, "get_inner_outer") and isinstance(getattr(probe.styles, "_cache_key", None), int)
-
-
-def _direct_repaint_possible() -> bool:
-    """Whether Textual's widgets and screens have the private parts :func:`repaint` uses."""
     from textual.screen import Screen
     from textual.widget import Widget
 
     probe = Widget()
-    return all(hasattr(probe, name) for name in ("_set_dirty", "_layout_cache", "_rich_style_cache",
-                                                   "clear_cached_dimensions", "check_idle")) \
+    plain = all(hasattr(probe, name) for name in ("_border_title", "_border_subtitle", "_styles_cache")) \
+        and hasattr(StylesCache, "get_inner_outer") and isinstance(getattr(probe.styles, "_cache_key", None), int)
+    direct = all(hasattr(probe, name) for name in ("_set_dirty", "_layout_cache", "_rich_style_cache",
+                                                     "clear_cached_dimensions", "check_idle")) \
         and "_dirty_widgets" in Screen.__init__.__code__.co_names
+    return plain, direct
 
 
-_TEXTUAL_AS_EXPECTED = _textual_as_expected()
-_DIRECT_REPAINT = _direct_repaint_possible()
+_TEXTUAL_AS_EXPECTED, _DIRECT_REPAINT = _textual_as_expected()
 
 
 def repaint(widget, *regions: Region) -> None:
